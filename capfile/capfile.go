@@ -1,0 +1,63 @@
+// Package capfile reads capture files in either format tcpdump and
+// Wireshark write: pcap (micro- or nanosecond, either byte order) and
+// pcapng, told apart by their magic number.
+package capfile
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// pcapngMagic is the block type of a pcapng section header.
+const pcapngMagic = 0x0A0D0D0A
+
+type packetReader interface {
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	LinkType() layers.LinkType
+}
+
+// Reader reads packets from a pcap or pcapng stream.
+type Reader struct {
+	r      packetReader
+	format string
+}
+
+// NewReader detects the format of r and reads its file header.
+func NewReader(r io.Reader) (*Reader, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("read file magic: %w", err)
+	}
+	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
+		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			return nil, fmt.Errorf("read pcapng section header: %w", err)
+		}
+		return &Reader{r: ng, format: "pcapng"}, nil
+	}
+	p, err := pcapgo.NewReader(br)
+	if err != nil {
+		return nil, fmt.Errorf("read pcap file header: %w", err)
+	}
+	return &Reader{r: p, format: "pcap"}, nil
+}
+
+// Format returns "pcap" or "pcapng".
+func (r *Reader) Format() string { return r.format }
+
+// LinkType returns the link type of the packets (of the first interface,
+// for pcapng).
+func (r *Reader) LinkType() layers.LinkType { return r.r.LinkType() }
+
+// ReadPacket returns the next packet; data is valid until the next call.
+// It returns io.EOF at the end of the file.
+func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, error) {
+	return r.r.ZeroCopyReadPacketData()
+}

@@ -1,0 +1,32 @@
+// Package capture defines what every sinkd input yields: packets with a
+// receive time, the sender's address and their full length.
+package capture
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Packet is one received datagram or frame. Data may be shorter than Length
+// when the input truncated it (snaplen); it is only valid until the next
+// Read on the Source that returned it.
+type Packet struct {
+	Data      []byte
+	Length    int
+	Timestamp time.Time
+	Src       netip.AddrPort
+}
+
+// Source is a stream of packets read in batches.
+type Source interface {
+	// Read blocks until at least one packet is available and returns up to
+	// max of them. It returns an error wrapping os.ErrDeadlineExceeded when
+	// the read deadline passes first, and io.EOF when the input is finished.
+	Read(max int) ([]Packet, error)
+	// SetReadDeadline makes a blocked or future Read return at t; a time in
+	// the past wakes a blocked Read at once.
+	SetReadDeadline(t time.Time) error
+	// Drops reports packets the kernel dropped before they could be read.
+	Drops() (uint64, error)
+	Close() error
+}

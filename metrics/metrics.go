@@ -1,0 +1,137 @@
+// Package metrics exposes sinkd's accounting to Prometheus and serves the
+// health endpoints an orchestrator probes.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/sink"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// StatsFunc returns a snapshot of the engine's accounting.
+type StatsFunc func() sink.Stats
+
+// Collector turns engine snapshots into metrics at scrape time, so the
+// kernel's running drop count is read fresh on every scrape.
+type Collector struct {
+	stats         StatsFunc
+	receiveBuffer float64
+	logger        *slog.Logger
+
+	received, written, bytes, malformed, truncated *prometheus.Desc
+	dropped, socketDrops, rotated, writeErrors     *prometheus.Desc
+	rcvBuf                                         *prometheus.Desc
+}
+
+// NewCollector returns a collector over stats. receiveBuffer is the socket
+// buffer the kernel granted, in bytes.
+func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("sinkd_"+name, help, labels, nil)
+	}
+	return &Collector{
+		stats:         stats,
+		receiveBuffer: float64(receiveBuffer),
+		logger:        logger,
+		received:      d("packets_received_total", "Packets read from the input."),
+		written:       d("packets_written_total", "Inner frames written to capture files."),
+		bytes:         d("bytes_written_total", "Bytes written to capture files, headers included."),
+		malformed:     d("packets_malformed_total", "Packets that were not valid envelopes, by reason.", "reason"),
+		truncated:     d("packets_truncated_total", "Written packets cut to the snap length."),
+		dropped:       d("packets_dropped_total", "Received packets lost inside sinkd, by reason.", "reason"),
+		socketDrops:   d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
+		rotated:       d("files_rotated_total", "Capture files closed to start the next."),
+		writeErrors:   d("write_errors_total", "Failed writes or file creations."),
+		rcvBuf:        d("socket_receive_buffer_bytes", "Receive buffer the kernel granted to the socket."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.truncated,
+		c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.received, s.Received)
+	counter(c.written, s.Written)
+	counter(c.bytes, s.BytesWritten)
+	for r := decap.OK + 1; r < decap.NumReasons; r++ {
+		counter(c.malformed, s.Malformed[r], r.String())
+	}
+	counter(c.truncated, s.Truncated)
+	counter(c.dropped, s.WriteDropped, "write_error")
+	if s.KernelDropsErr == nil {
+		counter(c.socketDrops, s.KernelDrops)
+	} else {
+		c.logger.Warn("cannot read the socket drop count", "err", s.KernelDropsErr)
+	}
+	counter(c.rotated, s.Rotations)
+	counter(c.writeErrors, s.WriteErrors)
+	ch <- prometheus.MustNewConstMetric(c.rcvBuf, prometheus.GaugeValue, c.receiveBuffer)
+}
+
+// Server serves /metrics, /healthz and /readyz.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds addr now, so that a busy port fails at start-up, and serves
+// in the background. ready reports whether the capture is running.
+func Listen(addr string, c prometheus.Collector, ready func() bool, logger *slog.Logger) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not capturing", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the server, letting a scrape in flight finish.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
