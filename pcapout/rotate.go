@@ -147,6 +147,7 @@ func (r *Rotator) openNext() error {
 			return err
 		}
 	}
+	out.buf = make([]byte, 0, r.opts.FlushBytes+r.opts.SnapLen+16)
 	enc := pcapgo.NewWriterNanos(out)
 	if err := enc.WriteFileHeader(uint32(r.opts.SnapLen), r.opts.LinkType); err != nil {
 		return fmt.Errorf("write header of %s: %w", out.name, err)

@@ -1,0 +1,313 @@
+package pcapout
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// clock is a settable time source for -G tests.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// frame returns a distinct frame of n bytes for packet number i.
+func frame(i, n int) []byte {
+	b := bytes.Repeat([]byte{byte(i)}, n)
+	copy(b, fmt.Sprintf("%08d", i))
+	return b
+}
+
+type record struct {
+	data   []byte
+	length int
+	ts     time.Time
+}
+
+// readAll reads a capture file back and fails the test if it is not a
+// complete pcap.
+func readAll(t *testing.T, name string) []record {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := capfile.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if r.LinkType() != layers.LinkTypeEthernet {
+		t.Fatalf("%s: link type %v", name, r.LinkType())
+	}
+	var out []record
+	for {
+		data, ci, err := r.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s after %d packets: %v", name, len(out), err)
+		}
+		out = append(out, record{slices.Clone(data), ci.Length, ci.Timestamp})
+	}
+}
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cap.pcap")
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 10 << 10, FlushBytes: 4096, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	ts := time.Unix(1700000000, 123456789)
+	for i := range n {
+		r.WritePacket(ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
+	}
+	r.Close()
+	names := files(t, dir)
+	if len(names) < 5 {
+		t.Fatalf("files = %v, want several 10 KiB files", names)
+	}
+	var got []record
+	for i := range names {
+		name := "cap.pcap"
+		if i > 0 {
+			name = fmt.Sprintf("cap.pcap%d", i)
+		}
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("tcpdump naming: %v (have %v)", err, names)
+		}
+		if st.Size() > 10<<10 {
+			t.Errorf("%s is %d bytes, over the 10 KiB limit", name, st.Size())
+		}
+		got = append(got, readAll(t, filepath.Join(dir, name))...)
+	}
+	if len(got) != n {
+		t.Fatalf("read back %d packets, want %d", len(got), n)
+	}
+	for i, rec := range got {
+		if !bytes.Equal(rec.data, frame(i, 60+i*7%1400)) {
+			t.Fatalf("packet %d differs", i)
+		}
+		if !rec.ts.Equal(ts.Add(time.Duration(i))) {
+			t.Fatalf("packet %d timestamp %v, want nanosecond %v", i, rec.ts, ts.Add(time.Duration(i)))
+		}
+	}
+	st := r.Stats()
+	if st.Packets.Load() != n || st.Rotations.Load() != uint64(len(names)-1) || st.Dropped.Load() != 0 {
+		t.Errorf("stats packets=%d rotations=%d dropped=%d", st.Packets.Load(), st.Rotations.Load(), st.Dropped.Load())
+	}
+}
+
+func TestSizeRotationRing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ring")
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 4 << 10, FileCount: 3, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		r.WritePacket(time.Unix(int64(i), 0), frame(i, 1000), 1000)
+	}
+	r.Close()
+	if got, want := files(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+	// The newest packet is in the file the ring wrote last.
+	last := 0
+	for _, name := range []string{"ring0", "ring1", "ring2"} {
+		for _, rec := range readAll(t, filepath.Join(dir, name)) {
+			last = max(last, int(rec.ts.Unix()))
+		}
+	}
+	if last != 99 {
+		t.Errorf("newest packet in ring = %d, want 99", last)
+	}
+}
+
+func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	var hooked bytes.Buffer
+	hook := filepath.Join(t.TempDir(), "hook.sh")
+	log := filepath.Join(t.TempDir(), "hook.log")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$1\" >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(Options{Path: filepath.Join(dir, "t-%H%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
+		Interval: 10 * time.Second, PostRotate: hook, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.WritePacket(clk.t, frame(1, 100), 100)
+	if d := r.Deadline(); !d.Equal(clk.t.Add(10 * time.Second)) {
+		t.Fatalf("deadline = %v", d)
+	}
+	clk.t = clk.t.Add(5 * time.Second)
+	if err := r.Tick(); err != nil || len(files(t, dir)) != 1 {
+		t.Fatalf("rotated early: %v %v", err, files(t, dir))
+	}
+	// Two idle periods: each still produces its own (empty, valid) file.
+	for range 2 {
+		clk.t = clk.t.Add(10 * time.Second)
+		if err := r.Tick(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	want := []string{"t-030400.pcap", "t-030415.pcap", "t-030425.pcap"}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+	if n := len(readAll(t, filepath.Join(dir, want[0]))); n != 1 {
+		t.Errorf("first file has %d packets, want 1", n)
+	}
+	for _, name := range want[1:] {
+		if n := len(readAll(t, filepath.Join(dir, name))); n != 0 {
+			t.Errorf("%s has %d packets, want 0", name, n)
+		}
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooked.Write(b)
+	for _, name := range want {
+		if !strings.Contains(hooked.String(), filepath.Join(dir, name)) {
+			t.Errorf("-z hook did not run on %s; it ran on:\n%s", name, hooked.String())
+		}
+	}
+}
+
+func TestTimeRotationFileLimit(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	r, err := Open(Options{Path: filepath.Join(dir, "t-%M%S"), LinkType: layers.LinkTypeEthernet,
+		Interval: time.Second, FileCount: 2, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if err := r.Tick(); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if err := r.Tick(); !errors.Is(err, ErrFileLimit) {
+		t.Fatalf("third period: err = %v, want ErrFileLimit", err)
+	}
+	r.Close()
+	if got := files(t, dir); !slices.Equal(got, []string{"t-0400", "t-0401"}) {
+		t.Fatalf("files = %v", got)
+	}
+}
+
+func TestRotateOnDemandNumbersFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.pcap")
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r.WritePacket(time.Unix(1, 0), frame(i, 64), 64)
+		r.Rotate()
+	}
+	r.Close()
+	want := []string{"out.pcap", "out.pcap1", "out.pcap2", "out.pcap3"}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+	for i, name := range want {
+		if n := len(readAll(t, filepath.Join(dir, name))); (i < 3 && n != 1) || (i == 3 && n != 0) {
+			t.Errorf("%s has %d packets", name, n)
+		}
+	}
+}
+
+func TestSnapLenCutsButKeepsLength(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	r, err := Open(Options{Path: path, SnapLen: 96, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.WritePacket(time.Unix(1, 0), frame(1, 1500), 1500)
+	r.Close()
+	got := readAll(t, path)
+	if len(got) != 1 || len(got[0].data) != 96 || got[0].length != 1500 {
+		t.Fatalf("got %d packets, caplen %d, len %d; want 1, 96, 1500", len(got), len(got[0].data), got[0].length)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	link := filepath.Join(dir, "planted.pcap")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"missing directory", Options{Path: filepath.Join(dir, "no/such/dir.pcap")}, "no such file or directory"},
+		{"symlink in place of the file", Options{Path: link}, "too many levels of symbolic links"},
+		{"rotation to stdout", Options{Path: "-", FileSize: 1000}, "needs a file name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Logger = quietLogger()
+			_, err := Open(tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := os.Lstat(target); err == nil {
+		t.Error("the symlink's target was created")
+	}
+}
+
+func BenchmarkWritePacket(b *testing.B) {
+	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	data := frame(1, 1000)
+	ts := time.Now()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.WritePacket(ts, data, len(data))
+	}
+}

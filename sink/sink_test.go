@@ -1,0 +1,200 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/udpsource"
+	"github.com/gopacket/gopacket/layers"
+)
+
+type fixture struct {
+	eng  *Engine
+	src  *udpsource.Source
+	conn *net.UDPConn
+	dir  string
+	done chan error
+}
+
+func start(t *testing.T, cfg Config, opts pcapout.Options) *fixture {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	src, err := udpsource.Listen(context.Background(), udpsource.Config{Addr: netip.MustParseAddr("::1"), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	dir := t.TempDir()
+	opts.Path = filepath.Join(dir, "out.pcap")
+	opts.LinkType = layers.LinkTypeEthernet
+	opts.Logger = logger
+	out, err := pcapout.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(src.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cfg.Source, cfg.Output, cfg.Logger = src, out, logger
+	f := &fixture{eng: New(cfg), src: src, conn: conn, dir: dir, done: make(chan error, 1)}
+	go func() { f.done <- f.eng.Run() }()
+	return f
+}
+
+func (f *fixture) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-f.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine did not stop")
+	}
+}
+
+func countPackets(t *testing.T, name string) int {
+	t.Helper()
+	fh, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	r, err := capfile.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, _, err := r.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+}
+
+// eventually polls cond until it holds or a deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEveryPacketAccountedFor(t *testing.T) {
+	f := start(t, Config{}, pcapout.Options{})
+	frame := make([]byte, 60)
+	sent := 0
+	for i := range 300 {
+		payload := frame
+		if i%10 == 0 {
+			payload = frame[:i%14] // shorter than an Ethernet header
+		}
+		if _, err := f.conn.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	eventually(t, "all datagrams received", func() bool { return f.eng.Stats().Received == uint64(sent) })
+	f.eng.Stop()
+	f.wait(t)
+	s := f.eng.Stats()
+	if s.Malformed[decap.ShortFrame] != 30 || s.Written != 270 {
+		t.Errorf("malformed %d, written %d; want 30, 270", s.Malformed[decap.ShortFrame], s.Written)
+	}
+	if s.Received != s.Written+s.MalformedTotal()+s.WriteDropped {
+		t.Errorf("received %d != written %d + malformed %d + dropped %d", s.Received, s.Written, s.MalformedTotal(), s.WriteDropped)
+	}
+	if n := countPackets(t, filepath.Join(f.dir, "out.pcap")); n != 270 {
+		t.Errorf("file holds %d packets, want 270", n)
+	}
+}
+
+func TestCountStopsAtExactlyCount(t *testing.T) {
+	f := start(t, Config{Count: 100, BatchSize: 64}, pcapout.Options{})
+	for range 250 {
+		f.conn.Write(make([]byte, 64))
+	}
+	f.wait(t)
+	if n := countPackets(t, filepath.Join(f.dir, "out.pcap")); n != 100 {
+		t.Fatalf("file holds %d packets, want 100", n)
+	}
+	if s := f.eng.Stats(); s.Received != 100 {
+		t.Errorf("received %d; -c must not read past the count", s.Received)
+	}
+}
+
+func TestRotateAndStopWakeAnIdleEngine(t *testing.T) {
+	f := start(t, Config{}, pcapout.Options{})
+	eventually(t, "engine running", f.eng.Running)
+	f.eng.Rotate()
+	eventually(t, "rotation while idle", func() bool {
+		_, err := os.Stat(filepath.Join(f.dir, "out.pcap1"))
+		return err == nil
+	})
+	f.eng.Stop()
+	f.wait(t)
+}
+
+func TestClockRotationWhileIdle(t *testing.T) {
+	f := start(t, Config{}, pcapout.Options{Interval: time.Second, FileSize: 1 << 20})
+	eventually(t, "two rotations with no traffic", func() bool { return f.eng.Stats().Rotations >= 2 })
+	f.eng.Stop()
+	f.wait(t)
+}
+
+func BenchmarkEngine(b *testing.B) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	src, err := udpsource.Listen(context.Background(), udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	out, err := pcapout.Open(pcapout.Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(src.LocalAddr()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	payload := make([]byte, 1000)
+	for range min(b.N, 20000) {
+		conn.Write(payload)
+	}
+	if d, err := src.Drops(); err != nil || d > 0 {
+		b.Fatalf("the socket dropped %d datagrams before the run (%v)", d, err)
+	}
+	eng := New(Config{Source: src, Output: out, Count: uint64(min(b.N, 20000)), Logger: logger})
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := eng.Run(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if b.N > 20000 {
+		b.Skip("one socket buffer holds 20000 packets; raise -benchtime no further")
+	}
+}
