@@ -1,0 +1,404 @@
+// Package e2e runs the built binaries against each other and against the
+// tools operators use (tcpdump, tshark, capinfos, promtool), in network
+// namespaces of their own. It needs root.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: skipped, network namespaces need root")
+		os.Exit(0)
+	}
+	for _, tool := range []string{"ip", "tcpdump", "tshark", "capinfos", "promtool"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Printf("e2e: %s is missing; 'make test' installs it\n", tool)
+			os.Exit(1)
+		}
+	}
+	dir, err := os.MkdirTemp("", "dpcap-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Println("e2e: build failed:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// netns is a network namespace made for one test.
+type netns struct{ name string }
+
+var nsSeq atomic.Int32
+
+func newNS(t *testing.T) *netns {
+	t.Helper()
+	n := &netns{name: fmt.Sprintf("dpcap-e2e-%d-%d", os.Getpid(), nsSeq.Add(1))}
+	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "pids", n.name).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				// The test itself shows up when do() entered the namespace on
+				// the main thread, which Go parks instead of ending.
+				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		exec.Command("ip", "netns", "del", n.name).Run()
+	})
+	n.run(t, "ip", "link", "set", "lo", "up")
+	return n
+}
+
+func (n *netns) cmd(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// run runs a command in the namespace and fails the test if it fails.
+func (n *netns) run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := n.cmd(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// do runs fn on an OS thread that has entered the namespace, so sockets fn
+// opens live there. The thread is discarded afterwards.
+func (n *netns) do(t *testing.T, fn func()) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		f, err := os.Open("/run/netns/" + n.name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", n.name, err)
+			return
+		}
+		fn()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// link joins two namespaces with a veth pair addressed 2001:db8:1::1/64 and
+// 192.0.2.1/24 on a's side, ::2 and .2 on b's.
+func link(t *testing.T, a, b *netns, mtu int) {
+	t.Helper()
+	if out, err := exec.Command("ip", "link", "add", "e2e0", "netns", a.name, "mtu", strconv.Itoa(mtu),
+		"type", "veth", "peer", "name", "e2e0", "netns", b.name, "mtu", strconv.Itoa(mtu)).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add veth: %v: %s", err, out)
+	}
+	for i, n := range []*netns{a, b} {
+		n.run(t, "ip", "addr", "add", fmt.Sprintf("2001:db8:1::%d/64", i+1), "dev", "e2e0", "nodad")
+		n.run(t, "ip", "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", "e2e0")
+		n.run(t, "ip", "link", "set", "e2e0", "up")
+	}
+	// Resolve neighbours before any test traffic: packets sent while
+	// discovery is pending queue in a small per-neighbour buffer and drop.
+	for _, dst := range []string{"2001:db8:1::2", "192.0.2.2"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for a.cmd("ping", "-c", "1", "-W", "1", dst).Run() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("no path from %s to %s", a.name, dst)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// syncBuffer collects a process's output safely.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a running sinkd.
+type daemon struct {
+	ns     *netns
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	code   int
+}
+
+const metricsAddr = "127.0.0.1:9310"
+
+// startSinkd starts sinkd in ns and waits until /readyz answers 200.
+func startSinkd(t *testing.T, ns *netns, args ...string) *daemon {
+	t.Helper()
+	d := startSinkdNoWait(t, ns, args...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := d.get(t, "/readyz"); code == 200 {
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("sinkd exited with %d: %s", d.code, d.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sinkd not ready: %s", d.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func startSinkdNoWait(t *testing.T, ns *netns, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{ns: ns, cmd: ns.cmd(bin("sinkd"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.cmd.Wait()
+		d.code = d.cmd.ProcessState.ExitCode()
+		close(d.done)
+	}()
+	t.Cleanup(func() { d.cmd.Process.Kill(); <-d.done })
+	return d
+}
+
+// get fetches a path from sinkd's metrics listener inside its namespace.
+func (d *daemon) get(t *testing.T, path string) (code int, body string) {
+	t.Helper()
+	d.ns.do(t, func() {
+		c, err := net.DialTimeout("tcp", metricsAddr, time.Second)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: sinkd\r\n\r\n", path)
+		b, _ := io.ReadAll(c)
+		head, rest, _ := strings.Cut(string(b), "\r\n\r\n")
+		if f := strings.Fields(head); len(f) > 1 {
+			code, _ = strconv.Atoi(f[1])
+		}
+		body = rest
+	})
+	return code, body
+}
+
+// metrics scrapes /metrics into "name{labels}" → value.
+func (d *daemon) metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	code, body := d.get(t, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "sinkd_") {
+			i := strings.LastIndexByte(line, ' ')
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			m[line[:i]] = v
+		}
+	}
+	return m
+}
+
+// waitMetric polls until name reaches want.
+func (d *daemon) waitMetric(t *testing.T, name string, want float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := d.metrics(t)
+		if m[name] >= want {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v; stderr:\n%s", name, m[name], want, d.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends sig and waits for exit; it returns the exit code and stderr.
+func (d *daemon) stop(t *testing.T, sig syscall.Signal) (int, string) {
+	t.Helper()
+	d.cmd.Process.Signal(sig)
+	return d.wait(t)
+}
+
+func (d *daemon) wait(t *testing.T) (int, string) {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("sinkd did not exit: %s", d.stderr)
+	}
+	return d.code, d.stderr.String()
+}
+
+// replay sends file to sink from ns with dpcap replay.
+func replay(t *testing.T, ns *netns, sink, file string, args ...string) string {
+	t.Helper()
+	return ns.run(t, bin("dpcap"), append(append([]string{"replay", "--sink", sink}, args...), file)...)
+}
+
+// writePcap writes frames to a new Ethernet pcap file.
+func writePcap(t *testing.T, frames [][]byte) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "in.pcap")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)*1000), CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return name
+}
+
+// randomFrame returns an Ethernet frame of n bytes with random contents
+// after a fixed header, so that reordering or corruption shows.
+func randomFrame(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, []byte{0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x88, 0xb5}) // local experimental ethertype
+	return b
+}
+
+// readFrames reads a capture file with gopacket's reader and fails the test
+// if it is not complete.
+func readFrames(t *testing.T, name string) [][]byte {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := capfile.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var out [][]byte
+	for {
+		data, _, err := r.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s after %d packets: %v", name, len(out), err)
+		}
+		out = append(out, slices.Clone(data))
+	}
+}
+
+// checkWithTools has capinfos, tcpdump and tshark read a file and agree it
+// holds want packets.
+func checkWithTools(t *testing.T, name string, want int) {
+	t.Helper()
+	out, err := exec.Command("capinfos", "-c", "-M", "-T", "-r", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("capinfos %s: %v\n%s", name, err, out)
+	}
+	if f := strings.Fields(string(out)); len(f) < 2 || f[len(f)-1] != strconv.Itoa(want) {
+		t.Errorf("capinfos counts %q in %s, want %d", strings.TrimSpace(string(out)), name, want)
+	}
+	out, err = exec.Command("tcpdump", "--count", "-r", name).Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v", name, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != fmt.Sprintf("%d packets", want) {
+		t.Errorf("tcpdump --count reads %q from %s, want %d packets", got, name, want)
+	}
+	out, err = exec.Command("tshark", "-n", "-r", name, "-T", "fields", "-e", "frame.number").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", name, err)
+	}
+	if n := strings.Count(string(out), "\n"); n != want {
+		t.Errorf("tshark reads %d packets from %s, want %d", n, name, want)
+	}
+}
+
+// vmTraffic is the real capture shipped in testdata.
+const vmTraffic = "../testdata/vm-traffic.pcap"
+
+func vmFrames(t *testing.T) [][]byte { return readFrames(t, vmTraffic) }
+
+func equalFrames(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d frames, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("frame %d differs: got %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}
