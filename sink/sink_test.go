@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -30,7 +29,7 @@ type fixture struct {
 func start(t *testing.T, cfg Config, opts pcapout.Options) *fixture {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := udpsource.Listen(context.Background(), udpsource.Config{Addr: netip.MustParseAddr("::1"), Logger: logger})
+	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +114,13 @@ func TestEveryPacketAccountedFor(t *testing.T) {
 		}
 		sent++
 	}
-	eventually(t, "all datagrams received", func() bool { return f.eng.Stats().Received == uint64(sent) })
+	eventually(t, "all datagrams received", func() bool {
+		s := f.eng.Stats()
+		if s.KernelDrops > 0 {
+			t.Fatalf("the socket dropped %d datagrams", s.KernelDrops)
+		}
+		return s.Received == uint64(sent)
+	})
 	f.eng.Stop()
 	f.wait(t)
 	s := f.eng.Stats()
@@ -165,7 +170,7 @@ func TestClockRotationWhileIdle(t *testing.T) {
 
 func BenchmarkEngine(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := udpsource.Listen(context.Background(), udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
+	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}

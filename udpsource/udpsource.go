@@ -6,25 +6,42 @@
 // checksums over IPv6 are accepted (UDP_NO_CHECK6_RX; without it the kernel
 // drops every copy), each datagram gets a kernel receive timestamp
 // (SO_TIMESTAMPNS), and the receive buffer is forced past rmem_max
-// (SO_RCVBUFFORCE) to absorb bursts. Datagrams are read in batches with
-// recvmmsg into preallocated buffers.
+// (SO_RCVBUFFORCE) to absorb bursts.
+//
+// Datagrams are read in batches with a blocking recvmmsg into preallocated
+// buffers, outside Go's network poller: at a hundred thousand packets a
+// second the poller's park and wake-up cycle costs more than the reads.
+// After a short batch the reader sleeps briefly in the kernel, so that the
+// next read finds a full batch, as a NIC's interrupt moderation does.
 package udpsource
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
-	"syscall"
+	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/internal/mmsg"
 	"golang.org/x/sys/unix"
+)
+
+const (
+	// DefaultCoalesce is the pause after a short batch.
+	DefaultCoalesce = time.Millisecond
+	// minCoalesceBuffer is the smallest receive buffer that pauses: it
+	// holds over a millisecond of traffic at a million packets a second. A
+	// smaller one (rmem_max, when the buffer could not be forced) could
+	// overflow during the pause, so the reader then never pauses.
+	minCoalesceBuffer = 4 << 20
+	// pollInterval bounds how long a blocked Read takes to notice a new
+	// deadline or Close.
+	pollInterval = 20 * time.Millisecond
 )
 
 // Config says where and how to listen.
@@ -40,93 +57,112 @@ type Config struct {
 	SnapLen int
 	// BatchSize is the most datagrams one Read returns.
 	BatchSize int
-	Logger    *slog.Logger
+	// Coalesce is the pause after a short batch: DefaultCoalesce when zero,
+	// none when negative or when the receive buffer granted is small.
+	Coalesce time.Duration
+	Logger   *slog.Logger
 }
 
 // Source is a listening UDP socket. It implements capture.Source.
 type Source struct {
-	conn   *net.UDPConn
-	raw    syscall.RawConn
-	batch  *mmsg.Batch
-	pkts   []capture.Packet
-	recvFn func(fd uintptr) bool
-	max    int
-	n      int
-	err    error
-	rcvBuf int
-	forced bool
+	fd       int
+	batch    *mmsg.Batch
+	pkts     []capture.Packet
+	coalesce unix.Timespec
+	short    bool         // the last read drained the queue
+	deadline atomic.Int64 // unix nanoseconds; 0 for none
+	closed   atomic.Bool
+	local    netip.AddrPort
+	rcvBuf   int
 }
 
 // Listen opens the socket. A port already in use or an address not on this
 // host fails here, with the address in the error.
-func Listen(ctx context.Context, cfg Config) (*Source, error) {
+func Listen(cfg Config) (*Source, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 64
 	}
 	if cfg.SnapLen <= 0 || cfg.SnapLen > 65535 {
 		cfg.SnapLen = 65535
 	}
+	if cfg.Coalesce == 0 {
+		cfg.Coalesce = DefaultCoalesce
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Source{}
-	var optErr error
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		if err := c.Control(func(fd uintptr) { optErr = s.setOptions(int(fd), cfg) }); err != nil {
-			return err
-		}
-		return optErr
-	}}
-	network, host := "udp", ""
-	if cfg.Addr.IsValid() {
-		host = cfg.Addr.String()
-		if cfg.Addr.Is4() {
-			network = "udp4"
-		} else {
-			network = "udp6"
-		}
+	bind := netip.AddrPortFrom(cfg.Addr, cfg.Port)
+	if !cfg.Addr.IsValid() {
+		bind = netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Port)
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(int(cfg.Port)))
-	pc, err := lc.ListenPacket(ctx, network, addr)
+	family := unix.AF_INET6
+	if bind.Addr().Is4() {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("listen on udp %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on udp %s: socket: %w", bind, err)
 	}
-	s.conn = pc.(*net.UDPConn)
-	if s.raw, err = s.conn.SyscallConn(); err != nil {
-		s.conn.Close()
-		return nil, fmt.Errorf("listen on udp %s: %w", addr, err)
+	s := &Source{fd: fd}
+	if err := s.setOptions(cfg, family); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen on udp %s: %w", bind, err)
 	}
-	if !s.forced {
-		cfg.Logger.Warn("could not force the socket receive buffer (needs CAP_NET_ADMIN); bursts may be dropped",
-			"requested_bytes", cfg.BufferSize, "granted_bytes", s.rcvBuf)
+	sa := mmsg.Sockaddr(bind, family == unix.AF_INET6)
+	if _, _, errno := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&sa)), sockaddrLen(&sa)); errno != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen on udp %s: bind: %w", bind, errno)
+	}
+	if s.local, err = localAddr(fd); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen on udp %s: %w", bind, err)
+	}
+	if cfg.Coalesce > 0 && s.rcvBuf >= minCoalesceBuffer {
+		s.coalesce = unix.NsecToTimespec(cfg.Coalesce.Nanoseconds())
 	}
 	s.batch = mmsg.NewBatch(cfg.BatchSize, cfg.SnapLen)
 	s.pkts = make([]capture.Packet, cfg.BatchSize)
-	s.recvFn = s.recv
+	if cfg.BufferSize > 0 && s.rcvBuf < cfg.BufferSize {
+		cfg.Logger.Warn("could not force the socket receive buffer (needs CAP_NET_ADMIN); bursts may be dropped",
+			"requested_bytes", cfg.BufferSize, "granted_bytes", s.rcvBuf)
+	}
 	return s, nil
 }
 
-func (s *Source) setOptions(fd int, cfg Config) error {
-	// Zero-checksum IPv6 datagrams are what the NIC sends; accept them. The
-	// option exists for every UDP socket, so it also applies to udp4.
-	if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, 1); err != nil {
-		return fmt.Errorf("setsockopt UDP_NO_CHECK6_RX: %w", err)
+func (s *Source) setOptions(cfg Config, family int) error {
+	set := func(level, opt, v int, name string) error {
+		if err := unix.SetsockoptInt(s.fd, level, opt, v); err != nil {
+			return fmt.Errorf("setsockopt %s: %w", name, err)
+		}
+		return nil
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return fmt.Errorf("setsockopt SO_TIMESTAMPNS: %w", err)
+	if family == unix.AF_INET6 && !cfg.Addr.IsValid() {
+		// One socket for IPv6 and IPv4 senders.
+		if err := set(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0, "IPV6_V6ONLY"); err != nil {
+			return err
+		}
+	}
+	// Zero-checksum IPv6 datagrams are what the NIC sends; accept them.
+	if err := set(unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, 1, "UDP_NO_CHECK6_RX"); err != nil {
+		return err
+	}
+	if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
+		return err
+	}
+	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
+	if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("setsockopt SO_RCVTIMEO: %w", err)
 	}
 	if cfg.BufferSize > 0 {
 		// The kernel doubles the value it is given; ask for half.
 		half := cfg.BufferSize / 2
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, half); err == nil {
-			s.forced = true
-		} else if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, half); err != nil {
-			return fmt.Errorf("setsockopt SO_RCVBUF: %w", err)
+		if unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, half) != nil {
+			if err := set(unix.SOL_SOCKET, unix.SO_RCVBUF, half, "SO_RCVBUF"); err != nil {
+				return err
+			}
 		}
-	} else {
-		s.forced = true
 	}
-	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
 	if err != nil {
 		return fmt.Errorf("getsockopt SO_RCVBUF: %w", err)
 	}
@@ -134,35 +170,63 @@ func (s *Source) setOptions(fd int, cfg Config) error {
 	return nil
 }
 
+func sockaddrLen(sa *unix.RawSockaddrInet6) uintptr {
+	if sa.Family == unix.AF_INET {
+		return unix.SizeofSockaddrInet4
+	}
+	return unix.SizeofSockaddrInet6
+}
+
+func localAddr(fd int) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("getsockname: %w", err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)), nil
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("getsockname: unexpected address %T", sa)
+}
+
 // ReceiveBuffer returns the receive buffer size the kernel granted, in bytes.
 func (s *Source) ReceiveBuffer() int { return s.rcvBuf }
 
 // LocalAddr returns the address the socket is bound to.
-func (s *Source) LocalAddr() netip.AddrPort {
-	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+func (s *Source) LocalAddr() netip.AddrPort { return s.local }
 
-func (s *Source) recv(fd uintptr) bool {
+// Read implements capture.Source. It returns net.ErrClosed after Close.
+func (s *Source) Read(max int) ([]capture.Packet, error) {
+	if s.short && s.coalesce.Nsec > 0 {
+		// A raw call keeps the P: a millisecond is too short for the
+		// scheduler's hand-off to another thread to pay off.
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&s.coalesce)), 0, 0)
+	}
+	var n int
 	for {
-		s.n, s.err = s.batch.Recv(fd, s.max)
-		if s.err != unix.EINTR {
+		if s.closed.Load() {
+			return nil, net.ErrClosed
+		}
+		if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+			s.short = false
+			return nil, os.ErrDeadlineExceeded
+		}
+		var err error
+		// Blocks until one datagram arrives (or SO_RCVTIMEO passes), then
+		// takes whatever else is queued.
+		n, err = s.batch.Recv(uintptr(s.fd), max, unix.MSG_WAITFORONE)
+		if err == nil {
 			break
 		}
+		if !mmsg.Temporary(err) {
+			return nil, fmt.Errorf("recvmmsg: %w", err)
+		}
 	}
-	return s.err != unix.EAGAIN
-}
-
-// Read implements capture.Source.
-func (s *Source) Read(max int) ([]capture.Packet, error) {
-	s.max = max
-	if err := s.raw.Read(s.recvFn); err != nil {
-		return nil, err
-	}
-	if s.err != nil {
-		return nil, fmt.Errorf("recvmmsg: %w", s.err)
-	}
+	s.short = n < max
 	var now time.Time
-	for i := 0; i < s.n; i++ {
+	for i := range n {
 		p := &s.pkts[i]
 		p.Data, p.Length = s.batch.Received(i)
 		p.Src = s.batch.Source(i)
@@ -174,41 +238,44 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 			p.Timestamp = now
 		}
 	}
-	return s.pkts[:s.n], nil
+	return s.pkts[:n], nil
 }
 
-// SetReadDeadline implements capture.Source.
-func (s *Source) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
+// SetReadDeadline implements capture.Source. A blocked Read notices the
+// change within pollInterval.
+func (s *Source) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		s.deadline.Store(0)
+	} else {
+		s.deadline.Store(t.UnixNano())
+	}
+	return nil
+}
 
 // Drops implements capture.Source with the kernel's count of datagrams
 // dropped on this socket (SO_MEMINFO), mostly for a full receive buffer.
 func (s *Source) Drops() (uint64, error) {
-	var drops uint32
-	var cerr error
-	err := s.raw.Control(func(fd uintptr) {
-		var info [unix.SK_MEMINFO_VARS]uint32
-		l := uint32(len(info) * 4)
-		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&l)), 0)
-		if errno != 0 {
-			cerr = errno
-			return
-		}
-		drops = info[unix.SK_MEMINFO_DROPS]
-	})
-	if err == nil {
-		err = cerr
+	if s.closed.Load() {
+		return 0, net.ErrClosed
 	}
-	if err != nil {
-		return 0, fmt.Errorf("getsockopt SO_MEMINFO: %w", err)
+	var info [unix.SK_MEMINFO_VARS]uint32
+	l := uint32(len(info) * 4)
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 {
+		return 0, fmt.Errorf("getsockopt SO_MEMINFO: %w", errno)
 	}
-	return uint64(drops), nil
+	return uint64(info[unix.SK_MEMINFO_DROPS]), nil
 }
 
-// Close implements capture.Source.
+// Close implements capture.Source. Call it once no Read is running: wake a
+// blocked Read with SetReadDeadline first.
 func (s *Source) Close() error {
-	if err := s.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := unix.Close(s.fd); err != nil && !errors.Is(err, unix.EBADF) {
+		return fmt.Errorf("close udp socket: %w", err)
 	}
 	return nil
 }

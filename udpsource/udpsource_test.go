@@ -2,7 +2,6 @@ package udpsource
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,7 +16,7 @@ func listen(t testing.TB, cfg Config) *Source {
 	t.Helper()
 	cfg.Addr = netip.MustParseAddr("::1")
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := Listen(context.Background(), cfg)
+	s, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +113,11 @@ func TestDropsCountsOverflow(t *testing.T) {
 
 func TestListenErrors(t *testing.T) {
 	s := listen(t, Config{})
-	_, err := Listen(context.Background(), Config{Addr: netip.MustParseAddr("::1"), Port: s.LocalAddr().Port()})
+	_, err := Listen(Config{Addr: netip.MustParseAddr("::1"), Port: s.LocalAddr().Port()})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("address already in use")) {
 		t.Fatalf("second listener on the same port: err = %v", err)
 	}
-	_, err = Listen(context.Background(), Config{Addr: netip.MustParseAddr("192.0.2.77"), Port: 3010})
+	_, err = Listen(Config{Addr: netip.MustParseAddr("192.0.2.77"), Port: 3010})
 	if err == nil {
 		t.Fatal("listening on an address this host does not have succeeded")
 	}
@@ -148,5 +147,16 @@ func BenchmarkRead(b *testing.B) {
 			got += len(pkts)
 		}
 		done += burst
+	}
+}
+
+func TestCoalesceOnlyWithALargeBuffer(t *testing.T) {
+	small := listen(t, Config{BufferSize: 64 << 10})
+	if small.coalesce.Nsec != 0 {
+		t.Errorf("a %d-byte buffer pauses %v after short batches; it could overflow", small.ReceiveBuffer(), small.coalesce)
+	}
+	large := listen(t, Config{BufferSize: 16 << 20})
+	if large.ReceiveBuffer() >= minCoalesceBuffer && large.coalesce.Nsec != DefaultCoalesce.Nanoseconds() {
+		t.Errorf("a %d-byte buffer does not pause (%v)", large.ReceiveBuffer(), large.coalesce)
 	}
 }

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -168,7 +167,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	src, err := udpsource.Listen(context.Background(), udpsource.Config{
+	src, err := udpsource.Listen(udpsource.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
 		SnapLen: min(o.snapLen, 65535), BatchSize: sink.DefaultBatchSize, Logger: logger,
 	})

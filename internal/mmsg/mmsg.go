@@ -97,9 +97,11 @@ func (b *Batch) Timestamp(i int) time.Time {
 	return time.Time{}
 }
 
-// Recv fills up to max slots from fd with one recvmmsg call on a
-// non-blocking socket. It returns unix.EAGAIN when nothing is queued.
-func (b *Batch) Recv(fd uintptr, max int) (int, error) {
+// Recv fills up to max slots from fd with one recvmmsg call. flags are
+// added to MSG_TRUNC; with MSG_WAITFORONE on a blocking socket, the call
+// waits for one datagram and then takes what else is queued. It returns
+// unix.EAGAIN when nothing arrived in time.
+func (b *Batch) Recv(fd uintptr, max, flags int) (int, error) {
 	max = min(max, len(b.hdrs))
 	for i := 0; i < max; i++ {
 		b.iovs[i].Base = &b.bufs[i][0]
@@ -116,7 +118,7 @@ func (b *Batch) Recv(fd uintptr, max int) (int, error) {
 	// MSG_TRUNC makes the kernel report each datagram's real length even
 	// when the buffer was shorter, so snaplen truncation keeps the length.
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
-		uintptr(max), unix.MSG_TRUNC, 0, 0)
+		uintptr(max), uintptr(unix.MSG_TRUNC|flags), 0, 0)
 	if errno != 0 {
 		b.n = 0
 		return 0, errno

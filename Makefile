@@ -1,0 +1,49 @@
+# dpcap: build, demo, test and benchmark on a fresh Debian machine.
+# 'make deps' installs the Debian packages the tests and the demo use when
+# they are missing (as root); Go modules come through the module proxy.
+
+GO      ?= go
+BIN     := bin
+# command:package pairs the tests and the demo need.
+TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
+           ip:iproute2 promtool:prometheus ping:iputils-ping
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all build deps demo test unit e2e lint bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+deps:
+	@missing=""; for pair in $(TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: deps build
+	bash scripts/demo.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+
+unit:
+	$(GO) test -race $$($(GO) list ./... | grep -v /e2e)
+
+e2e: deps
+	$(GO) test -count=1 ./e2e
+
+test: deps lint unit e2e
+
+bench: deps build
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(BIN) demo-out bench-out
