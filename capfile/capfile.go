@@ -5,9 +5,12 @@ package capfile
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -60,4 +63,35 @@ func (r *Reader) LinkType() layers.LinkType { return r.r.LinkType() }
 // It returns io.EOF at the end of the file.
 func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, error) {
 	return r.r.ZeroCopyReadPacketData()
+}
+
+// Packet is one packet read by ReadFile.
+type Packet struct {
+	Data []byte
+	Info gopacket.CaptureInfo
+}
+
+// ReadFile reads a whole capture file into memory. It fails unless every
+// record is complete.
+func ReadFile(name string) ([]Packet, layers.LinkType, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	r, err := NewReader(f)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", name, err)
+	}
+	var pkts []Packet
+	for {
+		data, ci, err := r.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			return pkts, r.LinkType(), nil
+		}
+		if err != nil {
+			return pkts, r.LinkType(), fmt.Errorf("%s: after %d packets: %w", name, len(pkts), err)
+		}
+		pkts = append(pkts, Packet{Data: bytes.Clone(data), Info: ci})
+	}
 }

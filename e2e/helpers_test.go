@@ -6,7 +6,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,30 +331,19 @@ func randomFrame(r *rand.Rand, n int) []byte {
 	return b
 }
 
-// readFrames reads a capture file with gopacket's reader and fails the test
-// if it is not complete.
+// readFrames reads a capture file's frames and fails the test unless the
+// file is complete.
 func readFrames(t *testing.T, name string) [][]byte {
 	t.Helper()
-	f, err := os.Open(name)
+	pkts, _, err := capfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := capfile.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+	frames := make([][]byte, len(pkts))
+	for i, p := range pkts {
+		frames[i] = p.Data
 	}
-	var out [][]byte
-	for {
-		data, _, err := r.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s after %d packets: %v", name, len(out), err)
-		}
-		out = append(out, slices.Clone(data))
-	}
+	return frames
 }
 
 // checkWithTools has capinfos, tcpdump and tshark read a file and agree it

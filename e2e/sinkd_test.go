@@ -458,7 +458,7 @@ func TestStartupErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"-w", "x.pcap", "--bogus"}, "flag provided but not defined: -bogus"},
 		{"no output", []string{}, "no output"},
-		{"bad size", []string{"-w", "x.pcap", "-C", "lots"}, `invalid file size "lots"`},
+		{"bad size", []string{"-w", "x.pcap", "-C", "lots"}, `invalid size "lots"`},
 		{"bad port", []string{"-w", "x.pcap", "--port", "70000"}, `invalid port "70000"`},
 		{"ring without rotation", []string{"-w", "x.pcap", "-W", "3"}, "-W needs -C or -G"},
 		{"rotation to stdout", []string{"-w", "-", "-G", "5"}, "need a file name"},
@@ -506,5 +506,47 @@ func TestMetricsPassPromtool(t *testing.T) {
 		if !strings.Contains(body, name+" ") {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+}
+
+// TestCountAndListen checks --listen binds one address only and -c ends the
+// capture by itself after exactly COUNT packets.
+func TestCountAndListen(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	d := startSinkd(t, sk, "--listen", "2001:db8:1::2", "-c", "10", "-w", out)
+	// Nothing listens on the IPv4 address: dpcap replay says so. (Paced, so
+	// that the ICMP errors arrive while it still sends.)
+	msg := replay(t, hv, "192.0.2.2:3010", vmTraffic, "--pps", "500")
+	if !strings.Contains(msg, "the sink refused") {
+		t.Errorf("replay to a port nobody listens on did not report it:\n%s", msg)
+	}
+	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic)
+	code, stderr := d.wait(t)
+	if code != 0 || !strings.Contains(stderr, "10 packets captured\n") {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	equalFrames(t, readFrames(t, out), vmFrames(t)[:10])
+}
+
+// TestReplayPaces checks --pps spreads the packets out: the sink's receive
+// timestamps span at least the time the rate implies.
+func TestReplayPaces(t *testing.T) {
+	ns := newNS(t)
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	d := startSinkd(t, ns, "-w", out)
+	replay(t, ns, "[::1]:3010", vmTraffic, "--pps", "250")
+	d.waitMetric(t, "sinkd_packets_written_total", 74)
+	d.stop(t, syscall.SIGTERM)
+	times, err := exec.Command("tshark", "-r", out, "-T", "fields", "-e", "frame.time_epoch").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(times))
+	first, _ := strconv.ParseFloat(f[0], 64)
+	last, _ := strconv.ParseFloat(f[len(f)-1], 64)
+	if span := last - first; span < 73.0/250*0.9 {
+		t.Errorf("74 packets at 250 pps arrived within %.3fs, want about %.3fs", span, 73.0/250)
 	}
 }

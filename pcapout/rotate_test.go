@@ -31,39 +31,18 @@ func frame(i, n int) []byte {
 	return b
 }
 
-type record struct {
-	data   []byte
-	length int
-	ts     time.Time
-}
-
 // readAll reads a capture file back and fails the test if it is not a
-// complete pcap.
-func readAll(t *testing.T, name string) []record {
+// complete Ethernet pcap.
+func readAll(t *testing.T, name string) []capfile.Packet {
 	t.Helper()
-	f, err := os.Open(name)
+	pkts, lt, err := capfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := capfile.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+	if lt != layers.LinkTypeEthernet {
+		t.Fatalf("%s: link type %v", name, lt)
 	}
-	if r.LinkType() != layers.LinkTypeEthernet {
-		t.Fatalf("%s: link type %v", name, r.LinkType())
-	}
-	var out []record
-	for {
-		data, ci, err := r.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s after %d packets: %v", name, len(out), err)
-		}
-		out = append(out, record{slices.Clone(data), ci.Length, ci.Timestamp})
-	}
+	return pkts
 }
 
 func files(t *testing.T, dir string) []string {
@@ -96,7 +75,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	if len(names) < 5 {
 		t.Fatalf("files = %v, want several 10 KiB files", names)
 	}
-	var got []record
+	var got []capfile.Packet
 	for i := range names {
 		name := "cap.pcap"
 		if i > 0 {
@@ -115,11 +94,11 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 		t.Fatalf("read back %d packets, want %d", len(got), n)
 	}
 	for i, rec := range got {
-		if !bytes.Equal(rec.data, frame(i, 60+i*7%1400)) {
+		if !bytes.Equal(rec.Data, frame(i, 60+i*7%1400)) {
 			t.Fatalf("packet %d differs", i)
 		}
-		if !rec.ts.Equal(ts.Add(time.Duration(i))) {
-			t.Fatalf("packet %d timestamp %v, want nanosecond %v", i, rec.ts, ts.Add(time.Duration(i)))
+		if !rec.Info.Timestamp.Equal(ts.Add(time.Duration(i))) {
+			t.Fatalf("packet %d timestamp %v, want nanosecond %v", i, rec.Info.Timestamp, ts.Add(time.Duration(i)))
 		}
 	}
 	st := r.Stats()
@@ -146,7 +125,7 @@ func TestSizeRotationRing(t *testing.T) {
 	last := 0
 	for _, name := range []string{"ring0", "ring1", "ring2"} {
 		for _, rec := range readAll(t, filepath.Join(dir, name)) {
-			last = max(last, int(rec.ts.Unix()))
+			last = max(last, int(rec.Info.Timestamp.Unix()))
 		}
 	}
 	if last != 99 {
@@ -262,8 +241,8 @@ func TestSnapLenCutsButKeepsLength(t *testing.T) {
 	r.WritePacket(time.Unix(1, 0), frame(1, 1500), 1500)
 	r.Close()
 	got := readAll(t, path)
-	if len(got) != 1 || len(got[0].data) != 96 || got[0].length != 1500 {
-		t.Fatalf("got %d packets, caplen %d, len %d; want 1, 96, 1500", len(got), len(got[0].data), got[0].length)
+	if len(got) != 1 || len(got[0].Data) != 96 || got[0].Info.Length != 1500 {
+		t.Fatalf("got %d packets, caplen %d, len %d; want 1, 96, 1500", len(got), len(got[0].Data), got[0].Info.Length)
 	}
 }
 

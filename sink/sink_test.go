@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -67,26 +66,11 @@ func (f *fixture) wait(t *testing.T) {
 
 func countPackets(t *testing.T, name string) int {
 	t.Helper()
-	fh, err := os.Open(name)
+	pkts, _, err := capfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fh.Close()
-	r, err := capfile.NewReader(fh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for {
-		_, _, err := r.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			return n
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
+	return len(pkts)
 }
 
 // eventually polls cond until it holds or a deadline passes.

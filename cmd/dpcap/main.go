@@ -41,6 +41,11 @@ Flags:
   --loop N           send the file N times; 0 repeats until interrupted
                      (default 1)
   --count N          stop after N packets
+
+Over IPv4, a sink where nothing listens answers with ICMP port unreachable,
+which replay reports. Over IPv6 it cannot: a host drops zero-checksum
+datagrams for a port nobody listens on before it looks the port up, as it
+would the NIC's copies.
 `
 
 func main() {

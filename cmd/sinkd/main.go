@@ -8,14 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/sink"
@@ -82,7 +83,11 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "w", "", "")
 	fs.IntVar(&o.snapLen, "s", o.snapLen, "")
 	fs.Uint64Var(&o.count, "c", 0, "")
-	fs.Func("C", "", func(v string) (err error) { o.fileSize, err = pcapout.ParseSize(v); return err })
+	fs.Func("C", "", func(v string) (err error) {
+		// tcpdump's -C counts in millions of bytes.
+		o.fileSize, err = units.ParseBytes(v, 1_000_000, math.MaxInt64/2, false)
+		return err
+	})
 	fs.Func("G", "", func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -107,7 +112,11 @@ func parseFlags(args []string) (options, error) {
 		}
 		return nil
 	})
-	fs.Func("buffer-size", "", func(v string) (err error) { o.bufferSize, err = parseBytes(v); return err })
+	fs.Func("buffer-size", "", func(v string) error {
+		n, err := units.ParseBytes(v, 1, math.MaxInt32, true)
+		o.bufferSize = int(n)
+		return err
+	})
 	fs.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
@@ -127,26 +136,6 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("-C, -G and -z need a file name, not -w -")}
 	}
 	return o, nil
-}
-
-// parseBytes reads a byte count with an optional k, m or g (binary) suffix.
-func parseBytes(v string) (int, error) {
-	mult, num := 1, v
-	if n := len(v); n > 0 {
-		switch strings.ToLower(v[n-1:]) {
-		case "k":
-			mult, num = 1<<10, v[:n-1]
-		case "m":
-			mult, num = 1<<20, v[:n-1]
-		case "g":
-			mult, num = 1<<30, v[:n-1]
-		}
-	}
-	n, err := strconv.Atoi(num)
-	if err != nil || n < 0 || n > (1<<31-1)/mult {
-		return 0, fmt.Errorf("invalid size %q: want bytes with an optional k/m/g suffix, below 2g", v)
-	}
-	return n * mult, nil
 }
 
 func main() {

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestUsageErrorsExit2WithOneLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"replay", "x.pcap"}, "no sink"},
+		{[]string{"replay", "--sink", "[::1]:3010"}, "exactly one capture file"},
+		{[]string{"replay", "--sink", "localhost", "x.pcap"}, `invalid sink "localhost"`},
+		{[]string{"replay", "--sink", "[::1]:0", "x.pcap"}, "invalid sink"},
+		{[]string{"replay", "--sink", "[::1]:3010", "--pps", "-5", "x.pcap"}, "invalid rate"},
+		{[]string{"replay", "--sink", "[::1]:3010", "--udp-src-port", "99999", "x.pcap"}, "invalid port"},
+		{[]string{"replay", "--sink", "[::1]:3010", "--loop", "2", "-"}, "--loop needs a file"},
+		{[]string{"replay", "--sink", "[::1]:3010", "/no/such.pcap"}, "open /no/such.pcap: no such file or directory"},
+		{[]string{"replay", "--bogus"}, "flag provided but not defined: -bogus"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", code, stderr.String())
+			}
+			if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr = %q, want one line containing %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpExits0(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"replay", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: dpcap") {
+			t.Errorf("%v: exit %d, stdout %q", args, code, stdout.String())
+		}
+	}
+}
+
+func TestReplayRefusesNonEthernetFiles(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	// tcpdump -i any writes Linux cooked headers (LINUX_SLL, 113), not Ethernet.
+	if code := run([]string{"replay", "--sink", "[::1]:9", "../../testdata/any-sll.pcap"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "replay needs Ethernet frames") {
+		t.Errorf("stderr = %q", stderr.String())
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+		check   func(options) bool
+	}{
+		{[]string{"-w", "x.pcap"}, "", func(o options) bool {
+			return o.port == 3010 && o.snapLen == 262144 && o.bufferSize == 64<<20 && o.metricsAddr == "127.0.0.1:9310"
+		}},
+		{[]string{"-w", "x", "-C", "2m", "-W", "4", "-G", "60", "-z", "gzip", "-c", "9", "-s", "128"}, "", func(o options) bool {
+			return o.fileSize == 2<<20 && o.fileCount == 4 && o.interval == time.Minute && o.postRotate == "gzip" && o.count == 9 && o.snapLen == 128
+		}},
+		{[]string{"--port", "4789", "--listen", "::1", "--buffer-size", "8m", "-w", "-"}, "", func(o options) bool {
+			return o.port == 4789 && o.listen.String() == "::1" && o.bufferSize == 8<<20 && o.out == "-"
+		}},
+		{[]string{}, "no output", nil},
+		{[]string{"-w", "x", "extra"}, `unexpected argument "extra"`, nil},
+		{[]string{"-w", "x", "-s", "0"}, "invalid snaplen", nil},
+		{[]string{"-w", "x", "-G", "0"}, "invalid rotation interval", nil},
+		{[]string{"-w", "x", "-G", "1.5"}, "invalid rotation interval", nil},
+		{[]string{"-w", "x", "-W", "2"}, "-W needs -C or -G", nil},
+		{[]string{"-w", "x", "-C", "1", "-W", "-1"}, "invalid file count", nil},
+		{[]string{"-w", "-", "-C", "1"}, "need a file name", nil},
+		{[]string{"-w", "-", "-z", "gzip"}, "need a file name", nil},
+		{[]string{"-w", "x", "--port", "0"}, "invalid port", nil},
+		{[]string{"-w", "x", "--listen", "host.example"}, "invalid listen address", nil},
+		{[]string{"-w", "x", "--buffer-size", "3x"}, "invalid size", nil},
+		{[]string{"-w", "x", "--buffer-size", "4g"}, "invalid size", nil},
+		{[]string{"-w", "x", "-q"}, "flag provided but not defined: -q", nil},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			o, err := parseFlags(tt.args)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tt.check(o) {
+					t.Fatalf("options %+v", o)
+				}
+				return
+			}
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want a usage error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
