@@ -5,6 +5,8 @@ package capture
 import (
 	"net/netip"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
 )
 
 // Packet is one received datagram or frame. Data may be shorter than Length
@@ -14,7 +16,11 @@ type Packet struct {
 	Data      []byte
 	Length    int
 	Timestamp time.Time
-	Src       netip.AddrPort
+	// Src is the sender, for packets read from a socket.
+	Src netip.AddrPort
+	// LinkType is the framing of Data, for packets read from an interface
+	// or a file; socket payloads have none.
+	LinkType layers.LinkType
 }
 
 // Source is a stream of packets read in batches.

@@ -1,41 +1,441 @@
-// Package decap takes the NIC's encapsulated copies apart and says precisely
-// why a packet is not a usable envelope.
+// Package decap takes envelopes apart: the NIC's Ether-over-UDP copies and
+// the other mirroring encapsulations (VXLAN, GENEVE, TZSP, ERSPAN I–III,
+// GRE-TAP), from any outer link type a capture may use.
+//
+// It parses headers instead of chopping a fixed number of bytes, and it
+// trusts the captured length over the envelope's length fields: the NIC
+// leaves IPv6 payload length 0 and the UDP length unset. Length fields are
+// used only to cut Ethernet padding, and only when they are plausible.
+// Decoding allocates nothing and never panics; every failure is a Reason.
 package decap
 
-// Reason says why a packet could not be decapsulated. The zero Reason means
-// it could.
-type Reason uint8
+import (
+	"encoding/binary"
+	"net/netip"
 
-// The reasons a packet is malformed. Their String values are metric labels.
-const (
-	OK Reason = iota
-	// ShortFrame: the inner frame is shorter than an Ethernet header.
-	ShortFrame
-	// NumReasons counts the reasons, for arrays indexed by Reason.
-	NumReasons
+	"github.com/gopacket/gopacket/layers"
 )
 
-var reasonNames = [NumReasons]string{
-	OK:         "ok",
-	ShortFrame: "short_frame",
+// Result describes a decapsulated packet. Inner aliases the input.
+type Result struct {
+	Kind Kind
+	// Inner is the encapsulated frame as captured; InnerLength is its
+	// length on the wire (larger when the capture was cut short).
+	Inner         []byte
+	InnerLength   int
+	InnerLinkType layers.LinkType
+	// The outer addresses and ports (ports are 0 for GRE).
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	// ID is the envelope's own identifier: the IPv6 flow label for the
+	// NIC's copies, the VNI for VXLAN and GENEVE, the session ID for ERSPAN
+	// II and III, the GRE key for GRE-TAP.
+	ID uint32
 }
 
-// String returns the reason's metric label.
-func (r Reason) String() string {
-	if r < NumReasons {
-		return reasonNames[r]
-	}
-	return "unknown"
+// Decoder decapsulates frames; it is safe for concurrent use.
+type Decoder struct {
+	ports [1 << 16]Kind
 }
 
-// EtherHeaderLen is the length of an Ethernet header without tags.
-const EtherHeaderLen = 14
-
-// UDPPayload checks a datagram received on the envelope port, whose payload
-// is one inner Ethernet frame of length bytes (data may be cut by snaplen).
-func UDPPayload(data []byte, length int) ([]byte, Reason) {
-	if length < EtherHeaderLen {
-		return nil, ShortFrame
+// NewDecoder returns a decoder for UDP envelopes on the given ports (a
+// kind with port 0 is off). GRE envelopes need no port.
+func NewDecoder(ports map[Kind]uint16) *Decoder {
+	d := &Decoder{}
+	for k, p := range ports {
+		if p != 0 && k.UDP() {
+			d.ports[p] = k
+		}
 	}
-	return data, OK
+	return d
+}
+
+const (
+	etherIPv4     = 0x0800
+	etherIPv6     = 0x86DD
+	etherTEB      = 0x6558 // transparent Ethernet bridging
+	etherERSPAN12 = 0x88BE
+	etherERSPAN3  = 0x22EB
+
+	ipProtoUDP = 17
+	ipProtoGRE = 47
+
+	// EtherHeaderLen is the length of an Ethernet header without tags.
+	EtherHeaderLen = 14
+)
+
+// LinkTypeDLTRaw are the values some systems write for raw IP in place of
+// LINKTYPE_RAW.
+const (
+	linkTypeDLTRaw12 layers.LinkType = 12
+	linkTypeDLTRaw14 layers.LinkType = 14
+)
+
+func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
+func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
+
+// Decode decapsulates one captured frame of link type lt; length is the
+// frame's length on the wire. It fills r and returns OK, or says why not.
+func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result) Reason {
+	*r = Result{}
+	var (
+		off   int
+		etype uint16
+	)
+	switch lt {
+	case layers.LinkTypeEthernet:
+		if len(frame) < EtherHeaderLen {
+			return TruncatedHeader
+		}
+		etype, off = be16(frame[12:14]), EtherHeaderLen
+	case layers.LinkTypeLinuxSLL:
+		if len(frame) < 16 {
+			return TruncatedHeader
+		}
+		etype, off = be16(frame[14:16]), 16
+	case layers.LinkTypeLinuxSLL2:
+		if len(frame) < 20 {
+			return TruncatedHeader
+		}
+		etype, off = be16(frame[0:2]), 20
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, linkTypeDLTRaw12, linkTypeDLTRaw14:
+		if len(frame) == 0 {
+			return TruncatedHeader
+		}
+		etype = ipVersionType(frame[0])
+	case layers.LinkTypeNull, layers.LinkTypeLoop:
+		if len(frame) < 4 {
+			return TruncatedHeader
+		}
+		etype, off = loopbackFamily(lt, frame[:4]), 4
+	default:
+		return UnsupportedLinkType
+	}
+	// 802.1Q, 802.1ad and the old QinQ tag, any number deep.
+	for etype == 0x8100 || etype == 0x88A8 || etype == 0x9100 {
+		if len(frame) < off+4 {
+			return TruncatedHeader
+		}
+		etype, off = be16(frame[off+2:off+4]), off+4
+	}
+	end := len(frame)
+	var proto uint8
+	var reason Reason
+	switch etype {
+	case etherIPv4:
+		off, end, proto, reason = d.ipv4(frame, off, r)
+	case etherIPv6:
+		off, end, proto, reason = d.ipv6(frame, off, r)
+	default:
+		return NotIP
+	}
+	if reason != OK {
+		return reason
+	}
+	switch proto {
+	case ipProtoUDP:
+		if end-off < 8 {
+			return TruncatedHeader
+		}
+		r.SrcPort, r.DstPort = be16(frame[off:off+2]), be16(frame[off+2:off+4])
+		k := d.ports[r.DstPort]
+		if k == KindNone {
+			return UnknownPort
+		}
+		// The UDP length is never read: the NIC may leave it unset.
+		off += 8
+		reason = decodePayload(k, frame[off:end], r)
+	case ipProtoGRE:
+		reason = decodeGRE(frame[off:end], r)
+	default:
+		return NotUDPOrGRE
+	}
+	if reason != OK {
+		return reason
+	}
+	r.InnerLength = len(r.Inner)
+	if end == len(frame) && length > len(frame) {
+		// Cut short by the capture's snap length: the rest was on the wire.
+		r.InnerLength += length - len(frame)
+	}
+	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
+		return ShortFrame
+	}
+	return OK
+}
+
+// DecodePayload decapsulates the payload of a UDP datagram received on a
+// socket, as an envelope of kind k; length is the payload's full length.
+func DecodePayload(k Kind, payload []byte, length int, r *Result) Reason {
+	*r = Result{}
+	if reason := decodePayload(k, payload, r); reason != OK {
+		return reason
+	}
+	r.InnerLength = len(r.Inner) + length - len(payload)
+	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
+		return ShortFrame
+	}
+	return OK
+}
+
+func ipVersionType(b byte) uint16 {
+	switch b >> 4 {
+	case 4:
+		return etherIPv4
+	case 6:
+		return etherIPv6
+	}
+	return 0
+}
+
+// loopbackFamily maps the address family of a NULL (host byte order) or
+// LOOP (network byte order) header to an ethertype. IPv6's family number
+// differs between systems.
+func loopbackFamily(lt layers.LinkType, h []byte) uint16 {
+	fam := binary.BigEndian.Uint32(h)
+	if lt == layers.LinkTypeNull && fam > 0xFFFF {
+		fam = binary.LittleEndian.Uint32(h)
+	}
+	switch fam {
+	case 2:
+		return etherIPv4
+	case 10, 24, 28, 30:
+		return etherIPv6
+	}
+	return 0
+}
+
+// ipv4 parses an IPv4 header at off; it returns the transport offset, the
+// end of the IP packet and the protocol.
+func (d *Decoder) ipv4(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+	if len(b) < off+20 {
+		return 0, 0, 0, TruncatedHeader
+	}
+	h := b[off:]
+	ihl := int(h[0]&0x0F) * 4
+	if h[0]>>4 != 4 || ihl < 20 {
+		return 0, 0, 0, BadIPHeader
+	}
+	if len(h) < ihl {
+		return 0, 0, 0, TruncatedHeader
+	}
+	r.Src = netip.AddrFrom4([4]byte(h[12:16]))
+	r.Dst = netip.AddrFrom4([4]byte(h[16:20]))
+	if fo := be16(h[6:8]); fo&0x3FFF != 0 { // more fragments, or an offset
+		return 0, 0, 0, Fragment
+	}
+	end := len(b)
+	if tot := int(be16(h[2:4])); tot >= ihl && off+tot <= len(b) {
+		end = off + tot // cut Ethernet padding
+	}
+	return off + ihl, end, h[9], OK
+}
+
+// ipv6 parses an IPv6 header and its extension headers at off.
+func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+	if len(b) < off+40 {
+		return 0, 0, 0, TruncatedHeader
+	}
+	h := b[off:]
+	if h[0]>>4 != 6 {
+		return 0, 0, 0, BadIPHeader
+	}
+	r.Src = netip.AddrFrom16([16]byte(h[8:24]))
+	r.Dst = netip.AddrFrom16([16]byte(h[24:40]))
+	flowLabel := be32(h[0:4]) & 0xFFFFF
+	end := len(b)
+	// The NIC writes payload length 0; only a plausible value cuts padding.
+	if plen := int(be16(h[4:6])); plen != 0 && off+40+plen <= len(b) {
+		end = off + 40 + plen
+	}
+	next := h[6]
+	off += 40
+	for {
+		var hlen int
+		switch next {
+		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
+			if end-off < 8 {
+				return 0, 0, 0, TruncatedHeader
+			}
+			hlen = (int(b[off+1]) + 1) * 8
+		case 44: // fragment
+			if end-off < 8 {
+				return 0, 0, 0, TruncatedHeader
+			}
+			if fo := be16(b[off+2 : off+4]); fo&0xFFF9 != 0 { // an offset, or more fragments
+				return 0, 0, 0, Fragment
+			}
+			hlen = 8
+		case 51: // authentication header
+			if end-off < 8 {
+				return 0, 0, 0, TruncatedHeader
+			}
+			hlen = (int(b[off+1]) + 2) * 4
+		default:
+			if next == ipProtoUDP {
+				r.ID = flowLabel
+			}
+			return off, end, next, OK
+		}
+		if end-off < hlen {
+			return 0, 0, 0, TruncatedHeader
+		}
+		next = b[off]
+		off += hlen
+	}
+}
+
+// decodePayload decapsulates a UDP payload of kind k.
+func decodePayload(k Kind, p []byte, r *Result) Reason {
+	r.Kind = k
+	r.InnerLinkType = layers.LinkTypeEthernet
+	switch k {
+	case KindNIC:
+		r.Inner = p
+	case KindVXLAN:
+		if len(p) < 8 {
+			return TruncatedHeader
+		}
+		if p[0]&0x08 == 0 {
+			return BadVXLANHeader
+		}
+		r.ID = be32(p[4:8]) >> 8
+		r.Inner = p[8:]
+	case KindGENEVE:
+		if len(p) < 8 {
+			return TruncatedHeader
+		}
+		if p[0]>>6 != 0 {
+			return BadGENEVEHeader
+		}
+		hlen := 8 + int(p[0]&0x3F)*4
+		if len(p) < hlen {
+			return TruncatedHeader
+		}
+		r.ID = be32(p[4:8]) >> 8
+		r.Inner = p[hlen:]
+		switch be16(p[2:4]) {
+		case etherTEB:
+		case etherIPv4, etherIPv6:
+			r.InnerLinkType = layers.LinkTypeRaw
+		default:
+			return GENEVEUnsupportedProto
+		}
+	case KindTZSP:
+		return decodeTZSP(p, r)
+	}
+	return OK
+}
+
+// decodeTZSP walks the TZSP header's tagged fields to the frame.
+func decodeTZSP(p []byte, r *Result) Reason {
+	if len(p) < 4 {
+		return TruncatedHeader
+	}
+	if p[0] != 1 {
+		return BadTZSPHeader
+	}
+	if p[1] > 1 { // 0: received packet, 1: packet for transmit
+		return TZSPNotAPacket
+	}
+	if be16(p[2:4]) != 1 { // Ethernet
+		return TZSPUnsupportedEncap
+	}
+	for i := 4; ; {
+		if i >= len(p) {
+			return TruncatedHeader
+		}
+		switch p[i] {
+		case 0: // padding
+			i++
+		case 1: // end
+			r.Inner = p[i+1:]
+			return OK
+		default:
+			if i+2 > len(p) {
+				return TruncatedHeader
+			}
+			i += 2 + int(p[i+1])
+			if i > len(p) {
+				return BadTZSPHeader
+			}
+		}
+	}
+}
+
+// decodeGRE decapsulates ERSPAN and GRE-TAP.
+func decodeGRE(p []byte, r *Result) Reason {
+	if len(p) < 4 {
+		return TruncatedHeader
+	}
+	flags := be16(p[0:2])
+	if flags&0x0007 != 0 || flags&0x4000 != 0 { // version, routing
+		return BadGREHeader
+	}
+	hlen := 4
+	if flags&0x8000 != 0 { // checksum
+		hlen += 4
+	}
+	keyOff := hlen
+	if flags&0x2000 != 0 { // key
+		hlen += 4
+	}
+	seq := flags&0x1000 != 0
+	if seq {
+		hlen += 4
+	}
+	if len(p) < hlen {
+		return TruncatedHeader
+	}
+	proto := be16(p[2:4])
+	var key uint32
+	if flags&0x2000 != 0 {
+		key = be32(p[keyOff : keyOff+4])
+	}
+	p = p[hlen:]
+	r.InnerLinkType = layers.LinkTypeEthernet
+	switch {
+	case proto == etherTEB:
+		r.Kind, r.ID, r.Inner = KindGRETAP, key, p
+	case proto == etherERSPAN12 && !seq:
+		r.Kind, r.Inner = KindERSPAN1, p
+	case proto == etherERSPAN12:
+		r.Kind = KindERSPAN2
+		if len(p) < 8 {
+			return TruncatedHeader
+		}
+		if p[0]>>4 != 1 {
+			return BadERSPANHeader
+		}
+		r.ID = uint32(be16(p[2:4]) & 0x3FF)
+		r.Inner = p[8:]
+	case proto == etherERSPAN3:
+		r.Kind = KindERSPAN3
+		if len(p) < 12 {
+			return TruncatedHeader
+		}
+		if p[0]>>4 != 2 {
+			return BadERSPANHeader
+		}
+		r.ID = uint32(be16(p[2:4]) & 0x3FF)
+		w := be16(p[10:12])
+		hlen := 12
+		if w&1 != 0 { // O: an 8-byte platform-specific subheader follows
+			hlen += 8
+		}
+		if len(p) < hlen {
+			return TruncatedHeader
+		}
+		switch (w >> 10) & 0x1F { // frame type
+		case 0:
+		case 2:
+			r.InnerLinkType = layers.LinkTypeRaw
+		default:
+			return ERSPANUnsupportedFrame
+		}
+		r.Inner = p[hlen:]
+	default:
+		return GREUnsupportedProtocol
+	}
+	return OK
 }

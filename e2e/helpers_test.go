@@ -292,6 +292,25 @@ func (d *daemon) wait(t *testing.T) (int, string) {
 	return d.code, d.stderr.String()
 }
 
+// startTcpdump starts tcpdump in ns and waits until it is listening.
+func startTcpdump(t *testing.T, ns *netns, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := ns.cmd("tcpdump", args...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "listening on"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump did not start listening: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd
+}
+
 // replay sends file to sink from ns with dpcap replay.
 func replay(t *testing.T, ns *netns, sink, file string, args ...string) string {
 	t.Helper()

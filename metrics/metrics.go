@@ -28,9 +28,10 @@ type Collector struct {
 	receiveBuffer float64
 	logger        *slog.Logger
 
-	received, written, bytes, malformed, truncated *prometheus.Desc
-	dropped, socketDrops, rotated, writeErrors     *prometheus.Desc
-	rcvBuf                                         *prometheus.Desc
+	received, written, bytes, malformed, skipped *prometheus.Desc
+	truncated                                    *prometheus.Desc
+	dropped, socketDrops, rotated, writeErrors   *prometheus.Desc
+	rcvBuf                                       *prometheus.Desc
 }
 
 // NewCollector returns a collector over stats. receiveBuffer is the socket
@@ -46,7 +47,8 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		received:      d("packets_received_total", "Packets read from the input."),
 		written:       d("packets_written_total", "Inner frames written to capture files."),
 		bytes:         d("bytes_written_total", "Bytes written to capture files, headers included."),
-		malformed:     d("packets_malformed_total", "Packets that were not valid envelopes, by reason.", "reason"),
+		malformed:     d("packets_malformed_total", "Broken envelopes, by reason.", "reason"),
+		skipped:       d("packets_skipped_total", "Packets that were not envelopes (other traffic in a capture), by reason.", "reason"),
 		truncated:     d("packets_truncated_total", "Written packets cut to the snap length."),
 		dropped:       d("packets_dropped_total", "Received packets lost inside sinkd, by reason.", "reason"),
 		socketDrops:   d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
@@ -58,7 +60,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.truncated,
+	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated,
 		c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
 		ch <- d
 	}
@@ -74,7 +76,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.written, s.Written)
 	counter(c.bytes, s.BytesWritten)
 	for r := decap.OK + 1; r < decap.NumReasons; r++ {
-		counter(c.malformed, s.Malformed[r], r.String())
+		if r.Malformed() {
+			counter(c.malformed, s.Rejected[r], r.String())
+		} else {
+			counter(c.skipped, s.Rejected[r], r.String())
+		}
 	}
 	counter(c.truncated, s.Truncated)
 	counter(c.dropped, s.WriteDropped, "write_error")

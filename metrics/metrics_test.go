@@ -44,7 +44,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestMetricsValuesAndLint(t *testing.T) {
 	var st sink.Stats
 	st.Received, st.Written, st.BytesWritten = 10, 7, 1234
-	st.Malformed[decap.ShortFrame] = 2
+	st.Rejected[decap.ShortFrame] = 2
 	st.WriteDropped, st.KernelDrops, st.Rotations, st.WriteErrors = 1, 5, 3, 1
 	var ready atomic.Bool
 	ready.Store(true)

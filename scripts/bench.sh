@@ -59,7 +59,9 @@ for rate in $rates; do
 	[ "$rate" != 0 ] && pps_flag=(--pps "$rate")
 	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$packets" "${pps_flag[@]}" \
 		testdata/vm-traffic.pcap 2>"$out/replay.err"
-	sleep 1
+	# tcpdump hands packets over a ring block at a time; a block retires
+	# when full or after its 1 s timeout. Stop after that.
+	sleep 2
 	scpu=$(cpu $spid) tcpu=$(cpu $tpid)
 	kill -TERM $spid
 	kill -INT $tpid

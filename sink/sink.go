@@ -19,6 +19,7 @@ import (
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // DefaultBatchSize is how many packets one read takes at most.
@@ -27,7 +28,10 @@ const DefaultBatchSize = 64
 // Config wires an Engine.
 type Config struct {
 	Source capture.Source
-	Output *pcapout.Rotator
+	// Decoder decapsulates whole frames (from an interface or a file). When
+	// nil, packets are UDP payloads from a socket, each one NIC envelope.
+	Decoder *decap.Decoder
+	Output  *pcapout.Rotator
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
 	// Stream flushes the output after every batch (-w -).
@@ -41,7 +45,9 @@ type Engine struct {
 	cfg       Config
 	received  atomic.Uint64
 	truncated atomic.Uint64
-	malformed [decap.NumReasons]atomic.Uint64
+	rejected  [decap.NumReasons]atomic.Uint64
+	res       decap.Result
+	ether     []byte // a synthetic Ethernet header and a bare IP packet
 	rotateReq atomic.Bool
 	stopReq   atomic.Bool
 	running   atomic.Bool
@@ -132,20 +138,31 @@ func (e *Engine) Run() error {
 	}
 }
 
-// process checks and writes one batch; it returns the packets written.
+// process decapsulates and writes one batch; it returns the packets
+// written.
 func (e *Engine) process(pkts []capture.Packet) uint64 {
 	var ok, truncated uint64
+	r := &e.res
 	for i := range pkts {
 		p := &pkts[i]
-		inner, reason := decap.UDPPayload(p.Data, p.Length)
+		var reason decap.Reason
+		if e.cfg.Decoder == nil {
+			reason = decap.DecodePayload(decap.KindNIC, p.Data, p.Length, r)
+		} else {
+			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
+		}
 		if reason != decap.OK {
-			e.malformed[reason].Add(1)
+			e.rejected[reason].Add(1)
 			continue
 		}
-		if len(p.Data) < p.Length {
+		inner, length := r.Inner, r.InnerLength
+		if r.InnerLinkType != layers.LinkTypeEthernet {
+			inner, length = e.withEther(inner), length+decap.EtherHeaderLen
+		}
+		if len(inner) < length {
 			truncated++
 		}
-		e.cfg.Output.WritePacket(p.Timestamp, inner, p.Length)
+		e.cfg.Output.WritePacket(p.Timestamp, inner, length)
 		ok++
 	}
 	e.received.Add(uint64(len(pkts)))
@@ -155,14 +172,32 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	return ok
 }
 
+// withEther puts a bare IP packet (GENEVE or ERSPAN III can carry one)
+// behind an Ethernet header with zero addresses, so that the output keeps
+// one link type that every reader understands.
+func (e *Engine) withEther(ip []byte) []byte {
+	if e.ether == nil {
+		e.ether = make([]byte, decap.EtherHeaderLen, decap.EtherHeaderLen+65536)
+	}
+	etype := uint16(0x0800)
+	if len(ip) > 0 && ip[0]>>4 == 6 {
+		etype = 0x86DD
+	}
+	e.ether[12], e.ether[13] = byte(etype>>8), byte(etype)
+	return append(e.ether[:decap.EtherHeaderLen], ip...)
+}
+
 // Stats is a snapshot of an engine's accounting. Every received packet is
-// written, malformed, dropped on a write error, or still buffered:
-// Received = Written + sum(Malformed) + WriteDropped + buffered.
+// written, rejected (malformed or skipped), dropped on a write error, or
+// still buffered: Received = Written + sum(Rejected) + WriteDropped +
+// buffered.
 type Stats struct {
 	Received     uint64
 	Written      uint64
 	BytesWritten uint64
-	Malformed    [decap.NumReasons]uint64
+	// Rejected counts packets by the reason they were not written;
+	// Reason.Malformed tells broken envelopes from other traffic.
+	Rejected     [decap.NumReasons]uint64
 	Truncated    uint64 // written, but cut to the snap length
 	WriteDropped uint64
 	WriteErrors  uint64
@@ -173,11 +208,18 @@ type Stats struct {
 	KernelDropsErr error
 }
 
-// MalformedTotal sums Malformed over all reasons.
-func (s Stats) MalformedTotal() uint64 {
+// MalformedTotal counts the broken envelopes.
+func (s Stats) MalformedTotal() uint64 { return s.rejectedTotal(true) }
+
+// SkippedTotal counts the packets that were not envelopes.
+func (s Stats) SkippedTotal() uint64 { return s.rejectedTotal(false) }
+
+func (s Stats) rejectedTotal(malformed bool) uint64 {
 	var n uint64
-	for _, v := range s.Malformed {
-		n += v
+	for r, v := range s.Rejected {
+		if r != int(decap.OK) && decap.Reason(r).Malformed() == malformed {
+			n += v
+		}
 	}
 	return n
 }
@@ -194,8 +236,8 @@ func (e *Engine) Stats() Stats {
 		WriteErrors:  o.WriteErrors.Load(),
 		Rotations:    o.Rotations.Load(),
 	}
-	for r := range s.Malformed {
-		s.Malformed[r] = e.malformed[r].Load()
+	for r := range s.Rejected {
+		s.Rejected[r] = e.rejected[r].Load()
 	}
 	s.KernelDrops, s.KernelDropsErr = e.cfg.Source.Drops()
 	return s

@@ -108,8 +108,8 @@ func TestEveryPacketAccountedFor(t *testing.T) {
 	f.eng.Stop()
 	f.wait(t)
 	s := f.eng.Stats()
-	if s.Malformed[decap.ShortFrame] != 30 || s.Written != 270 {
-		t.Errorf("malformed %d, written %d; want 30, 270", s.Malformed[decap.ShortFrame], s.Written)
+	if s.Rejected[decap.ShortFrame] != 30 || s.Written != 270 {
+		t.Errorf("malformed %d, written %d; want 30, 270", s.Rejected[decap.ShortFrame], s.Written)
 	}
 	if s.Received != s.Written+s.MalformedTotal()+s.WriteDropped {
 		t.Errorf("received %d != written %d + malformed %d + dropped %d", s.Received, s.Written, s.MalformedTotal(), s.WriteDropped)

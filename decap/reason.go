@@ -1,0 +1,69 @@
+package decap
+
+// Reason says why a packet could not be decapsulated. The zero Reason means
+// it could. Skipped reasons mean the packet is not an envelope at all
+// (other traffic in a capture); the rest mean a broken envelope.
+type Reason uint8
+
+// The reasons, in two classes. Their String values are metric labels.
+const (
+	OK Reason = iota
+
+	// Skipped: not an envelope.
+	UnsupportedLinkType
+	NotIP                  // the outer frame carries neither IPv4 nor IPv6
+	NotUDPOrGRE            // the outer IP packet carries another protocol
+	UnknownPort            // UDP to a port mapped to no envelope kind
+	GREUnsupportedProtocol // GRE carrying something other than ERSPAN or Ethernet
+	TZSPNotAPacket         // TZSP keepalives and the like
+
+	// Malformed: an envelope, broken.
+	ShortFrame             // the inner frame is shorter than an Ethernet header
+	TruncatedHeader        // the capture ends inside the envelope's headers
+	BadIPHeader            // wrong IP version or header length
+	Fragment               // a fragment of an envelope (not reassembled)
+	BadVXLANHeader         // the VNI-valid flag is not set
+	BadGENEVEHeader        // unknown GENEVE version
+	GENEVEUnsupportedProto // GENEVE carrying neither Ethernet nor IP
+	BadGREHeader           // GRE version or routing bits set
+	BadERSPANHeader        // ERSPAN version does not match its GRE protocol
+	ERSPANUnsupportedFrame // ERSPAN III frame type other than Ethernet or IP
+	BadTZSPHeader          // unknown TZSP version, or tags overrunning the packet
+	TZSPUnsupportedEncap   // TZSP carrying something other than Ethernet
+	NumReasons             // the number of reasons, for arrays indexed by Reason
+	firstMalformed         = ShortFrame
+)
+
+var reasonNames = [NumReasons]string{
+	OK:                     "ok",
+	UnsupportedLinkType:    "unsupported_link_type",
+	NotIP:                  "not_ip",
+	NotUDPOrGRE:            "not_udp_or_gre",
+	UnknownPort:            "unknown_port",
+	GREUnsupportedProtocol: "gre_unsupported_protocol",
+	TZSPNotAPacket:         "tzsp_not_a_packet",
+	ShortFrame:             "short_frame",
+	TruncatedHeader:        "truncated_header",
+	BadIPHeader:            "bad_ip_header",
+	Fragment:               "fragment",
+	BadVXLANHeader:         "bad_vxlan_header",
+	BadGENEVEHeader:        "bad_geneve_header",
+	GENEVEUnsupportedProto: "geneve_unsupported_protocol",
+	BadGREHeader:           "bad_gre_header",
+	BadERSPANHeader:        "bad_erspan_header",
+	ERSPANUnsupportedFrame: "erspan_unsupported_frame_type",
+	BadTZSPHeader:          "bad_tzsp_header",
+	TZSPUnsupportedEncap:   "tzsp_unsupported_encapsulation",
+}
+
+// String returns the reason's metric label.
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Malformed reports whether r describes a broken envelope rather than a
+// packet that is not an envelope.
+func (r Reason) Malformed() bool { return r >= firstMalformed && r < NumReasons }
