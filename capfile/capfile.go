@@ -28,6 +28,7 @@ type packetReader interface {
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
 	r      packetReader
+	ng     *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
 	format string
 }
 
@@ -39,11 +40,13 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("read file magic: %w", err)
 	}
 	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
-		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		// Without mixed link types, pcapgo would silently drop the packets
+		// of interfaces whose link type differs from the first's.
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
 		if err != nil {
 			return nil, fmt.Errorf("read pcapng section header: %w", err)
 		}
-		return &Reader{r: ng, format: "pcapng"}, nil
+		return &Reader{r: ng, ng: ng, format: "pcapng"}, nil
 	}
 	p, err := pcapgo.NewReader(br)
 	if err != nil {
@@ -59,10 +62,18 @@ func (r *Reader) Format() string { return r.format }
 // for pcapng).
 func (r *Reader) LinkType() layers.LinkType { return r.r.LinkType() }
 
-// ReadPacket returns the next packet; data is valid until the next call.
-// It returns io.EOF at the end of the file.
-func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, error) {
-	return r.r.ZeroCopyReadPacketData()
+// ReadPacket returns the next packet and its link type; data is valid until
+// the next call. It returns io.EOF at the end of the file.
+func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
+	data, ci, err := r.r.ZeroCopyReadPacketData()
+	if err != nil || r.ng == nil {
+		return data, ci, r.r.LinkType(), err
+	}
+	iface, err := r.ng.Interface(ci.InterfaceIndex)
+	if err != nil {
+		return nil, ci, 0, fmt.Errorf("packet of interface %d: %w", ci.InterfaceIndex, err)
+	}
+	return data, ci, iface.LinkType, nil
 }
 
 // Packet is one packet read by ReadFile.
@@ -85,7 +96,7 @@ func ReadFile(name string) ([]Packet, layers.LinkType, error) {
 	}
 	var pkts []Packet
 	for {
-		data, ci, err := r.ReadPacket()
+		data, ci, _, err := r.ReadPacket()
 		if errors.Is(err, io.EOF) {
 			return pkts, r.LinkType(), nil
 		}

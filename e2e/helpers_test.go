@@ -172,14 +172,15 @@ func (s *syncBuffer) String() string {
 
 // daemon is a running sinkd.
 type daemon struct {
-	ns     *netns
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	code   int
+	ns          *netns
+	metricsAddr string // its --metrics-addr
+	cmd         *exec.Cmd
+	stderr      *syncBuffer
+	done        chan struct{}
+	code        int
 }
 
-const metricsAddr = "127.0.0.1:9310"
+const defaultMetricsAddr = "127.0.0.1:9310"
 
 // startSinkd starts sinkd in ns and waits until /readyz answers 200.
 func startSinkd(t *testing.T, ns *netns, args ...string) *daemon {
@@ -204,7 +205,12 @@ func startSinkd(t *testing.T, ns *netns, args ...string) *daemon {
 
 func startSinkdNoWait(t *testing.T, ns *netns, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{ns: ns, cmd: ns.cmd(bin("sinkd"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr, cmd: ns.cmd(bin("sinkd"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	for i, a := range args[:max(len(args)-1, 0)] {
+		if a == "--metrics-addr" {
+			d.metricsAddr = args[i+1]
+		}
+	}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -222,7 +228,7 @@ func startSinkdNoWait(t *testing.T, ns *netns, args ...string) *daemon {
 func (d *daemon) get(t *testing.T, path string) (code int, body string) {
 	t.Helper()
 	d.ns.do(t, func() {
-		c, err := net.DialTimeout("tcp", metricsAddr, time.Second)
+		c, err := net.DialTimeout("tcp", d.metricsAddr, time.Second)
 		if err != nil {
 			return
 		}
@@ -292,10 +298,13 @@ func (d *daemon) wait(t *testing.T) (int, string) {
 	return d.code, d.stderr.String()
 }
 
-// startTcpdump starts tcpdump in ns and waits until it is listening.
+// startTcpdump starts tcpdump in ns and waits until it is listening. It
+// runs in immediate mode (a ring block is not held back for its timeout),
+// whose ring slots are sized by the snap length: -s 9300 and -B 32 MiB
+// hold the tests' bursts of envelopes, jumbo frames included.
 func startTcpdump(t *testing.T, ns *netns, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := ns.cmd("tcpdump", args...)
+	cmd := ns.cmd("tcpdump", append([]string{"--immediate-mode", "-s", "9300", "-B", "32768"}, args...)...)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -315,6 +324,47 @@ func startTcpdump(t *testing.T, ns *netns, args ...string) *exec.Cmd {
 func replay(t *testing.T, ns *netns, sink, file string, args ...string) string {
 	t.Helper()
 	return ns.run(t, bin("dpcap"), append(append([]string{"replay", "--sink", sink}, args...), file)...)
+}
+
+// sendRaw sends frames as they are on ifname in ns through an AF_PACKET
+// socket, bypassing the sender's IP stack.
+func sendRaw(t *testing.T, ns *netns, ifname string, frames [][]byte) {
+	t.Helper()
+	ns.do(t, func() {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index}
+		for _, f := range frames {
+			if err := unix.Sendto(fd, f, 0, sa); err != nil {
+				t.Errorf("send %d bytes on %s: %v", len(f), ifname, err)
+				return
+			}
+		}
+	})
+}
+
+// macOf returns ifname's MAC address in ns.
+func macOf(t *testing.T, ns *netns, ifname string) net.HardwareAddr {
+	t.Helper()
+	var mac net.HardwareAddr
+	ns.do(t, func() {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mac = ifi.HardwareAddr
+	})
+	return mac
 }
 
 // writePcap writes frames to a new Ethernet pcap file.

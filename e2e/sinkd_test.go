@@ -40,7 +40,7 @@ func TestZeroChecksumAcrossVeth(t *testing.T) {
 
 	// The wire: tcpdump on the sink's side records the envelopes.
 	wire := filepath.Join(t.TempDir(), "wire.pcap")
-	td := startTcpdump(t, sk, "--immediate-mode", "-i", "e2e0", "-U", "-w", wire, "udp port 3011")
+	td := startTcpdump(t, sk, "-i", "e2e0", "-U", "-w", wire, "udp port 3011")
 
 	// A plain IPv6 UDP socket receives none of them: the kernel drops them
 	// as checksum errors.

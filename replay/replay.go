@@ -191,7 +191,7 @@ func (s *sender) sendFile(ctx context.Context, open Opener) (done bool, err erro
 		if s.cfg.Count > 0 && s.stats.Sent+uint64(s.n) >= s.cfg.Count {
 			return true, nil
 		}
-		data, ci, err := r.ReadPacket()
+		data, ci, _, err := r.ReadPacket()
 		if errors.Is(err, io.EOF) {
 			return false, nil
 		}

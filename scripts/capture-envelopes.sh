@@ -34,7 +34,9 @@ until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1
 ip netns exec $hv ping -c1 -W1 192.0.2.2 >/dev/null
 
 # capture FILE TCPDUMP-ARGS... -- COMMAND...: runs COMMAND while tcpdump
-# records in the sink namespace.
+# records in the sink namespace. Immediate mode hands every packet over at
+# once (instead of a ring block per second); its ring slots are sized by
+# the snap length, hence -s and -B, or bursts overflow the ring.
 capture() {
 	local file=$1
 	shift
@@ -43,7 +45,7 @@ capture() {
 	shift
 	local log
 	log=$(mktemp)
-	ip netns exec $sk tcpdump --immediate-mode -U -w "$out/$file" "${args[@]}" >/dev/null 2>"$log" &
+	ip netns exec $sk tcpdump --immediate-mode -s 9300 -B 32768 -U -w "$out/$file" "${args[@]}" >/dev/null 2>"$log" &
 	local pid=$!
 	until grep -q "listening on" "$log"; do sleep 0.05; done
 	rm -f "$log"

@@ -13,22 +13,36 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/rawsource"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/dpcap/dpcap/udpsource"
 	"github.com/gopacket/gopacket/layers"
 )
 
 const usage = `Usage: sinkd [flags] -w FILE
+       sinkd -i IFACE [flags] -w FILE
+       sinkd -r IN.pcap [flags] -w FILE
 
 sinkd receives the encapsulated copies a SmartNIC (or 'dpcap replay') sends
 to a UDP port, strips the envelope and writes the inner Ethernet frames to a
 nanosecond pcap file with kernel receive timestamps.
+
+With -i it captures on an interface instead (AF_PACKET): for envelopes whose
+length fields the NIC left unset, which the kernel drops before any socket
+sees them, for envelopes addressed to another IP, and for VXLAN, GENEVE,
+TZSP, ERSPAN I-III and GRE-TAP. With -r it converts a capture file (pcap or
+pcapng, any link type tcpdump writes, "-" for stdin), replacing
+'editcap -C 62', keeping the original timestamps.
 
 Output (tcpdump conventions):
   -w FILE          write to FILE; "-" streams to standard output
@@ -43,14 +57,20 @@ Output (tcpdump conventions):
   SIGHUP rotates now; SIGINT/SIGTERM flush, close and print a summary.
 
 Input:
-  --port N         UDP port of the envelopes (default 3010)
+  -r FILE          read envelopes from a capture file
+  -i IFACE         capture envelopes on an interface (needs CAP_NET_RAW)
+  --port N         UDP port of the NIC's envelopes (default 3010)
+  --ports LIST     with -r and -i, envelope kinds by UDP port (default
+                   nic=3010,vxlan=4789,geneve=6081,tzsp=37008; KIND=0 turns
+                   one off); ERSPAN and GRE-TAP need no port
   --listen ADDR    listen on ADDR only (default: all IPv6 and IPv4 addresses)
-  --buffer-size N  socket receive buffer in bytes, k/m/g suffixes
-                   (default 64m; forcing it needs CAP_NET_ADMIN)
+  --buffer-size N  socket receive buffer, or -i's ring, in bytes with
+                   k/m/g suffixes (default 64m; forcing a socket's needs
+                   CAP_NET_ADMIN)
 
 Monitoring:
   --metrics-addr ADDR  serve /metrics, /healthz, /readyz (default
-                       127.0.0.1:9310; "" disables)
+                       127.0.0.1:9310, none with -r; "" disables)
 
 Exit status: 0 on a clean stop, 1 on a runtime failure, 2 on a usage or
 start-up error.
@@ -64,7 +84,10 @@ type options struct {
 	interval    time.Duration
 	fileCount   int
 	postRotate  string
+	readFile    string
+	iface       string
 	port        uint16
+	ports       map[decap.Kind]uint16
 	listen      netip.Addr
 	bufferSize  int
 	metricsAddr string
@@ -76,7 +99,7 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 
 func parseFlags(args []string) (options, error) {
-	o := options{snapLen: 262144, port: 3010, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310"}
+	o := options{snapLen: 262144, port: 3010, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -118,8 +141,25 @@ func parseFlags(args []string) (options, error) {
 		return err
 	})
 	fs.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "")
+	fs.StringVar(&o.readFile, "r", "", "")
+	fs.StringVar(&o.iface, "i", "", "")
+	var portList string
+	fs.StringVar(&portList, "ports", "", "")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["port"] {
+		o.ports[decap.KindNIC] = o.port
+	}
+	if portList != "" {
+		if err := decap.ParsePorts(portList, o.ports); err != nil {
+			return o, usageError{err}
+		}
+	}
+	if o.readFile != "" && !set["metrics-addr"] {
+		o.metricsAddr = "" // a conversion is over before anyone scrapes
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -134,6 +174,16 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("-W needs -C or -G")}
 	case o.out == "-" && (o.fileSize > 0 || o.interval > 0 || o.postRotate != ""):
 		return o, usageError{errors.New("-C, -G and -z need a file name, not -w -")}
+	case o.readFile != "" && o.iface != "":
+		return o, usageError{errors.New("-r and -i exclude each other")}
+	case o.readFile != "" && o.interval > 0:
+		return o, usageError{errors.New("-G rotates on the clock, which a file conversion does not follow; use -C")}
+	case o.readFile != "" && o.readFile == o.out:
+		return o, usageError{errors.New("-r and -w name the same file")}
+	case portList != "" && o.readFile == "" && o.iface == "":
+		return o, usageError{errors.New("--ports applies to -r and -i; the UDP socket takes the NIC's envelopes on --port")}
+	case set["listen"] && (o.readFile != "" || o.iface != ""):
+		return o, usageError{errors.New("--listen applies to the UDP socket, not to -r or -i")}
 	}
 	return o, nil
 }
@@ -156,15 +206,16 @@ func run(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	src, err := udpsource.Listen(udpsource.Config{
-		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
-		SnapLen: min(o.snapLen, 65535), BatchSize: sink.DefaultBatchSize, Logger: logger,
-	})
+	src, bufSize, desc, err := openSource(o, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
 	}
 	defer src.Close()
+	var decoder *decap.Decoder
+	if o.readFile != "" || o.iface != "" {
+		decoder = decap.NewDecoder(o.ports)
+	}
 	out, err := pcapout.Open(pcapout.Options{
 		Path: o.out, SnapLen: o.snapLen, LinkType: layers.LinkTypeEthernet,
 		FileSize: o.fileSize, Interval: o.interval, FileCount: o.fileCount,
@@ -174,9 +225,9 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
 	}
-	eng := sink.New(sink.Config{Source: src, Output: out, Count: o.count, Stream: o.out == "-", Logger: logger})
+	eng := sink.New(sink.Config{Source: src, Decoder: decoder, Output: out, Count: o.count, Stream: o.out == "-", Logger: logger})
 	if o.metricsAddr != "" {
-		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(eng.Stats, src.ReceiveBuffer(), logger), eng.Running, logger)
+		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(eng.Stats, bufSize, logger), eng.Running, logger)
 		if err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
@@ -198,14 +249,15 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	logger.Info("listening", "addr", src.LocalAddr().String(), "file", out.Name(),
-		"receive_buffer_bytes", src.ReceiveBuffer())
+	if o.readFile == "" {
+		logger.Info("capturing", "from", desc, "file", out.Name(), "buffer_bytes", bufSize)
+	}
 	runErr := eng.Run()
 	st := eng.Stats()
 	if eng.FileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)
 	}
-	printSummary(stderr, st)
+	printSummary(stderr, st, o.readFile == "")
 	if runErr != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", runErr)
 		return 1
@@ -213,20 +265,67 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// printSummary prints tcpdump's style of end-of-capture counts.
-func printSummary(w io.Writer, s sink.Stats) {
+// openSource opens the input the flags name. It returns the source, its
+// buffer size and a description for the log.
+func openSource(o options, logger *slog.Logger) (capture.Source, int, string, error) {
+	switch {
+	case o.readFile != "":
+		src, err := capfile.OpenSource(o.readFile)
+		return src, 0, o.readFile, err
+	case o.iface != "":
+		var ports []uint16
+		for k, p := range o.ports {
+			if p != 0 && k.UDP() {
+				ports = append(ports, p)
+			}
+		}
+		src, err := rawsource.Open(rawsource.Config{Interface: o.iface, Ports: ports, BufferSize: o.bufferSize})
+		return src, o.bufferSize, "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")", err
+	}
+	src, err := udpsource.Listen(udpsource.Config{
+		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
+		SnapLen: min(o.snapLen, 65535), BatchSize: sink.DefaultBatchSize, Logger: logger,
+	})
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return src, src.ReceiveBuffer(), "udp " + src.LocalAddr().String(), nil
+}
+
+// printSummary prints tcpdump's style of end-of-capture counts, with the
+// reasons packets were not written.
+func printSummary(w io.Writer, s sink.Stats, live bool) {
 	fmt.Fprintf(w, "%d packets captured\n", s.Written)
 	fmt.Fprintf(w, "%d packets received\n", s.Received)
-	if s.KernelDropsErr == nil {
-		fmt.Fprintf(w, "%d packets dropped by kernel\n", s.KernelDrops)
-	} else {
-		fmt.Fprintf(w, "packets dropped by kernel: unknown (%v)\n", s.KernelDropsErr)
+	if live {
+		if s.KernelDropsErr == nil {
+			fmt.Fprintf(w, "%d packets dropped by kernel\n", s.KernelDrops)
+		} else {
+			fmt.Fprintf(w, "packets dropped by kernel: unknown (%v)\n", s.KernelDropsErr)
+		}
 	}
-	fmt.Fprintf(w, "%d packets malformed\n", s.MalformedTotal())
+	fmt.Fprintf(w, "%d packets malformed%s\n", s.MalformedTotal(), reasons(s, true))
+	if n := s.SkippedTotal(); n > 0 {
+		fmt.Fprintf(w, "%d packets skipped, not envelopes%s\n", n, reasons(s, false))
+	}
 	if s.WriteDropped > 0 || s.WriteErrors > 0 {
 		fmt.Fprintf(w, "%d packets dropped on write errors (%d failed writes)\n", s.WriteDropped, s.WriteErrors)
 	}
 	if s.Truncated > 0 {
 		fmt.Fprintf(w, "%d packets truncated to the snap length\n", s.Truncated)
 	}
+}
+
+// reasons lists the nonzero malformed (or skipped) counts: " (fragment 7)".
+func reasons(s sink.Stats, malformed bool) string {
+	var parts []string
+	for r := decap.OK + 1; r < decap.NumReasons; r++ {
+		if r.Malformed() == malformed && s.Rejected[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, s.Rejected[r]))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

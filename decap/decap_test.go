@@ -1,0 +1,423 @@
+package decap
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// vmFrames are real frames: the test capture of ordinary VM traffic.
+func vmFrames(t testing.TB) [][]byte {
+	t.Helper()
+	pkts, _, err := capfile.ReadFile("../testdata/vm-traffic.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for _, p := range pkts {
+		frames = append(frames, p.Data)
+	}
+	return frames
+}
+
+type envelope struct {
+	name  string
+	frame []byte // an Ethernet frame
+	// raw marks envelopes as the NIC sends them (IPv6 payload length 0, UDP
+	// length unset), which Wireshark cannot dissect: what sinkd is for.
+	raw       bool
+	kind      Kind
+	id        uint32
+	inner     []byte
+	innerType layers.LinkType
+}
+
+// envelopes builds one of every kind around real frames.
+func envelopes(t testing.TB) []envelope {
+	vm := vmFrames(t)
+	in, in2, in3 := vm[30], vm[40], vm[8] // TCP, TCP over IPv6, ICMP
+	ip4 := in3[14:]                       // a bare IPv4 packet
+	nicUDP := func(p []byte) []byte { return udp(40000, 3010, p, 0xBEEF, 0) }
+	hbh := ext6(60, 2)    // hop-by-hop, 16 bytes, then destination options
+	dst := ext6(44, 1)    // destination options, then a fragment header
+	atomic := ext6(17, 1) // fragment header: offset 0, no more fragments
+	atomic[1] = 0         // (its second byte is reserved, not a length)
+	return []envelope{
+		{"nic over ipv6 as the NIC sends it", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0x12345)), true, KindNIC, 0x12345, in, layers.LinkTypeEthernet},
+		{"nic over ipv6 with lengths fixed", ether(0x86DD, ipv6(17, udp(1, 3010, in, uint16(8+len(in)), 0), -1, 0)), false, KindNIC, 0, in, layers.LinkTypeEthernet},
+		{"nic over ipv4 with options", ether(0x0800, ipv4(17, nicUDP(in2), []byte{1, 1, 1, 0, 0x94, 4, 0, 0}, 0x4000)), true, KindNIC, 0, in2, layers.LinkTypeEthernet},
+		{"nic over ipv6 extension headers", ether(0x86DD, ipv6(0, cat(hbh, dst, atomic, nicUDP(in)), -1, 7)), true, KindNIC, 7, in, layers.LinkTypeEthernet},
+		{"nic behind 802.1ad and 802.1Q tags", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0), [2]uint16{0x88A8, 100}, [2]uint16{0x8100, 7}), true, KindNIC, 0, in, layers.LinkTypeEthernet},
+		{"nic behind three tags", ether(0x0800, ipv4(17, nicUDP(in3), nil, 0), [2]uint16{0x9100, 1}, [2]uint16{0x88A8, 2}, [2]uint16{0x8100, 3}), true, KindNIC, 0, in3, layers.LinkTypeEthernet},
+		{"vxlan", ether(0x0800, ipv4(17, udp(5000, 4789, vxlan(42, in), uint16(16+len(in)), 0), nil, 0)), false, KindVXLAN, 42, in, layers.LinkTypeEthernet},
+		{"geneve with options", ether(0x86DD, ipv6(17, udpOK(6081, geneve(77, 0x6558, cat(be16b(0x0102), []byte{3, 1}, be32b(9)), in2)), -1, 0)), false, KindGENEVE, 77, in2, layers.LinkTypeEthernet},
+		{"geneve carrying bare ipv4", ether(0x0800, ipv4(17, udpOK(6081, geneve(78, 0x0800, nil, ip4)), nil, 0)), false, KindGENEVE, 78, ip4, layers.LinkTypeRaw},
+		{"tzsp with tags", ether(0x0800, ipv4(17, udpOK(37008, tzsp(cat([]byte{0, 0}, []byte{10, 2, 0x12, 0x34}), in3)), nil, 0)), false, KindTZSP, 0, in3, layers.LinkTypeEthernet},
+		{"erspan type I", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, nil, in), nil, 0)), false, KindERSPAN1, 0, in, layers.LinkTypeEthernet},
+		{"erspan type II", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan2(77, in)), nil, 0)), false, KindERSPAN2, 77, in, layers.LinkTypeEthernet},
+		{"erspan type II over ipv6", ether(0x86DD, ipv6(47, gre(0x88BE, false, ptr(5), ptr(2), erspan2(1023, in2)), -1, 0)), false, KindERSPAN2, 1023, in2, layers.LinkTypeEthernet},
+		{"erspan type III", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(3), erspan3(300, 0, false, in)), nil, 0)), false, KindERSPAN3, 300, in, layers.LinkTypeEthernet},
+		{"erspan type III with subheader", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(4), erspan3(301, 0, true, in3)), nil, 0)), false, KindERSPAN3, 301, in3, layers.LinkTypeEthernet},
+		{"erspan type III carrying ip", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(5), erspan3(302, 2, false, ip4)), nil, 0)), false, KindERSPAN3, 302, ip4, layers.LinkTypeRaw},
+		{"gre-tap with checksum and key", ether(0x0800, ipv4(47, gre(0x6558, true, ptr(99), nil, in), nil, 0)), false, KindGRETAP, 99, in, layers.LinkTypeEthernet},
+	}
+}
+
+var decoder = NewDecoder(DefaultPorts())
+
+func TestDecodeEveryKind(t *testing.T) {
+	for _, e := range envelopes(t) {
+		t.Run(e.name, func(t *testing.T) {
+			var r Result
+			if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame, len(e.frame), &r); reason != OK {
+				t.Fatalf("reason %v", reason)
+			}
+			if r.Kind != e.kind || r.ID != e.id || r.InnerLinkType != e.innerType {
+				t.Errorf("kind %v id %d inner type %v; want %v %d %v", r.Kind, r.ID, r.InnerLinkType, e.kind, e.id, e.innerType)
+			}
+			if !bytes.Equal(r.Inner, e.inner) || r.InnerLength != len(e.inner) {
+				t.Errorf("inner: %d bytes (length %d), want %d", len(r.Inner), r.InnerLength, len(e.inner))
+			}
+			if !r.Src.IsValid() || !r.Dst.IsValid() {
+				t.Errorf("outer addresses %v -> %v", r.Src, r.Dst)
+			}
+		})
+	}
+}
+
+// TestDecodeEveryLinkType rewraps a real envelope's IP packet in each outer
+// link type a capture can have.
+func TestDecodeEveryLinkType(t *testing.T) {
+	e := envelopes(t)[0]
+	ip := e.frame[14:]
+	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	sll := cat(be16b(0), be16b(1), be16b(6), macA, []byte{0, 0}, be16b(0x86DD))
+	sll2 := cat(be16b(0x86DD), be16b(0), be32b(3), be16b(1), []byte{0, 6}, macA, []byte{0, 0})
+	tests := []struct {
+		name  string
+		lt    layers.LinkType
+		frame []byte
+	}{
+		{"LINUX_SLL", layers.LinkTypeLinuxSLL, cat(sll, ip)},
+		{"LINUX_SLL with an 802.1Q tag", layers.LinkTypeLinuxSLL, cat(sll[:14], be16b(0x8100), be16b(5), be16b(0x86DD), ip)},
+		{"LINUX_SLL2", layers.LinkTypeLinuxSLL2, cat(sll2, ip)},
+		{"RAW", layers.LinkTypeRaw, ip},
+		{"DLT_RAW 12", 12, ip},
+		{"IPV6", layers.LinkTypeIPv6, ip},
+		{"NULL, Linux AF_INET6", layers.LinkTypeNull, cat(le32(10), ip)},
+		{"NULL, FreeBSD AF_INET6", layers.LinkTypeNull, cat(le32(28), ip)},
+		{"NULL, big-endian Darwin AF_INET6", layers.LinkTypeNull, cat(be32b(30), ip)},
+		{"LOOP, OpenBSD AF_INET6", layers.LinkTypeLoop, cat(be32b(24), ip)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Result
+			if reason := decoder.Decode(tt.lt, tt.frame, len(tt.frame), &r); reason != OK {
+				t.Fatalf("reason %v", reason)
+			}
+			if !bytes.Equal(r.Inner, e.inner) || r.ID != e.id {
+				t.Fatalf("inner %d bytes, id %d; want %d bytes, id %d", len(r.Inner), r.ID, len(e.inner), e.id)
+			}
+		})
+	}
+	// IPv4 in NULL with the family in host (little-endian) order.
+	v4 := envelopes(t)[2].frame[14:]
+	var r Result
+	if reason := decoder.Decode(layers.LinkTypeNull, cat(le32(2), v4), len(v4)+4, &r); reason != OK || !bytes.Equal(r.Inner, envelopes(t)[2].inner) {
+		t.Fatalf("NULL AF_INET: %v", reason)
+	}
+}
+
+func TestReasons(t *testing.T) {
+	in := vmFrames(t)[30]
+	nic := ether(0x86DD, ipv6(17, udp(1, 3010, in, 0, 0), 0, 0))
+	tests := []struct {
+		name  string
+		lt    layers.LinkType
+		frame []byte
+		want  Reason
+	}{
+		{"unknown link type", 147, nic, UnsupportedLinkType},
+		{"ARP", layers.LinkTypeEthernet, vmFrames(t)[4], NotIP},
+		{"ICMPv6", layers.LinkTypeEthernet, vmFrames(t)[0], NotUDPOrGRE},
+		{"DNS: an unmapped port", layers.LinkTypeEthernet, vmFrames(t)[25], UnknownPort},
+		{"GRE carrying IPv4", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x0800, false, nil, nil, in[14:]), nil, 0)), GREUnsupportedProtocol},
+		{"TZSP keepalive", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 4, 0, 1}, 0, 0), nil, 0)), TZSPNotAPacket},
+		{"inner shorter than an Ethernet header", layers.LinkTypeEthernet, ether(0x86DD, ipv6(17, udp(1, 3010, in[:13], 0, 0), 0, 0)), ShortFrame},
+		{"empty", layers.LinkTypeEthernet, nil, TruncatedHeader},
+		{"cut inside the IPv6 header", layers.LinkTypeEthernet, nic[:40], TruncatedHeader},
+		{"cut inside the UDP header", layers.LinkTypeEthernet, nic[:58], TruncatedHeader},
+		{"cut inside a tag", layers.LinkTypeEthernet, ether(0x86DD, nil, [2]uint16{0x8100, 1})[:16], TruncatedHeader},
+		{"IPv4 header length 4", layers.LinkTypeEthernet, func() []byte { b := ether(0x0800, ipv4(17, nil, nil, 0)); b[14] = 0x41; return b }(), BadIPHeader},
+		{"version 4 in an IPv6 frame", layers.LinkTypeEthernet, func() []byte { b := slicesClone(nic); b[14] = 0x40; return b }(), BadIPHeader},
+		{"IPv4 first fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 3010, in, 0, 0), nil, 0x2000)), Fragment},
+		{"IPv4 later fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, in, nil, 185)), Fragment},
+		{"IPv6 fragment", layers.LinkTypeEthernet, ether(0x86DD, ipv6(44, cat([]byte{17, 0, 0, 1}, be32b(9), udp(1, 3010, in, 0, 0)), -1, 0)), Fragment},
+		{"IPv6 extension header overrunning", layers.LinkTypeEthernet, ether(0x86DD, ipv6(0, []byte{17, 200, 0, 0, 0, 0, 0, 0}, -1, 0)), TruncatedHeader},
+		{"VXLAN without the I flag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 4789, cat([]byte{0, 0, 0, 0, 0, 0, 1, 0}, in), 0, 0), nil, 0)), BadVXLANHeader},
+		{"GENEVE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x40, 0}, be16b(0x6558), be32b(0), in), 0, 0), nil, 0)), BadGENEVEHeader},
+		{"GENEVE options overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x3F, 0}, be16b(0x6558), be32b(0)), 0, 0), nil, 0)), TruncatedHeader},
+		{"GENEVE carrying MPLS", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, geneve(1, 0x8847, nil, in), 0, 0), nil, 0)), GENEVEUnsupportedProto},
+		{"GRE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, cat(be16b(1), be16b(0x88BE), in), nil, 0)), BadGREHeader},
+		{"ERSPAN II with version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan3(1, 0, false, in)), nil, 0)), BadERSPANHeader},
+		{"ERSPAN III with version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), cat(erspan2(1, nil), be32b(0), in)), nil, 0)), BadERSPANHeader},
+		{"ERSPAN III frame type 3", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 3, false, in)), nil, 0)), ERSPANUnsupportedFrame},
+		{"ERSPAN III subheader cut", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 0, true, nil)[:14]), nil, 0)), TruncatedHeader},
+		{"TZSP version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{2, 0, 0, 1, 1}, in), 0, 0), nil, 0)), BadTZSPHeader},
+		{"TZSP tag overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 10, 200, 0}, 0, 0), nil, 0)), BadTZSPHeader},
+		{"TZSP without an end tag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 0, 0}, 0, 0), nil, 0)), TruncatedHeader},
+		{"TZSP carrying 802.11", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{1, 0, 0, 18, 1}, in), 0, 0), nil, 0)), TZSPUnsupportedEncap},
+	}
+	seen := map[Reason]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Result
+			if got := decoder.Decode(tt.lt, tt.frame, len(tt.frame), &r); got != tt.want {
+				t.Fatalf("reason %v, want %v", got, tt.want)
+			}
+		})
+		seen[tt.want] = true
+	}
+	for r := OK + 1; r < NumReasons; r++ {
+		if !seen[r] {
+			t.Errorf("no test reaches reason %v", r)
+		}
+	}
+}
+
+func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// TestLengthFields checks the captured length wins over the envelope's
+// length fields, which only cut padding when they are plausible.
+func TestLengthFields(t *testing.T) {
+	in := vmFrames(t)[30]
+	padded := cat(ether(0x0800, ipv4(17, udp(1, 3010, in, 0xFFFF, 0), nil, 0)), make([]byte, 6))
+	var r Result
+	if reason := decoder.Decode(layers.LinkTypeEthernet, padded, len(padded), &r); reason != OK || !bytes.Equal(r.Inner, in) {
+		t.Errorf("padding after a valid IPv4 total length was kept: %v, %d bytes", reason, len(r.Inner))
+	}
+	for _, plen := range []int{0, 0xFFFF, 3} {
+		frame := ether(0x86DD, ipv6(17, udp(1, 3010, in, 0x1234, 0), plen, 0))
+		if plen == 3 {
+			// Too small to hold the UDP header: implausible, ignored? No:
+			// it is plausible as a length, and cuts the datagram short.
+			if reason := decoder.Decode(layers.LinkTypeEthernet, frame, len(frame), &r); reason != TruncatedHeader {
+				t.Errorf("payload length 3: %v", reason)
+			}
+			continue
+		}
+		if reason := decoder.Decode(layers.LinkTypeEthernet, frame, len(frame), &r); reason != OK || !bytes.Equal(r.Inner, in) {
+			t.Errorf("payload length %#x: %v, %d bytes", plen, reason, len(r.Inner))
+		}
+	}
+}
+
+// TestSnapLengthCut decodes envelopes whose capture was cut short.
+func TestSnapLengthCut(t *testing.T) {
+	e := envelopes(t)[0]
+	var r Result
+	if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame[:100], len(e.frame), &r); reason != OK {
+		t.Fatal(reason)
+	}
+	if len(r.Inner) != 100-62 || r.InnerLength != len(e.inner) {
+		t.Fatalf("inner %d bytes of %d, want %d of %d", len(r.Inner), r.InnerLength, 100-62, len(e.inner))
+	}
+	// A frame cut to 10 bytes of inner frame is still as long on the wire.
+	if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame[:72], len(e.frame), &r); reason != OK {
+		t.Fatalf("short capture of a long frame: %v", reason)
+	}
+}
+
+func TestDecodePayload(t *testing.T) {
+	in := vmFrames(t)[30]
+	var r Result
+	if reason := DecodePayload(KindNIC, in, len(in), &r); reason != OK || !bytes.Equal(r.Inner, in) || r.InnerLength != len(in) {
+		t.Fatalf("nic payload: %v", reason)
+	}
+	if reason := DecodePayload(KindNIC, in[:20], len(in), &r); reason != OK || r.InnerLength != len(in) {
+		t.Fatalf("payload cut by snaplen: %v, length %d", reason, r.InnerLength)
+	}
+	for n := range 14 {
+		if reason := DecodePayload(KindNIC, in[:n], n, &r); reason != ShortFrame {
+			t.Fatalf("%d-byte payload: %v", n, reason)
+		}
+	}
+	if reason := DecodePayload(KindVXLAN, vxlan(9, in), len(in)+8, &r); reason != OK || r.ID != 9 || !bytes.Equal(r.Inner, in) {
+		t.Fatalf("vxlan payload: %v", reason)
+	}
+}
+
+func TestPortsAreConfigurable(t *testing.T) {
+	ports := DefaultPorts()
+	if err := ParsePorts("vxlan=8472,nic=4000,tzsp=0", ports); err != nil {
+		t.Fatal(err)
+	}
+	if got := FormatPorts(ports); got != "geneve=6081,nic=4000,tzsp=0,vxlan=8472" {
+		t.Fatalf("ports %s", got)
+	}
+	d := NewDecoder(ports)
+	in := vmFrames(t)[30]
+	var r Result
+	for port, want := range map[uint16]Reason{8472: OK, 4789: UnknownPort, 3010: UnknownPort, 37008: UnknownPort} {
+		f := ether(0x0800, ipv4(17, udp(1, port, vxlan(1, in), 0, 0), nil, 0))
+		if port == 37008 {
+			f = ether(0x0800, ipv4(17, udp(1, port, tzsp(nil, in), 0, 0), nil, 0))
+		}
+		if got := d.Decode(layers.LinkTypeEthernet, f, len(f), &r); got != want {
+			t.Errorf("port %d: %v, want %v", port, got, want)
+		}
+	}
+	for _, bad := range []string{"vxlan", "erspan2=1", "nic=65536", "bogus=1", "nic=x"} {
+		if err := ParsePorts(bad, DefaultPorts()); err == nil {
+			t.Errorf("ParsePorts(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRealCaptures decodes envelopes tcpdump recorded on a veth and on the
+// "any" device (LINUX_SLL and LINUX_SLL2).
+func TestRealCaptures(t *testing.T) {
+	vm := vmFrames(t)
+	sent := append(append([][]byte{}, vm[:24]...), vm[:8]...) // 24 over IPv6, then 8 over IPv4
+	for _, name := range []string{"nic-ether.pcap", "nic-sll.pcap", "nic-sll2.pcap"} {
+		t.Run(name, func(t *testing.T) {
+			pkts, lt, err := capfile.ReadFile(filepath.Join("../testdata/envelopes", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pkts) < 10 {
+				t.Fatalf("only %d packets", len(pkts))
+			}
+			next := 0 // the capture holds a subsequence of what was sent
+			for i, p := range pkts {
+				var r Result
+				if reason := decoder.Decode(lt, p.Data, p.Info.Length, &r); reason != OK {
+					t.Fatalf("packet %d: %v", i, reason)
+				}
+				for next < len(sent) && !bytes.Equal(sent[next], r.Inner) {
+					next++
+				}
+				if next == len(sent) {
+					t.Fatalf("packet %d's inner frame is not one that was sent, in order", i)
+				}
+				next++
+			}
+		})
+	}
+	t.Run("vxlan.pcap", func(t *testing.T) {
+		pkts, lt, err := capfile.ReadFile("../testdata/envelopes/vxlan.pcap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range pkts {
+			var r Result
+			if reason := decoder.Decode(lt, p.Data, p.Info.Length, &r); reason != OK || r.Kind != KindVXLAN || r.ID != 42 {
+				t.Fatalf("packet %d: %v, kind %v, vni %d", i, reason, r.Kind, r.ID)
+			}
+			if et := binary.BigEndian.Uint16(r.Inner[12:14]); et != 0x0800 && et != 0x0806 && et != 0x86DD {
+				t.Fatalf("packet %d: inner ethertype %#x", i, et)
+			}
+		}
+	})
+	t.Run("nic-frag.pcap", func(t *testing.T) {
+		pkts, lt, err := capfile.ReadFile("../testdata/envelopes/nic-frag.pcap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range pkts {
+			var r Result
+			if reason := decoder.Decode(lt, p.Data, p.Info.Length, &r); reason != Fragment {
+				t.Fatalf("packet %d: %v, want fragment", i, reason)
+			}
+		}
+	})
+}
+
+// TestBuildersAgreeWithTshark has Wireshark's dissectors read the test
+// envelopes: they must find the same protocols, identifiers and inner
+// Ethernet source address.
+func TestBuildersAgreeWithTshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark is not installed ('make test' installs it)")
+	}
+	envs := envelopes(t)
+	name := filepath.Join(t.TempDir(), "envelopes.pcap")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	w.WriteFileHeader(65535, layers.LinkTypeEthernet)
+	for _, e := range envs {
+		w.WritePacket(gopacket.CaptureInfo{CaptureLength: len(e.frame), Length: len(e.frame)}, e.frame)
+	}
+	f.Close()
+	out, err := exec.Command("tshark", "-r", name, "-d", "udp.port==3010,eth", "-T", "fields", "-E", "separator=|",
+		"-e", "frame.protocols", "-e", "vxlan.vni", "-e", "geneve.vni", "-e", "erspan.spanid", "-e", "gre.key", "-e", "eth.src").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(envs) {
+		t.Fatalf("tshark read %d packets, want %d", len(lines), len(envs))
+	}
+	wantProto := map[Kind]string{KindNIC: ":udp:eth:", KindVXLAN: ":vxlan:eth:", KindGENEVE: ":geneve:", KindTZSP: ":tzsp:eth:",
+		KindERSPAN1: ":gre:erspan:eth:", KindERSPAN2: ":gre:erspan:eth:", KindERSPAN3: ":gre:erspan:", KindGRETAP: ":gre:eth:"}
+	for i, e := range envs {
+		if e.raw {
+			continue
+		}
+		f := strings.Split(lines[i], "|")
+		protos, srcs := f[0], strings.Split(f[5], ",")
+		var ids []uint64
+		for _, v := range f[1:5] {
+			for _, id := range strings.Split(v, ",") {
+				if n, err := strconv.ParseUint(id, 0, 32); err == nil {
+					ids = append(ids, n)
+				}
+			}
+		}
+		if !strings.Contains(protos, wantProto[e.kind]) {
+			t.Errorf("%s: tshark sees %s, want %s", e.name, protos, wantProto[e.kind])
+		}
+		if e.id != 0 && e.kind != KindNIC && !slices.Contains(ids, uint64(e.id)) {
+			t.Errorf("%s: tshark's identifiers %v lack %d", e.name, ids, e.id)
+		}
+		if e.innerType == layers.LinkTypeEthernet {
+			inner := netHW(e.inner[6:12])
+			if srcs[len(srcs)-1] != inner {
+				t.Errorf("%s: tshark's innermost Ethernet source %s, want %s", e.name, srcs[len(srcs)-1], inner)
+			}
+		}
+	}
+}
+
+func netHW(b []byte) string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
+}
+
+func BenchmarkDecode(b *testing.B) {
+	e := envelopes(b)[0]
+	var r Result
+	b.SetBytes(int64(len(e.frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		decoder.Decode(layers.LinkTypeEthernet, e.frame, len(e.frame), &r)
+	}
+	if !r.Src.IsValid() || r.Src != netip.MustParseAddr("2001:db8:1::1") {
+		b.Fatal(r.Src)
+	}
+}

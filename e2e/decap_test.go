@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+// captureEnvelopes has real tcpdump record the envelopes of the VM traffic
+// that dpcap replay sends from hv to sk, with tcpdump's extra args.
+func captureEnvelopes(t *testing.T, hv, sk *netns, sinks []string, args ...string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "envelopes.pcap")
+	td := startTcpdump(t, sk, append([]string{"-U", "-w", name}, args...)...)
+	for _, s := range sinks {
+		replay(t, hv, s, vmTraffic)
+	}
+	time.Sleep(300 * time.Millisecond)
+	td.Process.Signal(syscall.SIGINT)
+	td.Wait()
+	return name
+}
+
+func convert(t *testing.T, in string, args ...string) (string, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "inner.pcap")
+	cmd := exec.Command(bin("sinkd"), append([]string{"-r", in, "-w", out}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sinkd -r: %v\n%s", err, stderr.String())
+	}
+	return out, stderr.String()
+}
+
+// TestOfflineMatchesEditcap converts a real tcpdump capture of envelopes on
+// a veth and compares it packet for packet with editcap -C 62 -L.
+func TestOfflineMatchesEditcap(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	in := captureEnvelopes(t, hv, sk, []string{"[2001:db8:1::2]:3010"}, "-i", "e2e0", "udp dst port 3010")
+	ours, summary := convert(t, in)
+	edited := filepath.Join(t.TempDir(), "editcap.pcap")
+	if out, err := exec.Command("editcap", "-C", "62", "-L", "-F", "pcap", in, edited).CombinedOutput(); err != nil {
+		t.Fatalf("editcap: %v\n%s", err, out)
+	}
+	got, _, err := capfile.ReadFile(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := capfile.ReadFile(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 74 || len(want) != 74 {
+		t.Fatalf("sinkd wrote %d packets, editcap %d; want 74 each\n%s", len(got), len(want), summary)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !bytes.Equal(g.Data, w.Data) || g.Info.Length != w.Info.Length || !g.Info.Timestamp.Equal(w.Info.Timestamp) {
+			t.Fatalf("packet %d: sinkd %d/%d bytes at %v, editcap %d/%d at %v", i,
+				len(g.Data), g.Info.Length, g.Info.Timestamp, len(w.Data), w.Info.Length, w.Info.Timestamp)
+		}
+	}
+	equalFrames(t, readFrames(t, ours), vmFrames(t))
+	checkWithTools(t, ours, 74)
+}
+
+// TestOfflineCookedCaptures converts tcpdump -i any captures (LINUX_SLL2,
+// and LINUX_SLL with -y) of envelopes over IPv6 and IPv4: exact, where a
+// fixed chop is not.
+func TestOfflineCookedCaptures(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	want := append(vmFrames(t), vmFrames(t)...)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"LINUX_SLL2", []string{"-i", "any", "udp dst port 3010"}},
+		{"LINUX_SLL", []string{"-i", "any", "-y", "LINUX_SLL", "udp dst port 3010"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := captureEnvelopes(t, hv, sk, []string{"[2001:db8:1::2]:3010", "192.0.2.2:3010"}, tt.args...)
+			if out, _ := exec.Command("capinfos", "-E", in).Output(); !strings.Contains(string(out), "Linux cooked-mode capture v"+map[string]string{"LINUX_SLL2": "2", "LINUX_SLL": "1"}[tt.name]) {
+				t.Fatalf("tcpdump did not write %s:\n%s", tt.name, out)
+			}
+			ours, _ := convert(t, in)
+			equalFrames(t, readFrames(t, ours), want)
+			checkWithTools(t, ours, len(want))
+			// What the documented recipe makes of the same file.
+			edited := filepath.Join(t.TempDir(), "editcap.pcap")
+			exec.Command("editcap", "-C", "62", "-F", "pcap", in, edited).Run()
+			chopped := readFrames(t, edited)
+			if len(chopped) == len(want) && bytes.Equal(chopped[0], want[0]) {
+				t.Errorf("editcap -C 62 unexpectedly got %s right", tt.name)
+			}
+		})
+	}
+}
+
+// TestOfflineFormatsAndStdin converts the same envelopes from pcapng and
+// from standard input.
+func TestOfflineFormatsAndStdin(t *testing.T) {
+	in := "../testdata/envelopes/nic-ether.pcap"
+	ref, _ := convert(t, in)
+	ng := filepath.Join(t.TempDir(), "in.pcapng")
+	if out, err := exec.Command("editcap", "-F", "pcapng", in, ng).CombinedOutput(); err != nil {
+		t.Fatalf("editcap: %v %s", err, out)
+	}
+	fromNg, _ := convert(t, ng)
+	equalFrames(t, readFrames(t, fromNg), readFrames(t, ref))
+
+	out := filepath.Join(t.TempDir(), "stdin.pcap")
+	cmd := exec.Command(bin("sinkd"), "-r", "-", "-w", out)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdin = f
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sinkd -r -: %v\n%s", err, b)
+	}
+	equalFrames(t, readFrames(t, out), readFrames(t, ref))
+}
+
+// TestOfflineCountsWhatItSkips converts a capture of everything on a link:
+// envelopes, ping, ARP and neighbour discovery, and IPv6 fragments.
+func TestOfflineCountsWhatItSkips(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	name := filepath.Join(t.TempDir(), "all.pcap")
+	td := startTcpdump(t, sk, "-U", "-w", name, "-i", "e2e0")
+	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic)
+	hv.run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.2")
+	big := writePcap(t, [][]byte{bytes.Repeat([]byte{2}, 3000)})
+	replay(t, hv, "[2001:db8:1::2]:3010", big) // fragmented on the 1600-byte link
+	time.Sleep(300 * time.Millisecond)
+	td.Process.Signal(syscall.SIGINT)
+	td.Wait()
+	out, summary := convert(t, name)
+	if n := len(readFrames(t, out)); n != 74 {
+		t.Errorf("wrote %d packets, want the 74 envelopes' frames", n)
+	}
+	// The 3062-byte envelope crosses the 1600-byte link in two fragments.
+	for _, want := range []string{"74 packets captured", "packets malformed (fragment 2)", "not_udp_or_gre"} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, summary)
+		}
+	}
+}
+
+// TestRawModeTakesWhatSocketsCannot sends envelopes as a NIC that fixes no
+// length field would: IPv6 payload length 0 and a garbage UDP length. No
+// UDP socket receives them; sinkd -i writes every inner frame byte-exact,
+// including frames behind an 802.1Q tag.
+func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	tmpl := flowprog.Template{
+		DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"),
+		Src: mustAddr("2001:db8:1::1"), Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010,
+	}
+	b, err := tmpl.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint16(b[58:60], 0xDEAD) // the UDP length, never written by the dataplane
+	want := vmFrames(t)
+	var envs [][]byte
+	for _, f := range want {
+		envs = append(envs, flowprog.Encap(nil, &b, f, false))
+	}
+	// The same envelopes behind an 802.1Q tag.
+	for _, e := range envs[:10] {
+		envs = append(envs, slices.Concat(e[:12], []byte{0x81, 0x00, 0x00, 0x64}, e[12:]))
+	}
+	want = append(want, want[:10]...)
+
+	udp := startSinkd(t, sk, "-w", filepath.Join(t.TempDir(), "udp.pcap"))
+	out := filepath.Join(t.TempDir(), "raw.pcap")
+	raw := startSinkd(t, sk, "-i", "e2e0", "-w", out, "--metrics-addr", "127.0.0.1:9311")
+	before := snmp6(t, sk, "Udp6InErrors")
+	sendRaw(t, hv, "e2e0", envs)
+	m := raw.waitMetric(t, "sinkd_packets_written_total", float64(len(want)))
+	if got := udp.metrics(t)["sinkd_packets_received_total"]; got != 0 {
+		t.Errorf("the UDP socket received %v envelopes with unset lengths", got)
+	}
+	if errs := snmp6(t, sk, "Udp6InErrors") - before; errs < 74 {
+		t.Errorf("Udp6InErrors rose by %d; the kernel should drop the untagged envelopes", errs)
+	}
+	if code, stderr := raw.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd -i: exit %d\n%s", code, stderr)
+	}
+	if m["sinkd_packets_malformed_total{reason=\"truncated_header\"}"] != 0 {
+		t.Errorf("malformed envelopes: %v", m)
+	}
+	equalFrames(t, readFrames(t, out), want)
+	checkWithTools(t, out, len(want))
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,155 @@
+//go:build linux
+
+// Package rawsource captures envelopes from a network interface with
+// AF_PACKET (a TPACKET_V3 ring, as tcpdump uses), for the sinks a UDP
+// socket cannot serve: envelopes whose length fields the NIC left unset
+// (the kernel drops them before any socket), envelopes addressed to an IP
+// the sink does not own, and the other envelope kinds.
+package rawsource
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpcap/dpcap/capture"
+	"github.com/gopacket/gopacket/afpacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+const (
+	blockSize = 1 << 20
+	frameSize = 1 << 16
+	// blockTimeout bounds how long a partly filled ring block waits before
+	// the kernel hands it over, and so the capture's latency.
+	blockTimeout = 5 * time.Millisecond
+	// pollInterval bounds how long a blocked Read takes to notice a new
+	// deadline.
+	pollInterval = 20 * time.Millisecond
+)
+
+// Config says what to capture.
+type Config struct {
+	Interface string
+	// Ports are the UDP ports of the envelopes, for the kernel filter.
+	Ports []uint16
+	// BufferSize is the ring size in bytes (at least one 1 MiB block).
+	BufferSize int
+}
+
+// Source is an AF_PACKET capture. It implements capture.Source.
+type Source struct {
+	tp       *afpacket.TPacket
+	arena    []byte
+	pkts     []capture.Packet
+	deadline atomic.Int64
+	closed   atomic.Bool
+}
+
+// Open starts capturing on cfg.Interface (needs CAP_NET_RAW).
+func Open(cfg Config) (*Source, error) {
+	if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
+	}
+	blocks := max(cfg.BufferSize/blockSize, 1)
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(cfg.Interface),
+		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
+		afpacket.OptFrameSize(frameSize),
+		afpacket.OptBlockSize(blockSize),
+		afpacket.OptNumBlocks(blocks),
+		afpacket.OptBlockTimeout(blockTimeout),
+		afpacket.OptPollTimeout(pollInterval),
+		afpacket.OptAddVLANHeader(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
+	}
+	filter, err := Filter(cfg.Ports)
+	if err == nil {
+		err = tp.SetBPF(filter)
+	}
+	if err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("capture on %s: kernel filter: %w", cfg.Interface, err)
+	}
+	return &Source{tp: tp, arena: make([]byte, 0, 1<<20)}, nil
+}
+
+// Read implements capture.Source. It waits for a first packet, then takes
+// what the ring holds, up to max.
+func (s *Source) Read(max int) ([]capture.Packet, error) {
+	if cap(s.pkts) < max {
+		s.pkts = make([]capture.Packet, max)
+	}
+	s.arena = s.arena[:0]
+	n := 0
+	for n < max {
+		if n == 0 {
+			if s.closed.Load() {
+				return nil, net.ErrClosed
+			}
+			if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+				return nil, os.ErrDeadlineExceeded
+			}
+		}
+		data, ci, err := s.tp.ZeroCopyReadPacketData()
+		if errors.Is(err, afpacket.ErrTimeout) {
+			if n > 0 {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			if n > 0 {
+				break
+			}
+			return nil, fmt.Errorf("read the capture ring: %w", err)
+		}
+		start := len(s.arena)
+		s.arena = append(s.arena, data...)
+		s.pkts[n] = capture.Packet{
+			Data:      s.arena[start:len(s.arena):len(s.arena)],
+			Length:    ci.Length,
+			Timestamp: ci.Timestamp,
+			LinkType:  layers.LinkTypeEthernet,
+		}
+		n++
+	}
+	return s.pkts[:n], nil
+}
+
+// SetReadDeadline implements capture.Source. A blocked Read notices the
+// change within pollInterval.
+func (s *Source) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		s.deadline.Store(0)
+	} else {
+		s.deadline.Store(t.UnixNano())
+	}
+	return nil
+}
+
+// Drops implements capture.Source with the ring's count of packets the
+// kernel could not store.
+func (s *Source) Drops() (uint64, error) {
+	if s.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	_, v3, err := s.tp.SocketStats()
+	if err != nil {
+		return 0, fmt.Errorf("read the ring's statistics: %w", err)
+	}
+	return uint64(v3.Drops()), nil
+}
+
+// Close implements capture.Source. Call it once no Read is running.
+func (s *Source) Close() error {
+	if !s.closed.Swap(true) {
+		s.tp.Close()
+	}
+	return nil
+}
