@@ -6,10 +6,12 @@ GO      ?= go
 BIN     := bin
 # command:package pairs the tests and the demo need.
 TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
-           ip:iproute2 promtool:prometheus ping:iputils-ping
+           ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3
+# How long each fuzzer runs in 'make test'.
+FUZZTIME ?= 15s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e lint bench clean
+.PHONY: all build deps demo test unit e2e fuzz lint bench clean
 
 all: build
 
@@ -40,7 +42,11 @@ unit:
 e2e: deps
 	$(GO) test -count=1 ./e2e
 
-test: deps lint unit e2e
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./decap
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME) ./decap
+
+test: deps lint unit e2e fuzz
 
 bench: deps build
 	bash scripts/bench.sh

@@ -34,7 +34,7 @@ type Reader struct {
 
 // NewReader detects the format of r and reads its file header.
 func NewReader(r io.Reader) (*Reader, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
+	br := bufio.NewReaderSize(r, 1<<20)
 	magic, err := br.Peek(4)
 	if err != nil {
 		return nil, fmt.Errorf("read file magic: %w", err)

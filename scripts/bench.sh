@@ -4,8 +4,11 @@
 # the envelopes with dpcap replay over a veth to a "sink" namespace where
 # sinkd (UDP socket) and tcpdump (AF_PACKET on the veth) both capture them.
 # Both get a 64 MiB buffer. Needs root.
+# Then offline conversion: sinkd -r against editcap -C 62 and cp on the same
+# file of a million envelopes.
 #   BENCH_PACKETS  packets per rate (default 300000)
 #   BENCH_RATES    packets/s to try; 0 = as fast as dpcap replay sends
+#   BENCH_OFFLINE  envelopes in the offline file (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-out
@@ -15,6 +18,7 @@ mkdir -p "$out"
 
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
 go test -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
+go test -run '^$' -bench . -benchmem ./decap | grep -E '^Benchmark'
 echo
 
 hv=dpcap-bench-hv sk=dpcap-bench-sk
@@ -81,3 +85,34 @@ done
 echo
 echo "captured ratio = sinkd / tcpdump packets captured (>= 1 means sinkd lost no more than tcpdump);"
 echo "cpu ratio = sinkd / tcpdump CPU seconds. tcpdump writes the whole envelope, sinkd the inner frame."
+
+echo
+offline=${BENCH_OFFLINE:-1000000}
+big=$out/offline-$offline.pcap
+[ -f "$big" ] || python3 scripts/make-bench-input.py "$big" "$offline"
+bytes=$(stat -c %s "$big")
+# median3 CMD...: the median wall time of three runs, in seconds.
+median3() {
+	local times=()
+	for _ in 1 2 3; do
+		local t0 t1
+		t0=$(date +%s.%N)
+		"$@" >/dev/null 2>&1
+		t1=$(date +%s.%N)
+		times+=("$(echo "$t1 - $t0" | bc -l)")
+	done
+	printf '%s\n' "${times[@]}" | sort -g | sed -n 2p
+}
+cat "$big" >/dev/null # into the page cache, for every contender alike
+echo "== offline conversion of $offline envelopes ($((bytes / 1000000)) MB, 60-1514 B frames), median of 3 runs"
+t_sinkd=$(median3 bin/sinkd -r "$big" -w "$out/offline-sinkd.pcap")
+t_editcap=$(median3 editcap -C 62 -F pcap "$big" "$out/offline-editcap.pcap")
+t_cp=$(median3 cp "$big" "$out/offline-cp.pcap")
+printf '%-28s %8s %10s %12s\n' "" "wall s" "MB/s" "packets/s"
+for row in "sinkd -r:$t_sinkd" "editcap -C 62:$t_editcap" "cp (the I/O limit):$t_cp"; do
+	name=${row%%:*} t=${row##*:}
+	printf '%-28s %8.3f %10.0f %12.0f\n' "$name" "$t" "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "$offline / $t" | bc -l)"
+done
+printf 'sinkd -r is %.2fx editcap'"'"'s throughput and takes %.2fx the time of cp\n' \
+	"$(echo "$t_editcap / $t_sinkd" | bc -l)" "$(echo "$t_sinkd / $t_cp" | bc -l)"
+rm -f "$out"/offline-sinkd.pcap "$out"/offline-editcap.pcap "$out"/offline-cp.pcap
