@@ -16,8 +16,10 @@ type Packet struct {
 	Data      []byte
 	Length    int
 	Timestamp time.Time
-	// Src is the sender, for packets read from a socket.
-	Src netip.AddrPort
+	// Src is the sender, and FlowLabel the IPv6 flow label, for packets
+	// read from a socket.
+	Src       netip.AddrPort
+	FlowLabel uint32
 	// LinkType is the framing of Data, for packets read from an interface
 	// or a file; socket payloads have none.
 	LinkType layers.LinkType

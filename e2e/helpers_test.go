@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
+	build := exec.Command("go", "build", "-tags", "libpcap", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Println("e2e: build failed:", err)
@@ -126,22 +126,34 @@ func (n *netns) do(t *testing.T, fn func()) {
 	}
 }
 
-// link joins two namespaces with a veth pair addressed 2001:db8:1::1/64 and
-// 192.0.2.1/24 on a's side, ::2 and .2 on b's.
-func link(t *testing.T, a, b *netns, mtu int) {
+// link joins two namespaces with a veth pair e2e0 addressed 2001:db8:1::1/64
+// and 192.0.2.1/24 on a's side, ::2 and .2 on b's.
+func link(t *testing.T, a, b *netns, mtu int) { linkN(t, a, b, mtu, 1) }
+
+// linkN joins two namespaces with veth pair n (interface e2e<n-1>, subnets
+// 2001:db8:<n>::/64 and, for n = 1, 192.0.2.0/24; 198.51.100.0/24 for 2).
+func linkN(t *testing.T, a, b *netns, mtu, n int) {
 	t.Helper()
-	if out, err := exec.Command("ip", "link", "add", "e2e0", "netns", a.name, "mtu", strconv.Itoa(mtu),
-		"type", "veth", "peer", "name", "e2e0", "netns", b.name, "mtu", strconv.Itoa(mtu)).CombinedOutput(); err != nil {
+	ifname := fmt.Sprintf("e2e%d", n-1)
+	v4 := map[int]string{1: "192.0.2.", 2: "198.51.100."}[n]
+	if out, err := exec.Command("ip", "link", "add", ifname, "netns", a.name, "mtu", strconv.Itoa(mtu),
+		"type", "veth", "peer", "name", ifname, "netns", b.name, "mtu", strconv.Itoa(mtu)).CombinedOutput(); err != nil {
 		t.Fatalf("ip link add veth: %v: %s", err, out)
 	}
-	for i, n := range []*netns{a, b} {
-		n.run(t, "ip", "addr", "add", fmt.Sprintf("2001:db8:1::%d/64", i+1), "dev", "e2e0", "nodad")
-		n.run(t, "ip", "addr", "add", fmt.Sprintf("192.0.2.%d/24", i+1), "dev", "e2e0")
-		n.run(t, "ip", "link", "set", "e2e0", "up")
+	for i, ns := range []*netns{a, b} {
+		ns.run(t, "ip", "addr", "add", fmt.Sprintf("2001:db8:%d::%d/64", n, i+1), "dev", ifname, "nodad")
+		if v4 != "" {
+			ns.run(t, "ip", "addr", "add", fmt.Sprintf("%s%d/24", v4, i+1), "dev", ifname)
+		}
+		ns.run(t, "ip", "link", "set", ifname, "up")
 	}
 	// Resolve neighbours before any test traffic: packets sent while
 	// discovery is pending queue in a small per-neighbour buffer and drop.
-	for _, dst := range []string{"2001:db8:1::2", "192.0.2.2"} {
+	dsts := []string{fmt.Sprintf("2001:db8:%d::2", n)}
+	if v4 != "" {
+		dsts = append(dsts, v4+"2")
+	}
+	for _, dst := range dsts {
 		deadline := time.Now().Add(10 * time.Second)
 		for a.cmd("ping", "-c", "1", "-W", "1", dst).Run() != nil {
 			if time.Now().After(deadline) {

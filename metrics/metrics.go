@@ -29,7 +29,7 @@ type Collector struct {
 	logger        *slog.Logger
 
 	received, written, bytes, malformed, skipped *prometheus.Desc
-	truncated                                    *prometheus.Desc
+	truncated, filtered                          *prometheus.Desc
 	dropped, socketDrops, rotated, writeErrors   *prometheus.Desc
 	rcvBuf                                       *prometheus.Desc
 }
@@ -50,6 +50,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		malformed:     d("packets_malformed_total", "Broken envelopes, by reason.", "reason"),
 		skipped:       d("packets_skipped_total", "Packets that were not envelopes (other traffic in a capture), by reason.", "reason"),
 		truncated:     d("packets_truncated_total", "Written packets cut to the snap length."),
+		filtered:      d("packets_filtered_total", "Envelopes whose inner frame the filter expression rejected."),
 		dropped:       d("packets_dropped_total", "Received packets lost inside sinkd, by reason.", "reason"),
 		socketDrops:   d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
 		rotated:       d("files_rotated_total", "Capture files closed to start the next."),
@@ -60,7 +61,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated,
+	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated, c.filtered,
 		c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
 		ch <- d
 	}
@@ -83,6 +84,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(c.truncated, s.Truncated)
+	counter(c.filtered, s.Filtered)
 	counter(c.dropped, s.WriteDropped, "write_error")
 	if s.KernelDropsErr == nil {
 		counter(c.socketDrops, s.KernelDrops)

@@ -1,8 +1,10 @@
-// Package pcapout writes capture files the way tcpdump does: nanosecond pcap,
-// rotated by size (-C), on the clock (-G, strftime names) or on demand, as a
-// ring or with a file limit (-W), with a command run on each closed file
-// (-z). Every file is a complete capture on its own, and a write error never
-// leaves a torn record behind.
+// Package pcapout writes capture files the way tcpdump does: nanosecond pcap
+// or pcapng (an interface per source, statistics at close), rotated by size
+// (-C), on the clock (-G, strftime names) or on demand, as a ring or with a
+// file limit (-W), with a command run on each closed file (-z), and
+// optionally split into one set of files per source. Every file is a
+// complete capture on its own, and a write error never leaves a torn record
+// behind.
 package pcapout
 
 import (
@@ -14,9 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // ErrFileLimit is returned when -G rotation has created the -W number of
@@ -34,8 +34,11 @@ type Options struct {
 	// Path is the file name ("-" for standard output); with Interval it may
 	// hold strftime conversions.
 	Path     string
+	Format   Format
 	SnapLen  int
 	LinkType layers.LinkType
+	// Application names the writer in pcapng section headers.
+	Application string
 	// FileSize rotates before a file would grow past this many bytes (-C).
 	FileSize int64
 	// Interval rotates on the clock (-G), whether or not packets arrive.
@@ -50,6 +53,12 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
+	// InterfaceStats, when set, gives the counts of a pcapng interface for
+	// the statistics block written as a file closes.
+	InterfaceStats func(iface int) InterfaceStats
+	// Stats receives the running totals; a Rotator keeps its own when nil.
+	// A Split shares one among its files.
+	Stats *Stats
 }
 
 // Stats are running totals, safe to read while the Rotator works.
@@ -64,11 +73,14 @@ type Stats struct {
 // Rotator writes packets to a sequence of capture files. It is not safe for
 // concurrent use, except for its Stats.
 type Rotator struct {
-	opts  Options
-	stats Stats
-	out   *output
-	enc   *pcapgo.Writer
-	ci    gopacket.CaptureInfo
+	opts   Options
+	stats  *Stats
+	out    *output
+	enc    encoder
+	ifaces []Interface
+	// delivered counts each interface's packets in the current file.
+	delivered []uint64
+	started   time.Time
 
 	sizeCount int       // tcpdump's Cflag_count: size and on-demand rotations
 	timeFiles int       // files opened on the clock (Gflag_count)
@@ -97,7 +109,16 @@ func Open(opts Options) (*Rotator, error) {
 	if opts.Path == "-" && (opts.FileSize > 0 || opts.Interval > 0) {
 		return nil, errors.New("rotation (-C, -G) needs a file name, not standard output")
 	}
-	r := &Rotator{opts: opts}
+	r := &Rotator{opts: opts, stats: opts.Stats}
+	if r.stats == nil {
+		r.stats = &Stats{}
+	}
+	switch opts.Format {
+	case FormatPcapng:
+		r.enc = &pcapngEncoder{snapLen: uint32(opts.SnapLen), linkType: opts.LinkType, app: opts.Application}
+	default:
+		r.enc = &pcapEncoder{snapLen: uint32(opts.SnapLen), linkType: opts.LinkType}
+	}
 	if opts.FileCount > 0 {
 		for x := opts.FileCount - 1; x > 0; x /= 10 {
 			r.chars++
@@ -107,6 +128,7 @@ func Open(opts Options) (*Rotator, error) {
 		opts.Logger.Warn("-G without a strftime conversion in the file name overwrites the same file each period", "path", opts.Path)
 	}
 	r.opened = opts.Now()
+	r.started = r.opened
 	if err := r.openNext(); err != nil {
 		return nil, err
 	}
@@ -114,7 +136,25 @@ func Open(opts Options) (*Rotator, error) {
 }
 
 // Stats returns the running totals.
-func (r *Rotator) Stats() *Stats { return &r.stats }
+func (r *Rotator) Stats() *Stats { return r.stats }
+
+// SetInterfaceStats implements Output.
+func (r *Rotator) SetInterfaceStats(f func(int) InterfaceStats) { r.opts.InterfaceStats = f }
+
+// AddInterface declares a source and returns its interface number for
+// WritePacket. In pcapng it is described in this file and every later one;
+// pcap has a single unnamed interface, 0.
+func (r *Rotator) AddInterface(ifc Interface) int {
+	if r.opts.Format != FormatPcapng {
+		return 0
+	}
+	r.ifaces = append(r.ifaces, ifc)
+	r.delivered = append(r.delivered, 0)
+	if r.out != nil {
+		r.enc.addInterface(r.out, ifc)
+	}
+	return len(r.ifaces) - 1
+}
 
 // Name returns the file being written ("" while none could be opened).
 func (r *Rotator) Name() string {
@@ -148,21 +188,20 @@ func (r *Rotator) openNext() error {
 		}
 	}
 	out.buf = make([]byte, 0, r.opts.FlushBytes+r.opts.SnapLen+16)
-	enc := pcapgo.NewWriterNanos(out)
-	if err := enc.WriteFileHeader(uint32(r.opts.SnapLen), r.opts.LinkType); err != nil {
-		return fmt.Errorf("write header of %s: %w", out.name, err)
-	}
+	r.enc.header(out, r.ifaces)
 	out.hdrLen = len(out.buf)
-	r.out, r.enc = out, enc
+	r.out = out
+	clear(r.delivered)
 	// The header goes out at once, so that even an idle period leaves a
 	// valid (empty) capture file.
 	r.Flush()
 	return nil
 }
 
-// WritePacket appends one packet. length is its length on the wire; data
-// longer than the snap length is cut. A packet is never split across files.
-func (r *Rotator) WritePacket(ts time.Time, data []byte, length int) {
+// WritePacket appends one packet of interface iface. length is its length
+// on the wire; data longer than the snap length is cut. A packet is never
+// split across files.
+func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) {
 	if len(data) > r.opts.SnapLen {
 		data = data[:r.opts.SnapLen]
 	}
@@ -180,8 +219,10 @@ func (r *Rotator) WritePacket(ts time.Time, data []byte, length int) {
 			return
 		}
 	}
-	r.ci.Timestamp, r.ci.CaptureLength, r.ci.Length = ts, len(data), length
-	_ = r.enc.WritePacket(r.ci, data) // cannot fail: lengths are consistent and output buffers
+	r.enc.packet(r.out, iface, ts, data, length)
+	if iface < len(r.delivered) {
+		r.delivered[iface]++
+	}
 	r.out.pending++
 	r.out.records++
 	if len(r.out.buf) >= r.opts.FlushBytes {
@@ -291,8 +332,18 @@ func (r *Rotator) rotate(onClock bool) {
 	}
 }
 
-// closeCurrent flushes and closes the current file and runs -z on it.
+// closeCurrent writes the statistics, flushes and closes the current file
+// and runs -z on it.
 func (r *Rotator) closeCurrent() {
+	if len(r.ifaces) > 0 {
+		stats := make([]InterfaceStats, len(r.ifaces))
+		if r.opts.InterfaceStats != nil {
+			for i := range stats {
+				stats[i] = r.opts.InterfaceStats(i)
+			}
+		}
+		r.enc.trailer(r.out, stats, r.delivered, r.started, r.opts.Now())
+	}
 	r.failUntil = time.Time{} // a last try for what is buffered
 	r.Flush()
 	name := r.out.name

@@ -68,7 +68,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	const n = 200
 	ts := time.Unix(1700000000, 123456789)
 	for i := range n {
-		r.WritePacket(ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
+		r.WritePacket(0, ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
 	}
 	r.Close()
 	names := files(t, dir)
@@ -115,7 +115,7 @@ func TestSizeRotationRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		r.WritePacket(time.Unix(int64(i), 0), frame(i, 1000), 1000)
+		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 1000), 1000)
 	}
 	r.Close()
 	if got, want := files(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
@@ -147,7 +147,7 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(clk.t, frame(1, 100), 100)
+	r.WritePacket(0, clk.t, frame(1, 100), 100)
 	if d := r.Deadline(); !d.Equal(clk.t.Add(10 * time.Second)) {
 		t.Fatalf("deadline = %v", d)
 	}
@@ -217,7 +217,7 @@ func TestRotateOnDemandNumbersFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		r.WritePacket(time.Unix(1, 0), frame(i, 64), 64)
+		r.WritePacket(0, time.Unix(1, 0), frame(i, 64), 64)
 		r.Rotate()
 	}
 	r.Close()
@@ -238,7 +238,7 @@ func TestSnapLenCutsButKeepsLength(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(time.Unix(1, 0), frame(1, 1500), 1500)
+	r.WritePacket(0, time.Unix(1, 0), frame(1, 1500), 1500)
 	r.Close()
 	got := readAll(t, path)
 	if len(got) != 1 || len(got[0].Data) != 96 || got[0].Info.Length != 1500 {
@@ -287,6 +287,6 @@ func BenchmarkWritePacket(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		r.WritePacket(ts, data, len(data))
+		r.WritePacket(0, ts, data, len(data))
 	}
 }

@@ -2,12 +2,13 @@
 
 // Package replay sends the frames of a capture file to a sink wrapped as the
 // NIC wraps its copies: one frame per UDP datagram, with a zero UDP checksum
-// over IPv6, flow label 0 and hop limit 64. It is how a sink path is tested
+// over IPv6, hop limit 64, and flow label 0 or a port's tag. It is how a sink path is tested
 // before hardware capture is turned on.
 package replay
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/internal/mmsg"
@@ -37,7 +39,10 @@ type Config struct {
 	// Loops is how many times the file is sent; 0 means until ctx ends.
 	Loops int
 	// Count stops after this many packets; 0 means no limit.
-	Count     uint64
+	Count uint64
+	// Tag is put in the IPv6 flow label, as dpcap's templates tag a port
+	// (IPv6 sinks only); 0 leaves the label 0.
+	Tag       uint32
 	BatchSize int
 	Logger    *slog.Logger
 }
@@ -111,12 +116,18 @@ func (s *sender) finish() Stats {
 
 func dial(ctx context.Context, cfg Config) (*net.UDPConn, error) {
 	v6 := cfg.Sink.Addr().Is6() && !cfg.Sink.Addr().Is4In6()
+	if cfg.Tag != 0 && !v6 {
+		return nil, fmt.Errorf("a tag travels in the IPv6 flow label; %s is not an IPv6 sink", cfg.Sink)
+	}
 	d := net.Dialer{
 		LocalAddr: &net.UDPAddr{Port: int(cfg.SrcPort)},
 		Control: func(network, address string, c syscall.RawConn) error {
 			var optErr error
 			err := c.Control(func(fd uintptr) {
 				optErr = setSendOptions(int(fd), v6)
+				if optErr == nil && cfg.Tag != 0 {
+					optErr = leaseFlowLabel(int(fd), cfg.Sink.Addr(), cfg.Tag)
+				}
 			})
 			if err != nil {
 				return err
@@ -132,7 +143,59 @@ func dial(ctx context.Context, cfg Config) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open socket to %s: %w", cfg.Sink, err)
 	}
-	return c.(*net.UDPConn), nil
+	conn := c.(*net.UDPConn)
+	if cfg.Tag != 0 {
+		if err := connectWithFlowLabel(conn, cfg.Sink, cfg.Tag); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return conn, nil
+}
+
+// leaseFlowLabel takes the label for this socket (IPV6_FLOWLABEL_MGR) and
+// makes it send the label of its destination address (IPV6_FLOWINFO_SEND);
+// Linux sends no label a socket has not leased.
+func leaseFlowLabel(fd int, dst netip.Addr, label uint32) error {
+	// struct in6_flowlabel_req: dst, label, action, share, flags, expires,
+	// linger, padding.
+	var req [32]byte
+	a := dst.As16()
+	copy(req[0:16], a[:])
+	binary.BigEndian.PutUint32(req[16:20], label)
+	req[20] = 0                                  // IPV6_FL_A_GET
+	req[21] = 1                                  // IPV6_FL_S_EXCL
+	binary.NativeEndian.PutUint16(req[22:24], 1) // IPV6_FL_F_CREATE
+	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_IPV6, mmsg.IPv6FlowLabelMgr,
+		uintptr(unsafe.Pointer(&req[0])), uintptr(len(req)), 0)
+	if errno != 0 {
+		return fmt.Errorf("lease flow label %d (IPV6_FLOWLABEL_MGR): %w", label, errno)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, mmsg.IPv6FlowInfoSend, 1); err != nil {
+		return fmt.Errorf("setsockopt IPV6_FLOWINFO_SEND: %w", err)
+	}
+	return nil
+}
+
+// connectWithFlowLabel connects again, naming the label in the address;
+// Go's dialer has no field for it.
+func connectWithFlowLabel(c *net.UDPConn, dst netip.AddrPort, label uint32) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	sa := mmsg.Sockaddr(dst, true)
+	binary.BigEndian.PutUint32((*[4]byte)(unsafe.Pointer(&sa.Flowinfo))[:], label)
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return fmt.Errorf("connect to %s with flow label %d: %w", dst, label, errno)
+	}
+	return nil
 }
 
 // setSendOptions makes the kernel's headers match the NIC's template.

@@ -18,7 +18,7 @@ mkdir -p "$out"
 
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
 go test -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
-go test -run '^$' -bench . -benchmem ./decap | grep -E '^Benchmark'
+go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
 
 hv=dpcap-bench-hv sk=dpcap-bench-sk

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -29,9 +30,18 @@ const DefaultBatchSize = 64
 type Config struct {
 	Source capture.Source
 	// Decoder decapsulates whole frames (from an interface or a file). When
-	// nil, packets are UDP payloads from a socket, each one NIC envelope.
+	// nil, packets are UDP payloads from a socket, each one NIC envelope,
+	// received on Port.
 	Decoder *decap.Decoder
-	Output  *pcapout.Rotator
+	Port    uint16
+	Output  pcapout.Output
+	// PerSource gives each source (sender, envelope kind, tag) an interface
+	// of its own in the output: pcapng, or --split-by source.
+	PerSource bool
+	// PortMap names the ports whose tags the envelopes carry.
+	PortMap flowprog.PortMap
+	// Filter keeps only the inner frames it matches; nil keeps all.
+	Filter Filter
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
 	// Stream flushes the output after every batch (-w -).
@@ -40,12 +50,19 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
+// Filter decides whether an inner Ethernet frame is written.
+type Filter interface {
+	Match(frame []byte) bool
+}
+
 // Engine runs one capture.
 type Engine struct {
 	cfg       Config
 	received  atomic.Uint64
 	truncated atomic.Uint64
+	filtered  atomic.Uint64
 	rejected  [decap.NumReasons]atomic.Uint64
+	sources   sources
 	res       decap.Result
 	ether     []byte // a synthetic Ethernet header and a bare IP packet
 	rotateReq atomic.Bool
@@ -62,7 +79,9 @@ func New(cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}}}
+	cfg.Output.SetInterfaceStats(e.interfaceStats)
+	return e
 }
 
 // Stop ends Run after the batch in hand; safe from any goroutine.
@@ -138,16 +157,17 @@ func (e *Engine) Run() error {
 	}
 }
 
-// process decapsulates and writes one batch; it returns the packets
-// written.
+// process decapsulates, filters and writes one batch; it returns the
+// packets written.
 func (e *Engine) process(pkts []capture.Packet) uint64 {
-	var ok, truncated uint64
+	var ok, truncated, filtered uint64
 	r := &e.res
 	for i := range pkts {
 		p := &pkts[i]
 		var reason decap.Reason
 		if e.cfg.Decoder == nil {
 			reason = decap.DecodePayload(decap.KindNIC, p.Data, p.Length, r)
+			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.cfg.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
 		}
@@ -159,15 +179,30 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		if r.InnerLinkType != layers.LinkTypeEthernet {
 			inner, length = e.withEther(inner), length+decap.EtherHeaderLen
 		}
+		iface := 0
+		if e.cfg.PerSource {
+			iface = e.sources.lookup(r, e)
+			e.sources.received[iface]++
+		}
+		if e.cfg.Filter != nil && !e.cfg.Filter.Match(inner) {
+			filtered++
+			if e.cfg.PerSource {
+				e.sources.filtered[iface]++
+			}
+			continue
+		}
 		if len(inner) < length {
 			truncated++
 		}
-		e.cfg.Output.WritePacket(p.Timestamp, inner, length)
+		e.cfg.Output.WritePacket(iface, p.Timestamp, inner, length)
 		ok++
 	}
 	e.received.Add(uint64(len(pkts)))
 	if truncated > 0 {
 		e.truncated.Add(truncated)
+	}
+	if filtered > 0 {
+		e.filtered.Add(filtered)
 	}
 	return ok
 }
@@ -188,13 +223,14 @@ func (e *Engine) withEther(ip []byte) []byte {
 }
 
 // Stats is a snapshot of an engine's accounting. Every received packet is
-// written, rejected (malformed or skipped), dropped on a write error, or
-// still buffered: Received = Written + sum(Rejected) + WriteDropped +
-// buffered.
+// written, rejected (malformed or skipped), filtered, dropped on a write
+// error, or still buffered: Received = Written + sum(Rejected) + Filtered +
+// WriteDropped + buffered.
 type Stats struct {
 	Received     uint64
 	Written      uint64
 	BytesWritten uint64
+	Filtered     uint64
 	// Rejected counts packets by the reason they were not written;
 	// Reason.Malformed tells broken envelopes from other traffic.
 	Rejected     [decap.NumReasons]uint64
@@ -232,6 +268,7 @@ func (e *Engine) Stats() Stats {
 		Written:      o.Packets.Load(),
 		BytesWritten: o.Bytes.Load(),
 		Truncated:    e.truncated.Load(),
+		Filtered:     e.filtered.Load(),
 		WriteDropped: o.Dropped.Load(),
 		WriteErrors:  o.WriteErrors.Load(),
 		Rotations:    o.Rotations.Load(),

@@ -5,8 +5,9 @@
 // The socket is set up for the envelope the hardware sends: zero UDP
 // checksums over IPv6 are accepted (UDP_NO_CHECK6_RX; without it the kernel
 // drops every copy), each datagram gets a kernel receive timestamp
-// (SO_TIMESTAMPNS), and the receive buffer is forced past rmem_max
-// (SO_RCVBUFFORCE) to absorb bursts.
+// (SO_TIMESTAMPNS) and its IPv6 flow label, which carries the captured
+// port's tag (IPV6_FLOWINFO), and the receive buffer is forced past
+// rmem_max (SO_RCVBUFFORCE) to absorb bursts.
 //
 // Datagrams are read in batches with a blocking recvmmsg into preallocated
 // buffers, outside Go's network poller: at a hundred thousand packets a
@@ -149,6 +150,12 @@ func (s *Source) setOptions(cfg Config, family int) error {
 	if err := set(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"); err != nil {
 		return err
 	}
+	if family == unix.AF_INET6 {
+		// The flow label carries the captured port's tag.
+		if err := set(unix.IPPROTO_IPV6, mmsg.IPv6FlowInfo, 1, "IPV6_FLOWINFO"); err != nil {
+			return err
+		}
+	}
 	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
 	if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("setsockopt SO_RCVTIMEO: %w", err)
@@ -230,6 +237,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		p := &s.pkts[i]
 		p.Data, p.Length = s.batch.Received(i)
 		p.Src = s.batch.Source(i)
+		p.FlowLabel = s.batch.FlowLabel(i)
 		p.Timestamp = s.batch.Timestamp(i)
 		if p.Timestamp.IsZero() {
 			if now.IsZero() {

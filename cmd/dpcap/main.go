@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/replay"
 )
 
@@ -41,6 +42,8 @@ Flags:
   --loop N           send the file N times; 0 repeats until interrupted
                      (default 1)
   --count N          stop after N packets
+  --tag N            put port tag N (1-1048575) in the IPv6 flow label, as
+                     dpcap's per-port templates do
 
 Over IPv4, a sink where nothing listens answers with ICMP port unreachable,
 which replay reports. Over IPv6 it cannot: a host drops zero-checksum
@@ -88,6 +91,14 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.PPS, "pps", 0, "")
 	fs.IntVar(&cfg.Loops, "loop", 1, "")
 	fs.Uint64Var(&cfg.Count, "count", 0, "")
+	fs.Func("tag", "", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 || n > flowprog.MaxFlowLabel {
+			return fmt.Errorf("invalid tag %q: want 1-%d", v, flowprog.MaxFlowLabel)
+		}
+		cfg.Tag = uint32(n)
+		return nil
+	})
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			fmt.Fprint(stdout, replayUsage)

@@ -20,6 +20,8 @@ import (
 	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/filter"
+	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
@@ -29,9 +31,9 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-const usage = `Usage: sinkd [flags] -w FILE
-       sinkd -i IFACE [flags] -w FILE
-       sinkd -r IN.pcap [flags] -w FILE
+const usage = `Usage: sinkd [flags] -w FILE [EXPRESSION]
+       sinkd -i IFACE [flags] -w FILE [EXPRESSION]
+       sinkd -r IN.pcap [flags] -w FILE [EXPRESSION]
 
 sinkd receives the encapsulated copies a SmartNIC (or 'dpcap replay') sends
 to a UDP port, strips the envelope and writes the inner Ethernet frames to a
@@ -44,8 +46,16 @@ TZSP, ERSPAN I-III and GRE-TAP. With -r it converts a capture file (pcap or
 pcapng, any link type tcpdump writes, "-" for stdin), replacing
 'editcap -C 62', keeping the original timestamps.
 
+EXPRESSION is a tcpdump filter (pcap-filter(7)) applied to the inner frames,
+e.g. 'tcp port 443' or 'vlan and ip6'; rejected frames are counted.
+
 Output (tcpdump conventions):
   -w FILE          write to FILE; "-" streams to standard output
+  -F FORMAT        pcap (default) or pcapng, which a .pcapng name also
+                   selects: one interface per source (sender and port tag),
+                   with statistics when each file closes
+  --split-by source  one set of files per source (FILE-NAME.ext)
+  --port-map FILE  name tagged ports, from the JSON map dpcap publishes
   -s SNAPLEN       keep at most SNAPLEN bytes of each frame (default 262144)
   -c COUNT         exit after writing COUNT packets
   -C SIZE          rotate before a file exceeds SIZE millions of bytes
@@ -78,6 +88,10 @@ start-up error.
 
 type options struct {
 	out         string
+	format      pcapout.Format
+	split       bool
+	portMap     flowprog.PortMap
+	filter      string
 	snapLen     int
 	count       uint64
 	fileSize    int64
@@ -143,8 +157,11 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "")
 	fs.StringVar(&o.readFile, "r", "", "")
 	fs.StringVar(&o.iface, "i", "", "")
-	var portList string
+	var portList, format, splitBy, portMap string
 	fs.StringVar(&portList, "ports", "", "")
+	fs.StringVar(&format, "F", "", "")
+	fs.StringVar(&splitBy, "split-by", "", "")
+	fs.StringVar(&portMap, "port-map", "", "")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -158,12 +175,35 @@ func parseFlags(args []string) (options, error) {
 			return o, usageError{err}
 		}
 	}
+	switch {
+	case format != "":
+		f, err := pcapout.ParseFormat(format)
+		if err != nil {
+			return o, usageError{err}
+		}
+		o.format = f
+	case strings.HasSuffix(o.out, ".pcapng"):
+		o.format = pcapout.FormatPcapng
+	}
+	switch splitBy {
+	case "":
+	case "source":
+		o.split = true
+	default:
+		return o, usageError{fmt.Errorf("invalid --split-by %q: want source", splitBy)}
+	}
+	if portMap != "" {
+		m, err := flowprog.LoadPortMap(portMap)
+		if err != nil {
+			return o, usageError{err}
+		}
+		o.portMap = m
+	}
+	o.filter = strings.Join(fs.Args(), " ")
 	if o.readFile != "" && !set["metrics-addr"] {
 		o.metricsAddr = "" // a conversion is over before anyone scrapes
 	}
 	switch {
-	case fs.NArg() > 0:
-		return o, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	case o.out == "":
 		return o, usageError{errors.New("no output: give -w FILE, or -w - for standard output")}
 	case o.snapLen <= 0 || o.snapLen > 262144:
@@ -172,8 +212,8 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{fmt.Errorf("invalid file count %d", o.fileCount)}
 	case o.fileCount > 0 && o.fileSize == 0 && o.interval == 0:
 		return o, usageError{errors.New("-W needs -C or -G")}
-	case o.out == "-" && (o.fileSize > 0 || o.interval > 0 || o.postRotate != ""):
-		return o, usageError{errors.New("-C, -G and -z need a file name, not -w -")}
+	case o.out == "-" && (o.fileSize > 0 || o.interval > 0 || o.postRotate != "" || o.split):
+		return o, usageError{errors.New("-C, -G, -z and --split-by need a file name, not -w -")}
 	case o.readFile != "" && o.iface != "":
 		return o, usageError{errors.New("-r and -i exclude each other")}
 	case o.readFile != "" && o.interval > 0:
@@ -216,16 +256,25 @@ func run(args []string, stderr io.Writer) int {
 	if o.readFile != "" || o.iface != "" {
 		decoder = decap.NewDecoder(o.ports)
 	}
-	out, err := pcapout.Open(pcapout.Options{
-		Path: o.out, SnapLen: o.snapLen, LinkType: layers.LinkTypeEthernet,
-		FileSize: o.fileSize, Interval: o.interval, FileCount: o.fileCount,
-		PostRotate: o.postRotate, Logger: logger,
-	})
+	var flt sink.Filter
+	if o.filter != "" {
+		f, err := filter.Compile(o.filter, o.snapLen)
+		if err != nil {
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		flt = f
+	}
+	out, err := openOutput(o, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
 	}
-	eng := sink.New(sink.Config{Source: src, Decoder: decoder, Output: out, Count: o.count, Stream: o.out == "-", Logger: logger})
+	eng := sink.New(sink.Config{
+		Source: src, Decoder: decoder, Port: o.port, Output: out,
+		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt,
+		Count: o.count, Stream: o.out == "-", Logger: logger,
+	})
 	if o.metricsAddr != "" {
 		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(eng.Stats, bufSize, logger), eng.Running, logger)
 		if err != nil {
@@ -263,6 +312,19 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// openOutput opens the capture file, or the set of files per source.
+func openOutput(o options, logger *slog.Logger) (pcapout.Output, error) {
+	opts := pcapout.Options{
+		Path: o.out, Format: o.format, SnapLen: o.snapLen, LinkType: layers.LinkTypeEthernet,
+		Application: "dpcap sinkd", FileSize: o.fileSize, Interval: o.interval,
+		FileCount: o.fileCount, PostRotate: o.postRotate, Logger: logger,
+	}
+	if o.split {
+		return pcapout.NewSplit(opts)
+	}
+	return pcapout.Open(opts)
 }
 
 // openSource opens the input the flags name. It returns the source, its
@@ -310,6 +372,9 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	}
 	if s.WriteDropped > 0 || s.WriteErrors > 0 {
 		fmt.Fprintf(w, "%d packets dropped on write errors (%d failed writes)\n", s.WriteDropped, s.WriteErrors)
+	}
+	if s.Filtered > 0 {
+		fmt.Fprintf(w, "%d packets filtered out\n", s.Filtered)
 	}
 	if s.Truncated > 0 {
 		fmt.Fprintf(w, "%d packets truncated to the snap length\n", s.Truncated)

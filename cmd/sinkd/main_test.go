@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/pcapout"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -23,7 +25,16 @@ func TestParseFlags(t *testing.T) {
 			return o.port == 4789 && o.listen.String() == "::1" && o.bufferSize == 8<<20 && o.out == "-"
 		}},
 		{[]string{}, "no output", nil},
-		{[]string{"-w", "x", "extra"}, `unexpected argument "extra"`, nil},
+		{[]string{"-w", "x.pcapng", "tcp", "port", "443"}, "", func(o options) bool {
+			return o.filter == "tcp port 443" && o.format == pcapout.FormatPcapng
+		}},
+		{[]string{"-w", "x", "-F", "pcapng", "--split-by", "source"}, "", func(o options) bool {
+			return o.format == pcapout.FormatPcapng && o.split
+		}},
+		{[]string{"-w", "x", "-F", "erf"}, "invalid format", nil},
+		{[]string{"-w", "x", "--split-by", "port"}, "invalid --split-by", nil},
+		{[]string{"-w", "-", "--split-by", "source"}, "need a file name", nil},
+		{[]string{"-w", "x", "--port-map", "/no/such/map.json"}, "read port map", nil},
 		{[]string{"-w", "x", "-s", "0"}, "invalid snaplen", nil},
 		{[]string{"-w", "x", "-G", "0"}, "invalid rotation interval", nil},
 		{[]string{"-w", "x", "-G", "1.5"}, "invalid rotation interval", nil},

@@ -17,6 +17,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Linux's IPv6 flow label options (linux/in6.h), which x/sys lacks.
+const (
+	// IPv6FlowInfo asks for each datagram's flow label as a control message.
+	IPv6FlowInfo = 11
+	// IPv6FlowLabelMgr leases a flow label for sending.
+	IPv6FlowLabelMgr = 32
+	// IPv6FlowInfoSend sends the flow label given in the destination address.
+	IPv6FlowInfoSend = 33
+)
+
 // Batch is a set of message slots for one recvmmsg or sendmmsg call.
 type Batch struct {
 	hdrs  []unix.Mmsghdr
@@ -28,8 +38,9 @@ type Batch struct {
 	n     int // slots filled by the last call
 }
 
-// oobPerMsg holds one SCM_TIMESTAMPNS control message (a timespec).
-var oobPerMsg = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+// oobPerMsg holds an SCM_TIMESTAMPNS control message (a timespec) and an
+// IPV6_FLOWINFO one (4 bytes).
+var oobPerMsg = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(4)
 
 // NewBatch returns a batch of n slots, each with a buffer of bufSize bytes.
 func NewBatch(n, bufSize int) *Batch {
@@ -80,21 +91,38 @@ func (b *Batch) Source(i int) netip.AddrPort {
 // Timestamp returns the kernel receive time of slot i (SO_TIMESTAMPNS), or
 // the zero time when the kernel attached none.
 func (b *Batch) Timestamp(i int) time.Time {
+	data := b.cmsg(i, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS)
+	if len(data) < int(unsafe.Sizeof(unix.Timespec{})) {
+		return time.Time{}
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
+	return time.Unix(ts.Sec, ts.Nsec)
+}
+
+// FlowLabel returns the IPv6 flow label of slot i (IPV6_FLOWINFO), or 0.
+func (b *Batch) FlowLabel(i int) uint32 {
+	data := b.cmsg(i, unix.IPPROTO_IPV6, IPv6FlowInfo)
+	if len(data) < 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(data) & 0xFFFFF
+}
+
+// cmsg returns the data of slot i's control message of level and typ.
+func (b *Batch) cmsg(i int, level, typ int32) []byte {
 	h := &b.hdrs[i].Hdr
 	oob := b.oob[i*b.oobN : i*b.oobN+int(h.Controllen)]
 	for len(oob) >= unix.SizeofCmsghdr {
 		c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if c.Len < unix.SizeofCmsghdr || int(c.Len) > len(oob) {
-			break
+			return nil
 		}
-		if c.Level == unix.SOL_SOCKET && c.Type == unix.SO_TIMESTAMPNS &&
-			int(c.Len) >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
-			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
-			return time.Unix(ts.Sec, ts.Nsec)
+		if c.Level == level && c.Type == typ {
+			return oob[unix.CmsgLen(0):c.Len]
 		}
-		oob = oob[unix.CmsgSpace(int(c.Len)-unix.CmsgLen(0)):]
+		oob = oob[min(unix.CmsgSpace(int(c.Len)-unix.CmsgLen(0)), len(oob)):]
 	}
-	return time.Time{}
+	return nil
 }
 
 // Recv fills up to max slots from fd with one recvmmsg call. flags are

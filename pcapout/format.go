@@ -1,0 +1,219 @@
+package pcapout
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Format is a capture file format.
+type Format uint8
+
+// The formats.
+const (
+	// FormatPcap is nanosecond pcap: one link type, no interfaces.
+	FormatPcap Format = iota
+	// FormatPcapng has an interface per source and statistics.
+	FormatPcapng
+)
+
+// ParseFormat parses "pcap" or "pcapng".
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "pcap":
+		return FormatPcap, nil
+	case "pcapng":
+		return FormatPcapng, nil
+	}
+	return 0, fmt.Errorf("invalid format %q: want pcap or pcapng", s)
+}
+
+// Interface is one source of packets: a pcapng interface description.
+type Interface struct {
+	Name, Description string
+}
+
+// InterfaceStats are the counts written in a pcapng interface statistics
+// block when a file closes.
+type InterfaceStats struct {
+	Received uint64 // envelopes received from the source since the start
+	Filtered uint64 // of those, rejected by the filter
+	// OSDropped is the kernel's drop count of the socket or ring, which
+	// all sources share; it is written on interface 0 only.
+	OSDropped uint64
+}
+
+// encoder writes one format into an output.
+type encoder interface {
+	header(o *output, ifaces []Interface)
+	addInterface(o *output, ifc Interface)
+	packet(o *output, iface int, ts time.Time, data []byte, length int)
+	trailer(o *output, stats []InterfaceStats, delivered []uint64, start, end time.Time)
+}
+
+// pcapEncoder writes nanosecond pcap through gopacket's writer.
+type pcapEncoder struct {
+	snapLen  uint32
+	linkType layers.LinkType
+	w        *pcapgo.Writer
+	ci       gopacket.CaptureInfo
+}
+
+func (e *pcapEncoder) header(o *output, _ []Interface) {
+	e.w = pcapgo.NewWriterNanos(o)
+	_ = e.w.WriteFileHeader(e.snapLen, e.linkType) // an output buffers; it cannot fail
+}
+
+func (e *pcapEncoder) addInterface(*output, Interface) {}
+
+func (e *pcapEncoder) packet(_ *output, _ int, ts time.Time, data []byte, length int) {
+	e.ci.Timestamp, e.ci.CaptureLength, e.ci.Length = ts, len(data), length
+	_ = e.w.WritePacket(e.ci, data) // lengths are consistent and an output buffers
+}
+
+func (e *pcapEncoder) trailer(*output, []InterfaceStats, []uint64, time.Time, time.Time) {}
+
+// pcapngEncoder writes pcapng (little-endian, nanosecond timestamps).
+type pcapngEncoder struct {
+	snapLen  uint32
+	linkType layers.LinkType
+	app      string
+	ifaces   int
+}
+
+// The pcapng block types and option codes used.
+const (
+	ngSHB = 0x0A0D0D0A
+	ngIDB = 0x00000001
+	ngISB = 0x00000005
+	ngEPB = 0x00000006
+
+	optEnd        = 0
+	optComment    = 1
+	shbUserAppl   = 4
+	ifName        = 2
+	ifDescription = 3
+	ifTsresol     = 9
+	isbStart      = 2
+	isbEnd        = 3
+	isbIfRecv     = 4
+	isbFilterOK   = 6
+	isbOSDrop     = 7
+	isbUsrDeliv   = 8
+)
+
+var (
+	le    = binary.LittleEndian
+	zeros [4]byte
+)
+
+// block appends a block of type typ with body (already padded) to o.
+func block(o *output, typ uint32, body []byte) {
+	n := uint32(12 + len(body))
+	o.buf = le.AppendUint32(o.buf, typ)
+	o.buf = le.AppendUint32(o.buf, n)
+	o.buf = append(o.buf, body...)
+	o.buf = le.AppendUint32(o.buf, n)
+}
+
+func pad4(b []byte) []byte {
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func opt(b []byte, code uint16, v []byte) []byte {
+	b = le.AppendUint16(b, code)
+	b = le.AppendUint16(b, uint16(len(v)))
+	return pad4(append(b, v...))
+}
+
+func optU64(b []byte, code uint16, v uint64) []byte {
+	return opt(b, code, le.AppendUint64(nil, v))
+}
+
+func optTime(b []byte, code uint16, t time.Time) []byte {
+	ns := uint64(t.UnixNano())
+	return opt(b, code, le.AppendUint32(le.AppendUint32(nil, uint32(ns>>32)), uint32(ns)))
+}
+
+func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
+	b := le.AppendUint32(nil, 0x1A2B3C4D) // byte-order magic
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, ^uint64(0)) // section length unknown
+	b = opt(b, shbUserAppl, []byte(e.app))
+	b = opt(b, optEnd, nil)
+	block(o, ngSHB, b)
+	e.ifaces = 0
+	for _, ifc := range ifaces {
+		e.addInterface(o, ifc)
+	}
+}
+
+func (e *pcapngEncoder) addInterface(o *output, ifc Interface) {
+	b := le.AppendUint16(nil, uint16(e.linkType))
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, e.snapLen)
+	if ifc.Name != "" {
+		b = opt(b, ifName, []byte(ifc.Name))
+	}
+	if ifc.Description != "" {
+		b = opt(b, ifDescription, []byte(ifc.Description))
+	}
+	b = opt(b, ifTsresol, []byte{9})
+	b = opt(b, optEnd, nil)
+	block(o, ngIDB, b)
+	e.ifaces++
+}
+
+// packet appends an enhanced packet block without allocating.
+func (e *pcapngEncoder) packet(o *output, iface int, ts time.Time, data []byte, length int) {
+	padded := (len(data) + 3) &^ 3
+	n := uint32(32 + padded)
+	ns := uint64(ts.UnixNano())
+	b := o.buf
+	b = le.AppendUint32(b, ngEPB)
+	b = le.AppendUint32(b, n)
+	b = le.AppendUint32(b, uint32(iface))
+	b = le.AppendUint32(b, uint32(ns>>32))
+	b = le.AppendUint32(b, uint32(ns))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(length))
+	b = append(b, data...)
+	b = append(b, zeros[:padded-len(data)]...)
+	o.buf = le.AppendUint32(b, n)
+}
+
+func (e *pcapngEncoder) trailer(o *output, stats []InterfaceStats, delivered []uint64, start, end time.Time) {
+	for i := 0; i < e.ifaces; i++ {
+		var s InterfaceStats
+		if i < len(stats) {
+			s = stats[i]
+		}
+		ns := uint64(end.UnixNano())
+		b := le.AppendUint32(nil, uint32(i))
+		b = le.AppendUint32(b, uint32(ns>>32))
+		b = le.AppendUint32(b, uint32(ns))
+		b = optTime(b, isbStart, start)
+		b = optTime(b, isbEnd, end)
+		b = optU64(b, isbIfRecv, s.Received)
+		b = optU64(b, isbFilterOK, s.Received-s.Filtered)
+		if i == 0 {
+			b = optU64(b, isbOSDrop, s.OSDropped)
+			b = opt(b, optComment, []byte("osdrop counts the kernel's drops on sinkd's socket, for all interfaces"))
+		}
+		var d uint64
+		if i < len(delivered) {
+			d = delivered[i]
+		}
+		b = optU64(b, isbUsrDeliv, d)
+		b = opt(b, optEnd, nil)
+		block(o, ngISB, b)
+	}
+}

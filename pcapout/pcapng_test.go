@@ -1,0 +1,179 @@
+package pcapout
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+type ngBlock struct {
+	typ  uint32
+	body []byte
+}
+
+// blocks splits a little-endian pcapng file into blocks, checking framing.
+func blocks(t *testing.T, name string) []ngBlock {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []ngBlock
+	for len(b) > 0 {
+		if len(b) < 12 {
+			t.Fatalf("%s: %d trailing bytes", name, len(b))
+		}
+		n := binary.LittleEndian.Uint32(b[4:8])
+		if n%4 != 0 || int(n) > len(b) || binary.LittleEndian.Uint32(b[n-4:n]) != n {
+			t.Fatalf("%s: bad block length %d", name, n)
+		}
+		out = append(out, ngBlock{binary.LittleEndian.Uint32(b[0:4]), b[8 : n-4]})
+		b = b[n:]
+	}
+	return out
+}
+
+// options decodes a block's options from off.
+func options(body []byte, off int) map[uint16][]byte {
+	m := map[uint16][]byte{}
+	for off+4 <= len(body) {
+		code, l := binary.LittleEndian.Uint16(body[off:]), int(binary.LittleEndian.Uint16(body[off+2:]))
+		if code == 0 {
+			break
+		}
+		m[code] = body[off+4 : off+4+l]
+		off += 4 + (l+3)&^3
+	}
+	return m
+}
+
+func TestPcapngInterfacesAndStatistics(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	r, err := Open(Options{Path: filepath.Join(dir, "c.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
+		Application: "dpcap sinkd", FileSize: 6 << 10, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetInterfaceStats(func(i int) InterfaceStats {
+		return InterfaceStats{Received: uint64(100 + i), Filtered: uint64(i), OSDropped: 7}
+	})
+	ifaces := []int{r.AddInterface(Interface{Name: "vm-1", Description: "nic envelopes from 2001:db8::10, tag 1"})}
+	for i := range 10 {
+		if i == 3 { // an interface declared mid-file, after packets
+			ifaces = append(ifaces, r.AddInterface(Interface{Name: "pf0"}))
+			if ifaces[1] != 1 {
+				t.Fatalf("second interface got id %d", ifaces[1])
+			}
+		}
+		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), frame(i, 1001), 1001)
+	}
+	r.Close()
+	for _, name := range []string{"c.pcapng", "c.pcapng1"} {
+		bs := blocks(t, filepath.Join(dir, name))
+		if bs[0].typ != ngSHB || string(options(bs[0].body, 16)[shbUserAppl]) != "dpcap sinkd" {
+			t.Fatalf("%s: no section header naming the application", name)
+		}
+		var names []string
+		var epbs, isbs int
+		for _, b := range bs {
+			switch b.typ {
+			case ngIDB:
+				o := options(b.body, 8)
+				names = append(names, string(o[ifName]))
+				if o[ifTsresol][0] != 9 {
+					t.Errorf("%s: timestamps not in nanoseconds", name)
+				}
+			case ngEPB:
+				epbs++
+			case ngISB:
+				iface := binary.LittleEndian.Uint32(b.body)
+				o := options(b.body, 12)
+				recv := binary.LittleEndian.Uint64(o[isbIfRecv])
+				accept := binary.LittleEndian.Uint64(o[isbFilterOK])
+				if recv != uint64(100+iface) || accept != recv-uint64(iface) {
+					t.Errorf("%s: interface %d statistics recv %d accept %d", name, iface, recv, accept)
+				}
+				if _, ok := o[isbOSDrop]; ok != (iface == 0) {
+					t.Errorf("%s: interface %d osdrop present %v", name, iface, ok)
+				}
+				if _, ok := o[isbUsrDeliv]; !ok {
+					t.Errorf("%s: interface %d has no delivered count", name, iface)
+				}
+				isbs++
+			}
+		}
+		if len(names) != 2 || names[0] != "vm-1" || names[1] != "pf0" || isbs != 2 || epbs == 0 {
+			t.Errorf("%s: interfaces %v, %d packets, %d statistics blocks", name, names, epbs, isbs)
+		}
+		// gopacket's reader, written by others, reads it too.
+		f, _ := os.Open(filepath.Join(dir, name))
+		ng, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			if _, _, err := ng.ReadPacketData(); err != nil {
+				break
+			}
+			n++
+		}
+		f.Close()
+		if n != epbs {
+			t.Errorf("%s: gopacket reads %d packets, file has %d", name, n, epbs)
+		}
+	}
+	if got := files(t, dir); len(got) != 2 {
+		t.Fatalf("files %v, want two 6 KiB files", got)
+	}
+}
+
+func TestSplitBySource(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewSplit(Options{Path: filepath.Join(dir, "out.pcap"), LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.AddInterface(Interface{Name: "vm-1"})
+	b := s.AddInterface(Interface{Name: "2001:db8::10 tag 3"})
+	c := s.AddInterface(Interface{Name: "vm-1"}) // another hypervisor's vm-1
+	for i := range 6 {
+		s.WritePacket([]int{a, b, c}[i%3], time.Unix(int64(i), 0), frame(i, 100), 100)
+	}
+	s.Close()
+	want := []string{"out-2001_db8__10_tag_3.pcap", "out-vm-1-2.pcap", "out-vm-1.pcap"}
+	got := files(t, dir)
+	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+	for _, f := range want {
+		if n := len(readAll(t, filepath.Join(dir, f))); n != 2 {
+			t.Errorf("%s holds %d packets, want 2", f, n)
+		}
+	}
+	if s.Stats().Packets.Load() != 6 {
+		t.Errorf("shared stats count %d packets", s.Stats().Packets.Load())
+	}
+}
+
+func BenchmarkWritePacketPcapng(b *testing.B) {
+	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	r.AddInterface(Interface{Name: "vm-1"})
+	data := frame(1, 1001)
+	ts := time.Now()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.WritePacket(0, ts, data, len(data))
+	}
+}

@@ -1,0 +1,150 @@
+package pcapout
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Output is where captured packets go: one Rotator, or a Split.
+type Output interface {
+	AddInterface(Interface) int
+	WritePacket(iface int, ts time.Time, data []byte, length int)
+	Flush()
+	Deadline() time.Time
+	Tick() error
+	Rotate()
+	Close()
+	Stats() *Stats
+	Name() string
+	// SetInterfaceStats sets where pcapng statistics blocks get their
+	// counts (Options.InterfaceStats).
+	SetInterfaceStats(func(iface int) InterfaceStats)
+}
+
+var (
+	_ Output = (*Rotator)(nil)
+	_ Output = (*Split)(nil)
+)
+
+// Split writes each interface's packets to rotating files of its own: FILE
+// becomes FILE with "-NAME" before its extension (--split-by source). All
+// files share the options and one set of totals.
+type Split struct {
+	opts  Options
+	stats Stats
+	files []*Rotator // nil where the source's first file could not be made
+	names map[string]bool
+}
+
+// NewSplit returns a Split; files appear as sources do.
+func NewSplit(opts Options) (*Split, error) {
+	if opts.Path == "-" {
+		return nil, errors.New("--split-by needs a file name, not standard output")
+	}
+	return &Split{opts: opts, names: map[string]bool{}}, nil
+}
+
+// AddInterface implements Output: it opens the source's first file.
+func (s *Split) AddInterface(ifc Interface) int {
+	id := len(s.files)
+	o := s.opts
+	o.Stats = &s.stats
+	o.Path = s.path(ifc.Name)
+	if s.opts.InterfaceStats != nil {
+		o.InterfaceStats = func(int) InterfaceStats { return s.opts.InterfaceStats(id) }
+	}
+	r, err := Open(o)
+	if err != nil {
+		s.stats.WriteErrors.Add(1)
+		o.Logger.Error("cannot open the capture file of a source; dropping its packets", "source", ifc.Name, "err", err)
+	} else {
+		r.AddInterface(ifc)
+	}
+	s.files = append(s.files, r)
+	return id
+}
+
+// path inserts the source's name before the extension, keeping it usable
+// as a file name and unique.
+func (s *Split) path(name string) string {
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' {
+			return r
+		}
+		return '_'
+	}, name)
+	for base, n := clean, 2; s.names[clean]; n++ {
+		clean = fmt.Sprintf("%s-%d", base, n)
+	}
+	s.names[clean] = true
+	dir, file := filepath.Split(s.opts.Path)
+	ext := filepath.Ext(file)
+	return dir + strings.TrimSuffix(file, ext) + "-" + clean + ext
+}
+
+// WritePacket implements Output.
+func (s *Split) WritePacket(iface int, ts time.Time, data []byte, length int) {
+	if r := s.files[iface]; r != nil {
+		r.WritePacket(0, ts, data, length)
+		return
+	}
+	s.stats.Dropped.Add(1)
+}
+
+// Flush implements Output.
+func (s *Split) Flush() { s.each((*Rotator).Flush) }
+
+// Rotate implements Output.
+func (s *Split) Rotate() { s.each((*Rotator).Rotate) }
+
+// Close implements Output.
+func (s *Split) Close() { s.each((*Rotator).Close) }
+
+func (s *Split) each(f func(*Rotator)) {
+	for _, r := range s.files {
+		if r != nil {
+			f(r)
+		}
+	}
+}
+
+// Deadline implements Output: the earliest of the files' -G deadlines.
+func (s *Split) Deadline() time.Time {
+	var d time.Time
+	for _, r := range s.files {
+		if r == nil {
+			continue
+		}
+		if rd := r.Deadline(); !rd.IsZero() && (d.IsZero() || rd.Before(d)) {
+			d = rd
+		}
+	}
+	return d
+}
+
+// Tick implements Output. The first source to reach the -W file limit ends
+// the capture.
+func (s *Split) Tick() error {
+	var first error
+	for _, r := range s.files {
+		if r == nil {
+			continue
+		}
+		if err := r.Tick(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Stats implements Output.
+func (s *Split) Stats() *Stats { return &s.stats }
+
+// Name implements Output.
+func (s *Split) Name() string { return s.opts.Path }
+
+// SetInterfaceStats implements Output.
+func (s *Split) SetInterfaceStats(f func(int) InterfaceStats) { s.opts.InterfaceStats = f }
