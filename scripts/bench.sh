@@ -17,7 +17,7 @@ rates=${BENCH_RATES:-"50000 100000 200000 0"}
 mkdir -p "$out"
 
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
-go test -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
+go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
 
