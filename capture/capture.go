@@ -28,8 +28,10 @@ type Packet struct {
 // Source is a stream of packets read in batches.
 type Source interface {
 	// Read blocks until at least one packet is available and returns up to
-	// max of them. It returns an error wrapping os.ErrDeadlineExceeded when
-	// the read deadline passes first, and io.EOF when the input is finished.
+	// max of them. A live source returns an empty batch when nothing came
+	// for a while (tens of milliseconds), so that its caller can do idle
+	// work. It returns an error wrapping os.ErrDeadlineExceeded when the
+	// read deadline passes first, and io.EOF when the input is finished.
 	Read(max int) ([]Packet, error)
 	// SetReadDeadline makes a blocked or future Read return at t; a time in
 	// the past wakes a blocked Read at once.

@@ -26,8 +26,8 @@ const (
 	// blockTimeout bounds how long a partly filled ring block waits before
 	// the kernel hands it over, and so the capture's latency.
 	blockTimeout = 5 * time.Millisecond
-	// pollInterval bounds how long a blocked Read takes to notice a new
-	// deadline.
+	// pollInterval is how long a Read waits before it returns an empty
+	// batch, and so bounds how late it notices a new deadline.
 	pollInterval = 20 * time.Millisecond
 )
 
@@ -79,29 +79,24 @@ func Open(cfg Config) (*Source, error) {
 	return &Source{tp: tp, arena: make([]byte, 0, 1<<20)}, nil
 }
 
-// Read implements capture.Source. It waits for a first packet, then takes
-// what the ring holds, up to max.
+// Read implements capture.Source. It waits up to pollInterval for a first
+// packet, then takes what the ring holds, up to max.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if cap(s.pkts) < max {
 		s.pkts = make([]capture.Packet, max)
 	}
 	s.arena = s.arena[:0]
 	n := 0
+	if s.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+		return nil, os.ErrDeadlineExceeded
+	}
 	for n < max {
-		if n == 0 {
-			if s.closed.Load() {
-				return nil, net.ErrClosed
-			}
-			if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
-				return nil, os.ErrDeadlineExceeded
-			}
-		}
 		data, ci, err := s.tp.ZeroCopyReadPacketData()
 		if errors.Is(err, afpacket.ErrTimeout) {
-			if n > 0 {
-				break
-			}
-			continue
+			break // a short or empty batch: the ring is idle
 		}
 		if err != nil {
 			if n > 0 {

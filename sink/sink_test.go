@@ -145,6 +145,19 @@ func TestRotateAndStopWakeAnIdleEngine(t *testing.T) {
 	f.wait(t)
 }
 
+// TestIdleFlushAfterAFullBatch sends exactly one full batch: no short batch
+// follows, yet the file must be written while sinkd idles.
+func TestIdleFlushAfterAFullBatch(t *testing.T) {
+	f := start(t, Config{BatchSize: 16}, pcapout.Options{})
+	eventually(t, "engine running", f.eng.Running)
+	for range 16 {
+		f.conn.Write(make([]byte, 64))
+	}
+	eventually(t, "a full batch written while idle", func() bool { return f.eng.Stats().Written == 16 })
+	f.eng.Stop()
+	f.wait(t)
+}
+
 func TestClockRotationWhileIdle(t *testing.T) {
 	f := start(t, Config{}, pcapout.Options{Interval: time.Second, FileSize: 1 << 20})
 	eventually(t, "two rotations with no traffic", func() bool { return f.eng.Stats().Rotations >= 2 })

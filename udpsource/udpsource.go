@@ -40,8 +40,8 @@ const (
 	// smaller one (rmem_max, when the buffer could not be forced) could
 	// overflow during the pause, so the reader then never pauses.
 	minCoalesceBuffer = 4 << 20
-	// pollInterval bounds how long a blocked Read takes to notice a new
-	// deadline or Close.
+	// pollInterval is how long a Read waits before it returns an empty
+	// batch, and so bounds how late it notices a new deadline or Close.
 	pollInterval = 20 * time.Millisecond
 )
 
@@ -211,25 +211,22 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		// scheduler's hand-off to another thread to pay off.
 		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&s.coalesce)), 0, 0)
 	}
-	var n int
-	for {
-		if s.closed.Load() {
-			return nil, net.ErrClosed
+	if s.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+		s.short = false
+		return nil, os.ErrDeadlineExceeded
+	}
+	// Blocks until one datagram arrives, then takes whatever else is
+	// queued; after pollInterval with nothing, returns an empty batch.
+	n, err := s.batch.Recv(uintptr(s.fd), max, unix.MSG_WAITFORONE)
+	if err != nil {
+		s.short = false
+		if mmsg.Temporary(err) {
+			return s.pkts[:0], nil
 		}
-		if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
-			s.short = false
-			return nil, os.ErrDeadlineExceeded
-		}
-		var err error
-		// Blocks until one datagram arrives (or SO_RCVTIMEO passes), then
-		// takes whatever else is queued.
-		n, err = s.batch.Recv(uintptr(s.fd), max, unix.MSG_WAITFORONE)
-		if err == nil {
-			break
-		}
-		if !mmsg.Temporary(err) {
-			return nil, fmt.Errorf("recvmmsg: %w", err)
-		}
+		return nil, fmt.Errorf("recvmmsg: %w", err)
 	}
 	s.short = n < max
 	var now time.Time
