@@ -19,6 +19,12 @@ type Filter struct {
 	vm   *bpf.VM
 }
 
+// CompileRaw compiles expr for Ethernet frames of up to snapLen bytes into
+// classic BPF, for a socket filter in the kernel.
+func CompileRaw(expr string, snapLen int) ([]bpf.RawInstruction, error) {
+	return compile(expr, snapLen)
+}
+
 // Compile compiles expr for Ethernet frames of up to snapLen bytes.
 func Compile(expr string, snapLen int) (*Filter, error) {
 	raw, err := compile(expr, snapLen)

@@ -352,3 +352,28 @@ func (m *Match) pattern() []Item {
 	}
 	return items
 }
+
+// PcapFilter renders the match as a pcap-filter(7) expression, for
+// backends that filter in software.
+func (m *Match) PcapFilter() string {
+	parts := []string{"ip"}
+	if m.IPv6 {
+		parts[0] = "ip6"
+	}
+	if m.Proto != "" {
+		parts = append(parts, m.Proto)
+	}
+	if m.Src.IsValid() {
+		parts = append(parts, "src net "+m.Src.String())
+	}
+	if m.Dst.IsValid() {
+		parts = append(parts, "dst net "+m.Dst.String())
+	}
+	if m.SrcPort != 0 {
+		parts = append(parts, fmt.Sprintf("src port %d", m.SrcPort))
+	}
+	if m.DstPort != 0 {
+		parts = append(parts, fmt.Sprintf("dst port %d", m.DstPort))
+	}
+	return strings.Join(parts, " and ")
+}

@@ -64,6 +64,9 @@ func TestFilteredCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got, want := m.PcapFilter(), "ip and tcp and dst net 10.0.0.0/8 and dst port 443"; got != want {
+		t.Errorf("pcap filter %q, want %q", got, want)
+	}
 	got := p.Testpmd(p.DefaultPortIDs())
 	for _, line := range []string{
 		"# filter: ip=4,proto=tcp,dst=10.0.0.0/8,dport=443",

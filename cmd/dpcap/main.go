@@ -21,6 +21,10 @@ import (
 const usage = `Usage: dpcap COMMAND [flags]
 
 Commands:
+  serve    hold the ports and their capture rules; serve the API below
+  start    start capture on ports (--dry-run prints the program)
+  stop     stop capture on every port
+  status   show the capture, its ports, tags and counters
   replay   send a capture file's frames to a sink, wrapped as the NIC wraps
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
 
@@ -66,6 +70,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "replay":
 		return runReplay(args[1:], stdout, stderr)
+	}
+	cmds := map[string]func([]string, io.Writer, io.Writer) error{
+		"serve": runServe, "start": runStart, "stop": runStop, "status": runStatus,
+	}
+	if cmd, ok := cmds[args[0]]; ok {
+		err := cmd(args[1:], stdout, stderr)
+		var ue usageErr
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "dpcap %s: %v (see dpcap %s --help)\n", args[0], err, args[0])
+			return 2
+		}
+		fmt.Fprintf(stderr, "dpcap %s: %v\n", args[0], err)
+		return 1
 	}
 	fmt.Fprintf(stderr, "dpcap: unknown command %q (see dpcap --help)\n", args[0])
 	return 2

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+const (
+	defaultSocket   = "/run/dpcap/dpcap.sock"
+	defaultStateDir = "/var/lib/dpcap"
+)
+
+// usageErr marks a command-line error: exit status 2.
+type usageErr struct{ error }
+
+// newFlags returns a flag set that reports errors instead of printing.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses args, turning --help into a printed usage.
+func parse(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (help bool, err error) {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fmt.Fprint(stdout, usage)
+			return true, nil
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return false, usageErr{err}
+	}
+	if fs.NArg() > 0 {
+		return false, usageErr{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return false, nil
+}
+
+const serveUsage = `Usage: dpcap serve --backend software --port NAME=IFACE [--port ...] [flags]
+
+Holds the captured ports and their rules (they die with the process), and
+serves the API dpcap start, stop and status use. The active capture is saved
+in the state directory and applied again when the daemon restarts; the port
+tag map sinkd reads (--port-map) is published there as portmap.json.
+
+Flags:
+  --backend NAME      software: mirror each port's Linux interface (AF_PACKET)
+                      and send the copies as the NIC would
+  --port NAME=IFACE   a port the software backend serves (repeat per port;
+                      pf0 names the uplink)
+  --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
+                      in the rendered program; the kernel picks the real one)
+  --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600)
+  --state-dir DIR     where the capture is saved (default /var/lib/dpcap)
+`
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dpcap serve")
+	backend := fs.String("backend", "software", "")
+	socket := fs.String("socket", defaultSocket, "")
+	stateDir := fs.String("state-dir", defaultStateDir, "")
+	var underlay netip.Addr
+	fs.Func("underlay-ip", "", func(v string) (err error) {
+		if underlay, err = netip.ParseAddr(v); err != nil || !underlay.Is6() {
+			return fmt.Errorf("invalid underlay IP %q: want IPv6", v)
+		}
+		return nil
+	})
+	ports := map[string]string{}
+	fs.Func("port", "", func(v string) error {
+		name, iface, ok := strings.Cut(v, "=")
+		if !ok || name == "" || iface == "" {
+			return fmt.Errorf("invalid port %q: want NAME=IFACE", v)
+		}
+		ports[name] = iface
+		return nil
+	})
+	if help, err := parse(fs, args, serveUsage, stdout); help || err != nil {
+		return err
+	}
+	var b control.Backend
+	switch *backend {
+	case "software":
+		if len(ports) == 0 {
+			return usageErr{errors.New("the software backend needs ports: give --port NAME=IFACE")}
+		}
+		b = control.NewSoftware(ports)
+	case "dpdk":
+		return errors.New("the dpdk backend is not part of this build yet; use --backend software")
+	default:
+		return usageErr{fmt.Errorf("invalid backend %q: want software", *backend)}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := control.NewServer(ctx, b, *stateDir, underlay, logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	ln, err := control.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(*socket)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	logger.Info("serving", "socket", *socket, "backend", b.Name(), "state_dir", *stateDir)
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+const startUsage = `Usage: dpcap start --sink-node-ip IPv6 --udp-dst-port N [flags]
+
+Makes the NIC sample every frame the ports receive and send a copy to the
+sink, each port's envelope tagged in its IPv6 flow label. All or nothing:
+on any failure no port is left captured. Refused while a capture is active
+(stop it first, or --replace).
+
+Flags:
+  --sink-node-ip IP   the sink's IPv6 address
+  --udp-dst-port N    the sink's UDP port (sinkd --port)
+  --udp-src-port N    the envelopes' source port (the hardware ignores it)
+  --vf NAMES          VF ports, comma-separated (at most 16 ports in all)
+  --pf 0              capture PF0 (the uplink) too; PF1 cannot be captured
+  --filter MATCH      sample only matching frames, the rest go on unsampled:
+                      proto=tcp|udp,src=PREFIX,dst=PREFIX,sport=N,dport=N,ip=4|6
+  --replace           stop an active capture first
+  --dry-run           print the program in dpdk-testpmd syntax and exit; needs
+                      no daemon
+  --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
+  -o FORMAT           table (default), json or yaml
+`
+
+func runStart(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dpcap start")
+	var req control.StartRequest
+	fs.StringVar(&req.SinkNodeIP, "sink-node-ip", "", "")
+	portFlag := func(name string, dst *uint16) {
+		fs.Func(name, "", func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || n == 0 {
+				return fmt.Errorf("invalid %s %q: want 1-65535", name, v)
+			}
+			*dst = uint16(n)
+			return nil
+		})
+	}
+	portFlag("udp-dst-port", &req.DstPort)
+	portFlag("udp-src-port", &req.SrcPort)
+	fs.Func("vf", "", func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			req.VFs = append(req.VFs, strings.TrimSpace(n))
+		}
+		return nil
+	})
+	fs.Func("pf", "", func(v string) (err error) { req.PF0, err = flowprog.ParsePF(v); return err })
+	fs.StringVar(&req.Filter, "filter", "", "")
+	fs.BoolVar(&req.Replace, "replace", false, "")
+	dryRun := fs.Bool("dry-run", false, "")
+	socket := fs.String("socket", defaultSocket, "")
+	format := fs.String("o", "table", "")
+	if help, err := parse(fs, args, startUsage, stdout); help || err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	// Validate here too, so that a bad request is a usage error with or
+	// without a daemon.
+	p, err := buildProgram(req)
+	if err != nil {
+		return usageErr{err}
+	}
+	if *dryRun {
+		fmt.Fprint(stdout, p.Testpmd(p.DefaultPortIDs()))
+		return nil
+	}
+	st, err := control.NewClient(*socket).Start(context.Background(), req)
+	if err != nil {
+		return err
+	}
+	return printStatus(stdout, st, *format)
+}
+
+func buildProgram(r control.StartRequest) (*flowprog.Program, error) {
+	if r.SinkNodeIP == "" {
+		return nil, errors.New("no sink: give --sink-node-ip")
+	}
+	sink, err := netip.ParseAddr(r.SinkNodeIP)
+	if err != nil {
+		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
+	}
+	if r.DstPort == 0 {
+		return nil, errors.New("no UDP port: give --udp-dst-port")
+	}
+	cfg := flowprog.Config{Sink: sink, SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+	if r.Filter != "" {
+		if cfg.Filter, err = flowprog.ParseMatch(r.Filter); err != nil {
+			return nil, err
+		}
+	}
+	return flowprog.Build(cfg)
+}
+
+func runStop(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("dpcap stop")
+	socket := fs.String("socket", defaultSocket, "")
+	if help, err := parse(fs, args, "Usage: dpcap stop [--socket PATH]\n\nStops capture on every port and restores their defaults; says so when\nnothing is captured.\n", stdout); help || err != nil {
+		return err
+	}
+	res, err := control.NewClient(*socket).Stop(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.Message)
+	return nil
+}
+
+func runStatus(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("dpcap status")
+	socket := fs.String("socket", defaultSocket, "")
+	format := fs.String("o", "table", "")
+	if help, err := parse(fs, args, "Usage: dpcap status [-o table|json|yaml] [--socket PATH]\n\nShows whether capture is active, the sink, the ports, their tags and counters.\n", stdout); help || err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	st, err := control.NewClient(*socket).Status(context.Background())
+	if err != nil {
+		return err
+	}
+	return printStatus(stdout, st, *format)
+}

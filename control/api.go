@@ -1,0 +1,61 @@
+// Package control is dpcap's capture control: the daemon that holds the
+// ports and their rules (dpcap serve), its HTTP/JSON API on a unix socket,
+// its persisted state, and the client the CLI uses.
+package control
+
+import (
+	"time"
+
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+// StartRequest asks for capture to start.
+type StartRequest struct {
+	SinkNodeIP string   `json:"sink_node_ip"`
+	SrcPort    uint16   `json:"udp_src_port"`
+	DstPort    uint16   `json:"udp_dst_port"`
+	VFs        []string `json:"vfs,omitempty"`
+	PF0        bool     `json:"pf0,omitempty"`
+	// Filter is a flowprog.Match: "proto=tcp,dst=10.0.0.0/8,dport=443".
+	Filter string `json:"filter,omitempty"`
+	// Replace stops an active capture first instead of refusing.
+	Replace bool `json:"replace,omitempty"`
+}
+
+// PortStatus is one captured port.
+type PortStatus struct {
+	Name string `json:"name"`
+	Tag  uint32 `json:"tag"`
+	// Samples counts the copies sent, where the backend can read it;
+	// Failed the copies it could not send; Dropped the frames the kernel
+	// dropped before the backend saw them.
+	Samples uint64 `json:"samples"`
+	Failed  uint64 `json:"failed"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// Status is what dpcap status shows.
+type Status struct {
+	Active  bool         `json:"active"`
+	Backend string       `json:"backend"`
+	Request StartRequest `json:"request,omitzero"`
+	Ports   []PortStatus `json:"ports,omitempty"`
+	// PortMap is the tag map sinkd reads with --port-map; PortMapFile is
+	// where the daemon publishes it.
+	PortMap     flowprog.PortMap `json:"port_map,omitzero"`
+	PortMapFile string           `json:"port_map_file,omitempty"`
+	Started     time.Time        `json:"started,omitzero"`
+	// Problem says why a saved capture could not be re-applied.
+	Problem string `json:"problem,omitempty"`
+}
+
+// StopResult says what dpcap stop did.
+type StopResult struct {
+	Stopped bool   `json:"stopped"`
+	Message string `json:"message"`
+}
+
+// errorBody is the body of every failed request.
+type errorBody struct {
+	Error string `json:"error"`
+}

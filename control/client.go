@@ -1,0 +1,123 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Client talks to dpcap serve over its unix socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the daemon listening on socket.
+func NewClient(socket string) *Client {
+	return &Client{socket: socket, http: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}}
+}
+
+// APIError is a request the daemon refused; Code is its HTTP status.
+type APIError struct {
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Status fetches the status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+}
+
+// Start starts capture.
+func (c *Client) Start(ctx context.Context, r StartRequest) (Status, error) {
+	var st Status
+	return st, c.do(ctx, http.MethodPost, "/v1/start", r, &st)
+}
+
+// Stop stops capture.
+func (c *Client) Stop(ctx context.Context) (StopResult, error) {
+	var res StopResult
+	return res, c.do(ctx, http.MethodPost, "/v1/stop", struct{}{}, &res)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd *bytes.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://dpcap"+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach dpcap serve at %s: %w", c.socket, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return &APIError{Code: resp.StatusCode, Message: e.Error}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("dpcap serve's answer: %w", err)
+	}
+	return nil
+}
+
+// unwrapURL keeps the network error of a failed request: "connect: no
+// such file or directory" rather than net/http's wrapping around it.
+func unwrapURL(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	return err
+}
+
+// Listen opens the API's unix socket, mode 0600, replacing a stale one
+// but refusing while another daemon answers on it.
+func Listen(socket string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another dpcap serve is listening on %s", socket)
+	}
+	if err := os.MkdirAll(filepath.Dir(socket), 0o750); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", socket, err)
+	}
+	_ = os.Remove(socket) // stale: nobody answered on it
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", socket, err)
+	}
+	if err := os.Chmod(socket, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s: %w", socket, err)
+	}
+	return ln, nil
+}

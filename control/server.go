@@ -1,0 +1,225 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+// Server holds the active capture and serves the API.
+type Server struct {
+	backend  Backend
+	stateDir string
+	logger   *slog.Logger
+	underlay netip.Addr
+
+	mu      sync.Mutex
+	active  *saved
+	program *flowprog.Program
+	problem string
+}
+
+// NewServer returns a server over backend, keeping its state in stateDir.
+// A capture saved there by an earlier run is applied again; if that fails,
+// Status says why, and Stop clears it.
+func NewServer(ctx context.Context, backend Backend, stateDir string, underlay netip.Addr, logger *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	s := &Server{backend: backend, stateDir: stateDir, underlay: underlay, logger: logger}
+	sv, ok, err := loadSaved(stateDir)
+	switch {
+	case err != nil:
+		s.problem = fmt.Sprintf("the saved capture cannot be read: %v", err)
+	case ok:
+		p, err := s.build(sv.Request)
+		if err == nil {
+			err = backend.Apply(ctx, p)
+		}
+		if err != nil {
+			s.problem = fmt.Sprintf("the capture saved at %s could not be applied again: %v", sv.Started.Format(time.RFC3339), err)
+			logger.Error("capture not restored", "err", err)
+		} else {
+			s.active, s.program = &sv, p
+			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
+		}
+	}
+	return s, nil
+}
+
+// build turns a request into a program; its errors are the user's.
+func (s *Server) build(r StartRequest) (*flowprog.Program, error) {
+	sink, err := netip.ParseAddr(r.SinkNodeIP)
+	if err != nil {
+		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
+	}
+	cfg := flowprog.Config{Sink: sink, Underlay: s.underlay, SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+	if r.Filter != "" {
+		m, err := flowprog.ParseMatch(r.Filter)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Filter = m
+	}
+	return flowprog.Build(cfg)
+}
+
+// Handler returns the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, s.Status())
+	})
+	mux.HandleFunc("POST /v1/start", func(w http.ResponseWriter, r *http.Request) {
+		var req StartRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, errorBody{fmt.Sprintf("invalid request: %v", err)})
+			return
+		}
+		st, code, err := s.Start(r.Context(), req)
+		if err != nil {
+			reply(w, code, errorBody{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.Stop()
+		if err != nil {
+			reply(w, http.StatusInternalServerError, errorBody{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, res)
+	})
+	return mux
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Start applies a capture, all or nothing, and saves it. It returns the
+// HTTP status of a failure: 400 for a bad request, 409 while active.
+func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error) {
+	p, err := s.build(r)
+	if err != nil {
+		return Status{}, http.StatusBadRequest, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active != nil {
+		if !r.Replace {
+			return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
+				strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
+		}
+		if err := s.clearLocked(); err != nil {
+			return Status{}, http.StatusInternalServerError, err
+		}
+	}
+	if err := s.backend.Apply(ctx, p); err != nil {
+		return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
+	}
+	r.Replace = false
+	sv := &saved{Request: r, Started: time.Now().UTC()}
+	if err := s.save(sv, p); err != nil {
+		_ = s.backend.Clear()
+		return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (capture was undone)", err)
+	}
+	s.active, s.program, s.problem = sv, p, ""
+	s.logger.Info("capture started", "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP)
+	return s.statusLocked(), 0, nil
+}
+
+func (s *Server) save(sv *saved, p *flowprog.Program) error {
+	b, err := json.MarshalIndent(sv, "", "  ")
+	if err != nil {
+		return err
+	}
+	m, err := json.MarshalIndent(p.Tags, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The port map first: a saved capture always has its map.
+	if err := writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.stateDir, captureFile), b, 0o600)
+}
+
+// Stop stops capture on every port and forgets it. Stopping when nothing
+// is active is not an error.
+func (s *Server) Stop() (StopResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil && s.problem == "" {
+		return StopResult{Message: "capture is not active"}, nil
+	}
+	if err := s.clearLocked(); err != nil {
+		return StopResult{}, err
+	}
+	s.logger.Info("capture stopped")
+	return StopResult{Stopped: true, Message: "capture stopped"}, nil
+}
+
+// clearLocked stops the backend's capture and removes the saved state,
+// even when the backend reports errors, so nothing is left half-marked.
+func (s *Server) clearLocked() error {
+	berr := s.backend.Clear()
+	var ferr error
+	for _, f := range []string{captureFile, portMapFile} {
+		if err := os.Remove(filepath.Join(s.stateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			ferr = errors.Join(ferr, err)
+		}
+	}
+	s.active, s.program, s.problem = nil, nil, ""
+	if err := errors.Join(berr, ferr); err != nil {
+		return fmt.Errorf("stop capture: %w", err)
+	}
+	return nil
+}
+
+// Status returns the capture's status.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statusLocked()
+}
+
+func (s *Server) statusLocked() Status {
+	st := Status{Backend: s.backend.Name(), Problem: s.problem}
+	if s.active == nil {
+		return st
+	}
+	st.Active, st.Request, st.Started = true, s.active.Request, s.active.Started
+	st.PortMap, st.PortMapFile = s.program.Tags, filepath.Join(s.stateDir, portMapFile)
+	counters := s.backend.Counters()
+	for _, t := range s.program.Tags.Ports {
+		p := counters[t.Name]
+		p.Name, p.Tag = t.Name, t.Tag
+		st.Ports = append(st.Ports, p)
+	}
+	return st
+}
+
+// Shutdown stops capture when the daemon exits; the saved state stays, so
+// the next start applies it again.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.backend.Clear(); err != nil {
+		s.logger.Error("clearing capture at exit", "err", err)
+	}
+}

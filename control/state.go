@@ -1,0 +1,73 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// saved is the persisted active capture.
+type saved struct {
+	Request StartRequest `json:"request"`
+	Started time.Time    `json:"started"`
+}
+
+const (
+	captureFile = "capture.json"
+	portMapFile = "portmap.json"
+)
+
+// writeAtomic replaces name with data so that a crash leaves the old file
+// or the new one, never a torn one.
+func writeAtomic(name string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(name)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename, there is nothing to remove
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// loadSaved reads the saved capture; ok is false when there is none.
+func loadSaved(dir string) (s saved, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, captureFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, false, nil
+	}
+	if err != nil {
+		return s, false, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, false, fmt.Errorf("%s: %w", filepath.Join(dir, captureFile), err)
+	}
+	return s, true, nil
+}

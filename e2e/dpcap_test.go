@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/control"
+)
+
+// dpcapd is a running dpcap serve.
+type dpcapd struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+}
+
+func startServe(t *testing.T, ns *netns, socket, state string) *dpcapd {
+	t.Helper()
+	d := &dpcapd{cmd: ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=tap-vm1",
+		"--socket", socket, "--state-dir", state), stderr: &syncBuffer{}}
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(socket); err == nil {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dpcap serve did not start: %s", d.stderr)
+		}
+	}
+}
+
+func (d *dpcapd) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
+// dpcap runs a dpcap command and returns its output and exit code.
+func dpcap(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin("dpcap"), args...)
+	out, _ := cmd.CombinedOutput()
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+func status(t *testing.T, socket string) control.Status {
+	t.Helper()
+	out, code := dpcap(t, "status", "-o", "json", "--socket", socket)
+	if code != 0 {
+		t.Fatalf("dpcap status: %s", out)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("dpcap status -o json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// vmTrafficRound makes the VM send ping (IPv4, IPv6), UDP and TCP.
+func vmTrafficRound(t *testing.T, vm *netns) {
+	t.Helper()
+	vm.run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.1")
+	vm.run(t, "ping", "-6", "-c", "2", "-i", "0.2", "2001:db8:10::1")
+	vm.run(t, "bash", "-c", "echo hello >/dev/udp/192.0.2.1/9999; (echo >/dev/tcp/192.0.2.1/8080) 2>/dev/null; true")
+}
+
+// TestSoftwareBackendEndToEnd: a VM sends ordinary traffic over a veth to
+// the hypervisor, whose dpcap serve mirrors the port after dpcap start;
+// sinkd in a sink namespace writes the frames byte-exact, named by port.
+// A daemon restart keeps the capture running; dpcap stop ends it.
+func TestSoftwareBackendEndToEnd(t *testing.T) {
+	vm, hv, sk := newNS(t), newNS(t), newNS(t)
+	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
+		t.Fatalf("veth: %v %s", err, out)
+	}
+	vm.run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
+	vm.run(t, "ip", "addr", "add", "2001:db8:10::10/64", "dev", "vm0", "nodad")
+	hv.run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm1")
+	hv.run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tap-vm1", "nodad")
+	vm.run(t, "ip", "link", "set", "vm0", "up")
+	hv.run(t, "ip", "link", "set", "tap-vm1", "up")
+	linkN(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
+	tmp := t.TempDir()
+	socket, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
+
+	serve := startServe(t, hv, socket, state)
+	if st := status(t, socket); st.Active {
+		t.Fatalf("active before start: %+v", st)
+	}
+	// All or nothing: a port the daemon does not serve fails the start.
+	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1,vm-7"); code != 1 || !strings.Contains(out, `unknown port "vm-7"`) {
+		t.Fatalf("start with an unknown port: exit %d\n%s", code, out)
+	}
+	if st := status(t, socket); st.Active {
+		t.Fatal("a failed start left capture active")
+	}
+	out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--udp-src-port", "3000", "--vf", "vm-1")
+	if code != 0 || !strings.Contains(out, "ACTIVE") || !strings.Contains(out, "vm-1") {
+		t.Fatalf("dpcap start: exit %d\n%s", code, out)
+	}
+	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1"); code != 1 || !strings.Contains(out, "stop it first") {
+		t.Fatalf("a second start: exit %d\n%s", code, out)
+	}
+
+	capture := filepath.Join(tmp, "cap.pcapng")
+	sinkd := startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", capture, "--port-map", filepath.Join(state, "portmap.json"))
+	ref := filepath.Join(tmp, "port.pcap") // what the port received, as tcpdump sees it
+	td := startTcpdump(t, hv, "-i", "tap-vm1", "-Q", "in", "-U", "-w", ref)
+
+	vmTrafficRound(t, vm)
+	// The daemon restarts; the saved capture is applied again.
+	serve.stop(t)
+	serve = startServe(t, hv, socket, state)
+	st := status(t, socket)
+	if !st.Active || len(st.Ports) != 1 || st.Ports[0].Tag != 1 {
+		t.Fatalf("after a restart: %+v (%s)", st, serve.stderr)
+	}
+	vmTrafficRound(t, vm)
+	time.Sleep(500 * time.Millisecond)
+	if st := status(t, socket); st.Ports[0].Samples == 0 {
+		t.Errorf("status counts no samples after the restart: %+v", st.Ports)
+	}
+	td.Process.Signal(syscall.SIGINT)
+	td.Wait()
+	want := readFrames(t, ref)
+	if len(want) < 10 {
+		t.Fatalf("the port received only %d frames", len(want))
+	}
+	sinkd.waitMetric(t, "sinkd_packets_written_total", float64(len(want)))
+
+	if out, code := dpcap(t, "stop", "--socket", socket); code != 0 || !strings.Contains(out, "capture stopped") {
+		t.Fatalf("dpcap stop: exit %d\n%s", code, out)
+	}
+	vmTrafficRound(t, vm) // no longer mirrored
+	time.Sleep(300 * time.Millisecond)
+	if out, code := dpcap(t, "stop", "--socket", socket); code != 0 || !strings.Contains(out, "not active") {
+		t.Fatalf("a second stop: exit %d\n%s", code, out)
+	}
+	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd: %d %s", code, stderr)
+	}
+	// The frames the port received, in order, byte for byte, on vm-1.
+	equalFrames(t, readFrames(t, capture), want)
+	names, err := exec.Command("tshark", "-r", capture, "-T", "fields", "-e", "frame.interface_name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range strings.Fields(string(names)) {
+		if n != "vm-1" {
+			t.Fatalf("a frame on interface %q, want vm-1", n)
+		}
+	}
+	for _, f := range []string{"capture.json", "portmap.json"} {
+		if _, err := os.Stat(filepath.Join(state, f)); err == nil {
+			t.Errorf("%s is left after stop", f)
+		}
+	}
+}
