@@ -1,0 +1,139 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+// recorder is a Backend that records calls and fails when told to. The
+// real backend is exercised end to end in e2e; this one reaches the
+// server's error paths.
+type recorder struct {
+	applied []string
+	failOn  string
+	clears  int
+}
+
+func (r *recorder) Name() string { return "recorder" }
+
+func (r *recorder) Apply(_ context.Context, p *flowprog.Program) error {
+	for _, port := range p.Config.Ports() {
+		if port == r.failOn {
+			r.applied = nil
+			return errors.New("port " + port + " refused")
+		}
+	}
+	r.applied = p.Config.Ports()
+	return nil
+}
+
+func (r *recorder) Clear() error { r.applied = nil; r.clears++; return nil }
+
+func (r *recorder) Counters() map[string]PortStatus { return nil }
+
+func newTestServer(t *testing.T, b Backend, dir string) *Server {
+	t.Helper()
+	s, err := NewServer(context.Background(), b, dir, netip.MustParseAddr("2001:db8::10"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var req = StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-1", "vm-2"}, PF0: true}
+
+func TestStartStopAndState(t *testing.T) {
+	dir := t.TempDir()
+	b := &recorder{}
+	s := newTestServer(t, b, dir)
+	if _, code, err := s.Start(context.Background(), StartRequest{SinkNodeIP: "10.0.0.1", DstPort: 1, VFs: []string{"a"}}); code != http.StatusBadRequest || err == nil {
+		t.Fatalf("IPv4 sink: %d %v", code, err)
+	}
+	st, _, err := s.Start(context.Background(), req)
+	if err != nil || !st.Active || len(st.Ports) != 3 || st.Ports[2].Name != "pf0" || st.Ports[2].Tag != 3 {
+		t.Fatalf("start: %+v %v", st, err)
+	}
+	if _, code, err := s.Start(context.Background(), req); code != http.StatusConflict || !strings.Contains(err.Error(), "stop it first") {
+		t.Fatalf("second start: %d %v", code, err)
+	}
+	m, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+	if err != nil || len(m.Ports) != 3 || m.Ports[0].Source != netip.MustParseAddr("2001:db8::10") {
+		t.Fatalf("published port map: %+v %v", m, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, captureFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("saved capture: %v %v", fi, err)
+	}
+	// A new daemon over the same state applies it again.
+	b2 := &recorder{}
+	s2 := newTestServer(t, b2, dir)
+	if st := s2.Status(); !st.Active || len(b2.applied) != 3 {
+		t.Fatalf("restore: %+v, applied %v", st, b2.applied)
+	}
+	res, err := s2.Stop()
+	if err != nil || !res.Stopped || b2.clears != 1 {
+		t.Fatalf("stop: %+v %v", res, err)
+	}
+	if res, _ := s2.Stop(); res.Stopped || res.Message != "capture is not active" {
+		t.Fatalf("second stop: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, captureFile)); !os.IsNotExist(err) {
+		t.Fatal("state left after stop")
+	}
+}
+
+func TestFailuresLeaveNothingHalfDone(t *testing.T) {
+	dir := t.TempDir()
+	b := &recorder{failOn: "vm-2"}
+	s := newTestServer(t, b, dir)
+	if _, code, err := s.Start(context.Background(), req); code != http.StatusInternalServerError || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("start: %d %v", code, err)
+	}
+	if st := s.Status(); st.Active || len(b.applied) != 0 {
+		t.Fatalf("after a failed start: %+v, applied %v", st, b.applied)
+	}
+	if _, err := os.Stat(filepath.Join(dir, captureFile)); !os.IsNotExist(err) {
+		t.Fatal("a failed start saved state")
+	}
+	// A saved capture that cannot be applied again is reported, and stop
+	// clears it.
+	ok := newTestServer(t, &recorder{}, dir)
+	if _, _, err := ok.Start(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	broken := newTestServer(t, &recorder{failOn: "pf0"}, dir)
+	st := broken.Status()
+	if st.Active || !strings.Contains(st.Problem, "could not be applied again: port pf0 refused") {
+		t.Fatalf("restore failure: %+v", st)
+	}
+	if res, err := broken.Stop(); err != nil || !res.Stopped {
+		t.Fatalf("stop after a failed restore: %+v %v", res, err)
+	}
+	if st := broken.Status(); st.Problem != "" {
+		t.Fatalf("problem survives stop: %q", st.Problem)
+	}
+}
+
+func TestWriteAtomic(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "f.json")
+	for _, body := range []string{"one", "two"} {
+		if err := writeAtomic(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(name); string(b) != body {
+			t.Fatalf("content %q, want %q", b, body)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(name)); len(ents) != 1 {
+		t.Fatalf("temporary files left: %v", ents)
+	}
+}
