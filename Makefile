@@ -7,10 +7,12 @@ BIN     := bin
 # command (or file):package pairs the build, the tests and the demo need.
 TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
            ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
-           gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev
-# The filter compiler is libpcap's, through cgo; without the tag sinkd
-# builds with CGO_ENABLED=0 and refuses filter expressions.
-TAGS    := libpcap
+           gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
+           /usr/include/dpdk/rte_flow.h:libdpdk-dev dpdk-testpmd:dpdk-dev
+# cgo parts, each behind a tag: libpcap's filter compiler (sinkd's filter
+# expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
+# them everything builds with CGO_ENABLED=0 and says what is missing.
+TAGS    := libpcap,dpdk
 # How long each fuzzer runs in 'make test'.
 FUZZTIME ?= 15s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -39,11 +41,12 @@ demo: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet -tags $(TAGS) ./...
+	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
 unit: deps
 	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v /e2e)
-	CGO_ENABLED=0 $(GO) test ./filter ./cmd/...
+	CGO_ENABLED=0 $(GO) test ./filter ./control ./cmd/...
 
 e2e: deps
 	$(GO) test -count=1 ./e2e

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-tags", "libpcap", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
+	build := exec.Command("go", "build", "-tags", "libpcap,dpdk", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Println("e2e: build failed:", err)

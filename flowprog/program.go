@@ -297,8 +297,9 @@ func Build(cfg Config) (*Program, error) {
 			return nil, fmt.Errorf("port %s: %w", port, err)
 		}
 		p.Templates[port] = b
+		// E-Switch (transfer) rules; DPDK 22.11 refuses ingress with transfer.
 		attr := func(group, prio uint32) Attr {
-			return Attr{Group: group, Priority: prio, Ingress: true, Transfer: true}
+			return Attr{Group: group, Priority: prio, Transfer: true}
 		}
 		sample := []Action{
 			{Type: ActionSample, Ratio: 1, Sample: []Action{

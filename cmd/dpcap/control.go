@@ -54,6 +54,7 @@ func parse(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (hel
 }
 
 const serveUsage = `Usage: dpcap serve --backend software --port NAME=IFACE [--port ...] [flags]
+       dpcap serve --backend dpdk --eal 'EAL ARGS' --port pf0=DEV --port NAME=DEV ...
 
 Holds the captured ports and their rules (they die with the process), and
 serves the API dpcap start, stop and status use. The active capture is saved
@@ -62,9 +63,14 @@ tag map sinkd reads (--port-map) is published there as portmap.json.
 
 Flags:
   --backend NAME      software: mirror each port's Linux interface (AF_PACKET)
-                      and send the copies as the NIC would
-  --port NAME=IFACE   a port the software backend serves (repeat per port;
-                      pf0 names the uplink)
+                      and send the copies as the NIC would; dpdk: program
+                      the NIC's E-Switch with rte_flow
+  --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
+                      the uplink): a Linux interface for software, a DPDK
+                      port name (0000:08:00.0_representor_vf0) for dpdk
+  --eal ARGS          the dpdk backend's EAL arguments, e.g. '-a 0000:08:00.0,
+                      representor=vf[0-3],dv_flow_en=1' (primary) or
+                      '--proc-type=secondary --file-prefix dp' (attach)
   --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
                       in the rendered program; the kernel picks the real one)
   --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600)
@@ -83,6 +89,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	ealArgs := fs.String("eal", "", "")
 	ports := map[string]string{}
 	fs.Func("port", "", func(v string) error {
 		name, iface, ok := strings.Cut(v, "=")
@@ -103,9 +110,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 		b = control.NewSoftware(ports)
 	case "dpdk":
-		return errors.New("the dpdk backend is not part of this build yet; use --backend software")
+		if len(ports) == 0 {
+			return usageErr{errors.New("the dpdk backend needs ports: give --port pf0=DPDK-PORT --port NAME=DPDK-PORT")}
+		}
+		var err error
+		if b, err = control.NewDPDK(strings.Fields(*ealArgs), ports); err != nil {
+			return err
+		}
 	default:
-		return usageErr{fmt.Errorf("invalid backend %q: want software", *backend)}
+		return usageErr{fmt.Errorf("invalid backend %q: want software or dpdk", *backend)}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

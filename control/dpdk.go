@@ -1,0 +1,103 @@
+//go:build dpdk
+
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/flowprog/rteflow"
+)
+
+// DPDK installs the program with rte_flow (package rteflow).
+type DPDK struct {
+	eal   *rteflow.EAL
+	names map[string]string // port name → DPDK port name
+	ids   map[string]uint16 // port name → DPDK port id
+	mu    sync.Mutex
+	flows []created
+}
+
+type created struct {
+	port string
+	flow *rteflow.Flow
+}
+
+// NewDPDK initializes the EAL with ealArgs (primary, or secondary with
+// --proc-type=secondary --file-prefix …) and finds the ports, given as
+// name → DPDK port name (pf0 must be among them: copies leave through it).
+func NewDPDK(ealArgs []string, ports map[string]string) (Backend, error) {
+	if _, ok := ports[flowprog.PF0]; !ok {
+		return nil, errors.New("the dpdk backend needs the uplink: give --port pf0=DPDK-PORT (copies leave through it)")
+	}
+	eal, err := rteflow.Init(ealArgs)
+	if err != nil {
+		return nil, err
+	}
+	d := &DPDK{eal: eal, names: ports, ids: map[string]uint16{}}
+	for name, dev := range ports {
+		info, err := eal.Port(dev)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: %w", name, err)
+		}
+		d.ids[name] = info.ID
+	}
+	return d, nil
+}
+
+// Name implements Backend.
+func (d *DPDK) Name() string { return "dpdk" }
+
+func (d *DPDK) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
+
+// Apply implements Backend: every rule is validated before any is
+// created; a failed creation destroys what was created, in reverse.
+func (d *DPDK) Apply(_ context.Context, p *flowprog.Program) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.flows) > 0 {
+		return errors.New("capture is already applied")
+	}
+	for _, r := range p.Install {
+		id, ok := d.ids[r.Port]
+		if !ok {
+			return fmt.Errorf("unknown port %q: give dpcap serve --port %s=DPDK-PORT", r.Port, r.Port)
+		}
+		if err := d.eal.Validate(id, d.label(r.Port), r, d.ids); err != nil {
+			return err
+		}
+	}
+	for _, r := range p.Install {
+		f, err := d.eal.Create(d.ids[r.Port], d.label(r.Port), r, d.ids)
+		if err != nil {
+			return errors.Join(err, d.destroyAll())
+		}
+		d.flows = append(d.flows, created{r.Port, f})
+	}
+	return nil
+}
+
+// Clear implements Backend: rules go in reverse order of creation.
+func (d *DPDK) Clear() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.destroyAll()
+}
+
+func (d *DPDK) destroyAll() error {
+	var errs []error
+	for i := len(d.flows) - 1; i >= 0; i-- {
+		c := d.flows[i]
+		if err := d.eal.Destroy(c.flow, d.label(c.port)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.flows = nil
+	return errors.Join(errs...)
+}
+
+// Counters implements Backend; the program has no COUNT action yet.
+func (d *DPDK) Counters() map[string]PortStatus { return nil }
