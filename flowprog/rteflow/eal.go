@@ -9,7 +9,6 @@ package rteflow
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -109,7 +108,3 @@ func (e *EAL) Port(name string) (PortInfo, error) {
 	})
 	return info, err
 }
-
-// ErrNoPort is returned for operations on ports Init's arguments did not
-// bring up.
-var ErrNoPort = errors.New("no such DPDK port")

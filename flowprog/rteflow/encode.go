@@ -21,14 +21,12 @@ import (
 // rte_flow_create read. It is freed with free, after the rule is gone.
 type encoded struct {
 	attr    *C.struct_rte_flow_attr
-	items   []C.struct_rte_flow_item
 	itemsP  *C.struct_rte_flow_item
 	actions *C.struct_rte_flow_action
 	// what each item and action of the top level is, for error messages
 	itemNames, actionNames []string
-	actionsLen              int
-	frees                   []unsafe.Pointer
-	encaps                  []unsafe.Pointer
+	frees                  []unsafe.Pointer
+	encaps                 []unsafe.Pointer
 }
 
 func (e *encoded) alloc(n int) unsafe.Pointer {
@@ -73,7 +71,6 @@ func encode(r flowprog.Rule, ports map[string]uint16) (*encoded, error) {
 		e.itemNames = append(e.itemNames, string(it.Type))
 	}
 	items[n-1]._type = C.RTE_FLOW_ITEM_TYPE_END
-	e.items = items
 
 	var err error
 	if e.actions, err = e.actionList(r.Actions, ports, true); err != nil {
@@ -156,9 +153,6 @@ func (e *encoded) actionList(acts []flowprog.Action, ports map[string]uint16, to
 		}
 	}
 	list[n-1]._type = C.RTE_FLOW_ACTION_TYPE_END
-	if top {
-		e.actionsLen = n
-	}
 	return p, nil
 }
 
