@@ -150,15 +150,28 @@ func (m *Mirror) run() {
 		if err != nil {
 			continue // the poll interval passed, or a signal: check stop
 		}
-		for i := range n {
-			data, _ := m.batch.Received(i)
-			m.batch.SetSend(i, len(data), nil)
-		}
-		m.n, m.pos, m.ok = n, 0, 0
-		_ = m.raw.Control(m.sendFn)
-		m.mirrored.Add(uint64(m.ok))
-		m.failed.Add(uint64(n - m.ok))
+		m.forward(n)
 	}
+	// What the port received before Stop is still sent.
+	for {
+		n, err := m.batch.Recv(uintptr(m.fd), batchSize, unix.MSG_DONTWAIT)
+		if err != nil || n == 0 {
+			return
+		}
+		m.forward(n)
+	}
+}
+
+// forward sends the n frames just received.
+func (m *Mirror) forward(n int) {
+	for i := range n {
+		data, _ := m.batch.Received(i)
+		m.batch.SetSend(i, len(data), nil)
+	}
+	m.n, m.pos, m.ok = n, 0, 0
+	_ = m.raw.Control(m.sendFn)
+	m.mirrored.Add(uint64(m.ok))
+	m.failed.Add(uint64(n - m.ok))
 }
 
 // send sends the batch without waiting. A frame the kernel refuses (its
