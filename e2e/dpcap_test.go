@@ -95,6 +95,9 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 	tmp := t.TempDir()
 	socket, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
 
+	// What the port receives, as tcpdump sees it, from before capture starts.
+	ref := filepath.Join(tmp, "port.pcap")
+	td := startTcpdump(t, hv, "-i", "tap-vm1", "-Q", "in", "-U", "-w", ref)
 	serve := startServe(t, hv, socket, state)
 	if st := status(t, socket); st.Active {
 		t.Fatalf("active before start: %+v", st)
@@ -116,8 +119,6 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 
 	capture := filepath.Join(tmp, "cap.pcapng")
 	sinkd := startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", capture, "--port-map", filepath.Join(state, "portmap.json"))
-	ref := filepath.Join(tmp, "port.pcap") // what the port received, as tcpdump sees it
-	td := startTcpdump(t, hv, "-i", "tap-vm1", "-Q", "in", "-U", "-w", ref)
 
 	vmTrafficRound(t, vm)
 	// The daemon restarts; the saved capture is applied again.
