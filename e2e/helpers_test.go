@@ -293,6 +293,24 @@ func (d *daemon) waitMetric(t *testing.T, name string, want float64) map[string]
 	}
 }
 
+// waitStable polls name until it stops changing for half a second.
+func (d *daemon) waitStable(t *testing.T, name string) float64 {
+	t.Helper()
+	last, since := -1.0, time.Now()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		v := d.metrics(t)[name]
+		if v != last {
+			last, since = v, time.Now()
+			continue
+		}
+		if time.Since(since) >= 500*time.Millisecond {
+			return v
+		}
+	}
+	t.Fatalf("%s never settled: %s", name, d.stderr)
+	return 0
+}
+
 // stop sends sig and waits for exit; it returns the exit code and stderr.
 func (d *daemon) stop(t *testing.T, sig syscall.Signal) (int, string) {
 	t.Helper()
