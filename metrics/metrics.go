@@ -51,7 +51,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		skipped:       d("packets_skipped_total", "Packets that were not envelopes (other traffic in a capture), by reason.", "reason"),
 		truncated:     d("packets_truncated_total", "Written packets cut to the snap length."),
 		filtered:      d("packets_filtered_total", "Envelopes whose inner frame the filter expression rejected."),
-		dropped:       d("packets_dropped_total", "Received packets lost inside sinkd, by reason.", "reason"),
+		dropped:       d("packets_dropped_total", "Received packets not written for want of space (write_error) or of trust (source_not_allowed).", "reason"),
 		socketDrops:   d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
 		rotated:       d("files_rotated_total", "Capture files closed to start the next."),
 		writeErrors:   d("write_errors_total", "Failed writes or file creations."),
@@ -86,6 +86,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.truncated, s.Truncated)
 	counter(c.filtered, s.Filtered)
 	counter(c.dropped, s.WriteDropped, "write_error")
+	counter(c.dropped, s.Denied, "source_not_allowed")
 	if s.KernelDropsErr == nil {
 		counter(c.socketDrops, s.KernelDrops)
 	} else {

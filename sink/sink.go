@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,9 @@ type Config struct {
 	PortMap flowprog.PortMap
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
+	// Allow, when set, takes envelopes only from these source prefixes:
+	// anyone who reaches the sink port could otherwise inject packets.
+	Allow []netip.Prefix
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
 	// Stream flushes the output after every batch (-w -).
@@ -61,6 +65,7 @@ type Engine struct {
 	received  atomic.Uint64
 	truncated atomic.Uint64
 	filtered  atomic.Uint64
+	denied    atomic.Uint64
 	rejected  [decap.NumReasons]atomic.Uint64
 	sources   sources
 	res       decap.Result
@@ -160,16 +165,25 @@ func (e *Engine) Run() error {
 // process decapsulates, filters and writes one batch; it returns the
 // packets written.
 func (e *Engine) process(pkts []capture.Packet) uint64 {
-	var ok, truncated, filtered uint64
+	var ok, truncated, filtered, denied uint64
 	r := &e.res
 	for i := range pkts {
 		p := &pkts[i]
 		var reason decap.Reason
 		if e.cfg.Decoder == nil {
+			// A datagram's sender is known before it is parsed.
+			if !e.allowed(p.Src.Addr()) {
+				denied++
+				continue
+			}
 			reason = decap.DecodePayload(decap.KindNIC, p.Data, p.Length, r)
 			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.cfg.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
+			if reason == decap.OK && !e.allowed(r.Src) {
+				denied++
+				continue
+			}
 		}
 		if reason != decap.OK {
 			e.rejected[reason].Add(1)
@@ -204,7 +218,23 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	if filtered > 0 {
 		e.filtered.Add(filtered)
 	}
+	if denied > 0 {
+		e.denied.Add(denied)
+	}
 	return ok
+}
+
+// allowed reports whether envelopes from src are taken (--allow).
+func (e *Engine) allowed(src netip.Addr) bool {
+	if len(e.cfg.Allow) == 0 {
+		return true
+	}
+	for _, p := range e.cfg.Allow {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
 }
 
 // withEther puts a bare IP packet (GENEVE or ERSPAN III can carry one)
@@ -223,14 +253,15 @@ func (e *Engine) withEther(ip []byte) []byte {
 }
 
 // Stats is a snapshot of an engine's accounting. Every received packet is
-// written, rejected (malformed or skipped), filtered, dropped on a write
-// error, or still buffered: Received = Written + sum(Rejected) + Filtered +
-// WriteDropped + buffered.
+// written, rejected (malformed or skipped), filtered, denied (--allow),
+// dropped on a write error, or still buffered: Received = Written +
+// sum(Rejected) + Filtered + Denied + WriteDropped + buffered.
 type Stats struct {
 	Received     uint64
 	Written      uint64
 	BytesWritten uint64
 	Filtered     uint64
+	Denied       uint64 // from a source --allow does not name
 	// Rejected counts packets by the reason they were not written;
 	// Reason.Malformed tells broken envelopes from other traffic.
 	Rejected     [decap.NumReasons]uint64
@@ -269,6 +300,7 @@ func (e *Engine) Stats() Stats {
 		BytesWritten: o.Bytes.Load(),
 		Truncated:    e.truncated.Load(),
 		Filtered:     e.filtered.Load(),
+		Denied:       e.denied.Load(),
 		WriteDropped: o.Dropped.Load(),
 		WriteErrors:  o.WriteErrors.Load(),
 		Rotations:    o.Rotations.Load(),

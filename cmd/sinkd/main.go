@@ -22,6 +22,7 @@ import (
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/filter"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/privdrop"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
@@ -64,6 +65,9 @@ Output (tcpdump conventions):
                    strftime conversions (%Y%m%d-%H%M%S)
   -W N             with -C: a ring of N files; with -G: stop after N files
   -z CMD           run "CMD FILE" on each closed file (e.g. gzip)
+  -Z USER          after opening the input and the first file as root, run
+                   as USER with no capabilities (the output directory must
+                   be writable by USER for rotation)
   SIGHUP rotates now; SIGINT/SIGTERM flush, close and print a summary.
 
 Input:
@@ -74,6 +78,9 @@ Input:
                    nic=3010,vxlan=4789,geneve=6081,tzsp=37008; KIND=0 turns
                    one off); ERSPAN and GRE-TAP need no port
   --listen ADDR    listen on ADDR only (default: all IPv6 and IPv4 addresses)
+  --allow CIDRS    take envelopes only from these sources (comma-separated
+                   prefixes); by default anyone who reaches the port can
+                   put packets into the capture
   --buffer-size N  socket receive buffer, or -i's ring, in bytes with
                    k/m/g suffixes (default 64m; forcing a socket's needs
                    CAP_NET_ADMIN)
@@ -92,6 +99,8 @@ type options struct {
 	split       bool
 	portMap     flowprog.PortMap
 	filter      string
+	allow       []netip.Prefix
+	runAs       string
 	snapLen     int
 	count       uint64
 	fileSize    int64
@@ -135,6 +144,7 @@ func parseFlags(args []string) (options, error) {
 	})
 	fs.IntVar(&o.fileCount, "W", 0, "")
 	fs.StringVar(&o.postRotate, "z", "", "")
+	fs.StringVar(&o.runAs, "Z", "", "")
 	fs.Func("port", "", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 16)
 		if err != nil || n == 0 {
@@ -159,6 +169,20 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.iface, "i", "", "")
 	var portList, format, splitBy, portMap string
 	fs.StringVar(&portList, "ports", "", "")
+	fs.Func("allow", "", func(v string) error {
+		for _, c := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(c))
+			if err != nil {
+				a, aerr := netip.ParseAddr(strings.TrimSpace(c))
+				if aerr != nil {
+					return fmt.Errorf("invalid --allow %q: want prefixes like 2001:db8::/32,192.0.2.7", c)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			o.allow = append(o.allow, p.Masked())
+		}
+		return nil
+	})
 	fs.StringVar(&format, "F", "", "")
 	fs.StringVar(&splitBy, "split-by", "", "")
 	fs.StringVar(&portMap, "port-map", "", "")
@@ -272,7 +296,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	eng := sink.New(sink.Config{
 		Source: src, Decoder: decoder, Port: o.port, Output: out,
-		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt,
+		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt, Allow: o.allow,
 		Count: o.count, Stream: o.out == "-", Logger: logger,
 	})
 	if o.metricsAddr != "" {
@@ -283,6 +307,14 @@ func run(args []string, stderr io.Writer) int {
 			return 2
 		}
 		defer srv.Close()
+	}
+
+	if o.runAs != "" {
+		if err := dropTo(o.runAs, out); err != nil {
+			out.Close()
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -312,6 +344,22 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// dropTo gives the first capture file to the user and becomes it.
+func dropTo(name string, out pcapout.Output) error {
+	u, err := privdrop.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if f := out.Name(); f != "-" && f != "" {
+		if _, isRotator := out.(*pcapout.Rotator); isRotator {
+			if err := u.Chown(f); err != nil {
+				return err
+			}
+		}
+	}
+	return u.Drop()
 }
 
 // openOutput opens the capture file, or the set of files per source.
@@ -375,6 +423,9 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	}
 	if s.Filtered > 0 {
 		fmt.Fprintf(w, "%d packets filtered out\n", s.Filtered)
+	}
+	if s.Denied > 0 {
+		fmt.Fprintf(w, "%d packets from sources --allow does not name\n", s.Denied)
 	}
 	if s.Truncated > 0 {
 		fmt.Fprintf(w, "%d packets truncated to the snap length\n", s.Truncated)

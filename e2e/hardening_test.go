@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestAllowOnlyNamedSources sends envelopes from two senders; --allow
+// names one: the other's are counted, never written.
+func TestAllowOnlyNamedSources(t *testing.T) {
+	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
+	linkN(t, hv1, sk, 1600, 1)
+	linkN(t, hv2, sk, 1600, 2)
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	d := startSinkd(t, sk, "-w", out, "--allow", "2001:db8:1::/64,198.51.100.1")
+	replay(t, hv1, "[2001:db8:1::2]:3010", vmTraffic)              // allowed prefix
+	replay(t, hv2, "[2001:db8:2::2]:3010", vmTraffic)              // not named
+	replay(t, hv2, "198.51.100.2:3010", vmTraffic, "--count", "5") // allowed address, over IPv4
+	m := d.waitMetric(t, "sinkd_packets_received_total", 74+74+5)
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := m[`sinkd_packets_dropped_total{reason="source_not_allowed"}`]; got != 74 {
+		t.Errorf("denied %v, want 74", got)
+	}
+	if !strings.Contains(stderr, "74 packets from sources --allow does not name") {
+		t.Errorf("summary:\n%s", stderr)
+	}
+	equalFrames(t, readFrames(t, out), append(vmFrames(t), vmFrames(t)[:5]...))
+}
+
+// TestRunAsUser starts sinkd as root with -Z nobody: it runs without root,
+// its files belong to nobody, and rotation still works.
+func TestRunAsUser(t *testing.T) {
+	ns := newNS(t)
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	d := startSinkd(t, ns, "-w", filepath.Join(dir, "cap.pcap"), "-C", "10k", "-Z", "nobody")
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(d.cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 5 && (f[0] == "Uid:" || f[0] == "Gid:") && (f[1] != "65534" || f[2] != "65534" || f[3] != "65534") {
+			t.Errorf("still %s", line)
+		}
+		if len(f) == 2 && f[0] == "CapEff:" && f[1] != "0000000000000000" {
+			t.Errorf("capabilities left: %s", line)
+		}
+	}
+	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "3")
+	d.waitMetric(t, "sinkd_packets_written_total", 3*74)
+	d.stop(t, syscall.SIGTERM)
+	names := dirFiles(t, dir)
+	if len(names) < 2 {
+		t.Fatalf("files %v: want rotation", names)
+	}
+	total := 0
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: owner %d, mode %v", n, st.Uid, fi.Mode().Perm())
+		}
+		c := len(readFrames(t, p))
+		checkWithTools(t, p, c)
+		total += c
+	}
+	if total != 3*74 {
+		t.Errorf("files hold %d packets, want %d", total, 3*74)
+	}
+	bad := ns.cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "-Z", "no-such-user-here", "--metrics-addr", "")
+	if out, _ := bad.CombinedOutput(); bad.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "-Z no-such-user-here") {
+		t.Errorf("an unknown user: exit %d\n%s", bad.ProcessState.ExitCode(), out)
+	}
+}
