@@ -100,9 +100,10 @@ func unwrapURL(err error) error {
 	return err
 }
 
-// Listen opens the API's unix socket, mode 0600, replacing a stale one
-// but refusing while another daemon answers on it.
-func Listen(socket string) (net.Listener, error) {
+// Listen opens the API's unix socket, mode 0600 (0660 and owned by group
+// gid when gid >= 0), replacing a stale one but refusing while another
+// daemon answers on it.
+func Listen(socket string, gid int) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("another dpcap serve is listening on %s", socket)
@@ -115,7 +116,15 @@ func Listen(socket string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", socket, err)
 	}
-	if err := os.Chmod(socket, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(socket, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen on %s: %w", socket, err)
+		}
+	}
+	if err := os.Chmod(socket, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listen on %s: %w", socket, err)
 	}

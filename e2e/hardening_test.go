@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,5 +87,52 @@ func TestRunAsUser(t *testing.T) {
 	bad := ns.cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "-Z", "no-such-user-here", "--metrics-addr", "")
 	if out, _ := bad.CombinedOutput(); bad.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "-Z no-such-user-here") {
 		t.Errorf("an unknown user: exit %d\n%s", bad.ProcessState.ExitCode(), out)
+	}
+}
+
+// TestControlSocketKnowsItsPeers checks the API's socket: group members
+// get in, and a stranger is refused by its credentials even when the
+// socket file's mode would let it connect.
+func TestControlSocketKnowsItsPeers(t *testing.T) {
+	ns := newNS(t)
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	socket := filepath.Join(dir, "dpcap.sock")
+	serve := ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=lo", "--group", "nogroup",
+		"--socket", socket, "--state-dir", filepath.Join(dir, "state"))
+	var stderr syncBuffer
+	serve.Stderr = &stderr
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { serve.Process.Kill(); serve.Wait() }()
+	waitFor(t, "the API socket", func() bool { _, err := os.Stat(socket); return err == nil })
+	fi, err := os.Stat(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != 65534 {
+		t.Fatalf("socket mode %v group %d, want 0660 nogroup", fi.Mode().Perm(), st.Gid)
+	}
+	as := func(user, group string) (string, int) {
+		cmd := exec.Command("runuser", "-u", user, "-g", group, "--", bin("dpcap"), "status", "--socket", socket)
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := as("nobody", "nogroup"); code != 0 || !strings.Contains(out, "NOT ACTIVE") {
+		t.Errorf("a member of the group: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(socket, 0o666); err != nil { // a mistake an operator could make
+		t.Fatal(err)
+	}
+	if out, code := as("daemon", "daemon"); code != 1 || !strings.Contains(out, "cannot reach dpcap serve") {
+		t.Errorf("a stranger: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(stderr.String(), "refused an API connection") {
+		t.Errorf("the daemon did not log the refusal:\n%s", stderr.String())
 	}
 }

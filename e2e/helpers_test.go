@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	if err := os.Chmod(dir, 0o755); err != nil { // tests run the binaries as other users too
+		panic(err)
+	}
 	build := exec.Command("go", "build", "-tags", "libpcap,dpdk", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
@@ -485,6 +488,16 @@ func equalFrames(t *testing.T, got, want [][]byte) {
 	for i := range want {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("frame %d differs: got %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

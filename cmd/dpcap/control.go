@@ -74,6 +74,8 @@ Flags:
   --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
                       in the rendered program; the kernel picks the real one)
   --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600)
+  --group NAME        let this group use the API too (socket mode 0660); any
+                      other peer is refused by its credentials (SO_PEERCRED)
   --state-dir DIR     where the capture is saved (default /var/lib/dpcap)
 `
 
@@ -90,6 +92,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	ealArgs := fs.String("eal", "", "")
+	group := fs.String("group", "", "")
 	ports := map[string]string{}
 	fs.Func("port", "", func(v string) error {
 		name, iface, ok := strings.Cut(v, "=")
@@ -128,10 +131,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Shutdown()
-	ln, err := control.Listen(*socket)
+	gid := -1
+	if *group != "" {
+		if gid, err = control.LookupGroup(*group); err != nil {
+			return usageErr{err}
+		}
+	}
+	ln, err := control.Listen(*socket, gid)
 	if err != nil {
 		return err
 	}
+	ln = control.Guard(ln, control.Peers{GID: gid, Logger: logger})
 	defer os.Remove(*socket)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
