@@ -8,13 +8,14 @@ BIN     := bin
 TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
            ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
            gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
-           /usr/include/dpdk/rte_flow.h:libdpdk-dev dpdk-testpmd:dpdk-dev
+           /usr/include/dpdk/rte_flow.h:libdpdk-dev dpdk-testpmd:dpdk-dev \
+           systemd-analyze:systemd runuser:util-linux
 # cgo parts, each behind a tag: libpcap's filter compiler (sinkd's filter
 # expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
 # them everything builds with CGO_ENABLED=0 and says what is missing.
 TAGS    := libpcap,dpdk
 # How long each fuzzer runs in 'make test'.
-FUZZTIME ?= 15s
+FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all build deps demo test unit e2e fuzz lint bench clean
@@ -51,9 +52,15 @@ unit: deps
 e2e: deps
 	$(GO) test -count=1 ./e2e
 
+# Every parser that sees network or file input, each for FUZZTIME.
+FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capfile \
+           FuzzStartRequest:./control FuzzPortMap:./control
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./decap
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME) ./decap
+	@for f in $(FUZZERS); do \
+		echo "fuzz $${f%%:*} ($(FUZZTIME))"; \
+		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
+	done
 
 test: deps lint unit e2e fuzz
 
