@@ -18,7 +18,7 @@ TAGS    := libpcap,dpdk
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e fuzz lint bench clean
+.PHONY: all build deps demo test unit e2e fuzz lint bench clean install-extcap
 
 all: build
 
@@ -66,6 +66,10 @@ test: deps lint unit e2e fuzz
 
 bench: build
 	bash scripts/bench.sh
+
+# Wireshark and tshark then list the interface "dpcap" (a live view).
+install-extcap: build
+	ln -sf $(abspath $(BIN)/sinkd) "$$(tshark -G folders | awk -F'\t' '/^Extcap path/ {print $$NF}')/dpcap-sink"
 
 clean:
 	rm -rf $(BIN) demo-out bench-out

@@ -32,7 +32,13 @@ func createFile(name string) (*output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	return &output{f: f, name: name, seekable: true}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
+	}
+	// A fifo (Wireshark's extcap, a named pipe) is written as a stream.
+	return &output{f: f, name: name, seekable: st.Mode().IsRegular()}, nil
 }
 
 // stdoutOutput streams to standard output (a pipe to tcpdump or Wireshark).

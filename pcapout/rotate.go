@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +90,7 @@ type Rotator struct {
 	failUntil time.Time // no write is tried before this, after a failure
 	failing   bool
 	lost      uint64 // packets lost in the current failure episode
+	closed    error  // the reader of a stream went away
 	hooks     sync.WaitGroup
 }
 
@@ -137,6 +139,13 @@ func Open(opts Options) (*Rotator, error) {
 
 // Stats returns the running totals.
 func (r *Rotator) Stats() *Stats { return r.stats }
+
+// Closed reports that the reader of a stream (a pipe, a fifo) went away.
+func (r *Rotator) Closed() error { return r.closed }
+
+// Stream reports whether the output is a stream (standard output, a
+// fifo) rather than a file, and so wants a flush after every batch.
+func (r *Rotator) Stream() bool { return r.out != nil && !r.out.seekable }
 
 // SetInterfaceStats implements Output.
 func (r *Rotator) SetInterfaceStats(f func(int) InterfaceStats) { r.opts.InterfaceStats = f }
@@ -241,6 +250,12 @@ func (r *Rotator) Flush() {
 		return
 	}
 	pkts, bytes, err := r.out.flush()
+	if err != nil && !r.out.seekable && errors.Is(err, syscall.EPIPE) {
+		// Nobody reads the stream any more: the capture is over.
+		r.closed = err
+		r.drop(pkts)
+		return
+	}
 	if err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.drop(pkts)

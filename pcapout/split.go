@@ -22,6 +22,10 @@ type Output interface {
 	// SetInterfaceStats sets where pcapng statistics blocks get their
 	// counts (Options.InterfaceStats).
 	SetInterfaceStats(func(iface int) InterfaceStats)
+	// Stream reports an output that wants a flush after every batch;
+	// Closed, that its reader went away.
+	Stream() bool
+	Closed() error
 }
 
 var (
@@ -145,6 +149,12 @@ func (s *Split) Stats() *Stats { return &s.stats }
 
 // Name implements Output.
 func (s *Split) Name() string { return s.opts.Path }
+
+// Stream implements Output: a split writes files.
+func (s *Split) Stream() bool { return false }
+
+// Closed implements Output: files have no reader to lose.
+func (s *Split) Closed() error { return nil }
 
 // SetInterfaceStats implements Output.
 func (s *Split) SetInterfaceStats(f func(int) InterfaceStats) { s.opts.InterfaceStats = f }

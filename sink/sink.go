@@ -48,7 +48,7 @@ type Config struct {
 	Allow []netip.Prefix
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
-	// Stream flushes the output after every batch (-w -).
+	// Stream flushes the output after every batch (-w -, a fifo).
 	Stream    bool
 	BatchSize int
 	Logger    *slog.Logger
@@ -149,6 +149,10 @@ func (e *Engine) Run() error {
 			// A short batch means the queue is empty: write now, so the
 			// file is current whenever sinkd is idle.
 			out.Flush()
+			if err := out.Closed(); err != nil {
+				e.cfg.Logger.Info("the reader of the output went away; stopping", "err", err)
+				return nil
+			}
 		}
 		if !deadline.IsZero() {
 			if err := out.Tick(); errors.Is(err, pcapout.ErrFileLimit) {

@@ -85,6 +85,10 @@ Input:
                    k/m/g suffixes (default 64m; forcing a socket's needs
                    CAP_NET_ADMIN)
 
+Wireshark: installed in Wireshark's extcap folder (make install-extcap),
+sinkd is the interface "dpcap" in Wireshark and tshark: a live view of the
+decapsulated frames ('tshark -i dpcap').
+
 Monitoring:
   --metrics-addr ADDR  serve /metrics, /healthz, /readyz (default
                        127.0.0.1:9310, none with -r; "" disables)
@@ -253,6 +257,9 @@ func parseFlags(args []string) (options, error) {
 }
 
 func main() {
+	if isExtcap(os.Args[1:]) {
+		os.Exit(runExtcap(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
@@ -297,7 +304,7 @@ func run(args []string, stderr io.Writer) int {
 	eng := sink.New(sink.Config{
 		Source: src, Decoder: decoder, Port: o.port, Output: out,
 		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt, Allow: o.allow,
-		Count: o.count, Stream: o.out == "-", Logger: logger,
+		Count: o.count, Stream: out.Stream(), Logger: logger,
 	})
 	if o.metricsAddr != "" {
 		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(eng.Stats, bufSize, logger), eng.Running, logger)
