@@ -91,6 +91,7 @@ type Rotator struct {
 	failing   bool
 	lost      uint64 // packets lost in the current failure episode
 	closed    error  // the reader of a stream went away
+	checked   time.Time // when the file was last seen to have a name
 	hooks     sync.WaitGroup
 }
 
@@ -273,6 +274,29 @@ func (r *Rotator) Flush() {
 	}
 	r.stats.Packets.Add(uint64(pkts))
 	r.stats.Bytes.Add(uint64(bytes))
+	r.checkUnlinked()
+}
+
+// checkUnlinked starts a new file, about once a second, when the current
+// one was removed (its directory deleted, a careless cleanup): writing on
+// would only feed a file no one can open.
+func (r *Rotator) checkUnlinked() {
+	if r.out == nil || !r.out.seekable {
+		return
+	}
+	now := r.opts.Now()
+	if now.Sub(r.checked) < time.Second {
+		return
+	}
+	r.checked = now
+	st, err := r.out.f.Stat()
+	if err != nil {
+		return
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+		r.opts.Logger.Error("the capture file was removed; starting a new one", "file", r.out.name)
+		r.rotate(false)
+	}
 }
 
 func (r *Rotator) drop(n int) {
