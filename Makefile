@@ -18,7 +18,7 @@ TAGS    := libpcap,dpdk
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e fuzz lint bench clean install-extcap
+.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap
 
 all: build
 
@@ -66,6 +66,10 @@ test: deps lint unit e2e fuzz
 
 bench: build
 	bash scripts/bench.sh
+
+# Not part of test: SOAK_SECONDS (600) at SOAK_PPS (140000).
+soak: build
+	bash scripts/soak.sh
 
 # Wireshark and tshark then list the interface "dpcap" (a live view).
 install-extcap: build

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -41,5 +43,43 @@ func TestSystemdUnits(t *testing.T) {
 	// The check is real: a mistake is reported.
 	if out := verifyUnits(t, "[Service]\nProtectSystem=sometimes\n"); !strings.Contains(out, "sometimes") {
 		t.Errorf("a bad directive went unnoticed: %q", out)
+	}
+}
+
+// TestGrafanaDashboardUsesRealMetrics checks every metric the dashboard
+// queries is one a running sinkd serves.
+func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
+	b, err := os.ReadFile("../deploy/grafana/sinkd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	ns := newNS(t)
+	d := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "x.pcap"))
+	_, body := d.get(t, "/metrics")
+	metric := regexp.MustCompile(`sinkd_[a-z_]+`)
+	used := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range metric.FindAllString(tg.Expr, -1) {
+				used++
+				if !strings.Contains(body, "\n"+m+" ") && !strings.Contains(body, "\n"+m+"{") {
+					t.Errorf("panel %q queries %s, which sinkd does not serve", p.Title, m)
+				}
+			}
+		}
+	}
+	if used < 8 {
+		t.Errorf("the dashboard queries only %d metrics", used)
 	}
 }

@@ -91,6 +91,7 @@ type Rotator struct {
 	failing   bool
 	lost      uint64 // packets lost in the current failure episode
 	closed    error  // the reader of a stream went away
+	spare     []byte // the last file's write buffer, for the next
 	checked   time.Time // when the file was last seen to have a name
 	hooks     sync.WaitGroup
 }
@@ -197,7 +198,13 @@ func (r *Rotator) openNext() error {
 			return err
 		}
 	}
-	out.buf = make([]byte, 0, r.opts.FlushBytes+r.opts.SnapLen+16)
+	// The write buffer passes from file to file: a capture rotating every
+	// few seconds should not make garbage of half a megabyte each time.
+	if need := r.opts.FlushBytes + r.opts.SnapLen + 16; cap(r.spare) >= need {
+		out.buf, r.spare = r.spare[:0], nil
+	} else {
+		out.buf = make([]byte, 0, need)
+	}
 	r.enc.header(out, r.ifaces)
 	out.hdrLen = len(out.buf)
 	r.out = out
@@ -386,6 +393,7 @@ func (r *Rotator) closeCurrent() {
 	r.failUntil = time.Time{} // a last try for what is buffered
 	r.Flush()
 	name := r.out.name
+	r.spare = r.out.buf
 	if err := r.out.close(); err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.opts.Logger.Error("close failed", "err", err)
