@@ -9,7 +9,7 @@ TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wires
            ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
            gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
            /usr/include/dpdk/rte_flow.h:libdpdk-dev dpdk-testpmd:dpdk-dev \
-           systemd-analyze:systemd runuser:util-linux
+           systemd-analyze:systemd runuser:util-linux node:nodejs npm:npm
 # cgo parts, each behind a tag: libpcap's filter compiler (sinkd's filter
 # expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
 # them everything builds with CGO_ENABLED=0 and says what is missing.
@@ -35,6 +35,9 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# The Kubernetes schemas the manifests are validated against (npm registry).
+	@test -d deploy/kubernetes/validate/node_modules || \
+		npm ci --prefix deploy/kubernetes/validate --no-audit --no-fund --loglevel=error
 
 demo: build
 	bash scripts/demo.sh

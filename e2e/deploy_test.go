@@ -83,3 +83,27 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 		t.Errorf("the dashboard queries only %d metrics", used)
 	}
 }
+
+// TestKubernetesManifests validates the manifests against the Kubernetes
+// API schemas (kubernetes-models, generated from the official OpenAPI
+// specs; prometheus-operator's for the PodMonitor).
+func TestKubernetesManifests(t *testing.T) {
+	validate := func(files ...string) (string, error) {
+		out, err := exec.Command("node", append([]string{"../deploy/kubernetes/validate/validate.mjs"}, files...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := validate("../deploy/kubernetes/dpcap.yaml", "../deploy/kubernetes/sinkd.yaml")
+	if err != nil || !strings.Contains(out, "6 documents valid, 0 invalid") {
+		t.Fatalf("manifests: %v\n%s", err, out)
+	}
+	// The check is real: a wrong type is reported.
+	b, err := os.ReadFile("../deploy/kubernetes/sinkd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(strings.Replace(string(b), "replicas: 1", "replicas: one", 1)), 0o644)
+	if out, err := validate(bad); err == nil || !strings.Contains(out, "replicas must be integer") {
+		t.Errorf("a wrong type went unnoticed: %v\n%s", err, out)
+	}
+}
