@@ -13,8 +13,8 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -89,9 +89,9 @@ type Rotator struct {
 	opened    time.Time // when the current -G period began
 	failUntil time.Time // no write is tried before this, after a failure
 	failing   bool
-	lost      uint64 // packets lost in the current failure episode
-	closed    error  // the reader of a stream went away
-	spare     []byte // the last file's write buffer, for the next
+	lost      uint64    // packets lost in the current failure episode
+	closed    error     // the reader of a stream went away
+	spare     []byte    // the last file's write buffer, for the next
 	checked   time.Time // when the file was last seen to have a name
 	hooks     sync.WaitGroup
 }
