@@ -31,8 +31,9 @@ func startServe(t *testing.T, ns *netns, socket, state string) *dpcapd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+	// Ready means answering: a killed daemon leaves its socket file behind.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(socket); err == nil {
+		if _, code := dpcap(t, "status", "--socket", socket); code == 0 {
 			return d
 		}
 		if time.Now().After(deadline) {
