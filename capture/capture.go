@@ -4,6 +4,7 @@ package capture
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -39,4 +40,23 @@ type Source interface {
 	// Drops reports packets the kernel dropped before they could be read.
 	Drops() (uint64, error)
 	Close() error
+}
+
+// Deadline is a read deadline that a live source's blocked Read polls;
+// safe for concurrent use.
+type Deadline struct{ ns atomic.Int64 }
+
+// Set sets the deadline; the zero time clears it.
+func (d *Deadline) Set(t time.Time) {
+	if t.IsZero() {
+		d.ns.Store(0)
+		return
+	}
+	d.ns.Store(t.UnixNano())
+}
+
+// Passed reports whether the deadline is set and has passed.
+func (d *Deadline) Passed() bool {
+	n := d.ns.Load()
+	return n != 0 && time.Now().UnixNano() >= n
 }

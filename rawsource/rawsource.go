@@ -45,7 +45,7 @@ type Source struct {
 	tp       *afpacket.TPacket
 	arena    []byte
 	pkts     []capture.Packet
-	deadline atomic.Int64
+	deadline capture.Deadline
 	closed   atomic.Bool
 }
 
@@ -90,7 +90,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if s.closed.Load() {
 		return nil, net.ErrClosed
 	}
-	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+	if s.deadline.Passed() {
 		return nil, os.ErrDeadlineExceeded
 	}
 	for n < max {
@@ -120,11 +120,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 // SetReadDeadline implements capture.Source. A blocked Read notices the
 // change within pollInterval.
 func (s *Source) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		s.deadline.Store(0)
-	} else {
-		s.deadline.Store(t.UnixNano())
-	}
+	s.deadline.Set(t)
 	return nil
 }
 

@@ -21,26 +21,8 @@ go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
 
-hv=dpcap-bench-hv sk=dpcap-bench-sk
-cleanup() {
-	for ns in $hv $sk; do
-		ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-		ip netns del $ns 2>/dev/null || true
-	done
-}
-trap cleanup EXIT
-cleanup
-ip netns add $hv
-ip netns add $sk
-ip link add b0 netns $hv mtu 1600 type veth peer name b0 netns $sk mtu 1600
-i=1
-for ns in $hv $sk; do
-	ip -n $ns link set lo up
-	ip -n $ns addr add 2001:db8:1::$i/64 dev b0 nodad
-	ip -n $ns link set b0 up
-	i=$((i + 1))
-done
-until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1; done
+hv=dpcap-bench-hv sk=dpcap-bench-sk ifname=b0
+. scripts/netns.sh
 
 # cpu PID: user+system seconds the process has used so far.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }

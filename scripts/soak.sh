@@ -11,26 +11,8 @@ pps=${SOAK_PPS:-140000}
 out=bench-out/soak
 rm -rf "$out"
 mkdir -p "$out"
-hv=dpcap-soak-hv sk=dpcap-soak-sk
-cleanup() {
-	for ns in $hv $sk; do
-		ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-		ip netns del $ns 2>/dev/null || true
-	done
-}
-trap cleanup EXIT
-cleanup
-ip netns add $hv
-ip netns add $sk
-ip link add s0 netns $hv mtu 1600 type veth peer name s0 netns $sk mtu 1600
-i=1
-for ns in $hv $sk; do
-	ip -n $ns link set lo up
-	ip -n $ns addr add 2001:db8:1::$i/64 dev s0 nodad
-	ip -n $ns link set s0 up
-	i=$((i + 1))
-done
-until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1; done
+hv=dpcap-soak-hv sk=dpcap-soak-sk ifname=s0
+. scripts/netns.sh
 
 ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -G 5 -w "$out/soak-%Y%m%d-%H%M%S.pcap" 2>"$out/sinkd.err" &
 pid=$!

@@ -70,8 +70,8 @@ type Source struct {
 	batch    *mmsg.Batch
 	pkts     []capture.Packet
 	coalesce unix.Timespec
-	short    bool         // the last read drained the queue
-	deadline atomic.Int64 // unix nanoseconds; 0 for none
+	short    bool // the last read drained the queue
+	deadline capture.Deadline
 	closed   atomic.Bool
 	local    netip.AddrPort
 	rcvBuf   int
@@ -214,7 +214,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if s.closed.Load() {
 		return nil, net.ErrClosed
 	}
-	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+	if s.deadline.Passed() {
 		s.short = false
 		return nil, os.ErrDeadlineExceeded
 	}
@@ -249,11 +249,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 // SetReadDeadline implements capture.Source. A blocked Read notices the
 // change within pollInterval.
 func (s *Source) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		s.deadline.Store(0)
-	} else {
-		s.deadline.Store(t.UnixNano())
-	}
+	s.deadline.Set(t)
 	return nil
 }
 

@@ -1,0 +1,23 @@
+# Sourced by bench.sh and soak.sh: a "hypervisor" namespace ($hv) and a
+# "sink" namespace ($sk) joined by a veth pair ($ifname on both sides),
+# 2001:db8:1::1 and ::2, neighbours resolved; removed on exit.
+# Set hv, sk and ifname first.
+cleanup() {
+	for ns in $hv $sk; do
+		ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+		ip netns del $ns 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+cleanup
+ip netns add $hv
+ip netns add $sk
+ip link add $ifname netns $hv mtu 1600 type veth peer name $ifname netns $sk mtu 1600
+i=1
+for ns in $hv $sk; do
+	ip -n $ns link set lo up
+	ip -n $ns addr add 2001:db8:1::$i/64 dev $ifname nodad
+	ip -n $ns link set $ifname up
+	i=$((i + 1))
+done
+until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1; done
