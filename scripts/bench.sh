@@ -98,3 +98,53 @@ done
 printf 'sinkd -r is %.2fx editcap'"'"'s throughput and takes %.2fx the time of cp\n' \
 	"$(echo "$t_editcap / $t_sinkd" | bc -l)" "$(echo "$t_sinkd / $t_cp" | bc -l)"
 rm -f "$out"/offline-sinkd.pcap "$out"/offline-editcap.pcap "$out"/offline-cp.pcap
+
+# The software backend: frames arrive on a port (a veth from a "vm"
+# namespace), dpcap serve mirrors them to sinkd over the underlay veth.
+echo
+vm=dpcap-bench-vm
+ip netns del $vm 2>/dev/null || true
+ip netns add $vm
+trap 'ip netns del $vm 2>/dev/null || true; cleanup' EXIT
+ip link add vm0 netns $vm type veth peer name tap-vm1 netns $hv
+ip -n $vm addr add 2001:db8:10::10/64 dev vm0 nodad
+ip -n $hv addr add 2001:db8:10::1/64 dev tap-vm1 nodad
+ip -n $vm link set lo up
+ip -n $vm link set vm0 up
+ip -n $hv link set tap-vm1 up
+until ip netns exec $vm ping -c1 -W1 2001:db8:10::1 >/dev/null 2>&1; do sleep 0.1; done
+sock=$out/dpcap.sock
+rm -rf "$out/state" "$sock"
+ip netns exec $hv bin/dpcap serve --backend software --port vm-1=tap-vm1 --socket "$sock" --state-dir "$out/state" 2>"$out/serve.err" &
+serve=$!
+until bin/dpcap status --socket "$sock" >/dev/null 2>&1; do sleep 0.1; done
+bin/dpcap start --socket "$sock" --sink-node-ip 2001:db8:1::2 --udp-dst-port 3010 --vf vm-1 >/dev/null
+echo "== the software backend: frames into a port, mirrored to sinkd ($packets per rate)"
+printf '%-10s %9s %9s %9s %7s %7s %9s\n' "rate pps" "sent" "port rx" "mirrored" "failed" "dropped" "sinkd rx"
+for rate in $rates; do
+	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w /dev/null --metrics-addr "" 2>"$out/sinkd.err" &
+	spid=$!
+	sleep 0.5
+	st0=$(bin/dpcap status --socket "$sock" -o json)
+	rx0=$(ip netns exec $hv cat /sys/class/net/tap-vm1/statistics/rx_packets)
+	pps_flag=()
+	[ "$rate" != 0 ] && pps_flag=(--pps "$rate")
+	ip netns exec $vm bin/dpcap replay --sink "[2001:db8:10::1]:9" --loop 0 --count "$packets" "${pps_flag[@]}" \
+		testdata/vm-traffic.pcap 2>"$out/replay.err"
+	sleep 1
+	st1=$(bin/dpcap status --socket "$sock" -o json)
+	rx1=$(ip netns exec $hv cat /sys/class/net/tap-vm1/statistics/rx_packets)
+	kill -TERM $spid
+	wait $spid || true
+	d() { python3 -c "import json,sys; a=json.loads(sys.argv[1])['ports'][0]; b=json.loads(sys.argv[2])['ports'][0]; print(b.get('$1',0)-a.get('$1',0))" "$st0" "$st1"; }
+	label=$rate
+	[ "$rate" = 0 ] && label="max($(awk '/^sent/ {print $(NF-1)}' "$out/replay.err" | tr -d '('))"
+	printf '%-10s %9s %9s %9s %7s %7s %9s\n' "$label" "$(awk '/^sent/ {print $2}' "$out/replay.err")" \
+		"$((rx1 - rx0))" "$(d samples)" "$(d failed)" "$(d dropped)" "$(field "$out/sinkd.err" "packets received")"
+done
+bin/dpcap stop --socket "$sock" >/dev/null
+kill -TERM $serve
+wait $serve || true
+echo "port rx counts everything the port received: the VM's frames, the fragments of those larger than"
+echo "its 1500-byte MTU, and its neighbour discovery;"
+echo "every frame is mirrored, failed (the underlay socket's buffer full) or dropped (the kernel's queue to the mirror)."
