@@ -28,8 +28,7 @@ type packetReader interface {
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
 	r      packetReader
-	ng     *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
-	format string
+	ng *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
 }
 
 // NewReader detects the format of r and reads its file header.
@@ -46,17 +45,14 @@ func NewReader(r io.Reader) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read pcapng section header: %w", err)
 		}
-		return &Reader{r: ng, ng: ng, format: "pcapng"}, nil
+		return &Reader{r: ng, ng: ng}, nil
 	}
 	p, err := pcapgo.NewReader(br)
 	if err != nil {
 		return nil, fmt.Errorf("read pcap file header: %w", err)
 	}
-	return &Reader{r: p, format: "pcap"}, nil
+	return &Reader{r: p}, nil
 }
-
-// Format returns "pcap" or "pcapng".
-func (r *Reader) Format() string { return r.format }
 
 // LinkType returns the link type of the packets (of the first interface,
 // for pcapng).

@@ -38,9 +38,6 @@ func OpenSource(name string) (*Source, error) {
 	return &Source{r: r, c: rc, name: name, arena: make([]byte, 0, 1<<20)}, nil
 }
 
-// Format returns "pcap" or "pcapng".
-func (s *Source) Format() string { return s.r.Format() }
-
 // Read implements capture.Source: up to max packets, copied out of the
 // reader so that a whole batch stays valid. It returns io.EOF at the end.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
