@@ -27,7 +27,7 @@ type packetReader interface {
 
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
-	r      packetReader
+	r  packetReader
 	ng *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
 }
 
