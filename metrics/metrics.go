@@ -18,7 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// StatsFunc returns a snapshot of the engine's accounting.
+// StatsFunc returns a snapshot of the accounting of every receive path,
+// summed (sink.Total); each call is one consistent snapshot.
 type StatsFunc func() sink.Stats
 
 // Collector turns engine snapshots into metrics at scrape time, so the
@@ -29,7 +30,7 @@ type Collector struct {
 	logger        *slog.Logger
 
 	received, written, bytes, malformed, skipped *prometheus.Desc
-	truncated, filtered                          *prometheus.Desc
+	truncated, filtered, buffered                *prometheus.Desc
 	dropped, socketDrops, rotated, writeErrors   *prometheus.Desc
 	rcvBuf                                       *prometheus.Desc
 }
@@ -51,18 +52,20 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		skipped:       d("packets_skipped_total", "Packets that were not envelopes (other traffic in a capture), by reason.", "reason"),
 		truncated:     d("packets_truncated_total", "Written packets cut to the snap length."),
 		filtered:      d("packets_filtered_total", "Envelopes whose inner frame the filter expression rejected."),
-		dropped:       d("packets_dropped_total", "Received packets not written for want of space (write_error) or of trust (source_not_allowed).", "reason"),
-		socketDrops:   d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
-		rotated:       d("files_rotated_total", "Capture files closed to start the next."),
-		writeErrors:   d("write_errors_total", "Failed writes or file creations."),
-		rcvBuf:        d("socket_receive_buffer_bytes", "Receive buffer the kernel granted to the socket."),
+		buffered:      d("packets_buffered", "Packets handed to the writer and not yet on disk."),
+		dropped: d("packets_dropped_total", "Received packets not written: for want of space (write_error), of trust (source_not_allowed) "+
+			"or of time, still queued when the capture stopped (stopped).", "reason"),
+		socketDrops: d("socket_drops_total", "Datagrams the kernel dropped on sinkd's socket (SO_MEMINFO)."),
+		rotated:     d("files_rotated_total", "Capture files closed to start the next."),
+		writeErrors: d("write_errors_total", "Failed writes or file creations."),
+		rcvBuf:      d("socket_receive_buffer_bytes", "Receive buffer the kernel granted to the socket."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated, c.filtered,
-		c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
+		c.buffered, c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
 		ch <- d
 	}
 }
@@ -87,6 +90,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.filtered, s.Filtered)
 	counter(c.dropped, s.WriteDropped, "write_error")
 	counter(c.dropped, s.Denied, "source_not_allowed")
+	counter(c.dropped, s.Stopped, "stopped")
+	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.Buffered))
 	if s.KernelDropsErr == nil {
 		counter(c.socketDrops, s.KernelDrops)
 	} else {

@@ -46,6 +46,7 @@ func TestMetricsValuesAndLint(t *testing.T) {
 	st.Received, st.Written, st.BytesWritten = 10, 7, 1234
 	st.Rejected[decap.ShortFrame] = 2
 	st.WriteDropped, st.KernelDrops, st.Rotations, st.WriteErrors = 1, 5, 3, 1
+	st.Stopped, st.Denied, st.Buffered = 4, 6, 8
 	var ready atomic.Bool
 	ready.Store(true)
 	base := serve(t, st, &ready)
@@ -54,16 +55,19 @@ func TestMetricsValuesAndLint(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	want := map[string]float64{
-		"sinkd_packets_received_total":                        10,
-		"sinkd_packets_written_total":                         7,
-		"sinkd_bytes_written_total":                           1234,
-		`sinkd_packets_malformed_total{reason="short_frame"}`: 2,
-		`sinkd_packets_dropped_total{reason="write_error"}`:   1,
-		"sinkd_socket_drops_total":                            5,
-		"sinkd_files_rotated_total":                           3,
-		"sinkd_write_errors_total":                            1,
-		"sinkd_socket_receive_buffer_bytes":                   1 << 20,
-		"sinkd_packets_truncated_total":                       0,
+		"sinkd_packets_received_total":                             10,
+		"sinkd_packets_written_total":                              7,
+		"sinkd_bytes_written_total":                                1234,
+		`sinkd_packets_malformed_total{reason="short_frame"}`:      2,
+		`sinkd_packets_dropped_total{reason="write_error"}`:        1,
+		`sinkd_packets_dropped_total{reason="stopped"}`:            4,
+		`sinkd_packets_dropped_total{reason="source_not_allowed"}`: 6,
+		"sinkd_packets_buffered":                                   8,
+		"sinkd_socket_drops_total":                                 5,
+		"sinkd_files_rotated_total":                                3,
+		"sinkd_write_errors_total":                                 1,
+		"sinkd_socket_receive_buffer_bytes":                        1 << 20,
+		"sinkd_packets_truncated_total":                            0,
 	}
 	got := map[string]float64{}
 	sc := bufio.NewScanner(strings.NewReader(body))

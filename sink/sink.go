@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,12 +62,14 @@ type Filter interface {
 
 // Engine runs one capture.
 type Engine struct {
-	cfg       Config
-	received  atomic.Uint64
-	truncated atomic.Uint64
-	filtered  atomic.Uint64
-	denied    atomic.Uint64
-	rejected  [decap.NumReasons]atomic.Uint64
+	cfg Config
+	// acc holds the engine's own counts, and handed the packets given to
+	// the output; only Run's goroutine touches them. publish copies them
+	// into snap for other goroutines.
+	acc       Stats
+	handed    uint64
+	snapMu    sync.Mutex
+	snap      Stats
 	sources   sources
 	res       decap.Result
 	ether     []byte // a synthetic Ethernet header and a bare IP packet
@@ -115,6 +118,7 @@ func (e *Engine) FileLimitReached() bool { return e.fileLimit }
 func (e *Engine) Run() error {
 	e.running.Store(true)
 	defer e.running.Store(false)
+	defer e.publish()
 	defer e.cfg.Output.Close()
 	out := e.cfg.Output
 	var written uint64
@@ -127,6 +131,7 @@ func (e *Engine) Run() error {
 		}
 		if e.rotateReq.Swap(false) {
 			out.Rotate()
+			e.publish()
 		}
 		if e.stopReq.Load() {
 			return nil
@@ -145,6 +150,7 @@ func (e *Engine) Run() error {
 			return err
 		}
 		written += e.process(pkts)
+		e.publish()
 		if e.cfg.Stream || len(pkts) < max {
 			// A short batch means the queue is empty: write now, so the
 			// file is current whenever sinkd is idle.
@@ -155,7 +161,9 @@ func (e *Engine) Run() error {
 			}
 		}
 		if !deadline.IsZero() {
-			if err := out.Tick(); errors.Is(err, pcapout.ErrFileLimit) {
+			err := out.Tick()
+			e.publish()
+			if errors.Is(err, pcapout.ErrFileLimit) {
 				e.fileLimit = true
 				return nil
 			}
@@ -169,7 +177,8 @@ func (e *Engine) Run() error {
 // process decapsulates, filters and writes one batch; it returns the
 // packets written.
 func (e *Engine) process(pkts []capture.Packet) uint64 {
-	var ok, truncated, filtered, denied uint64
+	var ok uint64
+	a := &e.acc
 	r := &e.res
 	for i := range pkts {
 		p := &pkts[i]
@@ -177,7 +186,7 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		if e.cfg.Decoder == nil {
 			// A datagram's sender is known before it is parsed.
 			if !e.allowed(p.Src.Addr()) {
-				denied++
+				a.Denied++
 				continue
 			}
 			reason = decap.DecodePayload(decap.KindNIC, p.Data, p.Length, r)
@@ -185,12 +194,12 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
 			if reason == decap.OK && !e.allowed(r.Src) {
-				denied++
+				a.Denied++
 				continue
 			}
 		}
 		if reason != decap.OK {
-			e.rejected[reason].Add(1)
+			a.Rejected[reason]++
 			continue
 		}
 		inner, length := r.Inner, r.InnerLength
@@ -203,28 +212,20 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			e.sources.received[iface]++
 		}
 		if e.cfg.Filter != nil && !e.cfg.Filter.Match(inner) {
-			filtered++
+			a.Filtered++
 			if e.cfg.PerSource {
 				e.sources.filtered[iface]++
 			}
 			continue
 		}
 		if len(inner) < length {
-			truncated++
+			a.Truncated++
 		}
 		e.cfg.Output.WritePacket(iface, p.Timestamp, inner, length)
 		ok++
 	}
-	e.received.Add(uint64(len(pkts)))
-	if truncated > 0 {
-		e.truncated.Add(truncated)
-	}
-	if filtered > 0 {
-		e.filtered.Add(filtered)
-	}
-	if denied > 0 {
-		e.denied.Add(denied)
-	}
+	a.Received += uint64(len(pkts))
+	e.handed += ok
 	return ok
 }
 
@@ -254,64 +255,4 @@ func (e *Engine) withEther(ip []byte) []byte {
 	}
 	e.ether[12], e.ether[13] = byte(etype>>8), byte(etype)
 	return append(e.ether[:decap.EtherHeaderLen], ip...)
-}
-
-// Stats is a snapshot of an engine's accounting. Every received packet is
-// written, rejected (malformed or skipped), filtered, denied (--allow),
-// dropped on a write error, or still buffered: Received = Written +
-// sum(Rejected) + Filtered + Denied + WriteDropped + buffered.
-type Stats struct {
-	Received     uint64
-	Written      uint64
-	BytesWritten uint64
-	Filtered     uint64
-	Denied       uint64 // from a source --allow does not name
-	// Rejected counts packets by the reason they were not written;
-	// Reason.Malformed tells broken envelopes from other traffic.
-	Rejected     [decap.NumReasons]uint64
-	Truncated    uint64 // written, but cut to the snap length
-	WriteDropped uint64
-	WriteErrors  uint64
-	Rotations    uint64
-	// KernelDrops is the socket's drop count; KernelDropsErr is set when it
-	// could not be read.
-	KernelDrops    uint64
-	KernelDropsErr error
-}
-
-// MalformedTotal counts the broken envelopes.
-func (s Stats) MalformedTotal() uint64 { return s.rejectedTotal(true) }
-
-// SkippedTotal counts the packets that were not envelopes.
-func (s Stats) SkippedTotal() uint64 { return s.rejectedTotal(false) }
-
-func (s Stats) rejectedTotal(malformed bool) uint64 {
-	var n uint64
-	for r, v := range s.Rejected {
-		if r != int(decap.OK) && decap.Reason(r).Malformed() == malformed {
-			n += v
-		}
-	}
-	return n
-}
-
-// Stats returns a snapshot; safe from any goroutine.
-func (e *Engine) Stats() Stats {
-	o := e.cfg.Output.Stats()
-	s := Stats{
-		Received:     e.received.Load(),
-		Written:      o.Packets.Load(),
-		BytesWritten: o.Bytes.Load(),
-		Truncated:    e.truncated.Load(),
-		Filtered:     e.filtered.Load(),
-		Denied:       e.denied.Load(),
-		WriteDropped: o.Dropped.Load(),
-		WriteErrors:  o.WriteErrors.Load(),
-		Rotations:    o.Rotations.Load(),
-	}
-	for r := range s.Rejected {
-		s.Rejected[r] = e.rejected[r].Load()
-	}
-	s.KernelDrops, s.KernelDropsErr = e.cfg.Source.Drops()
-	return s
 }

@@ -306,8 +306,10 @@ func run(args []string, stderr io.Writer) int {
 		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt, Allow: o.allow,
 		Count: o.count, Stream: out.Stream(), Logger: logger,
 	})
+	// One receive path today; metrics and the summary report the sum.
+	stats := func() sink.Stats { return sink.Total(eng) }
 	if o.metricsAddr != "" {
-		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(eng.Stats, bufSize, logger), eng.Running, logger)
+		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger)
 		if err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
@@ -341,7 +343,7 @@ func run(args []string, stderr io.Writer) int {
 		logger.Info("capturing", "from", desc, "file", out.Name(), "buffer_bytes", bufSize)
 	}
 	runErr := eng.Run()
-	st := eng.Stats()
+	st := stats()
 	if eng.FileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)
 	}
@@ -427,6 +429,9 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	}
 	if s.WriteDropped > 0 || s.WriteErrors > 0 {
 		fmt.Fprintf(w, "%d packets dropped on write errors (%d failed writes)\n", s.WriteDropped, s.WriteErrors)
+	}
+	if s.Stopped > 0 {
+		fmt.Fprintf(w, "%d packets dropped, still queued when the capture stopped\n", s.Stopped)
 	}
 	if s.Filtered > 0 {
 		fmt.Fprintf(w, "%d packets filtered out\n", s.Filtered)
