@@ -18,6 +18,7 @@ type Source struct {
 	arena []byte
 	pkts  []capture.Packet
 	err   error // a read error met after a batch had begun
+	shut  bool
 }
 
 // OpenSource opens a capture file ("-" for standard input).
@@ -41,6 +42,9 @@ func OpenSource(name string) (*Source, error) {
 // Read implements capture.Source: up to max packets, copied out of the
 // reader so that a whole batch stays valid. It returns io.EOF at the end.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
+	if s.shut {
+		return nil, io.EOF
+	}
 	if s.err != nil {
 		err := s.err
 		s.err = nil
@@ -83,6 +87,13 @@ func (s *Source) SetReadDeadline(time.Time) error { return nil }
 
 // Drops implements capture.Source; a file drops nothing.
 func (s *Source) Drops() (uint64, error) { return 0, nil }
+
+// Shut implements capture.Source: a file queues nothing, so the packets
+// not yet read are not received at all (-c, or a stop mid-conversion).
+func (s *Source) Shut() error {
+	s.shut = true
+	return nil
+}
 
 // Close implements capture.Source.
 func (s *Source) Close() error { return s.c.Close() }

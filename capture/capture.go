@@ -39,6 +39,11 @@ type Source interface {
 	SetReadDeadline(t time.Time) error
 	// Drops reports packets the kernel dropped before they could be read.
 	Drops() (uint64, error)
+	// Shut ends the intake when a capture stops: no new packet enters the
+	// source's queue (one arriving later is not received at all), Drops
+	// keeps its value from this moment, and Read returns what was already
+	// queued without blocking, then io.EOF.
+	Shut() error
 	Close() error
 }
 

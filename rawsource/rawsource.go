@@ -10,6 +10,7 @@ package rawsource
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/dpcap/dpcap/capture"
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
 )
 
 const (
@@ -47,6 +49,10 @@ type Source struct {
 	pkts     []capture.Packet
 	deadline capture.Deadline
 	closed   atomic.Bool
+	// shut is set by Shut; drops then holds the final drop count.
+	shut      bool
+	drops     uint64
+	dropsShut atomic.Bool
 }
 
 // Open starts capturing on cfg.Interface (needs CAP_NET_RAW).
@@ -90,7 +96,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if s.closed.Load() {
 		return nil, net.ErrClosed
 	}
-	if s.deadline.Passed() {
+	if s.deadline.Passed() && !s.shut {
 		return nil, os.ErrDeadlineExceeded
 	}
 	for n < max {
@@ -114,7 +120,31 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		}
 		n++
 	}
+	if n == 0 && s.shut {
+		return nil, io.EOF // the ring is empty and nothing enters it any more
+	}
 	return s.pkts[:n], nil
+}
+
+// Shut implements capture.Source: a kernel filter that takes nothing stops
+// new frames entering the ring, whose contents stay readable; a Read that
+// then finds the ring empty for a poll interval returns io.EOF. Call it
+// from the reading goroutine.
+func (s *Source) Shut() error {
+	if s.shut {
+		return nil
+	}
+	d, err := s.Drops()
+	if err != nil {
+		return err
+	}
+	dropAll, _ := bpf.RetConstant{Val: 0}.Assemble()
+	if err := s.tp.SetBPF([]bpf.RawInstruction{dropAll}); err != nil {
+		return fmt.Errorf("shut the capture: kernel filter: %w", err)
+	}
+	s.drops, s.shut = d, true
+	s.dropsShut.Store(true)
+	return nil
 }
 
 // SetReadDeadline implements capture.Source. A blocked Read notices the
@@ -127,6 +157,9 @@ func (s *Source) SetReadDeadline(t time.Time) error {
 // Drops implements capture.Source with the ring's count of packets the
 // kernel could not store.
 func (s *Source) Drops() (uint64, error) {
+	if s.dropsShut.Load() {
+		return s.drops, nil
+	}
 	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}

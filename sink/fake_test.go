@@ -37,4 +37,7 @@ func (f *fakeSource) Drops() (uint64, error) {
 	return f.drops, nil
 }
 
+// Shut keeps what is queued: the fake's queue is finite already.
+func (f *fakeSource) Shut() error { return nil }
+
 func (f *fakeSource) Close() error { return nil }

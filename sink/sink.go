@@ -25,8 +25,14 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// DefaultBatchSize is how many packets one read takes at most.
-const DefaultBatchSize = 64
+const (
+	// DefaultBatchSize is how many packets one read takes at most.
+	DefaultBatchSize = 64
+	// DefaultDrainTimeout bounds how long a stopped capture goes on writing
+	// what its source still holds: a full 64 MiB socket buffer takes a
+	// fraction of it.
+	DefaultDrainTimeout = 2 * time.Second
+)
 
 // Config wires an Engine.
 type Config struct {
@@ -52,7 +58,11 @@ type Config struct {
 	// Stream flushes the output after every batch (-w -, a fifo).
 	Stream    bool
 	BatchSize int
-	Logger    *slog.Logger
+	// DrainTimeout bounds the writing of what is still queued after Stop
+	// (DefaultDrainTimeout when zero, none when negative); what is left
+	// then is counted as Stopped.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Filter decides whether an inner Ethernet frame is written.
@@ -68,6 +78,7 @@ type Engine struct {
 	// into snap for other goroutines.
 	acc       Stats
 	handed    uint64
+	written   uint64 // packets counted against -c
 	snapMu    sync.Mutex
 	snap      Stats
 	sources   sources
@@ -86,6 +97,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}}}
 	cfg.Output.SetInterfaceStats(e.interfaceStats)
@@ -112,44 +126,62 @@ func (e *Engine) Running() bool { return e.running.Load() }
 // FileLimitReached reports whether Run ended because -W files were written.
 func (e *Engine) FileLimitReached() bool { return e.fileLimit }
 
+// ending says why the capture loop ended, and so what becomes of the
+// packets the source still holds.
+type ending int
+
+const (
+	endOfInput ending = iota // the input ended or was closed: nothing is queued
+	endWrite                 // Stop: write what is queued, within DrainTimeout
+	endDiscard               // -c, -W or the reader left: count what is queued as stopped
+)
+
 // Run captures until Stop, the packet count, the file limit or the end of
-// the input, then flushes and closes the output. It returns an error only
-// when the source fails.
+// the input, then drains the source, flushes and closes the output. It
+// returns an error only when the source fails.
 func (e *Engine) Run() error {
 	e.running.Store(true)
 	defer e.running.Store(false)
 	defer e.publish()
 	defer e.cfg.Output.Close()
+	end, err := e.capture()
+	if err != nil || end == endOfInput {
+		return err
+	}
+	return e.drain(end == endWrite)
+}
+
+// capture is the receive loop.
+func (e *Engine) capture() (ending, error) {
 	out := e.cfg.Output
-	var written uint64
 	for {
 		deadline := out.Deadline()
 		// The deadline is set before the requests are read, so a request
 		// made after this point finds its wake-up deadline in place.
 		if err := e.cfg.Source.SetReadDeadline(deadline); err != nil {
-			return fmt.Errorf("set read deadline: %w", err)
+			return endOfInput, fmt.Errorf("set read deadline: %w", err)
 		}
 		if e.rotateReq.Swap(false) {
 			out.Rotate()
 			e.publish()
 		}
 		if e.stopReq.Load() {
-			return nil
+			return endWrite, nil
 		}
 		max := e.cfg.BatchSize
 		if e.cfg.Count > 0 {
-			max = int(min(uint64(max), e.cfg.Count-written))
+			max = int(min(uint64(max), e.cfg.Count-e.written))
 		}
 		pkts, err := e.cfg.Source.Read(max)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			out.Flush()
 		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			return nil
+			return endOfInput, nil
 		case err != nil:
-			return err
+			return endOfInput, err
 		}
-		written += e.process(pkts)
+		e.written += e.process(pkts)
 		e.publish()
 		if e.cfg.Stream || len(pkts) < max {
 			// A short batch means the queue is empty: write now, so the
@@ -157,7 +189,7 @@ func (e *Engine) Run() error {
 			out.Flush()
 			if err := out.Closed(); err != nil {
 				e.cfg.Logger.Info("the reader of the output went away; stopping", "err", err)
-				return nil
+				return endDiscard, nil
 			}
 		}
 		if !deadline.IsZero() {
@@ -165,12 +197,49 @@ func (e *Engine) Run() error {
 			e.publish()
 			if errors.Is(err, pcapout.ErrFileLimit) {
 				e.fileLimit = true
-				return nil
+				return endDiscard, nil
 			}
 		}
-		if e.cfg.Count > 0 && written >= e.cfg.Count {
-			return nil
+		if e.cfg.Count > 0 && e.written >= e.cfg.Count {
+			return endDiscard, nil
 		}
+	}
+}
+
+// drain empties the source once the capture has stopped, so that no
+// received packet goes unaccounted: it shuts the source to new packets,
+// writes what was queued (when write is set, for up to DrainTimeout and
+// within -c) and counts the rest as Stopped.
+func (e *Engine) drain(write bool) error {
+	if err := e.cfg.Source.Shut(); err != nil {
+		e.cfg.Logger.Error("cannot stop the input at stop; packets still queued in the kernel are not counted", "err", err)
+		return nil
+	}
+	until := time.Now().Add(e.cfg.DrainTimeout)
+	before := e.acc
+	for {
+		pkts, err := e.cfg.Source.Read(e.cfg.BatchSize)
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+			if n := e.acc.Received - before.Received; n > 0 {
+				e.cfg.Logger.Info("drained the input at stop", "packets", n,
+					"dropped", e.acc.Stopped-before.Stopped, "drain_timeout", e.cfg.DrainTimeout)
+			}
+			return nil
+		case err != nil:
+			return err
+		}
+		k := 0
+		if write && time.Now().Before(until) {
+			k = len(pkts)
+			if e.cfg.Count > 0 {
+				k = int(min(uint64(k), e.cfg.Count-e.written))
+			}
+			e.written += e.process(pkts[:k])
+		}
+		e.acc.Received += uint64(len(pkts) - k)
+		e.acc.Stopped += uint64(len(pkts) - k)
+		e.publish()
 	}
 }
 

@@ -128,8 +128,10 @@ func TestCountStopsAtExactlyCount(t *testing.T) {
 	if n := countPackets(t, filepath.Join(f.dir, "out.pcap")); n != 100 {
 		t.Fatalf("file holds %d packets, want 100", n)
 	}
-	if s := f.eng.Stats(); s.Received != 100 {
-		t.Errorf("received %d; -c must not read past the count", s.Received)
+	// What arrived past the count is received and dropped as stopped,
+	// never written.
+	if s := f.eng.Stats(); s.Written != 100 || s.Received != s.Written+s.Stopped || s.Accounted() != s.Received {
+		t.Errorf("received %d, written %d, stopped %d", s.Received, s.Written, s.Stopped)
 	}
 }
 
@@ -208,5 +210,80 @@ func benchEngine(b *testing.B, opts pcapout.Options, flt Filter) {
 	b.StopTimer()
 	if b.N > 20000 {
 		b.Skip("one socket buffer holds 20000 packets; raise -benchtime no further")
+	}
+}
+
+// queued starts an engine on a socket that already holds n datagrams and
+// stops it before it reads one: every queued datagram must be drained.
+func queued(t *testing.T, n int, cfg Config) (Stats, string) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	conn, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(src.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range n {
+		if _, err := conn.Write(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, _ := src.Drops(); d != 0 {
+		t.Fatalf("the socket dropped %d datagrams", d)
+	}
+	name := filepath.Join(t.TempDir(), "out.pcap")
+	out, err := pcapout.Open(pcapout.Options{Path: name, LinkType: layers.LinkTypeEthernet, SnapLen: 65535, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Source, cfg.Output, cfg.Logger = src, out, logger
+	eng := New(cfg)
+	eng.Stop()
+	if err := eng.Run(); err != nil {
+		t.Fatal(err)
+	}
+	// Datagrams sent after the stop are not received, and not counted as
+	// the kernel's drops either.
+	conn.Write(make([]byte, 100))
+	s := eng.Stats()
+	if s.Received != uint64(n) || s.Accounted() != s.Received || s.KernelDrops != 0 {
+		t.Errorf("received %d of %d, accounted %d, kernel drops %d", s.Received, n, s.Accounted(), s.KernelDrops)
+	}
+	return s, name
+}
+
+func TestStopWritesWhatIsQueued(t *testing.T) {
+	s, name := queued(t, 3000, Config{})
+	if s.Written != 3000 || s.Stopped != 0 {
+		t.Errorf("written %d, stopped %d; want 3000, 0", s.Written, s.Stopped)
+	}
+	if n := countPackets(t, name); n != 3000 {
+		t.Errorf("file holds %d packets", n)
+	}
+}
+
+func TestStopCountsWhatItCannotWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		cfg              Config
+		written, stopped uint64
+	}{
+		{"no time to write", Config{DrainTimeout: -1}, 0, 500},
+		{"the count is reached", Config{Count: 120}, 120, 380},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, name := queued(t, 500, tt.cfg)
+			if s.Written != tt.written || s.Stopped != tt.stopped {
+				t.Errorf("written %d, stopped %d; want %d, %d", s.Written, s.Stopped, tt.written, tt.stopped)
+			}
+			if n := countPackets(t, name); n != int(tt.written) {
+				t.Errorf("file holds %d packets", n)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ package udpsource
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -73,8 +74,12 @@ type Source struct {
 	short    bool // the last read drained the queue
 	deadline capture.Deadline
 	closed   atomic.Bool
-	local    netip.AddrPort
-	rcvBuf   int
+	// shut is set by Shut, and drops then holds the final drop count.
+	shut      bool
+	drops     uint64
+	dropsShut atomic.Bool // drops is final; readable from any goroutine
+	local     netip.AddrPort
+	rcvBuf    int
 }
 
 // Listen opens the socket. A port already in use or an address not on this
@@ -206,6 +211,9 @@ func (s *Source) LocalAddr() netip.AddrPort { return s.local }
 
 // Read implements capture.Source. It returns net.ErrClosed after Close.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
+	if s.shut {
+		return s.drain(max)
+	}
 	if s.short && s.coalesce.Nsec > 0 {
 		// A raw call keeps the P: a millisecond is too short for the
 		// scheduler's hand-off to another thread to pay off.
@@ -229,6 +237,28 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		return nil, fmt.Errorf("recvmmsg: %w", err)
 	}
 	s.short = n < max
+	return s.packets(n), nil
+}
+
+// drain reads what the queue holds after Shut without waiting.
+func (s *Source) drain(max int) ([]capture.Packet, error) {
+	if s.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	n, err := s.batch.Recv(uintptr(s.fd), max, unix.MSG_DONTWAIT)
+	switch {
+	case err == unix.EINTR:
+		return s.pkts[:0], nil
+	case mmsg.Temporary(err):
+		return nil, io.EOF
+	case err != nil:
+		return nil, fmt.Errorf("recvmmsg: %w", err)
+	}
+	return s.packets(n), nil
+}
+
+// packets fills the first n packets from the batch just received.
+func (s *Source) packets(n int) []capture.Packet {
 	var now time.Time
 	for i := range n {
 		p := &s.pkts[i]
@@ -243,7 +273,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 			p.Timestamp = now
 		}
 	}
-	return s.pkts[:n], nil
+	return s.pkts[:n]
 }
 
 // SetReadDeadline implements capture.Source. A blocked Read notices the
@@ -253,9 +283,35 @@ func (s *Source) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
+// Shut implements capture.Source: a filter that takes nothing closes the
+// socket to new datagrams (the kernel counts those as drops, which Drops
+// no longer reports), while the queued ones stay readable. Call it from
+// the reading goroutine.
+func (s *Source) Shut() error {
+	if s.shut {
+		return nil
+	}
+	d, err := s.Drops()
+	if err != nil {
+		return err
+	}
+	if err := unix.SetsockoptSockFprog(s.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &dropAll); err != nil {
+		return fmt.Errorf("shut the socket: attach a filter: %w", err)
+	}
+	s.drops, s.shut = d, true
+	s.dropsShut.Store(true)
+	return nil
+}
+
+// dropAll is a classic BPF program that accepts no packet.
+var dropAll = unix.SockFprog{Len: 1, Filter: &[]unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}[0]}
+
 // Drops implements capture.Source with the kernel's count of datagrams
 // dropped on this socket (SO_MEMINFO), mostly for a full receive buffer.
 func (s *Source) Drops() (uint64, error) {
+	if s.dropsShut.Load() {
+		return s.drops, nil
+	}
 	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
