@@ -53,6 +53,26 @@ func (d *DPDK) Name() string { return "dpdk" }
 
 func (d *DPDK) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
 
+// Check implements Backend: the PMD validates every rule.
+func (d *DPDK) Check(p *flowprog.Program) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.check(p)
+}
+
+func (d *DPDK) check(p *flowprog.Program) error {
+	for _, r := range p.Install {
+		id, ok := d.ids[r.Port]
+		if !ok {
+			return fmt.Errorf("%w %q: give dpcap serve --port %s=DPDK-PORT", ErrUnknownPort, r.Port, r.Port)
+		}
+		if err := d.eal.Validate(id, d.label(r.Port), r, d.ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Apply implements Backend: every rule is validated before any is
 // created; a failed creation destroys what was created, in reverse.
 func (d *DPDK) Apply(_ context.Context, p *flowprog.Program) error {
@@ -61,14 +81,8 @@ func (d *DPDK) Apply(_ context.Context, p *flowprog.Program) error {
 	if len(d.flows) > 0 {
 		return errors.New("capture is already applied")
 	}
-	for _, r := range p.Install {
-		id, ok := d.ids[r.Port]
-		if !ok {
-			return fmt.Errorf("unknown port %q: give dpcap serve --port %s=DPDK-PORT", r.Port, r.Port)
-		}
-		if err := d.eal.Validate(id, d.label(r.Port), r, d.ids); err != nil {
-			return err
-		}
+	if err := d.check(p); err != nil {
+		return err
 	}
 	for _, r := range p.Install {
 		f, err := d.eal.Create(d.ids[r.Port], d.label(r.Port), r, d.ids)

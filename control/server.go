@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -83,7 +84,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/start", func(w http.ResponseWriter, r *http.Request) {
 		var req StartRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req); err != nil {
 			reply(w, http.StatusBadRequest, errorBody{fmt.Sprintf("invalid request: %v", err)})
 			return
 		}
@@ -105,6 +106,24 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// maxBody bounds a request body; a start request is a few hundred bytes.
+const maxBody = 1 << 16
+
+// decodeStrict decodes exactly one JSON object into v: unknown fields (a
+// newer client's option this daemon would silently ignore) and anything
+// after the object are refused.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
 func reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -112,7 +131,11 @@ func reply(w http.ResponseWriter, code int, v any) {
 }
 
 // Start applies a capture, all or nothing, and saves it. It returns the
-// HTTP status of a failure: 400 for a bad request, 409 while active.
+// HTTP status of a failure: 400 for a bad request (ports the backend does
+// not serve included), 409 while active, 422 for a request the backend
+// cannot apply now. With Replace, the active capture is stopped only after
+// the new one passed every check; if the new one still fails to apply, the
+// old one is applied again, and the error says whether that worked.
 func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error) {
 	p, err := s.build(r)
 	if err != nil {
@@ -120,27 +143,65 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.active != nil {
-		if !r.Replace {
-			return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
-				strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
+	if s.active != nil && !r.Replace {
+		return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
+			strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
+	}
+	if err := s.backend.Check(p); err != nil {
+		code := http.StatusUnprocessableEntity
+		if errors.Is(err, ErrUnknownPort) {
+			code = http.StatusBadRequest
 		}
-		if err := s.clearLocked(); err != nil {
-			return Status{}, http.StatusInternalServerError, err
+		return Status{}, code, fmt.Errorf("%w; nothing was changed", err)
+	}
+	old, oldProgram := s.active, s.program
+	if old != nil {
+		if err := s.backend.Clear(); err != nil {
+			return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, fmt.Errorf("stop the active capture: %w", err))
 		}
 	}
 	if err := s.backend.Apply(ctx, p); err != nil {
-		return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
+		if old == nil {
+			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
+		}
+		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	r.Replace = false
 	sv := &saved{Request: r, Started: time.Now().UTC()}
 	if err := s.save(sv, p); err != nil {
 		_ = s.backend.Clear()
-		return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (capture was undone)", err)
+		if old == nil {
+			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (capture was undone)", err)
+		}
+		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	s.active, s.program, s.problem = sv, p, ""
 	s.logger.Info("capture started", "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP)
 	return s.statusLocked(), 0, nil
+}
+
+// restoreLocked applies the capture a failed replacement stopped, and
+// returns the replacement's error saying whether the old capture runs
+// again. If it does not, it was lost: status says so, its saved state stays
+// (a restart tries it again) and dpcap stop clears it.
+func (s *Server) restoreLocked(ctx context.Context, old *saved, p *flowprog.Program, cause error) error {
+	ports := strings.Join(p.Config.Ports(), ", ")
+	// The client may be gone by now; the old capture must come back anyway.
+	err := s.backend.Apply(context.WithoutCancel(ctx), p)
+	if err == nil {
+		// A failed save may have published the new port map: put the old back.
+		if serr := s.save(old, p); serr != nil {
+			s.logger.Error("saving the restored capture", "err", serr)
+		}
+		s.logger.Warn("replacement failed; previous capture restored", "err", cause, "ports", ports)
+		return fmt.Errorf("start capture: %w (the previous capture on %s was restored)", cause, ports)
+	}
+	_ = s.backend.Clear()
+	s.active, s.program = nil, nil
+	s.problem = fmt.Sprintf("the capture on %s (since %s) was stopped for a replacement that failed (%v), and could not be applied again: %v",
+		ports, old.Started.Format(time.RFC3339), cause, err)
+	s.logger.Error("replacement failed; previous capture lost", "err", cause, "restore_err", err, "ports", ports)
+	return fmt.Errorf("start capture: %w; the previous capture on %s was LOST (applying it again failed: %v): no capture is active", cause, ports, err)
 }
 
 func (s *Server) save(sv *saved, p *flowprog.Program) error {

@@ -3,12 +3,14 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +27,16 @@ type recorder struct {
 }
 
 func (r *recorder) Name() string { return "recorder" }
+
+// Check knows the ports of req and vm-3.
+func (r *recorder) Check(p *flowprog.Program) error {
+	for _, port := range p.Config.Ports() {
+		if !slices.Contains([]string{"vm-1", "vm-2", "vm-3", "pf0"}, port) {
+			return fmt.Errorf("%w %q", ErrUnknownPort, port)
+		}
+	}
+	return nil
+}
 
 func (r *recorder) Apply(_ context.Context, p *flowprog.Program) error {
 	for _, port := range p.Config.Ports() {
@@ -135,5 +147,60 @@ func TestWriteAtomic(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(name)); len(ents) != 1 {
 		t.Fatalf("temporary files left: %v", ents)
+	}
+}
+
+// TestReplaceKeepsOrRestoresTheActiveCapture: a replacement that fails a
+// check changes nothing; one that fails to apply puts the old capture back;
+// when even that fails, the error and status say the capture was lost.
+func TestReplaceKeepsOrRestoresTheActiveCapture(t *testing.T) {
+	dir := t.TempDir()
+	b := &recorder{}
+	s := newTestServer(t, b, dir)
+	if _, _, err := s.Start(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	saved, _ := os.ReadFile(filepath.Join(dir, captureFile))
+	stillActive := func(what string) {
+		t.Helper()
+		if st := s.Status(); !st.Active || len(st.Ports) != 3 || !slices.Equal(b.applied, []string{"vm-1", "vm-2", "pf0"}) {
+			t.Fatalf("%s: status %+v, applied %v", what, st, b.applied)
+		}
+		if now, _ := os.ReadFile(filepath.Join(dir, captureFile)); string(now) != string(saved) {
+			t.Fatalf("%s: saved state changed:\n%s", what, now)
+		}
+	}
+	unknown := StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-7"}, Replace: true}
+	_, code, err := s.Start(context.Background(), unknown)
+	if code != http.StatusBadRequest || !errors.Is(err, ErrUnknownPort) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("replace with an unknown port: %d %v", code, err)
+	}
+	if b.clears != 0 {
+		t.Fatalf("the active capture was stopped %d times for a request that could not apply", b.clears)
+	}
+	stillActive("after an unknown port")
+
+	b.failOn = "vm-3"
+	failing := StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-3"}, Replace: true}
+	_, code, err = s.Start(context.Background(), failing)
+	if code != http.StatusInternalServerError || !strings.Contains(err.Error(), "port vm-3 refused (the previous capture on vm-1, vm-2, pf0 was restored)") {
+		t.Fatalf("replace failing to apply: %d %v", code, err)
+	}
+	stillActive("after a failed apply")
+
+	b.failOn = "vm-1" // the old capture cannot come back either
+	lost := StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-1"}, Replace: true}
+	if _, _, err = s.Start(context.Background(), lost); err == nil || !strings.Contains(err.Error(), "was LOST") {
+		t.Fatalf("replace losing the old capture: %v", err)
+	}
+	st := s.Status()
+	if st.Active || !strings.Contains(st.Problem, "could not be applied again: port vm-1 refused") || len(b.applied) != 0 {
+		t.Fatalf("after losing the capture: %+v, applied %v", st, b.applied)
+	}
+	if res, err := s.Stop(); err != nil || !res.Stopped {
+		t.Fatalf("stop after a lost capture: %+v %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, captureFile)); !os.IsNotExist(err) {
+		t.Fatal("state left after stop")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -33,6 +34,35 @@ func NewSoftware(ifaces map[string]string) *Software {
 // Name implements Backend.
 func (s *Software) Name() string { return "software" }
 
+// Check implements Backend: every port is one this daemon serves, its
+// interface exists, and the filter compiles.
+func (s *Software) Check(p *flowprog.Program) error {
+	_, err := s.config(p)
+	return err
+}
+
+// config checks p and returns the mirrors' configuration.
+func (s *Software) config(p *flowprog.Program) (mirror.Config, error) {
+	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort}
+	if m := p.Config.Filter; m != nil {
+		prog, err := kernelFilter(m.PcapFilter())
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Filter = prog
+	}
+	for _, t := range p.Tags.Ports {
+		iface, ok := s.ifaces[t.Name]
+		if !ok {
+			return cfg, fmt.Errorf("%w %q: this daemon serves %s", ErrUnknownPort, t.Name, s.known())
+		}
+		if _, err := net.InterfaceByName(iface); err != nil {
+			return cfg, fmt.Errorf("port %s: interface %s: %w", t.Name, iface, err)
+		}
+	}
+	return cfg, nil
+}
+
 // Apply implements Backend.
 func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
 	s.mu.Lock()
@@ -40,21 +70,12 @@ func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
 	if len(s.mirrors) > 0 {
 		return errors.New("capture is already applied")
 	}
-	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort}
-	if m := p.Config.Filter; m != nil {
-		prog, err := kernelFilter(m.PcapFilter())
-		if err != nil {
-			return err
-		}
-		cfg.Filter = prog
+	cfg, err := s.config(p)
+	if err != nil {
+		return err
 	}
 	for _, t := range p.Tags.Ports {
-		iface, ok := s.ifaces[t.Name]
-		if !ok {
-			s.stopAll()
-			return fmt.Errorf("unknown port %q: this daemon serves %s", t.Name, s.known())
-		}
-		m, err := mirror.Start(ctx, mirror.Port{Name: t.Name, Interface: iface, Tag: t.Tag}, cfg)
+		m, err := mirror.Start(ctx, mirror.Port{Name: t.Name, Interface: s.ifaces[t.Name], Tag: t.Tag}, cfg)
 		if err != nil {
 			s.stopAll()
 			return err

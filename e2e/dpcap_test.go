@@ -104,7 +104,7 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 		t.Fatalf("active before start: %+v", st)
 	}
 	// All or nothing: a port the daemon does not serve fails the start.
-	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1,vm-7"); code != 1 || !strings.Contains(out, `unknown port "vm-7"`) {
+	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1,vm-7"); code != 2 || !strings.Contains(out, `unknown port "vm-7"`) {
 		t.Fatalf("start with an unknown port: exit %d\n%s", code, out)
 	}
 	if st := status(t, socket); st.Active {
@@ -116,6 +116,14 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 	}
 	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1"); code != 1 || !strings.Contains(out, "stop it first") {
 		t.Fatalf("a second start: exit %d\n%s", code, out)
+	}
+	// A replacement naming a port the daemon does not serve is refused
+	// before the running capture is touched.
+	if out, code := dpcap(t, "start", "--replace", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-7"); code != 2 || !strings.Contains(out, `unknown port "vm-7"`) {
+		t.Fatalf("a replacement with an unknown port: exit %d\n%s", code, out)
+	}
+	if st := status(t, socket); !st.Active || len(st.Ports) != 1 || st.Ports[0].Name != "vm-1" {
+		t.Fatalf("a refused replacement changed the capture: %+v", st)
 	}
 
 	capture := filepath.Join(tmp, "cap.pcapng")

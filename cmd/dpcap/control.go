@@ -225,9 +225,19 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	}
 	st, err := control.NewClient(*socket).Start(context.Background(), req)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	return printStatus(stdout, st, *format)
+}
+
+// asUsage makes a request the daemon refused as bad (400: a port it does
+// not serve, say) a usage error, as the same mistake caught here is.
+func asUsage(err error) error {
+	var ae *control.APIError
+	if errors.As(err, &ae) && ae.Code == http.StatusBadRequest {
+		return usageErr{err}
+	}
+	return err
 }
 
 func buildProgram(r control.StartRequest) (*flowprog.Program, error) {
