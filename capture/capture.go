@@ -21,6 +21,9 @@ type Packet struct {
 	// read from a socket.
 	Src       netip.AddrPort
 	FlowLabel uint32
+	// IfIndex is the interface the packet arrived on, when the source
+	// knows it (0 otherwise).
+	IfIndex int
 	// LinkType is the framing of Data, for packets read from an interface
 	// or a file; socket payloads have none.
 	LinkType layers.LinkType

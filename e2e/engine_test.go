@@ -66,3 +66,35 @@ func TestCountDropsWhatIsLeft(t *testing.T) {
 	}
 	checkWithTools(t, out, 100)
 }
+
+// TestAllowHonoursZones is the hardening break "--allow ignores the zone":
+// a zone requires the arrival interface, a zone naming no interface is a
+// usage error, and an IPv4 sender matches its ::ffff: spelling.
+func TestAllowHonoursZones(t *testing.T) {
+	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
+	linkN(t, hv1, sk, 1600, 1) // e2e0
+	linkN(t, hv2, sk, 1600, 2) // e2e1
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	// hv2's IPv6 address is allowed only as arriving on e2e0, which its
+	// envelopes do not.
+	d := startSinkd(t, sk, "-w", out, "--allow", "2001:db8:1::/64%e2e0,2001:db8:2::1%e2e0,::ffff:198.51.100.1")
+	replay(t, hv1, "[2001:db8:1::2]:3010", vmTraffic)
+	replay(t, hv2, "[2001:db8:2::2]:3010", vmTraffic)
+	replay(t, hv2, "198.51.100.2:3010", vmTraffic, "--count", "5")
+	m := d.waitMetric(t, "sinkd_packets_received_total", 74+74+5)
+	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := m[`sinkd_packets_dropped_total{reason="source_not_allowed"}`]; got != 74 {
+		t.Errorf("denied %v, want 74 (hv2 over IPv6, on the wrong link)", got)
+	}
+	equalFrames(t, readFrames(t, out), append(vmFrames(t), vmFrames(t)[:5]...))
+
+	for _, bad := range []string{"fe80::1%nosuch0", "fe80::1%"} {
+		cmd := sk.cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "--metrics-addr", "", "--allow", bad)
+		msg, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(msg), "invalid --allow") {
+			t.Errorf("--allow %s: exit %d: %s", bad, cmd.ProcessState.ExitCode(), msg)
+		}
+	}
+}

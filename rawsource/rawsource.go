@@ -117,6 +117,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 			Length:    ci.Length,
 			Timestamp: ci.Timestamp,
 			LinkType:  layers.LinkTypeEthernet,
+			IfIndex:   ci.InterfaceIndex,
 		}
 		n++
 	}

@@ -50,9 +50,9 @@ type Config struct {
 	PortMap flowprog.PortMap
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
-	// Allow, when set, takes envelopes only from these source prefixes:
-	// anyone who reaches the sink port could otherwise inject packets.
-	Allow []netip.Prefix
+	// Allow, when set, takes envelopes only from these sources: anyone who
+	// reaches the sink port could otherwise inject packets.
+	Allow []AllowRule
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
 	// Stream flushes the output after every batch (-w -, a fifo).
@@ -254,7 +254,7 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		var reason decap.Reason
 		if e.cfg.Decoder == nil {
 			// A datagram's sender is known before it is parsed.
-			if !e.allowed(p.Src.Addr()) {
+			if !e.allowed(p.Src.Addr(), p.IfIndex) {
 				a.Denied++
 				continue
 			}
@@ -262,7 +262,7 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.cfg.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
-			if reason == decap.OK && !e.allowed(r.Src) {
+			if reason == decap.OK && !e.allowed(r.Src, p.IfIndex) {
 				a.Denied++
 				continue
 			}
@@ -298,13 +298,14 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	return ok
 }
 
-// allowed reports whether envelopes from src are taken (--allow).
-func (e *Engine) allowed(src netip.Addr) bool {
+// allowed reports whether envelopes from src, arrived on interface
+// ifindex, are taken (--allow).
+func (e *Engine) allowed(src netip.Addr, ifindex int) bool {
 	if len(e.cfg.Allow) == 0 {
 		return true
 	}
-	for _, p := range e.cfg.Allow {
-		if p.Contains(src) {
+	for _, r := range e.cfg.Allow {
+		if r.Matches(src, ifindex) {
 			return true
 		}
 	}

@@ -62,7 +62,10 @@ type Config struct {
 	// Coalesce is the pause after a short batch: DefaultCoalesce when zero,
 	// none when negative or when the receive buffer granted is small.
 	Coalesce time.Duration
-	Logger   *slog.Logger
+	// ArrivalInterface asks the kernel for each datagram's arrival
+	// interface (capture.Packet.IfIndex), for --allow rules with a zone.
+	ArrivalInterface bool
+	Logger           *slog.Logger
 }
 
 // Source is a listening UDP socket. It implements capture.Source.
@@ -80,6 +83,7 @@ type Source struct {
 	dropsShut atomic.Bool // drops is final; readable from any goroutine
 	local     netip.AddrPort
 	rcvBuf    int
+	ifindex   bool // the kernel attaches arrival interfaces
 }
 
 // Listen opens the socket. A port already in use or an address not on this
@@ -109,7 +113,7 @@ func Listen(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on udp %s: socket: %w", bind, err)
 	}
-	s := &Source{fd: fd}
+	s := &Source{fd: fd, ifindex: cfg.ArrivalInterface}
 	if err := s.setOptions(cfg, family); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen on udp %s: %w", bind, err)
@@ -158,6 +162,16 @@ func (s *Source) setOptions(cfg Config, family int) error {
 	if family == unix.AF_INET6 {
 		// The flow label carries the captured port's tag.
 		if err := set(unix.IPPROTO_IPV6, mmsg.IPv6FlowInfo, 1, "IPV6_FLOWINFO"); err != nil {
+			return err
+		}
+	}
+	if cfg.ArrivalInterface {
+		// On a dual-stack socket IPV6_RECVPKTINFO covers IPv4 senders too.
+		err := set(unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+		if family == unix.AF_INET {
+			err = set(unix.IPPROTO_IP, unix.IP_PKTINFO, 1, "IP_PKTINFO")
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -265,6 +279,9 @@ func (s *Source) packets(n int) []capture.Packet {
 		p.Data, p.Length = s.batch.Received(i)
 		p.Src = s.batch.Source(i)
 		p.FlowLabel = s.batch.FlowLabel(i)
+		if s.ifindex {
+			p.IfIndex = s.batch.IfIndex(i)
+		}
 		p.Timestamp = s.batch.Timestamp(i)
 		if p.Timestamp.IsZero() {
 			if now.IsZero() {

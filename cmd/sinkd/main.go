@@ -80,7 +80,10 @@ Input:
   --listen ADDR    listen on ADDR only (default: all IPv6 and IPv4 addresses)
   --allow CIDRS    take envelopes only from these sources (comma-separated
                    prefixes); by default anyone who reaches the port can
-                   put packets into the capture
+                   put packets into the capture. A zone (fe80::1%eth1,
+                   fe80::%eth1/64) also requires the arrival interface.
+                   IPv4 senders match IPv4 prefixes (::ffff:192.0.2.7 is
+                   taken as 192.0.2.7)
   --buffer-size N  socket receive buffer, or -i's ring, in bytes with
                    k/m/g suffixes (default 64m; forcing a socket's needs
                    CAP_NET_ADMIN)
@@ -103,7 +106,7 @@ type options struct {
 	split       bool
 	portMap     flowprog.PortMap
 	filter      string
-	allow       []netip.Prefix
+	allow       []sink.AllowRule
 	runAs       string
 	snapLen     int
 	count       uint64
@@ -174,18 +177,9 @@ func parseFlags(args []string) (options, error) {
 	var portList, format, splitBy, portMap string
 	fs.StringVar(&portList, "ports", "", "")
 	fs.Func("allow", "", func(v string) error {
-		for _, c := range strings.Split(v, ",") {
-			p, err := netip.ParsePrefix(strings.TrimSpace(c))
-			if err != nil {
-				a, aerr := netip.ParseAddr(strings.TrimSpace(c))
-				if aerr != nil {
-					return fmt.Errorf("invalid --allow %q: want prefixes like 2001:db8::/32,192.0.2.7", c)
-				}
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
-			o.allow = append(o.allow, p.Masked())
-		}
-		return nil
+		rules, err := sink.ParseAllow(v)
+		o.allow = append(o.allow, rules...)
+		return err
 	})
 	fs.StringVar(&format, "F", "", "")
 	fs.StringVar(&splitBy, "split-by", "", "")
@@ -250,6 +244,8 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("-r and -w name the same file")}
 	case portList != "" && o.readFile == "" && o.iface == "":
 		return o, usageError{errors.New("--ports applies to -r and -i; the UDP socket takes the NIC's envelopes on --port")}
+	case o.readFile != "" && sink.Zoned(o.allow):
+		return o, usageError{errors.New("--allow zones name arrival interfaces, which a capture file does not record")}
 	case set["listen"] && (o.readFile != "" || o.iface != ""):
 		return o, usageError{errors.New("--listen applies to the UDP socket, not to -r or -i")}
 	}
@@ -404,6 +400,7 @@ func openSource(o options, logger *slog.Logger) (capture.Source, int, string, er
 	src, err := udpsource.Listen(udpsource.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
 		SnapLen: min(o.snapLen, 65535), BatchSize: sink.DefaultBatchSize, Logger: logger,
+		ArrivalInterface: sink.Zoned(o.allow),
 	})
 	if err != nil {
 		return nil, 0, "", err

@@ -38,9 +38,10 @@ type Batch struct {
 	n     int // slots filled by the last call
 }
 
-// oobPerMsg holds an SCM_TIMESTAMPNS control message (a timespec) and an
-// IPV6_FLOWINFO one (4 bytes).
-var oobPerMsg = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(4)
+// oobPerMsg holds an SCM_TIMESTAMPNS control message (a timespec), an
+// IPV6_FLOWINFO one (4 bytes) and an IPV6_PKTINFO or IP_PKTINFO one.
+var oobPerMsg = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(4) +
+	unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 
 // NewBatch returns a batch of n slots, each with a buffer of bufSize bytes.
 func NewBatch(n, bufSize int) *Batch {
@@ -106,6 +107,18 @@ func (b *Batch) FlowLabel(i int) uint32 {
 		return 0
 	}
 	return binary.BigEndian.Uint32(data) & 0xFFFFF
+}
+
+// IfIndex returns the interface slot i arrived on (IPV6_RECVPKTINFO or
+// IP_PKTINFO), or 0 when the socket was not asked for it.
+func (b *Batch) IfIndex(i int) int {
+	if data := b.cmsg(i, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO); len(data) >= unix.SizeofInet6Pktinfo {
+		return int((*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0])).Ifindex)
+	}
+	if data := b.cmsg(i, unix.IPPROTO_IP, unix.IP_PKTINFO); len(data) >= unix.SizeofInet4Pktinfo {
+		return int((*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Ifindex)
+	}
+	return 0
 }
 
 // cmsg returns the data of slot i's control message of level and typ.
