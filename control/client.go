@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -90,6 +92,32 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	return nil
 }
 
+// removeStale removes the socket file at path if nobody answers on it.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("listen on %s: the path exists and is not a socket (mode %v): remove it or give another --socket", path, fi.Mode())
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another dpcap serve is listening on %s", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("listen on %s: probing the existing socket: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("listen on %s: remove the stale socket: %w", path, err)
+	}
+	return nil
+}
+
 // unwrapURL keeps the network error of a failed request: "connect: no
 // such file or directory" rather than net/http's wrapping around it.
 func unwrapURL(err error) error {
@@ -101,17 +129,16 @@ func unwrapURL(err error) error {
 }
 
 // Listen opens the API's unix socket, mode 0600 (0660 and owned by group
-// gid when gid >= 0), replacing a stale one but refusing while another
-// daemon answers on it.
+// gid when gid >= 0). It replaces a stale socket, one nobody answers on,
+// and nothing else: a live socket, a file, a directory or a link at the
+// path is refused and left as it is.
 func Listen(socket string, gid int) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", socket, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another dpcap serve is listening on %s", socket)
-	}
 	if err := os.MkdirAll(filepath.Dir(socket), 0o750); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", socket, err)
 	}
-	_ = os.Remove(socket) // stale: nobody answered on it
+	if err := removeStale(socket); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", socket, err)

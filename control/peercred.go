@@ -8,13 +8,15 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // Peers says who may use the API besides root and the daemon's own user:
-// members (by primary group) of GID, when set.
+// members of GID, when set, by their primary or supplementary groups.
 type Peers struct {
 	GID    int // -1: nobody else
 	Logger *slog.Logger
@@ -49,33 +51,66 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, gid, err := peerCred(c)
-		if err == nil && (uid == 0 || uid == os.Getuid() || (l.peers.GID >= 0 && gid == l.peers.GID)) {
+		p, err := credentials(c)
+		if err == nil && (p.uid == 0 || p.uid == os.Getuid() || (l.peers.GID >= 0 && p.inGroup(l.peers.GID))) {
 			return c, nil
 		}
-		l.peers.Logger.Warn("refused an API connection", "uid", uid, "gid", gid, "err", err)
+		l.peers.Logger.Warn("refused an API connection", "uid", p.uid, "gid", p.gid, "groups", p.groups, "err", err)
 		c.Close()
 	}
 }
 
-func peerCred(c net.Conn) (uid, gid int, err error) {
+// peer is who is at the other end of a unix socket, as the kernel says.
+type peer struct {
+	uid, gid int
+	groups   []int // supplementary
+}
+
+func (p peer) inGroup(gid int) bool { return p.gid == gid || slices.Contains(p.groups, gid) }
+
+func credentials(c net.Conn) (peer, error) {
+	p := peer{uid: -1, gid: -1}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return -1, -1, fmt.Errorf("not a unix socket")
+		return p, fmt.Errorf("not a unix socket")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return -1, -1, err
+		return p, err
 	}
-	var cred *unix.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		var cred *unix.Ucred
+		if cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); cerr != nil {
+			return
+		}
+		p.uid, p.gid = int(cred.Uid), int(cred.Gid)
+		p.groups, cerr = peerGroups(fd)
 	}); err != nil {
-		return -1, -1, err
+		return p, err
 	}
-	if cerr != nil {
-		return -1, -1, cerr
+	return p, cerr
+}
+
+// peerGroups reads the peer's supplementary groups (SO_PEERGROUPS, Linux
+// 4.13), growing the buffer when the kernel says it is too small.
+func peerGroups(fd uintptr) ([]int, error) {
+	buf := make([]uint32, 64)
+	for {
+		n := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		switch {
+		case errno == unix.ERANGE && int(n/4) > len(buf):
+			buf = make([]uint32, n/4)
+			continue
+		case errno != 0:
+			return nil, fmt.Errorf("getsockopt SO_PEERGROUPS: %w", errno)
+		}
+		groups := make([]int, n/4)
+		for i := range groups {
+			groups[i] = int(buf[i])
+		}
+		return groups, nil
 	}
-	return int(cred.Uid), int(cred.Gid), nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"golang.org/x/net/netutil"
 )
 
 // Server holds the active capture and serves the API.
@@ -24,6 +26,8 @@ type Server struct {
 	stateDir string
 	logger   *slog.Logger
 	underlay netip.Addr
+
+	limits apiLimits
 
 	mu      sync.Mutex
 	active  *saved
@@ -38,7 +42,7 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, underlay n
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Server{backend: backend, stateDir: stateDir, underlay: underlay, logger: logger}
+	s := &Server{backend: backend, stateDir: stateDir, underlay: underlay, logger: logger, limits: defaultLimits}
 	sv, ok, err := loadSaved(stateDir)
 	switch {
 	case err != nil:
@@ -74,6 +78,44 @@ func (s *Server) build(r StartRequest) (*flowprog.Program, error) {
 		cfg.Filter = m
 	}
 	return flowprog.Build(cfg)
+}
+
+// apiLimits bound what a client holds: the time to send a request (headers,
+// then all of it), an idle connection's life, the header size, and the
+// connections served at once (the rest wait in the listen backlog), so that
+// slow or stuck clients cannot exhaust the daemon's descriptors.
+type apiLimits struct {
+	header, read, write, idle time.Duration
+	headerBytes, conns        int
+}
+
+var defaultLimits = apiLimits{
+	header: 5 * time.Second, read: 10 * time.Second, write: time.Minute, idle: 5 * time.Second,
+	headerBytes: 8 << 10, conns: 16,
+}
+
+// Serve answers the API on ln until ctx ends, then lets requests under way
+// finish (for up to 5 seconds).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.limits.header,
+		ReadTimeout:       s.limits.read,
+		WriteTimeout:      s.limits.write,
+		IdleTimeout:       s.limits.idle,
+		MaxHeaderBytes:    s.limits.headerBytes,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	})
+	defer stop()
+	if err := hs.Serve(netutil.LimitListener(ln, s.limits.conns)); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // Handler returns the API.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,10 +91,10 @@ func TestRunAsUser(t *testing.T) {
 	}
 }
 
-// TestControlSocketKnowsItsPeers checks the API's socket: group members
-// get in, and a stranger is refused by its credentials even when the
-// socket file's mode would let it connect.
-func TestControlSocketKnowsItsPeers(t *testing.T) {
+// serveWithGroup starts dpcap serve with --group group on a socket others
+// can reach, and returns the socket and the daemon's log.
+func serveWithGroup(t *testing.T, group string) (string, *syncBuffer) {
+	t.Helper()
 	ns := newNS(t)
 	dir := t.TempDir()
 	for _, d := range []string{dir, filepath.Dir(dir)} {
@@ -102,15 +103,35 @@ func TestControlSocketKnowsItsPeers(t *testing.T) {
 		}
 	}
 	socket := filepath.Join(dir, "dpcap.sock")
-	serve := ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=lo", "--group", "nogroup",
+	serve := ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=lo", "--group", group,
 		"--socket", socket, "--state-dir", filepath.Join(dir, "state"))
-	var stderr syncBuffer
-	serve.Stderr = &stderr
+	stderr := &syncBuffer{}
+	serve.Stderr = stderr
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { serve.Process.Kill(); serve.Wait() }()
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
 	waitFor(t, "the API socket", func() bool { _, err := os.Stat(socket); return err == nil })
+	return socket, stderr
+}
+
+// statusAs runs dpcap status as user; with group "", runuser gives the user
+// its groups from /etc/group, supplementary ones included.
+func statusAs(socket, user, group string) (string, int) {
+	args := []string{"-u", user}
+	if group != "" {
+		args = append(args, "-g", group)
+	}
+	cmd := exec.Command("runuser", append(args, "--", bin("dpcap"), "status", "--socket", socket)...)
+	out, _ := cmd.CombinedOutput()
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// TestControlSocketKnowsItsPeers checks the API's socket: group members
+// get in, and a stranger is refused by its credentials even when the
+// socket file's mode would let it connect.
+func TestControlSocketKnowsItsPeers(t *testing.T) {
+	socket, stderr := serveWithGroup(t, "nogroup")
 	fi, err := os.Stat(socket)
 	if err != nil {
 		t.Fatal(err)
@@ -118,21 +139,46 @@ func TestControlSocketKnowsItsPeers(t *testing.T) {
 	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != 65534 {
 		t.Fatalf("socket mode %v group %d, want 0660 nogroup", fi.Mode().Perm(), st.Gid)
 	}
-	as := func(user, group string) (string, int) {
-		cmd := exec.Command("runuser", "-u", user, "-g", group, "--", bin("dpcap"), "status", "--socket", socket)
-		out, _ := cmd.CombinedOutput()
-		return string(out), cmd.ProcessState.ExitCode()
-	}
-	if out, code := as("nobody", "nogroup"); code != 0 || !strings.Contains(out, "NOT ACTIVE") {
+	if out, code := statusAs(socket, "nobody", "nogroup"); code != 0 || !strings.Contains(out, "NOT ACTIVE") {
 		t.Errorf("a member of the group: exit %d\n%s", code, out)
 	}
 	if err := os.Chmod(socket, 0o666); err != nil { // a mistake an operator could make
 		t.Fatal(err)
 	}
-	if out, code := as("daemon", "daemon"); code != 1 || !strings.Contains(out, "cannot reach dpcap serve") {
+	if out, code := statusAs(socket, "daemon", "daemon"); code != 1 || !strings.Contains(out, "cannot reach dpcap serve") {
 		t.Errorf("a stranger: exit %d\n%s", code, out)
 	}
 	if !strings.Contains(stderr.String(), "refused an API connection") {
 		t.Errorf("the daemon did not log the refusal:\n%s", stderr.String())
+	}
+}
+
+// TestControlSocketAdmitsSupplementaryGroups: a user added to the --group
+// with usermod -aG (a supplementary group, not its primary one) gets in;
+// the kernel's SO_PEERGROUPS says so.
+func TestControlSocketAdmitsSupplementaryGroups(t *testing.T) {
+	user, group := fmt.Sprintf("dpcapu%d", os.Getpid()), fmt.Sprintf("dpcapg%d", os.Getpid())
+	for _, c := range [][]string{
+		{"groupadd", group},
+		{"useradd", "--no-create-home", "--no-user-group", "--gid", "nogroup", "--shell", "/usr/sbin/nologin", user},
+		{"usermod", "-aG", group, user},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		exec.Command("userdel", user).Run()
+		exec.Command("groupdel", group).Run()
+	})
+	socket, _ := serveWithGroup(t, group)
+	if out, code := statusAs(socket, user, ""); code != 0 || !strings.Contains(out, "NOT ACTIVE") {
+		t.Errorf("a member by a supplementary group: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(socket, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := statusAs(socket, "nobody", ""); code != 1 || !strings.Contains(out, "cannot reach dpcap serve") {
+		t.Errorf("a user outside the group: exit %d\n%s", code, out)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
@@ -73,9 +72,12 @@ Flags:
                       '--proc-type=secondary --file-prefix dp' (attach)
   --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
                       in the rendered program; the kernel picks the real one)
-  --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600)
-  --group NAME        let this group use the API too (socket mode 0660); any
-                      other peer is refused by its credentials (SO_PEERCRED)
+  --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600);
+                      a stale socket there is replaced, anything else refused
+  --group NAME        let this group use the API too (socket mode 0660): its
+                      members by primary or supplementary group; any other
+                      peer is refused by its credentials (SO_PEERCRED,
+                      SO_PEERGROUPS)
   --state-dir DIR     where the capture is saved (default /var/lib/dpcap)
 `
 
@@ -143,18 +145,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ln = control.Guard(ln, control.Peers{GID: gid, Logger: logger})
 	defer os.Remove(*socket)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
 	logger.Info("serving", "socket", *socket, "backend", b.Name(), "state_dir", *stateDir)
-	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return srv.Serve(ctx, ln)
 }
 
 const startUsage = `Usage: dpcap start --sink-node-ip IPv6 --udp-dst-port N [flags]
