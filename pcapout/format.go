@@ -37,14 +37,15 @@ type Interface struct {
 	Name, Description string
 }
 
-// InterfaceStats are the counts written in a pcapng interface statistics
+// ifaceStats are the counts written in a pcapng interface statistics
 // block when a file closes.
-type InterfaceStats struct {
+type ifaceStats struct {
 	Received uint64 // envelopes received from the source since the start
 	Filtered uint64 // of those, rejected by the filter
 	// OSDropped is the kernel's drop count of the socket or ring, which
 	// all sources share; it is written on interface 0 only.
 	OSDropped uint64
+	Delivered uint64 // packets in this file
 }
 
 // encoder writes one format into an output.
@@ -52,7 +53,11 @@ type encoder interface {
 	header(o *output, ifaces []Interface)
 	addInterface(o *output, ifc Interface)
 	packet(o *output, iface int, ts time.Time, data []byte, length int)
-	trailer(o *output, stats []InterfaceStats, delivered []uint64, start, end time.Time)
+	trailer(o *output, stats []ifaceStats, start, end time.Time)
+	// recordLen is the bytes a packet of n captured bytes takes in a file;
+	// trailerLen, the bytes trailer adds for ifaces interfaces.
+	recordLen(n int) int
+	trailerLen(ifaces int) int
 }
 
 // pcapEncoder writes nanosecond pcap through gopacket's writer.
@@ -75,7 +80,12 @@ func (e *pcapEncoder) packet(_ *output, _ int, ts time.Time, data []byte, length
 	_ = e.w.WritePacket(e.ci, data) // lengths are consistent and an output buffers
 }
 
-func (e *pcapEncoder) trailer(*output, []InterfaceStats, []uint64, time.Time, time.Time) {}
+func (e *pcapEncoder) trailer(*output, []ifaceStats, time.Time, time.Time) {}
+
+// recordLen: a 16-byte record header.
+func (e *pcapEncoder) recordLen(n int) int { return 16 + n }
+
+func (e *pcapEncoder) trailerLen(int) int { return 0 }
 
 // pcapngEncoder writes pcapng (little-endian, nanosecond timestamps).
 type pcapngEncoder struct {
@@ -83,6 +93,9 @@ type pcapngEncoder struct {
 	linkType layers.LinkType
 	app      string
 	ifaces   int
+	// isbLen0 and isbLen are the sizes of interface 0's statistics block
+	// and of any other's.
+	isbLen0, isbLen int
 }
 
 // The pcapng block types and option codes used.
@@ -190,30 +203,50 @@ func (e *pcapngEncoder) packet(o *output, iface int, ts time.Time, data []byte, 
 	o.buf = le.AppendUint32(b, n)
 }
 
-func (e *pcapngEncoder) trailer(o *output, stats []InterfaceStats, delivered []uint64, start, end time.Time) {
+// recordLen: an enhanced packet block, 32 bytes around the padded data.
+func (e *pcapngEncoder) recordLen(n int) int { return 32 + (n+3)&^3 }
+
+// trailerLen: a statistics block per interface, interface 0's the larger.
+func (e *pcapngEncoder) trailerLen(ifaces int) int {
+	if ifaces == 0 {
+		return 0
+	}
+	if e.isbLen == 0 {
+		o := &output{}
+		e.isb(o, 0, ifaceStats{}, time.Time{}, time.Time{})
+		e.isbLen0 = len(o.buf)
+		o.buf = o.buf[:0]
+		e.isb(o, 1, ifaceStats{}, time.Time{}, time.Time{})
+		e.isbLen = len(o.buf)
+	}
+	return e.isbLen0 + (ifaces-1)*e.isbLen
+}
+
+func (e *pcapngEncoder) trailer(o *output, stats []ifaceStats, start, end time.Time) {
 	for i := 0; i < e.ifaces; i++ {
-		var s InterfaceStats
+		var s ifaceStats
 		if i < len(stats) {
 			s = stats[i]
 		}
-		ns := uint64(end.UnixNano())
-		b := le.AppendUint32(nil, uint32(i))
-		b = le.AppendUint32(b, uint32(ns>>32))
-		b = le.AppendUint32(b, uint32(ns))
-		b = optTime(b, isbStart, start)
-		b = optTime(b, isbEnd, end)
-		b = optU64(b, isbIfRecv, s.Received)
-		b = optU64(b, isbFilterOK, s.Received-s.Filtered)
-		if i == 0 {
-			b = optU64(b, isbOSDrop, s.OSDropped)
-			b = opt(b, optComment, []byte("osdrop counts the kernel's drops on sinkd's socket, for all interfaces"))
-		}
-		var d uint64
-		if i < len(delivered) {
-			d = delivered[i]
-		}
-		b = optU64(b, isbUsrDeliv, d)
-		b = opt(b, optEnd, nil)
-		block(o, ngISB, b)
+		e.isb(o, i, s, start, end)
 	}
+}
+
+// isb appends interface i's statistics block.
+func (e *pcapngEncoder) isb(o *output, i int, s ifaceStats, start, end time.Time) {
+	ns := uint64(end.UnixNano())
+	b := le.AppendUint32(nil, uint32(i))
+	b = le.AppendUint32(b, uint32(ns>>32))
+	b = le.AppendUint32(b, uint32(ns))
+	b = optTime(b, isbStart, start)
+	b = optTime(b, isbEnd, end)
+	b = optU64(b, isbIfRecv, s.Received)
+	b = optU64(b, isbFilterOK, s.Received-s.Filtered)
+	if i == 0 {
+		b = optU64(b, isbOSDrop, s.OSDropped)
+		b = opt(b, optComment, []byte("osdrop counts the kernel's drops on sinkd's socket, for all interfaces"))
+	}
+	b = optU64(b, isbUsrDeliv, s.Delivered)
+	b = opt(b, optEnd, nil)
+	block(o, ngISB, b)
 }

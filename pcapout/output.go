@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -22,28 +23,98 @@ type output struct {
 	written  int64 // bytes on disk, always at a record boundary
 	pending  int   // packets in buf
 	records  int   // packets written or buffered
-	hdrLen   int   // file header bytes at the start of buf until written
+	hdrLen   int   // a stream's header, at the start of buf until written
 }
 
-// createFile opens name for writing without following a symlink planted in
-// its place, with permissions for the capturing user and group only.
-func createFile(name string) (*output, error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
+// errNotRegular marks a name held by something other than a regular file
+// (a symlink, a fifo, a device, a directory): sinkd never writes through
+// it nor removes it, and moves on to the next name.
+var errNotRegular = errors.New("not a regular file; left alone")
+
+// create makes name a new capture file holding what is buffered (the
+// header), with permissions for the capturing user and group only.
+//
+// The file is made under a temporary name with O_EXCL and renamed into
+// place once its header is on disk, so that no pre-existing inode is ever
+// written (a hard link or someone else's file planted at the name keeps its
+// content: the rename only takes the name), a reader of the name never sees
+// a file without a header, and a disk too full for the header leaves
+// nothing behind. A regular file already at name (an older capture, or the
+// ring's own previous file) is replaced, as tcpdump overwrites; anything
+// else is refused with errNotRegular.
+func (o *output) create(name string, owner *Owner) error {
+	if st, err := os.Lstat(name); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("create %s: %s: %w", name, modeName(st.Mode()), errNotRegular)
 	}
-	st, err := f.Stat()
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*.part")
 	if err != nil {
+		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
+	}
+	fail := func(err error) error {
 		f.Close()
-		return nil, fmt.Errorf("create %s: %w", name, unwrapPath(err))
+		os.Remove(f.Name())
+		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	// A fifo (Wireshark's extcap, a named pipe) is written as a stream.
-	return &output{f: f, name: name, seekable: st.Mode().IsRegular()}, nil
+	if err := f.Chmod(0o640); err != nil {
+		return fail(err)
+	}
+	if owner != nil {
+		if err := f.Chown(owner.UID, owner.GID); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := f.Write(o.buf); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			err = fmt.Errorf("a directory: %w", errNotRegular)
+		}
+		return fail(err)
+	}
+	o.f, o.name, o.seekable = f, name, true
+	o.written, o.buf = int64(len(o.buf)), o.buf[:0]
+	return nil
 }
 
-// stdoutOutput streams to standard output (a pipe to tcpdump or Wireshark).
-func stdoutOutput() *output {
-	return &output{f: os.Stdout, name: "-"}
+// modeName says what kind of file a mode is.
+func modeName(m fs.FileMode) string {
+	switch m.Type() {
+	case fs.ModeSymlink:
+		return "a symlink"
+	case fs.ModeNamedPipe:
+		return "a fifo"
+	case fs.ModeSocket:
+		return "a socket"
+	case fs.ModeDir:
+		return "a directory"
+	}
+	return "a device"
+}
+
+// openStream opens a fifo or a device the user named as the output
+// (Wireshark's extcap, a named pipe, /dev/null), written as a stream.
+// Opening a fifo waits for a reader, as tcpdump -w FIFO does.
+func (o *output) openStream(name string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, unwrapPath(err))
+	}
+	if st, err := f.Stat(); err != nil || st.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("open %s: no longer a fifo or a device", name)
+	}
+	o.f, o.name, o.hdrLen = f, name, len(o.buf)
+	return nil
+}
+
+// openStdout streams to standard output (a pipe to tcpdump or Wireshark).
+func (o *output) openStdout() {
+	o.f, o.name, o.hdrLen = os.Stdout, "-", len(o.buf)
 }
 
 // Write appends p to the buffer; it never fails.
@@ -91,8 +162,9 @@ func (o *output) discard() (pkts int) {
 	return pkts
 }
 
-// keep is how much of buf survives a failed or discarded write: the file
-// header, until it is on disk, since every later record needs it.
+// keep is how much of buf survives a failed or discarded write: a stream's
+// header, until it is written, since every later record needs it (a file
+// is created with its header on disk).
 func (o *output) keep() int {
 	if o.written == 0 {
 		return o.hdrLen
@@ -114,6 +186,10 @@ func unwrapPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }

@@ -56,25 +56,31 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	r, err := Open(Options{Path: filepath.Join(dir, "c.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
-		Application: "dpcap sinkd", FileSize: 6 << 10, Now: clk.now, Logger: quietLogger()})
+		Application: "dpcap sinkd", FileSize: 6 << 10, Now: clk.now, Logger: quietLogger(),
+		OSDrops: func() uint64 { return 7 }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetInterfaceStats(func(i int) InterfaceStats {
-		return InterfaceStats{Received: uint64(100 + i), Filtered: uint64(i), OSDropped: 7}
-	})
 	ifaces := []int{r.AddInterface(Interface{Name: "vm-1", Description: "nic envelopes from 2001:db8::10, tag 1"})}
+	r.Filtered(0)
 	for i := range 10 {
 		if i == 3 { // an interface declared mid-file, after packets
 			ifaces = append(ifaces, r.AddInterface(Interface{Name: "pf0"}))
 			if ifaces[1] != 1 {
 				t.Fatalf("second interface got id %d", ifaces[1])
 			}
+			r.Filtered(1)
+			r.Filtered(1)
 		}
 		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), frame(i, 1001), 1001)
 	}
 	r.Close()
+	// Received and accepted count from the start; delivered, per file.
+	var delivered [2]uint64
 	for _, name := range []string{"c.pcapng", "c.pcapng1"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() > 6<<10 {
+			t.Fatalf("%s: %v, over the -C limit with its statistics", name, err)
+		}
 		bs := blocks(t, filepath.Join(dir, name))
 		if bs[0].typ != ngSHB || string(options(bs[0].body, 16)[shbUserAppl]) != "dpcap sinkd" {
 			t.Fatalf("%s: no section header naming the application", name)
@@ -96,14 +102,13 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 				o := options(b.body, 12)
 				recv := binary.LittleEndian.Uint64(o[isbIfRecv])
 				accept := binary.LittleEndian.Uint64(o[isbFilterOK])
-				if recv != uint64(100+iface) || accept != recv-uint64(iface) {
-					t.Errorf("%s: interface %d statistics recv %d accept %d", name, iface, recv, accept)
+				delivered[iface] += binary.LittleEndian.Uint64(o[isbUsrDeliv])
+				if recv-accept != uint64(iface+1) || accept != delivered[iface] {
+					t.Errorf("%s: interface %d statistics recv %d accept %d, want %d filtered and %d accepted",
+						name, iface, recv, accept, iface+1, delivered[iface])
 				}
-				if _, ok := o[isbOSDrop]; ok != (iface == 0) {
-					t.Errorf("%s: interface %d osdrop present %v", name, iface, ok)
-				}
-				if _, ok := o[isbUsrDeliv]; !ok {
-					t.Errorf("%s: interface %d has no delivered count", name, iface)
+				if d, ok := o[isbOSDrop]; ok != (iface == 0) || ok && binary.LittleEndian.Uint64(d) != 7 {
+					t.Errorf("%s: interface %d osdrop %v", name, iface, d)
 				}
 				isbs++
 			}
@@ -131,6 +136,9 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 	}
 	if got := files(t, dir); len(got) != 2 {
 		t.Fatalf("files %v, want two 6 KiB files", got)
+	}
+	if delivered[0]+delivered[1] != 10 {
+		t.Errorf("statistics deliver %v packets, want 10", delivered)
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package pcapout writes capture files the way tcpdump does: nanosecond pcap
 // or pcapng (an interface per source, statistics at close), rotated by size
-// (-C), on the clock (-G, strftime names) or on demand, as a ring or with a
-// file limit (-W), with a command run on each closed file (-z), and
-// optionally split into one set of files per source. Every file is a
-// complete capture on its own, and a write error never leaves a torn record
+// (-C), on the clock (-G) or on demand, as a ring or with a file limit (-W)
+// or keeping the newest files (--keep), and optionally split into one set of
+// files per source. Each closed file is announced to subscribers (OnClose),
+// such as sinkd's -z command. Every file is a complete capture on its own,
+// is made as a new inode, and a write error never leaves a torn record
 // behind.
 package pcapout
 
@@ -11,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,16 +23,24 @@ import (
 // files: like tcpdump, the capture is then over.
 var ErrFileLimit = errors.New("maximum file limit reached")
 
+// ErrReaderGone is returned by Flush when the reader of a stream (a pipe,
+// a fifo) went away: the capture is over.
+var ErrReaderGone = errors.New("the reader of the output went away")
+
 // DefaultFlushBytes is how much is buffered before a write to the file.
 const DefaultFlushBytes = 256 << 10
 
 // retryInterval is how long writing pauses after a failed write.
 const retryInterval = time.Second
 
+// maxSkips bounds how many names held by something else one rotation
+// skips before it gives up (and retries a second later).
+const maxSkips = 64
+
 // Options configure a Rotator. Path is required.
 type Options struct {
-	// Path is the file name ("-" for standard output); with Interval it may
-	// hold strftime conversions.
+	// Path is the file name ("-" for standard output, or a fifo, both
+	// written as a stream); with Interval it may hold strftime conversions.
 	Path     string
 	Format   Format
 	SnapLen  int
@@ -47,20 +54,28 @@ type Options struct {
 	// FileCount makes -C rotation a ring of this many files, and ends the
 	// capture after this many -G files (-W).
 	FileCount int
-	// PostRotate is a program run with each closed file as its argument (-z).
-	PostRotate string
+	// Keep, when positive, keeps only the newest Keep files this Rotator
+	// made (the one being written included), removing older ones: a ring
+	// for any kind of rotation (--keep).
+	Keep int
 	// FlushBytes is the write chunk size; DefaultFlushBytes when zero.
 	FlushBytes int
 	Logger     *slog.Logger
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
-	// InterfaceStats, when set, gives the counts of a pcapng interface for
-	// the statistics block written as a file closes.
-	InterfaceStats func(iface int) InterfaceStats
+	// OSDrops, when set, gives the kernel's drop count for the pcapng
+	// statistics written as a file closes (on interface 0).
+	OSDrops func() uint64
+	// Owner, when set, owns every file made (-Z: files made while still
+	// root go to the user sinkd becomes).
+	Owner *Owner
 	// Stats receives the running totals; a Rotator keeps its own when nil.
 	// A Split shares one among its files.
 	Stats *Stats
 }
+
+// Owner is a file owner.
+type Owner struct{ UID, GID int }
 
 // Stats are running totals, safe to read while the Rotator works.
 type Stats struct {
@@ -71,17 +86,28 @@ type Stats struct {
 	Dropped     atomic.Uint64 // packets lost to write errors
 }
 
+// source is one interface of the output and its counts.
+type source struct {
+	Interface
+	received  uint64 // since the start: written or filtered
+	filtered  uint64 // since the start
+	delivered uint64 // in the current file
+}
+
 // Rotator writes packets to a sequence of capture files. It is not safe for
 // concurrent use, except for its Stats.
 type Rotator struct {
-	opts   Options
-	stats  *Stats
-	out    *output
-	enc    encoder
-	ifaces []Interface
-	// delivered counts each interface's packets in the current file.
-	delivered []uint64
-	started   time.Time
+	opts    Options
+	stats   *Stats
+	out     *output
+	enc     encoder
+	sources []source
+	stream  bool // Path names a fifo or a device: written as a stream
+	started time.Time
+	// first and last are the current file's packet timestamps.
+	first, last time.Time
+	subs        []func(ClosedFile)
+	kept        []madeFile // for Keep, oldest first
 
 	sizeCount int       // tcpdump's Cflag_count: size and on-demand rotations
 	timeFiles int       // files opened on the clock (Gflag_count)
@@ -93,7 +119,6 @@ type Rotator struct {
 	closed    error     // the reader of a stream went away
 	spare     []byte    // the last file's write buffer, for the next
 	checked   time.Time // when the file was last seen to have a name
-	hooks     sync.WaitGroup
 }
 
 // Open creates the first file and writes its header. Errors name the file.
@@ -110,12 +135,19 @@ func Open(opts Options) (*Rotator, error) {
 	if opts.SnapLen <= 0 {
 		opts.SnapLen = 262144
 	}
-	if opts.Path == "-" && (opts.FileSize > 0 || opts.Interval > 0) {
+	rotates := opts.FileSize > 0 || opts.Interval > 0
+	if opts.Path == "-" && rotates {
 		return nil, errors.New("rotation (-C, -G) needs a file name, not standard output")
 	}
 	r := &Rotator{opts: opts, stats: opts.Stats}
 	if r.stats == nil {
 		r.stats = &Stats{}
+	}
+	if opts.Path != "-" && isStream(opts.Path) {
+		if rotates {
+			return nil, fmt.Errorf("%s is a fifo or a device: rotation (-C, -G) needs regular files", opts.Path)
+		}
+		r.stream = true
 	}
 	switch opts.Format {
 	case FormatPcapng:
@@ -133,7 +165,9 @@ func Open(opts Options) (*Rotator, error) {
 	}
 	r.opened = opts.Now()
 	r.started = r.opened
-	if err := r.openNext(); err != nil {
+	// A name held by something else is an error at the start, where the
+	// user sees it; later, rotation skips past it.
+	if err := r.openNext(0); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -142,29 +176,39 @@ func Open(opts Options) (*Rotator, error) {
 // Stats returns the running totals.
 func (r *Rotator) Stats() *Stats { return r.stats }
 
-// Closed reports that the reader of a stream (a pipe, a fifo) went away.
-func (r *Rotator) Closed() error { return r.closed }
-
 // Stream reports whether the output is a stream (standard output, a
 // fifo) rather than a file, and so wants a flush after every batch.
-func (r *Rotator) Stream() bool { return r.out != nil && !r.out.seekable }
+func (r *Rotator) Stream() bool { return r.stream || r.opts.Path == "-" }
 
-// SetInterfaceStats implements Output.
-func (r *Rotator) SetInterfaceStats(f func(int) InterfaceStats) { r.opts.InterfaceStats = f }
+// OnClose subscribes f to the file-closed event: f is called, on the
+// writer's goroutine, after each file is closed for good (rotated away or
+// at Close), and must not block. Streams announce nothing.
+func (r *Rotator) OnClose(f func(ClosedFile)) { r.subs = append(r.subs, f) }
 
 // AddInterface declares a source and returns its interface number for
 // WritePacket. In pcapng it is described in this file and every later one;
-// pcap has a single unnamed interface, 0.
+// pcap has a single interface, 0, named after the first source.
 func (r *Rotator) AddInterface(ifc Interface) int {
 	if r.opts.Format != FormatPcapng {
+		if len(r.sources) == 0 {
+			r.sources = append(r.sources, source{Interface: ifc})
+		}
 		return 0
 	}
-	r.ifaces = append(r.ifaces, ifc)
-	r.delivered = append(r.delivered, 0)
+	r.sources = append(r.sources, source{Interface: ifc})
 	if r.out != nil {
 		r.enc.addInterface(r.out, ifc)
 	}
-	return len(r.ifaces) - 1
+	return len(r.sources) - 1
+}
+
+// Filtered counts a packet of interface iface that the filter rejected,
+// for the pcapng statistics.
+func (r *Rotator) Filtered(iface int) {
+	if iface < len(r.sources) {
+		r.sources[iface].received++
+		r.sources[iface].filtered++
+	}
 }
 
 // Name returns the file being written ("" while none could be opened).
@@ -188,31 +232,69 @@ func (r *Rotator) fileName() string {
 	return fmt.Sprintf("%s%0*d", name, r.chars, r.sizeCount)
 }
 
-func (r *Rotator) openNext() error {
-	var out *output
-	if r.opts.Path == "-" {
-		out = stdoutOutput()
-	} else {
-		var err error
-		if out, err = createFile(r.fileName()); err != nil {
-			return err
-		}
+// advance moves the file number on, wrapping a -C -W ring.
+func (r *Rotator) advance() {
+	r.sizeCount++
+	if r.opts.FileCount > 0 && r.opts.FileSize > 0 && r.opts.Interval == 0 && r.sizeCount >= r.opts.FileCount {
+		r.sizeCount = 0
 	}
+}
+
+// openNext opens the next file, skipping up to skips names that something
+// other than a regular file holds.
+func (r *Rotator) openNext(skips int) error {
+	out := &output{}
 	// The write buffer passes from file to file: a capture rotating every
 	// few seconds should not make garbage of half a megabyte each time.
-	if need := r.opts.FlushBytes + r.opts.SnapLen + 16; cap(r.spare) >= need {
+	if need := r.opts.FlushBytes + r.opts.SnapLen + 64; cap(r.spare) >= need {
 		out.buf, r.spare = r.spare[:0], nil
 	} else {
 		out.buf = make([]byte, 0, need)
 	}
-	r.enc.header(out, r.ifaces)
-	out.hdrLen = len(out.buf)
+	ifaces := make([]Interface, len(r.sources))
+	for i, s := range r.sources {
+		ifaces[i] = s.Interface
+	}
+	r.enc.header(out, ifaces)
+	var err error
+	switch {
+	case r.opts.Path == "-":
+		out.openStdout()
+	case r.stream:
+		err = out.openStream(r.opts.Path)
+	default:
+		err = r.create(out, skips)
+	}
+	if err != nil {
+		r.spare = out.buf
+		return err
+	}
 	r.out = out
-	clear(r.delivered)
-	// The header goes out at once, so that even an idle period leaves a
-	// valid (empty) capture file.
+	for i := range r.sources {
+		r.sources[i].delivered = 0
+	}
+	r.first, r.last = time.Time{}, time.Time{}
+	// A stream's header goes out at once, so that its reader starts.
 	r.Flush()
 	return nil
+}
+
+// create makes the next file, skipping names held by something else.
+func (r *Rotator) create(out *output, skips int) error {
+	for {
+		name := r.fileName()
+		err := out.create(name, r.opts.Owner)
+		if err == nil {
+			r.made(out)
+			return nil
+		}
+		if !errors.Is(err, errNotRegular) || skips <= 0 {
+			return err
+		}
+		skips--
+		r.opts.Logger.Error("skipping a capture file name that something other than a regular file holds", "err", err)
+		r.advance()
+	}
 }
 
 // WritePacket appends one packet of interface iface. length is its length
@@ -225,11 +307,16 @@ func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) 
 	if length < len(data) {
 		length = len(data)
 	}
+	if iface < len(r.sources) {
+		// Counted after any rotation below, in the file it goes to.
+		defer func() { r.sources[iface].received++ }()
+	}
 	if r.out == nil && !r.reopen() {
 		r.drop(1)
 		return
 	}
-	if r.opts.FileSize > 0 && r.out.records > 0 && r.out.size()+16+int64(len(data)) > r.opts.FileSize {
+	if r.opts.FileSize > 0 && r.out.records > 0 &&
+		r.out.size()+int64(r.enc.recordLen(len(data))+r.enc.trailerLen(len(r.sources))) > r.opts.FileSize {
 		r.rotate(false)
 		if r.out == nil {
 			r.drop(1)
@@ -237,9 +324,13 @@ func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) 
 		}
 	}
 	r.enc.packet(r.out, iface, ts, data, length)
-	if iface < len(r.delivered) {
-		r.delivered[iface]++
+	if iface < len(r.sources) {
+		r.sources[iface].delivered++
 	}
+	if r.first.IsZero() {
+		r.first = ts
+	}
+	r.last = ts
 	r.out.pending++
 	r.out.records++
 	if len(r.out.buf) >= r.opts.FlushBytes {
@@ -248,21 +339,29 @@ func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) 
 }
 
 // Flush writes what is buffered. After a failed write, writing pauses for a
-// second and the packets arriving meanwhile are counted as dropped.
-func (r *Rotator) Flush() {
+// second and the packets arriving meanwhile are counted as dropped. It
+// returns ErrReaderGone once a stream's reader went away; write errors of
+// files are counted and survived.
+func (r *Rotator) Flush() error {
+	if r.closed != nil {
+		if r.out != nil {
+			r.drop(r.out.discard())
+		}
+		return r.closed
+	}
 	if r.out == nil || len(r.out.buf) == 0 {
-		return
+		return nil
 	}
 	if r.failing && r.opts.Now().Before(r.failUntil) {
 		r.drop(r.out.discard())
-		return
+		return nil
 	}
 	pkts, bytes, err := r.out.flush()
 	if err != nil && !r.out.seekable && errors.Is(err, syscall.EPIPE) {
 		// Nobody reads the stream any more: the capture is over.
-		r.closed = err
+		r.closed = fmt.Errorf("%w: %v", ErrReaderGone, err)
 		r.drop(pkts)
-		return
+		return r.closed
 	}
 	if err != nil {
 		r.stats.WriteErrors.Add(1)
@@ -272,7 +371,7 @@ func (r *Rotator) Flush() {
 			r.failing = true
 			r.opts.Logger.Error("write failed; dropping packets until writing works again", "err", err)
 		}
-		return
+		return nil
 	}
 	if r.failing {
 		r.failing = false
@@ -282,6 +381,7 @@ func (r *Rotator) Flush() {
 	r.stats.Packets.Add(uint64(pkts))
 	r.stats.Bytes.Add(uint64(bytes))
 	r.checkUnlinked()
+	return nil
 }
 
 // checkUnlinked starts a new file, about once a second, when the current
@@ -317,7 +417,7 @@ func (r *Rotator) reopen() bool {
 	if now.Before(r.failUntil) {
 		return false
 	}
-	if err := r.openNext(); err != nil {
+	if err := r.openNext(maxSkips); err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.failUntil = now.Add(retryInterval)
 		return false
@@ -347,7 +447,6 @@ func (r *Rotator) Tick() error {
 	r.timeFiles++
 	if r.opts.FileCount > 0 && r.opts.FileSize == 0 && r.timeFiles >= r.opts.FileCount {
 		r.closeCurrent()
-		r.out = nil
 		return ErrFileLimit
 	}
 	r.opened = now
@@ -356,8 +455,15 @@ func (r *Rotator) Tick() error {
 	return nil
 }
 
-// Rotate closes the current file and starts the next now (SIGHUP).
-func (r *Rotator) Rotate() { r.rotate(false) }
+// Rotate closes the current file and starts the next now (SIGHUP). A
+// stream does not rotate: a second header would corrupt it.
+func (r *Rotator) Rotate() {
+	if r.Stream() {
+		r.opts.Logger.Warn("a stream does not rotate", "output", r.opts.Path)
+		return
+	}
+	r.rotate(false)
+}
 
 func (r *Rotator) rotate(onClock bool) {
 	if r.out != nil {
@@ -365,13 +471,9 @@ func (r *Rotator) rotate(onClock bool) {
 		r.stats.Rotations.Add(1)
 	}
 	if !onClock {
-		r.sizeCount++
-		if r.opts.FileCount > 0 && r.opts.FileSize > 0 && r.opts.Interval == 0 && r.sizeCount >= r.opts.FileCount {
-			r.sizeCount = 0 // ring
-		}
+		r.advance()
 	}
-	r.out = nil
-	if err := r.openNext(); err != nil {
+	if err := r.openNext(maxSkips); err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.failUntil = r.opts.Now().Add(retryInterval)
 		r.opts.Logger.Error("cannot open the next capture file; dropping packets until it can be opened", "err", err)
@@ -379,51 +481,42 @@ func (r *Rotator) rotate(onClock bool) {
 }
 
 // closeCurrent writes the statistics, flushes and closes the current file
-// and runs -z on it.
+// and announces it.
 func (r *Rotator) closeCurrent() {
-	if len(r.ifaces) > 0 {
-		stats := make([]InterfaceStats, len(r.ifaces))
-		if r.opts.InterfaceStats != nil {
-			for i := range stats {
-				stats[i] = r.opts.InterfaceStats(i)
-			}
-		}
-		r.enc.trailer(r.out, stats, r.delivered, r.started, r.opts.Now())
+	if r.out == nil {
+		return
+	}
+	if len(r.sources) > 0 {
+		r.enc.trailer(r.out, r.interfaceStats(), r.started, r.opts.Now())
 	}
 	r.failUntil = time.Time{} // a last try for what is buffered
 	r.Flush()
-	name := r.out.name
-	r.spare = r.out.buf
-	if err := r.out.close(); err != nil {
+	out := r.out
+	r.out = nil
+	r.spare = out.buf
+	if err := out.close(); err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.opts.Logger.Error("close failed", "err", err)
 	}
-	if r.opts.PostRotate != "" && name != "-" {
-		r.runHook(name)
+	if out.seekable {
+		r.announce(out)
 	}
 }
 
-func (r *Rotator) runHook(name string) {
-	cmd := exec.Command(r.opts.PostRotate, name)
-	if err := cmd.Start(); err != nil {
-		r.opts.Logger.Error("post-rotate command failed to start", "cmd", r.opts.PostRotate, "file", name, "err", err)
-		return
+// interfaceStats gives the counts of each interface for the statistics
+// blocks.
+func (r *Rotator) interfaceStats() []ifaceStats {
+	stats := make([]ifaceStats, len(r.sources))
+	for i, s := range r.sources {
+		stats[i] = ifaceStats{Received: s.received, Filtered: s.filtered, Delivered: s.delivered}
 	}
-	r.hooks.Add(1)
-	go func() {
-		defer r.hooks.Done()
-		if err := cmd.Wait(); err != nil {
-			r.opts.Logger.Error("post-rotate command failed", "cmd", r.opts.PostRotate, "file", name, "err", err)
-		}
-	}()
+	if r.opts.OSDrops != nil && len(stats) > 0 {
+		stats[0].OSDropped = r.opts.OSDrops()
+	}
+	return stats
 }
 
-// Close flushes and closes the last file, then waits for running -z
-// commands.
+// Close flushes and closes the last file.
 func (r *Rotator) Close() {
-	if r.out != nil {
-		r.closeCurrent()
-		r.out = nil
-	}
-	r.hooks.Wait()
+	r.closeCurrent()
 }

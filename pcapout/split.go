@@ -4,28 +4,42 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
 
-// Output is where captured packets go: one Rotator, or a Split.
-type Output interface {
+// Writer takes an engine's packets.
+type Writer interface {
+	// AddInterface declares a source and returns its interface number.
 	AddInterface(Interface) int
 	WritePacket(iface int, ts time.Time, data []byte, length int)
-	Flush()
-	Deadline() time.Time
-	Tick() error
-	Rotate()
+	// Filtered counts a packet of iface the filter rejected.
+	Filtered(iface int)
+	// Flush writes what is buffered; it returns ErrReaderGone once a
+	// stream's reader went away.
+	Flush() error
+	// Close flushes and closes the files, announcing each.
 	Close()
 	Stats() *Stats
-	Name() string
-	// SetInterfaceStats sets where pcapng statistics blocks get their
-	// counts (Options.InterfaceStats).
-	SetInterfaceStats(func(iface int) InterfaceStats)
-	// Stream reports an output that wants a flush after every batch;
-	// Closed, that its reader went away.
-	Stream() bool
-	Closed() error
+}
+
+// Rotation is the control of when files change: on the clock and on demand.
+type Rotation interface {
+	// Deadline is when Tick is next due (zero without -G).
+	Deadline() time.Time
+	// Tick rotates when the period is over; ErrFileLimit ends the capture.
+	Tick() error
+	// Rotate starts new files now.
+	Rotate()
+}
+
+// Output is where captured packets go, one Rotator or a Split: a Writer
+// whose files rotate and are announced to OnClose subscribers.
+type Output interface {
+	Writer
+	Rotation
+	OnClose(func(ClosedFile))
 }
 
 var (
@@ -41,6 +55,7 @@ type Split struct {
 	stats Stats
 	files []*Rotator // nil where the source's first file could not be made
 	names map[string]bool
+	subs  []func(ClosedFile)
 }
 
 // NewSplit returns a Split; files appear as sources do.
@@ -57,8 +72,8 @@ func (s *Split) AddInterface(ifc Interface) int {
 	o := s.opts
 	o.Stats = &s.stats
 	o.Path = s.path(ifc.Name)
-	if s.opts.InterfaceStats != nil {
-		o.InterfaceStats = func(int) InterfaceStats { return s.opts.InterfaceStats(id) }
+	if id > 0 {
+		o.OSDrops = nil // the kernel's drops are reported once, with the first source
 	}
 	r, err := Open(o)
 	if err != nil {
@@ -66,6 +81,7 @@ func (s *Split) AddInterface(ifc Interface) int {
 		o.Logger.Error("cannot open the capture file of a source; dropping its packets", "source", ifc.Name, "err", err)
 	} else {
 		r.AddInterface(ifc)
+		r.subs = slices.Clip(s.subs)
 	}
 	s.files = append(s.files, r)
 	return id
@@ -98,8 +114,18 @@ func (s *Split) WritePacket(iface int, ts time.Time, data []byte, length int) {
 	s.stats.Dropped.Add(1)
 }
 
-// Flush implements Output.
-func (s *Split) Flush() { s.each((*Rotator).Flush) }
+// Filtered implements Output.
+func (s *Split) Filtered(iface int) {
+	if r := s.files[iface]; r != nil {
+		r.Filtered(0)
+	}
+}
+
+// Flush implements Output: files have no reader to lose.
+func (s *Split) Flush() error {
+	s.each(func(r *Rotator) { r.Flush() })
+	return nil
+}
 
 // Rotate implements Output.
 func (s *Split) Rotate() { s.each((*Rotator).Rotate) }
@@ -147,14 +173,14 @@ func (s *Split) Tick() error {
 // Stats implements Output.
 func (s *Split) Stats() *Stats { return &s.stats }
 
-// Name implements Output.
+// OnClose implements Output: f hears of every source's files.
+func (s *Split) OnClose(f func(ClosedFile)) {
+	s.subs = append(s.subs, f)
+	s.each(func(r *Rotator) { r.subs = slices.Clip(s.subs) })
+}
+
+// Name returns the file name the sources' names go into.
 func (s *Split) Name() string { return s.opts.Path }
 
-// Stream implements Output: a split writes files.
+// Stream reports false: a split writes files.
 func (s *Split) Stream() bool { return false }
-
-// Closed implements Output: files have no reader to lose.
-func (s *Split) Closed() error { return nil }
-
-// SetInterfaceStats implements Output.
-func (s *Split) SetInterfaceStats(f func(int) InterfaceStats) { s.opts.InterfaceStats = f }

@@ -101,9 +101,7 @@ func New(cfg Config) *Engine {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}}}
-	cfg.Output.SetInterfaceStats(e.interfaceStats)
-	return e
+	return &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}}}
 }
 
 // Stop ends Run after the batch in hand; safe from any goroutine.
@@ -186,9 +184,8 @@ func (e *Engine) capture() (ending, error) {
 		if e.cfg.Stream || len(pkts) < max {
 			// A short batch means the queue is empty: write now, so the
 			// file is current whenever sinkd is idle.
-			out.Flush()
-			if err := out.Closed(); err != nil {
-				e.cfg.Logger.Info("the reader of the output went away; stopping", "err", err)
+			if err := out.Flush(); errors.Is(err, pcapout.ErrReaderGone) {
+				e.cfg.Logger.Info("stopping", "err", err)
 				return endDiscard, nil
 			}
 		}
@@ -278,13 +275,10 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		iface := 0
 		if e.cfg.PerSource {
 			iface = e.sources.lookup(r, e)
-			e.sources.received[iface]++
 		}
 		if e.cfg.Filter != nil && !e.cfg.Filter.Match(inner) {
 			a.Filtered++
-			if e.cfg.PerSource {
-				e.sources.filtered[iface]++
-			}
+			e.cfg.Output.Filtered(iface)
 			continue
 		}
 		if len(inner) < length {

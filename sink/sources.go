@@ -16,13 +16,10 @@ type sourceKey struct {
 	id   uint32
 }
 
-// sources numbers the sources seen as output interfaces and counts, per
-// interface, what the pcapng statistics report. Only the engine's goroutine
-// uses it.
+// sources numbers the sources seen as output interfaces. Only the engine's
+// goroutine uses it.
 type sources struct {
-	index    map[sourceKey]int
-	received []uint64
-	filtered []uint64
+	index map[sourceKey]int
 }
 
 // lookup returns the interface of r's source, declaring it on first sight.
@@ -33,10 +30,6 @@ func (s *sources) lookup(r *decap.Result, e *Engine) int {
 	}
 	i := e.cfg.Output.AddInterface(e.describe(k, r.DstPort))
 	s.index[k] = i
-	for len(s.received) <= i {
-		s.received = append(s.received, 0)
-		s.filtered = append(s.filtered, 0)
-	}
 	return i
 }
 
@@ -66,16 +59,4 @@ func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 		desc += fmt.Sprintf(", to UDP port %d", port)
 	}
 	return pcapout.Interface{Name: name, Description: desc}
-}
-
-// interfaceStats gives the output the counts of interface i.
-func (e *Engine) interfaceStats(i int) pcapout.InterfaceStats {
-	st := pcapout.InterfaceStats{}
-	if i < len(e.sources.received) {
-		st.Received, st.Filtered = e.sources.received[i], e.sources.filtered[i]
-	}
-	if i == 0 {
-		st.OSDropped, _ = e.cfg.Source.Drops()
-	}
-	return st
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/postrotate"
 	"github.com/dpcap/dpcap/rawsource"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/dpcap/dpcap/udpsource"
@@ -64,7 +65,15 @@ Output (tcpdump conventions):
   -G SECONDS       rotate every SECONDS, even when idle; FILE may hold
                    strftime conversions (%Y%m%d-%H%M%S)
   -W N             with -C: a ring of N files; with -G: stop after N files
+  --keep N         keep only the newest N files (the one being written
+                   included), removing older ones sinkd made: a ring for
+                   -G, or for -C with growing numbers; excludes -W
   -z CMD           run "CMD FILE" on each closed file (e.g. gzip)
+  --hook-jobs N    run at most N -z commands at once (default 4); files
+                   closing meanwhile wait in a queue (1024 at most; past
+                   it a file gets no command, counted and logged)
+  --hook-wait DUR  at exit, wait this long for -z commands (default 10s),
+                   then leave those still running to finish on their own
   -Z USER          after opening the input and the first file as root, run
                    as USER with no capabilities (the output directory must
                    be writable by USER for rotation)
@@ -114,6 +123,9 @@ type options struct {
 	interval    time.Duration
 	fileCount   int
 	postRotate  string
+	keep        int
+	hookJobs    int
+	hookWait    time.Duration
 	readFile    string
 	iface       string
 	port        uint16
@@ -129,7 +141,7 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 
 func parseFlags(args []string) (options, error) {
-	o := options{snapLen: 262144, port: 3010, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
+	o := options{snapLen: 262144, port: 3010, hookJobs: postrotate.DefaultJobs, hookWait: 10 * time.Second, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -151,6 +163,9 @@ func parseFlags(args []string) (options, error) {
 	})
 	fs.IntVar(&o.fileCount, "W", 0, "")
 	fs.StringVar(&o.postRotate, "z", "", "")
+	fs.IntVar(&o.keep, "keep", 0, "")
+	fs.IntVar(&o.hookJobs, "hook-jobs", o.hookJobs, "")
+	fs.DurationVar(&o.hookWait, "hook-wait", o.hookWait, "")
 	fs.StringVar(&o.runAs, "Z", "", "")
 	fs.Func("port", "", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 16)
@@ -234,8 +249,14 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{fmt.Errorf("invalid file count %d", o.fileCount)}
 	case o.fileCount > 0 && o.fileSize == 0 && o.interval == 0:
 		return o, usageError{errors.New("-W needs -C or -G")}
-	case o.out == "-" && (o.fileSize > 0 || o.interval > 0 || o.postRotate != "" || o.split):
-		return o, usageError{errors.New("-C, -G, -z and --split-by need a file name, not -w -")}
+	case o.keep < 0:
+		return o, usageError{fmt.Errorf("invalid --keep %d", o.keep)}
+	case o.keep > 0 && o.fileCount > 0:
+		return o, usageError{errors.New("--keep and -W exclude each other: -G 300 --keep 288 keeps a day of 5-minute files")}
+	case o.hookJobs <= 0 || o.hookWait < 0:
+		return o, usageError{errors.New("--hook-jobs must be positive and --hook-wait not negative")}
+	case o.out == "-" && (o.fileSize > 0 || o.interval > 0 || o.postRotate != "" || o.split || o.keep > 0):
+		return o, usageError{errors.New("-C, -G, -z, --keep and --split-by need a file name, not -w -")}
 	case o.readFile != "" && o.iface != "":
 		return o, usageError{errors.New("-r and -i exclude each other")}
 	case o.readFile != "" && o.interval > 0:
@@ -292,10 +313,24 @@ func run(args []string, stderr io.Writer) int {
 		}
 		flt = f
 	}
-	out, err := openOutput(o, logger)
+	var runAs *privdrop.User
+	if o.runAs != "" {
+		u, err := privdrop.Lookup(o.runAs)
+		if err != nil {
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		runAs = &u
+	}
+	out, err := openOutput(o, src, runAs, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
+	}
+	var hooks *postrotate.Runner
+	if o.postRotate != "" {
+		hooks = postrotate.New(postrotate.Config{Command: o.postRotate, Jobs: o.hookJobs, Logger: logger})
+		out.OnClose(hooks.Handle)
 	}
 	eng := sink.New(sink.Config{
 		Source: src, Decoder: decoder, Port: o.port, Output: out,
@@ -314,8 +349,8 @@ func run(args []string, stderr io.Writer) int {
 		defer srv.Close()
 	}
 
-	if o.runAs != "" {
-		if err := dropTo(o.runAs, out); err != nil {
+	if runAs != nil {
+		if err := runAs.Drop(); err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
@@ -340,6 +375,15 @@ func run(args []string, stderr io.Writer) int {
 	}
 	runErr := eng.Run()
 	st := stats()
+	if hooks != nil {
+		running, notRun := hooks.Stop(o.hookWait)
+		hs := hooks.Stats()
+		fmt.Fprintf(stderr, "%d post-rotate commands run (%d failed, %d skipped", hs.Started, hs.Failed, hs.Skipped)
+		if running > 0 || notRun > 0 {
+			fmt.Fprintf(stderr, "; %d left running, %d not run at exit", running, notRun)
+		}
+		fmt.Fprintln(stderr, ")")
+	}
 	if eng.FileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)
 	}
@@ -351,28 +395,25 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// dropTo gives the first capture file to the user and becomes it.
-func dropTo(name string, out pcapout.Output) error {
-	u, err := privdrop.Lookup(name)
-	if err != nil {
-		return err
-	}
-	if f := out.Name(); f != "-" && f != "" {
-		if _, isRotator := out.(*pcapout.Rotator); isRotator {
-			if err := u.Chown(f); err != nil {
-				return err
-			}
-		}
-	}
-	return u.Drop()
+// output is what sinkd writes to: a pcapout.Rotator or a Split.
+type output interface {
+	pcapout.Output
+	Name() string
+	Stream() bool
 }
 
-// openOutput opens the capture file, or the set of files per source.
-func openOutput(o options, logger *slog.Logger) (pcapout.Output, error) {
+// openOutput opens the capture file, or the set of files per source. Files
+// go to runAs when set; the kernel's drops of src go into pcapng
+// statistics.
+func openOutput(o options, src capture.Source, runAs *privdrop.User, logger *slog.Logger) (output, error) {
 	opts := pcapout.Options{
 		Path: o.out, Format: o.format, SnapLen: o.snapLen, LinkType: layers.LinkTypeEthernet,
 		Application: "dpcap sinkd", FileSize: o.fileSize, Interval: o.interval,
-		FileCount: o.fileCount, PostRotate: o.postRotate, Logger: logger,
+		FileCount: o.fileCount, Keep: o.keep, Logger: logger,
+		OSDrops: func() uint64 { n, _ := src.Drops(); return n },
+	}
+	if runAs != nil {
+		opts.Owner = &pcapout.Owner{UID: runAs.UID, GID: runAs.GID}
 	}
 	if o.split {
 		return pcapout.NewSplit(opts)

@@ -7,7 +7,6 @@ package privdrop
 
 import (
 	"fmt"
-	"os"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -34,17 +33,6 @@ func Lookup(name string) (User, error) {
 		return User{}, fmt.Errorf("-Z %s: gid %q", name, u.Gid)
 	}
 	return User{Name: name, UID: uid, GID: gid}, nil
-}
-
-// Chown gives files made while still root to the user, so that it (and a
-// -z command run as it) can use them.
-func (u User) Chown(names ...string) error {
-	for _, n := range names {
-		if err := os.Lchown(n, u.UID, u.GID); err != nil {
-			return fmt.Errorf("-Z %s: %w", u.Name, err)
-		}
-	}
-	return nil
 }
 
 // Drop switches every thread to the user's IDs, with only its primary
