@@ -38,12 +38,19 @@ func FuzzStartRequest(f *testing.F) {
 // FuzzPortMap feeds port map files, which sinkd reads with --port-map.
 func FuzzPortMap(f *testing.F) {
 	f.Add([]byte(`{"ports":[{"source":"2001:db8::10","tag":1,"name":"vm-1"}]}`))
+	f.Add([]byte(`{"version":2,"ports":[{"name":"vm-1","kind":"vf","ipv4":"10.0.0.1","underlay_route":"fc00::1/128"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var m flowprog.PortMap
-		if json.Unmarshal(body, &m) != nil || m.Validate() != nil {
+		m, _, err := flowprog.ParsePortMap(body)
+		if err != nil {
 			return
 		}
 		for _, p := range m.Ports {
+			if len(p.Name) > flowprog.MaxNameLen || p.Name != flowprog.CleanName(p.Name) {
+				t.Fatalf("name %q is not clean", p.Name)
+			}
+			if p.Tag == 0 {
+				continue
+			}
 			if name, ok := m.Lookup(p.Source, p.Tag); !ok || name == "" {
 				t.Fatalf("a valid map does not find its own tag %d", p.Tag)
 			}

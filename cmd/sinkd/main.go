@@ -57,7 +57,8 @@ Output (tcpdump conventions):
                    selects: one interface per source (sender and port tag),
                    with statistics when each file closes
   --split-by source  one set of files per source (FILE-NAME.ext)
-  --port-map FILE  name tagged ports, from the JSON map dpcap publishes
+  --port-map FILE  name ports from the JSON map dpcap publishes
+                   (docs/PORTMAP.md)
   -s SNAPLEN       keep at most SNAPLEN bytes of each frame (default 262144)
   -c COUNT         exit after writing COUNT packets
   -C SIZE          rotate before a file exceeds SIZE millions of bytes
@@ -114,6 +115,7 @@ type options struct {
 	format      pcapout.Format
 	split       bool
 	portMap     flowprog.PortMap
+	mapNotes    []string // names the port map's loading cleaned
 	filter      string
 	allow       []sink.AllowRule
 	runAs       string
@@ -230,11 +232,11 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{fmt.Errorf("invalid --split-by %q: want source", splitBy)}
 	}
 	if portMap != "" {
-		m, err := flowprog.LoadPortMap(portMap)
+		m, notes, err := flowprog.ReadPortMap(portMap)
 		if err != nil {
 			return o, usageError{err}
 		}
-		o.portMap = m
+		o.portMap, o.mapNotes = m, notes
 	}
 	o.filter = strings.Join(fs.Args(), " ")
 	if o.readFile != "" && !set["metrics-addr"] {
@@ -293,6 +295,9 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	for _, n := range o.mapNotes {
+		logger.Warn("port map: " + n)
+	}
 
 	src, bufSize, desc, err := openSource(o, logger)
 	if err != nil {
