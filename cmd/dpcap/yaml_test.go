@@ -21,7 +21,7 @@ func TestStatusYAMLKeepsCountersExact(t *testing.T) {
 			{Name: "vm-1", Tag: 1, Samples: 1234567, Failed: 1 << 40, Dropped: math.MaxUint64},
 			{Name: "yes", Tag: 1048575, Samples: 9007199254740993}, // 2^53+1: a float64 cannot hold it
 		},
-		PortMap:     flowprog.PortMap{Ports: []flowprog.PortTag{{Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Name: "vm-1"}}},
+		PortMap:     flowprog.PortMap{Version: 2, Ports: []flowprog.Port{{Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Name: "vm-1", Kind: "vf"}}},
 		PortMapFile: "/var/lib/dpcap/portmap.json",
 		Started:     time.Date(2026, 11, 23, 2, 30, 0, 0, time.UTC),
 	}
@@ -55,10 +55,12 @@ ports:
     failed: 0
     dropped: 0
 port_map:
+  version: 2
   ports:
-    - source: "2001:db8::10"
+    - name: "vm-1"
+      source: "2001:db8::10"
       tag: 1
-      name: "vm-1"
+      kind: "vf"
 port_map_file: "/var/lib/dpcap/portmap.json"
 started: "2026-11-23T02:30:00Z"
 `},
