@@ -32,6 +32,12 @@ type PortStatus struct {
 	Samples uint64 `json:"samples"`
 	Failed  uint64 `json:"failed"`
 	Dropped uint64 `json:"dropped"`
+	// Reattached counts the times the port's interface was deleted and
+	// made again (a VM restart recreates its tap) and capture followed it.
+	Reattached uint64 `json:"reattached,omitempty"`
+	// Problem says why the port is not captured right now, while the
+	// capture as a whole stays active.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Status is what dpcap status shows.

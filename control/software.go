@@ -6,29 +6,57 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dpcap/dpcap/filter"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/linkwatch"
 	"github.com/dpcap/dpcap/mirror"
 	"golang.org/x/net/bpf"
 )
 
+// resyncInterval is how often every port's interface is looked at even
+// without a link notification (one lost, or the watch unavailable).
+const resyncInterval = 5 * time.Second
+
 // Software is the backend for hosts without hardware sampling: each port
 // is a Linux interface, mirrored in software (package mirror).
+//
+// A mirror is bound to an interface index. When a port's interface is
+// deleted and made again under its name (a VM restart recreates its tap),
+// the backend notices (link notifications, and a look every resyncInterval),
+// reports the port's problem while the interface is gone, and mirrors the
+// new interface once it is there, counting the re-attachment.
 type Software struct {
-	ifaces  map[string]string // port name → Linux interface
-	mu      sync.Mutex
-	mirrors []*mirror.Mirror
+	ifaces map[string]string // port name → Linux interface
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	ports []*attachment // nil while nothing is applied
+	cfg   mirror.Config
+	watch *watch
+}
+
+// attachment is one captured port and the mirror on its current interface.
+type attachment struct {
+	port       mirror.Port
+	m          *mirror.Mirror // nil while the interface is gone or refused capture
+	ifindex    int
+	past       mirror.Stats // what the mirrors before m counted
+	reattached uint64
+	problem    string
 }
 
 // NewSoftware returns the backend for the given ports.
-func NewSoftware(ifaces map[string]string) *Software {
-	return &Software{ifaces: ifaces}
+func NewSoftware(ifaces map[string]string, logger *slog.Logger) *Software {
+	return &Software{ifaces: ifaces, logger: logger}
 }
 
 // Name implements Backend.
@@ -67,7 +95,7 @@ func (s *Software) config(p *flowprog.Program) (mirror.Config, error) {
 func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.mirrors) > 0 {
+	if s.ports != nil {
 		return errors.New("capture is already applied")
 	}
 	cfg, err := s.config(p)
@@ -75,14 +103,157 @@ func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
 		return err
 	}
 	for _, t := range p.Tags.Ports {
-		m, err := mirror.Start(ctx, mirror.Port{Name: t.Name, Interface: s.ifaces[t.Name], Tag: t.Tag}, cfg)
-		if err != nil {
+		a := &attachment{port: mirror.Port{Name: t.Name, Interface: s.ifaces[t.Name], Tag: t.Tag}}
+		if err := a.attach(ctx, cfg); err != nil {
 			s.stopAll()
 			return err
 		}
-		s.mirrors = append(s.mirrors, m)
+		s.ports = append(s.ports, a)
 	}
+	s.cfg = cfg
+	s.watch = s.startWatch()
 	return nil
+}
+
+// attach mirrors the port's interface as it is now.
+func (a *attachment) attach(ctx context.Context, cfg mirror.Config) error {
+	ifi, err := net.InterfaceByName(a.port.Interface)
+	if err != nil {
+		return fmt.Errorf("port %s: interface %s: %w", a.port.Name, a.port.Interface, err)
+	}
+	m, err := mirror.Start(ctx, a.port, cfg)
+	if err != nil {
+		return err
+	}
+	a.m, a.ifindex = m, ifi.Index
+	return nil
+}
+
+// detach stops the mirror, keeping its counts.
+func (a *attachment) detach() {
+	if a.m == nil {
+		return
+	}
+	a.m.Stats() // collects the kernel's drops while the socket is open
+	a.m.Stop()
+	st := a.m.Stats() // the final counts, frames drained at Stop included
+	a.past.Mirrored += st.Mirrored
+	a.past.Failed += st.Failed
+	a.past.Dropped += st.Dropped
+	a.m = nil
+}
+
+// watch follows the ports' interfaces until stopped.
+type watch struct {
+	stop chan struct{}
+	done sync.WaitGroup
+	w    *linkwatch.Watcher // nil when link notifications are unavailable
+}
+
+func (s *Software) startWatch() *watch {
+	wt := &watch{stop: make(chan struct{})}
+	w, err := linkwatch.Open()
+	if err != nil {
+		s.logger.Warn("interfaces are looked at every "+resyncInterval.String()+" only", "err", err)
+	} else {
+		wt.w = w
+		wt.done.Go(func() { s.follow(wt) })
+	}
+	wt.done.Go(func() {
+		t := time.NewTicker(resyncInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wt.stop:
+				return
+			case <-t.C:
+				s.resync(wt)
+			}
+		}
+	})
+	return wt
+}
+
+// follow resyncs on every notification about one of the ports' interfaces.
+func (s *Software) follow(wt *watch) {
+	for {
+		evs, err := wt.w.Next()
+		switch {
+		case errors.Is(err, os.ErrClosed):
+			return
+		case errors.Is(err, linkwatch.ErrOverflow):
+			s.resync(wt)
+			continue
+		case err != nil:
+			s.logger.Warn("link notifications ended; interfaces are looked at every "+resyncInterval.String(), "err", err)
+			return
+		}
+		if slices.ContainsFunc(evs, s.concerns) {
+			s.resync(wt)
+		}
+	}
+}
+
+// concerns says whether e is about an interface a port is, or was, on.
+func (s *Software) concerns(e linkwatch.Event) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.ports, func(a *attachment) bool {
+		return a.port.Interface == e.Name || (a.m != nil && a.ifindex == e.Index)
+	})
+}
+
+func (wt *watch) end() {
+	close(wt.stop)
+	if wt.w != nil {
+		wt.w.Close()
+	}
+	wt.done.Wait()
+}
+
+// resync compares each port's interface with the one it is mirrored on:
+// gone, it stops the mirror and says so; made again (a new index), it
+// mirrors the new one.
+func (s *Software) resync(wt *watch) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		s.logger.Warn("listing interfaces", "err", err)
+		return
+	}
+	index := map[string]int{}
+	for _, ifi := range ifs {
+		index[ifi.Name] = ifi.Index
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watch != wt {
+		return // cleared meanwhile
+	}
+	for _, a := range s.ports {
+		idx, ok := index[a.port.Interface]
+		switch {
+		case ok && a.m != nil && idx == a.ifindex:
+			continue
+		case !ok:
+			if a.m != nil {
+				a.detach()
+				a.problem = fmt.Sprintf("interface %s is gone (since %s); capture resumes when it is back", a.port.Interface, time.Now().UTC().Format(time.RFC3339))
+				s.logger.Warn("port's interface is gone", "port", a.port.Name, "interface", a.port.Interface)
+			}
+			continue
+		}
+		a.detach()
+		if err := a.attach(context.Background(), s.cfg); err != nil {
+			if a.problem == "" || strings.HasPrefix(a.problem, "interface "+a.port.Interface+" is gone") {
+				s.logger.Error("port's interface is back but cannot be captured", "port", a.port.Name, "err", err)
+			}
+			a.problem = fmt.Sprintf("interface %s is back but cannot be captured: %v (tried again at each change)", a.port.Interface, err)
+			continue
+		}
+		a.reattached++
+		a.problem = ""
+		s.logger.Info("port re-attached to its recreated interface", "port", a.port.Name, "interface", a.port.Interface, "ifindex", idx, "times", a.reattached)
+	}
 }
 
 func kernelFilter(expr string) ([]bpf.RawInstruction, error) {
@@ -108,16 +279,23 @@ func (s *Software) known() string {
 // Clear implements Backend; stopping a mirror cannot fail.
 func (s *Software) Clear() error {
 	s.mu.Lock()
+	wt := s.watch
+	s.watch = nil
+	s.mu.Unlock()
+	if wt != nil {
+		wt.end() // outside the lock: a resync under way needs it to finish
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopAll()
 	return nil
 }
 
 func (s *Software) stopAll() {
-	for _, m := range s.mirrors {
-		m.Stop()
+	for _, a := range s.ports {
+		a.detach()
 	}
-	s.mirrors = nil
+	s.ports = nil
 }
 
 // Counters implements Backend.
@@ -125,9 +303,16 @@ func (s *Software) Counters() map[string]PortStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]PortStatus{}
-	for _, m := range s.mirrors {
-		st := m.Stats()
-		out[m.Port().Name] = PortStatus{Name: m.Port().Name, Tag: m.Port().Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped}
+	for _, a := range s.ports {
+		st := a.past
+		if a.m != nil {
+			now := a.m.Stats()
+			st.Mirrored += now.Mirrored
+			st.Failed += now.Failed
+			st.Dropped += now.Dropped
+		}
+		out[a.port.Name] = PortStatus{Name: a.port.Name, Tag: a.port.Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped,
+			Reattached: a.reattached, Problem: a.problem}
 	}
 	return out
 }

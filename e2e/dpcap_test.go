@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,4 +232,73 @@ func deliberate(f []byte) bool {
 		return len(f) > 54 && f[20] == 58 && f[54] == 128
 	}
 	return false
+}
+
+// TestSoftwareBackendFollowsARecreatedInterface: the VM restarts and its
+// tap is deleted and made again under the same name. Status shows the port's
+// problem while the tap is gone, then the re-attachment, and the frames the
+// VM sends on the new tap reach the sink like those before.
+func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
+	vm, hv, sk := newNS(t), newNS(t), newNS(t)
+	// No IPv6 chatter (router solicitations, MLD) when the VM's interface
+	// comes up: only the test's frames cross the tap.
+	for _, c := range []string{"all", "default"} {
+		vm.run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
+	}
+	makeTap := func() {
+		t.Helper()
+		if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
+			t.Fatalf("veth: %v %s", err, out)
+		}
+		vm.run(t, "ip", "link", "set", "vm0", "up")
+		hv.run(t, "ip", "link", "set", "tap-vm1", "up")
+	}
+	makeTap()
+	linkN(t, hv, sk, 1600, 2)
+	tmp := t.TempDir()
+	socket, capture := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "cap.pcap")
+	startServe(t, hv, socket, filepath.Join(tmp, "state"))
+	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1"); code != 0 {
+		t.Fatalf("dpcap start: exit %d\n%s", code, out)
+	}
+	sinkd := startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", capture)
+	r := rand.New(rand.NewPCG(12, 0))
+	var sent [][]byte
+	send := func(n int) {
+		t.Helper()
+		var frames [][]byte
+		for i := range n {
+			frames = append(frames, randomFrame(r, 60+i*23))
+		}
+		sendRaw(t, vm, "vm0", frames)
+		sent = append(sent, frames...)
+		sinkd.waitMetric(t, "sinkd_packets_received_total", float64(len(sent)))
+	}
+	send(20)
+
+	vm.run(t, "ip", "link", "del", "vm0") // the VM stops: its tap goes
+	waitFor(t, "status to report the tap gone", func() bool {
+		st := status(t, socket)
+		return st.Active && len(st.Ports) == 1 && strings.Contains(st.Ports[0].Problem, "interface tap-vm1 is gone")
+	})
+	if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "problem: port vm-1: interface tap-vm1 is gone") {
+		t.Errorf("dpcap status does not show the problem:\n%s", out)
+	}
+
+	makeTap() // the VM starts again, on a new tap of the same name
+	waitFor(t, "status to report the re-attachment", func() bool {
+		st := status(t, socket)
+		return len(st.Ports) == 1 && st.Ports[0].Reattached == 1 && st.Ports[0].Problem == ""
+	})
+	send(20)
+	if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "port vm-1 re-attached 1 times") {
+		t.Errorf("dpcap status does not show the re-attachment:\n%s", out)
+	}
+	if st := status(t, socket); st.Ports[0].Samples != uint64(len(sent)) {
+		t.Errorf("status counts %d samples, want %d across both taps", st.Ports[0].Samples, len(sent))
+	}
+	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd: %d %s", code, stderr)
+	}
+	equalFrames(t, readFrames(t, capture), sent)
 }

@@ -107,13 +107,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if help, err := parse(fs, args, serveUsage, stdout); help || err != nil {
 		return err
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	var b control.Backend
 	switch *backend {
 	case "software":
 		if len(ports) == 0 {
 			return usageErr{errors.New("the software backend needs ports: give --port NAME=IFACE")}
 		}
-		b = control.NewSoftware(ports)
+		b = control.NewSoftware(ports, logger)
 	case "dpdk":
 		if len(ports) == 0 {
 			return usageErr{errors.New("the dpdk backend needs ports: give --port pf0=DPDK-PORT --port NAME=DPDK-PORT")}
@@ -125,7 +126,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usageErr{fmt.Errorf("invalid backend %q: want software or dpdk", *backend)}
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := control.NewServer(ctx, b, *stateDir, underlay, logger)

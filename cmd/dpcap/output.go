@@ -49,5 +49,16 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	for _, p := range st.Ports {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st.Ports {
+		if p.Problem != "" {
+			fmt.Fprintf(w, "problem: port %s: %s\n", p.Name, p.Problem)
+		}
+		if p.Reattached > 0 {
+			fmt.Fprintf(w, "note:    port %s re-attached %d times: its interface was deleted and made again\n", p.Name, p.Reattached)
+		}
+	}
+	return nil
 }
