@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -144,7 +143,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ln = control.Guard(ln, control.Peers{GID: gid, Logger: logger})
-	defer os.Remove(*socket)
 	logger.Info("serving", "socket", *socket, "backend", b.Name(), "state_dir", *stateDir)
 	return srv.Serve(ctx, ln)
 }
