@@ -50,7 +50,7 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, underlay n
 	case ok:
 		p, err := s.build(sv.Request)
 		if err == nil {
-			err = backend.Apply(ctx, p)
+			err = reapply(ctx, backend, p)
 		}
 		if err != nil {
 			s.problem = fmt.Sprintf("the capture saved at %s could not be applied again: %v", sv.Started.Format(time.RFC3339), err)
@@ -61,6 +61,22 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, underlay n
 		}
 	}
 	return s, nil
+}
+
+// Restorer is a Backend that can apply a capture again more leniently than
+// a new one: the software backend lets a port whose interface is not there
+// yet (the host rebooted, the VM is not up) wait for it.
+type Restorer interface {
+	Restore(ctx context.Context, p *flowprog.Program) error
+}
+
+// reapply applies a capture that was running before: a saved one at start,
+// or the one a failed replacement stopped.
+func reapply(ctx context.Context, b Backend, p *flowprog.Program) error {
+	if r, ok := b.(Restorer); ok {
+		return r.Restore(ctx, p)
+	}
+	return b.Apply(ctx, p)
 }
 
 // build turns a request into a program; its errors are the user's.
@@ -229,7 +245,7 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 func (s *Server) restoreLocked(ctx context.Context, old *saved, p *flowprog.Program, cause error) error {
 	ports := strings.Join(p.Config.Ports(), ", ")
 	// The client may be gone by now; the old capture must come back anyway.
-	err := s.backend.Apply(context.WithoutCancel(ctx), p)
+	err := reapply(context.WithoutCancel(ctx), s.backend, p)
 	if err == nil {
 		// A failed save may have published the new port map: put the old back.
 		if serr := s.save(old, p); serr != nil {

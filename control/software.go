@@ -65,12 +65,12 @@ func (s *Software) Name() string { return "software" }
 // Check implements Backend: every port is one this daemon serves, its
 // interface exists, and the filter compiles.
 func (s *Software) Check(p *flowprog.Program) error {
-	_, err := s.config(p)
+	_, err := s.config(p, true)
 	return err
 }
 
 // config checks p and returns the mirrors' configuration.
-func (s *Software) config(p *flowprog.Program) (mirror.Config, error) {
+func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
 	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort}
 	if m := p.Config.Filter; m != nil {
 		prog, err := kernelFilter(m.PcapFilter())
@@ -84,7 +84,7 @@ func (s *Software) config(p *flowprog.Program) (mirror.Config, error) {
 		if !ok {
 			return cfg, fmt.Errorf("%w %q: this daemon serves %s", ErrUnknownPort, t.Name, s.known())
 		}
-		if _, err := net.InterfaceByName(iface); err != nil {
+		if _, err := net.InterfaceByName(iface); err != nil && needIfaces {
 			return cfg, fmt.Errorf("port %s: interface %s: %w", t.Name, iface, err)
 		}
 	}
@@ -93,22 +93,37 @@ func (s *Software) config(p *flowprog.Program) (mirror.Config, error) {
 
 // Apply implements Backend.
 func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
+	return s.apply(ctx, p, false)
+}
+
+// Restore implements Restorer: as Apply, but a port whose interface is not
+// there waits for it (its problem says so) instead of failing the capture.
+func (s *Software) Restore(ctx context.Context, p *flowprog.Program) error {
+	return s.apply(ctx, p, true)
+}
+
+func (s *Software) apply(ctx context.Context, p *flowprog.Program, wait bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ports != nil {
 		return errors.New("capture is already applied")
 	}
-	cfg, err := s.config(p)
+	cfg, err := s.config(p, !wait)
 	if err != nil {
 		return err
 	}
 	for _, t := range p.Tags.Ports {
 		a := &attachment{port: mirror.Port{Name: t.Name, Interface: s.ifaces[t.Name], Tag: t.Tag}}
+		s.ports = append(s.ports, a)
+		if _, err := net.InterfaceByName(a.port.Interface); err != nil && wait {
+			a.problem = fmt.Sprintf("interface %s is not there (since %s); capture starts when it appears", a.port.Interface, time.Now().UTC().Format(time.RFC3339))
+			s.logger.Warn("port waits for its interface", "port", a.port.Name, "interface", a.port.Interface)
+			continue
+		}
 		if err := a.attach(ctx, cfg); err != nil {
 			s.stopAll()
 			return err
 		}
-		s.ports = append(s.ports, a)
 	}
 	s.cfg = cfg
 	s.watch = s.startWatch()
@@ -242,16 +257,21 @@ func (s *Software) resync(wt *watch) {
 			}
 			continue
 		}
+		attachedBefore := a.ifindex != 0
 		a.detach()
 		if err := a.attach(context.Background(), s.cfg); err != nil {
-			if a.problem == "" || strings.HasPrefix(a.problem, "interface "+a.port.Interface+" is gone") {
-				s.logger.Error("port's interface is back but cannot be captured", "port", a.port.Name, "err", err)
+			if !strings.Contains(a.problem, "cannot be captured") { // log once, not at every retry
+				s.logger.Error("port's interface is there but cannot be captured", "port", a.port.Name, "err", err)
 			}
-			a.problem = fmt.Sprintf("interface %s is back but cannot be captured: %v (tried again at each change)", a.port.Interface, err)
+			a.problem = fmt.Sprintf("interface %s is there but cannot be captured: %v (retrying)", a.port.Interface, err)
+			continue
+		}
+		a.problem = ""
+		if !attachedBefore {
+			s.logger.Info("port attached to its interface", "port", a.port.Name, "interface", a.port.Interface, "ifindex", idx)
 			continue
 		}
 		a.reattached++
-		a.problem = ""
 		s.logger.Info("port re-attached to its recreated interface", "port", a.port.Name, "interface", a.port.Interface, "ifindex", idx, "times", a.reattached)
 	}
 }

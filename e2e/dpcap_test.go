@@ -237,7 +237,8 @@ func deliberate(f []byte) bool {
 // TestSoftwareBackendFollowsARecreatedInterface: the VM restarts and its
 // tap is deleted and made again under the same name. Status shows the port's
 // problem while the tap is gone, then the re-attachment, and the frames the
-// VM sends on the new tap reach the sink like those before.
+// VM sends on the new tap reach the sink like those before. After a host
+// reboot, the saved capture waits for the VM's tap.
 func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	vm, hv, sk := newNS(t), newNS(t), newNS(t)
 	// No IPv6 chatter (router solicitations, MLD) when the VM's interface
@@ -256,8 +257,8 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	makeTap()
 	linkN(t, hv, sk, 1600, 2)
 	tmp := t.TempDir()
-	socket, capture := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "cap.pcap")
-	startServe(t, hv, socket, filepath.Join(tmp, "state"))
+	socket, capture, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "cap.pcap"), filepath.Join(tmp, "state")
+	serve := startServe(t, hv, socket, state)
 	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "vm-1"); code != 0 {
 		t.Fatalf("dpcap start: exit %d\n%s", code, out)
 	}
@@ -297,6 +298,19 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	if st := status(t, socket); st.Ports[0].Samples != uint64(len(sent)) {
 		t.Errorf("status counts %d samples, want %d across both taps", st.Ports[0].Samples, len(sent))
 	}
+
+	// The host reboots: the daemon starts again before the VM. The saved
+	// capture waits for the tap instead of being lost.
+	serve.stop(t)
+	vm.run(t, "ip", "link", "del", "vm0")
+	serve = startServe(t, hv, socket, state)
+	if st := status(t, socket); !st.Active || len(st.Ports) != 1 || !strings.Contains(st.Ports[0].Problem, "interface tap-vm1 is not there") {
+		t.Fatalf("restored without the tap: %+v\n%s", st, serve.stderr)
+	}
+	makeTap()
+	waitFor(t, "the restored capture to attach to the tap", func() bool { return status(t, socket).Ports[0].Problem == "" })
+	send(20)
+
 	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("sinkd: %d %s", code, stderr)
 	}
