@@ -169,20 +169,8 @@ func TestOfflineCountsWhatItSkips(t *testing.T) {
 func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
 	hv, sk := newNS(t), newNS(t)
 	link(t, hv, sk, 1600)
-	tmpl := flowprog.Template{
-		DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"),
-		Src: mustAddr("2001:db8:1::1"), Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010,
-	}
-	b, err := tmpl.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary.BigEndian.PutUint16(b[58:60], 0xDEAD) // the UDP length, never written by the dataplane
 	want := vmFrames(t)
-	var envs [][]byte
-	for _, f := range want {
-		envs = append(envs, flowprog.Encap(nil, &b, f, false))
-	}
+	envs := unsetLengths(t, hv, sk, want)
 	// The same envelopes behind an 802.1Q tag.
 	for _, e := range envs[:10] {
 		envs = append(envs, slices.Concat(e[:12], []byte{0x81, 0x00, 0x00, 0x64}, e[12:]))
@@ -209,6 +197,27 @@ func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
 	}
 	equalFrames(t, readFrames(t, out), want)
 	checkWithTools(t, out, len(want))
+}
+
+// unsetLengths wraps frames as a NIC that fixes no length field would, for
+// sending from hv to sk over link 1: IPv6 payload length 0 and a garbage
+// UDP length, which no UDP socket receives.
+func unsetLengths(t *testing.T, hv, sk *netns, frames [][]byte) [][]byte {
+	t.Helper()
+	tmpl := flowprog.Template{
+		DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"),
+		Src: mustAddr("2001:db8:1::1"), Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010,
+	}
+	b, err := tmpl.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint16(b[58:60], 0xDEAD) // the UDP length, never written by the dataplane
+	var envs [][]byte
+	for _, f := range frames {
+		envs = append(envs, flowprog.Encap(nil, &b, f, false))
+	}
+	return envs
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

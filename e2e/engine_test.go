@@ -98,3 +98,37 @@ func TestAllowHonoursZones(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentSinkSaysWhy sends envelopes whose length fields were never
+// written to sinkd's UDP socket: the kernel discards every one before the
+// socket. sinkd exports the namespace's counters that rise and logs, once,
+// that 'sinkd -i IFACE' is the fix.
+func TestSilentSinkSaysWhy(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	envs := unsetLengths(t, hv, sk, vmFrames(t))
+	d := startSinkd(t, sk, "-w", filepath.Join(t.TempDir(), "out.pcap"))
+	before := d.metrics(t)[`sinkd_kernel_udp_errors_total{counter="Udp6InErrors"}`]
+	// Keep sending, as a NIC would, until sinkd speaks up.
+	waitFor(t, "the silent-sink warning", func() bool {
+		sendRaw(t, hv, "e2e0", envs)
+		time.Sleep(200 * time.Millisecond)
+		return strings.Contains(d.stderr.String(), "sinkd -i IFACE")
+	})
+	m := d.metrics(t)
+	if got := m[`sinkd_kernel_udp_errors_total{counter="Udp6InErrors"}`] - before; got < 74 {
+		t.Errorf("Udp6InErrors rose by %v, want at least 74", got)
+	}
+	if m["sinkd_packets_received_total"] != 0 {
+		t.Errorf("received %v", m["sinkd_packets_received_total"])
+	}
+	sendRaw(t, hv, "e2e0", envs)
+	time.Sleep(2500 * time.Millisecond)
+	_, stderr := d.stop(t, syscall.SIGTERM)
+	if n := strings.Count(stderr, "sinkd -i IFACE"); n != 1 {
+		t.Errorf("the warning appears %d times, want once:\n%s", n, stderr)
+	}
+	if !strings.Contains(stderr, "Udp6InErrors=") {
+		t.Errorf("the warning does not name the counter:\n%s", stderr)
+	}
+}

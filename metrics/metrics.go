@@ -13,6 +13,7 @@ import (
 
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/sink"
+	"github.com/dpcap/dpcap/udpstat"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -102,6 +103,38 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.rcvBuf, prometheus.GaugeValue, c.receiveBuffer)
 }
 
+// KernelUDPCollector exports the UDP error counters of sinkd's network
+// namespace, read at scrape time: when they rise while sinkd receives
+// nothing, the kernel is discarding the envelopes before any socket.
+type KernelUDPCollector struct {
+	procNet string
+	logger  *slog.Logger
+	desc    *prometheus.Desc
+}
+
+// NewKernelUDPCollector reads the counters under procNet
+// (udpstat.DefaultProcNet).
+func NewKernelUDPCollector(procNet string, logger *slog.Logger) *KernelUDPCollector {
+	return &KernelUDPCollector{procNet: procNet, logger: logger, desc: prometheus.NewDesc("sinkd_kernel_udp_errors_total",
+		"UDP datagrams the kernel of sinkd's network namespace discarded, for any socket, by /proc/net/snmp(6) counter.",
+		[]string{"counter"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *KernelUDPCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *KernelUDPCollector) Collect(ch chan<- prometheus.Metric) {
+	v, err := udpstat.Read(c.procNet)
+	if err != nil {
+		c.logger.Warn("cannot read the kernel's UDP counters", "err", err)
+		return
+	}
+	for i, name := range udpstat.Names {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v[i]), name)
+	}
+}
+
 // Server serves /metrics, /healthz and /readyz.
 type Server struct {
 	srv *http.Server
@@ -109,9 +142,11 @@ type Server struct {
 }
 
 // Listen binds addr now, so that a busy port fails at start-up, and serves
-// in the background. ready reports whether the capture is running.
-func Listen(addr string, c prometheus.Collector, ready func() bool, logger *slog.Logger) (*Server, error) {
+// in the background. ready reports whether the capture is running; more
+// are further collectors (the kernel's UDP counters).
+func Listen(addr string, c prometheus.Collector, ready func() bool, logger *slog.Logger, more ...prometheus.Collector) (*Server, error) {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(more...)
 	reg.MustRegister(c,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

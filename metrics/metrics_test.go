@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/sink"
+	"github.com/dpcap/dpcap/udpstat"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
@@ -118,5 +119,31 @@ func TestListenOnBusyAddressFails(t *testing.T) {
 	_, err := Listen(strings.TrimPrefix(base, "http://"), NewCollector(func() sink.Stats { return sink.Stats{} }, 0, logger), func() bool { return true }, logger)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestKernelUDPCounters serves this namespace's UDP error counters next to
+// the engine's, and lints them.
+func TestKernelUDPCounters(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var ready atomic.Bool
+	srv, err := Listen("127.0.0.1:0", NewCollector(func() sink.Stats { return sink.Stats{} }, 0, logger), ready.Load, logger,
+		NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, body := get(t, "http://"+srv.Addr().String()+"/metrics")
+	for _, name := range udpstat.Names {
+		if !strings.Contains(body, `sinkd_kernel_udp_errors_total{counter="`+name+`"} `) {
+			t.Errorf("no %s in:\n%s", name, body)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }

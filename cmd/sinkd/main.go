@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,7 +31,9 @@ import (
 	"github.com/dpcap/dpcap/rawsource"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/dpcap/dpcap/udpsource"
+	"github.com/dpcap/dpcap/udpstat"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const usage = `Usage: sinkd [flags] -w FILE [EXPRESSION]
@@ -105,10 +108,17 @@ decapsulated frames ('tshark -i dpcap').
 Monitoring:
   --metrics-addr ADDR  serve /metrics, /healthz, /readyz (default
                        127.0.0.1:9310, none with -r; "" disables)
+  When the kernel discards UDP datagrams (Udp6InErrors and the like, also
+  exported) while the socket receives nothing, sinkd logs once that the
+  envelopes need 'sinkd -i IFACE'.
 
 Exit status: 0 on a clean stop, 1 on a runtime failure, 2 on a usage or
 start-up error.
 `
+
+// udpWatchInterval is how often the kernel's UDP error counters are
+// compared with what sinkd receives.
+const udpWatchInterval = time.Second
 
 type options struct {
 	out         string
@@ -345,7 +355,11 @@ func run(args []string, stderr io.Writer) int {
 	// One receive path today; metrics and the summary report the sum.
 	stats := func() sink.Stats { return sink.Total(eng) }
 	if o.metricsAddr != "" {
-		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger)
+		var kernel []prometheus.Collector
+		if o.readFile == "" {
+			kernel = append(kernel, metrics.NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
+		}
+		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger, kernel...)
 		if err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
@@ -377,6 +391,13 @@ func run(args []string, stderr io.Writer) int {
 
 	if o.readFile == "" {
 		logger.Info("capturing", "from", desc, "file", out.Name(), "buffer_bytes", bufSize)
+	}
+	if o.readFile == "" && o.iface == "" {
+		// The silent sink: envelopes the kernel discards never reach the
+		// socket, so only the namespace's counters can tell.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go udpstat.Watch(ctx, udpstat.DefaultProcNet, udpWatchInterval, func() uint64 { return stats().Received }, logger)
 	}
 	runErr := eng.Run()
 	st := stats()
