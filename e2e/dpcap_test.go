@@ -292,7 +292,7 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 		return len(st.Ports) == 1 && st.Ports[0].Reattached == 1 && st.Ports[0].Problem == ""
 	})
 	send(20)
-	if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "port vm-1 re-attached 1 times") {
+	if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "port vm-1: its interface was deleted and made again, capture followed it once") {
 		t.Errorf("dpcap status does not show the re-attachment:\n%s", out)
 	}
 	if st := status(t, socket); st.Ports[0].Samples != uint64(len(sent)) {

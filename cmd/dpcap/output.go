@@ -57,7 +57,11 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 			fmt.Fprintf(w, "problem: port %s: %s\n", p.Name, p.Problem)
 		}
 		if p.Reattached > 0 {
-			fmt.Fprintf(w, "note:    port %s re-attached %d times: its interface was deleted and made again\n", p.Name, p.Reattached)
+			times := fmt.Sprintf("%d times", p.Reattached)
+			if p.Reattached == 1 {
+				times = "once"
+			}
+			fmt.Fprintf(w, "note:    port %s: its interface was deleted and made again, capture followed it %s\n", p.Name, times)
 		}
 	}
 	return nil
