@@ -40,7 +40,7 @@ type Config struct {
 	// Decoder decapsulates whole frames (from an interface or a file). When
 	// nil, packets are UDP payloads from a socket, each one NIC envelope,
 	// received on Port.
-	Decoder *decap.Decoder
+	Decoder Decoder
 	Port    uint16
 	Output  pcapout.Output
 	// PerSource gives each source (sender, envelope kind, tag) an interface
@@ -63,6 +63,11 @@ type Config struct {
 	// then is counted as Stopped.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+}
+
+// Decoder decapsulates a whole frame; *decap.Decoder is the one sinkd uses.
+type Decoder interface {
+	Decode(lt layers.LinkType, frame []byte, length int, r *decap.Result) decap.Reason
 }
 
 // Filter decides whether an inner Ethernet frame is written.

@@ -315,7 +315,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer src.Close()
-	var decoder *decap.Decoder
+	var decoder sink.Decoder // nil: socket payloads, no outer headers
 	if o.readFile != "" || o.iface != "" {
 		decoder = decap.NewDecoder(o.ports)
 	}
