@@ -308,6 +308,11 @@ func run(args []string, stderr io.Writer) int {
 	for _, n := range o.mapNotes {
 		logger.Warn("port map: " + n)
 	}
+	// A reader of -w - that goes away ('sinkd -w - | head') ends the
+	// capture with a summary, as with a fifo, instead of killing sinkd:
+	// writes get EPIPE once SIGPIPE is caught. (Caught, not ignored, so
+	// that -z commands start with the default action.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	src, bufSize, desc, err := openSource(o, logger)
 	if err != nil {

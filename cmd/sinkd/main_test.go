@@ -47,6 +47,13 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--buffer-size", "3x"}, "invalid size", nil},
 		{[]string{"-w", "x", "--buffer-size", "4g"}, "invalid size", nil},
 		{[]string{"-w", "x", "-q"}, "flag provided but not defined: -q", nil},
+		{[]string{"-w", "x", "-G", "300", "--keep", "288", "--hook-jobs", "2", "--hook-wait", "3s"}, "", func(o options) bool {
+			return o.keep == 288 && o.fileCount == 0 && o.hookJobs == 2 && o.hookWait == 3*time.Second
+		}},
+		{[]string{"-w", "x", "-G", "300", "--keep", "2", "-W", "2"}, "exclude each other", nil},
+		{[]string{"-w", "x", "--keep", "-1"}, "invalid --keep", nil},
+		{[]string{"-w", "-", "--keep", "3"}, "need a file name", nil},
+		{[]string{"-w", "x", "--hook-jobs", "0"}, "--hook-jobs must be positive", nil},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

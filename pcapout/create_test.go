@@ -1,0 +1,242 @@
+package pcapout
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+)
+
+// inode returns name's inode number.
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	st, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestPlantedNamesAreNeverWritten plants, at the names rotation will
+// take, a hard link to someone's file, someone else's writable file, a
+// fifo, a symlink and a directory. No planted inode is written, the fifo
+// does not block, the names nothing but a regular file holds are skipped
+// loudly, and every packet lands in a valid file.
+func TestPlantedNamesAreNeverWritten(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.pcap")
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("not capture data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(secret, path+"1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+"2", []byte("someone's file"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	planted := inode(t, path+"2")
+	if err := syscall.Mkfifo(path+"3", 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, path+"4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path+"5", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 4 {
+			r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 100), 100)
+			r.Rotate() // out.pcap1, out.pcap2, then past 3, 4 and 5 to out.pcap6, out.pcap7
+		}
+		r.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("rotation hangs on the planted fifo")
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "not capture data" {
+		t.Errorf("the hard-linked file was written: %q", b)
+	}
+	if inode(t, path+"2") == planted {
+		t.Error("the planted file's inode was reused")
+	}
+	for _, name := range []string{"3", "4", "5"} {
+		if st, err := os.Lstat(path + name); err != nil || st.Mode().IsRegular() {
+			t.Errorf("out.pcap%s was replaced: %v %v", name, st.Mode(), err)
+		}
+	}
+	var got []int
+	for _, name := range []string{"", "1", "2", "6", "7"} {
+		st, err := os.Stat(path + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("out.pcap%s: mode %v", name, st.Mode().Perm())
+		}
+		for _, p := range readAll(t, path+name) {
+			got = append(got, int(p.Info.Timestamp.Unix()))
+		}
+	}
+	if !slices.Equal(got, []int{0, 1, 2, 3}) {
+		t.Errorf("packets read back %v, want 0-3", got)
+	}
+	for _, kind := range []string{"a fifo", "a symlink", "a directory"} {
+		if !strings.Contains(log.String(), "level=ERROR") || !strings.Contains(log.String(), kind) {
+			t.Errorf("skipping %s was not logged:\n%s", kind, log.String())
+		}
+	}
+	for _, n := range files(t, dir) {
+		if strings.HasSuffix(n, ".part") {
+			t.Errorf("temporary file %s left behind", n)
+		}
+	}
+}
+
+// TestRingMakesFreshInodes checks a -C -W ring replaces its own old file
+// with a new inode: a hard link taken to a closed file (by an uploader)
+// keeps that file intact after the ring comes round.
+func TestRingMakesFreshInodes(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Path: filepath.Join(dir, "ring"), LinkType: layers.LinkTypeEthernet, FileSize: 2 << 10, FileCount: 2, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(t.TempDir(), "kept")
+	r.OnClose(func(f ClosedFile) {
+		if filepath.Base(f.Name) == "ring0" && !fileExists(keep) {
+			if err := os.Link(f.Name, keep); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for i := range 20 {
+		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 500), 500)
+	}
+	r.Close()
+	kept := readAll(t, keep)
+	if len(kept) == 0 || kept[0].Info.Timestamp.Unix() != 0 {
+		t.Fatalf("the hard link to the first ring0 holds %d packets", len(kept))
+	}
+	if inode(t, keep) == inode(t, filepath.Join(dir, "ring0")) {
+		t.Error("ring0 was reused in place")
+	}
+	if last := readAll(t, filepath.Join(dir, "ring0")); len(last) == 0 || last[0].Info.Timestamp.Unix() == 0 {
+		t.Error("ring0 does not hold the ring's later packets")
+	}
+}
+
+func fileExists(name string) bool { _, err := os.Lstat(name); return err == nil }
+
+// TestKeepRingOnTheClock checks --keep: a -G capture keeps the newest N
+// files and goes on, removing only files it made that are still where it
+// left them.
+func TestKeepRingOnTheClock(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(t.TempDir(), "moved.pcap")
+	for i := range 8 {
+		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		switch i {
+		case 2: // a -z command moves a closed file away
+			if err := os.Rename(filepath.Join(dir, "k-0401.pcap"), moved); err != nil {
+				t.Fatal(err)
+			}
+		case 3: // someone puts their own file in a closed one's place
+			mine := filepath.Join(t.TempDir(), "mine")
+			if err := os.WriteFile(mine, []byte("mine"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(mine, filepath.Join(dir, "k-0402.pcap")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.t = clk.t.Add(time.Second)
+		if err := r.Tick(); err != nil {
+			t.Fatal(err)
+		}
+		names := files(t, dir)
+		if n := len(names); n > 4 {
+			t.Fatalf("after %d periods: %v", i+1, names)
+		}
+	}
+	r.Close()
+	want := []string{"k-0402.pcap", "k-0406.pcap", "k-0407.pcap", "k-0408.pcap"}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v (the newest 3 and the one someone replaced)", got, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "k-0402.pcap")); string(b) != "mine" {
+		t.Error("a file sinkd did not make was touched")
+	}
+	if n := len(readAll(t, moved)); n != 1 {
+		t.Errorf("the moved file holds %d packets", n)
+	}
+}
+
+// TestUserNamedFifoIsAStream checks -w FIFO: the fifo the user names is
+// written as a stream (not replaced), and cannot rotate.
+func TestUserNamedFifoIsAStream(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "live")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Path: fifo, FileSize: 1000, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "needs regular files") {
+		t.Fatalf("rotation into a fifo: %v", err)
+	}
+	read := make(chan []byte)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			read <- nil
+			return
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		read <- b
+	}()
+	r, err := Open(Options{Path: fifo, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Stream() {
+		t.Error("a fifo is not written as a stream")
+	}
+	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	r.Rotate() // ignored: a second header would corrupt the stream
+	r.WritePacket(0, time.Unix(2, 0), frame(2, 100), 100)
+	r.Close()
+	b := <-read
+	out := filepath.Join(t.TempDir(), "copy.pcap")
+	if err := os.WriteFile(out, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readAll(t, out)); n != 2 {
+		t.Errorf("the fifo's reader got %d packets, want 2", n)
+	}
+	if st, err := os.Lstat(fifo); err != nil || st.Mode().Type() != os.ModeNamedPipe {
+		t.Errorf("the fifo was replaced: %v", err)
+	}
+}
