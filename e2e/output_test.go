@@ -156,7 +156,7 @@ func TestDiskFullLeavesNoHeaderlessFile(t *testing.T) {
 	d := startSinkd(t, ns, "-w", filepath.Join(caps, "out.pcap"), "-C", "8k")
 	filler := filepath.Join(dir, "filler")
 	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=4k").Run() // stops at ENOSPC
-	time.Sleep(1100 * time.Millisecond)                              // past the retry pause of a failed write
+	time.Sleep(1100 * time.Millisecond)                             // past the retry pause of a failed write
 	for range 3 {
 		replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "2")
 		time.Sleep(1100 * time.Millisecond) // each failure pauses writing a second: try again
