@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/udpsource"
@@ -64,14 +63,7 @@ func (f *fixture) wait(t *testing.T) {
 	}
 }
 
-func countPackets(t *testing.T, name string) int {
-	t.Helper()
-	pkts, _, err := capfile.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(pkts)
-}
+func countPackets(t *testing.T, name string) int { return len(readPcap(t, name)) }
 
 // eventually polls cond until it holds or a deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
