@@ -34,6 +34,7 @@ type Collector struct {
 	truncated, filtered, buffered                *prometheus.Desc
 	dropped, socketDrops, rotated, writeErrors   *prometheus.Desc
 	rcvBuf                                       *prometheus.Desc
+	sources, overflowed, unknownTags             *prometheus.Desc
 }
 
 // NewCollector returns a collector over stats. receiveBuffer is the socket
@@ -60,13 +61,16 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		rotated:     d("files_rotated_total", "Capture files closed to start the next."),
 		writeErrors: d("write_errors_total", "Failed writes or file creations."),
 		rcvBuf:      d("socket_receive_buffer_bytes", "Receive buffer the kernel granted to the socket."),
+		sources:     d("sources", "Sources with an interface (or files) of their own; at most --max-sources."),
+		overflowed:  d("source_overflow_packets_total", "Packets of sources past --max-sources, in the shared interface \"overflow\"."),
+		unknownTags: d("unknown_tag_packets_total", "Packets whose flow label the port map does not know, taken as untagged."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated, c.filtered,
-		c.buffered, c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf} {
+		c.buffered, c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf, c.sources, c.overflowed, c.unknownTags} {
 		ch <- d
 	}
 }
@@ -101,6 +105,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.rotated, s.Rotations)
 	counter(c.writeErrors, s.WriteErrors)
 	ch <- prometheus.MustNewConstMetric(c.rcvBuf, prometheus.GaugeValue, c.receiveBuffer)
+	ch <- prometheus.MustNewConstMetric(c.sources, prometheus.GaugeValue, float64(s.Sources))
+	counter(c.overflowed, s.Overflowed)
+	counter(c.unknownTags, s.UnknownTags)
 }
 
 // KernelUDPCollector exports the UDP error counters of sinkd's network

@@ -3,7 +3,9 @@ package pcapout
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -140,7 +142,17 @@ func pad4(b []byte) []byte {
 	return b
 }
 
+// opt appends an option. A value longer than an option can say (65,535
+// bytes) is cut, on a UTF-8 boundary, rather than wrapping the length and
+// corrupting the file.
 func opt(b []byte, code uint16, v []byte) []byte {
+	if len(v) > math.MaxUint16 {
+		n := math.MaxUint16
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v = v[:n]
+	}
 	b = le.AppendUint16(b, code)
 	b = le.AppendUint16(b, uint16(len(v)))
 	return pad4(append(b, v...))

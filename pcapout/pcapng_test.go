@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -183,5 +185,28 @@ func BenchmarkWritePacketPcapng(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.WritePacket(0, ts, data, len(data))
+	}
+}
+
+// TestPcapngLongNameIsCut checks a name longer than an option can hold is
+// cut on a character boundary instead of wrapping the option's length.
+func TestPcapngLongNameIsCut(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "long.pcapng")
+	r, err := Open(Options{Path: name, Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "a" + strings.Repeat("é", 40000) // 80,001 bytes
+	r.AddInterface(Interface{Name: long, Description: "d"})
+	r.WritePacket(0, time.Unix(1, 0), make([]byte, 60), 60)
+	r.Close()
+	for _, b := range blocks(t, name) {
+		if b.typ != ngIDB {
+			continue
+		}
+		got := options(b.body, 8)
+		if n := len(got[ifName]); n != 65535 || !utf8.Valid(got[ifName]) || string(got[ifDescription]) != "d" {
+			t.Errorf("if_name of %d bytes (valid UTF-8: %v), description %q", n, utf8.Valid(got[ifName]), got[ifDescription])
+		}
 	}
 }

@@ -96,6 +96,8 @@ func (s *Split) path(name string) string {
 		}
 		return '_'
 	}, name)
+	// A file name holds 255 bytes; "pf0 to vm-1" names may hold 260.
+	clean = clean[:min(len(clean), 128)]
 	for base, n := clean, 2; s.names[clean]; n++ {
 		clean = fmt.Sprintf("%s-%d", base, n)
 	}

@@ -16,5 +16,5 @@ func BenchmarkEnginePcapngFilter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchEngine(b, pcapout.Options{Format: pcapout.FormatPcapng}, flt)
+	benchEngine(b, pcapout.Options{Format: pcapout.FormatPcapng}, Config{Filter: flt})
 }

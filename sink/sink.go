@@ -43,11 +43,17 @@ type Config struct {
 	Decoder Decoder
 	Port    uint16
 	Output  pcapout.Output
-	// PerSource gives each source (sender, envelope kind, tag) an interface
-	// of its own in the output: pcapng, or --split-by source.
-	PerSource bool
-	// PortMap names the ports whose tags the envelopes carry.
-	PortMap flowprog.PortMap
+	// PerSource gives each source (sender, envelope kind, tag, or the port
+	// of PortMap a copy came from) an interface of its own in the output:
+	// pcapng, or --split-by source. MaxSources bounds them
+	// (DefaultMaxSources when zero); copies of sources past it share one
+	// overflow interface.
+	PerSource  bool
+	MaxSources int
+	// PortMap names the ports copies come from, by tag or by what their
+	// inner frames carry (flowprog.Identifier); when it is given, only its
+	// tags are taken.
+	PortMap *flowprog.PortMap
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
 	// Allow, when set, takes envelopes only from these sources: anyone who
@@ -106,7 +112,18 @@ func New(cfg Config) *Engine {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	return &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}}}
+	if cfg.MaxSources <= 0 {
+		cfg.MaxSources = DefaultMaxSources
+	}
+	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}, max: cfg.MaxSources, overflow: -1}}
+	if cfg.PortMap != nil {
+		var notes []string
+		e.sources.ports, notes = flowprog.NewIdentifier(*cfg.PortMap)
+		for _, n := range notes {
+			cfg.Logger.Warn("port map: " + n)
+		}
+	}
+	return e
 }
 
 // Stop ends Run after the batch in hand; safe from any goroutine.
@@ -279,7 +296,7 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		}
 		iface := 0
 		if e.cfg.PerSource {
-			iface = e.sources.lookup(r, e)
+			iface = e.sources.lookup(r, inner, e)
 		}
 		if e.cfg.Filter != nil && !e.cfg.Filter.Match(inner) {
 			a.Filtered++

@@ -160,12 +160,13 @@ func TestClockRotationWhileIdle(t *testing.T) {
 }
 
 func BenchmarkEngine(b *testing.B) {
-	benchEngine(b, pcapout.Options{}, nil)
+	benchEngine(b, pcapout.Options{}, Config{})
 }
 
-// benchEngine measures socket → decapsulate → (filter) → file for 1000 B
-// frames, at most 20000 of them (what one socket buffer holds).
-func benchEngine(b *testing.B, opts pcapout.Options, flt Filter) {
+// benchEngine measures socket → decapsulate → (filter, port map) → file
+// for 1000 B frames from 10.0.0.1, at most 20000 of them (what one socket
+// buffer holds). cfg gives the filter and the port map.
+func benchEngine(b *testing.B, opts pcapout.Options, cfg Config) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
 	if err != nil {
@@ -185,14 +186,16 @@ func benchEngine(b *testing.B, opts pcapout.Options, flt Filter) {
 	defer conn.Close()
 	payload := make([]byte, 1000)
 	copy(payload[12:], []byte{0x08, 0x00, 0x45, 0, 0x03, 0xda, 0, 0, 0, 0, 64, 6}) // IPv4, TCP
+	copy(payload[26:], []byte{10, 0, 0, 1})
 	for range min(b.N, 20000) {
 		conn.Write(payload)
 	}
 	if d, err := src.Drops(); err != nil || d > 0 {
 		b.Fatalf("the socket dropped %d datagrams before the run (%v)", d, err)
 	}
-	eng := New(Config{Source: src, Output: out, Count: uint64(min(b.N, 20000)), Logger: logger,
-		PerSource: opts.Format == pcapout.FormatPcapng, Filter: flt})
+	cfg.Source, cfg.Output, cfg.Count, cfg.Logger = src, out, uint64(min(b.N, 20000)), logger
+	cfg.PerSource = opts.Format == pcapout.FormatPcapng
+	eng := New(cfg)
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	b.ResetTimer()

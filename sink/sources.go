@@ -5,31 +5,68 @@ import (
 	"net/netip"
 
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
 )
 
+// DefaultMaxSources bounds the sources (interfaces, or files with
+// --split-by) one capture declares. Anyone who reaches the sink port can
+// vary the flow label (20 bits) or the sender; each source costs a file
+// descriptor and a write buffer with --split-by, and an interface block in
+// every pcapng file.
+const DefaultMaxSources = 256
+
 // sourceKey identifies where envelopes come from: the sender, the kind of
-// envelope and its identifier (a port's tag, a VNI, a session).
+// envelope and its identifier (a port's tag, a VNI, a session), and the
+// port of the map the copy came from.
 type sourceKey struct {
 	addr netip.Addr
 	kind decap.Kind
 	id   uint32
+	port flowprog.PortMatch
 }
 
-// sources numbers the sources seen as output interfaces. Only the engine's
-// goroutine uses it.
+// sources numbers the sources seen as output interfaces, at most max of
+// them; the sources past that share one overflow interface. Only the
+// engine's goroutine uses it.
 type sources struct {
-	index map[sourceKey]int
+	index    map[sourceKey]int
+	ports    *flowprog.Identifier // nil without a port map
+	max      int
+	overflow int // the overflow interface, -1 until needed
 }
 
-// lookup returns the interface of r's source, declaring it on first sight.
-func (s *sources) lookup(r *decap.Result, e *Engine) int {
-	k := sourceKey{r.Src, r.Kind, r.ID}
+// lookup returns the interface of r's source, whose inner Ethernet frame
+// is frame, declaring it on first sight. It counts copies whose tag the
+// port map does not know, and those past the bound.
+func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
+	k := sourceKey{addr: r.Src, kind: r.Kind, id: r.ID}
+	if s.ports != nil && r.Kind == decap.KindNIC {
+		var tagged bool
+		k.port, tagged = s.ports.Identify(r.Src, r.ID, frame)
+		if r.ID != 0 && !tagged {
+			// Only the map's tags are taken: an unknown one joins the
+			// sender's untagged copies instead of making a source.
+			e.acc.UnknownTags++
+			k.id = 0
+		}
+	}
 	if i, ok := s.index[k]; ok {
 		return i
 	}
+	if len(s.index) >= s.max {
+		e.acc.Overflowed++
+		if s.overflow < 0 {
+			s.overflow = e.cfg.Output.AddInterface(pcapout.Interface{Name: "overflow",
+				Description: fmt.Sprintf("copies of every source past the first %d (--max-sources)", s.max)})
+			e.cfg.Logger.Warn("too many sources: copies of new ones go to the overflow interface",
+				"max_sources", s.max, "first", e.describe(k, r.DstPort).Name)
+		}
+		return s.overflow
+	}
 	i := e.cfg.Output.AddInterface(e.describe(k, r.DstPort))
 	s.index[k] = i
+	e.acc.Sources++
 	return i
 }
 
@@ -39,17 +76,15 @@ var idNames = [decap.NumKinds]string{
 	decap.KindERSPAN2: "session", decap.KindERSPAN3: "session", decap.KindGRETAP: "key",
 }
 
-// describe names a source: by the port map for a tagged port, else by its
-// sender and identifier.
+// describe names a source: by the port map, else by its sender and
+// identifier.
 func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 	name := k.addr.String()
 	if k.id != 0 {
 		name = fmt.Sprintf("%s %s %d", k.addr, idNames[k.kind], k.id)
 	}
-	if k.kind == decap.KindNIC {
-		if n, ok := e.cfg.PortMap.Lookup(k.addr, k.id); ok {
-			name = n
-		}
+	if k.port.Port != 0 {
+		name = e.sources.ports.Name(k.port)
 	}
 	desc := fmt.Sprintf("%s envelopes from %s", k.kind, k.addr)
 	if k.id != 0 {

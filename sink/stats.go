@@ -34,6 +34,14 @@ type Stats struct {
 	Truncated   uint64 // written, but cut to the snap length
 	WriteErrors uint64
 	Rotations   uint64
+	// Sources is how many sources have an interface of their own;
+	// Overflowed counts the packets of sources past the bound, which share
+	// the overflow interface, and UnknownTags those whose flow label the
+	// port map does not know (taken as untagged). Both are counted in the
+	// identity by what became of them (written, filtered...).
+	Sources     uint64
+	Overflowed  uint64
+	UnknownTags uint64
 	// KernelDrops is the kernel's count of packets dropped before they
 	// could be read; KernelDropsErr is set when it could not be read.
 	// Neither is part of the identity: those packets were never received.
@@ -57,6 +65,9 @@ func (s *Stats) Add(o Stats) {
 	s.Truncated += o.Truncated
 	s.WriteErrors += o.WriteErrors
 	s.Rotations += o.Rotations
+	s.Sources += o.Sources
+	s.Overflowed += o.Overflowed
+	s.UnknownTags += o.UnknownTags
 	s.KernelDrops += o.KernelDrops
 	s.KernelDropsErr = errors.Join(s.KernelDropsErr, o.KernelDropsErr)
 }

@@ -57,11 +57,17 @@ e.g. 'tcp port 443' or 'vlan and ip6'; rejected frames are counted.
 Output (tcpdump conventions):
   -w FILE          write to FILE; "-" streams to standard output
   -F FORMAT        pcap (default) or pcapng, which a .pcapng name also
-                   selects: one interface per source (sender and port tag),
-                   with statistics when each file closes
-  --split-by source  one set of files per source (FILE-NAME.ext)
-  --port-map FILE  name ports from the JSON map dpcap publishes
-                   (docs/PORTMAP.md)
+                   selects: one interface per source (a port of the map,
+                   else sender and tag), with statistics when each file
+                   closes
+  --split-by source  one set of files per source (FILE-NAME.ext); "port"
+                   is the same
+  --port-map FILE  name the ports copies come from, by tag or by their
+                   inner addresses, from the JSON map dpcap publishes
+                   (docs/PORTMAP.md); only its tags are taken
+  --max-sources N  at most N sources get an interface (or files) of their
+                   own (default 256); copies of later ones share the
+                   interface "overflow", counted
   -s SNAPLEN       keep at most SNAPLEN bytes of each frame (default 262144)
   -c COUNT         exit after writing COUNT packets
   -C SIZE          rotate before a file exceeds SIZE millions of bytes
@@ -124,7 +130,8 @@ type options struct {
 	out         string
 	format      pcapout.Format
 	split       bool
-	portMap     flowprog.PortMap
+	portMap     *flowprog.PortMap
+	maxSources  int
 	mapNotes    []string // names the port map's loading cleaned
 	filter      string
 	allow       []sink.AllowRule
@@ -211,6 +218,14 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&format, "F", "", "")
 	fs.StringVar(&splitBy, "split-by", "", "")
 	fs.StringVar(&portMap, "port-map", "", "")
+	fs.Func("max-sources", "", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 1<<20 {
+			return fmt.Errorf("invalid --max-sources %q: want 1-%d", v, 1<<20)
+		}
+		o.maxSources = n
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -236,17 +251,17 @@ func parseFlags(args []string) (options, error) {
 	}
 	switch splitBy {
 	case "":
-	case "source":
+	case "source", "port":
 		o.split = true
 	default:
-		return o, usageError{fmt.Errorf("invalid --split-by %q: want source", splitBy)}
+		return o, usageError{fmt.Errorf("invalid --split-by %q: want source (or port)", splitBy)}
 	}
 	if portMap != "" {
 		m, notes, err := flowprog.ReadPortMap(portMap)
 		if err != nil {
 			return o, usageError{err}
 		}
-		o.portMap, o.mapNotes = m, notes
+		o.portMap, o.mapNotes = &m, notes
 	}
 	o.filter = strings.Join(fs.Args(), " ")
 	if o.readFile != "" && !set["metrics-addr"] {
@@ -304,6 +319,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sinkd: %v (see sinkd --help)\n", err)
 		return 2
 	}
+	if err := checkFileLimit(o); err != nil {
+		fmt.Fprintf(stderr, "sinkd: %v\n", err)
+		return 2
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	for _, n := range o.mapNotes {
 		logger.Warn("port map: " + n)
@@ -354,7 +373,8 @@ func run(args []string, stderr io.Writer) int {
 	}
 	eng := sink.New(sink.Config{
 		Source: src, Decoder: decoder, Port: o.port, Output: out,
-		PerSource: o.split || o.format == pcapout.FormatPcapng, PortMap: o.portMap, Filter: flt, Allow: o.allow,
+		PerSource: o.split || o.format == pcapout.FormatPcapng, MaxSources: o.maxSources, PortMap: o.portMap,
+		Filter: flt, Allow: o.allow,
 		Count: o.count, Stream: out.Stream(), Logger: logger,
 	})
 	// One receive path today; metrics and the summary report the sum.
@@ -431,6 +451,28 @@ type output interface {
 	pcapout.Output
 	Name() string
 	Stream() bool
+}
+
+// checkFileLimit makes sure --split-by's files, one open per source, leave
+// file descriptors for everything else (the metrics server's connections
+// above all).
+func checkFileLimit(o options) error {
+	if !o.split {
+		return nil
+	}
+	const reserve = 64
+	n := o.maxSources
+	if n == 0 {
+		n = sink.DefaultMaxSources
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("read the file descriptor limit: %w", err)
+	}
+	if need := uint64(n) + 1 + reserve; lim.Cur < need {
+		return fmt.Errorf("--split-by with --max-sources %d needs %d file descriptors, the limit is %d: raise it (ulimit -n, LimitNOFILE=) or lower --max-sources", n, need, lim.Cur)
+	}
+	return nil
 }
 
 // openOutput opens the capture file, or the set of files per source. Files
@@ -510,6 +552,12 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	}
 	if s.Truncated > 0 {
 		fmt.Fprintf(w, "%d packets truncated to the snap length\n", s.Truncated)
+	}
+	if s.Overflowed > 0 {
+		fmt.Fprintf(w, "%d packets from sources past --max-sources, in the interface \"overflow\"\n", s.Overflowed)
+	}
+	if s.UnknownTags > 0 {
+		fmt.Fprintf(w, "%d packets with a tag the port map does not know, taken as untagged\n", s.UnknownTags)
 	}
 }
 

@@ -32,7 +32,9 @@ func TestParseFlags(t *testing.T) {
 			return o.format == pcapout.FormatPcapng && o.split
 		}},
 		{[]string{"-w", "x", "-F", "erf"}, "invalid format", nil},
-		{[]string{"-w", "x", "--split-by", "port"}, "invalid --split-by", nil},
+		{[]string{"-w", "x", "--split-by", "port", "--max-sources", "40"}, "", func(o options) bool { return o.split && o.maxSources == 40 }},
+		{[]string{"-w", "x", "--split-by", "vni"}, "invalid --split-by", nil},
+		{[]string{"-w", "x", "--max-sources", "0"}, "invalid --max-sources", nil},
 		{[]string{"-w", "-", "--split-by", "source"}, "need a file name", nil},
 		{[]string{"-w", "x", "--port-map", "/no/such/map.json"}, "read port map", nil},
 		{[]string{"-w", "x", "-s", "0"}, "invalid snaplen", nil},
