@@ -40,10 +40,10 @@ func twoHypervisors(t *testing.T, args ...string) (*daemon, int) {
 
 // wantSources is what each source sent in twoHypervisors.
 var wantSources = map[string]int{
-	"vm-1":                74, // tag 1 of hypervisor 1, named by the port map
-	"pf0":                 40, // tag 2
-	"192.0.2.1":           10, // untagged, over IPv4
-	"2001:db8:2::1 tag 1": 20, // hypervisor 2's tag 1: not in the map
+	"vm-1":          74, // tag 1 of hypervisor 1, named by the port map
+	"pf0":           40, // tag 2
+	"192.0.2.1":     10, // untagged, over IPv4
+	"2001:db8:2::1": 20, // hypervisor 2's tag 1: not in the map, so taken as untagged
 }
 
 // TestPcapngNamesEverySource writes a pcapng with one interface per source
@@ -118,7 +118,7 @@ func TestSplitBySource(t *testing.T) {
 	d, _ := twoHypervisors(t, "-w", filepath.Join(dir, "cap.pcap"), "--split-by", "source")
 	d.stop(t, syscall.SIGTERM)
 	files := map[string]int{
-		"cap-vm-1.pcap": 74, "cap-pf0.pcap": 40, "cap-192.0.2.1.pcap": 10, "cap-2001_db8_2__1_tag_1.pcap": 20,
+		"cap-vm-1.pcap": 74, "cap-pf0.pcap": 40, "cap-192.0.2.1.pcap": 10, "cap-2001_db8_2__1.pcap": 20,
 	}
 	if got := dirFiles(t, dir); len(got) != len(files) {
 		t.Fatalf("files %v, want %v", got, files)
