@@ -1,9 +1,15 @@
 package pcapout
 
 import (
+	"encoding/binary"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -59,6 +65,8 @@ func (r *Rotator) made(out *output) {
 		return
 	}
 	sys := st.Sys().(*syscall.Stat_t)
+	// A name made again (a restart in the same second) replaced its file.
+	r.kept = slices.DeleteFunc(r.kept, func(m madeFile) bool { return m.name == out.name })
 	r.kept = append(r.kept, madeFile{out.name, uint64(sys.Dev), sys.Ino})
 	for len(r.kept) > r.opts.Keep {
 		old := r.kept[0]
@@ -67,6 +75,89 @@ func (r *Rotator) made(out *output) {
 			r.opts.Logger.Error("cannot remove an old capture file of the --keep ring", "file", old.name, "err", err)
 		}
 	}
+}
+
+// adopt takes into the Keep ring, oldest first, the capture files an
+// earlier run left under the same name pattern in the same directory, so
+// that the disk stays bounded across restarts. Only regular files that
+// begin as pcap or pcapng files count.
+func (r *Rotator) adopt() {
+	dir, base := filepath.Split(r.opts.Path)
+	if hasConversion(dir) {
+		return
+	}
+	if dir == "" {
+		dir = "."
+	}
+	pattern := namePattern(base)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type found struct {
+		madeFile
+		mtime time.Time
+	}
+	var old []found
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !pattern.MatchString(e.Name()) {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		st, err := os.Lstat(name)
+		if err != nil || !st.Mode().IsRegular() || !isCapture(name) {
+			continue
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		old = append(old, found{madeFile{name, uint64(sys.Dev), sys.Ino}, st.ModTime()})
+	}
+	if len(old) == 0 {
+		return
+	}
+	slices.SortFunc(old, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	for _, f := range old {
+		r.kept = append(r.kept, f.madeFile)
+	}
+	r.opts.Logger.Info("--keep counts the capture files an earlier run left", "files", len(old), "keep", r.opts.Keep)
+}
+
+// namePattern matches the names a file name with strftime conversions
+// expands to, with a file number after it.
+func namePattern(base string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(base); i++ {
+		if base[i] == '%' && i+1 < len(base) {
+			i++
+			if base[i] == '%' {
+				b.WriteString("%")
+			} else {
+				b.WriteString(".+")
+			}
+			continue
+		}
+		b.WriteString(regexp.QuoteMeta(base[i : i+1]))
+	}
+	b.WriteString("[0-9]*$")
+	return regexp.MustCompile(b.String())
+}
+
+// isCapture reports whether name begins with a pcap or pcapng magic number.
+func isCapture(name string) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m [4]byte
+	if _, err := io.ReadFull(f, m[:]); err != nil {
+		return false
+	}
+	switch binary.LittleEndian.Uint32(m[:]) {
+	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1, ngSHB:
+		return true
+	}
+	return false
 }
 
 // remove unlinks the file if its name still leads to the inode made: a

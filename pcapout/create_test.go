@@ -240,3 +240,41 @@ func TestUserNamedFifoIsAStream(t *testing.T) {
 		t.Errorf("the fifo was replaced: %v", err)
 	}
 }
+
+// TestKeepCountsAnEarlierRunsFiles checks --keep across a restart: the
+// capture files an earlier run left under the name pattern count against
+// the ring, oldest removed first; other files are left alone.
+func TestKeepCountsAnEarlierRunsFiles(t *testing.T) {
+	dir := t.TempDir()
+	pcapHeader := []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0}
+	old := []string{"k-0100.pcap", "k-0101.pcap", "k-0102.pcap1", "k-0103.pcap"}
+	for i, name := range old {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pcapHeader, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Unix(1700000000+int64(i), 0)
+		os.Chtimes(p, mt, mt)
+	}
+	others := map[string]string{"k-0099.pcap": "notes, not a capture", "other.pcap": string(pcapHeader), "k-0098.pcap.gz": "gzip"}
+	for name, content := range others {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if err := r.Tick(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	want := []string{"k-0098.pcap.gz", "k-0099.pcap", "k-0103.pcap", "k-0400.pcap", "k-0401.pcap", "other.pcap"}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+}

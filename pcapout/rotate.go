@@ -54,9 +54,10 @@ type Options struct {
 	// FileCount makes -C rotation a ring of this many files, and ends the
 	// capture after this many -G files (-W).
 	FileCount int
-	// Keep, when positive, keeps only the newest Keep files this Rotator
-	// made (the one being written included), removing older ones: a ring
-	// for any kind of rotation (--keep).
+	// Keep, when positive, keeps only the newest Keep files (the one being
+	// written included), removing older ones: a ring for any kind of
+	// rotation (--keep). It counts the files this Rotator made and the
+	// capture files an earlier run left under the same name pattern.
 	Keep int
 	// FlushBytes is the write chunk size; DefaultFlushBytes when zero.
 	FlushBytes int
@@ -165,6 +166,9 @@ func Open(opts Options) (*Rotator, error) {
 	}
 	r.opened = opts.Now()
 	r.started = r.opened
+	if opts.Keep > 0 && opts.Path != "-" && !r.stream {
+		r.adopt()
+	}
 	// A name held by something else is an error at the start, where the
 	// user sees it; later, rotation skips past it.
 	if err := r.openNext(0); err != nil {
