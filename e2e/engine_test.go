@@ -230,3 +230,31 @@ func TestIdentityUnderLoad(t *testing.T) {
 		t.Errorf("the summary does not add up to %d received:\n%s", rx, stderr)
 	}
 }
+
+// TestStopDrainsTheRing is TestStopDrainsTheSocket for -i: what the
+// capture ring holds when sinkd is told to stop is written.
+func TestStopDrainsTheRing(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	want := vmFrames(t)
+	var envs [][]byte
+	for range 10 {
+		envs = append(envs, unsetLengths(t, hv, sk, want)...)
+	}
+	out := filepath.Join(t.TempDir(), "raw.pcap")
+	d := startSinkd(t, sk, "-i", "e2e0", "-w", out)
+	d.cmd.Process.Signal(syscall.SIGSTOP)
+	sendRaw(t, hv, "e2e0", envs)
+	time.Sleep(100 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Process.Signal(syscall.SIGCONT)
+	code, stderr := d.wait(t)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("%d packets captured\n", len(envs))) ||
+		!strings.Contains(stderr, "0 packets dropped by kernel\n") {
+		t.Errorf("want all %d envelopes written:\n%s", len(envs), stderr)
+	}
+	checkWithTools(t, out, len(envs))
+}
