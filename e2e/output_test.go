@@ -208,6 +208,17 @@ func TestHooksBoundedAndStopNotHeld(t *testing.T) {
 	d.waitMetric(t, "sinkd_packets_written_total", 20*74)
 	time.Sleep(300 * time.Millisecond)
 	files := len(dirFiles(t, dir))
+	m := d.metrics(t)
+	if m["sinkd_hook_commands_running"] != 3 || m["sinkd_hook_commands_started_total"] != 3 ||
+		m["sinkd_hook_files_queued"]+m["sinkd_hook_files_skipped_total"] != float64(files-4) {
+		t.Errorf("hook metrics with %d files (one still open): %v", files, m)
+	}
+	_, body := d.get(t, "/metrics")
+	lint := exec.Command("promtool", "check", "metrics")
+	lint.Stdin = strings.NewReader(body)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 	begin := time.Now()
 	code, stderr := d.stop(t, syscall.SIGTERM)
 	took := time.Since(begin)

@@ -381,11 +381,14 @@ func run(args []string, stderr io.Writer) int {
 	// One receive path today; metrics and the summary report the sum.
 	stats := func() sink.Stats { return sink.Total(eng) }
 	if o.metricsAddr != "" {
-		var kernel []prometheus.Collector
+		var more []prometheus.Collector
 		if o.readFile == "" {
-			kernel = append(kernel, metrics.NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
+			more = append(more, metrics.NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
 		}
-		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger, kernel...)
+		if hooks != nil {
+			more = append(more, metrics.NewHookCollector(hooks.Stats))
+		}
+		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger, more...)
 		if err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
