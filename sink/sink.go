@@ -202,7 +202,6 @@ func (e *Engine) capture() (ending, error) {
 			return endOfInput, err
 		}
 		e.written += e.process(pkts)
-		e.publish()
 		if e.cfg.Stream || len(pkts) < max {
 			// A short batch means the queue is empty: write now, so the
 			// file is current whenever sinkd is idle.
@@ -211,6 +210,7 @@ func (e *Engine) capture() (ending, error) {
 				return endDiscard, nil
 			}
 		}
+		e.publish()
 		if !deadline.IsZero() {
 			err := out.Tick()
 			e.publish()
