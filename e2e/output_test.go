@@ -346,3 +346,44 @@ func TestShippedConfigCapturesForever(t *testing.T) {
 		t.Errorf("files hold %d packets, want 74", n)
 	}
 }
+
+// TestOthersFileInStickyDirectory runs sinkd as nobody in a shared sticky
+// directory where another user's writable file holds the next rotation
+// name: sinkd used to write into it (it could open it), and may not
+// replace it. It skips the name, loudly, and captures on.
+func TestOthersFileInStickyDirectory(t *testing.T) {
+	ns := newNS(t)
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "out.pcap1")
+	if err := os.WriteFile(other, []byte("daemon's file"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(other, 0o666); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	if err := os.Chown(other, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	d := startSinkd(t, ns, "-w", filepath.Join(dir, "out.pcap"), "-C", "40k", "-Z", "nobody")
+	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "6")
+	m := d.waitMetric(t, "sinkd_packets_written_total", 6*74)
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(stderr, "cannot be taken") {
+		t.Fatalf("exit %d; the skip was not logged:\n%s", code, stderr)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "daemon's file" {
+		t.Errorf("the other user's file was written: %q", b)
+	}
+	if m[`sinkd_packets_dropped_total{reason="write_error"}`] != 0 {
+		t.Errorf("packets lost: %v", m)
+	}
+	if n := captureFiles(t, dir, "out.pcap1"); n != 6*74 {
+		t.Errorf("files hold %d packets, want %d", n, 6*74)
+	}
+}

@@ -31,6 +31,17 @@ type output struct {
 // it nor removes it, and moves on to the next name.
 var errNotRegular = errors.New("not a regular file; left alone")
 
+// errNameRefused marks a name the new file could not take (a file there
+// that sinkd may not replace, in a sticky directory or immutable): sinkd
+// moves on to the next name.
+var errNameRefused = errors.New("the name cannot be taken")
+
+// nameUnusable reports whether err is about the name alone, so that the
+// next name may work.
+func nameUnusable(err error) bool {
+	return errors.Is(err, errNotRegular) || errors.Is(err, errNameRefused)
+}
+
 // create makes name a new capture file holding what is buffered (the
 // header), with permissions for the capturing user and group only.
 //
@@ -71,8 +82,11 @@ func (o *output) create(name string, owner *Owner) error {
 		return fail(err)
 	}
 	if err := os.Rename(f.Name(), name); err != nil {
-		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		switch {
+		case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EEXIST):
 			err = fmt.Errorf("a directory: %w", errNotRegular)
+		case !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EIO):
+			err = fmt.Errorf("%w: %v", errNameRefused, unwrapPath(err))
 		}
 		return fail(err)
 	}

@@ -292,11 +292,11 @@ func (r *Rotator) create(out *output, skips int) error {
 			r.made(out)
 			return nil
 		}
-		if !errors.Is(err, errNotRegular) || skips <= 0 {
+		if !nameUnusable(err) || skips <= 0 {
 			return err
 		}
 		skips--
-		r.opts.Logger.Error("skipping a capture file name that something other than a regular file holds", "err", err)
+		r.opts.Logger.Error("skipping a capture file name sinkd cannot take", "err", err)
 		r.advance()
 	}
 }
