@@ -18,7 +18,7 @@ TAGS    := libpcap,dpdk
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap
+.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap proto
 
 all: build
 
@@ -77,6 +77,18 @@ soak: build
 # Wireshark and tshark then list the interface "dpcap" (a live view).
 install-extcap: build
 	ln -sf $(abspath $(BIN)/sinkd) "$$(tshark -G folders | awk -F'\t' '/^Extcap path/ {print $$NF}')/dpcap-sink"
+
+# Regenerates the Go code of dp-service's API (control/dpservice/dpdkpb)
+# from its .proto; needs protoc (Debian: protobuf-compiler).
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+proto:
+	GOBIN=$(abspath $(BIN))/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(abspath $(BIN))/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(abspath $(BIN))/tools:$$PATH protoc -I control/dpservice/dpdkpb \
+		--go_out=. --go_opt=module=github.com/dpcap/dpcap \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/dpcap/dpcap \
+		control/dpservice/dpdkpb/dpdk.proto
 
 clean:
 	rm -rf $(BIN) demo-out bench-out

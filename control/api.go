@@ -53,6 +53,40 @@ type Status struct {
 	Started     time.Time        `json:"started,omitzero"`
 	// Problem says why a saved capture could not be re-applied.
 	Problem string `json:"problem,omitempty"`
+	// Dataplane is the dataplane's own view, for backends that drive one
+	// running apart from dpcap (dp-service).
+	Dataplane *DataplaneStatus `json:"dataplane,omitempty"`
+}
+
+// DataplaneStatus is what a dataplane (dp-service) says about capture, as
+// last seen: it, not dpcap, holds the capture.
+type DataplaneStatus struct {
+	Name    string `json:"name"`    // "dp-service"
+	Address string `json:"address"` // where its API listens
+	// State is "ready", "not initialized" or "unreachable".
+	State string `json:"state"`
+	UUID  string `json:"uuid,omitempty"`
+	// Captured are the ports the dataplane captures, by its own answer;
+	// Stuck those of them dpcap asked it to stop (or to roll back) and it
+	// did not.
+	Captured []string `json:"captured,omitempty"`
+	Stuck    []string `json:"stuck,omitempty"`
+	// Event says what dpcap last did on its own: a restart noticed, the
+	// capture applied again.
+	Event string `json:"event,omitempty"`
+	// Problem says what is wrong now and what to do.
+	Problem    string               `json:"problem,omitempty"`
+	Interfaces []DataplaneInterface `json:"interfaces,omitempty"`
+}
+
+// DataplaneInterface is one interface the dataplane has (a VM's VF).
+type DataplaneInterface struct {
+	ID            string `json:"id"`
+	VNI           uint32 `json:"vni"`
+	IPv4          string `json:"ipv4,omitempty"`
+	IPv6          string `json:"ipv6,omitempty"`
+	UnderlayRoute string `json:"underlay_route,omitempty"`
+	PCI           string `json:"pci_name,omitempty"`
 }
 
 // StopResult says what dpcap stop did.

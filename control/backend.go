@@ -29,3 +29,22 @@ type Backend interface {
 	// Counters returns per-port counts, by port name.
 	Counters() map[string]PortStatus
 }
+
+// Dataplane is a backend that drives a dataplane running apart from dpcap
+// serve (dp-service): the capture lives there and outlives the daemon, the
+// dataplane restarts and refuses on its own, and it, not a tag, tells the
+// ports' copies apart.
+type Dataplane interface {
+	Backend
+	// Resume takes over a saved capture at start-up: adopted when the
+	// dataplane already runs it, else applied once the dataplane is ready.
+	Resume(p *flowprog.Program)
+	// Watch follows the dataplane until ctx ends, applying the capture
+	// again after a restart; it calls changed when what PortMap returns
+	// may have changed.
+	Watch(ctx context.Context, changed func())
+	// Report returns the dataplane's state as last seen.
+	Report() DataplaneStatus
+	// PortMap says what identifies each captured port's copies.
+	PortMap(p *flowprog.Program) flowprog.PortMap
+}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,13 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, underlay n
 		s.problem = fmt.Sprintf("the saved capture cannot be read: %v", err)
 	case ok:
 		p, err := s.build(sv.Request)
+		if d, isDP := backend.(Dataplane); isDP && err == nil {
+			// The dataplane may be down or not initialized yet: it
+			// applies (or adopts) the capture once it is ready.
+			d.Resume(p)
+			s.active, s.program = &sv, p
+			break
+		}
 		if err == nil {
 			err = reapply(ctx, backend, p)
 		}
@@ -59,6 +67,9 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, underlay n
 			s.active, s.program = &sv, p
 			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
 		}
+	}
+	if d, ok := backend.(Dataplane); ok {
+		go d.Watch(ctx, s.republish)
 	}
 	return s, nil
 }
@@ -77,6 +88,36 @@ func reapply(ctx context.Context, b Backend, p *flowprog.Program) error {
 		return r.Restore(ctx, p)
 	}
 	return b.Apply(ctx, p)
+}
+
+// republish writes the port map again when the dataplane's interfaces
+// changed under an active capture (a restart may move underlay routes).
+func (s *Server) republish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil {
+		return
+	}
+	if err := s.writePortMap(s.program); err != nil {
+		s.logger.Error("publishing the port map", "err", err)
+	}
+}
+
+// portMap is what identifies the captured ports' copies: the program's
+// tags, or what the dataplane knows.
+func (s *Server) portMap(p *flowprog.Program) flowprog.PortMap {
+	if d, ok := s.backend.(Dataplane); ok {
+		return d.PortMap(p)
+	}
+	return p.Tags
+}
+
+func (s *Server) writePortMap(p *flowprog.Program) error {
+	m, err := json.MarshalIndent(s.portMap(p), "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
 }
 
 // build turns a request into a program; its errors are the user's.
@@ -267,12 +308,8 @@ func (s *Server) save(sv *saved, p *flowprog.Program) error {
 	if err != nil {
 		return err
 	}
-	m, err := json.MarshalIndent(p.Tags, "", "  ")
-	if err != nil {
-		return err
-	}
 	// The port map first: a saved capture always has its map.
-	if err := writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644); err != nil {
+	if err := s.writePortMap(p); err != nil {
 		return err
 	}
 	return writeAtomic(filepath.Join(s.stateDir, captureFile), b, 0o600)
@@ -283,7 +320,7 @@ func (s *Server) save(sv *saved, p *flowprog.Program) error {
 func (s *Server) Stop() (StopResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.active == nil && s.problem == "" {
+	if s.active == nil && s.problem == "" && len(s.stuckLocked()) == 0 {
 		return StopResult{Message: "capture is not active"}, nil
 	}
 	if err := s.clearLocked(); err != nil {
@@ -317,15 +354,31 @@ func (s *Server) Status() Status {
 	return s.statusLocked()
 }
 
+// stuckLocked lists the ports the dataplane captures although dpcap asked
+// it to stop.
+func (s *Server) stuckLocked() []string {
+	if d, ok := s.backend.(Dataplane); ok {
+		return d.Report().Stuck
+	}
+	return nil
+}
+
 func (s *Server) statusLocked() Status {
 	st := Status{Backend: s.backend.Name(), Problem: s.problem}
+	if d, ok := s.backend.(Dataplane); ok {
+		r := d.Report()
+		st.Dataplane = &r
+	}
 	if s.active == nil {
 		return st
 	}
 	st.Active, st.Request, st.Started = true, s.active.Request, s.active.Started
-	st.PortMap, st.PortMapFile = s.program.Tags, filepath.Join(s.stateDir, portMapFile)
+	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
-	for _, t := range s.program.Tags.Ports {
+	for _, t := range st.PortMap.Ports {
+		if t.Kind == flowprog.KindVF && !slices.Contains(s.program.Config.VFs, t.Name) {
+			continue // listed for naming PF0's copies only
+		}
 		p := counters[t.Name]
 		p.Name, p.Tag = t.Name, t.Tag
 		st.Ports = append(st.Ports, p)
@@ -334,10 +387,14 @@ func (s *Server) statusLocked() Status {
 }
 
 // Shutdown stops capture when the daemon exits; the saved state stays, so
-// the next start applies it again.
+// the next start applies it again. A dataplane's capture is left running:
+// it lives there, and the next dpcap serve adopts it.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.backend.(Dataplane); ok {
+		return
+	}
 	if err := s.backend.Clear(); err != nil {
 		s.logger.Error("clearing capture at exit", "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpservice"
 	"github.com/dpcap/dpcap/flowprog"
 )
 
@@ -51,7 +52,8 @@ func parse(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (hel
 	return false, nil
 }
 
-const serveUsage = `Usage: dpcap serve --backend software --port NAME=IFACE [--port ...] [flags]
+const serveUsage = `Usage: dpcap serve --backend dpservice [--dpservice HOST:PORT] [flags]
+       dpcap serve --backend software --port NAME=IFACE [--port ...] [flags]
        dpcap serve --backend dpdk --eal 'EAL ARGS' --port pf0=DEV --port NAME=DEV ...
 
 Holds the captured ports and their rules (they die with the process), and
@@ -60,9 +62,14 @@ in the state directory and applied again when the daemon restarts; the port
 tag map sinkd reads (--port-map) is published there as portmap.json.
 
 Flags:
-  --backend NAME      software: mirror each port's Linux interface (AF_PACKET)
-                      and send the copies as the NIC would; dpdk: program
-                      the NIC's E-Switch with rte_flow
+  --backend NAME      dpservice: drive dp-service, the dataplane that owns
+                      the NIC, through its gRPC API (ports are its interface
+                      ids and pf0); software: mirror each port's Linux
+                      interface (AF_PACKET) and send the copies as the NIC
+                      would; dpdk: program the NIC's E-Switch with rte_flow
+  --dpservice ADDR    dp-service's gRPC API (default localhost:1337); dpcap
+                      watches it and applies the capture again after it
+                      restarts, once its orchestrator initialized it
   --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
                       the uplink): a Linux interface for software, a DPDK
                       port name (0000:08:00.0_representor_vf0) for dpdk
@@ -92,6 +99,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	dpsvcAddr := fs.String("dpservice", dpservice.DefaultAddress, "")
 	ealArgs := fs.String("eal", "", "")
 	group := fs.String("group", "", "")
 	ports := map[string]string{}
@@ -109,6 +117,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	var b control.Backend
 	switch *backend {
+	case "dpservice":
+		if len(ports) > 0 {
+			return usageErr{errors.New("the dpservice backend takes no --port: its ports are dp-service's interface ids")}
+		}
+		d, err := dpservice.New(*dpsvcAddr, logger)
+		if err != nil {
+			return usageErr{err}
+		}
+		defer d.Close()
+		b = d
 	case "software":
 		if len(ports) == 0 {
 			return usageErr{errors.New("the software backend needs ports: give --port NAME=IFACE")}
@@ -123,7 +141,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	default:
-		return usageErr{fmt.Errorf("invalid backend %q: want software or dpdk", *backend)}
+		return usageErr{fmt.Errorf("invalid backend %q: want dpservice, software or dpdk", *backend)}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

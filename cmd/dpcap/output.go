@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/flowprog"
 )
 
 func checkFormat(f string) error {
@@ -30,12 +34,17 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	case "yaml":
 		return writeYAML(w, st)
 	}
+	d := st.Dataplane
 	if !st.Active {
-		fmt.Fprintf(w, "capture: NOT ACTIVE (%s backend)\n", st.Backend)
+		if d != nil && len(d.Stuck) > 0 {
+			fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend)\n", d.Name, strings.Join(d.Stuck, ", "), st.Backend)
+		} else {
+			fmt.Fprintf(w, "capture: NOT ACTIVE (%s backend)\n", st.Backend)
+		}
 		if st.Problem != "" {
 			fmt.Fprintf(w, "problem: %s (dpcap stop clears it)\n", st.Problem)
 		}
-		return nil
+		return printDataplane(w, d)
 	}
 	r := st.Request
 	fmt.Fprintf(w, "capture: ACTIVE (%s backend) since %s\n", st.Backend, st.Started.Local().Format(time.RFC3339))
@@ -45,9 +54,21 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	}
 	fmt.Fprintf(w, "port map for sinkd --port-map: %s\n", st.PortMapFile)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tTAG\tSAMPLES\tFAILED\tDROPPED")
-	for _, p := range st.Ports {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped)
+	if d != nil {
+		// dp-service counts no copies and tags none: its ports are told
+		// apart by what their copies carry.
+		fmt.Fprintln(tw, "PORT\tKIND\tCOPIES CARRY")
+		for _, p := range st.PortMap.Ports {
+			if p.Kind == flowprog.KindVF && !slices.Contains(r.VFs, p.Name) {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.Kind, identity(p))
+		}
+	} else {
+		fmt.Fprintln(tw, "PORT\tTAG\tSAMPLES\tFAILED\tDROPPED")
+		for _, p := range st.Ports {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -64,5 +85,68 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 			fmt.Fprintf(w, "note:    port %s: its interface was deleted and made again, capture followed it %s\n", p.Name, times)
 		}
 	}
-	return nil
+	return printDataplane(w, d)
+}
+
+// identity says what tells a port's copies apart, from the port map.
+func identity(p flowprog.Port) string {
+	if p.Kind == flowprog.KindPF {
+		return "underlay frames (inner destination: a VM's underlay route)"
+	}
+	var a []string
+	for _, ip := range []netip.Addr{p.IPv4, p.IPv6} {
+		if ip.IsValid() {
+			a = append(a, ip.String())
+		}
+	}
+	s := "the VM's frames from " + strings.Join(a, ", ")
+	if len(a) == 0 {
+		s = "the VM's frames"
+	}
+	if p.UnderlayRoute.IsValid() {
+		s += "; PF0 copies to it: " + p.UnderlayRoute.String()
+	}
+	return s
+}
+
+// printDataplane shows what the dataplane says: its state, what it
+// captures, what dpcap did on its own, what is wrong, its interfaces.
+func printDataplane(w io.Writer, d *control.DataplaneStatus) error {
+	if d == nil {
+		return nil
+	}
+	state := d.State
+	if d.UUID != "" {
+		state += ", UUID " + d.UUID
+	}
+	fmt.Fprintf(w, "%s: %s (%s); captures %s\n", d.Name, d.Address, state, listOrNone(d.Captured))
+	if d.Event != "" {
+		fmt.Fprintf(w, "event:   %s\n", d.Event)
+	}
+	if d.Problem != "" {
+		fmt.Fprintf(w, "problem: %s\n", d.Problem)
+	}
+	if len(d.Interfaces) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tVNI\tIPV4\tIPV6\tUNDERLAY ROUTE\tDEVICE")
+	for _, i := range d.Interfaces {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", i.ID, i.VNI, dash(i.IPv4), dash(i.IPv6), dash(i.UnderlayRoute), dash(i.PCI))
+	}
+	return tw.Flush()
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "no port"
+	}
+	return strings.Join(s, ", ")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,387 @@
+// Package dpservice is dpcap serve's backend for hypervisors whose NIC
+// belongs to dp-service (github.com/ironcore-dev/dpservice): it drives
+// dp-service's gRPC API (dpdkironcore.v1.DPDKironcore: CaptureStart,
+// CaptureStop, CaptureStatus, CheckInitialized, ListInterfaces) instead of
+// programming the NIC itself.
+//
+// dp-service holds the capture, in memory only, and at the version dpcap
+// is tested against it has two defects: its stop answers 210 and leaves
+// capture on, and a failed multi-port start answers 212 and leaves some
+// ports captured while it reports capture off. So after every change the
+// backend asks CaptureStatus what dp-service really captures, and reports
+// that, never what it asked for. It watches dp-service and applies the
+// capture again after a restart (a new UUID), once dp-service's
+// orchestrator has initialized it and created the interfaces again; it
+// never calls Initialize itself (that resets dp-service's routes).
+package dpservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
+	"github.com/dpcap/dpcap/flowprog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultAddress is where dp-service's API listens by default.
+const DefaultAddress = "localhost:1337"
+
+// Poll intervals: how often a reachable dp-service is asked, and the
+// bounds of the backoff while it is not.
+const (
+	pollEvery  = time.Second
+	maxBackoff = 16 * time.Second
+	callTime   = 5 * time.Second
+)
+
+// Backend drives dp-service. It implements control.Dataplane.
+type Backend struct {
+	addr   string
+	conn   *grpc.ClientConn
+	api    dpdkpb.DPDKironcoreClient
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	want       *flowprog.Program // the capture to keep applied; nil: none
+	pending    bool              // want must be applied (again) once dp-service is ready
+	state      string
+	uuid       string
+	interfaces []*dpdkpb.Interface
+	captured   []string
+	stuck      []string
+	event      string
+	problem    string
+}
+
+// New returns the backend for dp-service at addr (HOST:PORT). It does not
+// connect yet: dp-service may come up later.
+func New(addr string, logger *slog.Logger) (*Backend, error) {
+	// gRPC's own reconnection backoff grows to 2 minutes; dp-service back
+	// after a restart should be seen within the watch's backoff.
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = maxBackoff
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: callTime}))
+	if err != nil {
+		return nil, fmt.Errorf("dp-service address %q: %w", addr, err)
+	}
+	return &Backend{addr: addr, conn: conn, api: dpdkpb.NewDPDKironcoreClient(conn), logger: logger, state: "unknown"}, nil
+}
+
+// Close closes the connection.
+func (b *Backend) Close() error { return b.conn.Close() }
+
+// Name implements control.Backend.
+func (b *Backend) Name() string { return "dpservice" }
+
+// Counters implements control.Backend: dp-service counts no copies.
+func (b *Backend) Counters() map[string]control.PortStatus { return nil }
+
+func (b *Backend) who() string { return "dp-service at " + b.addr }
+
+// callErr turns a failed call into a line a user can act on.
+func (b *Backend) callErr(method string, err error) error {
+	switch s, _ := status.FromError(err); s.Code() {
+	case codes.Aborted:
+		return fmt.Errorf("%s is not initialized yet (its orchestrator initializes it after a start): try again", b.who())
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return fmt.Errorf("%s is unreachable: %s", b.who(), s.Message())
+	case codes.Unimplemented:
+		return fmt.Errorf("%s does not know %s: is it dp-service?", b.who(), method)
+	default:
+		return fmt.Errorf("%s refused %s: %s (gRPC %s)", b.who(), method, s.Message(), s.Code())
+	}
+}
+
+// listInterfaces asks dp-service for its interfaces.
+func (b *Backend) listInterfaces(ctx context.Context) ([]*dpdkpb.Interface, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	r, err := b.api.ListInterfaces(ctx, &dpdkpb.ListInterfacesRequest{})
+	if err != nil {
+		return nil, b.callErr("ListInterfaces", err)
+	}
+	if err := inBand(r.GetStatus(), "ListInterfaces"); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.who(), err)
+	}
+	return r.GetInterfaces(), nil
+}
+
+// checkPorts refuses what dp-service cannot capture: ids it does not have,
+// and filters (its API has the field but ignores it).
+func (b *Backend) checkPorts(ctx context.Context, p *flowprog.Program) ([]*dpdkpb.Interface, error) {
+	if p.Config.Filter != nil {
+		return nil, errors.New("dp-service captures whole ports: start without --filter (filter on the sink: sinkd's filter expression)")
+	}
+	ifaces, err := b.listInterfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if missing := unknown(p.Config.VFs, ifaces); len(missing) > 0 {
+		return nil, fmt.Errorf("%w %s: %s has %s", control.ErrUnknownPort, strings.Join(missing, ", "), b.who(), idList(ifaces))
+	}
+	return ifaces, nil
+}
+
+func unknown(ids []string, ifaces []*dpdkpb.Interface) []string {
+	var missing []string
+	for _, id := range ids {
+		if !slices.ContainsFunc(ifaces, func(i *dpdkpb.Interface) bool { return string(i.Id) == id }) {
+			missing = append(missing, id)
+		}
+	}
+	return missing
+}
+
+func idList(ifaces []*dpdkpb.Interface) string {
+	if len(ifaces) == 0 {
+		return "no interfaces"
+	}
+	var ids []string
+	for _, i := range ifaces {
+		ids = append(ids, string(i.Id))
+	}
+	const show = 8
+	if len(ids) > show {
+		return fmt.Sprintf("interfaces %s and %d more", strings.Join(ids[:show], ", "), len(ids)-show)
+	}
+	return "interfaces " + strings.Join(ids, ", ")
+}
+
+// Check implements control.Backend.
+func (b *Backend) Check(p *flowprog.Program) error {
+	_, err := b.checkPorts(context.Background(), p)
+	return err
+}
+
+// Apply implements control.Backend: CaptureStart, then CaptureStatus to
+// learn what dp-service really did.
+func (b *Backend) Apply(ctx context.Context, p *flowprog.Program) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.applyLocked(ctx, p); err != nil {
+		return err
+	}
+	b.want, b.pending, b.problem = p, false, ""
+	return nil
+}
+
+func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
+	ifaces, err := b.checkPorts(ctx, p)
+	if err != nil {
+		return err
+	}
+	b.interfaces = ifaces
+	cctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	r, err := b.api.CaptureStart(cctx, &dpdkpb.CaptureStartRequest{CaptureConfig: captureConfig(p)})
+	if err != nil {
+		err = b.callErr("CaptureStart", err)
+		if _, serr := b.refreshLocked(ctx); serr == nil && len(b.captured) > 0 {
+			return fmt.Errorf("%w; dp-service captures %s", err, strings.Join(b.captured, ", "))
+		}
+		return err
+	}
+	code := r.GetStatus().GetCode()
+	if code == 0 {
+		active, err := b.refreshLocked(ctx)
+		switch {
+		case err != nil:
+			return fmt.Errorf("dp-service answered CaptureStart OK, but what it captures is unknown: %w", err)
+		case !active || !slices.Equal(sorted(b.captured), sorted(p.Config.Ports())):
+			return fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", "))
+		}
+		b.stuck = nil
+		return nil
+	}
+	why := startMeaning(r.GetStatus())
+	if code == codeRollback {
+		// dp-service left some ports captured but its capture flag off,
+		// so CaptureStatus would say "not active". A start with no port
+		// changes no port and sets the flag: then CaptureStatus lists
+		// every port still captured.
+		b.reveal(ctx, p)
+	}
+	if _, err := b.refreshLocked(ctx); err != nil {
+		return fmt.Errorf("start capture: %s; what dp-service captures now is unknown: %v", why, err)
+	}
+	if code == codeAlreadyActive {
+		return fmt.Errorf("start capture: %s: dp-service captures %s", why, portsOrNone(b.captured))
+	}
+	if len(b.captured) > 0 {
+		b.stuck = b.captured
+		return fmt.Errorf("start capture: %s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
+	}
+	return fmt.Errorf("start capture: %s", why)
+}
+
+// recovery is what ends capture dp-service cannot stop.
+const recovery = "dp-service at this version cannot stop it (its stop enables capture again); it ends when dp-service restarts, which dpcap notices"
+
+func (b *Backend) reveal(ctx context.Context, p *flowprog.Program) {
+	ctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	cfg := captureConfig(p)
+	cfg.Interfaces = nil
+	if _, err := b.api.CaptureStart(ctx, &dpdkpb.CaptureStartRequest{CaptureConfig: cfg}); err != nil {
+		b.logger.Warn("asking dp-service which ports it still captures", "err", b.callErr("CaptureStart", err))
+	}
+}
+
+// refreshLocked asks CaptureStatus what dp-service captures.
+func (b *Backend) refreshLocked(ctx context.Context) (active bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	r, err := b.api.CaptureStatus(ctx, &dpdkpb.CaptureStatusRequest{})
+	if err != nil {
+		return false, b.callErr("CaptureStatus", err)
+	}
+	if err := inBand(r.GetStatus(), "CaptureStatus"); err != nil {
+		return false, err
+	}
+	b.captured = nil
+	if r.GetIsActive() {
+		b.captured = portNames(r.GetCaptureConfig())
+	}
+	return r.GetIsActive(), nil
+}
+
+// Clear implements control.Backend: CaptureStop, then CaptureStatus; it
+// fails, naming them, while dp-service still captures ports.
+func (b *Backend) Clear() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.want, b.pending = nil, false
+	ctx, cancel := context.WithTimeout(context.Background(), callTime)
+	defer cancel()
+	r, err := b.api.CaptureStop(ctx, &dpdkpb.CaptureStopRequest{})
+	if err != nil {
+		return fmt.Errorf("%w: whether it still captures is unknown; dpcap status will tell once it answers", b.callErr("CaptureStop", err))
+	}
+	code := r.GetStatus().GetCode()
+	if _, err := b.refreshLocked(context.Background()); err != nil {
+		return fmt.Errorf("CaptureStop answered %s, but what dp-service captures now is unknown: %w", codeName(r.GetStatus()), err)
+	}
+	if len(b.captured) > 0 {
+		b.stuck = b.captured
+		why := "CaptureStop answered " + codeName(r.GetStatus())
+		if code == codeAlreadyActive {
+			why += " (a known defect of dp-service at this version)"
+		}
+		return fmt.Errorf("dp-service did not stop capture: %s; it still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
+	}
+	b.stuck = nil
+	return nil
+}
+
+// dp-service's in-band error numbers dpcap acts on (include/dp_error.h).
+const (
+	codeNotFound      = 201
+	codeNoVM          = 205
+	codeAlreadyActive = 210
+	codeNotActive     = 211
+	codeRollback      = 212
+	codeRuleAdd       = 213
+	codeRuleDel       = 214
+)
+
+func codeName(s *dpdkpb.Status) string {
+	name := s.GetMessage()
+	if name == "" {
+		name = "error"
+	}
+	return fmt.Sprintf("%d %s", s.GetCode(), name)
+}
+
+// startMeaning says what a refused CaptureStart means to the user.
+func startMeaning(s *dpdkpb.Status) string {
+	var m string
+	switch s.GetCode() {
+	case codeNotActive:
+		m = "dp-service runs without offload; hardware capture needs it"
+	case codeAlreadyActive:
+		m = "already active in dp-service (started elsewhere?)"
+	case codeRollback:
+		m = "dp-service failed on a port and could not undo the ports it had started"
+	case codeNotFound, codeNoVM:
+		m = "an interface is gone from dp-service"
+	case codeRuleAdd, codeRuleDel:
+		m = "the NIC refused dp-service's capture rules"
+	default:
+		m = "dp-service refused"
+	}
+	return fmt.Sprintf("%s (CaptureStart answered %s)", m, codeName(s))
+}
+
+func inBand(s *dpdkpb.Status, method string) error {
+	if s.GetCode() == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s answered %s", method, codeName(s))
+}
+
+// captureConfig is the program as dp-service's capture request. The sink
+// address is text, as dp-service reads it.
+func captureConfig(p *flowprog.Program) *dpdkpb.CaptureConfig {
+	c := p.Config
+	cfg := &dpdkpb.CaptureConfig{
+		SinkNodeIp: &dpdkpb.IpAddress{Ipver: dpdkpb.IpVersion_IPV6, Address: []byte(c.Sink.String())},
+		UdpSrcPort: uint32(c.SrcPort), UdpDstPort: uint32(c.DstPort),
+	}
+	for _, vf := range c.VFs {
+		cfg.Interfaces = append(cfg.Interfaces, &dpdkpb.CapturedInterface{InterfaceType: dpdkpb.CaptureInterfaceType_SINGLE_VF,
+			Spec: &dpdkpb.CapturedInterface_VfName{VfName: []byte(vf)}})
+	}
+	if c.PF0 {
+		cfg.Interfaces = append(cfg.Interfaces, &dpdkpb.CapturedInterface{InterfaceType: dpdkpb.CaptureInterfaceType_SINGLE_PF,
+			Spec: &dpdkpb.CapturedInterface_PfIndex{PfIndex: 0}})
+	}
+	return cfg
+}
+
+// portNames names the ports of a capture config as dpcap does: VF ids,
+// pf0, pf1.
+func portNames(cfg *dpdkpb.CaptureConfig) []string {
+	var out []string
+	for _, i := range cfg.GetInterfaces() {
+		if i.GetInterfaceType() == dpdkpb.CaptureInterfaceType_SINGLE_PF {
+			out = append(out, fmt.Sprintf("pf%d", i.GetPfIndex()))
+		} else {
+			out = append(out, string(i.GetVfName()))
+		}
+	}
+	return out
+}
+
+// matches tells whether dp-service's capture is the program's.
+func matches(cfg *dpdkpb.CaptureConfig, p *flowprog.Program) bool {
+	sink, err := netip.ParseAddr(string(cfg.GetSinkNodeIp().GetAddress()))
+	return err == nil && sink == p.Config.Sink && cfg.GetUdpDstPort() == uint32(p.Config.DstPort) &&
+		cfg.GetUdpSrcPort() == uint32(p.Config.SrcPort) && slices.Equal(sorted(portNames(cfg)), sorted(p.Config.Ports()))
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func portsOrNone(ports []string) string {
+	if len(ports) == 0 {
+		return "no port"
+	}
+	return strings.Join(ports, ", ")
+}

@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
+	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
+	"github.com/dpcap/dpcap/flowprog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// dpsvcFixture is a dp-service stand-in (package dpservicetest) and a
+// dpcap serve --backend dpservice driving it.
+type dpsvcFixture struct {
+	svc           *dpservicetest.Server
+	api           dpdkpb.DPDKironcoreClient
+	socket, state string
+	serve         *exec.Cmd
+	serveLog      *syncBuffer
+	sink, dstPort string
+}
+
+func newDPService(t *testing.T, opts dpservicetest.Options) *dpsvcFixture {
+	t.Helper()
+	f := &dpsvcFixture{svc: dpservicetest.New(opts), sink: "2001:db8:f::9", dstPort: "3010"}
+	if err := f.svc.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.svc.Close)
+	conn, err := grpc.NewClient(f.svc.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.api = dpdkpb.NewDPDKironcoreClient(conn)
+	tmp := t.TempDir()
+	f.socket, f.state = filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
+	f.startServe(t)
+	return f
+}
+
+func (f *dpsvcFixture) startServe(t *testing.T) {
+	t.Helper()
+	f.serveLog = &syncBuffer{}
+	f.serve = exec.Command(bin("dpcap"), "serve", "--backend", "dpservice", "--dpservice", f.svc.Addr(),
+		"--underlay-ip", "fc00:1::1", "--socket", f.socket, "--state-dir", f.state)
+	f.serve.Stderr = f.serveLog
+	if err := f.serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := f.serve
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", f.socket); return code == 0 })
+}
+
+func (f *dpsvcFixture) stopServe(t *testing.T) {
+	f.serve.Process.Signal(syscall.SIGTERM)
+	f.serve.Wait()
+}
+
+// orchestrate does what dp-service's orchestrator does after a start:
+// Initialize, then the VMs' interfaces.
+func (f *dpsvcFixture) orchestrate(t *testing.T, ids ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := f.api.Initialize(ctx, &dpdkpb.InitializeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		r, err := f.api.CreateInterface(ctx, &dpdkpb.CreateInterfaceRequest{InterfaceId: []byte(id), Vni: 100,
+			Ipv4Config: &dpdkpb.IpConfig{PrimaryAddress: fmt.Appendf(nil, "10.0.0.%d", i+1)},
+			Ipv6Config: &dpdkpb.IpConfig{PrimaryAddress: fmt.Appendf(nil, "fd00::%d", i+1)}})
+		if err != nil || r.Status.GetCode() != 0 {
+			t.Fatalf("CreateInterface %s: %v %v", id, err, r.GetStatus())
+		}
+	}
+}
+
+func (f *dpsvcFixture) start(t *testing.T, ports ...string) (string, int) {
+	t.Helper()
+	return dpcap(t, append([]string{"start", "--socket", f.socket, "--sink-node-ip", f.sink, "--udp-dst-port", f.dstPort}, ports...)...)
+}
+
+func (f *dpsvcFixture) status(t *testing.T) control.Status { return status(t, f.socket) }
+
+func (f *dpsvcFixture) waitDataplane(t *testing.T, what string, cond func(d *control.DataplaneStatus) bool) control.Status {
+	t.Helper()
+	var st control.Status
+	waitFor(t, what, func() bool {
+		st = f.status(t)
+		return st.Dataplane != nil && cond(st.Dataplane)
+	})
+	return st
+}
+
+func oneLine(t *testing.T, what, out string, code, wantCode int, wants ...string) {
+	t.Helper()
+	if code != wantCode || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("%s: exit %d (want %d), want one line:\n%s", what, code, wantCode, out)
+	}
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Fatalf("%s: %q lacks %q", what, out, w)
+		}
+	}
+}
+
+// TestDPServiceBackend drives dpcap serve --backend dpservice against a
+// server that answers as dp-service does (defects included) through every
+// path: not initialized, unknown ids, 17 ports, start, status and port
+// map, a dp-service restart and the capture applied again, a daemon
+// restart adopting the capture, the stop dp-service refuses, the partial
+// start it cannot roll back, and dp-service unreachable.
+func TestDPServiceBackend(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+
+	// Before its orchestrator initializes it, dp-service answers ABORTED.
+	f.waitDataplane(t, "status to say not initialized", func(d *control.DataplaneStatus) bool { return d.State == "not initialized" })
+	out, code := f.start(t, "--vf", "vm-1")
+	oneLine(t, "start before initialization", out, code, 1, "is not initialized yet")
+
+	f.orchestrate(t, "vm-1", "vm-2")
+	f.waitDataplane(t, "the interfaces in status", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Interfaces) == 2 })
+	if out, _ := dpcap(t, "status", "--socket", f.socket); !strings.Contains(out, "vm-2") || !strings.Contains(out, "10.0.0.2") || !strings.Contains(out, "NOT ACTIVE") {
+		t.Fatalf("status lists no interfaces:\n%s", out)
+	}
+
+	// Ids dp-service does not have are refused before CaptureStart.
+	out, code = f.start(t, "--vf", "vm-1,vm-9,vm-8")
+	oneLine(t, "unknown ids", out, code, 2, "unknown port vm-9, vm-8", "has interfaces vm-1, vm-2")
+	var many []string
+	for i := range 17 {
+		many = append(many, fmt.Sprintf("vm-%d", i+1))
+	}
+	out, code = f.start(t, "--vf", strings.Join(many[:16], ","), "--pf", "0")
+	oneLine(t, "17 ports", out, code, 2, "17 ports: at most 16")
+	if n := f.svc.Calls("CaptureStart"); n != 0 {
+		t.Fatalf("refused starts reached dp-service: %d CaptureStart calls", n)
+	}
+
+	// Start: dp-service captures exactly what was asked; the port map
+	// names each port by what its copies carry.
+	out, code = f.start(t, "--vf", "vm-1,vm-2", "--pf", "0")
+	if code != 0 || !strings.Contains(out, "ACTIVE (dpservice backend)") || !strings.Contains(out, "captures pf0, vm-1, vm-2") {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	if got := f.svc.Captured(); !slices.Equal(got, []string{"pf0", "vm-1", "vm-2"}) {
+		t.Fatalf("dp-service captures %v", got)
+	}
+	m, err := flowprog.LoadPortMap(filepath.Join(f.state, "portmap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Ports) != 3 || m.Ports[0].Name != "vm-1" || m.Ports[0].IPv4.String() != "10.0.0.1" || m.Ports[0].IPv6.String() != "fd00::1" ||
+		m.Ports[0].UnderlayRoute.String() != "fc00:1::1/128" || m.Ports[0].Tag != 0 || m.Ports[0].Source.String() != "fc00:1::1" ||
+		m.Ports[2].Name != "pf0" || m.Ports[2].Kind != flowprog.KindPF {
+		t.Fatalf("port map: %+v", m)
+	}
+	for _, format := range []string{"yaml", "json"} {
+		if out, code := dpcap(t, "status", "-o", format, "--socket", f.socket); code != 0 || !strings.Contains(out, "underlay_route") {
+			t.Fatalf("status -o %s: exit %d\n%s", format, code, out)
+		}
+	}
+
+	// dp-service restarts: a new UUID, not initialized, no interfaces.
+	oldUUID := f.status(t).Dataplane.UUID
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDataplane(t, "the restart noticed", func(d *control.DataplaneStatus) bool {
+		return strings.Contains(d.Event, "restarted") && strings.Contains(d.Event, oldUUID)
+	})
+	f.orchestrate(t, "vm-1") // vm-2 comes later: dpcap waits for it
+	f.waitDataplane(t, "dpcap to wait for vm-2", func(d *control.DataplaneStatus) bool { return strings.Contains(d.Problem, "once dp-service has vm-2") })
+	if _, err := f.api.CreateInterface(context.Background(), &dpdkpb.CreateInterfaceRequest{InterfaceId: []byte("vm-2"),
+		Ipv4Config: &dpdkpb.IpConfig{PrimaryAddress: []byte("10.0.0.2")}}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitDataplane(t, "the capture applied again", func(d *control.DataplaneStatus) bool {
+		return strings.Contains(d.Event, "applied again") && len(d.Captured) == 3
+	})
+	if !st.Active || st.Dataplane.Problem != "" || !slices.Equal(f.svc.Captured(), []string{"pf0", "vm-1", "vm-2"}) {
+		t.Fatalf("after the restart: %+v; dp-service captures %v", st, f.svc.Captured())
+	}
+	if !strings.Contains(f.serveLog.String(), "dp-service restarted") || !strings.Contains(f.serveLog.String(), "capture applied again") {
+		t.Fatalf("the log does not say so:\n%s", f.serveLog)
+	}
+
+	// dpcap serve restarts: dp-service's capture is left running and adopted.
+	starts := f.svc.Calls("CaptureStart")
+	f.stopServe(t)
+	f.startServe(t)
+	f.waitDataplane(t, "the capture adopted", func(d *control.DataplaneStatus) bool { return len(d.Captured) == 3 && d.Problem == "" })
+	if n := f.svc.Calls("CaptureStart"); n != starts {
+		t.Fatalf("an adopted capture was started again (%d calls)", n-starts)
+	}
+
+	// dp-service's stop fails whenever ports are captured: dpcap says so,
+	// names them, and never reports "stopped".
+	out, code = dpcap(t, "stop", "--socket", f.socket)
+	oneLine(t, "stop", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures pf0, vm-1, vm-2", "ends when dp-service restarts")
+	out, _ = dpcap(t, "status", "--socket", f.socket)
+	if !strings.Contains(out, "NOT STOPPED: dp-service still captures pf0, vm-1, vm-2") {
+		t.Fatalf("status after the refused stop:\n%s", out)
+	}
+	out, code = dpcap(t, "stop", "--socket", f.socket) // tried again, not "not active"
+	oneLine(t, "second stop", out, code, 1, "still captures pf0, vm-1, vm-2")
+	if err := f.svc.Restart(); err != nil { // what ends it
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1", "vm-2")
+	f.waitDataplane(t, "the stuck ports gone", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Stuck) == 0 })
+	if out, code := dpcap(t, "stop", "--socket", f.socket); code != 0 || !strings.Contains(out, "not active") {
+		t.Fatalf("stop after the restart: exit %d %s", code, out)
+	}
+	time.Sleep(2 * time.Second) // watch rounds in which nothing may come back
+	if st := f.status(t); st.Active || f.svc.Calls("CaptureStart") != 0 {
+		t.Fatalf("a stopped capture came back: %+v", st)
+	}
+
+	// A multi-port start failing on its second port: dp-service answers
+	// 212 and leaves the first captured.
+	f.svc.FailCaptureOn("vm-2")
+	out, code = f.start(t, "--vf", "vm-1,vm-2")
+	oneLine(t, "partial start", out, code, 1, "212 ROLLBACK", "still captures vm-1", "ends when dp-service restarts")
+	if got := f.svc.Captured(); !slices.Equal(got, []string{"vm-1"}) {
+		t.Fatalf("dp-service captures %v", got)
+	}
+	if st := f.status(t); st.Active || !slices.Equal(st.Dataplane.Stuck, []string{"vm-1"}) {
+		t.Fatalf("status after the partial start: %+v", st.Dataplane)
+	}
+
+	// dp-service unreachable: status says so; dpcap retries.
+	f.svc.Close()
+	f.waitDataplane(t, "unreachable in status", func(d *control.DataplaneStatus) bool {
+		return d.State == "unreachable" && strings.Contains(d.Problem, "unreachable")
+	})
+	out, code = f.start(t, "--vf", "vm-1")
+	oneLine(t, "start while unreachable", out, code, 1, "is unreachable")
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1")
+	f.waitDataplane(t, "reachable again", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Interfaces) == 1 })
+}
+
+// TestDPServiceRefusals: dp-service without offload (211) and a capture
+// started elsewhere (210), each one clear line, nothing left active.
+func TestDPServiceRefusals(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{})
+	f.orchestrate(t, "vm-1")
+	f.waitDataplane(t, "ready", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 1 })
+	out, code := f.start(t, "--vf", "vm-1")
+	oneLine(t, "start without offload", out, code, 1, "dp-service runs without offload; hardware capture needs it", "211 NOT_ACTIVE")
+	if out, _ := dpcap(t, "status", "--socket", f.socket); !strings.Contains(out, "NOT ACTIVE (dpservice backend)") {
+		t.Fatalf("status:\n%s", out)
+	}
+	out, code = f.start(t, "--vf", "vm-1", "--filter", "proto=tcp")
+	oneLine(t, "a filter", out, code, 1, "dp-service captures whole ports")
+
+	g := newDPService(t, dpservicetest.Options{Offload: true})
+	g.orchestrate(t, "vm-1", "vm-2")
+	g.waitDataplane(t, "ready", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 2 })
+	r, err := g.api.CaptureStart(context.Background(), &dpdkpb.CaptureStartRequest{CaptureConfig: &dpdkpb.CaptureConfig{
+		SinkNodeIp: &dpdkpb.IpAddress{Ipver: dpdkpb.IpVersion_IPV6, Address: []byte("2001:db8::77")}, UdpDstPort: 4000,
+		Interfaces: []*dpdkpb.CapturedInterface{{InterfaceType: dpdkpb.CaptureInterfaceType_SINGLE_VF, Spec: &dpdkpb.CapturedInterface_VfName{VfName: []byte("vm-2")}}}}})
+	if err != nil || r.Status.GetCode() != 0 {
+		t.Fatal(err, r)
+	}
+	out, code = g.start(t, "--vf", "vm-1")
+	oneLine(t, "start while started elsewhere", out, code, 1, "already active in dp-service (started elsewhere?)", "dp-service captures vm-2")
+	if st := g.status(t); st.Active {
+		t.Fatalf("active after a refused start: %+v", st)
+	}
+	var d control.Status
+	out, _ = dpcap(t, "status", "-o", "json", "--socket", g.socket)
+	if err := json.Unmarshal([]byte(out), &d); err != nil || !slices.Equal(d.Dataplane.Captured, []string{"vm-2"}) {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(g.state, "portmap.json")); err == nil {
+		t.Fatal("a refused start published a port map")
+	}
+}
