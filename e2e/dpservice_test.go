@@ -75,9 +75,11 @@ func (f *dpsvcFixture) stopServe(t *testing.T) {
 func (f *dpsvcFixture) orchestrate(t *testing.T, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := f.api.Initialize(ctx, &dpdkpb.InitializeRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	// The first call after a restart may meet the old connection closing.
+	waitFor(t, "Initialize to succeed", func() bool {
+		_, err := f.api.Initialize(ctx, &dpdkpb.InitializeRequest{}, grpc.WaitForReady(true))
+		return err == nil
+	})
 	for i, id := range ids {
 		r, err := f.api.CreateInterface(ctx, &dpdkpb.CreateInterfaceRequest{InterfaceId: []byte(id), Vni: 100,
 			Ipv4Config: &dpdkpb.IpConfig{PrimaryAddress: fmt.Appendf(nil, "10.0.0.%d", i+1)},
