@@ -465,7 +465,11 @@ func checkWithTools(t *testing.T, name string, want int) {
 	if err != nil {
 		t.Fatalf("tcpdump -r %s: %v", name, err)
 	}
-	if got := strings.TrimSpace(string(out)); got != fmt.Sprintf("%d packets", want) {
+	plural := "s"
+	if want == 1 {
+		plural = ""
+	}
+	if got := strings.TrimSpace(string(out)); got != fmt.Sprintf("%d packet%s", want, plural) {
 		t.Errorf("tcpdump --count reads %q from %s, want %d packets", got, name, want)
 	}
 	out, err = exec.Command("tshark", "-n", "-r", name, "-T", "fields", "-e", "frame.number").Output()

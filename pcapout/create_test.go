@@ -278,3 +278,23 @@ func TestKeepCountsAnEarlierRunsFiles(t *testing.T) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 }
+
+// TestDevNullIsAStream checks -w /dev/null (a benchmark's sink) is written
+// as a stream, not replaced.
+func TestDevNullIsAStream(t *testing.T) {
+	r, err := Open(Options{Path: os.DevNull, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	if err := r.Flush(); err != nil || !r.Stream() {
+		t.Fatalf("flush: %v, stream %v", err, r.Stream())
+	}
+	r.Close()
+	if st, err := os.Lstat(os.DevNull); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("%s is no longer a device: %v", os.DevNull, err)
+	}
+	if r.Stats().Packets.Load() != 1 {
+		t.Errorf("packets written %d", r.Stats().Packets.Load())
+	}
+}
