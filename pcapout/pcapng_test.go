@@ -2,6 +2,7 @@ package pcapout
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,6 +208,72 @@ func TestPcapngLongNameIsCut(t *testing.T) {
 		got := options(b.body, 8)
 		if n := len(got[ifName]); n != 65535 || !utf8.Valid(got[ifName]) || string(got[ifDescription]) != "d" {
 			t.Errorf("if_name of %d bytes (valid UTF-8: %v), description %q", n, utf8.Valid(got[ifName]), got[ifDescription])
+		}
+	}
+}
+
+// TestPcapngSizeLimitCountsEveryBlock checks -C against pcapng's real
+// overheads: packet blocks (not pcap's 16 bytes), interfaces declared
+// mid-file and the statistics written at close all fit under the limit.
+func TestPcapngSizeLimitCountsEveryBlock(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 3000
+	r, err := Open(Options{Path: filepath.Join(dir, "s.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
+		FileSize: limit, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ifaces []int
+	for i := range 40 {
+		if i%8 == 0 { // five sources: every file describes all it knows
+			desc := fmt.Sprintf("source %d %s", i, strings.Repeat("d", 200))
+			ifaces = append(ifaces, r.AddInterface(Interface{Name: fmt.Sprint("src", i), Description: desc}))
+		}
+		r.WritePacket(ifaces[len(ifaces)-1], time.Unix(int64(i), 0), frame(i, 201), 201)
+	}
+	r.Close()
+	n := 0
+	for _, name := range files(t, dir) {
+		p := filepath.Join(dir, name)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > limit {
+			t.Errorf("%s: %d bytes, over -C %d", name, st.Size(), limit)
+		}
+		for _, b := range blocks(t, p) {
+			if b.typ == ngEPB {
+				n++
+			}
+		}
+	}
+	if n != 40 {
+		t.Errorf("files hold %d packets, want 40", n)
+	}
+}
+
+// TestPcapngInterfaceDeclaredWhenFull declares a source when the file has
+// no room left for its description and statistics: it opens the next
+// file instead of pushing this one past -C.
+func TestPcapngInterfaceDeclaredWhenFull(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 4000
+	r, err := Open(Options{Path: filepath.Join(dir, "f.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
+		FileSize: limit, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := r.AddInterface(Interface{Name: "a"})
+	for i := 0; r.out.size() < limit-400; i++ {
+		r.WritePacket(a, time.Unix(int64(i), 0), frame(i, 60), 60)
+	}
+	b := r.AddInterface(Interface{Name: "b", Description: strings.Repeat("d", 300)})
+	r.WritePacket(b, time.Unix(100, 0), frame(100, 60), 60)
+	r.Close()
+	for _, name := range files(t, dir) {
+		if st, _ := os.Stat(filepath.Join(dir, name)); st.Size() > limit {
+			t.Errorf("%s: %d bytes, over -C %d", name, st.Size(), limit)
 		}
 	}
 }

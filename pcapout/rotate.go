@@ -200,9 +200,19 @@ func (r *Rotator) AddInterface(ifc Interface) int {
 		return 0
 	}
 	r.sources = append(r.sources, source{Interface: ifc})
-	if r.out != nil {
-		r.enc.addInterface(r.out, ifc)
+	if r.out == nil {
+		return len(r.sources) - 1
 	}
+	// Its description and statistics must fit under -C too: if they do
+	// not, the next file's header describes it.
+	var idb output
+	r.enc.addInterface(&idb, ifc)
+	if r.opts.FileSize > 0 && r.out.records > 0 &&
+		r.out.size()+int64(len(idb.buf)+r.enc.trailerLen(len(r.sources))) > r.opts.FileSize {
+		r.rotate(false)
+		return len(r.sources) - 1
+	}
+	r.out.buf = append(r.out.buf, idb.buf...)
 	return len(r.sources) - 1
 }
 
