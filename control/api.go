@@ -38,6 +38,9 @@ type PortStatus struct {
 	// Problem says why the port is not captured right now, while the
 	// capture as a whole stays active.
 	Problem string `json:"problem,omitempty"`
+	// Mirror is how the software backend copies the port: "bpf" (in the
+	// kernel) or "af_packet" (through user space, where BPF is not allowed).
+	Mirror string `json:"mirror,omitempty"`
 }
 
 // Status is what dpcap status shows.

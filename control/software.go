@@ -36,6 +36,7 @@ const resyncInterval = 5 * time.Second
 // new interface once it is there, counting the re-attachment.
 type Software struct {
 	ifaces map[string]string // port name → Linux interface
+	method string            // mirror.MethodAuto, MethodBPF or MethodPacket
 	logger *slog.Logger
 
 	mu    sync.Mutex
@@ -47,16 +48,17 @@ type Software struct {
 // attachment is one captured port and the mirror on its current interface.
 type attachment struct {
 	port       mirror.Port
-	m          *mirror.Mirror // nil while the interface is gone or refused capture
+	m          mirror.Mirror // nil while the interface is gone or refused capture
 	ifindex    int
 	past       mirror.Stats // what the mirrors before m counted
 	reattached uint64
 	problem    string
 }
 
-// NewSoftware returns the backend for the given ports.
-func NewSoftware(ifaces map[string]string, logger *slog.Logger) *Software {
-	return &Software{ifaces: ifaces, logger: logger}
+// NewSoftware returns the backend for the given ports, mirrored with
+// method (mirror.MethodAuto: in the kernel where BPF is allowed).
+func NewSoftware(ifaces map[string]string, method string, logger *slog.Logger) *Software {
+	return &Software{ifaces: ifaces, method: method, logger: logger}
 }
 
 // Name implements Backend.
@@ -71,7 +73,7 @@ func (s *Software) Check(p *flowprog.Program) error {
 
 // config checks p and returns the mirrors' configuration.
 func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
-	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort}
+	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method}
 	if m := p.Config.Filter; m != nil {
 		prog, err := kernelFilter(m.PcapFilter())
 		if err != nil {
@@ -331,8 +333,12 @@ func (s *Software) Counters() map[string]PortStatus {
 			st.Failed += now.Failed
 			st.Dropped += now.Dropped
 		}
-		out[a.port.Name] = PortStatus{Name: a.port.Name, Tag: a.port.Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped,
+		ps := PortStatus{Name: a.port.Name, Tag: a.port.Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped,
 			Reattached: a.reattached, Problem: a.problem}
+		if a.m != nil {
+			ps.Mirror = a.m.Method()
+		}
+		out[a.port.Name] = ps
 	}
 	return out
 }

@@ -23,10 +23,11 @@ type dpcapd struct {
 	stderr *syncBuffer
 }
 
-func startServe(t *testing.T, ns *netns, socket, state string) *dpcapd {
+func startServe(t *testing.T, ns *netns, socket, state string, extra ...string) *dpcapd {
 	t.Helper()
-	d := &dpcapd{cmd: ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=tap-vm1",
-		"--socket", socket, "--state-dir", state), stderr: &syncBuffer{}}
+	args := append([]string{"serve", "--backend", "software", "--port", "vm-1=tap-vm1",
+		"--socket", socket, "--state-dir", state}, extra...)
+	d := &dpcapd{cmd: ns.cmd(bin("dpcap"), args...), stderr: &syncBuffer{}}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,17 +84,7 @@ func vmTrafficRound(t *testing.T, vm *netns) {
 // sinkd in a sink namespace writes the frames byte-exact, named by port.
 // A daemon restart keeps the capture running; dpcap stop ends it.
 func TestSoftwareBackendEndToEnd(t *testing.T) {
-	vm, hv, sk := newNS(t), newNS(t), newNS(t)
-	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
-		t.Fatalf("veth: %v %s", err, out)
-	}
-	vm.run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
-	vm.run(t, "ip", "addr", "add", "2001:db8:10::10/64", "dev", "vm0", "nodad")
-	hv.run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm1")
-	hv.run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tap-vm1", "nodad")
-	vm.run(t, "ip", "link", "set", "vm0", "up")
-	hv.run(t, "ip", "link", "set", "tap-vm1", "up")
-	linkN(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
+	vm, hv, sk := softwareHosts(t)
 	tmp := t.TempDir()
 	socket, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
 
@@ -195,6 +186,25 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 			t.Errorf("%s is left after stop", f)
 		}
 	}
+}
+
+// softwareHosts makes a VM joined to a hypervisor by a veth whose
+// hypervisor end, tap-vm1, is the port (192.0.2.1, 2001:db8:10::1), and
+// a sink on the hypervisor's underlay (2001:db8:2::1 -> ::2, MTU 1600).
+func softwareHosts(t *testing.T) (vm, hv, sk *netns) {
+	t.Helper()
+	vm, hv, sk = newNS(t), newNS(t), newNS(t)
+	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
+		t.Fatalf("veth: %v %s", err, out)
+	}
+	vm.run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
+	vm.run(t, "ip", "addr", "add", "2001:db8:10::10/64", "dev", "vm0", "nodad")
+	hv.run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm1")
+	hv.run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tap-vm1", "nodad")
+	vm.run(t, "ip", "link", "set", "vm0", "up")
+	hv.run(t, "ip", "link", "set", "tap-vm1", "up")
+	linkN(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
+	return vm, hv, sk
 }
 
 func filterFrames(frames [][]byte, keep func([]byte) bool) [][]byte {
@@ -315,4 +325,76 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 		t.Fatalf("sinkd: %d %s", code, stderr)
 	}
 	equalFrames(t, readFrames(t, capture), sent)
+}
+
+// TestSoftwareMirrorMethodsAgree: the kernel mirror (tc BPF) and the
+// AF_PACKET mirror send the same envelopes, byte for byte but for the
+// lengths, which follow each frame; status shows the method in use; a
+// filter runs in either; and the kernel mirror leaves nothing attached.
+func TestSoftwareMirrorMethodsAgree(t *testing.T) {
+	vm, hv, sk := softwareHosts(t)
+	tmp := t.TempDir()
+	headers := map[string][][]byte{}
+	for _, method := range []string{"af_packet", "bpf"} {
+		socket, state := filepath.Join(tmp, method+".sock"), filepath.Join(tmp, method)
+		wire := filepath.Join(tmp, method+".pcap")
+		td := startTcpdump(t, sk, "-i", "e2e1", "-Q", "in", "-U", "-w", wire, "udp dst port 3010")
+		serve := startServe(t, hv, socket, state, "--mirror", method)
+		// Only the VM's IPv4: the filter runs inside the kernel mirror.
+		if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010",
+			"--udp-src-port", "3000", "--vf", "vm-1", "--filter", "ip=4"); code != 0 {
+			t.Fatalf("%s: dpcap start: exit %d\n%s", method, code, out)
+		}
+		if st := status(t, socket); len(st.Ports) != 1 || st.Ports[0].Mirror != method {
+			t.Fatalf("status shows %+v, want mirror %s", st.Ports, method)
+		}
+		vmTrafficRound(t, vm)
+		time.Sleep(300 * time.Millisecond)
+		st := status(t, socket)
+		if out, code := dpcap(t, "stop", "--socket", socket); code != 0 {
+			t.Fatalf("%s: dpcap stop: %s", method, out)
+		}
+		serve.stop(t)
+		time.Sleep(300 * time.Millisecond)
+		td.Process.Signal(syscall.SIGINT)
+		td.Wait()
+		for _, env := range readFrames(t, wire) {
+			inner := env[62:]
+			if binary.BigEndian.Uint16(inner[12:14]) != 0x0800 {
+				t.Errorf("%s: the filter let through a frame that is not IPv4: % x", method, inner[:14])
+			}
+			if !deliberate(inner) {
+				continue
+			}
+			if n := int(binary.BigEndian.Uint16(env[18:20])); n != len(inner)+8 {
+				t.Errorf("%s: IPv6 payload length %d for a %d-byte frame", method, n, len(inner))
+			}
+			if n := int(binary.BigEndian.Uint16(env[58:60])); n != len(inner)+8 {
+				t.Errorf("%s: UDP length %d for a %d-byte frame", method, n, len(inner))
+			}
+			h := slices.Clone(env[:62])
+			clear(h[18:20])
+			clear(h[58:60])
+			headers[method] = append(headers[method], h)
+		}
+		// Two pings, one UDP datagram, one TCP SYN.
+		if got := len(headers[method]); got != 4 || st.Ports[0].Samples < 4 {
+			t.Fatalf("%s: %d of the VM's IPv4 frames on the wire, %d samples counted, want 4", method, got, st.Ports[0].Samples)
+		}
+	}
+	want := headers["af_packet"][0]
+	if want[14]&0xf0 != 0x60 || binary.BigEndian.Uint32(want[14:18])&0xfffff != 1 || want[21] != 64 {
+		t.Errorf("af_packet envelope header % x: want IPv6, flow label 1, hop limit 64", want)
+	}
+	for method, hs := range headers {
+		for _, h := range hs {
+			if !bytes.Equal(h, want) {
+				t.Errorf("%s envelope header\n% x\nwant (af_packet)\n% x", method, h, want)
+			}
+		}
+	}
+	// The programs went with the capture.
+	if out := hv.run(t, "bash", "-c", "tc filter show dev tap-vm1 ingress; bpftool net show dev tap-vm1 2>/dev/null || true"); strings.Contains(out, "dpcap") {
+		t.Errorf("a program is left on the port after stop:\n%s", out)
+	}
 }

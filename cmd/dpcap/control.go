@@ -65,11 +65,14 @@ Flags:
   --backend NAME      dpservice: drive dp-service, the dataplane that owns
                       the NIC, through its gRPC API (ports are its interface
                       ids and pf0); software: mirror each port's Linux
-                      interface (AF_PACKET) and send the copies as the NIC
-                      would; dpdk: program the NIC's E-Switch with rte_flow
+                      interface and send the copies as the NIC would;
+                      dpdk: program the NIC's E-Switch with rte_flow
   --dpservice ADDR    dp-service's gRPC API (default localhost:1337); dpcap
                       watches it and applies the capture again after it
                       restarts, once its orchestrator initialized it
+  --mirror METHOD     the software backend's method: auto (default: in the
+                      kernel with tc BPF where allowed, else AF_PACKET), bpf
+                      or af_packet; dpcap status shows the one in use
   --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
                       the uplink): a Linux interface for software, a DPDK
                       port name (0000:08:00.0_representor_vf0) for dpdk
@@ -90,6 +93,7 @@ Flags:
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dpcap serve")
 	backend := fs.String("backend", "software", "")
+	method := fs.String("mirror", "auto", "")
 	socket := fs.String("socket", defaultSocket, "")
 	stateDir := fs.String("state-dir", defaultStateDir, "")
 	var underlay netip.Addr
@@ -131,7 +135,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if len(ports) == 0 {
 			return usageErr{errors.New("the software backend needs ports: give --port NAME=IFACE")}
 		}
-		b = control.NewSoftware(ports, logger)
+		m := *method
+		switch m {
+		case "auto":
+			m = "" // mirror.MethodAuto
+		case "bpf", "af_packet":
+		default:
+			return usageErr{fmt.Errorf("invalid mirror method %q: want auto, bpf or af_packet", m)}
+		}
+		b = control.NewSoftware(ports, m, logger)
 	case "dpdk":
 		if len(ports) == 0 {
 			return usageErr{errors.New("the dpdk backend needs ports: give --port pf0=DPDK-PORT --port NAME=DPDK-PORT")}

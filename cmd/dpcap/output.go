@@ -65,9 +65,13 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.Kind, identity(p))
 		}
 	} else {
-		fmt.Fprintln(tw, "PORT\tTAG\tSAMPLES\tFAILED\tDROPPED")
+		fmt.Fprintln(tw, "PORT\tTAG\tSAMPLES\tFAILED\tDROPPED\tMIRROR")
 		for _, p := range st.Ports {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped)
+			mirror := p.Mirror
+			if mirror == "" {
+				mirror = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped, mirror)
 		}
 	}
 	if err := tw.Flush(); err != nil {
