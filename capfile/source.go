@@ -1,6 +1,7 @@
 package capfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,8 @@ import (
 
 // Source reads a capture file as a capture.Source, for offline conversion.
 type Source struct {
-	r     *Reader
+	r     *Reader      // pcapng (and anything but classic pcap)
+	b     *blockReader // classic pcap, read in blocks
 	c     io.Closer
 	name  string
 	arena []byte
@@ -31,7 +33,19 @@ func OpenSource(name string) (*Source, error) {
 		}
 		rc = f
 	}
-	r, err := NewReader(rc)
+	// The magic says which reader; both read it again.
+	head := make([]byte, 4)
+	n, _ := io.ReadFull(rc, head)
+	stream := io.MultiReader(bytes.NewReader(head[:n]), rc)
+	b, ok, err := newBlockReader(stream, head[:n])
+	if ok {
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return &Source{b: b, c: rc, name: name}, nil
+	}
+	r, err := NewReader(stream)
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -39,8 +53,9 @@ func OpenSource(name string) (*Source, error) {
 	return &Source{r: r, c: rc, name: name, arena: make([]byte, 0, 1<<20)}, nil
 }
 
-// Read implements capture.Source: up to max packets, copied out of the
-// reader so that a whole batch stays valid. It returns io.EOF at the end.
+// Read implements capture.Source: up to max packets, valid until the next
+// Read (classic pcap: where they lie in the block read; pcapng: copied
+// out of the reader). It returns io.EOF at the end.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if s.shut {
 		return nil, io.EOF
@@ -52,6 +67,17 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 	}
 	if cap(s.pkts) < max {
 		s.pkts = make([]capture.Packet, max)
+	}
+	if s.b != nil {
+		n, err := s.b.read(s.pkts[:max])
+		if err != nil && !errors.Is(err, io.EOF) {
+			err = fmt.Errorf("read %s: %w", s.name, err)
+		}
+		if n == 0 {
+			return nil, err
+		}
+		s.err = err
+		return s.pkts[:n], nil
 	}
 	s.arena = s.arena[:0]
 	n := 0

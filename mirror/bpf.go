@@ -40,6 +40,7 @@ type kernelMirror struct {
 	progs    []*ebpf.Program
 	links    []link.Link
 	mu       sync.Mutex
+	final    Stats // the counts at Stop, which Stats returns after it
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -208,14 +209,21 @@ func (m *kernelMirror) probeNeighbour() {
 	_, _, _ = c.ReadFrom(make([]byte, 128))
 }
 
-// Stats implements Mirror.
+// Stats implements Mirror; after Stop, it returns the final counts.
 func (m *kernelMirror) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.counters == nil {
+		return m.final
+	}
+	return m.count()
+}
+
+func (m *kernelMirror) count() Stats {
 	var c [numSlots]uint64
 	for slot := range c {
 		var perCPU []uint64
-		if m.counters != nil && m.counters.Lookup(uint32(slot), &perCPU) == nil {
+		if m.counters.Lookup(uint32(slot), &perCPU) == nil {
 			for _, v := range perCPU {
 				c[slot] += v
 			}
@@ -238,6 +246,9 @@ func (m *kernelMirror) Stop() {
 	defer m.mu.Unlock()
 	for i := len(m.links) - 1; i >= 0; i-- {
 		m.links[i].Close()
+	}
+	if m.counters != nil {
+		m.final = m.count()
 	}
 	for _, p := range m.progs {
 		p.Close()
