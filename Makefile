@@ -18,7 +18,7 @@ TAGS    := libpcap,dpdk
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap proto
+.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap proto interop
 
 all: build
 
@@ -89,6 +89,13 @@ proto:
 		--go_out=. --go_opt=module=github.com/dpcap/dpcap \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/dpcap/dpcap \
 		control/dpservice/dpdkpb/dpdk.proto
+
+# Not part of test: builds DPDK 25.11 and dp-service from ../shared/vendor
+# (cached in /var/cache/dpcap-interop; ~12 minutes the first time), runs
+# the real dp-service with TAP ports in a namespace and drives it with
+# dpcap serve --backend dpservice; the transcript is docs/INTEROP-dpservice.md.
+interop: build
+	bash scripts/interop.sh run
 
 clean:
 	rm -rf $(BIN) demo-out bench-out

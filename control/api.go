@@ -4,6 +4,8 @@
 package control
 
 import (
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/dpcap/dpcap/flowprog"
@@ -43,12 +45,25 @@ type PortStatus struct {
 	Mirror string `json:"mirror,omitempty"`
 }
 
+// Envelope is what dpcap serve puts in the envelopes the NIC prepends:
+// the hypervisor's underlay address (the IPv6 source), PF0's MAC (the
+// Ethernet source, read from the port) and the underlay router's (the
+// Ethernet destination, --router-mac).
+type Envelope struct {
+	Underlay         netip.Addr
+	RouterMAC, PFMAC net.HardwareAddr
+}
+
 // Status is what dpcap status shows.
 type Status struct {
-	Active  bool         `json:"active"`
-	Backend string       `json:"backend"`
-	Request StartRequest `json:"request,omitzero"`
-	Ports   []PortStatus `json:"ports,omitempty"`
+	Active  bool   `json:"active"`
+	Backend string `json:"backend"`
+	// The envelope's addresses, where the daemon sets them.
+	UnderlayIP string       `json:"underlay_ip,omitempty"`
+	RouterMAC  string       `json:"router_mac,omitempty"`
+	PFMAC      string       `json:"pf_mac,omitempty"`
+	Request    StartRequest `json:"request,omitzero"`
+	Ports      []PortStatus `json:"ports,omitempty"`
 	// PortMap is the tag map sinkd reads with --port-map; PortMapFile is
 	// where the daemon publishes it.
 	PortMap     flowprog.PortMap `json:"port_map,omitzero"`

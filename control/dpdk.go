@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/dpcap/dpcap/flowprog"
@@ -17,6 +18,7 @@ type DPDK struct {
 	eal   *rteflow.EAL
 	names map[string]string // port name → DPDK port name
 	ids   map[string]uint16 // port name → DPDK port id
+	pfMAC net.HardwareAddr  // PF0's, read from the port: the envelopes' source
 	mu    sync.Mutex
 	flows []created
 }
@@ -44,9 +46,15 @@ func NewDPDK(ealArgs []string, ports map[string]string) (Backend, error) {
 			return nil, fmt.Errorf("port %s: %w", name, err)
 		}
 		d.ids[name] = info.ID
+		if name == flowprog.PF0 {
+			d.pfMAC = info.MAC
+		}
 	}
 	return d, nil
 }
+
+// PFMAC returns PF0's MAC address, the envelopes' Ethernet source.
+func (d *DPDK) PFMAC() net.HardwareAddr { return d.pfMAC }
 
 // Name implements Backend.
 func (d *DPDK) Name() string { return "dpdk" }
@@ -61,6 +69,10 @@ func (d *DPDK) Check(p *flowprog.Program) error {
 }
 
 func (d *DPDK) check(p *flowprog.Program) error {
+	if p.Config.RouterMAC == nil {
+		return errors.New("the dpdk backend needs the underlay router's MAC for the envelopes (without it every copy leaves PF0 addressed to 00:00:00:00:00:00 and the router drops it): " +
+			"give dpcap serve --router-mac MAC; on the hypervisor, 'ip -6 route show default' names the router and 'ip -6 neigh show ROUTER' its MAC")
+	}
 	for _, r := range p.Install {
 		id, ok := d.ids[r.Port]
 		if !ok {

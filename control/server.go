@@ -26,7 +26,7 @@ type Server struct {
 	backend  Backend
 	stateDir string
 	logger   *slog.Logger
-	underlay netip.Addr
+	env      Envelope
 
 	limits apiLimits
 
@@ -39,11 +39,11 @@ type Server struct {
 // NewServer returns a server over backend, keeping its state in stateDir.
 // A capture saved there by an earlier run is applied again; if that fails,
 // Status says why, and Stop clears it.
-func NewServer(ctx context.Context, backend Backend, stateDir string, underlay netip.Addr, logger *slog.Logger) (*Server, error) {
+func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelope, logger *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Server{backend: backend, stateDir: stateDir, underlay: underlay, logger: logger, limits: defaultLimits}
+	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits}
 	sv, ok, err := loadSaved(stateDir)
 	switch {
 	case err != nil:
@@ -126,7 +126,8 @@ func (s *Server) build(r StartRequest) (*flowprog.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
 	}
-	cfg := flowprog.Config{Sink: sink, Underlay: s.underlay, SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+	cfg := flowprog.Config{Sink: sink, Underlay: s.env.Underlay, RouterMAC: s.env.RouterMAC, PFMAC: s.env.PFMAC,
+		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
 	if r.Filter != "" {
 		m, err := flowprog.ParseMatch(r.Filter)
 		if err != nil {
@@ -354,6 +355,13 @@ func (s *Server) Status() Status {
 	return s.statusLocked()
 }
 
+func macString(m net.HardwareAddr) string {
+	if m == nil {
+		return ""
+	}
+	return m.String()
+}
+
 // stuckLocked lists the ports the dataplane captures although dpcap asked
 // it to stop.
 func (s *Server) stuckLocked() []string {
@@ -364,7 +372,10 @@ func (s *Server) stuckLocked() []string {
 }
 
 func (s *Server) statusLocked() Status {
-	st := Status{Backend: s.backend.Name(), Problem: s.problem}
+	st := Status{Backend: s.backend.Name(), Problem: s.problem, RouterMAC: macString(s.env.RouterMAC), PFMAC: macString(s.env.PFMAC)}
+	if s.env.Underlay.IsValid() {
+		st.UnderlayIP = s.env.Underlay.String()
+	}
 	if d, ok := s.backend.(Dataplane); ok {
 		r := d.Report()
 		st.Dataplane = &r

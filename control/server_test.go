@@ -55,7 +55,7 @@ func (r *recorder) Counters() map[string]PortStatus { return nil }
 
 func newTestServer(t *testing.T, b Backend, dir string) *Server {
 	t.Helper()
-	s, err := NewServer(context.Background(), b, dir, netip.MustParseAddr("2001:db8::10"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := NewServer(context.Background(), b, dir, Envelope{Underlay: netip.MustParseAddr("2001:db8::10")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

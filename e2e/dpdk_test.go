@@ -16,13 +16,19 @@ const ealNoHardware = "--no-huge --no-pci -m 256 --no-shconf --log-level error"
 func TestTestpmdAcceptsTheRendering(t *testing.T) {
 	for _, filter := range []string{"", "proto=tcp,dst=10.0.0.0/8,dport=443", "proto=udp,src=2001:db8:aa::/48,sport=53"} {
 		args := []string{"start", "--dry-run", "--sink-node-ip", "2001:db8:f::1", "--udp-dst-port", "3010", "--udp-src-port", "3000",
-			"--vf", "vm-1,vm-2", "--pf", "0"}
+			"--vf", "vm-1,vm-2", "--pf", "0", "--underlay-ip", "2001:db8::10", "--router-mac", "0c:42:a1:00:00:01", "--pf-mac", "0c:42:a1:00:00:02"}
 		if filter != "" {
 			args = append(args, "--filter", filter)
 		}
 		program, code := dpcap(t, args...)
 		if code != 0 {
 			t.Fatalf("dry run: %s", program)
+		}
+		for _, want := range []string{"# envelope: from PF0 0c:42:a1:00:00:02 to router 0c:42:a1:00:00:01, underlay 2001:db8::10",
+			"eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 "} {
+			if !strings.Contains(program, want) {
+				t.Fatalf("dry run lacks %q:\n%s", want, program)
+			}
 		}
 		var cmds []string
 		for _, l := range strings.Split(program, "\n") {
@@ -75,7 +81,7 @@ func TestDPDKBackendOnPortsThatCannotSample(t *testing.T) {
 			tmp := t.TempDir()
 			socket := filepath.Join(tmp, "dpcap.sock")
 			serve := ns.cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
-				"--port", "pf0="+pf, "--port", "vm-1="+vm, "--socket", socket, "--state-dir", filepath.Join(tmp, "state"))
+				"--port", "pf0="+pf, "--port", "vm-1="+vm, "--socket", socket, "--state-dir", filepath.Join(tmp, "state"), "--underlay-ip", "2001:db8::10")
 			var stderr syncBuffer
 			serve.Stderr = &stderr
 			if err := serve.Start(); err != nil {
@@ -93,7 +99,30 @@ func TestDPDKBackendOnPortsThatCannotSample(t *testing.T) {
 					t.Fatalf("dpcap serve did not start: %s", stderr.String())
 				}
 			}
+			// PF0's MAC is read from the port; without the router's, capture
+			// is refused, saying how to find it.
+			out, _ := dpcap(t, "status", "--socket", socket)
+			if !strings.Contains(out, "envelope: from PF0 ") || !strings.Contains(out, "to router NOT SET (dpcap serve --router-mac") || strings.Contains(out, "from PF0 -") {
+				t.Fatalf("status does not show the envelope's MACs:\n%s", out)
+			}
 			out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8::9", "--udp-dst-port", "3010", "--vf", "vm-1", "--pf", "0")
+			if code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "give dpcap serve --router-mac MAC") || !strings.Contains(out, "ip -6 neigh show") {
+				t.Fatalf("start without a router MAC: exit %d\n%s", code, out)
+			}
+			serve.Process.Kill()
+			serve.Wait()
+			serve = ns.cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
+				"--port", "pf0="+pf, "--port", "vm-1="+vm, "--socket", socket, "--state-dir", filepath.Join(tmp, "state"),
+				"--underlay-ip", "2001:db8::10", "--router-mac", "0c:42:a1:00:00:01")
+			serve.Stderr = &stderr
+			if err := serve.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", socket); return code == 0 })
+			if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "to router 0c:42:a1:00:00:01, underlay 2001:db8::10") {
+				t.Fatalf("status does not show the router MAC:\n%s", out)
+			}
+			out, code = dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8::9", "--udp-dst-port", "3010", "--vf", "vm-1", "--pf", "0")
 			if code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, tt.want) {
 				t.Fatalf("start: exit %d\n%s\nwant one line containing\n%s", code, out, tt.want)
 			}

@@ -257,14 +257,13 @@ type Rule struct {
 	Actions []Action
 }
 
-// Program is what capture installs and what stopping restores.
+// Program is what capture installs; stopping destroys exactly these rules.
+// It owns the ports' rules: a dataplane's own default rules on the same
+// ports (group 0 jump to 2, group 1 catch-all) are neither removed nor
+// restored by any backend, so the program does not list them.
 type Program struct {
-	Config Config
-	// Remove are the dataplane's default rules capture replaces, removed
-	// before Install; Restore recreates them when capture stops.
-	Remove  []Rule
+	Config  Config
 	Install []Rule
-	Restore []Rule
 	// Templates holds each port's envelope (tag in the flow label).
 	Templates map[string][TemplateLen]byte
 	Tags      PortMap
@@ -319,17 +318,13 @@ func Build(cfg Config) (*Program, error) {
 				Rule{port, attr(GroupCapture, 1), any, toForward})
 		}
 		if port == PF0 {
-			// The capture-off rule of group 1 makes way. Flows arriving on
-			// PF0 jump to group 1 from their own group-0 rules (made by the
-			// dataplane per flow); this catch-all, below them, takes the rest.
-			p.Remove = append(p.Remove, Rule{port, attr(GroupCapture, 0), any, toForward})
+			// Flows arriving on PF0 jump to group 1 from their own group-0
+			// rules (made by the dataplane per flow); this catch-all,
+			// below them, takes the rest.
 			p.Install = append(p.Install, Rule{port, attr(GroupDefault, 1), any, toCapture})
-			p.Restore = append(p.Restore, Rule{port, attr(GroupCapture, 0), any, toForward})
 			continue
 		}
-		p.Remove = append(p.Remove, Rule{port, attr(GroupDefault, 0), any, toForward})
 		p.Install = append(p.Install, Rule{port, attr(GroupDefault, 0), any, toCapture})
-		p.Restore = append(p.Restore, Rule{port, attr(GroupDefault, 0), any, toForward})
 	}
 	return p, nil
 }

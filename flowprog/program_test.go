@@ -25,18 +25,15 @@ func TestTestpmdRendering(t *testing.T) {
 	}
 	want := `# dpcap capture program: sink 2001:db8:f::1, UDP 3000 -> 3010
 # tags in the IPv6 flow label: vm-1=1 (port 1), pf0=2 (port 0)
+# envelope: from PF0 0c:42:a1:00:00:02 to router 0c:42:a1:00:00:01, underlay 2001:db8::10 -> sink 2001:db8:f::1
 set raw_encap 0 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 1 / udp src is 3000 dst is 3010 / end_set
 set sample_actions 0 raw_encap index 0 / port_id id 0 / end
 set raw_encap 1 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 2 / udp src is 3000 dst is 3010 / end_set
 set sample_actions 1 raw_encap index 1 / port_id id 0 / end
-# replaces the default rule: flow create 1 group 0 priority 0 transfer pattern eth / end actions jump group 2 / end
-# replaces the default rule: flow create 0 group 1 priority 0 transfer pattern eth / end actions jump group 2 / end
 flow create 1 group 1 priority 0 transfer pattern eth / end actions sample ratio 1 index 0 / jump group 2 / end
 flow create 1 group 0 priority 0 transfer pattern eth / end actions jump group 1 / end
 flow create 0 group 1 priority 0 transfer pattern eth / end actions sample ratio 1 index 1 / jump group 2 / end
 flow create 0 group 0 priority 1 transfer pattern eth / end actions jump group 1 / end
-# on stop, restore: flow create 1 group 0 priority 0 transfer pattern eth / end actions jump group 2 / end
-# on stop, restore: flow create 0 group 1 priority 0 transfer pattern eth / end actions jump group 2 / end
 `
 	if got := p.Testpmd(p.DefaultPortIDs()); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)

@@ -19,8 +19,7 @@ func (p *Program) DefaultPortIDs() map[string]int {
 
 // Testpmd renders the program in dpdk-testpmd's command syntax, to review
 // or replay by hand: the envelopes (set raw_encap), the sample lists (set
-// sample_actions) and the rules (flow create). The default rules capture
-// replaces are listed as comments: destroy them first.
+// sample_actions) and the rules (flow create).
 func (p *Program) Testpmd(ids map[string]int) string {
 	var b strings.Builder
 	c := p.Config
@@ -30,6 +29,8 @@ func (p *Program) Testpmd(ids map[string]int) string {
 		tags = append(tags, fmt.Sprintf("%s=%d (port %d)", t.Name, t.Tag, ids[t.Name]))
 	}
 	fmt.Fprintf(&b, "# tags in the IPv6 flow label: %s\n", strings.Join(tags, ", "))
+	fmt.Fprintf(&b, "# envelope: from PF0 %s to router %s, underlay %s -> sink %v\n",
+		macOrUnset(c.PFMAC, "PF0 MAC"), macOrUnset(c.RouterMAC, "--router-mac"), addrOrUnset(c.Underlay), c.Sink)
 	if c.Filter != nil {
 		fmt.Fprintf(&b, "# filter: %s\n", c.Filter)
 	}
@@ -40,16 +41,24 @@ func (p *Program) Testpmd(ids map[string]int) string {
 		fmt.Fprintf(&b, "set raw_encap %d %s\n", i, encapItems(t))
 		fmt.Fprintf(&b, "set sample_actions %d raw_encap index %d / port_id id %d / end\n", i, i, ids[PF0])
 	}
-	for _, r := range p.Remove {
-		fmt.Fprintf(&b, "# replaces the default rule: %s\n", flowCreate(r, ids, index))
-	}
 	for _, r := range p.Install {
 		fmt.Fprintln(&b, flowCreate(r, ids, index))
 	}
-	for _, r := range p.Restore {
-		fmt.Fprintf(&b, "# on stop, restore: %s\n", flowCreate(r, ids, index))
-	}
 	return b.String()
+}
+
+func macOrUnset(m net.HardwareAddr, flag string) string {
+	if m == nil {
+		return "00:00:00:00:00:00 (" + flag + " not given: the router drops such copies)"
+	}
+	return m.String()
+}
+
+func addrOrUnset(a netip.Addr) string {
+	if !a.IsValid() {
+		return ":: (--underlay-ip not given)"
+	}
+	return a.String()
 }
 
 // encapItems renders an envelope template as raw_encap items.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os/signal"
@@ -81,6 +82,11 @@ Flags:
                       '--proc-type=secondary --file-prefix dp' (attach)
   --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
                       in the rendered program; the kernel picks the real one)
+  --router-mac MAC    the underlay router's MAC, the envelopes' Ethernet
+                      destination: the dpdk backend refuses capture without
+                      it ('ip -6 route show default' names the router, 'ip -6
+                      neigh show ROUTER' its MAC); PF0's own MAC, the source,
+                      is read from the port
   --socket PATH       API socket (default /run/dpcap/dpcap.sock, mode 0600);
                       a stale socket there is replaced, anything else refused
   --group NAME        let this group use the API too (socket mode 0660): its
@@ -96,13 +102,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	method := fs.String("mirror", "auto", "")
 	socket := fs.String("socket", defaultSocket, "")
 	stateDir := fs.String("state-dir", defaultStateDir, "")
-	var underlay netip.Addr
-	fs.Func("underlay-ip", "", func(v string) (err error) {
-		if underlay, err = netip.ParseAddr(v); err != nil || !underlay.Is6() {
-			return fmt.Errorf("invalid underlay IP %q: want IPv6", v)
-		}
-		return nil
-	})
+	var env control.Envelope
+	envelopeFlags(fs, &env, false)
 	dpsvcAddr := fs.String("dpservice", dpservice.DefaultAddress, "")
 	ealArgs := fs.String("eal", "", "")
 	group := fs.String("group", "", "")
@@ -157,7 +158,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	srv, err := control.NewServer(ctx, b, *stateDir, underlay, logger)
+	if d, ok := b.(interface{ PFMAC() net.HardwareAddr }); ok {
+		env.PFMAC = d.PFMAC()
+	}
+	srv, err := control.NewServer(ctx, b, *stateDir, env, logger)
 	if err != nil {
 		return err
 	}
@@ -194,7 +198,8 @@ Flags:
                       proto=tcp|udp,src=PREFIX,dst=PREFIX,sport=N,dport=N,ip=4|6
   --replace           stop an active capture first
   --dry-run           print the program in dpdk-testpmd syntax and exit; needs
-                      no daemon
+                      no daemon. Its envelopes take the addresses the daemon
+                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
   -o FORMAT           table (default), json or yaml
 `
@@ -225,6 +230,8 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&req.Filter, "filter", "", "")
 	fs.BoolVar(&req.Replace, "replace", false, "")
 	dryRun := fs.Bool("dry-run", false, "")
+	var env control.Envelope
+	envelopeFlags(fs, &env, true)
 	socket := fs.String("socket", defaultSocket, "")
 	format := fs.String("o", "table", "")
 	if help, err := parse(fs, args, startUsage, stdout); help || err != nil {
@@ -235,7 +242,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
-	p, err := buildProgram(req)
+	p, err := buildProgram(req, env)
 	if err != nil {
 		return usageErr{err}
 	}
@@ -260,7 +267,32 @@ func asUsage(err error) error {
 	return err
 }
 
-func buildProgram(r control.StartRequest) (*flowprog.Program, error) {
+// envelopeFlags adds the flags of the envelope's addresses to fs; PF0's
+// MAC only where no port is there to read it from (a dry run).
+func envelopeFlags(fs *flag.FlagSet, env *control.Envelope, pfMAC bool) {
+	fs.Func("underlay-ip", "", func(v string) (err error) {
+		if env.Underlay, err = netip.ParseAddr(v); err != nil || !env.Underlay.Is6() {
+			return fmt.Errorf("invalid underlay IP %q: want IPv6", v)
+		}
+		return nil
+	})
+	mac := func(name string, dst *net.HardwareAddr) {
+		fs.Func(name, "", func(v string) error {
+			m, err := net.ParseMAC(v)
+			if err != nil || len(m) != 6 {
+				return fmt.Errorf("invalid %s %q: want an Ethernet address like 0c:42:a1:00:00:01", name, v)
+			}
+			*dst = m
+			return nil
+		})
+	}
+	mac("router-mac", &env.RouterMAC)
+	if pfMAC {
+		mac("pf-mac", &env.PFMAC)
+	}
+}
+
+func buildProgram(r control.StartRequest, env control.Envelope) (*flowprog.Program, error) {
 	if r.SinkNodeIP == "" {
 		return nil, errors.New("no sink: give --sink-node-ip")
 	}
@@ -271,7 +303,8 @@ func buildProgram(r control.StartRequest) (*flowprog.Program, error) {
 	if r.DstPort == 0 {
 		return nil, errors.New("no UDP port: give --udp-dst-port")
 	}
-	cfg := flowprog.Config{Sink: sink, SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+	cfg := flowprog.Config{Sink: sink, Underlay: env.Underlay, RouterMAC: env.RouterMAC, PFMAC: env.PFMAC,
+		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
 	if r.Filter != "" {
 		if cfg.Filter, err = flowprog.ParseMatch(r.Filter); err != nil {
 			return nil, err

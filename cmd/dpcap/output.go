@@ -44,6 +44,7 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 		if st.Problem != "" {
 			fmt.Fprintf(w, "problem: %s (dpcap stop clears it)\n", st.Problem)
 		}
+		printEnvelope(w, st)
 		return printDataplane(w, d)
 	}
 	r := st.Request
@@ -52,6 +53,7 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	if r.Filter != "" {
 		fmt.Fprintf(w, "filter:  %s\n", r.Filter)
 	}
+	printEnvelope(w, st)
 	fmt.Fprintf(w, "port map for sinkd --port-map: %s\n", st.PortMapFile)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	if d != nil {
@@ -90,6 +92,19 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 		}
 	}
 	return printDataplane(w, d)
+}
+
+// printEnvelope shows the envelope's Ethernet addresses, where the daemon
+// builds envelopes for the NIC (the dpdk backend).
+func printEnvelope(w io.Writer, st control.Status) {
+	if st.PFMAC == "" && st.RouterMAC == "" {
+		return
+	}
+	router := st.RouterMAC
+	if router == "" {
+		router = "NOT SET (dpcap serve --router-mac; capture is refused without it)"
+	}
+	fmt.Fprintf(w, "envelope: from PF0 %s to router %s, underlay %s\n", dash(st.PFMAC), router, dash(st.UnderlayIP))
 }
 
 // identity says what tells a port's copies apart, from the port map.

@@ -64,6 +64,7 @@ type Backend struct {
 	stuck      []string
 	event      string
 	problem    string
+	published  string // mapKey of the interfaces the port map was last published from
 }
 
 // New returns the backend for dp-service at addr (HOST:PORT). It does not
@@ -216,16 +217,16 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 		b.reveal(ctx, p)
 	}
 	if _, err := b.refreshLocked(ctx); err != nil {
-		return fmt.Errorf("start capture: %s; what dp-service captures now is unknown: %v", why, err)
+		return fmt.Errorf("%s; what dp-service captures now is unknown: %v", why, err)
 	}
 	if code == codeAlreadyActive {
-		return fmt.Errorf("start capture: %s: dp-service captures %s", why, portsOrNone(b.captured))
+		return fmt.Errorf("%s: dp-service captures %s", why, portsOrNone(b.captured))
 	}
 	if len(b.captured) > 0 {
 		b.stuck = b.captured
-		return fmt.Errorf("start capture: %s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
+		return fmt.Errorf("%s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
 	}
-	return fmt.Errorf("start capture: %s", why)
+	return errors.New(why)
 }
 
 // recovery is what ends capture dp-service cannot stop.

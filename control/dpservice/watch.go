@@ -58,8 +58,14 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	cancel()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	before := b.mapKey()
-	defer func() { changed = b.mapKey() != before }()
+	// The port map is published again once a running capture's interfaces
+	// changed; not while it waits to be applied again (the interfaces of
+	// a restarted dp-service come one by one).
+	defer func() {
+		if key := b.mapKey(); b.want != nil && !b.pending && key != b.published {
+			b.published, changed = key, true
+		}
+	}()
 	switch status.Code(err) {
 	case codes.OK:
 		if b.uuid != "" && r.GetUuid() != b.uuid {
@@ -116,7 +122,10 @@ func (b *Backend) setState(state, why string) {
 		}
 		return
 	}
-	if b.state != "unknown" || state != "ready" {
+	switch {
+	case state == "ready" && b.state != "unknown":
+		b.logger.Info("dp-service ready", "address", b.addr, "uuid", b.uuid)
+	case state != "ready":
 		b.logger.Warn("dp-service "+state, "address", b.addr, "detail", why)
 	}
 	b.state = state
@@ -131,7 +140,7 @@ func (b *Backend) restarted(old, uuid string) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	b.logger.Warn("dp-service restarted: its capture is gone", "address", b.addr, "old_uuid", old, "uuid", uuid)
 	b.event = fmt.Sprintf("dp-service restarted (noticed %s; UUID was %s)", now, old)
-	b.captured, b.stuck = nil, nil
+	b.captured, b.stuck, b.interfaces = nil, nil, nil
 	if b.want != nil {
 		b.pending = true
 	}

@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -80,6 +81,8 @@ type PortInfo struct {
 	Driver       string
 	SwitchDomain uint16
 	Representor  bool
+	// MAC is the port's Ethernet address (rte_eth_macaddr_get).
+	MAC net.HardwareAddr
 }
 
 // Port looks a port up by its DPDK name (a PCI address, a vdev name, or a
@@ -105,6 +108,12 @@ func (e *EAL) Port(name string) (PortInfo, error) {
 		if di.dev_flags != nil {
 			info.Representor = *di.dev_flags&C.RTE_ETH_DEV_REPRESENTOR != 0
 		}
+		var mac C.struct_rte_ether_addr
+		if rc := C.rte_eth_macaddr_get(id, &mac); rc != 0 {
+			err = fmt.Errorf("DPDK port %q: MAC address: %s", name, errnoString(-rc))
+			return
+		}
+		info.MAC = C.GoBytes(unsafe.Pointer(&mac.addr_bytes[0]), C.RTE_ETHER_ADDR_LEN)
 	})
 	return info, err
 }

@@ -75,6 +75,8 @@ func TestEncodedStructsAreTheProgram(t *testing.T) {
 		"ipv4(src=00000000/00000000 dst=0a000000/ff000000 proto=6/255)",
 		"tcp(src=0/0000 dst=443/ffff)",
 		"sample(ratio=1 [ raw_encap(size=62 data=" + hex.EncodeToString(tmpl[:]) + ") port_id(id=0) ])",
+		// The envelope as the NIC gets it: to the router's MAC, from PF0's.
+		"raw_encap(size=62 data=0c42a1000001" + "0c42a1000002" + "86dd" + "60000001",
 		"jump(group=2)",
 	} {
 		if !strings.Contains(got, want) {
@@ -152,6 +154,9 @@ func TestPorts(t *testing.T) {
 	}
 	if info.Driver != "net_null" || info.Representor {
 		t.Errorf("net_null0: %+v", info)
+	}
+	if len(info.MAC) != 6 {
+		t.Errorf("net_null0's MAC (rte_eth_macaddr_get): %v", info.MAC)
 	}
 	if _, err := e.Port("0000:08:00.0_representor_vf0"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("a missing port: %v", err)
