@@ -362,11 +362,11 @@ func macString(m net.HardwareAddr) string {
 	return m.String()
 }
 
-// stuckLocked lists the ports the dataplane captures although dpcap asked
-// it to stop.
+// stuckLocked lists the ports the dataplane captures although no capture
+// is active here: dpcap asked it to stop, or it was started elsewhere.
 func (s *Server) stuckLocked() []string {
 	if d, ok := s.backend.(Dataplane); ok {
-		return d.Report().Stuck
+		return d.Report().Captured
 	}
 	return nil
 }

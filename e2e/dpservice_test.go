@@ -294,4 +294,15 @@ func TestDPServiceRefusals(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(g.state, "portmap.json")); err == nil {
 		t.Fatal("a refused start published a port map")
 	}
+	// A capture started elsewhere shows, and dpcap stop tries to stop it
+	// (which dp-service at this version refuses).
+	g.waitDataplane(t, "the foreign capture as a problem", func(d *control.DataplaneStatus) bool { return strings.Contains(d.Problem, "not started by this dpcap serve") })
+	if out, _ := dpcap(t, "status", "--socket", g.socket); !strings.Contains(out, "NOT ACTIVE here, but dp-service captures vm-2") {
+		t.Fatalf("status:\n%s", out)
+	}
+	out, code = dpcap(t, "stop", "--socket", g.socket)
+	oneLine(t, "stop of a foreign capture", out, code, 1, "still captures vm-2")
+	if out, _ := dpcap(t, "status", "--socket", g.socket); !strings.Contains(out, "NOT STOPPED: dp-service still captures vm-2") {
+		t.Fatalf("status:\n%s", out)
+	}
 }

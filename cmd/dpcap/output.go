@@ -36,9 +36,12 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	}
 	d := st.Dataplane
 	if !st.Active {
-		if d != nil && len(d.Stuck) > 0 {
+		switch {
+		case d != nil && len(d.Stuck) > 0:
 			fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend)\n", d.Name, strings.Join(d.Stuck, ", "), st.Backend)
-		} else {
+		case d != nil && len(d.Captured) > 0:
+			fmt.Fprintf(w, "capture: NOT ACTIVE here, but %s captures %s (%s backend)\n", d.Name, strings.Join(d.Captured, ", "), st.Backend)
+		default:
 			fmt.Fprintf(w, "capture: NOT ACTIVE (%s backend)\n", st.Backend)
 		}
 		if st.Problem != "" {

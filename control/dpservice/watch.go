@@ -97,6 +97,10 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	}
 	if b.want == nil {
 		b.problem = ""
+		if len(b.captured) > 0 && len(b.stuck) == 0 {
+			b.problem = fmt.Sprintf("dp-service captures %s, not started by this dpcap serve (elsewhere, or a stop that could not reach it): dpcap stop stops it",
+				strings.Join(b.captured, ", "))
+		}
 		return true, false
 	}
 	if b.pending {
