@@ -296,7 +296,9 @@ func TestDPServiceRefusals(t *testing.T) {
 	}
 	// A capture started elsewhere shows, and dpcap stop tries to stop it
 	// (which dp-service at this version refuses).
-	g.waitDataplane(t, "the foreign capture as a problem", func(d *control.DataplaneStatus) bool { return strings.Contains(d.Problem, "not started by this dpcap serve") })
+	g.waitDataplane(t, "the foreign capture as a problem", func(d *control.DataplaneStatus) bool {
+		return strings.Contains(d.Problem, "not started by this dpcap serve")
+	})
 	if out, _ := dpcap(t, "status", "--socket", g.socket); !strings.Contains(out, "NOT ACTIVE here, but dp-service captures vm-2") {
 		t.Fatalf("status:\n%s", out)
 	}
