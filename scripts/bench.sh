@@ -42,13 +42,18 @@ printf '%-10s %9s | %9s %7s %6s | %9s %7s %6s | %8s %8s\n' \
 	"rate pps" "sent" "sinkd" "drops" "cpu s" "tcpdump" "drops" "cpu s" "captured" "cpu"
 printf '%-10s %9s | %9s %7s %6s | %9s %7s %6s | %8s %8s\n' \
 	"" "" "captured" "kernel" "" "captured" "kernel" "" "ratio" "ratio"
-for rate in $rates; do
+# start_pair: sinkd (UDP) and tcpdump -w on the sink, both 64 MiB; sets
+# spid and tpid.
+start_pair() {
 	rm -f "$out"/sinkd.pcap "$out"/tcpdump.pcap
 	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w "$out/sinkd.pcap" --metrics-addr "" 2>"$out/sinkd.err" &
 	spid=$!
 	ip netns exec $sk tcpdump -i b0 -B 65536 -w "$out/tcpdump.pcap" 'udp dst port 3010' 2>"$out/tcpdump.err" &
 	tpid=$!
 	sleep 1
+}
+for rate in $rates; do
+	start_pair
 	pps_flag=()
 	[ "$rate" != 0 ] && pps_flag=(--pps "$rate")
 	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$packets" "${pps_flag[@]}" \
@@ -129,12 +134,7 @@ echo
 echo "== loss as senders join: each sends $packets envelopes as fast as it can; sinkd (UDP) and tcpdump -w capture"
 printf '%-8s %9s %10s | %9s %8s | %9s %8s\n' "senders" "sent" "offered/s" "sinkd" "drops" "tcpdump" "drops"
 for k in ${BENCH_SENDERS:-1 2 4}; do
-	rm -f "$out"/sinkd.pcap "$out"/tcpdump.pcap
-	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w "$out/sinkd.pcap" --metrics-addr "" 2>"$out/sinkd.err" &
-	spid=$!
-	ip netns exec $sk tcpdump -i b0 -B 65536 -w "$out/tcpdump.pcap" 'udp dst port 3010' 2>"$out/tcpdump.err" &
-	tpid=$!
-	sleep 1
+	start_pair
 	t0=$(date +%s.%N)
 	rpids=()
 	for i in $(seq "$k"); do
