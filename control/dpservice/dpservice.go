@@ -206,6 +206,11 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 			return fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", "))
 		}
 		b.stuck = nil
+		// The process the capture lives in: a restart after this point
+		// is noticed even before the watcher has looked.
+		if r, err := b.api.CheckInitialized(cctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
+			b.uuid = r.GetUuid()
+		}
 		return nil
 	}
 	why := startMeaning(r.GetStatus())
