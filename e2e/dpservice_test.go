@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +172,7 @@ func TestDPServiceBackend(t *testing.T) {
 		m.Ports[2].Name != "pf0" || m.Ports[2].Kind != flowprog.KindPF {
 		t.Fatalf("port map: %+v", m)
 	}
+	checkPublishedMapNamesCopies(t, filepath.Join(f.state, "portmap.json"))
 	for _, format := range []string{"yaml", "json"} {
 		if out, code := dpcap(t, "status", "-o", format, "--socket", f.socket); code != 0 || !strings.Contains(out, "underlay_route") {
 			t.Fatalf("status -o %s: exit %d\n%s", format, code, out)
@@ -306,5 +309,41 @@ func TestDPServiceRefusals(t *testing.T) {
 	oneLine(t, "stop of a foreign capture", out, code, 1, "still captures vm-2")
 	if out, _ := dpcap(t, "status", "--socket", g.socket); !strings.Contains(out, "NOT STOPPED: dp-service still captures vm-2") {
 		t.Fatalf("status:\n%s", out)
+	}
+}
+
+// checkPublishedMapNamesCopies feeds sinkd -r the untagged envelopes
+// dp-service would send for the interfaces the test server made (vm-1:
+// 10.0.0.1, fd00::1, route fc00:1::1; vm-2: 10.0.0.2, fd00::2, fc00:1::2)
+// with the map dpcap serve published: every frame lands on its port.
+func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
+	t.Helper()
+	tmpl, err := flowprog.Template{DstMAC: router, SrcMAC: pf0MAC, Src: netip.MustParseAddr("fc00:1::1"),
+		Dst: netip.MustParseAddr("2001:db8:f::9"), DstPort: 3010}.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][][]byte{}
+	var envelopes [][]byte
+	add := func(name string, f []byte) {
+		want[name] = append(want[name], f)
+		envelopes = append(envelopes, flowprog.Encap(nil, &tmpl, f, true))
+	}
+	for i := range 6 {
+		add("vm-1", vmFrame(t, vm1MAC, "10.0.0.1", "fd00::1", i))
+		add("vm-2", vmFrame(t, vm2MAC, "10.0.0.2", "fd00::2", i))
+		add("pf0 to vm-1", pfFrame(t, "fc00:1::1", "10.0.0.1", "fd00::1", i))
+		add("pf0 to vm-2", pfFrame(t, "fc00:1::2", "10.0.0.2", "fd00::2", i))
+	}
+	out := filepath.Join(t.TempDir(), "cap.pcapng")
+	if b, err := exec.Command(bin("sinkd"), "-r", writePcap(t, envelopes), "-w", out, "--port-map", portMap).CombinedOutput(); err != nil {
+		t.Fatalf("sinkd -r: %v\n%s", err, b)
+	}
+	got := framesByInterface(t, out)
+	if len(got) != len(want) {
+		t.Errorf("interfaces %v, want %d", slices.Sorted(maps.Keys(got)), len(want))
+	}
+	for name, frames := range want {
+		equalFrames(t, got[name], frames)
 	}
 }
