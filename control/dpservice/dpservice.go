@@ -65,6 +65,7 @@ type Backend struct {
 	event      string
 	problem    string
 	published  string // mapKey of the interfaces the port map was last published from
+	changes    uint64 // Apply and Clear calls: a poll that raced one is dropped
 }
 
 // New returns the backend for dp-service at addr (HOST:PORT). It does not
@@ -173,6 +174,7 @@ func (b *Backend) Check(p *flowprog.Program) error {
 func (b *Backend) Apply(ctx context.Context, p *flowprog.Program) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.changes++
 	if err := b.applyLocked(ctx, p); err != nil {
 		return err
 	}
@@ -249,20 +251,33 @@ func (b *Backend) reveal(ctx context.Context, p *flowprog.Program) {
 
 // refreshLocked asks CaptureStatus what dp-service captures.
 func (b *Backend) refreshLocked(ctx context.Context) (active bool, err error) {
+	r, err := b.captureStatus(ctx)
+	if err != nil {
+		return false, err
+	}
+	b.setCaptured(r)
+	return r.GetIsActive(), nil
+}
+
+// captureStatus asks dp-service what it captures.
+func (b *Backend) captureStatus(ctx context.Context) (*dpdkpb.CaptureStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTime)
 	defer cancel()
 	r, err := b.api.CaptureStatus(ctx, &dpdkpb.CaptureStatusRequest{})
 	if err != nil {
-		return false, b.callErr("CaptureStatus", err)
+		return nil, b.callErr("CaptureStatus", err)
 	}
 	if err := inBand(r.GetStatus(), "CaptureStatus"); err != nil {
-		return false, err
+		return nil, err
 	}
+	return r, nil
+}
+
+func (b *Backend) setCaptured(r *dpdkpb.CaptureStatusResponse) {
 	b.captured = nil
 	if r.GetIsActive() {
 		b.captured = portNames(r.GetCaptureConfig())
 	}
-	return r.GetIsActive(), nil
 }
 
 // Clear implements control.Backend: CaptureStop, then CaptureStatus; it
@@ -270,6 +285,7 @@ func (b *Backend) refreshLocked(ctx context.Context) (active bool, err error) {
 func (b *Backend) Clear() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.changes++
 	b.want, b.pending = nil, false
 	ctx, cancel := context.WithTimeout(context.Background(), callTime)
 	defer cancel()

@@ -1,6 +1,7 @@
 package dpservice
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -53,11 +54,30 @@ func (b *Backend) Watch(ctx context.Context, changed func()) {
 // poll looks at dp-service once: its UUID (a restart), its interfaces,
 // what it captures; it applies a pending capture when it can.
 func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, changed bool) {
+	// dp-service is asked without holding the lock, so that a slow answer
+	// does not hold up dpcap status; a round that raced a start or stop
+	// is dropped.
+	b.mu.Lock()
+	changes := b.changes
+	b.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, callTime)
 	r, err := b.api.CheckInitialized(cctx, &dpdkpb.CheckInitializedRequest{})
 	cancel()
+	var (
+		ifaces     []*dpdkpb.Interface
+		capture    *dpdkpb.CaptureStatusResponse
+		ierr, cerr error
+	)
+	if err == nil {
+		if ifaces, ierr = b.listInterfaces(ctx); ierr == nil {
+			capture, cerr = b.captureStatus(ctx)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changes != changes {
+		return true, false
+	}
 	// The port map is published again once a running capture's interfaces
 	// changed; not while it waits to be applied again (the interfaces of
 	// a restarted dp-service come one by one).
@@ -85,16 +105,12 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 		b.setState("unreachable", b.callErr("CheckInitialized", err).Error()+"; retrying")
 		return false, false
 	}
-	ifaces, err := b.listInterfaces(ctx)
-	if err != nil {
+	if err := cmp.Or(ierr, cerr); err != nil {
 		b.problem = err.Error()
 		return true, false
 	}
 	b.interfaces = ifaces
-	if _, err := b.refreshLocked(ctx); err != nil {
-		b.problem = err.Error()
-		return true, false
-	}
+	b.setCaptured(capture)
 	if b.want == nil {
 		b.problem = ""
 		if len(b.captured) > 0 && len(b.stuck) == 0 {
