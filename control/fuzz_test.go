@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/dpcap/dpcap/flowprog"
@@ -44,12 +45,18 @@ func FuzzPortMap(f *testing.F) {
 		if err != nil {
 			return
 		}
+		x, _ := flowprog.NewIdentifier(m)
 		for _, p := range m.Ports {
 			if len(p.Name) > flowprog.MaxNameLen || p.Name != flowprog.CleanName(p.Name) {
 				t.Fatalf("name %q is not clean", p.Name)
 			}
+			// The body doubles as an inner frame: any bytes must do.
+			match, tagged := x.Identify(p.Source, p.Tag, body)
 			if p.Tag == 0 {
 				continue
+			}
+			if !tagged || !strings.HasPrefix(x.Name(match), p.Name) {
+				t.Fatalf("tag %d of %v identifies %q, not %q", p.Tag, p.Source, x.Name(match), p.Name)
 			}
 			if name, ok := m.Lookup(p.Source, p.Tag); !ok || name == "" {
 				t.Fatalf("a valid map does not find its own tag %d", p.Tag)
