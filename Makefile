@@ -1,15 +1,21 @@
 # dpcap: build, demo, test and benchmark on a fresh Debian machine.
-# 'make deps' installs the Debian packages the tests and the demo use when
-# they are missing (as root); Go modules come through the module proxy.
+# Each target installs only the Debian packages it uses when they are missing
+# (as root): 'make demo' the two tools it prints with, 'make build' the cgo
+# headers, 'make test' (test-deps) everything the tests run. Go modules come
+# through the module proxy.
 
 GO      ?= go
 BIN     := bin
-# command (or file):package pairs the build, the tests and the demo need.
-TOOLS   := tcpdump:tcpdump tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
-           ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
-           gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
-           /usr/include/dpdk/rte_flow.h:libdpdk-dev dpdk-testpmd:dpdk-dev \
-           systemd-analyze:systemd runuser:util-linux node:nodejs npm:npm
+# command (or file):package pairs. The demo prints with tcpdump and capinfos.
+DEMO_TOOLS  := tcpdump:tcpdump capinfos:wireshark-common
+# The cgo parts (-tags $(TAGS)).
+BUILD_TOOLS := gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
+               /usr/include/dpdk/rte_flow.h:libdpdk-dev
+# What the tests, benchmarks and the soak run besides.
+TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark editcap:wireshark-common \
+               ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
+               dpdk-testpmd:dpdk-dev systemd-analyze:systemd runuser:util-linux \
+               node:nodejs npm:npm
 # cgo parts, each behind a tag: libpcap's filter compiler (sinkd's filter
 # expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
 # them everything builds with CGO_ENABLED=0 and says what is missing.
@@ -18,29 +24,45 @@ TAGS    := libpcap,dpdk
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps demo test unit e2e fuzz lint bench soak clean install-extcap proto interop
-
-all: build
-
-build: deps
-	$(GO) build -tags $(TAGS) -o $(BIN)/ ./cmd/...
-
-deps:
-	@missing=""; for pair in $(TOOLS); do \
+# apt-install: installs the packages of the command:package pairs in $(1)
+# whose command or file is missing.
+define apt-install
+	@missing=""; for pair in $(1); do \
 		need=$${pair%%:*}; \
 		command -v $$need >/dev/null 2>&1 || test -e $$need || missing="$$missing $${pair#*:}"; \
 	done; \
+	missing=$$(printf '%s\n' $$missing | sort -u | xargs); \
 	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
+		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+.PHONY: all build build-deps demo demo-deps test-deps test unit e2e fuzz lint bench soak clean install-extcap proto interop
+
+all: build
+
+build: build-deps
+	$(GO) build -tags $(TAGS) -o $(BIN)/ ./cmd/...
+
+build-deps:
+	$(call apt-install,$(BUILD_TOOLS))
+
+test-deps:
+	$(call apt-install,$(TEST_TOOLS))
 	@# The Kubernetes schemas the manifests are validated against (npm registry).
 	@test -d deploy/kubernetes/validate/node_modules || \
 		npm ci --prefix deploy/kubernetes/validate --no-audit --no-fund --loglevel=error
 
-demo: build
-	bash scripts/demo.sh
+demo-deps:
+	$(call apt-install,$(DEMO_TOOLS))
+
+# The demo needs no cgo part: a pure Go build of its two commands, in a
+# directory of its own so that it never replaces the full build in $(BIN).
+demo: demo-deps
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/demo/ ./cmd/sinkd ./cmd/dpcap
+	BIN=$(BIN)/demo bash scripts/demo.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
@@ -48,11 +70,11 @@ lint:
 	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
-unit: deps
+unit: test-deps
 	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v /e2e)
 	CGO_ENABLED=0 $(GO) test ./filter ./control ./cmd/...
 
-e2e: deps
+e2e: test-deps
 	$(GO) test -count=1 ./e2e
 
 # Every parser that sees network or file input, each for FUZZTIME.
@@ -65,13 +87,13 @@ fuzz:
 		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
 	done
 
-test: deps lint unit e2e fuzz
+test: test-deps lint unit e2e fuzz
 
-bench: build
+bench: build test-deps
 	bash scripts/bench.sh
 
 # Not part of test: SOAK_SECONDS (600) at SOAK_PPS (140000).
-soak: build
+soak: build test-deps
 	bash scripts/soak.sh
 
 # Wireshark and tshark then list the interface "dpcap" (a live view).

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=demo-out
+bin=${BIN:-bin}
 port=${DEMO_PORT:-3010}
 metrics=${DEMO_METRICS:-127.0.0.1:9310}
 mkdir -p "$out"
@@ -17,7 +18,7 @@ scrape() {
 	exec 3>&-
 }
 
-bin/sinkd --listen ::1 --port "$port" -w "$out/capture.pcap" --metrics-addr "$metrics" 2>"$out/sinkd.log" &
+"$bin"/sinkd --listen ::1 --port "$port" -w "$out/capture.pcap" --metrics-addr "$metrics" 2>"$out/sinkd.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -27,7 +28,7 @@ for _ in $(seq 50); do
 done
 
 echo "== dpcap replay: 74 frames of real VM traffic (ping, DNS, HTTP over IPv4 and IPv6), wrapped as the NIC wraps them"
-bin/dpcap replay --pps 1000 --sink "[::1]:$port" testdata/vm-traffic.pcap
+"$bin"/dpcap replay --pps 1000 --sink "[::1]:$port" testdata/vm-traffic.pcap
 sleep 0.3
 echo
 echo "== sinkd /metrics (http://$metrics/metrics)"
