@@ -58,6 +58,28 @@ func NewReader(r io.Reader) (*Reader, error) {
 // for pcapng).
 func (r *Reader) LinkType() layers.LinkType { return r.r.LinkType() }
 
+// Pcapng reports whether the file is pcapng, whose packets each name an
+// interface.
+func (r *Reader) Pcapng() bool { return r.ng != nil }
+
+// NumInterfaces returns how many pcapng interfaces the file has described
+// so far (more may follow among the packets); 0 for pcap.
+func (r *Reader) NumInterfaces() int {
+	if r.ng == nil {
+		return 0
+	}
+	return r.ng.NInterfaces()
+}
+
+// Interface returns pcapng interface i (a packet's
+// CaptureInfo.InterfaceIndex): its name, description and link type.
+func (r *Reader) Interface(i int) (pcapgo.NgInterface, error) {
+	if r.ng == nil {
+		return pcapgo.NgInterface{}, errors.New("a pcap file has no interfaces")
+	}
+	return r.ng.Interface(i)
+}
+
 // ReadPacket returns the next packet and its link type; data is valid until
 // the next call. It returns io.EOF at the end of the file.
 func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {

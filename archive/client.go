@@ -1,0 +1,92 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// ClientOptions say how to reach the store. Credentials come from the
+// standard AWS chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared
+// config and credentials files (AWS_PROFILE), web identity
+// (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as Kubernetes projects
+// them), the ECS/EKS container endpoints and EC2 instance metadata.
+type ClientOptions struct {
+	// Endpoint is the store's URL (http://127.0.0.1:9000); empty means AWS
+	// itself, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL when set.
+	Endpoint string
+	// Region; empty means the chain's (AWS_REGION, the profile), else
+	// us-east-1, which S3-compatible stores accept.
+	Region string
+	// PathStyle puts the bucket in the path rather than the host name, as
+	// most S3-compatible stores need.
+	PathStyle bool
+	// HTTPClient replaces the SDK's; tests dial into a network namespace.
+	HTTPClient *http.Client
+	// MaxAttempts is how often the SDK itself tries a request; 0 keeps
+	// its default (3).
+	MaxAttempts int
+}
+
+// NewClient returns an S3 client for o.
+func NewClient(ctx context.Context, o ClientOptions) (*s3.Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if o.Region != "" {
+		opts = append(opts, config.WithRegion(o.Region))
+	}
+	if o.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(o.HTTPClient))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	return s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.Endpoint != "" {
+			so.BaseEndpoint = aws.String(o.Endpoint)
+		}
+		so.UsePathStyle = o.PathStyle
+		if o.MaxAttempts > 0 {
+			so.RetryMaxAttempts = o.MaxAttempts
+		}
+	}), nil
+}
+
+// CheckEndpoint validates an --upload-endpoint / --endpoint value.
+func CheckEndpoint(s string) error {
+	if s == "" || strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+		return nil
+	}
+	return fmt.Errorf("invalid endpoint %q: want http://HOST:PORT or https://HOST", s)
+}
+
+// ErrorCode returns the store's error code (AccessDenied, NoSuchBucket…),
+// or "" when err did not come from the store.
+func ErrorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// CredentialError reports whether err says the store refused the
+// credentials, or that there were none to give.
+func CredentialError(err error) bool {
+	switch ErrorCode(err) {
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "Forbidden":
+		return true
+	}
+	return strings.Contains(err.Error(), "failed to retrieve credentials") ||
+		strings.Contains(err.Error(), "no EC2 IMDS role found")
+}

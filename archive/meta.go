@@ -1,0 +1,134 @@
+package archive
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Meta describes one capture file. It travels as the object's user
+// metadata (x-amz-meta-dpcap-*), so a HEAD request tells what a file holds.
+type Meta struct {
+	Sink string `json:"sink"` // the sink's id (--upload-sink-id)
+	Host string `json:"host"` // the host name of the sink
+	// File is the path sinkd wrote the file to.
+	File   string `json:"file"`
+	Format string `json:"format"` // "pcap" or "pcapng"
+	// First and Last are the first and last packet's capture time; a
+	// file without packets has the time it was closed in both.
+	First   time.Time `json:"first"`
+	Last    time.Time `json:"last"`
+	Packets uint64    `json:"packets"`
+	Bytes   uint64    `json:"bytes"` // the file's size
+	// Sources are the names of the file's sources: the pcapng interface
+	// names, the ports of the port map where one names them.
+	Sources []string `json:"sources"`
+	// SourcesTruncated says Sources lists only some of them: S3 allows
+	// 2 KiB of metadata.
+	SourcesTruncated bool `json:"sources_truncated,omitempty"`
+}
+
+// The metadata names, without S3's x-amz-meta- prefix.
+const (
+	metaSink      = "dpcap-sink"
+	metaHost      = "dpcap-host"
+	metaFile      = "dpcap-file"
+	metaFormat    = "dpcap-format"
+	metaFirst     = "dpcap-first"
+	metaLast      = "dpcap-last"
+	metaPackets   = "dpcap-packets"
+	metaBytes     = "dpcap-bytes"
+	metaSources   = "dpcap-sources"
+	metaTruncated = "dpcap-sources-truncated"
+)
+
+// sourcesBudget bounds the encoded source list, leaving room for the rest
+// within S3's 2 KiB of user metadata.
+const sourcesBudget = 1400
+
+// Key returns m's object key in l.
+func (m Meta) Key(l Location) string { return l.Key(m.Sink, m.First, m.Last, m.File) }
+
+// Headers returns m as S3 user metadata. Values are percent-encoded: S3
+// takes US-ASCII only, and port names may be anything.
+func (m Meta) Headers() map[string]string {
+	h := map[string]string{
+		metaSink:    escape(m.Sink),
+		metaHost:    escape(m.Host),
+		metaFile:    escape(m.File),
+		metaFormat:  m.Format,
+		metaFirst:   m.First.UTC().Format(time.RFC3339Nano),
+		metaLast:    m.Last.UTC().Format(time.RFC3339Nano),
+		metaPackets: strconv.FormatUint(m.Packets, 10),
+		metaBytes:   strconv.FormatUint(m.Bytes, 10),
+	}
+	var b strings.Builder
+	truncated := m.SourcesTruncated
+	for _, s := range m.Sources {
+		e := escape(s)
+		if b.Len()+len(e)+1 > sourcesBudget {
+			truncated = true
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(e)
+	}
+	h[metaSources] = b.String()
+	if truncated {
+		h[metaTruncated] = "true"
+	}
+	return h
+}
+
+// ParseMeta reads metadata written by Headers. Names are matched without
+// regard to case, as stores differ in what they return.
+func ParseMeta(h map[string]string) (Meta, error) {
+	get := func(k string) string {
+		for hk, v := range h {
+			if strings.EqualFold(hk, k) {
+				return v
+			}
+		}
+		return ""
+	}
+	m := Meta{
+		Sink:             unescape(get(metaSink)),
+		Host:             unescape(get(metaHost)),
+		File:             unescape(get(metaFile)),
+		Format:           get(metaFormat),
+		SourcesTruncated: get(metaTruncated) == "true",
+	}
+	if m.Sink == "" {
+		return m, fmt.Errorf("no %s metadata: not uploaded by sinkd", metaSink)
+	}
+	var err error
+	if m.First, err = time.Parse(time.RFC3339Nano, get(metaFirst)); err != nil {
+		return m, fmt.Errorf("metadata %s: %w", metaFirst, err)
+	}
+	if m.Last, err = time.Parse(time.RFC3339Nano, get(metaLast)); err != nil {
+		return m, fmt.Errorf("metadata %s: %w", metaLast, err)
+	}
+	if m.Packets, err = strconv.ParseUint(get(metaPackets), 10, 64); err != nil {
+		return m, fmt.Errorf("metadata %s: %w", metaPackets, err)
+	}
+	if m.Bytes, err = strconv.ParseUint(get(metaBytes), 10, 64); err != nil {
+		return m, fmt.Errorf("metadata %s: %w", metaBytes, err)
+	}
+	if s := get(metaSources); s != "" {
+		for _, e := range strings.Split(s, ",") {
+			m.Sources = append(m.Sources, unescape(e))
+		}
+	}
+	return m, nil
+}
+
+// ContentType is the media type of a capture format.
+func ContentType(format string) string {
+	if format == "pcapng" {
+		return "application/x-pcapng"
+	}
+	return "application/vnd.tcpdump.pcap"
+}

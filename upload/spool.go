@@ -1,0 +1,236 @@
+package upload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dpcap/dpcap/archive"
+)
+
+// spool is the on-disk queue of files waiting for the store:
+//
+//	DIR/lock          held (flock) by the sinkd using the spool
+//	DIR/files/ID      a hard link to (or a copy of) a closed capture file
+//	DIR/meta/ID.json  what is known about it (sidecar)
+//	DIR/tmp/          copies in progress
+//
+// ID is the time the file closed (16 hex digits of Unix nanoseconds), "-"
+// and the file's base name, so the queue's order survives a restart. A
+// link is made while the file is being closed, before a -W ring can reuse
+// its name; the link keeps the content even when the ring unlinks the name
+// and creates a new file. Everything else (the sidecar, fsyncs) happens
+// later, in the background: a file whose sidecar was not written yet is
+// described again from its content at start-up.
+type spool struct {
+	dir  string
+	lock *os.File
+}
+
+// sidecar is the JSON kept next to a spooled file.
+type sidecar struct {
+	Meta archive.Meta `json:"meta"`
+	// Dev and Ino identify the file sinkd wrote, which --upload-delete
+	// removes only when its name still refers to it.
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+func openSpool(dir string) (*spool, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "files"), filepath.Join(dir, "meta"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("upload spool: %w", err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("upload spool: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("upload spool %s is in use by another sinkd: %w", dir, err)
+	}
+	return &spool{dir: dir, lock: lock}, nil
+}
+
+// Dirs returns the spool's directories, for a change of owner (-Z).
+func (s *spool) dirs() []string {
+	return []string{s.dir, filepath.Join(s.dir, "files"), filepath.Join(s.dir, "meta"), filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "lock")}
+}
+
+func (s *spool) close() error { return s.lock.Close() }
+
+func (s *spool) file(id string) string { return filepath.Join(s.dir, "files", id) }
+
+func (s *spool) metaFile(id string) string { return filepath.Join(s.dir, "meta", id+".json") }
+
+// newID names a file closed at t.
+func newID(t time.Time, name string) string {
+	return fmt.Sprintf("%016x-%s", t.UnixNano(), archive.SafeName(filepath.Base(name)))
+}
+
+// idTime returns when the file of id was closed.
+func idTime(id string) (time.Time, bool) {
+	hexNs, _, ok := strings.Cut(id, "-")
+	if !ok || len(hexNs) != 16 {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseUint(hexNs, 16, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(ns)), true
+}
+
+// errCrossDevice says a link is impossible and the file must be copied.
+var errCrossDevice = errors.New("spool on another file system")
+
+// link hard-links name into the spool as id.
+func (s *spool) link(name, id string) error {
+	err := os.Link(name, s.file(id))
+	if err != nil && (errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM)) {
+		return errCrossDevice
+	}
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", name, err)
+	}
+	return nil
+}
+
+// copyIn copies the open file f into the spool as id.
+func (s *spool) copyIn(f *os.File, id string) error {
+	tmp := filepath.Join(s.dir, "tmp", id)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool copy of %s: %w", f.Name(), err)
+	}
+	_, err = io.Copy(out, io.NewSectionReader(f, 0, 1<<62))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.file(id))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool copy of %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// persist writes the sidecar of id durably, after the link it describes.
+func (s *spool) persist(id string, sc sidecar) error {
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Join(s.dir, "files")); err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.dir, "tmp", id+".json")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool sidecar: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.metaFile(id))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool sidecar: %w", err)
+	}
+	return syncDir(filepath.Join(s.dir, "meta"))
+}
+
+// remove takes id out of the spool.
+func (s *spool) remove(id string) error {
+	err := os.Remove(s.file(id))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Remove(s.metaFile(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// found is a file an earlier run left in the spool.
+type found struct {
+	id string
+	sc sidecar
+	ok bool // the sidecar was read
+}
+
+// scan lists the spooled files, oldest first, and clears what an
+// interrupted run left half done: copies in progress, sidecars of files
+// already uploaded.
+func (s *spool) scan() ([]found, error) {
+	tmp, _ := os.ReadDir(filepath.Join(s.dir, "tmp"))
+	for _, e := range tmp {
+		os.Remove(filepath.Join(s.dir, "tmp", e.Name()))
+	}
+	files, err := os.ReadDir(filepath.Join(s.dir, "files"))
+	if err != nil {
+		return nil, fmt.Errorf("upload spool: %w", err)
+	}
+	have := map[string]bool{}
+	var out []found
+	for _, e := range files {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		id := e.Name()
+		have[id] = true
+		f := found{id: id}
+		if b, err := os.ReadFile(s.metaFile(id)); err == nil && json.Unmarshal(b, &f.sc) == nil {
+			f.ok = true
+		}
+		out = append(out, f)
+	}
+	metas, _ := os.ReadDir(filepath.Join(s.dir, "meta"))
+	for _, e := range metas {
+		if !have[strings.TrimSuffix(e.Name(), ".json")] {
+			os.Remove(filepath.Join(s.dir, "meta", e.Name()))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("spool: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// devIno identifies a file.
+func devIno(fi os.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev, st.Ino
+	}
+	return 0, 0
+}

@@ -1,0 +1,649 @@
+// Package upload ships closed capture files to S3-compatible object storage
+// (sinkd --upload) so that captures outlive the sink.
+//
+// Nothing is lost on the way: a closed file is hard-linked into a spool
+// directory before anything else happens to it, and leaves the spool only
+// once the store has verified it (a SHA-256 the store checks on every
+// request, then a HEAD showing the object's size and checksum). The spool
+// is found again at start-up after a restart or a SIGKILL. While the store
+// is down, uploads retry with exponential backoff. A spool that would grow
+// past its limit drops files by a documented policy (FullPolicy), counted
+// and logged. Keys and metadata follow package archive's layout.
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
+)
+
+// FullPolicy says which file gives way when the spool is full.
+type FullPolicy int
+
+// The policies.
+const (
+	// DropOldest removes the oldest waiting files from the spool (never
+	// the one being uploaded) to make room: the newest captures are kept,
+	// as a -W ring keeps them.
+	DropOldest FullPolicy = iota
+	// DropNewest queues nothing more until there is room: the files
+	// waiting since the store went away are kept.
+	DropNewest
+)
+
+// ParseFullPolicy parses "drop-oldest" or "drop-newest".
+func ParseFullPolicy(s string) (FullPolicy, error) {
+	switch s {
+	case "drop-oldest":
+		return DropOldest, nil
+	case "drop-newest":
+		return DropNewest, nil
+	}
+	return 0, fmt.Errorf("invalid spool policy %q: want drop-oldest or drop-newest", s)
+}
+
+func (p FullPolicy) String() string {
+	if p == DropNewest {
+		return "drop-newest"
+	}
+	return "drop-oldest"
+}
+
+// DefaultPartSize is the size of a multipart upload's parts; files up to
+// this size go in one request.
+const DefaultPartSize = 16 << 20
+
+// Config configures an Uploader.
+type Config struct {
+	Client *s3.Client
+	Target archive.Location
+	// Spool is the spool directory; it should be on the file system of the
+	// capture files, so that files are linked rather than copied.
+	Spool string
+	// SpoolLimit bounds the bytes waiting in the spool; 0 means a quarter
+	// of the spool's file system.
+	SpoolLimit int64
+	Full       FullPolicy
+	// Delete removes a capture file once its upload is verified
+	// (--upload-delete), when its name still refers to the file uploaded.
+	Delete bool
+	// Sink and Host go into every object's key and metadata.
+	Sink, Host string
+	// PartSize is DefaultPartSize when zero; Parallel (2 when zero) parts
+	// go at once.
+	PartSize int64
+	Parallel int
+	// MinBackoff (1s) and MaxBackoff (1m) bound the wait between attempts
+	// while the store fails.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+}
+
+// Failure says why an attempt failed.
+type Failure int
+
+// The failure reasons, as the metrics label them.
+const (
+	FailNetwork     Failure = iota // the store could not be reached
+	FailCredentials                // the store refused the credentials
+	FailStore                      // the store answered with another error
+	FailIntegrity                  // the store holds other bytes than sent
+	FailLocal                      // the spooled file could not be read
+	NumFailures
+)
+
+var failureNames = [NumFailures]string{"network", "credentials", "store", "integrity", "local"}
+
+func (f Failure) String() string { return failureNames[f] }
+
+// Stats are the uploader's counts, one consistent snapshot.
+type Stats struct {
+	PendingFiles int
+	PendingBytes int64
+	// OldestPending is when the oldest waiting file closed (zero when
+	// none waits).
+	OldestPending time.Time
+	UploadedFiles uint64
+	UploadedBytes uint64
+	Failures      [NumFailures]uint64 // failed attempts, by reason
+	// DroppedFiles and DroppedBytes are files the full spool gave up.
+	DroppedFiles uint64
+	DroppedBytes uint64
+	// Full is set while the latest file could only be queued, or not at
+	// all, by dropping one.
+	Full       bool
+	SpoolLimit int64
+	// Deleted counts local files removed after upload (--upload-delete).
+	Deleted uint64
+}
+
+// entry is one file in the spool.
+type entry struct {
+	id     string
+	meta   archive.Meta
+	dev    uint64
+	ino    uint64
+	size   int64
+	closed time.Time
+	// ready is false while a copy into the spool is under way.
+	ready bool
+	// recovered files may have a multipart upload an earlier run left.
+	recovered bool
+	inFlight  bool
+	mp        multipart
+}
+
+// Uploader uploads closed files in the order they closed.
+type Uploader struct {
+	cfg   Config
+	spool *spool
+	xfer  *transfer
+
+	mu      sync.Mutex
+	queue   []*entry // oldest first
+	stats   Stats
+	journal []journalItem // sidecars to write, copies to make
+	wake    chan struct{} // the worker has something to do
+	jwake   chan struct{} // the journal has something to do
+	stop    context.CancelFunc
+	ctx     context.Context
+	done    sync.WaitGroup
+
+	lastFail   string // the last failure logged, to log each kind once
+	failStreak int
+}
+
+// journalItem is background work for a spooled file.
+type journalItem struct {
+	e    *entry
+	src  *os.File // set when the file must be copied in
+	side sidecar
+}
+
+// Open opens (or creates) the spool, queues what an earlier run left in it
+// and starts uploading.
+func Open(cfg Config) (*Uploader, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PartSize <= 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 2
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
+	}
+	sp, err := openSpool(cfg.Spool)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SpoolLimit <= 0 {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(cfg.Spool, &fs); err != nil {
+			sp.close()
+			return nil, fmt.Errorf("upload spool %s: %w", cfg.Spool, err)
+		}
+		cfg.SpoolLimit = int64(fs.Blocks) * fs.Bsize / 4
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &Uploader{
+		cfg: cfg, spool: sp, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
+		wake: make(chan struct{}, 1), jwake: make(chan struct{}, 1),
+		ctx: ctx, stop: cancel,
+	}
+	u.stats.SpoolLimit = cfg.SpoolLimit
+	if err := u.recover(); err != nil {
+		sp.close()
+		cancel()
+		return nil, err
+	}
+	u.done.Add(2)
+	go u.work()
+	go u.writeJournal()
+	return u, nil
+}
+
+// SpoolDirs returns the spool's directories and lock file, which must
+// belong to the user sinkd runs as (-Z).
+func (u *Uploader) SpoolDirs() []string { return u.spool.dirs() }
+
+// recover queues the files an earlier run left in the spool.
+func (u *Uploader) recover() error {
+	list, err := u.spool.scan()
+	if err != nil {
+		return err
+	}
+	var bytes int64
+	for _, f := range list {
+		name := u.spool.file(f.id)
+		fi, err := os.Stat(name)
+		if err != nil {
+			continue
+		}
+		e := &entry{id: f.id, size: fi.Size(), ready: true, recovered: true}
+		e.closed, _ = idTime(f.id)
+		if f.ok {
+			e.meta, e.dev, e.ino = f.sc.Meta, f.sc.Dev, f.sc.Ino
+		} else {
+			// Killed before the sidecar was written: the file describes
+			// itself, all but its original directory.
+			e.meta, err = describe(name)
+			if err != nil {
+				u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
+			}
+			e.meta.File = f.id[17:]
+			e.dev, e.ino = devIno(fi)
+			if e.meta.First.IsZero() {
+				e.meta.First, e.meta.Last = e.closed, e.closed
+			}
+		}
+		if e.meta.Sink == "" {
+			e.meta.Sink, e.meta.Host = u.cfg.Sink, u.cfg.Host
+		}
+		e.meta.Bytes = uint64(e.size)
+		u.queue = append(u.queue, e)
+		bytes += e.size
+	}
+	u.stats.PendingFiles, u.stats.PendingBytes = len(u.queue), bytes
+	if len(u.queue) > 0 {
+		u.cfg.Logger.Info("files left in the upload spool by an earlier run are queued", "files", len(u.queue), "bytes", bytes, "spool", u.cfg.Spool)
+	}
+	return nil
+}
+
+// Add queues a closed capture file. m describes it; m.File is its path.
+// It is called as the file closes, before the next file is created: it
+// only links the file into the spool, and leaves the rest to the
+// background.
+func (u *Uploader) Add(m archive.Meta) {
+	now := time.Now()
+	fi, err := os.Stat(m.File)
+	if err != nil {
+		u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
+		return
+	}
+	size := fi.Size()
+	if abs, err := filepath.Abs(m.File); err == nil {
+		m.File = abs
+	}
+	m.Sink, m.Host, m.Bytes = u.cfg.Sink, u.cfg.Host, uint64(size)
+	if m.First.IsZero() {
+		m.First, m.Last = now, now
+	}
+	if !u.makeRoom(m.File, size) {
+		return
+	}
+	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true}
+	e.dev, e.ino = devIno(fi)
+	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino}}
+	if err := u.spool.link(m.File, e.id); errors.Is(err, errCrossDevice) {
+		// Opened now, the file's content is safe from a ring reusing its
+		// name (a new file, not a truncation); the copy runs later.
+		f, err := os.Open(m.File)
+		if err != nil {
+			u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
+			u.release(size)
+			return
+		}
+		e.ready, item.src = false, f
+	} else if err != nil {
+		u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
+		u.release(size)
+		return
+	}
+	u.mu.Lock()
+	u.queue = append(u.queue, e)
+	u.stats.PendingFiles++
+	u.journal = append(u.journal, item)
+	u.mu.Unlock()
+	signal(u.jwake)
+	if e.ready {
+		signal(u.wake)
+	}
+}
+
+// makeRoom reserves size bytes in the spool for name, dropping files as
+// the policy says; it reports whether name may be queued.
+func (u *Uploader) makeRoom(name string, size int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	limit := u.cfg.SpoolLimit
+	if u.stats.PendingBytes+size <= limit {
+		u.stats.PendingBytes += size
+		u.stats.Full = false
+		return true
+	}
+	u.stats.Full = true
+	if u.cfg.Full == DropNewest || size > limit {
+		u.stats.DroppedFiles++
+		u.stats.DroppedBytes += uint64(size)
+		u.cfg.Logger.Error("upload spool full: a closed capture file is not queued for upload (policy "+u.cfg.Full.String()+"); it stays where it was written",
+			"file", name, "bytes", size, "pending_bytes", u.stats.PendingBytes, "limit_bytes", limit)
+		return false
+	}
+	for i := 0; i < len(u.queue) && u.stats.PendingBytes+size > limit; {
+		e := u.queue[i]
+		if e.inFlight || !e.ready {
+			i++
+			continue
+		}
+		u.queue = append(u.queue[:i], u.queue[i+1:]...)
+		u.stats.PendingFiles--
+		u.stats.PendingBytes -= e.size
+		u.stats.DroppedFiles++
+		u.stats.DroppedBytes += uint64(e.size)
+		if err := u.spool.remove(e.id); err != nil {
+			u.cfg.Logger.Error("upload spool: cannot remove a dropped file", "err", err)
+		}
+		u.cfg.Logger.Error("upload spool full: the oldest waiting file is dropped from the upload queue (policy drop-oldest); the capture file itself is not touched",
+			"file", e.meta.File, "closed", e.closed, "bytes", e.size, "limit_bytes", limit)
+	}
+	if u.stats.PendingBytes+size > limit {
+		// Only files being uploaded or copied are left: the new one waits
+		// its turn no longer than they do, so take it.
+		u.cfg.Logger.Warn("upload spool over its limit while files are in flight", "pending_bytes", u.stats.PendingBytes+size, "limit_bytes", limit)
+	}
+	u.stats.PendingBytes += size
+	return true
+}
+
+func (u *Uploader) release(size int64) {
+	u.mu.Lock()
+	u.stats.PendingBytes -= size
+	u.mu.Unlock()
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// writeJournal writes sidecars and makes copies in the order files closed.
+func (u *Uploader) writeJournal() {
+	defer u.done.Done()
+	for {
+		u.mu.Lock()
+		items := u.journal
+		u.journal = nil
+		u.mu.Unlock()
+		for _, it := range items {
+			u.journalOne(it)
+		}
+		if len(items) > 0 {
+			continue
+		}
+		select {
+		case <-u.jwake:
+		case <-u.ctx.Done():
+			u.mu.Lock()
+			items := u.journal
+			u.journal = nil
+			u.mu.Unlock()
+			for _, it := range items {
+				u.journalOne(it)
+			}
+			return
+		}
+	}
+}
+
+func (u *Uploader) journalOne(it journalItem) {
+	if it.src != nil {
+		err := u.spool.copyIn(it.src, it.e.id)
+		it.src.Close()
+		if err != nil {
+			u.cfg.Logger.Error("a closed capture file cannot be copied into the upload spool; it is not uploaded", "err", err)
+			u.forget(it.e)
+			return
+		}
+		u.mu.Lock()
+		it.e.ready = true
+		u.mu.Unlock()
+		signal(u.wake)
+	}
+	u.mu.Lock()
+	gone := !u.queued(it.e)
+	u.mu.Unlock()
+	if gone {
+		return // uploaded or dropped already
+	}
+	if err := u.spool.persist(it.e.id, it.side); err != nil {
+		u.cfg.Logger.Warn("upload spool: the description of a file could not be saved; after a crash it is read from the file", "file", it.e.meta.File, "err", err)
+	}
+}
+
+func (u *Uploader) queued(e *entry) bool {
+	for _, q := range u.queue {
+		if q == e {
+			return true
+		}
+	}
+	return false
+}
+
+// forget takes e out of the queue and the spool.
+func (u *Uploader) forget(e *entry) {
+	u.mu.Lock()
+	for i, q := range u.queue {
+		if q == e {
+			u.queue = append(u.queue[:i], u.queue[i+1:]...)
+			u.stats.PendingFiles--
+			u.stats.PendingBytes -= e.size
+			break
+		}
+	}
+	u.mu.Unlock()
+	if err := u.spool.remove(e.id); err != nil {
+		u.cfg.Logger.Error("upload spool: cannot remove a file", "err", err)
+	}
+}
+
+// next returns the oldest file ready to upload, marked in flight.
+func (u *Uploader) next() *entry {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, e := range u.queue {
+		if e.ready && !e.inFlight {
+			e.inFlight = true
+			return e
+		}
+	}
+	return nil
+}
+
+// work uploads files one after the other, waiting between failed attempts.
+func (u *Uploader) work() {
+	defer u.done.Done()
+	backoff := time.Duration(0)
+	for {
+		e := u.next()
+		if e == nil {
+			select {
+			case <-u.wake:
+				continue
+			case <-u.ctx.Done():
+				return
+			}
+		}
+		err := u.upload(e)
+		u.mu.Lock()
+		e.inFlight = false
+		u.mu.Unlock()
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		if u.ctx.Err() != nil {
+			return
+		}
+		backoff = min(max(2*backoff, u.cfg.MinBackoff), u.cfg.MaxBackoff)
+		// Jitter keeps sinks that lost the store together from returning
+		// together.
+		wait := backoff - time.Duration(rand.Int64N(int64(backoff)/5+1))
+		select {
+		case <-time.After(wait):
+		case <-u.ctx.Done():
+			return
+		}
+	}
+}
+
+func (u *Uploader) pending() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.queue)
+}
+
+// upload makes one attempt at e.
+func (u *Uploader) upload(e *entry) error {
+	ctx := u.ctx
+	name := u.spool.file(e.id)
+	f, err := os.Open(name)
+	if err != nil {
+		u.cfg.Logger.Error("a spooled file vanished; it cannot be uploaded", "file", name, "err", err)
+		u.fail(FailLocal, err)
+		u.forget(e)
+		return nil // nothing to retry
+	}
+	defer f.Close()
+	key := e.meta.Key(u.cfg.Target)
+	if e.recovered {
+		if err := u.xfer.abortStale(ctx, u.cfg.Target.Bucket, key); err != nil {
+			return u.failed(err)
+		}
+		e.recovered = false
+	}
+	obj := object{bucket: u.cfg.Target.Bucket, key: key, f: f, size: e.size, meta: e.meta.Headers(), contentType: archive.ContentType(e.meta.Format)}
+	if err := u.xfer.put(ctx, obj, &e.mp); err != nil {
+		return u.failed(err)
+	}
+	if u.cfg.Delete {
+		u.deleteOriginal(e)
+	}
+	u.forget(e)
+	u.mu.Lock()
+	u.stats.UploadedFiles++
+	u.stats.UploadedBytes += uint64(e.size)
+	streak := u.failStreak
+	u.failStreak, u.lastFail = 0, ""
+	u.mu.Unlock()
+	if streak > 0 {
+		u.cfg.Logger.Info("uploads resumed", "failed_attempts", streak)
+	}
+	u.cfg.Logger.Debug("uploaded", "file", e.meta.File, "object", u.cfg.Target.String()+"/"+key, "bytes", e.size)
+	return nil
+}
+
+// deleteOriginal removes the capture file e was spooled from, if its name
+// still refers to that file (a -W ring may have made a new one).
+func (u *Uploader) deleteOriginal(e *entry) {
+	fi, err := os.Lstat(e.meta.File)
+	if err != nil {
+		return // gone already
+	}
+	if dev, ino := devIno(fi); dev != e.dev || ino != e.ino {
+		return
+	}
+	if err := os.Remove(e.meta.File); err != nil {
+		u.cfg.Logger.Error("--upload-delete: cannot remove an uploaded capture file", "file", e.meta.File, "err", err)
+		return
+	}
+	u.mu.Lock()
+	u.stats.Deleted++
+	u.mu.Unlock()
+}
+
+// failed counts and logs a failed attempt and returns err.
+func (u *Uploader) failed(err error) error {
+	if u.ctx.Err() != nil {
+		return err // stopping, not failing
+	}
+	var reason Failure
+	code := archive.ErrorCode(err)
+	switch {
+	case errors.Is(err, errIntegrity), code == "BadDigest", code == "XAmzContentChecksumMismatch", code == "XAmzContentSHA256Mismatch", code == "InvalidDigest":
+		reason = FailIntegrity
+	case archive.CredentialError(err):
+		reason = FailCredentials
+	case errors.Is(err, errRead):
+		reason = FailLocal
+	case code != "":
+		reason = FailStore
+	default:
+		reason = FailNetwork
+	}
+	u.fail(reason, err)
+	return err
+}
+
+// fail counts a failure and logs it unless it is the same kind as the last.
+func (u *Uploader) fail(reason Failure, err error) {
+	kind := reason.String() + "/" + archive.ErrorCode(err)
+	u.mu.Lock()
+	u.stats.Failures[reason]++
+	u.failStreak++
+	repeat := kind == u.lastFail
+	u.lastFail = kind
+	pending := len(u.queue)
+	u.mu.Unlock()
+	if repeat {
+		u.cfg.Logger.Debug("upload failed again", "reason", reason, "err", err)
+		return
+	}
+	msg := "upload failed; retrying with backoff, files stay in the spool"
+	switch reason {
+	case FailCredentials:
+		msg = "the store refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity. Retrying with backoff; files stay in the spool"
+	case FailNetwork:
+		msg = "the store cannot be reached; retrying with backoff, files stay in the spool"
+	case FailIntegrity:
+		msg = "the store does not hold what was sent; retrying"
+	}
+	u.cfg.Logger.Error(msg, "target", u.cfg.Target.String(), "reason", reason, "pending_files", pending, "err", err)
+}
+
+// Stats returns a snapshot of the counts.
+func (u *Uploader) Stats() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.stats
+	for _, e := range u.queue {
+		if s.OldestPending.IsZero() || e.closed.Before(s.OldestPending) {
+			s.OldestPending = e.closed
+		}
+	}
+	return s
+}
+
+// Close uploads what is waiting for up to wait, then stops; files not
+// uploaded by then stay in the spool for the next run.
+func (u *Uploader) Close(wait time.Duration) Stats {
+	for deadline := time.Now().Add(wait); u.pending() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	u.stop()
+	u.done.Wait()
+	u.spool.close()
+	s := u.Stats()
+	if s.PendingFiles > 0 {
+		u.cfg.Logger.Warn("files not uploaded yet stay in the spool for the next run", "files", s.PendingFiles, "bytes", s.PendingBytes, "spool", u.cfg.Spool)
+	}
+	return s
+}
