@@ -82,6 +82,14 @@ func (l Location) join(rel string) string {
 	return l.Prefix + "/" + rel
 }
 
+// Root is the key prefix of every file: the prefix and "/", or "".
+func (l Location) Root() string {
+	if l.Prefix == "" {
+		return ""
+	}
+	return l.Prefix + "/"
+}
+
 // timeLayout is how FIRST and LAST appear in a key: sortable, UTC,
 // nanoseconds, no characters that need escaping.
 const timeLayout = "20060102T150405.000000000Z"

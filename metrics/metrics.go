@@ -150,7 +150,7 @@ type Server struct {
 
 // Listen binds addr now, so that a busy port fails at start-up, and serves
 // in the background. ready reports whether the capture is running; more
-// are further collectors (the kernel's UDP counters).
+// are further collectors (the kernel's UDP counters, -z commands, uploads).
 func Listen(addr string, c prometheus.Collector, ready func() bool, logger *slog.Logger, more ...prometheus.Collector) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(more...)

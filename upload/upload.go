@@ -25,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/pcapout"
 )
 
 // FullPolicy says which file gives way when the spool is full.
@@ -646,4 +647,17 @@ func (u *Uploader) Close(wait time.Duration) Stats {
 		u.cfg.Logger.Warn("files not uploaded yet stay in the spool for the next run", "files", s.PendingFiles, "bytes", s.PendingBytes, "spool", u.cfg.Spool)
 	}
 	return s
+}
+
+// Handle is the subscriber to pcapout's file-closed event: it queues the
+// file for upload.
+func (u *Uploader) Handle(f pcapout.ClosedFile) {
+	format := "pcap"
+	if f.Format == pcapout.FormatPcapng {
+		format = "pcapng"
+	}
+	u.Add(archive.Meta{
+		File: f.Name, Format: format, First: f.First, Last: f.Last,
+		Packets: f.Packets, Sources: f.Interfaces,
+	})
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/dpcap/dpcap/sink"
 	"github.com/dpcap/dpcap/udpsource"
 	"github.com/dpcap/dpcap/udpstat"
+	"github.com/dpcap/dpcap/upload"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -107,7 +108,7 @@ Input:
   --buffer-size N  socket receive buffer, or -i's ring, in bytes with
                    k/m/g suffixes (default 64m; forcing a socket's needs
                    CAP_NET_ADMIN)
-
+` + uploadUsage + `
 Wireshark: installed in Wireshark's extcap folder (make install-extcap),
 sinkd is the interface "dpcap" in Wireshark and tshark: a live view of the
 decapsulated frames ('tshark -i dpcap').
@@ -153,6 +154,7 @@ type options struct {
 	listen      netip.Addr
 	bufferSize  int
 	metricsAddr string
+	upload      uploadFlags
 }
 
 // usageError is a bad command line: exit status 2.
@@ -227,6 +229,7 @@ func parseFlags(args []string) (options, error) {
 		o.maxSources = n
 		return nil
 	})
+	o.upload.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -297,6 +300,9 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("--allow zones name arrival interfaces, which a capture file does not record")}
 	case set["listen"] && (o.readFile != "" || o.iface != ""):
 		return o, usageError{errors.New("--listen applies to the UDP socket, not to -r or -i")}
+	}
+	if err := o.upload.check(o.out, set); err != nil {
+		return o, usageError{err}
 	}
 	return o, nil
 }
@@ -372,6 +378,15 @@ func run(args []string, stderr io.Writer) int {
 		hooks = postrotate.New(postrotate.Config{Command: o.postRotate, Jobs: o.hookJobs, Logger: logger})
 		out.OnClose(hooks.Handle)
 	}
+	var up *upload.Uploader
+	if o.upload.url != "" {
+		if up, err = o.upload.start(logger); err != nil {
+			out.Close()
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		out.OnClose(up.Handle)
+	}
 	eng := sink.New(sink.Config{
 		Source: src, Decoder: decoder, Port: o.port, Output: out,
 		PerSource: o.split || o.format == pcapout.FormatPcapng, MaxSources: o.maxSources, PortMap: o.portMap,
@@ -388,6 +403,9 @@ func run(args []string, stderr io.Writer) int {
 		if hooks != nil {
 			more = append(more, metrics.NewHookCollector(hooks.Stats))
 		}
+		if up != nil {
+			more = append(more, metrics.NewUploadCollector(up.Stats))
+		}
 		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger, more...)
 		if err != nil {
 			out.Close()
@@ -398,6 +416,15 @@ func run(args []string, stderr io.Writer) int {
 	}
 
 	if runAs != nil {
+		if up != nil {
+			for _, d := range up.SpoolDirs() {
+				if err := os.Lchown(d, runAs.UID, runAs.GID); err != nil {
+					out.Close()
+					fmt.Fprintf(stderr, "sinkd: -Z %s: upload spool: %v\n", o.runAs, err)
+					return 2
+				}
+			}
+		}
 		if err := runAs.Drop(); err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
@@ -438,6 +465,9 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "; %d left running, %d not run at exit", running, notRun)
 		}
 		fmt.Fprintln(stderr, ")")
+	}
+	if up != nil {
+		printUploadSummary(stderr, up.Close(o.upload.wait), o.upload.spool)
 	}
 	if eng.FileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)

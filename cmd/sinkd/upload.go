@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/internal/units"
+	"github.com/dpcap/dpcap/upload"
+)
+
+const uploadUsage = `
+Object storage (see docs/UPLOAD.md):
+  --upload s3://BUCKET/PREFIX  upload every closed file to an S3-compatible
+                   store; credentials come from the standard AWS chain
+                   (AWS_ACCESS_KEY_ID..., AWS_PROFILE, web identity)
+  --upload-endpoint URL   the store, e.g. http://minio:9000 (default: AWS,
+                   or AWS_ENDPOINT_URL_S3)
+  --upload-region REGION  (default: AWS_REGION, the profile's, us-east-1)
+  --upload-path-style     bucket in the path, not the host name (most
+                   S3-compatible stores need it)
+  --upload-sink-id ID     this sink's name in object keys (default: the
+                   host name); sinks sharing a bucket need distinct ids
+  --upload-spool DIR      where closed files wait for the store, found
+                   again after a restart (default: .sinkd-spool next to
+                   the -w file; keep it on the same file system)
+  --upload-spool-size SIZE  bound on the bytes waiting (k/m/g suffixes;
+                   default: a quarter of the spool's file system)
+  --upload-spool-full POLICY  when the spool is full: drop-oldest (default;
+                   the oldest waiting file leaves the queue) or
+                   drop-newest (the new file is not queued)
+  --upload-delete         remove each file once its upload is verified
+  --upload-retry-max DUR  longest wait between failed attempts (default 1m)
+  --upload-wait DUR       at exit, keep uploading this long (default 30s);
+                   what is left waits in the spool for the next start
+`
+
+// uploadFlags are the --upload flags.
+type uploadFlags struct {
+	url       string
+	target    archive.Location
+	endpoint  string
+	region    string
+	pathStyle bool
+	sinkID    string
+	spool     string
+	spoolSize int64
+	full      upload.FullPolicy
+	delete    bool
+	retryMax  time.Duration
+	wait      time.Duration
+}
+
+func (u *uploadFlags) register(fs *flag.FlagSet) {
+	u.retryMax, u.wait = time.Minute, 30*time.Second
+	fs.StringVar(&u.url, "upload", "", "")
+	fs.StringVar(&u.endpoint, "upload-endpoint", "", "")
+	fs.StringVar(&u.region, "upload-region", "", "")
+	fs.BoolVar(&u.pathStyle, "upload-path-style", false, "")
+	fs.StringVar(&u.sinkID, "upload-sink-id", "", "")
+	fs.StringVar(&u.spool, "upload-spool", "", "")
+	fs.Func("upload-spool-size", "", func(v string) (err error) {
+		u.spoolSize, err = units.ParseBytes(v, 1, math.MaxInt64/2, true)
+		return err
+	})
+	fs.Func("upload-spool-full", "", func(v string) (err error) {
+		u.full, err = upload.ParseFullPolicy(v)
+		return err
+	})
+	fs.BoolVar(&u.delete, "upload-delete", false, "")
+	fs.DurationVar(&u.retryMax, "upload-retry-max", u.retryMax, "")
+	fs.DurationVar(&u.wait, "upload-wait", u.wait, "")
+}
+
+// check validates the flags once parsed; out is -w's file.
+func (u *uploadFlags) check(out string, set map[string]bool) error {
+	if u.url == "" {
+		for name := range set {
+			if len(name) > 7 && name[:7] == "upload-" {
+				return fmt.Errorf("--%s needs --upload s3://BUCKET/PREFIX", name)
+			}
+		}
+		return nil
+	}
+	var err error
+	if u.target, err = archive.ParseURL(u.url); err != nil {
+		return err
+	}
+	if err := archive.CheckEndpoint(u.endpoint); err != nil {
+		return err
+	}
+	switch {
+	case out == "-":
+		return errors.New("--upload needs files: give -w FILE, not -w -")
+	case u.retryMax < time.Second:
+		return fmt.Errorf("invalid --upload-retry-max %v: want 1s or more", u.retryMax)
+	case u.wait < 0:
+		return fmt.Errorf("invalid --upload-wait %v", u.wait)
+	}
+	if u.sinkID == "" {
+		if u.sinkID, err = os.Hostname(); err != nil {
+			return fmt.Errorf("--upload-sink-id: no host name to default to: %w", err)
+		}
+	}
+	if archive.SafeName(u.sinkID) != u.sinkID {
+		return fmt.Errorf("invalid --upload-sink-id %q: want letters, digits, '-', '_' and '.'", u.sinkID)
+	}
+	if u.spool == "" {
+		u.spool = filepath.Join(filepath.Dir(out), ".sinkd-spool")
+	}
+	return nil
+}
+
+// startUploader opens the spool and starts uploading what it holds.
+func (u *uploadFlags) start(logger *slog.Logger) (*upload.Uploader, error) {
+	client, err := archive.NewClient(context.Background(), archive.ClientOptions{
+		Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
+		// The uploader retries with its own backoff and counts each try.
+		MaxAttempts: 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	up, err := upload.Open(upload.Config{
+		Client: client, Target: u.target, Spool: u.spool, SpoolLimit: u.spoolSize, Full: u.full,
+		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := up.Stats()
+	logger.Info("uploading closed files", "to", u.target.String(), "sink_id", u.sinkID, "spool", u.spool,
+		"spool_limit_bytes", st.SpoolLimit, "when_full", u.full.String(), "waiting", st.PendingFiles)
+	return up, nil
+}
+
+// printUploadSummary says what was uploaded and what waits.
+func printUploadSummary(w io.Writer, s upload.Stats, spool string) {
+	var failed uint64
+	for _, n := range s.Failures {
+		failed += n
+	}
+	fmt.Fprintf(w, "%d files uploaded (%d bytes), %d failed attempts\n", s.UploadedFiles, s.UploadedBytes, failed)
+	if s.PendingFiles > 0 {
+		fmt.Fprintf(w, "%d files (%d bytes) wait in %s for the next start\n", s.PendingFiles, s.PendingBytes, spool)
+	}
+	if s.DroppedFiles > 0 {
+		fmt.Fprintf(w, "%d files (%d bytes) not uploaded: the spool was full\n", s.DroppedFiles, s.DroppedBytes)
+	}
+}

@@ -1,0 +1,250 @@
+package fetch
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/capfile"
+)
+
+// File is a capture file that may hold packets of a query.
+type File struct {
+	// Name is the object's URL or the file's path.
+	Name string
+	// Sink is the id of the sink that wrote it, when known.
+	Sink string
+	// First is the time of its first packet (no packet is older); Last,
+	// when not zero, of its last.
+	First, Last time.Time
+	Size        int64
+	// Sources are the names of its sources; nil when unknown.
+	Sources []string
+	// Partial says Sources may miss some names.
+	Partial bool
+	open    func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// Source lists capture files: an S3 location or a local directory.
+type Source interface {
+	// List returns the files that may hold packets of q; skipped counts
+	// the files it looked at and left out (not captures, other layouts).
+	List(ctx context.Context, q Query) (files []File, skipped int, err error)
+}
+
+// S3 lists the files sinkd uploaded to a location (package archive's
+// layout).
+type S3 struct {
+	Client *s3.Client
+	Loc    archive.Location
+	// MaxSpan is how long before a window's start a file may have begun
+	// and still reach into it: the hours listed start that much earlier.
+	MaxSpan time.Duration
+}
+
+// List implements Source. Keys give each file's time range; with ports
+// to match, a HEAD of each file in the window gives its sources.
+func (s *S3) List(ctx context.Context, q Query) ([]File, int, error) {
+	var prefixes []string
+	if q.From.IsZero() {
+		prefixes = []string{s.Loc.Root()}
+	} else {
+		end := q.To
+		if end.IsZero() {
+			end = time.Now()
+		}
+		for h := q.From.Add(-s.MaxSpan).UTC().Truncate(time.Hour); !h.After(end); h = h.Add(time.Hour) {
+			prefixes = append(prefixes, s.Loc.HourPrefix(h))
+		}
+	}
+	var files []File
+	skipped := 0
+	for _, p := range prefixes {
+		pager := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(p)})
+		for pager.HasMorePages() {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return nil, 0, fmt.Errorf("list %s/%s: %w", "s3://"+s.Loc.Bucket, p, err)
+			}
+			for _, o := range page.Contents {
+				key := aws.ToString(o.Key)
+				ki, err := archive.ParseKey(key)
+				if err != nil {
+					skipped++
+					continue
+				}
+				f := File{Name: "s3://" + s.Loc.Bucket + "/" + key, Sink: ki.Sink, First: ki.First, Last: ki.Last, Size: aws.ToInt64(o.Size)}
+				f.open = s.opener(key)
+				if q.overlaps(f) {
+					files = append(files, f)
+				}
+			}
+		}
+	}
+	if len(q.Ports) > 0 {
+		if err := s.sources(ctx, files); err != nil {
+			return nil, 0, err
+		}
+	}
+	return files, skipped, nil
+}
+
+// sources reads each file's metadata, a few requests at a time.
+func (s *S3) sources(ctx context.Context, files []File) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 8)
+	)
+	for i := range files {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(f *File) {
+			defer func() { <-sem; wg.Done() }()
+			key := strings.TrimPrefix(f.Name, "s3://"+s.Loc.Bucket+"/")
+			h, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Loc.Bucket, Key: &key})
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("head %s: %w", f.Name, err)
+				}
+				mu.Unlock()
+				return
+			}
+			if m, err := archive.ParseMeta(h.Metadata); err == nil {
+				f.Sources, f.Partial = m.Sources, m.SourcesTruncated
+				if f.Sources == nil {
+					f.Sources = []string{}
+				}
+			}
+		}(&files[i])
+	}
+	wg.Wait()
+	return first
+}
+
+func (s *S3) opener(key string) func(context.Context) (io.ReadCloser, error) {
+	return func(ctx context.Context) (io.ReadCloser, error) {
+		out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Loc.Bucket, Key: &key})
+		if err != nil {
+			return nil, fmt.Errorf("get s3://%s/%s: %w", s.Loc.Bucket, key, err)
+		}
+		return out.Body, nil
+	}
+}
+
+// Dir lists the capture files under a directory (sinkd's rotated files, or
+// a copy of a bucket), skipping hidden directories such as sinkd's spool.
+type Dir struct {
+	Path string
+}
+
+// List implements Source. A file's name gives its time range when it
+// follows the bucket layout; otherwise its first packet gives the start,
+// and its modification time bounds the end (a file is closed after its
+// last packet was written).
+func (d *Dir) List(ctx context.Context, q Query) ([]File, int, error) {
+	var files []File
+	skipped := 0
+	err := filepath.WalkDir(d.Path, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.IsDir() {
+			if p != d.Path && strings.HasPrefix(de.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !de.Type().IsRegular() || strings.HasPrefix(de.Name(), ".") {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		f := File{Name: p, Size: fi.Size(), Last: fi.ModTime()}
+		f.open = func(context.Context) (io.ReadCloser, error) { return os.Open(p) }
+		if ki, err := archive.ParseName(de.Name()); err == nil {
+			f.First, f.Last = ki.First, ki.Last
+			f.Sink = path.Base(filepath.ToSlash(filepath.Dir(p)))
+		} else if f.First, err = firstPacket(p); err != nil {
+			skipped++
+			return nil
+		}
+		if q.overlaps(f) {
+			files = append(files, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", d.Path, err)
+	}
+	return files, skipped, nil
+}
+
+// firstPacket returns the time of a capture file's first packet.
+func firstPacket(name string) (time.Time, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	r, err := newReader(f)
+	if err != nil {
+		return time.Time{}, err
+	}
+	_, ci, _, err := r.ReadPacket()
+	if errors.Is(err, io.EOF) {
+		// Empty: list it anyway, it costs nothing to read.
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return ci.Timestamp, nil
+}
+
+// newReader reads a capture file, gzip-compressed or not (sinkd -z gzip).
+func newReader(r io.Reader) (*capfile.Reader, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return capfile.NewReader(zr)
+	}
+	return capfile.NewReader(br)
+}
+
+// matchesPorts reports whether f may hold packets of one of ports.
+func (f File) matchesPorts(ports []string) bool {
+	if len(ports) == 0 || f.Sources == nil || f.Partial {
+		return true
+	}
+	for _, s := range f.Sources {
+		if slices.Contains(ports, s) {
+			return true
+		}
+	}
+	return false
+}
