@@ -20,6 +20,9 @@ TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark editcap:wireshark-comm
 # expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
 # them everything builds with CGO_ENABLED=0 and says what is missing.
 TAGS    := libpcap,dpdk
+# The S3-compatible server the upload and fetch tests run against, pinned;
+# go install builds it from the module proxy once (about 4 minutes).
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 # How long each fuzzer runs in 'make test'.
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -39,7 +42,7 @@ define apt-install
 	fi
 endef
 
-.PHONY: all build build-deps demo demo-deps test-deps test unit e2e fuzz lint bench soak clean install-extcap proto interop
+.PHONY: all build build-deps demo demo-deps test-deps s3-server test unit e2e fuzz lint bench soak clean install-extcap proto interop
 
 all: build
 
@@ -49,11 +52,16 @@ build: build-deps
 build-deps:
 	$(call apt-install,$(BUILD_TOOLS))
 
-test-deps:
+test-deps: s3-server
 	$(call apt-install,$(TEST_TOOLS))
 	@# The Kubernetes schemas the manifests are validated against (npm registry).
 	@test -d deploy/kubernetes/validate/node_modules || \
 		npm ci --prefix deploy/kubernetes/validate --no-audit --no-fund --loglevel=error
+
+# MinIO, unless one is on PATH or where go install puts it.
+s3-server:
+	@command -v minio >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/minio" || test -x "$$($(GO) env GOBIN)/minio" || \
+		{ echo "installing minio $(MINIO_VERSION) (go install, about 4 minutes)"; $(GO) install github.com/minio/minio@$(MINIO_VERSION); }
 
 demo-deps:
 	$(call apt-install,$(DEMO_TOOLS))

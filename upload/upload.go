@@ -616,6 +616,10 @@ func (u *Uploader) fail(reason Failure, err error) {
 		msg = "the store cannot be reached; retrying with backoff, files stay in the spool"
 	case FailIntegrity:
 		msg = "the store does not hold what was sent; retrying"
+	case FailStore:
+		if archive.ErrorCode(err) == "NoSuchBucket" {
+			msg = "the bucket does not exist (sinkd does not create buckets); retrying with backoff, files stay in the spool"
+		}
 	}
 	u.cfg.Logger.Error(msg, "target", u.cfg.Target.String(), "reason", reason, "pending_files", pending, "err", err)
 }

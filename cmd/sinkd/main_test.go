@@ -56,6 +56,20 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--keep", "-1"}, "invalid --keep", nil},
 		{[]string{"-w", "-", "--keep", "3"}, "need a file name", nil},
 		{[]string{"-w", "x", "--hook-jobs", "0"}, "--hook-jobs must be positive", nil},
+		{[]string{"-w", "/cap/x.pcapng", "--upload", "s3://captures/dc1/", "--upload-sink-id", "sink-1", "--upload-path-style", "--upload-spool-size", "2g", "--upload-spool-full", "drop-newest"}, "", func(o options) bool {
+			u := o.upload
+			return u.target.Bucket == "captures" && u.target.Prefix == "dc1" && u.sinkID == "sink-1" && u.pathStyle &&
+				u.spool == "/cap/.sinkd-spool" && u.spoolSize == 2<<30 && u.full.String() == "drop-newest" && u.retryMax == time.Minute
+		}},
+		{[]string{"-w", "x", "--upload-delete"}, "--upload-delete needs --upload", nil},
+		{[]string{"-w", "-", "--upload", "s3://bkt"}, "--upload needs files", nil},
+		{[]string{"-w", "x", "--upload", "https://bkt"}, "want s3://BUCKET/PREFIX", nil},
+		{[]string{"-w", "x", "--upload", "s3://Bkt"}, "invalid bucket name", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-spool-full", "keep"}, "invalid spool policy", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-endpoint", "minio:9000"}, "invalid endpoint", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "a/b"}, "invalid --upload-sink-id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-retry-max", "10ms"}, "invalid --upload-retry-max", nil},
+
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
