@@ -69,7 +69,6 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-endpoint", "minio:9000"}, "invalid endpoint", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "a/b"}, "invalid --upload-sink-id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-retry-max", "10ms"}, "invalid --upload-retry-max", nil},
-
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
