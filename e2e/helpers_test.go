@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -110,6 +111,13 @@ func (n *netns) run(t *testing.T, name string, args ...string) string {
 // opens live there. The thread is discarded afterwards.
 func (n *netns) do(t *testing.T, fn func()) {
 	t.Helper()
+	if err := n.enter(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// enter runs fn on a fresh OS thread inside the namespace.
+func (n *netns) enter(fn func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
@@ -126,9 +134,16 @@ func (n *netns) do(t *testing.T, fn func()) {
 		fn()
 		errc <- nil
 	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	return <-errc
+}
+
+// dial connects from inside the namespace (a socket stays in the
+// namespace it was made in).
+func (n *netns) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	if eerr := n.enter(func() { c, err = (&net.Dialer{}).DialContext(ctx, network, addr) }); eerr != nil {
+		return nil, eerr
 	}
+	return c, err
 }
 
 // link joins two namespaces with a veth pair e2e0 addressed 2001:db8:1::1/64

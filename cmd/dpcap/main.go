@@ -25,6 +25,8 @@ Commands:
   start    start capture on ports (--dry-run prints the program)
   stop     stop capture on every port
   status   show the capture, its ports, tags and counters
+  fetch    get a port's packets of a time window back from the files of
+           one or many sinks (s3:// or local directories), merged in order
   replay   send a capture file's frames to a sink, wrapped as the NIC wraps
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
 
@@ -73,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"serve": runServe, "start": runStart, "stop": runStop, "status": runStatus,
+		"fetch": runFetch,
 	}
 	if cmd, ok := cmds[args[0]]; ok {
 		err := cmd(args[1:], stdout, stderr)

@@ -54,7 +54,9 @@ type Options struct {
 	// Addr is where it listens; a free loopback port when empty.
 	Addr string
 	// Command wraps the server's command line (to run it in a network
-	// namespace); exec.Command when nil.
+	// namespace); exec.Command when nil. A command with SysProcAttr set
+	// keeps it; otherwise the server dies with the thread that started it
+	// (Pdeathsig), which suits callers whose threads never end.
 	Command func(name string, args ...string) *exec.Cmd
 	// Dial connects to the server (from inside a namespace); the default
 	// dialer when nil.
@@ -140,7 +142,11 @@ func (s *Server) Restart() error {
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
+	// Its own group: Stop and Kill reach the server behind a wrapper.
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start minio: %w", err)
 	}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/fetch"
+	"golang.org/x/sys/unix"
+)
+
+const fetchUsage = `Usage: dpcap fetch LOCATION... [--port NAME]... [--from T] [--to T] -w FILE
+
+Gets packets back from the capture files of one or many sinks: LOCATION is
+s3://BUCKET/PREFIX (where sinkd --upload puts them) or a local directory of
+rotated files. Keeps the packets of the named ports (pcapng interface names,
+the port map's names) whose time is in [--from, --to), and merges them in
+timestamp order into one capture: pcapng, with each input interface kept
+once and renumbered (-F pcap: one link type, no names).
+
+Flags:
+  -w FILE          where to write; "-" for standard output
+                   (dpcap fetch ... -w - | wireshark -k -i -)
+  --port NAME      a port to keep; repeat or separate with commas
+                   (default: every port)
+  --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
+                   date and time (2026-11-23T10:02, "2026-11-23 10:02"), a
+                   time of today (10:02, 10:02:30), a duration before now
+                   (-15m, -2h) or "now"
+  -F pcap|pcapng   output format (default pcapng)
+  --endpoint URL   the S3-compatible store (default: AWS, or
+                   AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)
+  --region NAME    (default: AWS_REGION or the profile's, else us-east-1)
+  --path-style     bucket in the path, as most S3-compatible stores need
+  --max-span D     how long a file may run before the window and still
+                   reach into it (default 24h)
+  -q               no progress line
+
+Credentials come from the standard AWS chain (environment, shared config,
+web identity). Progress goes to standard error when it is a terminal; a
+summary follows at the end. Exit status 1 when nothing matched.
+`
+
+// fetchFlags are dpcap fetch's options.
+type fetchFlags struct {
+	locations []string
+	ports     []string
+	from, to  time.Time
+	out       string
+	pcap      bool
+	quiet     bool
+	client    archive.ClientOptions
+	maxSpan   time.Duration
+}
+
+// parseFetch parses dpcap fetch's arguments; locations and flags may come
+// in any order.
+func parseFetch(args []string, now time.Time) (fetchFlags, error) {
+	f := fetchFlags{maxSpan: 24 * time.Hour}
+	fs := newFlags("dpcap fetch")
+	fs.StringVar(&f.out, "w", "", "")
+	fs.Func("port", "", func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				return fmt.Errorf("empty port name in %q", v)
+			}
+			f.ports = append(f.ports, p)
+		}
+		return nil
+	})
+	when := func(dst *time.Time) func(string) error {
+		return func(v string) (err error) {
+			*dst, err = parseWhen(v, now)
+			return err
+		}
+	}
+	fs.Func("from", "", when(&f.from))
+	fs.Func("to", "", when(&f.to))
+	fs.Func("F", "", func(v string) error {
+		switch v {
+		case "pcap":
+			f.pcap = true
+		case "pcapng":
+			f.pcap = false
+		default:
+			return fmt.Errorf("invalid format %q: want pcap or pcapng", v)
+		}
+		return nil
+	})
+	fs.Func("endpoint", "", func(v string) error {
+		f.client.Endpoint = v
+		return archive.CheckEndpoint(v)
+	})
+	fs.StringVar(&f.client.Region, "region", "", "")
+	fs.BoolVar(&f.client.PathStyle, "path-style", false, "")
+	fs.DurationVar(&f.maxSpan, "max-span", f.maxSpan, "")
+	fs.BoolVar(&f.quiet, "q", false, "")
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return f, err
+		}
+		if args = fs.Args(); len(args) > 0 {
+			f.locations = append(f.locations, args[0])
+			args = args[1:]
+		}
+	}
+	switch {
+	case len(f.locations) == 0:
+		return f, errors.New("no location: give s3://BUCKET/PREFIX or a directory")
+	case f.out == "":
+		return f, errors.New("no output: give -w FILE (or -w - for standard output)")
+	case !f.from.IsZero() && !f.to.IsZero() && !f.from.Before(f.to):
+		return f, fmt.Errorf("empty window: --from %s is not before --to %s", f.from.Format(time.RFC3339Nano), f.to.Format(time.RFC3339Nano))
+	case f.maxSpan < 0:
+		return f, fmt.Errorf("invalid --max-span %v", f.maxSpan)
+	}
+	for _, l := range f.locations {
+		if archive.IsURL(l) {
+			if _, err := archive.ParseURL(l); err != nil {
+				return f, err
+			}
+		}
+	}
+	return f, nil
+}
+
+// parseWhen reads a point in time as an operator types it.
+func parseWhen(v string, now time.Time) (time.Time, error) {
+	if v == "now" {
+		return now, nil
+	}
+	if strings.HasPrefix(v, "-") {
+		d, err := time.ParseDuration(v[1:])
+		if err != nil || d <= 0 {
+			return time.Time{}, fmt.Errorf("invalid time %q: a duration before now is -15m, -2h", v)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, v, now.Location()); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"15:04:05.999999999", "15:04"} {
+		if t, err := time.ParseInLocation(layout, v, now.Location()); err == nil {
+			y, m, d := now.Date()
+			return time.Date(y, m, d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), now.Location()), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-11-23T10:02:00Z), 2026-11-23 10:02, 10:02, -15m or now", v)
+}
+
+func runFetch(args []string, stdout, stderr io.Writer) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fmt.Fprint(stdout, fetchUsage)
+			return nil
+		}
+	}
+	f, err := parseFetch(args, time.Now())
+	if err != nil {
+		return usageErr{err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var sources []fetch.Source
+	for _, l := range f.locations {
+		if !archive.IsURL(l) {
+			if st, err := os.Stat(l); err != nil || !st.IsDir() {
+				return usageErr{fmt.Errorf("%s is neither s3://BUCKET/PREFIX nor a directory", l)}
+			}
+			sources = append(sources, &fetch.Dir{Path: l})
+			continue
+		}
+		loc, _ := archive.ParseURL(l)
+		client, err := archive.NewClient(ctx, f.client)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, &fetch.S3{Client: client, Loc: loc, MaxSpan: f.maxSpan})
+	}
+	var out io.Writer = stdout
+	var file *os.File
+	if f.out != "-" {
+		// A temp name renamed at the end: an interrupted fetch leaves no
+		// half file under the name asked for.
+		if file, err = os.CreateTemp(dirOf(f.out), ".dpcap-fetch-*"); err != nil {
+			return fmt.Errorf("create %s: %w", f.out, err)
+		}
+		defer os.Remove(file.Name())
+		out = file
+	}
+	prog := &fetch.Progress{}
+	done := make(chan struct{})
+	if !f.quiet && isTerminal(stderr) {
+		go showProgress(stderr, prog, done)
+	}
+	sum, err := fetch.Run(ctx, fetch.Config{
+		Sources: sources, Query: fetch.Query{Ports: f.ports, From: f.from, To: f.to},
+		Output: out, Pcap: f.pcap, Progress: prog,
+	})
+	close(done)
+	if file != nil {
+		if cerr := file.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write %s: %w", f.out, cerr)
+		}
+		if err == nil {
+			if err = os.Chmod(file.Name(), 0o644); err == nil {
+				err = os.Rename(file.Name(), f.out)
+			}
+		}
+	}
+	printFetchSummary(stderr, sum, f.out)
+	if err != nil {
+		return err
+	}
+	if sum.PacketsKept == 0 {
+		return errors.New("no packet matched")
+	}
+	return nil
+}
+
+func dirOf(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i+1]
+	}
+	return "."
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// showProgress redraws one line on the terminal until done.
+func showProgress(w io.Writer, p *fetch.Progress, done <-chan struct{}) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			fmt.Fprint(w, "\r\033[K")
+			return
+		case <-t.C:
+			fmt.Fprintf(w, "\r\033[Kfiles %d/%d, %.1f MB read, %d packets read, %d kept",
+				p.FilesDone.Load(), p.Files.Load(), float64(p.Bytes.Load())/1e6, p.PacketsRead.Load(), p.PacketsKept.Load())
+		}
+	}
+}
+
+func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
+	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB) written to %s\n",
+		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6, out)
+	if s.PacketsKept > 0 {
+		fmt.Fprintf(w, "first %s, last %s; interfaces: %s\n", s.First.UTC().Format(time.RFC3339Nano),
+			s.Last.UTC().Format(time.RFC3339Nano), strings.Join(s.Interfaces, ", "))
+	}
+	if s.Skipped > 0 {
+		fmt.Fprintf(w, "%d files skipped: not capture files, or not named as sinkd names them\n", s.Skipped)
+	}
+	for _, u := range s.Unfilterable {
+		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", u)
+	}
+	for _, d := range s.Damaged {
+		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", d)
+	}
+}
