@@ -35,7 +35,7 @@ func TestUploadAndFetch(t *testing.T) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 			return cmd
 		},
-		Dial:    sk.dial,
+		Dial: sk.dial,
 	})
 	client := store.Client(t)
 	store.MakeBucket(t, client, "captures")
