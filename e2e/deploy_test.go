@@ -65,7 +65,10 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 		t.Fatalf("the dashboard is not JSON: %v", err)
 	}
 	ns := newNS(t)
-	d := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "x.pcap"))
+	// With the optional parts whose metrics appear only when used: -z and
+	// uploads (to a store that is not there).
+	d := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "x.pcap"), "-C", "1m", "-z", "true",
+		"--upload", "s3://captures/x", "--upload-endpoint", "http://127.0.0.1:9", "--upload-path-style")
 	_, body := d.get(t, "/metrics")
 	metric := regexp.MustCompile(`sinkd_[a-z_]+`)
 	used := 0
