@@ -380,29 +380,28 @@ func signal(c chan struct{}) {
 func (u *Uploader) writeJournal() {
 	defer u.done.Done()
 	for {
-		u.mu.Lock()
-		items := u.journal
-		u.journal = nil
-		u.mu.Unlock()
-		for _, it := range items {
-			u.journalOne(it)
-		}
-		if len(items) > 0 {
+		if u.drainJournal() > 0 {
 			continue
 		}
 		select {
 		case <-u.jwake:
 		case <-u.ctx.Done():
-			u.mu.Lock()
-			items := u.journal
-			u.journal = nil
-			u.mu.Unlock()
-			for _, it := range items {
-				u.journalOne(it)
-			}
+			u.drainJournal()
 			return
 		}
 	}
+}
+
+// drainJournal handles what the journal holds and says how much that was.
+func (u *Uploader) drainJournal() int {
+	u.mu.Lock()
+	items := u.journal
+	u.journal = nil
+	u.mu.Unlock()
+	for _, it := range items {
+		u.journalOne(it)
+	}
+	return len(items)
 }
 
 func (u *Uploader) journalOne(it journalItem) {
