@@ -36,15 +36,22 @@ type Result struct {
 // Decoder decapsulates frames; it is safe for concurrent use.
 type Decoder struct {
 	ports [1 << 16]Kind
+	kinds []Descriptor // the kinds registered when it was made
+	gre   []Kind       // the GRE kinds, in order
 }
 
 // NewDecoder returns a decoder for UDP envelopes on the given ports (a
-// kind with port 0 is off). GRE envelopes need no port.
+// kind with port 0 is off) and for every GRE kind, which needs no port.
 func NewDecoder(ports map[Kind]uint16) *Decoder {
-	d := &Decoder{}
+	d := &Decoder{kinds: *table.Load()}
 	for k, p := range ports {
 		if p != 0 && k.UDP() {
 			d.ports[p] = k
+		}
+	}
+	for k, desc := range d.kinds {
+		if desc.Transport == GRE {
+			d.gre = append(d.gre, Kind(k))
 		}
 	}
 	return d
@@ -144,9 +151,9 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 		}
 		// The UDP length is never read: the NIC may leave it unset.
 		off += 8
-		reason = decodePayload(k, frame[off:end], r)
+		reason = decodeKind(k, d.kinds[k].Decode, frame[off:end], GREHeader{}, r)
 	case ipProtoGRE:
-		reason = decodeGRE(frame[off:end], r)
+		reason = d.decodeGRE(frame[off:end], r)
 	default:
 		return NotUDPOrGRE
 	}
@@ -168,7 +175,11 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 // socket, as an envelope of kind k; length is the payload's full length.
 func DecodePayload(k Kind, payload []byte, length int, r *Result) Reason {
 	*r = Result{}
-	if reason := decodePayload(k, payload, r); reason != OK {
+	d := k.Descriptor()
+	if d.Decode == nil {
+		return UnknownPort
+	}
+	if reason := decodeKind(k, d.Decode, payload, GREHeader{}, r); reason != OK {
 		return reason
 	}
 	r.InnerLength = len(r.Inner) + length - len(payload)
@@ -285,50 +296,51 @@ func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
 	}
 }
 
-// decodePayload decapsulates a UDP payload of kind k.
-func decodePayload(k Kind, p []byte, r *Result) Reason {
-	r.Kind = k
-	r.InnerLinkType = layers.LinkTypeEthernet
-	switch k {
-	case KindNIC:
-		r.Inner = p
-	case KindVXLAN:
-		if len(p) < 8 {
-			return TruncatedHeader
-		}
-		if p[0]&0x08 == 0 {
-			return BadVXLANHeader
-		}
-		r.ID = be32(p[4:8]) >> 8
-		r.Inner = p[8:]
-	case KindGENEVE:
-		if len(p) < 8 {
-			return TruncatedHeader
-		}
-		if p[0]>>6 != 0 {
-			return BadGENEVEHeader
-		}
-		hlen := 8 + int(p[0]&0x3F)*4
-		if len(p) < hlen {
-			return TruncatedHeader
-		}
-		r.ID = be32(p[4:8]) >> 8
-		r.Inner = p[hlen:]
-		switch be16(p[2:4]) {
-		case etherTEB:
-		case etherIPv4, etherIPv6:
-			r.InnerLinkType = layers.LinkTypeRaw
-		default:
-			return GENEVEUnsupportedProto
-		}
-	case KindTZSP:
-		return decodeTZSP(p, r)
+// decodeNIC takes the NIC's copy: the payload is the frame.
+func decodeNIC(p []byte, _ GREHeader, r *Result) Reason {
+	r.Inner = p
+	return OK
+}
+
+// decodeVXLAN takes a VXLAN header (RFC 7348).
+func decodeVXLAN(p []byte, _ GREHeader, r *Result) Reason {
+	if len(p) < 8 {
+		return TruncatedHeader
+	}
+	if p[0]&0x08 == 0 {
+		return BadVXLANHeader
+	}
+	r.ID = be32(p[4:8]) >> 8
+	r.Inner = p[8:]
+	return OK
+}
+
+// decodeGENEVE takes a GENEVE header and its options (RFC 8926).
+func decodeGENEVE(p []byte, _ GREHeader, r *Result) Reason {
+	if len(p) < 8 {
+		return TruncatedHeader
+	}
+	if p[0]>>6 != 0 {
+		return BadGENEVEHeader
+	}
+	hlen := 8 + int(p[0]&0x3F)*4
+	if len(p) < hlen {
+		return TruncatedHeader
+	}
+	r.ID = be32(p[4:8]) >> 8
+	r.Inner = p[hlen:]
+	switch be16(p[2:4]) {
+	case etherTEB:
+	case etherIPv4, etherIPv6:
+		r.InnerLinkType = layers.LinkTypeRaw
+	default:
+		return GENEVEUnsupportedProto
 	}
 	return OK
 }
 
 // decodeTZSP walks the TZSP header's tagged fields to the frame.
-func decodeTZSP(p []byte, r *Result) Reason {
+func decodeTZSP(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < 4 {
 		return TruncatedHeader
 	}
@@ -363,8 +375,9 @@ func decodeTZSP(p []byte, r *Result) Reason {
 	}
 }
 
-// decodeGRE decapsulates ERSPAN and GRE-TAP.
-func decodeGRE(p []byte, r *Result) Reason {
+// decodeGRE parses a GRE header and hands what follows to the first kind
+// registered for its protocol type that takes it.
+func (d *Decoder) decodeGRE(p []byte, r *Result) Reason {
 	if len(p) < 4 {
 		return TruncatedHeader
 	}
@@ -380,62 +393,98 @@ func decodeGRE(p []byte, r *Result) Reason {
 	if flags&0x2000 != 0 { // key
 		hlen += 4
 	}
-	seq := flags&0x1000 != 0
-	if seq {
+	g := GREHeader{Protocol: be16(p[2:4]), Seq: flags&0x1000 != 0}
+	if g.Seq {
 		hlen += 4
 	}
 	if len(p) < hlen {
 		return TruncatedHeader
 	}
-	proto := be16(p[2:4])
-	var key uint32
 	if flags&0x2000 != 0 {
-		key = be32(p[keyOff : keyOff+4])
+		g.Key = be32(p[keyOff : keyOff+4])
 	}
-	p = p[hlen:]
-	r.InnerLinkType = layers.LinkTypeEthernet
-	switch {
-	case proto == etherTEB:
-		r.Kind, r.ID, r.Inner = KindGRETAP, key, p
-	case proto == etherERSPAN12 && !seq:
-		r.Kind, r.Inner = KindERSPAN1, p
-	case proto == etherERSPAN12:
-		r.Kind = KindERSPAN2
-		if len(p) < 8 {
-			return TruncatedHeader
+	for _, k := range d.gre {
+		if d.kinds[k].GREProtocol != g.Protocol {
+			continue
 		}
-		if p[0]>>4 != 1 {
-			return BadERSPANHeader
+		r.ID = 0
+		if reason := decodeKind(k, d.kinds[k].Decode, p[hlen:], g, r); reason != GREUnsupportedProtocol {
+			return reason
 		}
-		r.ID = uint32(be16(p[2:4]) & 0x3FF)
-		r.Inner = p[8:]
-	case proto == etherERSPAN3:
-		r.Kind = KindERSPAN3
-		if len(p) < 12 {
-			return TruncatedHeader
-		}
-		if p[0]>>4 != 2 {
-			return BadERSPANHeader
-		}
-		r.ID = uint32(be16(p[2:4]) & 0x3FF)
-		w := be16(p[10:12])
-		hlen := 12
-		if w&1 != 0 { // O: an 8-byte platform-specific subheader follows
-			hlen += 8
-		}
-		if len(p) < hlen {
-			return TruncatedHeader
-		}
-		switch (w >> 10) & 0x1F { // frame type
-		case 0:
-		case 2:
-			r.InnerLinkType = layers.LinkTypeRaw
-		default:
-			return ERSPANUnsupportedFrame
-		}
-		r.Inner = p[hlen:]
+	}
+	return GREUnsupportedProtocol
+}
+
+// decodeKind runs kind k's decoder on p. r.ID keeps what the outer
+// headers said (the NIC's flow label) unless the decoder sets it.
+func decodeKind(k Kind, decode DecodeFunc, p []byte, g GREHeader, r *Result) Reason {
+	r.Kind, r.Inner, r.InnerLinkType = k, nil, layers.LinkTypeEthernet
+	return decode(p, g, r)
+}
+
+// decodeGRETAP takes transparent Ethernet bridging: the frame follows the
+// GRE header, whose key is the identifier.
+func decodeGRETAP(p []byte, g GREHeader, r *Result) Reason {
+	r.ID, r.Inner = g.Key, p
+	return OK
+}
+
+// decodeERSPAN1 takes ERSPAN type I: GRE without a sequence number and no
+// ERSPAN header.
+func decodeERSPAN1(p []byte, g GREHeader, r *Result) Reason {
+	if g.Seq {
+		return GREUnsupportedProtocol // type II
+	}
+	r.Inner = p
+	return OK
+}
+
+// decodeERSPAN2 takes an ERSPAN type II header.
+func decodeERSPAN2(p []byte, g GREHeader, r *Result) Reason {
+	if !g.Seq {
+		return GREUnsupportedProtocol // type I
+	}
+	if reason := erspanHeader(p, 8, 1, r); reason != OK {
+		return reason
+	}
+	r.Inner = p[8:]
+	return OK
+}
+
+// erspanHeader checks that p holds an ERSPAN header of at least hlen bytes
+// and of the given version, and takes its session ID.
+func erspanHeader(p []byte, hlen int, version byte, r *Result) Reason {
+	if len(p) < hlen {
+		return TruncatedHeader
+	}
+	if p[0]>>4 != version {
+		return BadERSPANHeader
+	}
+	r.ID = uint32(be16(p[2:4]) & 0x3FF)
+	return OK
+}
+
+// decodeERSPAN3 takes an ERSPAN type III header and its optional
+// platform subheader.
+func decodeERSPAN3(p []byte, _ GREHeader, r *Result) Reason {
+	if reason := erspanHeader(p, 12, 2, r); reason != OK {
+		return reason
+	}
+	w := be16(p[10:12])
+	hlen := 12
+	if w&1 != 0 { // O: an 8-byte platform-specific subheader follows
+		hlen += 8
+	}
+	if len(p) < hlen {
+		return TruncatedHeader
+	}
+	switch (w >> 10) & 0x1F { // frame type
+	case 0:
+	case 2:
+		r.InnerLinkType = layers.LinkTypeRaw
 	default:
-		return GREUnsupportedProtocol
+		return ERSPANUnsupportedFrame
 	}
+	r.Inner = p[hlen:]
 	return OK
 }

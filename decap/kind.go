@@ -1,15 +1,18 @@
 package decap
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
-// Kind is a kind of envelope.
+// Kind is a kind of envelope: an index into the table of descriptors.
 type Kind uint8
 
-// The envelope kinds.
+// The built-in envelope kinds; their descriptors are in builtin.
 const (
 	KindNone    Kind = iota
 	KindNIC          // the NIC's copy: one Ethernet frame as a UDP payload
@@ -20,27 +23,202 @@ const (
 	KindERSPAN2      // ERSPAN type II
 	KindERSPAN3      // ERSPAN type III, with the optional platform subheader
 	KindGRETAP       // GRE transparent Ethernet bridging (0x6558)
-	NumKinds
+	numBuiltin
 )
 
-var kindNames = [NumKinds]string{"none", "nic", "vxlan", "geneve", "tzsp", "erspan1", "erspan2", "erspan3", "gretap"}
+// Transport is what carries envelopes of a kind.
+type Transport uint8
+
+// The transports.
+const (
+	UDP Transport = iota + 1 // a UDP datagram to the kind's port
+	GRE                      // GRE, told apart by its protocol type
+)
+
+// GREHeader holds the fields of an envelope's GRE header that a kind's
+// decoder may need.
+type GREHeader struct {
+	Protocol uint16
+	Key      uint32 // 0 without a key
+	Seq      bool   // a sequence number is present
+}
+
+// DecodeFunc takes apart an envelope's own header: p is the UDP payload, or
+// what follows the GRE header (whose fields are in g; zero for UDP). It
+// sets r.Inner, and r.ID and r.InnerLinkType where they are not 0 and
+// Ethernet. A GRE kind returns GREUnsupportedProtocol for a packet that
+// is another kind's under the same protocol type (ERSPAN I and II).
+type DecodeFunc func(p []byte, g GREHeader, r *Result) Reason
+
+// Descriptor says everything dpcap needs to know of one kind of envelope:
+// the decoder, the kernel filter, the flags, the metrics and the capture
+// files' interface names all derive from it.
+type Descriptor struct {
+	// Name names the kind in flags (--ports), logs and interface
+	// descriptions: lower case, no spaces, '=' or ','.
+	Name string
+	// Transport carries it; Port is a UDP kind's well-known port, on by
+	// default (0: off until --ports gives one). GREProtocol is a GRE
+	// kind's protocol type.
+	Transport   Transport
+	Port        uint16
+	GREProtocol uint16
+	// IDLabel says what Result.ID is for this kind ("vni"), in interface
+	// names; "" when the kind carries no identifier.
+	IDLabel string
+	Decode  DecodeFunc
+}
+
+// builtin are the descriptors of the kinds above, by kind.
+var builtin = [numBuiltin]Descriptor{
+	// 3010 is what dp-service's users configure for the NIC's copies;
+	// the ID is the IPv6 flow label, which the outer header carries.
+	KindNIC:     {Name: "nic", Transport: UDP, Port: DefaultNICPort, IDLabel: "tag", Decode: decodeNIC},
+	KindVXLAN:   {Name: "vxlan", Transport: UDP, Port: 4789, IDLabel: "vni", Decode: decodeVXLAN},
+	KindGENEVE:  {Name: "geneve", Transport: UDP, Port: 6081, IDLabel: "vni", Decode: decodeGENEVE},
+	KindTZSP:    {Name: "tzsp", Transport: UDP, Port: 37008, Decode: decodeTZSP},
+	KindERSPAN1: {Name: "erspan1", Transport: GRE, GREProtocol: etherERSPAN12, Decode: decodeERSPAN1},
+	KindERSPAN2: {Name: "erspan2", Transport: GRE, GREProtocol: etherERSPAN12, IDLabel: "session", Decode: decodeERSPAN2},
+	KindERSPAN3: {Name: "erspan3", Transport: GRE, GREProtocol: etherERSPAN3, IDLabel: "session", Decode: decodeERSPAN3},
+	KindGRETAP:  {Name: "gretap", Transport: GRE, GREProtocol: etherTEB, IDLabel: "key", Decode: decodeGRETAP},
+}
+
+// DefaultNICPort is the UDP port of the NIC's copies unless told otherwise.
+const DefaultNICPort = 3010
+
+var (
+	registerMu sync.Mutex
+	// table holds the descriptors by kind, KindNone's empty. Readers
+	// load it without a lock; Register replaces it.
+	table = builtinTable()
+)
+
+// builtinTable checks the built-in descriptors and makes the table of
+// them: a built-in kind left without its descriptor stops every program
+// (and test) at start-up.
+func builtinTable() *atomic.Pointer[[]Descriptor] {
+	t := []Descriptor{{}}
+	for k := KindNone + 1; k < numBuiltin; k++ {
+		if err := check(builtin[k], t); err != nil {
+			panic(fmt.Sprintf("decap: built-in kind %d: %v", k, err))
+		}
+		t = append(t, builtin[k])
+	}
+	p := new(atomic.Pointer[[]Descriptor])
+	p.Store(&t)
+	return p
+}
+
+// Register adds a kind of envelope and returns it. Decoders made before
+// it do not take the new kind. Built-in kinds are registered already.
+func Register(d Descriptor) (Kind, error) {
+	registerMu.Lock()
+	defer registerMu.Unlock()
+	old := *table.Load()
+	if len(old) > 255 {
+		return KindNone, errors.New("register an envelope kind: 255 kinds already")
+	}
+	if err := check(d, old); err != nil {
+		return KindNone, fmt.Errorf("register envelope kind %q: %w", d.Name, err)
+	}
+	t := append(old[:len(old):len(old)], d)
+	table.Store(&t)
+	return Kind(len(t) - 1), nil
+}
+
+// check reports what makes d unfit to join the kinds in t.
+func check(d Descriptor, t []Descriptor) error {
+	switch {
+	case d.Name == "" || strings.ContainsAny(d.Name, " =,\t\n") || strings.ToLower(d.Name) != d.Name:
+		return fmt.Errorf("invalid name %q", d.Name)
+	case d.Decode == nil:
+		return errors.New("no decoder")
+	case d.Transport == UDP && d.GREProtocol != 0:
+		return errors.New("a UDP kind with a GRE protocol type")
+	case d.Transport == GRE && (d.GREProtocol == 0 || d.Port != 0):
+		return errors.New("a GRE kind needs a GRE protocol type and no port")
+	case d.Transport != UDP && d.Transport != GRE:
+		return fmt.Errorf("unknown transport %d", d.Transport)
+	}
+	for k, o := range t {
+		if o.Name == d.Name {
+			return fmt.Errorf("name taken by kind %d", k)
+		}
+		if d.Port != 0 && o.Port == d.Port {
+			return fmt.Errorf("default port %d taken by %s", d.Port, o.Name)
+		}
+	}
+	return nil
+}
+
+// Kinds returns every registered kind, in order.
+func Kinds() []Kind {
+	n := len(*table.Load())
+	ks := make([]Kind, 0, n-1)
+	for k := 1; k < n; k++ {
+		ks = append(ks, Kind(k))
+	}
+	return ks
+}
+
+// Descriptor returns k's descriptor; the zero Descriptor for KindNone and
+// kinds never registered.
+func (k Kind) Descriptor() Descriptor {
+	if t := *table.Load(); int(k) < len(t) {
+		return t[k]
+	}
+	return Descriptor{}
+}
 
 // String returns the kind's name, as used in flags and interface names.
 func (k Kind) String() string {
-	if k < NumKinds {
-		return kindNames[k]
+	switch d := k.Descriptor(); {
+	case k == KindNone:
+		return "none"
+	case d.Name == "":
+		return "unknown"
+	default:
+		return d.Name
 	}
-	return "unknown"
 }
 
 // UDP returns whether envelopes of this kind travel in UDP (and so need a
 // port); the others travel in GRE.
-func (k Kind) UDP() bool { return k >= KindNIC && k <= KindTZSP }
+func (k Kind) UDP() bool { return k.Descriptor().Transport == UDP }
 
-// DefaultPorts are the well-known UDP ports of each UDP kind; 3010 is what
-// dpservice's users configure for the NIC's copies.
+// DefaultPorts are the well-known UDP ports of each UDP kind (0 for those
+// off by default).
 func DefaultPorts() map[Kind]uint16 {
-	return map[Kind]uint16{KindNIC: 3010, KindVXLAN: 4789, KindGENEVE: 6081, KindTZSP: 37008}
+	ports := map[Kind]uint16{}
+	for _, k := range Kinds() {
+		if d := k.Descriptor(); d.Transport == UDP {
+			ports[k] = d.Port
+		}
+	}
+	return ports
+}
+
+// UDPPorts lists the ports of ports' UDP kinds that are on, sorted.
+func UDPPorts(ports map[Kind]uint16) []uint16 {
+	var list []uint16
+	for k, p := range ports {
+		if p != 0 && k.UDP() {
+			list = append(list, p)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
+	return list
+}
+
+// KindNames lists the names of the kinds of one transport, in kind order.
+func KindNames(t Transport) []string {
+	var names []string
+	for _, k := range Kinds() {
+		if d := k.Descriptor(); d.Transport == t {
+			names = append(names, d.Name)
+		}
+	}
+	return names
 }
 
 // ParsePorts applies a list like "vxlan=8472,geneve=0" to ports: each UDP
@@ -52,13 +230,13 @@ func ParsePorts(s string, ports map[Kind]uint16) error {
 			return fmt.Errorf("invalid port mapping %q: want KIND=PORT", item)
 		}
 		k := KindNone
-		for i := KindNIC; i < NumKinds; i++ {
+		for _, i := range Kinds() {
 			if i.String() == name && i.UDP() {
 				k = i
 			}
 		}
 		if k == KindNone {
-			return fmt.Errorf("invalid port mapping %q: kind must be one of nic, vxlan, geneve, tzsp", item)
+			return fmt.Errorf("invalid port mapping %q: kind must be one of %s", item, strings.Join(KindNames(UDP), ", "))
 		}
 		var p uint16
 		if _, err := fmt.Sscan(port, &p); err != nil {
@@ -69,7 +247,7 @@ func ParsePorts(s string, ports map[Kind]uint16) error {
 	return nil
 }
 
-// FormatPorts renders ports in ParsePorts' syntax, sorted by kind.
+// FormatPorts renders ports in ParsePorts' syntax, sorted by kind name.
 func FormatPorts(ports map[Kind]uint16) string {
 	var items []string
 	for k, p := range ports {

@@ -5,7 +5,8 @@ package decap
 // (other traffic in a capture); the rest mean a broken envelope.
 type Reason uint8
 
-// The reasons, in two classes. Their String values are metric labels.
+// The reasons, in two classes (listed in reasons, in any order). Their
+// String values are metric labels.
 const (
 	OK Reason = iota
 
@@ -31,39 +32,43 @@ const (
 	BadTZSPHeader          // unknown TZSP version, or tags overrunning the packet
 	TZSPUnsupportedEncap   // TZSP carrying something other than Ethernet
 	NumReasons             // the number of reasons, for arrays indexed by Reason
-	firstMalformed         = ShortFrame
 )
 
-var reasonNames = [NumReasons]string{
-	OK:                     "ok",
-	UnsupportedLinkType:    "unsupported_link_type",
-	NotIP:                  "not_ip",
-	NotUDPOrGRE:            "not_udp_or_gre",
-	UnknownPort:            "unknown_port",
-	GREUnsupportedProtocol: "gre_unsupported_protocol",
-	TZSPNotAPacket:         "tzsp_not_a_packet",
-	ShortFrame:             "short_frame",
-	TruncatedHeader:        "truncated_header",
-	BadIPHeader:            "bad_ip_header",
-	Fragment:               "fragment",
-	BadVXLANHeader:         "bad_vxlan_header",
-	BadGENEVEHeader:        "bad_geneve_header",
-	GENEVEUnsupportedProto: "geneve_unsupported_protocol",
-	BadGREHeader:           "bad_gre_header",
-	BadERSPANHeader:        "bad_erspan_header",
-	ERSPANUnsupportedFrame: "erspan_unsupported_frame_type",
-	BadTZSPHeader:          "bad_tzsp_header",
-	TZSPUnsupportedEncap:   "tzsp_unsupported_encapsulation",
+// reasons names each reason and says which class it is in; a reason
+// missing here fails TestEveryReasonDescribed.
+var reasons = [NumReasons]struct {
+	name      string
+	malformed bool
+}{
+	OK:                     {"ok", false},
+	UnsupportedLinkType:    {"unsupported_link_type", false},
+	NotIP:                  {"not_ip", false},
+	NotUDPOrGRE:            {"not_udp_or_gre", false},
+	UnknownPort:            {"unknown_port", false},
+	GREUnsupportedProtocol: {"gre_unsupported_protocol", false},
+	TZSPNotAPacket:         {"tzsp_not_a_packet", false},
+	ShortFrame:             {"short_frame", true},
+	TruncatedHeader:        {"truncated_header", true},
+	BadIPHeader:            {"bad_ip_header", true},
+	Fragment:               {"fragment", true},
+	BadVXLANHeader:         {"bad_vxlan_header", true},
+	BadGENEVEHeader:        {"bad_geneve_header", true},
+	GENEVEUnsupportedProto: {"geneve_unsupported_protocol", true},
+	BadGREHeader:           {"bad_gre_header", true},
+	BadERSPANHeader:        {"bad_erspan_header", true},
+	ERSPANUnsupportedFrame: {"erspan_unsupported_frame_type", true},
+	BadTZSPHeader:          {"bad_tzsp_header", true},
+	TZSPUnsupportedEncap:   {"tzsp_unsupported_encapsulation", true},
 }
 
 // String returns the reason's metric label.
 func (r Reason) String() string {
 	if r < NumReasons {
-		return reasonNames[r]
+		return reasons[r].name
 	}
 	return "unknown"
 }
 
 // Malformed reports whether r describes a broken envelope rather than a
 // packet that is not an envelope.
-func (r Reason) Malformed() bool { return r >= firstMalformed && r < NumReasons }
+func (r Reason) Malformed() bool { return r < NumReasons && reasons[r].malformed }

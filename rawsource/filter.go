@@ -8,90 +8,139 @@ import (
 )
 
 // Filter builds the kernel filter for envelopes: IPv4 or IPv6 UDP to one of
-// ports, GRE (ERSPAN, GRE-TAP), and whatever the filter cannot judge
-// without walking headers (IPv4 fragments, IPv6 extension headers), which
-// the decoder then sorts out. It never rejects a frame the decoder would
-// take; it only keeps other traffic from being copied to user space.
+// ports (decap.UDPPorts), GRE (the GRE kinds), and whatever the filter
+// cannot judge without walking headers (IPv4 fragments, IPv6 extension
+// headers), which the decoder then sorts out. It never rejects a frame the
+// decoder would take; it only keeps other traffic from being copied to user
+// space.
 //
 // The frames it sees are untagged: the kernel strips VLAN tags into
 // metadata before AF_PACKET's filter runs.
 func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
 	ports = slices.Compact(slices.Sorted(slices.Values(ports)))
-	const (
-		accept = 0xFFFFFFFF
-		reject = 0
-	)
-	// Classic BPF only jumps forward, by counts: the blocks are laid out
-	// in order and each jump counts the instructions it skips.
-	var p []bpf.Instruction
-	portCheck := func() []bpf.Instruction {
-		var c []bpf.Instruction
-		for i, port := range ports {
-			// Jump to accept (the last instruction after the checks) or
-			// on to the next comparison; after the last, reject.
-			toAccept := uint8(len(ports) - i)
-			c = append(c, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(port), SkipTrue: toAccept})
-		}
-		return append(c, bpf.RetConstant{Val: reject}, bpf.RetConstant{Val: accept})
-	}
-	// IPv6: next header at 20, UDP destination port at 14+40+2 = 56.
-	ipv6 := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 20, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipFalse: 1},
-		bpf.LoadAbsolute{Off: 56, Size: 2}, // falls into the port checks
-	}
-	ipv6Other := []bpf.Instruction{
-		// GRE, and extension headers the decoder walks: hop-by-hop,
-		// routing, fragment, destination options, authentication.
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 47, SkipTrue: 6},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 43, SkipTrue: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 44, SkipTrue: 3},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 60, SkipTrue: 2},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 51, SkipTrue: 1},
-		bpf.RetConstant{Val: reject},
-		bpf.RetConstant{Val: accept},
-	}
+	var p program
+	p.add(bpf.LoadAbsolute{Off: 12, Size: 2}) // ethertype
+	p.jumpIf(bpf.JumpEqual, 0x0800, "", "ipv6")
+
 	// IPv4: protocol at 23; fragments (offset or MF in 20..21) go up;
 	// the UDP destination port is at 14 + IHL + 2.
-	ipv4 := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 23, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 47, SkipTrue: 0, SkipFalse: 1},
-		bpf.RetConstant{Val: accept},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipFalse: 5},
-		bpf.LoadAbsolute{Off: 20, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x3FFF, SkipFalse: 1},
-		bpf.RetConstant{Val: accept},
-		bpf.LoadMemShift{Off: 14},
-		bpf.LoadIndirect{Off: 16, Size: 2},
-		// falls into the port checks; the protocol miss lands past them
+	p.add(bpf.LoadAbsolute{Off: 23, Size: 1})
+	p.jumpIf(bpf.JumpEqual, ipProtoGRE, "accept", "")
+	p.jumpIf(bpf.JumpEqual, ipProtoUDP, "", "reject")
+	p.add(bpf.LoadAbsolute{Off: 20, Size: 2})
+	p.jumpIf(bpf.JumpBitsSet, 0x3FFF, "accept", "")
+	p.add(bpf.LoadMemShift{Off: 14}, bpf.LoadIndirect{Off: 16, Size: 2})
+	p.jump("ports")
+
+	// IPv6: next header at 20, UDP destination port at 14+40+2 = 56.
+	p.label("ipv6")
+	p.jumpIf(bpf.JumpEqual, 0x86DD, "", "reject")
+	p.add(bpf.LoadAbsolute{Off: 20, Size: 1})
+	p.jumpIf(bpf.JumpEqual, ipProtoUDP, "", "ipv6 other")
+	p.add(bpf.LoadAbsolute{Off: 56, Size: 2})
+	p.jump("ports")
+	// GRE, and the extension headers the decoder walks: hop-by-hop,
+	// routing, fragment, destination options, authentication.
+	p.label("ipv6 other")
+	for _, next := range []uint32{ipProtoGRE, 0, 43, 44, 60, 51} {
+		p.jumpIf(bpf.JumpEqual, next, "accept", "")
 	}
-	checks := portCheck()
-	// Layout: ethertype dispatch | ipv4 (ends with its port checks) |
-	// ipv4 miss: reject | ipv6 | ipv6 port checks | ipv6 other.
-	ipv4Block := append(slices.Clone(ipv4), checks...)
-	ipv4Block = append(ipv4Block, bpf.RetConstant{Val: reject}) // protocol neither GRE nor UDP
-	// Fix ipv4's "not UDP" jump (index 3) to land on the final reject.
-	ipv4Block[3] = bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipFalse: uint8(len(ipv4Block) - 1 - 4)}
-	ipv6Block := append(slices.Clone(ipv6), checks...)
-	// ipv6[1]'s miss must skip the load and the port checks to ipv6Other.
-	ipv6Block[1] = bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipFalse: uint8(1 + len(checks))}
-	ipv6Block = append(ipv6Block, ipv6Other...)
-	// ipv6Other compares the next header, which the port load replaced
-	// only on the UDP path; on the miss path A still holds it.
-	p = append(p,
-		bpf.LoadAbsolute{Off: 12, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x0800, SkipFalse: uint8(len(ipv4Block))},
-	)
-	p = append(p, ipv4Block...)
-	p = append(p,
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x86DD, SkipFalse: uint8(len(ipv6Block))},
-	)
-	p = append(p, ipv6Block...)
-	p = append(p, bpf.RetConstant{Val: reject})
-	raw, err := bpf.Assemble(p)
+	p.jump("reject")
+
+	// A holds the UDP destination port.
+	p.label("ports")
+	for _, port := range ports {
+		p.jumpIf(bpf.JumpEqual, uint32(port), "accept", "")
+	}
+	p.label("reject")
+	p.add(bpf.RetConstant{Val: 0})
+	p.label("accept")
+	p.add(bpf.RetConstant{Val: 0xFFFFFFFF})
+
+	raw, err := p.assemble()
 	if err != nil {
 		return nil, fmt.Errorf("assemble the envelope filter: %w", err)
 	}
 	return raw, nil
+}
+
+const (
+	ipProtoUDP = 17
+	ipProtoGRE = 47
+)
+
+// program is classic BPF with named jump targets. Classic BPF jumps only
+// forward, by a count of instructions skipped (8 bits for conditional
+// jumps); assemble counts them, so no offset is written by hand.
+type program struct {
+	insts  []bpf.Instruction
+	labels map[string]int
+	jumps  []jump
+}
+
+// jump is a jump whose targets are labels ("" is the next instruction).
+type jump struct {
+	at            int
+	ifTrue, ifNot string
+}
+
+func (p *program) add(insts ...bpf.Instruction) { p.insts = append(p.insts, insts...) }
+
+// label names the next instruction.
+func (p *program) label(name string) {
+	if p.labels == nil {
+		p.labels = map[string]int{}
+	}
+	p.labels[name] = len(p.insts)
+}
+
+// jumpIf compares A with val and goes on at ifTrue or ifNot.
+func (p *program) jumpIf(cond bpf.JumpTest, val uint32, ifTrue, ifNot string) {
+	p.jumps = append(p.jumps, jump{at: len(p.insts), ifTrue: ifTrue, ifNot: ifNot})
+	p.add(bpf.JumpIf{Cond: cond, Val: val})
+}
+
+// jump goes on at to.
+func (p *program) jump(to string) {
+	p.jumps = append(p.jumps, jump{at: len(p.insts), ifTrue: to})
+	p.add(bpf.Jump{})
+}
+
+// assemble resolves the jumps and assembles the program.
+func (p *program) assemble() ([]bpf.RawInstruction, error) {
+	skip := func(j jump, to string) (uint32, error) {
+		if to == "" {
+			return 0, nil
+		}
+		target, ok := p.labels[to]
+		if !ok {
+			return 0, fmt.Errorf("instruction %d jumps to %q, which is not defined", j.at, to)
+		}
+		if target <= j.at {
+			return 0, fmt.Errorf("instruction %d jumps back to %q", j.at, to)
+		}
+		return uint32(target - j.at - 1), nil
+	}
+	for _, j := range p.jumps {
+		t, err := skip(j, j.ifTrue)
+		if err != nil {
+			return nil, err
+		}
+		f, err := skip(j, j.ifNot)
+		if err != nil {
+			return nil, err
+		}
+		switch in := p.insts[j.at].(type) {
+		case bpf.Jump:
+			in.Skip = t
+			p.insts[j.at] = in
+		case bpf.JumpIf:
+			if t > 255 || f > 255 {
+				return nil, fmt.Errorf("instruction %d: a conditional jump of more than 255 instructions", j.at)
+			}
+			in.SkipTrue, in.SkipFalse = uint8(t), uint8(f)
+			p.insts[j.at] = in
+		}
+	}
+	return bpf.Assemble(p.insts)
 }

@@ -17,10 +17,7 @@ func vm(t *testing.T, ports []uint16) *bpf.VM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts := make([]bpf.Instruction, len(raw))
-	for i, r := range raw {
-		insts[i] = r.Disassemble()
-	}
+	insts, _ := bpf.Disassemble(raw)
 	v, err := bpf.NewVM(insts)
 	if err != nil {
 		t.Fatal(err)

@@ -70,25 +70,23 @@ func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 	return i
 }
 
-// idNames says what each kind's identifier is.
-var idNames = [decap.NumKinds]string{
-	decap.KindNIC: "tag", decap.KindVXLAN: "vni", decap.KindGENEVE: "vni",
-	decap.KindERSPAN2: "session", decap.KindERSPAN3: "session", decap.KindGRETAP: "key",
-}
-
 // describe names a source: by the port map, else by its sender and
 // identifier.
 func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 	name := k.addr.String()
+	idLabel := k.kind.Descriptor().IDLabel
+	if idLabel == "" {
+		idLabel = "id"
+	}
 	if k.id != 0 {
-		name = fmt.Sprintf("%s %s %d", k.addr, idNames[k.kind], k.id)
+		name = fmt.Sprintf("%s %s %d", k.addr, idLabel, k.id)
 	}
 	if k.port.Port != 0 {
 		name = e.sources.ports.Name(k.port)
 	}
 	desc := fmt.Sprintf("%s envelopes from %s", k.kind, k.addr)
 	if k.id != 0 {
-		desc += fmt.Sprintf(", %s %d", idNames[k.kind], k.id)
+		desc += fmt.Sprintf(", %s %d", idLabel, k.id)
 	}
 	if k.kind.UDP() {
 		desc += fmt.Sprintf(", to UDP port %d", port)

@@ -37,7 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-const usage = `Usage: sinkd [flags] -w FILE [EXPRESSION]
+var usage = `Usage: sinkd [flags] -w FILE [EXPRESSION]
        sinkd -i IFACE [flags] -w FILE [EXPRESSION]
        sinkd -r IN.pcap [flags] -w FILE [EXPRESSION]
 
@@ -47,8 +47,8 @@ nanosecond pcap file with kernel receive timestamps.
 
 With -i it captures on an interface instead (AF_PACKET): for envelopes whose
 length fields the NIC left unset, which the kernel drops before any socket
-sees them, for envelopes addressed to another IP, and for VXLAN, GENEVE,
-TZSP, ERSPAN I-III and GRE-TAP. With -r it converts a capture file (pcap or
+sees them, for envelopes addressed to another IP, and for the other
+envelope kinds (--ports). With -r it converts a capture file (pcap or
 pcapng, any link type tcpdump writes, "-" for stdin), replacing
 'editcap -C 62', keeping the original timestamps.
 
@@ -96,8 +96,9 @@ Input:
   -i IFACE         capture envelopes on an interface (needs CAP_NET_RAW)
   --port N         UDP port of the NIC's envelopes (default 3010)
   --ports LIST     with -r and -i, envelope kinds by UDP port (default
-                   nic=3010,vxlan=4789,geneve=6081,tzsp=37008; KIND=0 turns
-                   one off); ERSPAN and GRE-TAP need no port
+                   ` + decap.FormatPorts(decap.DefaultPorts()) + `;
+                   KIND=0 turns one off); ` + strings.Join(decap.KindNames(decap.GRE), ", ") + `
+                   need no port
   --listen ADDR    listen on ADDR only (default: all IPv6 and IPv4 addresses)
   --allow CIDRS    take envelopes only from these sources (comma-separated
                    prefixes); by default anyone who reaches the port can
@@ -536,13 +537,7 @@ func openSource(o options, logger *slog.Logger) (capture.Source, int, string, er
 		src, err := capfile.OpenSource(o.readFile)
 		return src, 0, o.readFile, err
 	case o.iface != "":
-		var ports []uint16
-		for k, p := range o.ports {
-			if p != 0 && k.UDP() {
-				ports = append(ports, p)
-			}
-		}
-		src, err := rawsource.Open(rawsource.Config{Interface: o.iface, Ports: ports, BufferSize: o.bufferSize})
+		src, err := rawsource.Open(rawsource.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize})
 		return src, o.bufferSize, "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")", err
 	}
 	src, err := udpsource.Listen(udpsource.Config{
