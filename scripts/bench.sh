@@ -9,7 +9,9 @@
 # and the loss curve as more senders join. Then offline conversion: sinkd
 # -r against editcap -C 62 and cat on the same 600 MB file. Last, the
 # software backend, and the hypervisor CPU per mirrored packet of its
-# kernel (BPF) and AF_PACKET mirrors.
+# kernel (BPF) and AF_PACKET mirrors. Then captures in object storage
+# (scripts/bench-upload.sh): upload throughput, live capture with uploads
+# running, dpcap fetch against mergecap + tshark.
 #   BENCH_PACKETS  packets per rate (default 300000)
 #   BENCH_RATES    packets/s to try; 0 = as fast as dpcap replay sends
 #   BENCH_DRAIN    envelopes queued for the drain test (default 100000)
@@ -317,3 +319,6 @@ PY
 rm -f "$out/mirror-runs.txt"
 sysctl -qw kernel.bpf_stats_enabled="$stats_was" 2>/dev/null || true
 [ -s "$out/bpf-ns.txt" ] && echo "the kernel's run time of the port program (clone, transmission, envelope; last round): $(cat "$out/bpf-ns.txt") ns per frame"
+
+echo
+bash scripts/bench-upload.sh

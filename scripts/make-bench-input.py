@@ -4,13 +4,16 @@
 Each record is the 62-byte envelope (Ethernet, IPv6 with payload length 0,
 UDP with checksum 0, as the NIC's template has them) around a frame of
 testdata/vm-traffic.pcap, cycling through the capture: 60 to 1514 bytes.
-Usage: make-bench-input.py OUT.pcap [PACKETS]
+With PORTS, record i carries port tag i % PORTS + 1 in its IPv6 flow label,
+as dpcap's own backends tag each port's copies.
+Usage: make-bench-input.py OUT.pcap [PACKETS [PORTS]]
 """
 import struct
 import sys
 
 out = sys.argv[1]
 count = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+ports = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 
 with open("testdata/vm-traffic.pcap", "rb") as f:
     data = f.read()
@@ -30,11 +33,13 @@ template = (bytes.fromhex("0c42a1000001" "0c42a1000002" "86dd")
 assert len(template) == 62
 
 records = [template + fr for fr in frames]
+tagged = [[template[:14] + struct.pack(">I", 0x60000000 | tag) + template[18:] + fr for fr in frames]
+          for tag in range(1, ports + 1)]
 with open(out, "wb") as f:
     f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
     buf = []
     for i in range(count):
-        r = records[i % len(records)]
+        r = tagged[i % ports][i % len(records)] if ports else records[i % len(records)]
         buf.append(struct.pack("<IIII", 1700000000 + i // 1000000, i % 1000000, len(r), len(r)))
         buf.append(r)
         if len(buf) >= 20000:

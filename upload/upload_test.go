@@ -90,24 +90,34 @@ func config(c *s3.Client, loc archive.Location, spool string, log io.Writer) Con
 
 // capture writes rotated capture files of random frames through pcapout,
 // each announced to sub as it closes, and returns their contents by name
-// as they were when closed.
-func capture(t *testing.T, dir string, format pcapout.Format, files, perFile, frameLen int, sub func(pcapout.ClosedFile)) map[string][]byte {
+// as they were when closed; set adjusts the rotator's options.
+func capture(t *testing.T, dir string, format pcapout.Format, files, perFile, frameLen int, sub func(pcapout.ClosedFile), set ...func(*pcapout.Options)) map[string][]byte {
 	t.Helper()
 	ext := ".pcap"
 	if format == pcapout.FormatPcapng {
 		ext = ".pcapng"
 	}
-	r, err := pcapout.Open(pcapout.Options{Path: filepath.Join(dir, "cap"+ext), Format: format, LinkType: layers.LinkTypeEthernet, Application: "test"})
+	opts := pcapout.Options{Path: filepath.Join(dir, "cap"+ext), Format: format, LinkType: layers.LinkTypeEthernet, Application: "test"}
+	for _, f := range set {
+		f(&opts)
+	}
+	r, err := pcapout.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string][]byte{}
+	closed := 0
 	r.OnClose(func(f pcapout.ClosedFile) {
 		b, err := os.ReadFile(f.Name)
 		if err != nil {
 			t.Error(err)
 		}
-		got[f.Name] = b
+		key := f.Name
+		if _, ok := got[key]; ok { // a ring reuses names
+			key = fmt.Sprintf("%s (closed %d)", f.Name, closed)
+		}
+		got[key] = b
+		closed++
 		sub(f)
 	})
 	iface := r.AddInterface(pcapout.Interface{Name: "vm-1", Description: "test port"})
@@ -160,20 +170,22 @@ func objects(t *testing.T, c *s3.Client, loc archive.Location) map[string][]byte
 	return out
 }
 
-// sameContents checks the store holds exactly the files, byte for byte.
+// sameContents checks the store holds exactly the files, byte for byte:
+// each file once.
 func sameContents(t *testing.T, stored map[string][]byte, files map[string][]byte) {
 	t.Helper()
 	if len(stored) != len(files) {
 		t.Fatalf("the store holds %d objects, want %d", len(stored), len(files))
 	}
-	want := map[string]bool{}
+	want := map[string]int{}
 	for _, b := range files {
-		want[string(b)] = true
+		want[string(b)]++
 	}
 	for k, b := range stored {
-		if !want[string(b)] {
-			t.Errorf("object %s (%d bytes) is not one of the files", k, len(b))
+		if want[string(b)] == 0 {
+			t.Errorf("object %s (%d bytes) is not one of the files, or a second copy of one", k, len(b))
 		}
+		want[string(b)]--
 	}
 }
 
@@ -309,6 +321,36 @@ func TestStoreDownAndBack(t *testing.T) {
 	if !strings.Contains(log.String(), "uploads resumed") {
 		t.Errorf("the recovery was not logged:\n%s", log.String())
 	}
+}
+
+// TestRingNeverOverwritesAWaitingFile writes a -W 2 ring of six files
+// while the store is down: every name is reused, yet each file reaches the
+// store as it was when it closed.
+func TestRingNeverOverwritesAWaitingFile(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	var log logBuffer
+	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	files := capture(t, dir, pcapout.FormatPcap, 6, 200, 300, u.Handle, func(o *pcapout.Options) {
+		o.FileSize, o.FileCount = 1<<30, 2
+	})
+	if names, _ := filepath.Glob(filepath.Join(dir, "cap.pcap*")); len(names) != 2 {
+		t.Fatalf("the ring holds %v, want 2 files", names)
+	}
+	if st := u.Stats(); st.PendingFiles != 6 {
+		t.Fatalf("%d files wait, want 6", st.PendingFiles)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, u, 6)
+	u.Close(time.Second)
+	sameContents(t, objects(t, c, loc), files)
 }
 
 // TestStoreKilledMidMultipart kills the store while a large file's parts
