@@ -25,9 +25,9 @@ const (
 	// a block the size of the CPU's cache is still there when its records
 	// are parsed (8 MiB doubled the user time here).
 	blockSize = 1 << 20
-	// maxRecord bounds one record's captured length, as tcpdump's
-	// largest snapshot length does; larger means a corrupt file.
-	maxRecord = 262144
+	// maxRecord bounds one record's captured length; larger means a
+	// corrupt file.
+	maxRecord = capture.MaxSnapLen
 )
 
 // blockReader reads a classic pcap file in large blocks and hands out the

@@ -10,6 +10,20 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
+const (
+	// MaxSnapLen is the longest packet record dpcap keeps, writes or
+	// reads: tcpdump's largest snapshot length. A longer record in a file
+	// means the file is corrupt.
+	MaxSnapLen = 262144
+	// DefaultBatchSize is how many packets one Read takes, and one
+	// recvmmsg or sendmmsg moves, unless told otherwise.
+	DefaultBatchSize = 64
+	// PollInterval is how long a live Source's Read waits before it
+	// returns an empty batch, and so bounds how late it notices a new
+	// deadline or Close, and how stale an idle engine's statistics get.
+	PollInterval = 20 * time.Millisecond
+)
+
 // Packet is one received datagram or frame. Data may be shorter than Length
 // when the input truncated it (snaplen); it is only valid until the next
 // Read on the Source that returned it.
@@ -33,7 +47,7 @@ type Packet struct {
 type Source interface {
 	// Read blocks until at least one packet is available and returns up to
 	// max of them. A live source returns an empty batch when nothing came
-	// for a while (tens of milliseconds), so that its caller can do idle
+	// for a while (PollInterval), so that its caller can do idle
 	// work. It returns an error wrapping os.ErrDeadlineExceeded when the
 	// read deadline passes first, and io.EOF when the input is finished.
 	Read(max int) ([]Packet, error)

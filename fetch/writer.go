@@ -11,6 +11,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dpcap/dpcap/capture"
 )
 
 // writer is the merged output.
@@ -93,7 +95,7 @@ func (p *pcapWriter) addInterface(k ifaceKey) (int, error) {
 		p.bw = bufio.NewWriterSize(p.w, 1<<20)
 		p.p = pcapgo.NewWriterNanos(p.bw)
 		p.link = k.link
-		if err := p.p.WriteFileHeader(262144, k.link); err != nil {
+		if err := p.p.WriteFileHeader(capture.MaxSnapLen, k.link); err != nil {
 			return 0, fmt.Errorf("write: %w", err)
 		}
 	} else if k.link != p.link {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/internal/encapsock"
 	"github.com/dpcap/dpcap/internal/mmsg"
 	"golang.org/x/net/bpf"
@@ -20,7 +21,7 @@ import (
 )
 
 const (
-	batchSize    = 64
+	batchSize    = capture.DefaultBatchSize
 	frameBuf     = 65536
 	pollInterval = 100 * time.Millisecond
 	// packetIgnoreOutgoing is PACKET_IGNORE_OUTGOING (Linux 4.20), which

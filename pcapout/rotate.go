@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dpcap/dpcap/capture"
 )
 
 // ErrFileLimit is returned when -G rotation has created the -W number of
@@ -134,7 +136,7 @@ func Open(opts Options) (*Rotator, error) {
 		opts.FlushBytes = DefaultFlushBytes
 	}
 	if opts.SnapLen <= 0 {
-		opts.SnapLen = 262144
+		opts.SnapLen = capture.MaxSnapLen
 	}
 	rotates := opts.FileSize > 0 || opts.Interval > 0
 	if opts.Path == "-" && rotates {

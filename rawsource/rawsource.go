@@ -28,9 +28,6 @@ const (
 	// blockTimeout bounds how long a partly filled ring block waits before
 	// the kernel hands it over, and so the capture's latency.
 	blockTimeout = 5 * time.Millisecond
-	// pollInterval is how long a Read waits before it returns an empty
-	// batch, and so bounds how late it notices a new deadline.
-	pollInterval = 20 * time.Millisecond
 )
 
 // Config says what to capture.
@@ -68,7 +65,7 @@ func Open(cfg Config) (*Source, error) {
 		afpacket.OptBlockSize(blockSize),
 		afpacket.OptNumBlocks(blocks),
 		afpacket.OptBlockTimeout(blockTimeout),
-		afpacket.OptPollTimeout(pollInterval),
+		afpacket.OptPollTimeout(capture.PollInterval),
 		afpacket.OptAddVLANHeader(true),
 	)
 	if err != nil {
@@ -85,7 +82,7 @@ func Open(cfg Config) (*Source, error) {
 	return &Source{tp: tp, arena: make([]byte, 0, 1<<20)}, nil
 }
 
-// Read implements capture.Source. It waits up to pollInterval for a first
+// Read implements capture.Source. It waits up to capture.PollInterval for a first
 // packet, then takes what the ring holds, up to max.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if cap(s.pkts) < max {
@@ -149,7 +146,7 @@ func (s *Source) Shut() error {
 }
 
 // SetReadDeadline implements capture.Source. A blocked Read notices the
-// change within pollInterval.
+// change within capture.PollInterval.
 func (s *Source) SetReadDeadline(t time.Time) error {
 	s.deadline.Set(t)
 	return nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/internal/encapsock"
 	"github.com/dpcap/dpcap/internal/mmsg"
 	"github.com/gopacket/gopacket/layers"
@@ -76,7 +77,7 @@ type sender struct {
 // were sent, or ctx ends (which is not an error).
 func Send(ctx context.Context, cfg Config, open Opener) (Stats, error) {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 64
+		cfg.BatchSize = capture.DefaultBatchSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -26,8 +26,6 @@ import (
 )
 
 const (
-	// DefaultBatchSize is how many packets one read takes at most.
-	DefaultBatchSize = 64
 	// DefaultDrainTimeout bounds how long a stopped capture goes on writing
 	// what its source still holds: a full 64 MiB socket buffer takes a
 	// fraction of it.
@@ -104,7 +102,7 @@ type Engine struct {
 // New returns an engine for cfg.
 func New(cfg Config) *Engine {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
+		cfg.BatchSize = capture.DefaultBatchSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -41,9 +41,6 @@ const (
 	// smaller one (rmem_max, when the buffer could not be forced) could
 	// overflow during the pause, so the reader then never pauses.
 	minCoalesceBuffer = 4 << 20
-	// pollInterval is how long a Read waits before it returns an empty
-	// batch, and so bounds how late it notices a new deadline or Close.
-	pollInterval = 20 * time.Millisecond
 )
 
 // Config says where and how to listen.
@@ -90,7 +87,7 @@ type Source struct {
 // host fails here, with the address in the error.
 func Listen(cfg Config) (*Source, error) {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 64
+		cfg.BatchSize = capture.DefaultBatchSize
 	}
 	if cfg.SnapLen <= 0 || cfg.SnapLen > 65535 {
 		cfg.SnapLen = 65535
@@ -175,7 +172,7 @@ func (s *Source) setOptions(cfg Config, family int) error {
 			return err
 		}
 	}
-	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
+	tv := unix.NsecToTimeval(capture.PollInterval.Nanoseconds())
 	if err := unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("setsockopt SO_RCVTIMEO: %w", err)
 	}
@@ -241,7 +238,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		return nil, os.ErrDeadlineExceeded
 	}
 	// Blocks until one datagram arrives, then takes whatever else is
-	// queued; after pollInterval with nothing, returns an empty batch.
+	// queued; after capture.PollInterval with nothing, returns an empty batch.
 	n, err := s.batch.Recv(uintptr(s.fd), max, unix.MSG_WAITFORONE)
 	if err != nil {
 		s.short = false
@@ -294,7 +291,7 @@ func (s *Source) packets(n int) []capture.Packet {
 }
 
 // SetReadDeadline implements capture.Source. A blocked Read notices the
-// change within pollInterval.
+// change within capture.PollInterval.
 func (s *Source) SetReadDeadline(t time.Time) error {
 	s.deadline.Set(t)
 	return nil

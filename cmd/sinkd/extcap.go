@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 // sinkd is also a Wireshark extcap: installed in Wireshark's extcap
@@ -37,7 +39,7 @@ func runExtcap(args []string, stdout, stderr io.Writer) int {
 	capture := fs.Bool("capture", false, "")
 	fifo := fs.String("fifo", "", "")
 	filter := fs.String("extcap-capture-filter", "", "")
-	port := fs.Int("port", 3010, "")
+	port := fs.Int("port", decap.DefaultNICPort, "")
 	listen := fs.String("listen", "", "")
 	allow := fs.String("allow", "", "")
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +58,7 @@ func runExtcap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "dlt {number=1}{name=EN10MB}{display=Ethernet (inner frames)}\n")
 		return 0
 	case *config:
-		fmt.Fprintln(stdout, "arg {number=0}{call=--port}{display=UDP port}{type=integer}{range=1,65535}{default=3010}{tooltip=The port the NIC sends its copies to}")
+		fmt.Fprintf(stdout, "arg {number=0}{call=--port}{display=UDP port}{type=integer}{range=1,65535}{default=%d}{tooltip=The port the NIC sends its copies to}\n", decap.DefaultNICPort)
 		fmt.Fprintln(stdout, "arg {number=1}{call=--listen}{display=Listen address}{type=string}{tooltip=One local address; empty for all}")
 		fmt.Fprintln(stdout, "arg {number=2}{call=--allow}{display=Allowed sources}{type=string}{tooltip=Comma-separated prefixes; empty for any}")
 		return 0

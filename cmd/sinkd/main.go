@@ -69,7 +69,7 @@ Output (tcpdump conventions):
   --max-sources N  at most N sources get an interface (or files) of their
                    own (default 256); copies of later ones share the
                    interface "overflow", counted
-  -s SNAPLEN       keep at most SNAPLEN bytes of each frame (default 262144)
+  -s SNAPLEN       keep at most SNAPLEN bytes of each frame (default ` + strconv.Itoa(capture.MaxSnapLen) + `)
   -c COUNT         exit after writing COUNT packets
   -C SIZE          rotate before a file exceeds SIZE millions of bytes
                    (k, m, g suffixes: KiB, MiB, GiB); names: FILE, FILE1, ...
@@ -94,7 +94,7 @@ Output (tcpdump conventions):
 Input:
   -r FILE          read envelopes from a capture file
   -i IFACE         capture envelopes on an interface (needs CAP_NET_RAW)
-  --port N         UDP port of the NIC's envelopes (default 3010)
+  --port N         UDP port of the NIC's envelopes (default ` + strconv.Itoa(decap.DefaultNICPort) + `)
   --ports LIST     with -r and -i, envelope kinds by UDP port (default
                    ` + decap.FormatPorts(decap.DefaultPorts()) + `;
                    KIND=0 turns one off); ` + strings.Join(decap.KindNames(decap.GRE), ", ") + `
@@ -164,7 +164,7 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 
 func parseFlags(args []string) (options, error) {
-	o := options{snapLen: 262144, port: 3010, hookJobs: postrotate.DefaultJobs, hookWait: 10 * time.Second, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
+	o := options{snapLen: capture.MaxSnapLen, port: decap.DefaultNICPort, hookJobs: postrotate.DefaultJobs, hookWait: 10 * time.Second, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -275,8 +275,8 @@ func parseFlags(args []string) (options, error) {
 	switch {
 	case o.out == "":
 		return o, usageError{errors.New("no output: give -w FILE, or -w - for standard output")}
-	case o.snapLen <= 0 || o.snapLen > 262144:
-		return o, usageError{fmt.Errorf("invalid snaplen %d: want 1-262144", o.snapLen)}
+	case o.snapLen <= 0 || o.snapLen > capture.MaxSnapLen:
+		return o, usageError{fmt.Errorf("invalid snaplen %d: want 1-%d", o.snapLen, capture.MaxSnapLen)}
 	case o.fileCount < 0:
 		return o, usageError{fmt.Errorf("invalid file count %d", o.fileCount)}
 	case o.fileCount > 0 && o.fileSize == 0 && o.interval == 0:
@@ -542,7 +542,7 @@ func openSource(o options, logger *slog.Logger) (capture.Source, int, string, er
 	}
 	src, err := udpsource.Listen(udpsource.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
-		SnapLen: min(o.snapLen, 65535), BatchSize: sink.DefaultBatchSize, Logger: logger,
+		SnapLen: min(o.snapLen, 65535), BatchSize: capture.DefaultBatchSize, Logger: logger,
 		ArrivalInterface: sink.Zoned(o.allow),
 	})
 	if err != nil {
