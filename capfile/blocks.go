@@ -41,7 +41,8 @@ type blockReader struct {
 	nano       bool
 	link       layers.LinkType
 	eof        bool
-	records    int
+	records    int   // records handed out
+	offset     int64 // the file offset of buf[start]
 }
 
 // newBlockReader reads the file header; ok is false when r does not hold
@@ -78,6 +79,7 @@ func newBlockReader(r io.Reader, head []byte) (*blockReader, bool, error) {
 	// The link type's low 16 bits; the upper ones carry FCS flags.
 	b.link = layers.LinkType(b.order.Uint32(h[20:24]) & 0xffff)
 	b.start += pcapFileHeader
+	b.offset = pcapFileHeader
 	return b, true, nil
 }
 
@@ -119,7 +121,7 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 		}
 		if len(avail) < pcapRecordHeader {
 			if b.eof {
-				return n, fmt.Errorf("record %d: header: %w", b.records+1, io.ErrUnexpectedEOF)
+				return n, b.recordError(fmt.Errorf("record header: %w", io.ErrUnexpectedEOF))
 			}
 			if n > 0 {
 				break
@@ -131,11 +133,11 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 		}
 		incl := int(b.order.Uint32(avail[8:12]))
 		if incl > maxRecord {
-			return n, fmt.Errorf("record %d: captured length %d is larger than %d", b.records+1, incl, maxRecord)
+			return n, b.recordError(fmt.Errorf("captured length %d > %d, the largest snap length", incl, maxRecord))
 		}
 		if len(avail) < pcapRecordHeader+incl {
 			if b.eof {
-				return n, fmt.Errorf("record %d: data: %w", b.records+1, io.ErrUnexpectedEOF)
+				return n, b.recordError(fmt.Errorf("%d-byte record: %w", incl, io.ErrUnexpectedEOF))
 			}
 			if n > 0 {
 				break // the batch points into the buffer: refill next time
@@ -161,8 +163,15 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 			LinkType:  b.link,
 		}
 		b.start += pcapRecordHeader + incl
+		b.offset += int64(pcapRecordHeader + incl)
 		b.records++
 		n++
 	}
 	return n, nil
+}
+
+// recordError says where the record being read fails: its number in the
+// file, from 1 as Wireshark counts frames, and its offset.
+func (b *blockReader) recordError(err error) error {
+	return &RecordError{Packet: b.records + 1, Offset: b.offset, Err: err}
 }

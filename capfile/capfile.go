@@ -27,9 +27,28 @@ type packetReader interface {
 
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
-	r  packetReader
-	ng *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
+	r       packetReader
+	ng      *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
+	packets int              // packets read
+	offset  int64            // pcap: the file offset of the next record
 }
+
+// RecordError is a packet record that cannot be read: the file is corrupt
+// or cut short there.
+type RecordError struct {
+	Packet int   // the packet's number in the file, from 1 (Wireshark's frame number)
+	Offset int64 // the record's offset in the file; -1 when unknown (pcapng)
+	Err    error
+}
+
+func (e *RecordError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("packet %d: %v", e.Packet, e.Err)
+	}
+	return fmt.Sprintf("packet %d at byte %d: %v", e.Packet, e.Offset, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
 
 // NewReader detects the format of r and reads its file header.
 func NewReader(r io.Reader) (*Reader, error) {
@@ -45,13 +64,13 @@ func NewReader(r io.Reader) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read pcapng section header: %w", err)
 		}
-		return &Reader{r: ng, ng: ng}, nil
+		return &Reader{r: ng, ng: ng, offset: -1}, nil
 	}
 	p, err := pcapgo.NewReader(br)
 	if err != nil {
 		return nil, fmt.Errorf("read pcap file header: %w", err)
 	}
-	return &Reader{r: p}, nil
+	return &Reader{r: p, offset: pcapFileHeader}, nil
 }
 
 // LinkType returns the link type of the packets (of the first interface,
@@ -81,15 +100,24 @@ func (r *Reader) Interface(i int) (pcapgo.NgInterface, error) {
 }
 
 // ReadPacket returns the next packet and its link type; data is valid until
-// the next call. It returns io.EOF at the end of the file.
+// the next call. It returns io.EOF at the end of the file, and a
+// *RecordError for a packet it cannot read.
 func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
 	data, ci, err := r.r.ZeroCopyReadPacketData()
-	if err != nil || r.ng == nil {
-		return data, ci, r.r.LinkType(), err
+	if errors.Is(err, io.EOF) {
+		return nil, ci, 0, io.EOF
+	}
+	if err != nil {
+		return nil, ci, 0, &RecordError{Packet: r.packets + 1, Offset: r.offset, Err: err}
+	}
+	r.packets++
+	if r.ng == nil {
+		r.offset += int64(pcapRecordHeader + len(data))
+		return data, ci, r.r.LinkType(), nil
 	}
 	iface, err := r.ng.Interface(ci.InterfaceIndex)
 	if err != nil {
-		return nil, ci, 0, fmt.Errorf("packet of interface %d: %w", ci.InterfaceIndex, err)
+		return nil, ci, 0, &RecordError{Packet: r.packets, Offset: -1, Err: fmt.Errorf("interface %d: %w", ci.InterfaceIndex, err)}
 	}
 	return data, ci, iface.LinkType, nil
 }
@@ -119,7 +147,7 @@ func ReadFile(name string) ([]Packet, layers.LinkType, error) {
 			return pkts, r.LinkType(), nil
 		}
 		if err != nil {
-			return pkts, r.LinkType(), fmt.Errorf("%s: after %d packets: %w", name, len(pkts), err)
+			return pkts, r.LinkType(), fmt.Errorf("%s: %w", name, err)
 		}
 		pkts = append(pkts, Packet{Data: bytes.Clone(data), Info: ci})
 	}

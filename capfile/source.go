@@ -85,7 +85,7 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		data, ci, lt, err := s.r.ReadPacket()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				err = fmt.Errorf("read %s after packet %d: %w", s.name, n, err)
+				err = fmt.Errorf("read %s: %w", s.name, err)
 			}
 			if n == 0 {
 				return nil, err
