@@ -125,9 +125,11 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 		}
 		etype, off = be16(frame[off+2:off+4]), off+4
 	}
-	end := len(frame)
-	var proto uint8
-	var reason Reason
+	var (
+		end    int
+		proto  uint8
+		reason Reason
+	)
 	switch etype {
 	case etherIPv4:
 		off, end, proto, reason = d.ipv4(frame, off, r)

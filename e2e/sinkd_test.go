@@ -399,7 +399,7 @@ func TestWriteErrorsSurvived(t *testing.T) {
 	filler := filepath.Join(dir, "filler")
 	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run() // stops at ENOSPC
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "10")
-	m := d.waitMetric(t, "sinkd_packets_received_total", 740)
+	d.waitMetric(t, "sinkd_packets_received_total", 740)
 	eventuallyM := func(cond func(map[string]float64) bool) map[string]float64 {
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			m := d.metrics(t)
@@ -411,7 +411,7 @@ func TestWriteErrorsSurvived(t *testing.T) {
 			}
 		}
 	}
-	m = eventuallyM(func(m map[string]float64) bool {
+	m := eventuallyM(func(m map[string]float64) bool {
 		return m["sinkd_packets_written_total"]+m[`sinkd_packets_dropped_total{reason="write_error"}`] == 740
 	})
 	if m["sinkd_write_errors_total"] == 0 || m[`sinkd_packets_dropped_total{reason="write_error"}`] == 0 {

@@ -447,7 +447,15 @@ func run(args []string, stderr io.Writer) int {
 	}()
 
 	if o.readFile == "" {
-		logger.Info("capturing", "from", desc, "file", out.Name(), "buffer_bytes", bufSize)
+		attrs := []any{"from", desc, "file", out.Name(), "buffer_bytes", bufSize}
+		if len(o.allow) > 0 {
+			allow := make([]string, len(o.allow))
+			for i, r := range o.allow {
+				allow[i] = r.String()
+			}
+			attrs = append(attrs, "allow", strings.Join(allow, ","))
+		}
+		logger.Info("capturing", attrs...)
 	}
 	if o.readFile == "" && o.iface == "" {
 		// The silent sink: envelopes the kernel discards never reach the

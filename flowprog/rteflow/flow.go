@@ -179,33 +179,9 @@ func (e *EAL) Destroy(f *Flow, portName string) error {
 	return err
 }
 
-// Flush removes every rule on port.
-func (e *EAL) Flush(port uint16, portName string) error {
-	return e.call("flush", portName, flowprog.Rule{}, nil, func(fe *C.struct_rte_flow_error) C.int {
-		return C.rte_flow_flush(C.uint16_t(port), fe)
-	})
-}
-
-// QueryCount reads a rule's COUNT action: packets and bytes it matched.
-func (e *EAL) QueryCount(f *Flow, portName string) (hits, bytes uint64, err error) {
-	var q C.struct_rte_flow_query_count
-	var action [2]C.struct_rte_flow_action
-	action[0]._type = C.RTE_FLOW_ACTION_TYPE_COUNT
-	action[1]._type = C.RTE_FLOW_ACTION_TYPE_END
-	ca := (*C.struct_rte_flow_action)(C.calloc(2, C.sizeof_struct_rte_flow_action))
-	defer C.free(unsafe.Pointer(ca))
-	copy(unsafe.Slice(ca, 2), action[:])
-	cq := (*C.struct_rte_flow_query_count)(C.calloc(1, C.sizeof_struct_rte_flow_query_count))
-	defer C.free(unsafe.Pointer(cq))
-	err = e.call("query", portName, f.Rule, nil, func(fe *C.struct_rte_flow_error) C.int {
-		return C.rte_flow_query(C.uint16_t(f.Port), f.h, ca, unsafe.Pointer(cq), fe)
-	})
-	q = *cq
-	return uint64(q.hits), uint64(q.bytes), err
-}
-
-// Walk renders r as it is encoded in C memory, as the C side reads it back.
-func Walk(r flowprog.Rule, ports map[string]uint16) (string, error) {
+// walkRule renders r as it is encoded in C memory, as the C side reads it
+// back: what the tests compare with testpmd's syntax.
+func walkRule(r flowprog.Rule, ports map[string]uint16) (string, error) {
 	enc, err := encode(r, ports)
 	if err != nil {
 		return "", err

@@ -57,7 +57,7 @@ func TestEncodedStructsAreTheProgram(t *testing.T) {
 	for _, filter := range []string{"", "proto=tcp,dst=10.0.0.0/8,dport=443", "proto=udp,src=2001:db8:aa::/48,sport=53"} {
 		p := program(t, filter)
 		for _, r := range p.Install {
-			got, err := Walk(r, ids)
+			got, err := walkRule(r, ids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestEncodedStructsAreTheProgram(t *testing.T) {
 	}
 	// Spot checks against literal values, not just the formatter above.
 	p := program(t, "proto=tcp,dst=10.0.0.0/8,dport=443")
-	got, _ := Walk(p.Install[0], ids)
+	got, _ := walkRule(p.Install[0], ids)
 	tmpl := p.Templates["vm-1"]
 	for _, want := range []string{
 		"attr(group=1 prio=0 ingress=0 transfer=1)",

@@ -52,7 +52,7 @@ func run(addr string, args []string) error {
 	case len(args) == 1 && args[0] == "init":
 		r, err := api.Initialize(ctx, &dpdkpb.InitializeRequest{}, grpc.WaitForReady(true))
 		if err != nil {
-			return fmt.Errorf("Initialize: %w", err)
+			return fmt.Errorf("call Initialize: %w", err)
 		}
 		fmt.Printf("Initialize: status %d, uuid %s\n", r.GetStatus().GetCode(), r.GetUuid())
 	case len(args) == 6 && args[0] == "create":
