@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// The groups of the capture program (field notes §4): the dataplane's
+// The groups of the capture program (docs/ENVELOPE.md §3): the dataplane's
 // default entry, capture's sampling, and the dataplane's forwarding.
 const (
 	GroupDefault = 0

@@ -16,8 +16,8 @@ func baseConfig() Config {
 	}
 }
 
-// TestTestpmdRendering checks the program against the rule set of field
-// notes §4, for a VF and PF0, line by line.
+// TestTestpmdRendering checks the program against the rule set of
+// docs/ENVELOPE.md §3, for a VF and PF0, line by line.
 func TestTestpmdRendering(t *testing.T) {
 	p, err := Build(baseConfig())
 	if err != nil {

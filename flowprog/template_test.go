@@ -18,7 +18,7 @@ var tmpl = Template{
 	SrcPort: 3000, DstPort: 3010, FlowLabel: 0xABCDE,
 }
 
-// TestTemplateBytes checks every field against field-notes §1.
+// TestTemplateBytes checks every field against docs/ENVELOPE.md §1.
 func TestTemplateBytes(t *testing.T) {
 	b, err := tmpl.Bytes()
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/dpcap/dpcap/flowprog"
 )
 
-// The EAL without hardware: two null ports, no hugepages (field notes §6).
+// The EAL without hardware: two null ports, no hugepages (docs/ENVELOPE.md §4).
 var ealArgs = []string{"--no-huge", "--no-pci", "-m", "256", "--no-shconf", "--log-level", "error",
 	"--vdev", "net_null0", "--vdev", "net_null1"}
 

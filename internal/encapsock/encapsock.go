@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package encapsock opens UDP sockets whose datagrams leave with the header
-// fields of the NIC's envelope (field notes §1): a zero UDP checksum over
+// fields of the NIC's envelope (docs/ENVELOPE.md §1): a zero UDP checksum over
 // IPv6, hop limit 64, traffic class 0, and a flow label of 0 or the port's
 // tag. The kernel fills in the lengths and the addresses.
 package encapsock
