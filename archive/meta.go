@@ -2,6 +2,7 @@ package archive
 
 import (
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -43,9 +44,16 @@ const (
 	metaTruncated = "dpcap-sources-truncated"
 )
 
-// sourcesBudget bounds the encoded source list, leaving room for the rest
-// within S3's 2 KiB of user metadata.
-const sourcesBudget = 1400
+// MetaLimit is S3's bound on an object's user metadata: the bytes of every
+// name and value. Names are counted with their x-amz-meta- prefix, as some
+// stores count them.
+const MetaLimit = 2048
+
+// fileBudget bounds the encoded path of the file; what is left after the
+// fixed fields goes to the source list.
+const fileBudget = 512
+
+const metaPrefix = "x-amz-meta-"
 
 // Key returns m's object key in l.
 func (m Meta) Key(l Location) string { return l.Key(m.Sink, m.First, m.Last, m.File) }
@@ -54,20 +62,28 @@ func (m Meta) Key(l Location) string { return l.Key(m.Sink, m.First, m.Last, m.F
 // takes US-ASCII only, and port names may be anything.
 func (m Meta) Headers() map[string]string {
 	h := map[string]string{
-		metaSink:    escape(m.Sink),
-		metaHost:    escape(m.Host),
+		metaSink:    cut(escape(m.Sink), 128),
+		metaHost:    cut(escape(m.Host), 256),
 		metaFile:    escape(m.File),
-		metaFormat:  m.Format,
+		metaFormat:  cut(m.Format, 16),
 		metaFirst:   m.First.UTC().Format(time.RFC3339Nano),
 		metaLast:    m.Last.UTC().Format(time.RFC3339Nano),
 		metaPackets: strconv.FormatUint(m.Packets, 10),
 		metaBytes:   strconv.FormatUint(m.Bytes, 10),
 	}
+	if len(h[metaFile]) > fileBudget {
+		// A path this long is for people: its end says most.
+		h[metaFile] = cut(escape(".../"+path.Base(m.File)), fileBudget)
+	}
+	budget := MetaLimit - len(metaPrefix+metaSources) - len(metaPrefix+metaTruncated+"true")
+	for k, v := range h {
+		budget -= len(metaPrefix) + len(k) + len(v)
+	}
 	var b strings.Builder
 	truncated := m.SourcesTruncated
 	for _, s := range m.Sources {
 		e := escape(s)
-		if b.Len()+len(e)+1 > sourcesBudget {
+		if b.Len()+len(e)+1 > budget {
 			truncated = true
 			break
 		}
@@ -81,6 +97,19 @@ func (m Meta) Headers() map[string]string {
 		h[metaTruncated] = "true"
 	}
 	return h
+}
+
+// cut shortens a percent-encoded value to at most n bytes, never inside an
+// escape.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	if i := strings.LastIndexByte(s, '%'); i >= 0 && i > len(s)-3 {
+		s = s[:i]
+	}
+	return s
 }
 
 // ParseMeta reads metadata written by Headers. Names are matched without

@@ -90,6 +90,15 @@ func idTime(id string) (time.Time, bool) {
 	return time.Unix(0, int64(ns)), true
 }
 
+// idName returns the name of the capture file a spool ID was made for; a
+// file put into the spool by other hands keeps its own name.
+func idName(id string) string {
+	if _, ok := idTime(id); ok {
+		return id[17:]
+	}
+	return id
+}
+
 // errCrossDevice says a link is impossible and the file must be copied.
 var errCrossDevice = errors.New("spool on another file system")
 

@@ -12,6 +12,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,7 +88,12 @@ type Config struct {
 	// MinBackoff (1s) and MaxBackoff (1m) bound the wait between attempts
 	// while the store fails.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger
+	// Refresh, when set, makes a new client after the store refused the
+	// credentials, before the next attempt: credentials rotated in the
+	// shared files are read again without a restart (the AWS chain reads
+	// a static profile once).
+	Refresh func(context.Context) (*s3.Client, error)
+	Logger  *slog.Logger
 }
 
 // Failure says why an attempt failed.
@@ -117,7 +123,8 @@ type Stats struct {
 	UploadedFiles uint64
 	UploadedBytes uint64
 	Failures      [NumFailures]uint64 // failed attempts, by reason
-	// DroppedFiles and DroppedBytes are files the full spool gave up.
+	// DroppedFiles and DroppedBytes are files given up: by the full
+	// spool's policy, or because they could not be linked, copied or read.
 	DroppedFiles uint64
 	DroppedBytes uint64
 	// Full is set while the latest file could only be queued, or not at
@@ -237,7 +244,10 @@ func (u *Uploader) recover() error {
 			continue
 		}
 		e := &entry{id: f.id, size: fi.Size(), ready: true, recovered: true}
-		e.closed, _ = idTime(f.id)
+		var ok bool
+		if e.closed, ok = idTime(f.id); !ok {
+			e.closed = fi.ModTime()
+		}
 		if f.ok {
 			e.meta, e.dev, e.ino = f.sc.Meta, f.sc.Dev, f.sc.Ino
 		} else {
@@ -247,7 +257,7 @@ func (u *Uploader) recover() error {
 			if err != nil {
 				u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
 			}
-			e.meta.File = f.id[17:]
+			e.meta.File = idName(f.id)
 			e.dev, e.ino = devIno(fi)
 			if e.meta.First.IsZero() {
 				e.meta.First, e.meta.Last = e.closed, e.closed
@@ -275,7 +285,7 @@ func (u *Uploader) Add(m archive.Meta) {
 	now := time.Now()
 	fi, err := os.Stat(m.File)
 	if err != nil {
-		u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
+		u.giveUp("a closed capture file cannot be queued for upload", m.File, int64(m.Bytes), err)
 		return
 	}
 	size := fi.Size()
@@ -297,14 +307,14 @@ func (u *Uploader) Add(m archive.Meta) {
 		// name (a new file, not a truncation); the copy runs later.
 		f, err := os.Open(m.File)
 		if err != nil {
-			u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
 			u.release(size)
+			u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 			return
 		}
 		e.ready, item.src = false, f
 	} else if err != nil {
-		u.cfg.Logger.Error("a closed capture file cannot be queued for upload", "file", m.File, "err", err)
 		u.release(size)
+		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
 	}
 	u.mu.Lock()
@@ -363,6 +373,17 @@ func (u *Uploader) makeRoom(name string, size int64) bool {
 	return true
 }
 
+// giveUp counts and logs a file that will not be uploaded although the
+// spool had room for it: it could not be linked, copied or read. The
+// capture file itself, if it is still there, stays where it was written.
+func (u *Uploader) giveUp(msg, name string, size int64, err error) {
+	u.mu.Lock()
+	u.stats.DroppedFiles++
+	u.stats.DroppedBytes += uint64(max(size, 0))
+	u.mu.Unlock()
+	u.cfg.Logger.Error(msg, "file", name, "bytes", size, "err", err)
+}
+
 func (u *Uploader) release(size int64) {
 	u.mu.Lock()
 	u.stats.PendingBytes -= size
@@ -409,8 +430,8 @@ func (u *Uploader) journalOne(it journalItem) {
 		err := u.spool.copyIn(it.src, it.e.id)
 		it.src.Close()
 		if err != nil {
-			u.cfg.Logger.Error("a closed capture file cannot be copied into the upload spool; it is not uploaded", "err", err)
 			u.forget(it.e)
+			u.giveUp("a closed capture file cannot be copied into the upload spool; it is not uploaded", it.e.meta.File, it.e.size, err)
 			return
 		}
 		u.mu.Lock()
@@ -502,7 +523,20 @@ func (u *Uploader) work() {
 		case <-u.ctx.Done():
 			return
 		}
+		if u.cfg.Refresh != nil && archive.CredentialError(err) {
+			u.refresh()
+		}
 	}
+}
+
+// refresh reads the credential chain again: a client made afresh.
+func (u *Uploader) refresh() {
+	c, err := u.cfg.Refresh(u.ctx)
+	if err != nil {
+		u.cfg.Logger.Debug("the store's client could not be made again", "err", err)
+		return
+	}
+	u.xfer.client = c
 }
 
 func (u *Uploader) pending() int {
@@ -517,9 +551,9 @@ func (u *Uploader) upload(e *entry) error {
 	name := u.spool.file(e.id)
 	f, err := os.Open(name)
 	if err != nil {
-		u.cfg.Logger.Error("a spooled file vanished; it cannot be uploaded", "file", name, "err", err)
 		u.fail(FailLocal, err)
 		u.forget(e)
+		u.giveUp("a spooled file vanished; it cannot be uploaded", name, e.size, err)
 		return nil // nothing to retry
 	}
 	defer f.Close()
@@ -535,7 +569,7 @@ func (u *Uploader) upload(e *entry) error {
 		return u.failed(err)
 	}
 	if u.cfg.Delete {
-		u.deleteOriginal(e)
+		u.deleteOriginal(e, f)
 	}
 	u.forget(e)
 	u.mu.Lock()
@@ -551,14 +585,23 @@ func (u *Uploader) upload(e *entry) error {
 	return nil
 }
 
-// deleteOriginal removes the capture file e was spooled from, if its name
-// still refers to that file (a -W ring may have made a new one).
-func (u *Uploader) deleteOriginal(e *entry) {
+// deleteOriginal removes the capture file e was spooled from, uploaded
+// from spooled, if its name still refers to that file (a -W ring may have
+// made a new one) and holds what was uploaded: it is the spooled inode
+// itself, or (a spool on another file system) its bytes are. So a
+// description planted in the spool cannot make sinkd remove another file.
+func (u *Uploader) deleteOriginal(e *entry, spooled *os.File) {
 	fi, err := os.Lstat(e.meta.File)
-	if err != nil {
-		return // gone already
+	if err != nil || !filepath.IsAbs(e.meta.File) || !fi.Mode().IsRegular() || fi.Size() != e.size {
+		return // gone already, or not what was uploaded
 	}
 	if dev, ino := devIno(fi); dev != e.dev || ino != e.ino {
+		return
+	}
+	st, err := spooled.Stat()
+	if err != nil || !os.SameFile(st, fi) && !sameContent(spooled, e.meta.File) {
+		// Not the spooled inode (a copy, or a description planted in
+		// the spool) and not the bytes uploaded: keep it.
 		return
 	}
 	if err := os.Remove(e.meta.File); err != nil {
@@ -663,4 +706,16 @@ func (u *Uploader) Handle(f pcapout.ClosedFile) {
 		File: f.Name, Format: format, First: f.First, Last: f.Last,
 		Packets: f.Packets, Sources: f.Interfaces,
 	})
+}
+
+// sameContent reports whether the file name holds the bytes of f.
+func sameContent(f *os.File, name string) bool {
+	g, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer g.Close()
+	a, errA := hashSection(f, 0, 1<<62)
+	b, errB := hashSection(g, 0, 1<<62)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }

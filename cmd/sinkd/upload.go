@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/upload"
@@ -110,8 +111,8 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 			return fmt.Errorf("--upload-sink-id: no host name to default to: %w", err)
 		}
 	}
-	if archive.SafeName(u.sinkID) != u.sinkID {
-		return fmt.Errorf("invalid --upload-sink-id %q: want letters, digits, '-', '_' and '.'", u.sinkID)
+	if archive.SafeName(u.sinkID) != u.sinkID || len(u.sinkID) > 64 {
+		return fmt.Errorf("invalid --upload-sink-id %q: want up to 64 letters, digits, '-', '_' and '.'", u.sinkID)
 	}
 	if u.spool == "" {
 		u.spool = filepath.Join(filepath.Dir(out), ".sinkd-spool")
@@ -121,18 +122,21 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 
 // startUploader opens the spool and starts uploading what it holds.
 func (u *uploadFlags) start(logger *slog.Logger) (*upload.Uploader, error) {
-	client, err := archive.NewClient(context.Background(), archive.ClientOptions{
-		Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
-		// The uploader retries with its own backoff and counts each try.
-		MaxAttempts: 1,
-	})
+	newClient := func(ctx context.Context) (*s3.Client, error) {
+		return archive.NewClient(ctx, archive.ClientOptions{
+			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
+			// The uploader retries with its own backoff and counts each try.
+			MaxAttempts: 1,
+		})
+	}
+	client, err := newClient(context.Background())
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
 	up, err := upload.Open(upload.Config{
 		Client: client, Target: u.target, Spool: u.spool, SpoolLimit: u.spoolSize, Full: u.full,
-		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Logger: logger,
+		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Logger: logger,
 	})
 	if err != nil {
 		return nil, err

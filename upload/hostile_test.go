@@ -1,0 +1,243 @@
+package upload
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/pcapout"
+)
+
+// TestPlantedSpoolFiles starts on a spool holding what sinkd never put
+// there: a file with a name that is no spool ID and no description, a
+// description that is not JSON, a symbolic link, a directory, and a
+// description that names another file for --upload-delete. Start-up does
+// not fail; regular files are uploaded, links are not followed, and the
+// other file, which does not hold the bytes uploaded, is not removed.
+func TestPlantedSpoolFiles(t *testing.T) {
+	srv := sharedServer(t)
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	spool := filepath.Join(dir, ".spool")
+	for _, d := range []string{"files", "meta", filepath.Join("files", "a-directory")} {
+		if err := os.MkdirAll(filepath.Join(spool, d), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(spool, "files", "x"), "a short name, not a capture")
+	valid := newID(time.Date(2026, 11, 23, 10, 3, 0, 0, time.UTC), "cap.pcap7")
+	write(filepath.Join(spool, "files", valid), "not a capture either")
+	write(filepath.Join(spool, "meta", valid+".json"), "{not json")
+	secret := filepath.Join(dir, "secret")
+	write(secret, "do not upload")
+	if err := os.Symlink(secret, filepath.Join(spool, "files", "0000000000000001-link")); err != nil {
+		t.Fatal(err)
+	}
+	// A description naming a victim file of the same size as the planted
+	// file, with the victim's device and inode.
+	victim := filepath.Join(dir, "victim")
+	write(victim, "victim's bytes!")
+	planted := newID(time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC), "cap.pcap8")
+	write(filepath.Join(spool, "files", planted), "planted bytes!!")
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, ino := devIno(fi)
+	sc, _ := json.Marshal(sidecar{Meta: archive.Meta{Sink: "sink-a", File: victim, Format: "pcap",
+		First: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC), Last: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC)}, Dev: dev, Ino: ino})
+	write(filepath.Join(spool, "meta", planted+".json"), string(sc))
+
+	var log logBuffer
+	cfg := config(c, loc, spool, &log)
+	cfg.Delete = true
+	u, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := u.Stats(); st.PendingFiles != 3 || st.OldestPending.IsZero() {
+		t.Fatalf("queued %+v, want the three regular files", st)
+	}
+	waitUploaded(t, u, 3)
+	st := u.Close(time.Second)
+	stored := objects(t, c, loc)
+	var contents []string
+	for _, b := range stored {
+		contents = append(contents, string(b))
+	}
+	want := map[string]bool{"a short name, not a capture": true, "not a capture either": true, "planted bytes!!": true}
+	if len(stored) != 3 {
+		t.Errorf("stored %q, want the three regular files", contents)
+	}
+	for _, b := range contents {
+		if !want[b] {
+			t.Errorf("stored %q", b)
+		}
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "victim's bytes!" || st.Deleted != 0 {
+		t.Errorf("the victim was touched (%q, %v), %d deleted", b, err, st.Deleted)
+	}
+	if b, err := os.ReadFile(secret); err != nil || string(b) != "do not upload" {
+		t.Errorf("the link's target was touched: %q %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(spool, "files", "0000000000000001-link")); err != nil {
+		t.Errorf("the link was removed: %v", err)
+	}
+}
+
+// TestSpoolOnAnotherFileSystem: the spool on a tmpfs, the captures on the
+// disk, a -W 2 ring reusing names while the store is down. Files are
+// copied into the spool, reach the store as they were when they closed,
+// and --upload-delete removes the files still named as they were
+// uploaded, nothing else.
+func TestSpoolOnAnotherFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	spoolFS, err := os.MkdirTemp("/dev/shm", "dpcap-spool")
+	if err != nil {
+		t.Fatalf("a second file system for the spool: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(spoolFS) })
+	var a, b syscall.Stat_t
+	if syscall.Stat(dir, &a) != nil || syscall.Stat(spoolFS, &b) != nil || a.Dev == b.Dev {
+		t.Fatalf("%s and %s are on one file system", dir, spoolFS)
+	}
+	srv := s3test.Start(t, s3test.Options{})
+	c, loc := newBucket(t, srv)
+	var log logBuffer
+	cfg := config(c, loc, filepath.Join(spoolFS, "spool"), &log)
+	cfg.Delete = true
+	u, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	files := capture(t, dir, pcapout.FormatPcapng, 5, 200, 300, u.Handle, func(o *pcapout.Options) {
+		o.FileSize, o.FileCount = 1<<30, 2
+	})
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitUploaded(t, u, 5)
+	u.Close(time.Second)
+	sameContents(t, objects(t, c, loc), files)
+	// The ring's two names hold the last two files, each uploaded as it is:
+	// both removed; the three before were replaced, not removed again.
+	if left, _ := filepath.Glob(filepath.Join(dir, "cap.pcapng*")); len(left) != 0 || st.Deleted != 2 {
+		t.Errorf("left %v, %d deleted; want none left, 2 deleted", left, st.Deleted)
+	}
+	if st.DroppedFiles != 0 || strings.Contains(log.String(), "cannot be copied") {
+		t.Errorf("files given up: %+v\n%s", st, log.String())
+	}
+}
+
+// TestHugeMetadata uploads a file with a long path and more sources than
+// S3's 2 KiB of metadata can name: the object's metadata stays within the
+// bound, says the list is truncated, and keeps the file's name.
+func TestHugeMetadata(t *testing.T) {
+	srv := sharedServer(t)
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	deep := dir
+	for i := 0; len(deep) < 1500; i++ {
+		deep = filepath.Join(deep, fmt.Sprintf("a-rather-long-directory-name-%02d", i))
+	}
+	if err := os.MkdirAll(deep, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(deep, "cap.pcapng")
+	if err := os.WriteFile(name, []byte("content"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	for i := range 200 {
+		sources = append(sources, fmt.Sprintf("ports-%03d-with-a-long-ünïcode-name", i))
+	}
+	var log logBuffer
+	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	u.Add(archive.Meta{File: name, Format: "pcapng", First: now, Last: now, Sources: sources})
+	waitUploaded(t, u, 1)
+	u.Close(time.Second)
+	for key := range objects(t, c, loc) {
+		h, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &loc.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for k, v := range h.Metadata {
+			size += len("x-amz-meta-") + len(k) + len(v)
+		}
+		m, err := archive.ParseMeta(h.Metadata)
+		if err != nil || size > archive.MetaLimit || !m.SourcesTruncated || len(m.Sources) < 10 ||
+			m.Sources[9] != sources[9] || !strings.HasSuffix(m.File, "/cap.pcapng") {
+			t.Errorf("metadata of %d bytes: %+v %v", size, m, err)
+		}
+	}
+}
+
+// TestCredentialsRotated: the shared credentials file holds a wrong secret
+// when sinkd starts and the right one later, as a rotation agent would
+// write it. Without a restart, the uploader reads it again and the files
+// that waited go up.
+func TestCredentialsRotated(t *testing.T) {
+	srv := sharedServer(t)
+	good, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials")
+	writeCreds := func(secret string) {
+		t.Helper()
+		if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = "+s3test.AccessKey+"\naws_secret_access_key = "+secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCreds("an-old-secret")
+	for k, v := range map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": "/dev/null", "AWS_PROFILE": "",
+		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1"} {
+		t.Setenv(k, v)
+	}
+	newClient := func(ctx context.Context) (*s3.Client, error) {
+		return archive.NewClient(ctx, archive.ClientOptions{Endpoint: srv.Endpoint(), PathStyle: true, MaxAttempts: 1})
+	}
+	c, err := newClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
+	cfg.Refresh = newClient
+	u, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := capture(t, dir, pcapout.FormatPcap, 2, 100, 300, u.Handle)
+	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailCredentials] < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("credential failures not counted: %+v\n%s", u.Stats(), log.String())
+		}
+	}
+	writeCreds(s3test.SecretKey)
+	waitUploaded(t, u, 2)
+	u.Close(time.Second)
+	sameContents(t, objects(t, good, loc), files)
+	if n := strings.Count(log.String(), "refused the credentials"); n != 1 || !strings.Contains(log.String(), "uploads resumed") {
+		t.Errorf("want the refusal logged once, then the recovery:\n%s", log.String())
+	}
+}
