@@ -288,6 +288,9 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 		}
 		m.prog.PacketsRead.Add(1)
 		if !m.q.To.IsZero() && !ci.Timestamp.Before(m.q.To) {
+			if c.f.Unordered {
+				continue
+			}
 			// Packets are in arrival order: the rest is later still.
 			c.close()
 			return false

@@ -36,7 +36,11 @@ type File struct {
 	Sources []string
 	// Partial says Sources may miss some names.
 	Partial bool
-	open    func(ctx context.Context) (io.ReadCloser, error)
+	// Unordered says the file's packets may not be in time order: its
+	// last packet is older than its first (the sink's clock stepped
+	// back). Its First and Last are then zero: it may hold any time.
+	Unordered bool
+	open      func(ctx context.Context) (io.ReadCloser, error)
 }
 
 // Source lists capture files: an S3 location or a local directory.
@@ -58,40 +62,45 @@ type S3 struct {
 
 // List implements Source. Keys give each file's time range; with ports
 // to match, a HEAD of each file in the window gives its sources.
+//
+// Keys sort by the hour of their file's first packet, so one listing
+// starting at the earliest hour a file of the window can begin in (MaxSpan
+// before it) and stopping after the window's last hour finds them all.
+// Without --to it runs to the end: files of a sink whose clock is ahead of
+// this host's are found too.
 func (s *S3) List(ctx context.Context, q Query) ([]File, int, error) {
-	var prefixes []string
-	if q.From.IsZero() {
-		prefixes = []string{s.Loc.Root()}
-	} else {
-		end := q.To
-		if end.IsZero() {
-			end = time.Now()
-		}
-		for h := q.From.Add(-s.MaxSpan).UTC().Truncate(time.Hour); !h.After(end); h = h.Add(time.Hour) {
-			prefixes = append(prefixes, s.Loc.HourPrefix(h))
-		}
+	in := &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(s.Loc.Root())}
+	if !q.From.IsZero() {
+		in.StartAfter = aws.String(strings.TrimSuffix(s.Loc.HourPrefix(q.From.Add(-s.MaxSpan)), "/"))
+	}
+	var last string // the window's last hour
+	if !q.To.IsZero() {
+		last = s.Loc.HourPrefix(q.To)
 	}
 	var files []File
 	skipped := 0
-	for _, p := range prefixes {
-		pager := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(p)})
-		for pager.HasMorePages() {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return nil, 0, fmt.Errorf("list %s/%s: %w", "s3://"+s.Loc.Bucket, p, err)
+	pager := s3.NewListObjectsV2Paginator(s.Client, in)
+pages:
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list %s: %w", s.Loc, err)
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if last != "" && key > last && !strings.HasPrefix(key, last) {
+				break pages
 			}
-			for _, o := range page.Contents {
-				key := aws.ToString(o.Key)
-				ki, err := archive.ParseKey(key)
-				if err != nil {
-					skipped++
-					continue
-				}
-				f := File{Name: "s3://" + s.Loc.Bucket + "/" + key, Sink: ki.Sink, First: ki.First, Last: ki.Last, Size: aws.ToInt64(o.Size)}
-				f.open = s.opener(key)
-				if q.overlaps(f) {
-					files = append(files, f)
-				}
+			ki, err := archive.ParseKey(key)
+			if err != nil {
+				skipped++
+				continue
+			}
+			f := File{Name: "s3://" + s.Loc.Bucket + "/" + key, Sink: ki.Sink, Size: aws.ToInt64(o.Size)}
+			f.setRange(ki.First, ki.Last)
+			f.open = s.opener(key)
+			if q.overlaps(f) {
+				files = append(files, f)
 			}
 		}
 	}
@@ -184,11 +193,15 @@ func (d *Dir) List(ctx context.Context, q Query) ([]File, int, error) {
 		f := File{Name: p, Size: fi.Size(), Last: fi.ModTime()}
 		f.open = func(context.Context) (io.ReadCloser, error) { return os.Open(p) }
 		if ki, err := archive.ParseName(de.Name()); err == nil {
-			f.First, f.Last = ki.First, ki.Last
+			f.setRange(ki.First, ki.Last)
 			f.Sink = path.Base(filepath.ToSlash(filepath.Dir(p)))
-		} else if f.First, err = firstPacket(p); err != nil {
+		} else if first, err := firstPacket(p); err != nil {
 			skipped++
 			return nil
+		} else if !first.IsZero() {
+			// A copy may have a modification time older than its
+			// packets: then nothing bounds the file's range.
+			f.setRange(first, f.Last)
 		}
 		if q.overlaps(f) {
 			files = append(files, f)
@@ -234,6 +247,15 @@ func newReader(r io.Reader) (*capfile.Reader, error) {
 		return capfile.NewReader(zr)
 	}
 	return capfile.NewReader(br)
+}
+
+// setRange sets f's time range from its first and last packet.
+func (f *File) setRange(first, last time.Time) {
+	if last.Before(first) {
+		f.First, f.Last, f.Unordered = time.Time{}, time.Time{}, true
+		return
+	}
+	f.First, f.Last = first, last
 }
 
 // matchesPorts reports whether f may hold packets of one of ports.

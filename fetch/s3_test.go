@@ -1,0 +1,124 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// TestS3Hostile reads a bucket shared with foreign objects (a README, a
+// text file among the captures, an object named as a capture that is
+// none, a capture without sinkd's metadata), the files of a sink whose
+// clock runs an hour ahead of the others, and a file whose last packet is
+// older than its first (a clock stepped back). The foreign objects are
+// skipped or named as damaged, and the port's packets of the window all
+// come back, in order.
+func TestS3Hostile(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	c := srv.Client(t)
+	srv.MakeBucket(t, c, "shared")
+	loc := archive.Location{Bucket: "shared", Prefix: "captures"}
+	ctx := context.Background()
+	dir := t.TempDir()
+	put := func(key string, body []byte, meta map[string]string) {
+		t.Helper()
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &loc.Bucket, Key: &key, Body: bytes.NewReader(body), Metadata: meta}); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	// capture puts a pcapng file of vm-1 and vm-2 packets as sinkd would.
+	capture := func(sink string, sources []string, pkts []pkt, withMeta bool) {
+		t.Helper()
+		name := filepath.Join(dir, "f.pcapng")
+		writeNg(t, name, []pcapgo.NgInterface{ngIface("vm-1", ""), ngIface("vm-2", "")}, pkts)
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := archive.Meta{Sink: sink, Host: sink, File: "/var/lib/dpcap/cap.pcapng", Format: "pcapng",
+			First: t0.Add(pkts[0].at), Last: t0.Add(pkts[len(pkts)-1].at), Packets: uint64(len(pkts)), Bytes: uint64(len(b)), Sources: sources}
+		var h map[string]string
+		if withMeta {
+			h = m.Headers()
+		}
+		put(m.Key(loc), b, h)
+	}
+	put("captures/README.txt", []byte("what this bucket holds"), nil)
+	put("captures/2026/11/23/10/sink-a/notes.txt", []byte("notes"), nil)
+	put(loc.Key("sink-c", t0.Add(55*time.Minute), t0.Add(56*time.Minute), "junk.pcapng"), []byte("not a capture"), nil)
+	capture("sink-a", []string{"vm-1", "vm-2"}, []pkt{{0, 40 * time.Minute, "a0"}, {0, 52 * time.Minute, "a1"}, {1, 53 * time.Minute, "a-vm2"}, {0, 58 * time.Minute, "a2"}}, true)
+	capture("sink-a", []string{"vm-2"}, []pkt{{1, 54 * time.Minute, "a-only-vm2"}}, true)
+	capture("sink-d", nil, []pkt{{0, 51 * time.Minute, "d-nometa"}}, false)
+	// sink-b's clock is an hour ahead: its packets are stamped 11:xx.
+	capture("sink-b", []string{"vm-1"}, []pkt{{0, 65 * time.Minute, "b1"}, {0, 70 * time.Minute, "b2"}}, true)
+	capture("sink-b", []string{"vm-1"}, []pkt{{0, 150 * time.Minute, "b-late"}}, true)
+	// sink-e's clock stepped back by ten minutes during its file.
+	capture("sink-e", []string{"vm-1"}, []pkt{{0, 59 * time.Minute, "e1"}, {0, 49 * time.Minute, "e-before-window"}, {0, 50 * time.Minute, "e2"}}, true)
+
+	s := &S3{Client: c, Loc: loc, MaxSpan: time.Hour}
+	for _, tc := range []struct {
+		name     string
+		q        Query
+		want     []string
+		read     int
+		damaged  string
+		skipped  int
+		unlisted string
+	}{
+		{"no end", Query{Ports: []string{"vm-1"}, From: t0.Add(50 * time.Minute)},
+			[]string{"vm-1@51m0s:d-nometa", "vm-1@52m0s:a1", "vm-1@58m0s:a2", "vm-1@59m0s:e1", "vm-1@50m0s:e2", "vm-1@1h5m0s:b1", "vm-1@1h10m0s:b2", "vm-1@2h30m0s:b-late"},
+			6, "junk.pcapng", 2, ""},
+		{"ends in the next hour", Query{Ports: []string{"vm-1"}, From: t0.Add(50 * time.Minute), To: t0.Add(66 * time.Minute)},
+			[]string{"vm-1@51m0s:d-nometa", "vm-1@52m0s:a1", "vm-1@58m0s:a2", "vm-1@59m0s:e1", "vm-1@50m0s:e2", "vm-1@1h5m0s:b1"},
+			5, "junk.pcapng", 1, "b-late"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files, skipped, err := s.List(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if skipped != tc.skipped {
+				t.Errorf("%d skipped, want %d", skipped, tc.skipped)
+			}
+			for _, f := range files {
+				if tc.unlisted != "" && strings.Contains(f.Name, "T123000") {
+					t.Errorf("listed %s, of an hour after the window", f.Name)
+				}
+			}
+			out, sum := run(t, tc.q, false, s)
+			have := readBack(t, out)
+			// sink-e's packets are out of order in their file: the merge
+			// keeps every one; the rest is in time order.
+			checkPackets(t, sortedBut(have, "e2"), tc.want)
+			if sum.Read != tc.read || len(sum.Damaged) != 1 || !strings.Contains(sum.Damaged[0], tc.damaged) {
+				t.Errorf("read %d files (want %d), damaged %q", sum.Read, tc.read, sum.Damaged)
+			}
+		})
+	}
+}
+
+// sortedBut returns packets as they came, checking that all but the
+// packets tagged skip are in time order.
+func sortedBut(have []got, skip string) []got {
+	var last time.Duration
+	for _, g := range have {
+		if g.tag == skip {
+			continue
+		}
+		if g.at < last {
+			return append(slices.Clone(have), got{tag: "OUT OF ORDER"})
+		}
+		last = g.at
+	}
+	return have
+}
