@@ -4,13 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/s3test"
@@ -239,5 +245,65 @@ func TestCredentialsRotated(t *testing.T) {
 	sameContents(t, objects(t, good, loc), files)
 	if n := strings.Count(log.String(), "refused the credentials"); n != 1 || !strings.Contains(log.String(), "uploads resumed") {
 		t.Errorf("want the refusal logged once, then the recovery:\n%s", log.String())
+	}
+}
+
+// TestRefusedFileHoldsUpNone: the store refuses one file (a proxy in
+// front of MinIO answers its PUTs with an error) and takes the others;
+// they go up while the refused file waits and is tried again, and it goes
+// up too once the store takes it.
+func TestRefusedFileHoldsUpNone(t *testing.T) {
+	srv := sharedServer(t)
+	_, loc := newBucket(t, srv)
+	target, err := url.Parse(srv.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	refuse.Store(true)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "_refused.pcap") {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest</Code><Message>refused for the test</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	c, err := archive.NewClient(context.Background(), archive.ClientOptions{Endpoint: front.URL, PathStyle: true, MaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(s3test.AccessKey, s3test.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log logBuffer
+	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close(0)
+	now := time.Now()
+	for _, n := range []string{"refused.pcap", "good-1.pcap", "good-2.pcap", "good-3.pcap"} {
+		name := filepath.Join(dir, n)
+		if err := os.WriteFile(name, []byte("the bytes of "+n), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		u.Add(archive.Meta{File: name, Format: "pcap", First: now, Last: now})
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := u.Stats()
+		if st.UploadedFiles == 3 && st.PendingFiles == 1 && st.Failures[FailStore] >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused file holds up the others: %+v\n%s", st, log.String())
+		}
+	}
+	refuse.Store(false)
+	waitUploaded(t, u, 4)
+	if n := len(objects(t, srv.Client(t), loc)); n != 4 {
+		t.Errorf("%d objects stored, want 4", n)
 	}
 }

@@ -347,12 +347,18 @@ func (u *Uploader) makeRoom(name string, size int64) bool {
 			"file", name, "bytes", size, "pending_bytes", u.stats.PendingBytes, "limit_bytes", limit)
 		return false
 	}
-	for i := 0; i < len(u.queue) && u.stats.PendingBytes+size > limit; {
-		e := u.queue[i]
-		if e.inFlight || !e.ready {
-			i++
-			continue
+	for u.stats.PendingBytes+size > limit {
+		// The oldest: failed attempts reorder the queue.
+		i := -1
+		for j, e := range u.queue {
+			if !e.inFlight && e.ready && (i < 0 || e.closed.Before(u.queue[i].closed)) {
+				i = j
+			}
 		}
+		if i < 0 {
+			break
+		}
+		e := u.queue[i]
 		u.queue = append(u.queue[:i], u.queue[i+1:]...)
 		u.stats.PendingFiles--
 		u.stats.PendingBytes -= e.size
@@ -506,6 +512,9 @@ func (u *Uploader) work() {
 		err := u.upload(e)
 		u.mu.Lock()
 		e.inFlight = false
+		if err != nil {
+			u.requeue(e)
+		}
 		u.mu.Unlock()
 		if err == nil {
 			backoff = 0
@@ -525,6 +534,18 @@ func (u *Uploader) work() {
 		}
 		if u.cfg.Refresh != nil && archive.CredentialError(err) {
 			u.refresh()
+		}
+	}
+}
+
+// requeue puts e, whose attempt failed, behind the other waiting files: a
+// file the store keeps refusing (or that cannot be read) holds up none of
+// them, and while the store is down the order hardly changes.
+func (u *Uploader) requeue(e *entry) {
+	for i, q := range u.queue {
+		if q == e {
+			u.queue = append(append(u.queue[:i:i], u.queue[i+1:]...), e)
+			return
 		}
 	}
 }
