@@ -113,15 +113,7 @@ func TestPlantedSpoolFiles(t *testing.T) {
 // uploaded, nothing else.
 func TestSpoolOnAnotherFileSystem(t *testing.T) {
 	dir := t.TempDir()
-	spoolFS, err := os.MkdirTemp("/dev/shm", "dpcap-spool")
-	if err != nil {
-		t.Fatalf("a second file system for the spool: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(spoolFS) })
-	var a, b syscall.Stat_t
-	if syscall.Stat(dir, &a) != nil || syscall.Stat(spoolFS, &b) != nil || a.Dev == b.Dev {
-		t.Fatalf("%s and %s are on one file system", dir, spoolFS)
-	}
+	spoolFS := otherFS(t, dir)
 	srv := s3test.Start(t, s3test.Options{})
 	c, loc := newBucket(t, srv)
 	var log logBuffer
@@ -305,5 +297,74 @@ func TestRefusedFileHoldsUpNone(t *testing.T) {
 	waitUploaded(t, u, 4)
 	if n := len(objects(t, srv.Client(t), loc)); n != 4 {
 		t.Errorf("%d objects stored, want 4", n)
+	}
+}
+
+// otherFS returns a directory on another file system than dir's: /dev/shm,
+// a tmpfs.
+func otherFS(t *testing.T, dir string) string {
+	t.Helper()
+	other, err := os.MkdirTemp("/dev/shm", "dpcap-spool")
+	if err != nil {
+		t.Fatalf("a second file system for the spool: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(other) })
+	var a, b syscall.Stat_t
+	if syscall.Stat(dir, &a) != nil || syscall.Stat(other, &b) != nil || a.Dev == b.Dev {
+		t.Fatalf("%s and %s are on one file system", dir, other)
+	}
+	return other
+}
+
+// TestCopyFinishedAfterCrash: a run with its spool on another file system
+// ended (SIGKILL) after writing two files' descriptions and before copying
+// them. The next run copies the first, whose name still leads to it, and
+// uploads it; the second's name now leads to another file: that one is
+// counted as given up, and its stranger is not uploaded.
+func TestCopyFinishedAfterCrash(t *testing.T) {
+	srv := sharedServer(t)
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	spool := filepath.Join(otherFS(t, dir), "spool")
+	if err := os.MkdirAll(filepath.Join(spool, "meta"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC)
+	describe := func(name, content string, replaced bool) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, ino := devIno(fi)
+		if replaced {
+			os.Remove(name)
+			os.WriteFile(name, []byte("a stranger"), 0o640)
+		}
+		closed = closed.Add(time.Second)
+		b, _ := json.Marshal(sidecar{Meta: archive.Meta{Sink: "sink-a", File: name, Format: "pcap", First: closed, Last: closed,
+			Bytes: uint64(len(content))}, Dev: dev, Ino: ino, Copy: true, MTime: fi.ModTime().UnixNano()})
+		if err := os.WriteFile(filepath.Join(spool, "meta", newID(closed, name)+".json"), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	describe(filepath.Join(dir, "cap.pcap1"), "the first file's bytes", false)
+	describe(filepath.Join(dir, "cap.pcap2"), "the second file's bytes", true)
+	var log logBuffer
+	u, err := Open(config(c, loc, spool, &log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitUploaded(t, u, 1)
+	u.Close(time.Second)
+	sameContents(t, objects(t, c, loc), map[string][]byte{"cap.pcap1": []byte("the first file's bytes")})
+	if st.DroppedFiles != 1 || !strings.Contains(log.String(), "is lost to the upload") {
+		t.Errorf("the replaced file is not counted: %+v\n%s", st, log.String())
+	}
+	if left, _ := os.ReadDir(filepath.Join(spool, "meta")); len(left) != 0 {
+		t.Errorf("descriptions left in the spool: %v", left)
 	}
 }

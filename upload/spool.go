@@ -42,6 +42,14 @@ type sidecar struct {
 	// removes only when its name still refers to it.
 	Dev uint64 `json:"dev"`
 	Ino uint64 `json:"ino"`
+	// Copy says the file is copied into the spool (another file
+	// system), and this was written before the copy: a run that finds
+	// it without its file copies the file again.
+	Copy bool `json:"copy,omitempty"`
+	// MTime is the file's modification time (Unix nanoseconds) as it
+	// closed: with its size, it tells the file from a later one that
+	// got its inode number.
+	MTime int64 `json:"mtime,omitempty"`
 }
 
 func openSpool(dir string) (*spool, error) {
@@ -186,6 +194,9 @@ type found struct {
 	id string
 	sc sidecar
 	ok bool // the sidecar was read
+	// uncopied is a copy's sidecar without its file: the run that wrote
+	// it ended before the copy did.
+	uncopied bool
 }
 
 // scan lists the spooled files, oldest first, and clears what an
@@ -216,9 +227,17 @@ func (s *spool) scan() ([]found, error) {
 	}
 	metas, _ := os.ReadDir(filepath.Join(s.dir, "meta"))
 	for _, e := range metas {
-		if !have[strings.TrimSuffix(e.Name(), ".json")] {
-			os.Remove(filepath.Join(s.dir, "meta", e.Name()))
+		id := strings.TrimSuffix(e.Name(), ".json")
+		if have[id] {
+			continue
 		}
+		f := found{id: id, uncopied: true}
+		if b, err := os.ReadFile(s.metaFile(id)); err == nil && json.Unmarshal(b, &f.sc) == nil && f.sc.Copy {
+			f.ok = true
+			out = append(out, f)
+			continue
+		}
+		os.Remove(filepath.Join(s.dir, "meta", e.Name()))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil

@@ -238,6 +238,9 @@ func (u *Uploader) recover() error {
 	}
 	var bytes int64
 	for _, f := range list {
+		if f.uncopied && !u.copyAgain(f) {
+			continue
+		}
 		name := u.spool.file(f.id)
 		fi, err := os.Stat(name)
 		if err != nil {
@@ -277,6 +280,30 @@ func (u *Uploader) recover() error {
 	return nil
 }
 
+// copyAgain copies into the spool a file whose copy an earlier run did not
+// finish, if its name still leads to the file that closed.
+func (u *Uploader) copyAgain(f found) bool {
+	name := f.sc.Meta.File
+	src, err := os.Open(name)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = src.Stat(); err == nil {
+			if dev, ino := devIno(fi); dev != f.sc.Dev || ino != f.sc.Ino || fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime {
+				err = errors.New("its name leads to another file now")
+			} else {
+				err = u.spool.copyIn(src, f.id)
+			}
+		}
+		src.Close()
+	}
+	if err != nil {
+		u.spool.remove(f.id)
+		u.giveUp("a file closed before a crash and not yet copied into the upload spool is lost to the upload", name, int64(f.sc.Meta.Bytes), err)
+		return false
+	}
+	return true
+}
+
 // Add queues a closed capture file. m describes it; m.File is its path.
 // It is called as the file closes, before the next file is created: it
 // only links the file into the spool, and leaves the rest to the
@@ -301,7 +328,7 @@ func (u *Uploader) Add(m archive.Meta) {
 	}
 	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true}
 	e.dev, e.ino = devIno(fi)
-	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino}}
+	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino, MTime: fi.ModTime().UnixNano()}}
 	if err := u.spool.link(m.File, e.id); errors.Is(err, errCrossDevice) {
 		// Opened now, the file's content is safe from a ring reusing its
 		// name (a new file, not a truncation); the copy runs later.
@@ -433,7 +460,13 @@ func (u *Uploader) drainJournal() int {
 
 func (u *Uploader) journalOne(it journalItem) {
 	if it.src != nil {
-		err := u.spool.copyIn(it.src, it.e.id)
+		// The description first: a run that ends before the copy does
+		// finds it, and copies the file again.
+		it.side.Copy = true
+		err := u.spool.persist(it.e.id, it.side)
+		if err == nil {
+			err = u.spool.copyIn(it.src, it.e.id)
+		}
 		it.src.Close()
 		if err != nil {
 			u.forget(it.e)
@@ -444,6 +477,7 @@ func (u *Uploader) journalOne(it journalItem) {
 		it.e.ready = true
 		u.mu.Unlock()
 		signal(u.wake)
+		return
 	}
 	u.mu.Lock()
 	gone := !u.queued(it.e)
