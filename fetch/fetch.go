@@ -73,7 +73,10 @@ type Summary struct {
 	Unfilterable []string
 	// Damaged files ended in a broken record; their packets up to it
 	// are used.
-	Damaged     []string
+	Damaged []string
+	// Gone are files removed since they were listed (a bucket's
+	// lifecycle rule, a -W ring, --keep).
+	Gone        []string
 	Bytes       int64
 	PacketsRead uint64
 	PacketsKept uint64
@@ -224,6 +227,11 @@ func (c counter) Read(p []byte) (int, error) {
 // open starts reading f; it returns nil for a file the query cannot use.
 func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error) {
 	rc, err := f.open(ctx)
+	if err != nil && ctx.Err() == nil && gone(err) {
+		m.prog.FilesDone.Add(1)
+		sum.Gone = append(sum.Gone, f.Name)
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f.Name, err)
 	}

@@ -122,3 +122,55 @@ func sortedBut(have []got, skip string) []got {
 	}
 	return have
 }
+
+// TestFileGone: files removed between the listing and their reading (a
+// bucket's lifecycle rule, a ring on disk) are named as gone; the others'
+// packets come back and the fetch does not fail.
+func TestFileGone(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	c := srv.Client(t)
+	srv.MakeBucket(t, c, "expiring")
+	loc := archive.Location{Bucket: "expiring"}
+	ctx := context.Background()
+	dir := t.TempDir()
+	for i, tag := range []string{"kept", "expired"} {
+		name := filepath.Join(dir, tag+".pcapng")
+		writeNg(t, name, []pcapgo.NgInterface{ngIface("vm-1", "")}, []pkt{{0, time.Duration(i) * time.Minute, tag}})
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := loc.Key("sink-a", t0.Add(time.Duration(i)*time.Minute), t0.Add(time.Duration(i)*time.Minute), name)
+		m := archive.Meta{Sink: "sink-a", Format: "pcapng", First: t0, Last: t0, Sources: []string{"vm-1"}}
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &loc.Bucket, Key: &key, Body: bytes.NewReader(b), Metadata: m.Headers()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &S3{Client: c, Loc: loc}
+	files, _, err := s.List(ctx, Query{})
+	if err != nil || len(files) != 2 {
+		t.Fatalf("listed %d files: %v", len(files), err)
+	}
+	expired := strings.TrimPrefix(files[1].Name, "s3://expiring/")
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &loc.Bucket, Key: &expired}); err != nil {
+		t.Fatal(err)
+	}
+	// The HEAD of a file gone is no error either.
+	if err := s.sources(ctx, files); err != nil {
+		t.Fatalf("sources: %v", err)
+	}
+	localGone := filepath.Join(dir, "expired.pcapng")
+	local, _, err := (&Dir{Path: dir}).List(ctx, Query{})
+	if err != nil || len(local) != 2 {
+		t.Fatalf("listed %d local files: %v", len(local), err)
+	}
+	if err := os.Remove(localGone); err != nil {
+		t.Fatal(err)
+	}
+	out, sum := run(t, Query{Ports: []string{"vm-1"}}, false, listed(files), listed(local))
+	checkPackets(t, readBack(t, out), []string{"vm-1@0s:kept", "vm-1@0s:kept"})
+	slices.Sort(sum.Gone)
+	if want := []string{localGone, files[1].Name}; !slices.Equal(sum.Gone, want) {
+		t.Errorf("gone %q, want %q", sum.Gone, want)
+	}
+}

@@ -127,6 +127,9 @@ func (s *S3) sources(ctx context.Context, files []File) error {
 			defer func() { <-sem; wg.Done() }()
 			key := strings.TrimPrefix(f.Name, "s3://"+s.Loc.Bucket+"/")
 			h, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Loc.Bucket, Key: &key})
+			if err != nil && gone(err) {
+				return // the merge finds it gone and says so
+			}
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -247,6 +250,15 @@ func newReader(r io.Reader) (*capfile.Reader, error) {
 		return capfile.NewReader(zr)
 	}
 	return capfile.NewReader(br)
+}
+
+// gone reports whether err says a listed file no longer exists.
+func gone(err error) bool {
+	switch archive.ErrorCode(err) {
+	case "NoSuchKey", "NotFound":
+		return true
+	}
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // setRange sets f's time range from its first and last packet.

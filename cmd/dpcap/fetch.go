@@ -276,6 +276,9 @@ func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
 	for _, u := range s.Unfilterable {
 		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", u)
 	}
+	for _, g := range s.Gone {
+		fmt.Fprintf(w, "gone: %s (removed since it was listed)\n", g)
+	}
 	for _, d := range s.Damaged {
 		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", d)
 	}
