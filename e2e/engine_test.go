@@ -152,6 +152,50 @@ func identity(t *testing.T, m map[string]float64) float64 {
 	return m["sinkd_packets_received_total"]
 }
 
+// scrapeWhileSending starts the senders and checks the identity in every
+// scrape of d's /metrics until they are done; at least 10 scrapes must see
+// traffic move.
+func scrapeWhileSending(t *testing.T, d *daemon, senders []*exec.Cmd) {
+	t.Helper()
+	done := make(chan error, len(senders))
+	for _, c := range senders {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- c.Wait() }()
+	}
+	scrapes, last := 0, -1.0
+	for running := len(senders); running > 0; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("a sender failed: %v", err)
+			}
+			running--
+		default:
+		}
+		if rx := identity(t, d.metrics(t)); rx != last {
+			scrapes, last = scrapes+1, rx
+		}
+	}
+	if scrapes < 10 {
+		t.Errorf("only %d scrapes saw traffic move", scrapes)
+	}
+}
+
+// summed adds up the summary lines "N packets WORD" of sinkd's stderr.
+func summed(stderr string) map[string]int {
+	sum := map[string]int{}
+	for _, line := range strings.Split(stderr, "\n") {
+		var n int
+		var what string
+		if _, err := fmt.Sscanf(line, "%d packets %s", &n, &what); err == nil {
+			sum[what] += n
+		}
+	}
+	return sum
+}
+
 // TestIdentityUnderLoad is the hardening break "written > received during
 // rotation": sinkd rotates every few packets while allowed, denied,
 // filtered and malformed envelopes flow; every scrape must add up. Then it
@@ -174,27 +218,7 @@ func TestIdentityUnderLoad(t *testing.T) {
 		hv2.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:2::2]:3010", "--loop", "20", "--pps", "1000", vmTraffic), // not allowed
 		hv1.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "700", shortFile),   // malformed
 	}
-	done := make(chan error, len(senders))
-	for _, c := range senders {
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { done <- c.Wait() }()
-	}
-	scrapes, last := 0, -1.0
-	for running := len(senders); running > 0; {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("a sender failed: %v", err)
-			}
-			running--
-		default:
-		}
-		if rx := identity(t, d.metrics(t)); rx != last {
-			scrapes, last = scrapes+1, rx
-		}
-	}
+	scrapeWhileSending(t, d, senders)
 	m := d.waitMetric(t, "sinkd_packets_received_total", 60*74+20*74+5*200)
 	identity(t, m)
 	for _, k := range []string{"sinkd_files_rotated_total", `sinkd_packets_malformed_total{reason="short_frame"}`,
@@ -202,9 +226,6 @@ func TestIdentityUnderLoad(t *testing.T) {
 		if m[k] == 0 {
 			t.Errorf("%s is 0: the load lacks a case", k)
 		}
-	}
-	if scrapes < 10 {
-		t.Errorf("only %d scrapes saw traffic move", scrapes)
 	}
 
 	// Frozen, 40 more rounds queue (1360 IPv4 frames): -c 3000 is reached
@@ -216,14 +237,7 @@ func TestIdentityUnderLoad(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	sum := map[string]int{}
-	for _, line := range strings.Split(stderr, "\n") {
-		var n int
-		var what string
-		if _, err := fmt.Sscanf(line, "%d packets %s", &n, &what); err == nil {
-			sum[what] += n
-		}
-	}
+	sum := summed(stderr)
 	rx := 60*74 + 20*74 + 5*200 + 40*74
 	if sum["captured"] != 3000 || sum["received"] != rx || sum["dropped,"] == 0 ||
 		sum["captured"]+sum["malformed"]+sum["filtered"]+sum["from"]+sum["dropped,"] != rx {

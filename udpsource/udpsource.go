@@ -30,6 +30,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/internal/mmsg"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,6 +87,44 @@ type Source struct {
 // Listen opens the socket. A port already in use or an address not on this
 // host fails here, with the address in the error.
 func Listen(cfg Config) (*Source, error) {
+	return open(cfg, false)
+}
+
+// ListenGroup opens n sockets in one SO_REUSEPORT group on the same
+// address and port (the port of the first when cfg.Port is 0) and attaches
+// steer, a classic BPF program whose result is the index of the socket
+// that gets a datagram (SO_ATTACH_REUSEPORT_CBPF), in the order returned.
+// When the program's result is out of range the kernel picks by its hash.
+func ListenGroup(cfg Config, n int, steer []bpf.RawInstruction) ([]*Source, error) {
+	var group []*Source
+	fail := func(err error) ([]*Source, error) {
+		for _, s := range group {
+			s.Close()
+		}
+		return nil, err
+	}
+	for i := range n {
+		s, err := open(cfg, true)
+		if err != nil {
+			return fail(err)
+		}
+		group = append(group, s)
+		if i > 0 {
+			continue
+		}
+		cfg.Port = s.local.Port()
+		if len(steer) == 0 {
+			continue
+		}
+		prog := unix.SockFprog{Len: uint16(len(steer)), Filter: (*unix.SockFilter)(unsafe.Pointer(&steer[0]))}
+		if err := unix.SetsockoptSockFprog(s.fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &prog); err != nil {
+			return fail(fmt.Errorf("listen on udp %s: attach the steering program (SO_ATTACH_REUSEPORT_CBPF): %w", s.local, err))
+		}
+	}
+	return group, nil
+}
+
+func open(cfg Config, reusePort bool) (*Source, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = capture.DefaultBatchSize
 	}
@@ -114,6 +153,12 @@ func Listen(cfg Config) (*Source, error) {
 	if err := s.setOptions(cfg, family); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen on udp %s: %w", bind, err)
+	}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("listen on udp %s: setsockopt SO_REUSEPORT: %w", bind, err)
+		}
 	}
 	sa := mmsg.Sockaddr(bind, family == unix.AF_INET6)
 	if _, _, errno := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&sa)), sockaddrLen(&sa)); errno != 0 {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/dpcap/dpcap/postrotate"
 	"github.com/dpcap/dpcap/rawsource"
 	"github.com/dpcap/dpcap/sink"
+	"github.com/dpcap/dpcap/steer"
 	"github.com/dpcap/dpcap/udpsource"
 	"github.com/dpcap/dpcap/udpstat"
 	"github.com/dpcap/dpcap/upload"
@@ -108,7 +110,16 @@ Input:
                    taken as 192.0.2.7)
   --buffer-size N  socket receive buffer, or -i's ring, in bytes with
                    k/m/g suffixes (default 64m; forcing a socket's needs
-                   CAP_NET_ADMIN)
+                   CAP_NET_ADMIN); with --workers, each worker's
+  --workers N      receive on N sockets (UDP: one SO_REUSEPORT group; -i:
+                   one PACKET_FANOUT group), each with a thread and a set
+                   of files of its own, FILE-wK.ext (K = 0..N-1; merge
+                   them with mergecap). A kernel BPF program sends each
+                   envelope to a worker by the inner frame's addresses and
+                   ports, so a flow's copies (both directions) stay on one
+                   worker, in order. Default 1: one socket, FILE as given.
+                   Excludes -r, -w - and -c; -W and --keep count each
+                   worker's files
 ` + uploadUsage + `
 Wireshark: installed in Wireshark's extcap folder (make install-extcap),
 sinkd is the interface "dpcap" in Wireshark and tshark: a live view of the
@@ -124,6 +135,9 @@ Monitoring:
 Exit status: 0 on a clean stop, 1 on a runtime failure, 2 on a usage or
 start-up error.
 `
+
+// maxWorkers bounds --workers: one socket, thread and set of files each.
+const maxWorkers = 64
 
 // udpWatchInterval is how often the kernel's UDP error counters are
 // compared with what sinkd receives.
@@ -155,6 +169,7 @@ type options struct {
 	listen      netip.Addr
 	bufferSize  int
 	metricsAddr string
+	workers     int
 	upload      uploadFlags
 }
 
@@ -164,7 +179,7 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 
 func parseFlags(args []string) (options, error) {
-	o := options{snapLen: capture.MaxSnapLen, port: decap.DefaultNICPort, hookJobs: postrotate.DefaultJobs, hookWait: 10 * time.Second, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
+	o := options{workers: 1, snapLen: capture.MaxSnapLen, port: decap.DefaultNICPort, hookJobs: postrotate.DefaultJobs, hookWait: 10 * time.Second, bufferSize: 64 << 20, metricsAddr: "127.0.0.1:9310", ports: decap.DefaultPorts()}
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -210,6 +225,14 @@ func parseFlags(args []string) (options, error) {
 		return err
 	})
 	fs.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "")
+	fs.Func("workers", "", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxWorkers {
+			return fmt.Errorf("invalid --workers %q: want 1-%d", v, maxWorkers)
+		}
+		o.workers = n
+		return nil
+	})
 	fs.StringVar(&o.readFile, "r", "", "")
 	fs.StringVar(&o.iface, "i", "", "")
 	var portList, format, splitBy, portMap string
@@ -301,6 +324,12 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("--allow zones name arrival interfaces, which a capture file does not record")}
 	case set["listen"] && (o.readFile != "" || o.iface != ""):
 		return o, usageError{errors.New("--listen applies to the UDP socket, not to -r or -i")}
+	case o.workers > 1 && o.readFile != "":
+		return o, usageError{errors.New("--workers applies to the UDP socket and -i; -r converts one file")}
+	case o.workers > 1 && o.out == "-":
+		return o, usageError{errors.New("--workers N writes a set of files per worker: give -w FILE, not -w -")}
+	case o.workers > 1 && o.count > 0:
+		return o, usageError{errors.New("-c counts one capture: it excludes --workers N > 1")}
 	}
 	if err := o.upload.check(o.out, set); err != nil {
 		return o, usageError{err}
@@ -341,24 +370,25 @@ func run(args []string, stderr io.Writer) int {
 	// that -z commands start with the default action.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
-	src, bufSize, desc, err := openSource(o, logger)
+	srcs, bufSize, desc, err := openSources(o, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
 	}
-	defer src.Close()
-	var decoder sink.Decoder // nil: socket payloads, no outer headers
-	if o.readFile != "" || o.iface != "" {
-		decoder = decap.NewDecoder(o.ports)
+	for _, src := range srcs {
+		defer src.Close()
 	}
-	var flt sink.Filter
-	if o.filter != "" {
+	flts := make([]sink.Filter, len(srcs)) // a compiled filter per worker
+	for i := range flts {
+		if o.filter == "" {
+			break
+		}
 		f, err := filter.Compile(o.filter, o.snapLen)
 		if err != nil {
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
 		}
-		flt = f
+		flts[i] = f
 	}
 	var runAs *privdrop.User
 	if o.runAs != "" {
@@ -369,11 +399,12 @@ func run(args []string, stderr io.Writer) int {
 		}
 		runAs = &u
 	}
-	out, err := openOutput(o, src, runAs, logger)
+	outs, err := openOutputs(o, srcs, runAs, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
 	}
+	out := outputs(outs)
 	var hooks *postrotate.Runner
 	if o.postRotate != "" {
 		hooks = postrotate.New(postrotate.Config{Command: o.postRotate, Jobs: o.hookJobs, Logger: logger})
@@ -388,14 +419,18 @@ func run(args []string, stderr io.Writer) int {
 		}
 		out.OnClose(up.Handle)
 	}
-	eng := sink.New(sink.Config{
-		Source: src, Decoder: decoder, Port: o.port, Output: out,
-		PerSource: o.split || o.format == pcapout.FormatPcapng, MaxSources: o.maxSources, PortMap: o.portMap,
-		Filter: flt, Allow: o.allow,
-		Count: o.count, Stream: out.Stream(), Logger: logger,
-	})
-	// One receive path today; metrics and the summary report the sum.
-	stats := func() sink.Stats { return sink.Total(eng) }
+	engs := make(engines, len(srcs))
+	for i, src := range srcs {
+		engs[i] = sink.New(sink.Config{
+			Source: src, Decoder: newDecoder(o), Port: o.port, Output: outs[i],
+			PerSource: o.split || o.format == pcapout.FormatPcapng, MaxSources: o.maxSources, PortMap: o.portMap,
+			Filter: flts[i], Allow: o.allow,
+			Count: o.count, Stream: outs[i].Stream(), Logger: logger,
+		})
+	}
+	// Metrics and the summary report the sum of the workers' snapshots,
+	// each of which accounts for its packets exactly.
+	stats := func() sink.Stats { return sink.Total(engs...) }
 	if o.metricsAddr != "" {
 		var more []prometheus.Collector
 		if o.readFile == "" {
@@ -407,7 +442,7 @@ func run(args []string, stderr io.Writer) int {
 		if up != nil {
 			more = append(more, metrics.NewUploadCollector(up.Stats))
 		}
-		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), eng.Running, logger, more...)
+		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), engs.running, logger, more...)
 		if err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
@@ -439,15 +474,15 @@ func run(args []string, stderr io.Writer) int {
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {
-				eng.Rotate()
+				engs.rotate()
 				continue
 			}
-			eng.Stop()
+			engs.stop()
 		}
 	}()
 
 	if o.readFile == "" {
-		attrs := []any{"from", desc, "file", out.Name(), "buffer_bytes", bufSize}
+		attrs := []any{"from", desc, "file", out.Name(), "buffer_bytes", bufSize, "workers", len(engs)}
 		if len(o.allow) > 0 {
 			allow := make([]string, len(o.allow))
 			for i, r := range o.allow {
@@ -464,7 +499,7 @@ func run(args []string, stderr io.Writer) int {
 		defer cancel()
 		go udpstat.Watch(ctx, udpstat.DefaultProcNet, udpWatchInterval, func() uint64 { return stats().Received }, logger)
 	}
-	runErr := eng.Run()
+	runErr := engs.run()
 	st := stats()
 	if hooks != nil {
 		running, notRun := hooks.Stop(o.hookWait)
@@ -478,7 +513,7 @@ func run(args []string, stderr io.Writer) int {
 	if up != nil {
 		printUploadSummary(stderr, up.Close(o.upload.wait), o.upload.spool)
 	}
-	if eng.FileLimitReached() {
+	if engs.fileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)
 	}
 	printSummary(stderr, st, o.readFile == "")
@@ -512,10 +547,39 @@ func checkFileLimit(o options) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return fmt.Errorf("read the file descriptor limit: %w", err)
 	}
-	if need := uint64(n) + 1 + reserve; lim.Cur < need {
-		return fmt.Errorf("--split-by with --max-sources %d needs %d file descriptors, the limit is %d: raise it (ulimit -n, LimitNOFILE=) or lower --max-sources", n, need, lim.Cur)
+	if need := uint64(n*o.workers) + 1 + reserve; lim.Cur < need {
+		return fmt.Errorf("--split-by with --max-sources %d (each worker's) needs %d file descriptors, the limit is %d: raise it (ulimit -n, LimitNOFILE=) or lower --max-sources", n, need, lim.Cur)
 	}
 	return nil
+}
+
+// openOutputs opens each worker's output: FILE with one worker, FILE-wK.ext
+// with several.
+func openOutputs(o options, srcs []capture.Source, runAs *privdrop.User, logger *slog.Logger) ([]output, error) {
+	var outs []output
+	for i, src := range srcs {
+		wo := o
+		if len(srcs) > 1 {
+			wo.out = workerPath(o.out, i)
+		}
+		out, err := openOutput(wo, src, runAs, logger)
+		if err != nil {
+			outputs(outs).Close()
+			return nil, err
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
+// workerPath names worker k's files: FILE-wK before FILE's extension.
+func workerPath(path string, k int) string {
+	dir, base := filepath.Split(path)
+	ext := ""
+	if i := strings.LastIndexByte(base, '.'); i > 0 {
+		base, ext = base[:i], base[i:]
+	}
+	return dir + base + "-w" + strconv.Itoa(k) + ext
 }
 
 // openOutput opens the capture file, or the set of files per source. Files
@@ -537,26 +601,53 @@ func openOutput(o options, src capture.Source, runAs *privdrop.User, logger *slo
 	return pcapout.Open(opts)
 }
 
-// openSource opens the input the flags name. It returns the source, its
-// buffer size and a description for the log.
-func openSource(o options, logger *slog.Logger) (capture.Source, int, string, error) {
+// openSources opens the input the flags name, one source per worker. It
+// returns the sources, the buffer size of each and a description for the
+// log.
+func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string, error) {
 	switch {
 	case o.readFile != "":
 		src, err := capfile.OpenSource(o.readFile)
-		return src, 0, o.readFile, err
+		return []capture.Source{src}, 0, o.readFile, err
 	case o.iface != "":
 		src, err := rawsource.Open(rawsource.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize})
-		return src, o.bufferSize, "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")", err
+		return []capture.Source{src}, o.bufferSize, "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")", err
 	}
-	src, err := udpsource.Listen(udpsource.Config{
+	cfg := udpsource.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
 		SnapLen: min(o.snapLen, 65535), BatchSize: capture.DefaultBatchSize, Logger: logger,
 		ArrivalInterface: sink.Zoned(o.allow),
-	})
+	}
+	if o.workers == 1 {
+		src, err := udpsource.Listen(cfg)
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return []capture.Source{src}, src.ReceiveBuffer(), "udp " + src.LocalAddr().String(), nil
+	}
+	prog, err := steer.Reuseport(o.workers)
 	if err != nil {
 		return nil, 0, "", err
 	}
-	return src, src.ReceiveBuffer(), "udp " + src.LocalAddr().String(), nil
+	group, err := udpsource.ListenGroup(cfg, o.workers, prog)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	srcs := make([]capture.Source, len(group))
+	for i, s := range group {
+		srcs[i] = s
+	}
+	desc := fmt.Sprintf("udp %s (%d sockets in a SO_REUSEPORT group, steered by inner flow)", group[0].LocalAddr(), len(group))
+	return srcs, group[0].ReceiveBuffer(), desc, nil
+}
+
+// newDecoder returns a worker's decoder: nil for socket payloads, which
+// have no outer headers.
+func newDecoder(o options) sink.Decoder {
+	if o.readFile != "" || o.iface != "" {
+		return decap.NewDecoder(o.ports)
+	}
+	return nil
 }
 
 // printSummary prints tcpdump's style of end-of-capture counts, with the

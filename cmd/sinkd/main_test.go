@@ -62,6 +62,14 @@ func TestParseFlags(t *testing.T) {
 				u.spool == "/cap/.sinkd-spool" && u.spoolSize == 2<<30 && u.full.String() == "drop-newest" && u.retryMax == time.Minute
 		}},
 		{[]string{"-w", "x", "--upload-delete"}, "--upload-delete needs --upload", nil},
+		{[]string{"-w", "x", "--workers", "4", "-i", "eth1"}, "", func(o options) bool { return o.workers == 4 && o.iface == "eth1" }},
+		{[]string{"-w", "x"}, "", func(o options) bool { return o.workers == 1 }},
+		{[]string{"-w", "x", "--workers", "0"}, "invalid --workers", nil},
+		{[]string{"-w", "x", "--workers", "65"}, "invalid --workers", nil},
+		{[]string{"-w", "x", "--workers", "two"}, "invalid --workers", nil},
+		{[]string{"-w", "x", "--workers", "2", "-r", "in.pcap"}, "-r converts one file", nil},
+		{[]string{"-w", "-", "--workers", "2"}, "not -w -", nil},
+		{[]string{"-w", "x", "--workers", "2", "-c", "10"}, "excludes --workers", nil},
 		{[]string{"-w", "-", "--upload", "s3://bkt"}, "--upload needs files", nil},
 		{[]string{"-w", "x", "--upload", "https://bkt"}, "want s3://BUCKET/PREFIX", nil},
 		{[]string{"-w", "x", "--upload", "s3://Bkt"}, "invalid bucket name", nil},
@@ -87,5 +95,20 @@ func TestParseFlags(t *testing.T) {
 				t.Fatalf("err = %v, want a usage error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestWorkerPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"cap.pcap":              "cap-w1.pcap",
+		"/data/cap.pcapng":      "/data/cap-w1.pcapng",
+		"cap":                   "cap-w1",
+		"/data.d/cap":           "/data.d/cap-w1",
+		".hidden":               ".hidden-w1",
+		"/c/%Y%m%d-%H%M%S.pcap": "/c/%Y%m%d-%H%M%S-w1.pcap",
+	} {
+		if got := workerPath(in, 1); got != want {
+			t.Errorf("workerPath(%q, 1) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/sink"
+)
+
+// engines are the workers of one capture, one engine each.
+type engines []*sink.Engine
+
+// running reports whether every worker is receiving (/readyz).
+func (es engines) running() bool {
+	for _, e := range es {
+		if !e.Running() {
+			return false
+		}
+	}
+	return true
+}
+
+func (es engines) rotate() {
+	for _, e := range es {
+		e.Rotate()
+	}
+}
+
+func (es engines) stop() {
+	for _, e := range es {
+		e.Stop()
+	}
+}
+
+// fileLimitReached reports whether a worker ended on -W.
+func (es engines) fileLimitReached() bool {
+	for _, e := range es {
+		if e.FileLimitReached() {
+			return true
+		}
+	}
+	return false
+}
+
+// run runs the workers, one engine on the calling goroutine when there is
+// one (today's path), else each on an OS thread of its own. The first to
+// end (-W, a failing source) stops the others, so the capture ends as one.
+func (es engines) run() error {
+	if len(es) == 1 {
+		return es[0].Run()
+	}
+	errs := make([]error, len(es))
+	var wg sync.WaitGroup
+	for i, e := range es {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			errs[i] = e.Run()
+			es.stop()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// outputs are the workers' outputs, one each.
+type outputs []output
+
+// OnClose subscribes f to every worker's closed files.
+func (outs outputs) OnClose(f func(pcapout.ClosedFile)) {
+	for _, o := range outs {
+		o.OnClose(f)
+	}
+}
+
+// Close closes every output.
+func (outs outputs) Close() {
+	for _, o := range outs {
+		o.Close()
+	}
+}
+
+// Name names the first file of each worker.
+func (outs outputs) Name() string {
+	names := make([]string, len(outs))
+	for i, o := range outs {
+		names[i] = o.Name()
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// flowFrames returns flows inner TCP conversations of per frames each,
+// interleaved, the odd frames of each in the reverse direction. Each frame
+// carries its flow and its number within the flow.
+func flowFrames(t *testing.T, flows, per int) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	for seq := range per {
+		for f := range flows {
+			a, b := net.IP{10, 0, byte(f / 200), byte(f%200 + 1)}, net.IP{10, 1, 0, 1}
+			sport, dport := layers.TCPPort(1000+f), layers.TCPPort(443)
+			if seq%2 == 1 {
+				a, b, sport, dport = b, a, dport, sport
+			}
+			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: a, DstIP: b}
+			tcp := &layers.TCP{SrcPort: sport, DstPort: dport, ACK: true, Window: 1000}
+			tcp.SetNetworkLayerForChecksum(ip)
+			payload := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(f)), uint32(seq))
+			buf := gopacket.NewSerializeBuffer()
+			err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+				&layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4},
+				ip, tcp, gopacket.Payload(payload))
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames = append(frames, buf.Bytes())
+		}
+	}
+	return frames
+}
+
+// checkWorkerFiles reads each worker's files (in the order written) with
+// capinfos, tcpdump and tshark, and checks that every flow of flowFrames is
+// in exactly one worker's files, all its frames in order, loops times
+// over; it returns the packets per worker.
+func checkWorkerFiles(t *testing.T, workers [][]string, flows, per, loops int) []int {
+	t.Helper()
+	home := map[uint32]int{}
+	next := map[uint32]int{}
+	counts := make([]int, len(workers))
+	for w, files := range workers {
+		for _, name := range files {
+			frames := readFrames(t, name)
+			checkWithTools(t, name, len(frames))
+			counts[w] += len(frames)
+			for _, fr := range frames {
+				p := fr[len(fr)-8:]
+				f, seq := binary.BigEndian.Uint32(p), int(binary.BigEndian.Uint32(p[4:]))
+				if v, ok := home[f]; ok && v != w {
+					t.Fatalf("flow %d is in the files of workers %d and %d", f, v, w)
+				}
+				home[f] = w
+				if want := next[f] % per; seq != want {
+					t.Fatalf("flow %d in %s: frame %d where %d was due", f, name, seq, want)
+				}
+				next[f]++
+			}
+		}
+	}
+	for f := range uint32(flows) {
+		if next[f] != per*loops {
+			t.Errorf("flow %d: %d frames written, want %d", f, next[f], per*loops)
+		}
+	}
+	return counts
+}
+
+// TestWorkersUDP: sinkd --workers 2 over a veth, one sender (one outer
+// address and port) carrying 64 inner flows, plus envelopes the filter
+// rejects and broken ones. Every scrape of /metrics adds up while they
+// flow; each flow ends up in one worker's file, in order, both files get
+// some, and the files, the summary and what was sent agree.
+func TestWorkersUDP(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	dir := t.TempDir()
+	const flows, per, loops = 64, 40, 8
+	flowFile := writePcap(t, flowFrames(t, flows, per))
+	short := make([][]byte, 100)
+	for i := range short {
+		short[i] = make([]byte, 10)
+	}
+	shortFile := writePcap(t, short)
+	d := startSinkd(t, sk, "--workers", "2", "-w", filepath.Join(dir, "out.pcap"), "-C", "100k", "tcp and net 10.0.0.0/8")
+	if !strings.Contains(d.stderr.String(), "SO_REUSEPORT group") {
+		t.Errorf("the log does not say how it receives:\n%s", d.stderr)
+	}
+	senders := []*exec.Cmd{
+		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", fmt.Sprint(loops), "--pps", "10000", flowFile),
+		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "10", "--pps", "1000", vmTraffic), // not 10/8: filtered
+		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "500", shortFile),   // malformed
+	}
+	scrapeWhileSending(t, d, senders)
+	sent := flows*per*loops + 10*74 + 5*100
+	m := d.waitMetric(t, "sinkd_packets_received_total", float64(sent))
+	identity(t, m)
+	for _, k := range []string{`sinkd_packets_malformed_total{reason="short_frame"}`, "sinkd_packets_filtered_total"} {
+		if m[k] == 0 {
+			t.Errorf("%s is 0: the load lacks a case", k)
+		}
+	}
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sum := summed(stderr)
+	if sum["received"] != sent || sum["captured"]+sum["malformed"]+sum["filtered"] != sent {
+		t.Errorf("the summary does not add up to %d received:\n%s", sent, stderr)
+	}
+	// Rotation at 100 kB: each worker has files of its own.
+	var files [][]string
+	for w := range 2 {
+		names, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("out-w%d.pcap*", w)))
+		if len(names) < 2 {
+			t.Errorf("worker %d wrote %v, want rotated files", w, names)
+		}
+		// FILE, FILE1, FILE2, ... FILE10: in the order written.
+		slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
+		files = append(files, names)
+	}
+	counts := checkWorkerFiles(t, files, flows, per, loops)
+	if counts[0] == 0 || counts[1] == 0 {
+		t.Errorf("packets per worker: %v", counts)
+	}
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	if total != sum["captured"] {
+		t.Errorf("the files hold %d packets, the summary says %d captured", total, sum["captured"])
+	}
+	t.Logf("packets per worker: %v", counts)
+}

@@ -1,0 +1,257 @@
+package steer
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
+)
+
+const nicPort = 3010
+
+// flow is an inner conversation, sent in one direction.
+type flow struct {
+	src, dst     net.IP
+	proto        layers.IPProtocol
+	sport, dport uint16
+}
+
+func (f flow) reverse() flow {
+	return flow{src: f.dst, dst: f.src, proto: f.proto, sport: f.dport, dport: f.sport}
+}
+
+// frame builds an inner Ethernet frame of f, with the given VLAN tags and,
+// for IPv4, fragment flags and offset.
+func frame(t *testing.T, f flow, vlans []uint16, frag uint16) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	ls := []gopacket.SerializableLayer{eth}
+	etype := layers.EthernetTypeIPv4
+	if f.src.To4() == nil {
+		etype = layers.EthernetTypeIPv6
+	}
+	prev := &eth.EthernetType
+	for _, id := range vlans {
+		*prev = layers.EthernetTypeDot1Q
+		d := &layers.Dot1Q{VLANIdentifier: id}
+		ls = append(ls, d)
+		prev = &d.Type
+	}
+	*prev = etype
+	if etype == layers.EthernetTypeIPv4 {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: f.proto, SrcIP: f.src, DstIP: f.dst,
+			Flags: layers.IPv4Flag(frag >> 13), FragOffset: frag & 0x1FFF}
+		ls = append(ls, ip)
+	} else {
+		ls = append(ls, &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: f.proto, SrcIP: f.src, DstIP: f.dst})
+	}
+	ports := make([]byte, 8)
+	binary.BigEndian.PutUint16(ports, f.sport)
+	binary.BigEndian.PutUint16(ports[2:], f.dport)
+	ls = append(ls, gopacket.Payload(append(ports, "payload"...)))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// envelope wraps inner in Ether | IP | UDP to port, as the whole frame an
+// AF_PACKET socket sees.
+func envelope(t *testing.T, outerSrc, outerDst net.IP, port uint16, inner []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 1, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 1, 2}}
+	udp := &layers.UDP{SrcPort: 49152, DstPort: layers.UDPPort(port)}
+	var ip gopacket.SerializableLayer
+	if outerSrc.To4() != nil {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		ip = &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: outerSrc, DstIP: outerDst}
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: outerSrc, DstIP: outerDst}
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, eth, ip, udp, gopacket.Payload(inner)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func newVM(t *testing.T, raw []bpf.RawInstruction) *bpf.VM {
+	t.Helper()
+	insts, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("the program does not disassemble")
+	}
+	vm, err := bpf.NewVM(insts)
+	if err != nil {
+		t.Fatalf("the VM rejects the program: %v", err)
+	}
+	return vm
+}
+
+func run(t *testing.T, vm *bpf.VM, pkt []byte) int {
+	t.Helper()
+	i, err := vm.Run(pkt)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return i
+}
+
+// randomFlows returns n flows of every protocol, half IPv4 and half IPv6.
+func randomFlows(n int, seed uint64) []flow {
+	r := rand.New(rand.NewPCG(seed, 1))
+	protos := []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP, layers.IPProtocolSCTP, layers.IPProtocolICMPv4}
+	fs := make([]flow, n)
+	for i := range fs {
+		ln := 4
+		if i%2 == 1 {
+			ln = 16
+		}
+		src, dst := make(net.IP, ln), make(net.IP, ln)
+		for j := range ln {
+			src[j], dst[j] = byte(r.Uint32()), byte(r.Uint32())
+		}
+		fs[i] = flow{src: src, dst: dst, proto: protos[i%len(protos)], sport: uint16(r.Uint32()), dport: uint16(r.Uint32())}
+	}
+	return fs
+}
+
+func TestReuseportKeepsFlowsTogetherAndSpreadsThem(t *testing.T) {
+	for _, n := range []int{2, 3, 16} {
+		vm := newVM(t, mustReuseport(t, n))
+		counts := make([]int, n)
+		flows := randomFlows(2000, uint64(n))
+		for _, f := range flows {
+			i := run(t, vm, frame(t, f, nil, 0))
+			if i < 0 || i >= n {
+				t.Fatalf("n=%d: flow %+v steered to %d", n, f, i)
+			}
+			counts[i]++
+			for name, same := range map[string][]byte{
+				"the reverse direction":   frame(t, f.reverse(), nil, 0),
+				"a VLAN tag":              frame(t, f, []uint16{100}, 0),
+				"two VLAN tags (QinQ)":    frame(t, f, []uint16{100, 200}, 0),
+				"the reverse, tagged":     frame(t, f.reverse(), []uint16{7}, 0),
+				"a longer frame and tail": append(frame(t, f, nil, 0), make([]byte, 900)...),
+			} {
+				if j := run(t, vm, same); j != i {
+					t.Errorf("n=%d: flow %+v: %s goes to %d, the flow to %d", n, f, name, j, i)
+				}
+			}
+		}
+		// 2000 flows: each socket gets its share within 30%.
+		for i, c := range counts {
+			if want := len(flows) / n; c < want*7/10 || c > want*13/10 {
+				t.Errorf("n=%d: socket %d got %d of %d flows (counts %v)", n, i, c, len(flows), counts)
+			}
+		}
+	}
+}
+
+func TestReuseportPortsCount(t *testing.T) {
+	// Many connections between the same two hosts spread over the
+	// sockets; without ports (ICMP) they would share one.
+	vm := newVM(t, mustReuseport(t, 2))
+	seen := map[int]bool{}
+	for port := uint16(1000); port < 1064; port++ {
+		seen[run(t, vm, frame(t, flow{src: net.IP{10, 0, 0, 1}, dst: net.IP{10, 0, 0, 2}, proto: layers.IPProtocolTCP, sport: port, dport: 443}, nil, 0))] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("64 TCP connections between two hosts all went to socket %v", seen)
+	}
+}
+
+func TestReuseportFragmentsFollowTheirAddresses(t *testing.T) {
+	vm := newVM(t, mustReuseport(t, 16))
+	for _, f := range randomFlows(200, 7) {
+		if f.src.To4() == nil {
+			continue
+		}
+		first := run(t, vm, frame(t, f, nil, 0x2000)) // MF, offset 0
+		other := f
+		other.sport, other.dport = 1, 2 // a later fragment's bytes are data, not ports
+		if later := run(t, vm, frame(t, other, nil, 185)); later != first {
+			t.Errorf("flow %+v: first fragment to %d, a later one to %d", f, first, later)
+		}
+	}
+}
+
+func TestReuseportShortAndOtherFrames(t *testing.T) {
+	vm := newVM(t, mustReuseport(t, 4))
+	f := flow{src: net.IP{10, 0, 0, 1}, dst: net.IP{10, 0, 0, 2}, proto: layers.IPProtocolTCP, sport: 1, dport: 2}
+	full := frame(t, f, nil, 0)
+	for n := 0; n < len(full); n++ {
+		if i := run(t, vm, full[:n]); i < 0 || i >= 4 {
+			t.Fatalf("a frame cut to %d bytes goes to %d", n, i)
+		}
+	}
+	// ARP: by its MAC addresses, both ways.
+	arp := make([]byte, 42)
+	copy(arp, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x06})
+	rev := append([]byte(nil), arp...)
+	copy(rev, []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2})
+	if a, b := run(t, vm, arp), run(t, vm, rev); a != b {
+		t.Errorf("ARP one way to %d, the other to %d", a, b)
+	}
+}
+
+func TestFanoutMatchesReuseportForNICEnvelopes(t *testing.T) {
+	const n = 4
+	reuse := newVM(t, mustReuseport(t, n))
+	fan, err := Fanout(n, nicPort, 14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, fan)
+	hv6, sink6 := net.ParseIP("2001:db8::1"), net.ParseIP("2001:db8::2")
+	hv4, sink4 := net.IP{192, 0, 2, 1}, net.IP{192, 0, 2, 2}
+	spread := map[int]bool{}
+	for _, f := range randomFlows(400, 3) {
+		inner := frame(t, f, nil, 0)
+		want := run(t, reuse, inner)
+		for _, env := range [][]byte{envelope(t, hv6, sink6, nicPort, inner), envelope(t, hv4, sink4, nicPort, inner)} {
+			if got := run(t, vm, env); got != want {
+				t.Errorf("flow %+v: fanout steers the envelope to %d, reuseport the payload to %d", f, got, want)
+			}
+		}
+		spread[want] = true
+		// Other kinds (VXLAN here) go by the outer addresses: one
+		// sender's envelopes, whatever they carry, to one socket.
+		if a, b := run(t, vm, envelope(t, hv6, sink6, 4789, inner)), run(t, vm, envelope(t, hv6, sink6, 4789, frame(t, randomFlows(1, 9)[0], nil, 0))); a != b {
+			t.Errorf("VXLAN envelopes of one sender go to %d and %d", a, b)
+		}
+	}
+	if len(spread) != n {
+		t.Errorf("400 flows reached only sockets %v", spread)
+	}
+	// Not IP: the first socket.
+	if i := run(t, vm, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06}, make([]byte, 28)...)); i != 0 {
+		t.Errorf("ARP goes to %d", i)
+	}
+}
+
+func TestBadGroups(t *testing.T) {
+	for _, n := range []int{0, -1, MaxSockets + 1} {
+		if _, err := Reuseport(n); err == nil {
+			t.Errorf("Reuseport(%d) succeeded", n)
+		}
+		if _, err := Fanout(n, nicPort, NetOff); err == nil {
+			t.Errorf("Fanout(%d) succeeded", n)
+		}
+	}
+}
+
+func mustReuseport(t *testing.T, n int) []bpf.RawInstruction {
+	t.Helper()
+	raw, err := Reuseport(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
