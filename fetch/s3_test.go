@@ -3,13 +3,22 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/s3test"
@@ -172,5 +181,74 @@ func TestFileGone(t *testing.T) {
 	slices.Sort(sum.Gone)
 	if want := []string{localGone, files[1].Name}; !slices.Equal(sum.Gone, want) {
 		t.Errorf("gone %q, want %q", sum.Gone, want)
+	}
+}
+
+// cutReader fails with an unexpected EOF after n bytes, as a connection
+// that breaks.
+type cutReader struct {
+	io.ReadCloser
+	n int
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := c.ReadCloser.Read(p[:min(len(p), c.n)])
+	c.n -= n
+	return n, err
+}
+
+// TestDownloadResumes: the store's connection breaks twice in the middle
+// of a download (a proxy in front of MinIO cuts the responses); the rest
+// is asked for from where it stopped and every packet comes back, in
+// order, with nothing reported damaged.
+func TestDownloadResumes(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	target, err := url.Parse(srv.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gets atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method == http.MethodGet && strings.Contains(r.Request.URL.Path, "_cap.pcapng") && gets.Add(1) <= 2 {
+			r.Body = &cutReader{ReadCloser: r.Body, n: 40000}
+		}
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	c, err := archive.NewClient(context.Background(), archive.ClientOptions{Endpoint: front.URL, PathStyle: true, MaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(s3test.AccessKey, s3test.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.MakeBucket(t, c, "flaky")
+	loc := archive.Location{Bucket: "flaky"}
+	dir := t.TempDir()
+	name := filepath.Join(dir, "cap.pcapng")
+	var pkts []pkt
+	var want []string
+	for i := range 3000 {
+		tag := fmt.Sprintf("p%04d", i)
+		pkts = append(pkts, pkt{0, time.Duration(i) * time.Millisecond, tag})
+		want = append(want, got{"vm-1", time.Duration(i) * time.Millisecond, tag}.String())
+	}
+	writeNg(t, name, []pcapgo.NgInterface{ngIface("vm-1", "")}, pkts)
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := loc.Key("sink-a", t0, t0.Add(3*time.Second), name)
+	if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &loc.Bucket, Key: &key, Body: bytes.NewReader(b)}); err != nil {
+		t.Fatal(err)
+	}
+	out, sum := run(t, Query{}, false, &S3{Client: c, Loc: loc})
+	checkPackets(t, readBack(t, out), want)
+	if len(sum.Damaged) != 0 || gets.Load() != 3 || sum.Bytes != int64(len(b)) {
+		t.Errorf("damaged %q, %d GETs (want 3), %d bytes read of %d", sum.Damaged, gets.Load(), sum.Bytes, len(b))
 	}
 }

@@ -152,13 +152,71 @@ func (s *S3) sources(ctx context.Context, files []File) error {
 
 func (s *S3) opener(key string) func(context.Context) (io.ReadCloser, error) {
 	return func(ctx context.Context) (io.ReadCloser, error) {
-		out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Loc.Bucket, Key: &key})
-		if err != nil {
-			return nil, fmt.Errorf("get s3://%s/%s: %w", s.Loc.Bucket, key, err)
+		r := &resuming{ctx: ctx, s: s, key: key}
+		if err := r.get(); err != nil {
+			return nil, err
 		}
-		return out.Body, nil
+		return r, nil
 	}
 }
+
+// resumeTries is how often in a row an object's download is asked again
+// from where it broke off.
+const resumeTries = 3
+
+// resuming reads an object, asking for the rest (a range of the same
+// version, If-Match its ETag) when the connection breaks mid-way: a long
+// download does not lose the file's later packets to one network error.
+type resuming struct {
+	ctx   context.Context
+	s     *S3
+	key   string
+	body  io.ReadCloser
+	etag  *string
+	off   int64
+	tries int
+}
+
+func (r *resuming) get() error {
+	in := &s3.GetObjectInput{Bucket: &r.s.Loc.Bucket, Key: &r.key, IfMatch: r.etag}
+	if r.off > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", r.off))
+	}
+	out, err := r.s.Client.GetObject(r.ctx, in)
+	if err != nil {
+		return fmt.Errorf("get s3://%s/%s: %w", r.s.Loc.Bucket, r.key, err)
+	}
+	r.body, r.etag = out.Body, out.ETag
+	return nil
+}
+
+func (r *resuming) Read(p []byte) (int, error) {
+	for {
+		n, err := r.body.Read(p)
+		r.off += int64(n)
+		if n > 0 {
+			r.tries = 0
+		}
+		if err == nil || errors.Is(err, io.EOF) || r.ctx.Err() != nil || r.tries >= resumeTries {
+			return n, err
+		}
+		r.body.Close()
+		r.tries++
+		if gerr := r.get(); gerr != nil {
+			r.body = io.NopCloser(errReader{fmt.Errorf("%w (resuming at byte %d: %w)", err, r.off, gerr)})
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resuming) Close() error { return r.body.Close() }
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // Dir lists the capture files under a directory (sinkd's rotated files, or
 // a copy of a bucket), skipping hidden directories such as sinkd's spool.
