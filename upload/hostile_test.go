@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
@@ -366,5 +367,66 @@ func TestCopyFinishedAfterCrash(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(spool, "meta")); len(left) != 0 {
 		t.Errorf("descriptions left in the spool: %v", left)
+	}
+}
+
+// TestDroppedMultipartAborted: a large file's multipart upload breaks off
+// when the store dies; while it is down, the full spool drops that file
+// (drop-oldest). Once the store is back, the dropped file's parts do not
+// linger in the bucket, and the files kept are uploaded.
+func TestDroppedMultipartAborted(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	var log logBuffer
+	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
+	cfg.Parallel, cfg.MinBackoff, cfg.MaxBackoff = 1, 3*time.Second, 3*time.Second
+	var closed []pcapout.ClosedFile
+	files := capture(t, dir, pcapout.FormatPcap, 3, 20000, 1400, func(f pcapout.ClosedFile) { closed = append(closed, f) }) // 28 MB each: 6 parts
+	cfg.SpoolLimit = int64(closed[0].Bytes*2 + closed[0].Bytes/2)                                                           // room for two
+	u, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close(0)
+	u.Handle(closed[0])
+	ctx := context.Background()
+	var droppedKey string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no multipart upload seen")
+		}
+		ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &loc.Bucket})
+		if err != nil || len(ups.Uploads) == 0 {
+			continue
+		}
+		parts, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: &loc.Bucket, Key: ups.Uploads[0].Key, UploadId: ups.Uploads[0].UploadId})
+		if err == nil && len(parts.Parts) >= 1 {
+			srv.Kill()
+			droppedKey = aws.ToString(ups.Uploads[0].Key)
+			break
+		}
+	}
+	// The attempt fails; the uploader waits out its backoff.
+	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailNetwork] == 0 || inFlight(u); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed attempt: %+v", u.Stats())
+		}
+	}
+	u.Handle(closed[1])
+	u.Handle(closed[2])
+	if st := u.Stats(); st.DroppedFiles != 1 || st.PendingFiles != 2 {
+		t.Fatalf("the first file not dropped: %+v", st)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, u, 2)
+	delete(files, closed[0].Name)
+	sameContents(t, objects(t, c, loc), files)
+	// MinIO lists the multipart uploads of one key.
+	ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &loc.Bucket, Prefix: &droppedKey})
+	if err != nil || len(ups.Uploads) != 0 {
+		t.Errorf("unfinished multipart uploads left: %v %d", err, len(ups.Uploads))
 	}
 }

@@ -161,11 +161,14 @@ type Uploader struct {
 	queue   []*entry // oldest first
 	stats   Stats
 	journal []journalItem // sidecars to write, copies to make
-	wake    chan struct{} // the worker has something to do
-	jwake   chan struct{} // the journal has something to do
-	stop    context.CancelFunc
-	ctx     context.Context
-	done    sync.WaitGroup
+	// aborts are the keys of dropped files that may have unfinished
+	// multipart uploads in the store, whose parts would linger.
+	aborts []string
+	wake   chan struct{} // the worker has something to do
+	jwake  chan struct{} // the journal has something to do
+	stop   context.CancelFunc
+	ctx    context.Context
+	done   sync.WaitGroup
 
 	lastFail   string // the last failure logged, to log each kind once
 	failStreak int
@@ -387,6 +390,10 @@ func (u *Uploader) makeRoom(name string, size int64) bool {
 		}
 		e := u.queue[i]
 		u.queue = append(u.queue[:i], u.queue[i+1:]...)
+		if e.mp.id != "" || e.recovered {
+			u.aborts = append(u.aborts, e.meta.Key(u.cfg.Target))
+			signal(u.wake)
+		}
 		u.stats.PendingFiles--
 		u.stats.PendingBytes -= e.size
 		u.stats.DroppedFiles++
@@ -534,6 +541,7 @@ func (u *Uploader) work() {
 	defer u.done.Done()
 	backoff := time.Duration(0)
 	for {
+		u.abortDropped()
 		e := u.next()
 		if e == nil {
 			select {
@@ -568,6 +576,20 @@ func (u *Uploader) work() {
 		}
 		if u.cfg.Refresh != nil && archive.CredentialError(err) {
 			u.refresh()
+		}
+	}
+}
+
+// abortDropped aborts the multipart uploads of dropped files, once; a
+// failure leaves them to the bucket's lifecycle rule.
+func (u *Uploader) abortDropped() {
+	u.mu.Lock()
+	keys := u.aborts
+	u.aborts = nil
+	u.mu.Unlock()
+	for _, key := range keys {
+		if err := u.xfer.abortStale(u.ctx, u.cfg.Target.Bucket, key); err != nil {
+			u.cfg.Logger.Warn("the unfinished upload of a dropped file could not be aborted; a lifecycle rule (AbortIncompleteMultipartUpload) removes its parts", "object", key, "err", err)
 		}
 	}
 }
