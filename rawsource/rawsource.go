@@ -13,13 +13,16 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -54,6 +57,90 @@ type Source struct {
 
 // Open starts capturing on cfg.Interface (needs CAP_NET_RAW).
 func Open(cfg Config) (*Source, error) {
+	s, err := open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setFilter(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenGroup opens n captures on cfg.Interface in one PACKET_FANOUT group
+// (id, unique among the groups of the network namespace) whose classic BPF
+// program steer picks the capture of each frame (PACKET_FANOUT_CBPF; the
+// kernel takes its result modulo n), in the order returned. Each capture
+// takes nothing until all have joined, so that no frame reaches two.
+func OpenGroup(cfg Config, n int, id uint16, steer []bpf.RawInstruction) ([]*Source, error) {
+	var group []*Source
+	fail := func(err error) ([]*Source, error) {
+		for _, s := range group {
+			s.Close()
+		}
+		return nil, err
+	}
+	where := fmt.Sprintf("capture on %s: fanout group %d", cfg.Interface, id)
+	dropAll, _ := bpf.RetConstant{Val: 0}.Assemble()
+	for i := range n {
+		s, err := open(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		group = append(group, s)
+		if err := s.tp.SetBPF([]bpf.RawInstruction{dropAll}); err != nil {
+			return fail(fmt.Errorf("%s: kernel filter: %w", where, err))
+		}
+		if err := s.tp.SetFanout(afpacket.FanoutCBPF, id); err != nil {
+			return fail(fmt.Errorf("%s: join (PACKET_FANOUT): %w", where, err))
+		}
+		if i == 0 {
+			if err := s.setFanoutProgram(steer); err != nil {
+				return fail(fmt.Errorf("%s: %w", where, err))
+			}
+		}
+	}
+	for _, s := range group {
+		if err := s.setFilter(cfg); err != nil {
+			return fail(err)
+		}
+	}
+	return group, nil
+}
+
+// setFanoutProgram gives the socket's fanout group its program
+// (PACKET_FANOUT_DATA). gopacket's TPacket keeps its descriptor to itself:
+// it is read by reflection, and a gopacket without it is an error here.
+func (s *Source) setFanoutProgram(steer []bpf.RawInstruction) error {
+	fd := reflect.ValueOf(s.tp).Elem().FieldByName("fd")
+	if !fd.IsValid() || !fd.CanInt() {
+		return errors.New("gopacket's afpacket.TPacket has no descriptor field fd: cannot attach the steering program")
+	}
+	if len(steer) == 0 {
+		return errors.New("no steering program")
+	}
+	prog := unix.SockFprog{Len: uint16(len(steer)), Filter: (*unix.SockFilter)(unsafe.Pointer(&steer[0]))}
+	if err := unix.SetsockoptSockFprog(int(fd.Int()), unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, &prog); err != nil {
+		return fmt.Errorf("attach the steering program (PACKET_FANOUT_DATA): %w", err)
+	}
+	return nil
+}
+
+// setFilter attaches the envelope filter.
+func (s *Source) setFilter(cfg Config) error {
+	filter, err := Filter(cfg.Ports)
+	if err == nil {
+		err = s.tp.SetBPF(filter)
+	}
+	if err != nil {
+		return fmt.Errorf("capture on %s: kernel filter: %w", cfg.Interface, err)
+	}
+	return nil
+}
+
+// open opens the ring, taking every frame.
+func open(cfg Config) (*Source, error) {
 	if _, err := net.InterfaceByName(cfg.Interface); err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 	}
@@ -70,14 +157,6 @@ func Open(cfg Config) (*Source, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
-	}
-	filter, err := Filter(cfg.Ports)
-	if err == nil {
-		err = tp.SetBPF(filter)
-	}
-	if err != nil {
-		tp.Close()
-		return nil, fmt.Errorf("capture on %s: kernel filter: %w", cfg.Interface, err)
 	}
 	return &Source{tp: tp, arena: make([]byte, 0, 1<<20)}, nil
 }

@@ -610,8 +610,7 @@ func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string,
 		src, err := capfile.OpenSource(o.readFile)
 		return []capture.Source{src}, 0, o.readFile, err
 	case o.iface != "":
-		src, err := rawsource.Open(rawsource.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize})
-		return []capture.Source{src}, o.bufferSize, "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")", err
+		return openInterface(o)
 	}
 	cfg := udpsource.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
@@ -639,6 +638,32 @@ func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string,
 	}
 	desc := fmt.Sprintf("udp %s (%d sockets in a SO_REUSEPORT group, steered by inner flow)", group[0].LocalAddr(), len(group))
 	return srcs, group[0].ReceiveBuffer(), desc, nil
+}
+
+// openInterface opens -i's capture: one ring, or a PACKET_FANOUT group of
+// o.workers steered by the NIC envelopes' inner flow (the other kinds by
+// their outer addresses).
+func openInterface(o options) ([]capture.Source, int, string, error) {
+	cfg := rawsource.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize}
+	desc := "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")"
+	if o.workers == 1 {
+		src, err := rawsource.Open(cfg)
+		return []capture.Source{src}, o.bufferSize, desc, err
+	}
+	prog, err := steer.Fanout(o.workers, o.ports[decap.KindNIC], steer.NetOff)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	// The group's id is the process's: unique among the sinkds of a host.
+	group, err := rawsource.OpenGroup(cfg, o.workers, uint16(os.Getpid()), prog)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	srcs := make([]capture.Source, len(group))
+	for i, s := range group {
+		srcs[i] = s
+	}
+	return srcs, o.bufferSize, fmt.Sprintf("%s, %d rings in a PACKET_FANOUT group, steered by inner flow", desc, len(group)), nil
 }
 
 // newDecoder returns a worker's decoder: nil for socket payloads, which
