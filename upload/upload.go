@@ -347,13 +347,14 @@ func (u *Uploader) Add(m archive.Meta) {
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
 	}
+	ready := e.ready // the journal sets it once the copy is made
 	u.mu.Lock()
 	u.queue = append(u.queue, e)
 	u.stats.PendingFiles++
 	u.journal = append(u.journal, item)
 	u.mu.Unlock()
 	signal(u.jwake)
-	if e.ready {
+	if ready {
 		signal(u.wake)
 	}
 }
