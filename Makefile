@@ -26,6 +26,14 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 # The linter beyond go vet (unused code, dead stores, bugs), pinned; go run
 # builds it from the module proxy once (about 30 seconds).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# The package and the image: VERSION names the release, PKG_VERSION adds
+# the commit (Debian orders 0.1.0+git20261123.abc1234 after 0.1.0).
+VERSION     ?= 0.1.0
+REVISION    := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+PKG_VERSION := $(VERSION)+git$(shell git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$(REVISION)
+IMAGE       ?= dpcap/dpcap:$(VERSION)
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+STAGE       := $(BIN)/stage# packaging/deb/nfpm.yaml names it too
 # How long each fuzzer runs in 'make test'.
 FUZZTIME ?= 12s
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -45,7 +53,7 @@ define apt-install
 	fi
 endef
 
-.PHONY: all build build-deps demo demo-deps test-deps s3-server test unit e2e fuzz lint bench soak clean install-extcap proto interop
+.PHONY: stage deb image all build build-deps demo demo-deps test-deps s3-server test unit e2e fuzz lint bench soak clean install-extcap proto interop
 
 all: build
 
@@ -108,6 +116,27 @@ bench: build test-deps
 # Not part of test: SOAK_SECONDS (600) at SOAK_PPS (140000).
 soak: build test-deps
 	bash scripts/soak.sh
+
+# What the package and the image hold: sinkd and dpcap with libpcap's
+# filter compiler (Debian's libpcap0.8), without the DPDK backend (its
+# libraries are a build of their own; see docs/DEPLOYMENT-dpdk.md), and the
+# units pointed at /usr/bin.
+stage: build-deps
+	rm -rf $(STAGE) && mkdir -p $(STAGE)
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "-s -w" -tags libpcap -o $(STAGE)/ ./cmd/sinkd ./cmd/dpcap
+	for u in sinkd dpcap; do sed 's|/usr/local/bin/|/usr/bin/|g' deploy/systemd/$$u.service >$(STAGE)/$$u.service; done
+
+# bin/dpcap_VERSION_amd64.deb, built by nfpm (installed into bin/tools).
+deb: stage
+	GOBIN=$(abspath $(BIN))/tools $(GO) install $(NFPM)
+	VERSION=$(PKG_VERSION) $(BIN)/tools/nfpm package --config packaging/deb/nfpm.yaml --packager deb --target $(BIN)/
+
+# bin/image (an OCI image layout) and bin/dpcap-image.tar (docker/podman
+# load), built without a daemon or a registry by packaging/mkimage.
+image: stage
+	cd packaging/mkimage && $(GO) build -o $(abspath $(BIN))/tools/mkimage .
+	$(BIN)/tools/mkimage --out $(BIN)/image --tar $(BIN)/dpcap-image.tar --tag $(IMAGE) \
+		--version $(VERSION) --revision $(REVISION) $(STAGE)/sinkd $(STAGE)/dpcap
 
 # Wireshark and tshark then list the interface "dpcap" (a live view).
 install-extcap: build

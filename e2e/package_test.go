@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// makeTargets runs make in the repository for targets and returns the
+// files matching glob under bin/ afterwards.
+func makeTargets(t *testing.T, glob string, targets ...string) []string {
+	t.Helper()
+	out, err := exec.Command("make", append([]string{"-C", ".."}, targets...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
+	}
+	m, _ := filepath.Glob(filepath.Join("../bin", glob))
+	return m
+}
+
+// TestDebianPackage installs the package built by make deb on this
+// machine, checks its files, users and units, runs sinkd from it as the
+// unit does (as the packaged user, with the packaged /etc/default), and
+// removes and purges it: only the captures remain.
+func TestDebianPackage(t *testing.T) {
+	if exec.Command("dpkg", "-s", "dpcap").Run() == nil {
+		t.Fatal("a dpcap package is installed on this machine: this test installs and removes its own")
+	}
+	debs := makeTargets(t, "dpcap_*_amd64.deb", "deb")
+	if len(debs) == 0 {
+		t.Fatal("make deb made no bin/dpcap_*_amd64.deb")
+	}
+	deb := debs[len(debs)-1]
+	hadUser := exec.Command("getent", "passwd", "sinkd").Run() == nil
+	t.Cleanup(func() {
+		exec.Command("dpkg", "--purge", "dpcap").Run()
+		os.RemoveAll("/var/lib/sinkd")
+		if !hadUser {
+			exec.Command("userdel", "sinkd").Run()
+			exec.Command("groupdel", "sinkd").Run()
+			exec.Command("groupdel", "dpcap").Run()
+		}
+	})
+	dpkg := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("dpkg", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	dpkg("-i", deb)
+	dpkg("-i", deb) // again, as an upgrade to the same version does: the scripts are idempotent
+	files := strings.Fields(dpkg("-L", "dpcap"))
+
+	// Files, owners, users, conffiles.
+	for _, f := range []string{"/usr/bin/sinkd", "/usr/bin/dpcap", "/lib/systemd/system/sinkd.service",
+		"/lib/systemd/system/dpcap.service", "/etc/default/sinkd", "/etc/default/dpcap"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("installed: %v", err)
+		}
+	}
+	st, err := os.Stat("/var/lib/sinkd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := lookupID(t, "-u", "sinkd")
+	if sys := st.Sys().(*syscall.Stat_t); int(sys.Uid) != uid || st.Mode().Perm() != 0o750 {
+		t.Errorf("/var/lib/sinkd: uid %d mode %v, want sinkd's (%d) and 0750", sys.Uid, st.Mode().Perm(), uid)
+	}
+	if conf := dpkg("-s", "dpcap"); !strings.Contains(conf, "/etc/default/sinkd") || !strings.Contains(conf, "/etc/default/dpcap") {
+		t.Errorf("conffiles not declared:\n%s", conf)
+	}
+	if out, _ := exec.Command("systemd-analyze", "verify", "/lib/systemd/system/sinkd.service", "/lib/systemd/system/dpcap.service").CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify:\n%s", out)
+	}
+	if unit, _ := os.ReadFile("/lib/systemd/system/sinkd.service"); !strings.Contains(string(unit), "ExecStart=/usr/bin/sinkd -Z sinkd") {
+		t.Errorf("the unit does not start the packaged binary:\n%s", unit)
+	}
+
+	// sinkd as the unit starts it, in a namespace; envelopes from another.
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	cmd := sk.cmd("sh", "-c", `set -a; . /etc/default/sinkd; exec /usr/bin/sinkd -Z sinkd -w "$SINKD_OUTPUT" $SINKD_FLAGS`)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	d := &daemon{ns: sk, metricsAddr: defaultMetricsAddr, cmd: cmd, stderr: &stderr}
+	waitFor(t, "sinkd's /readyz", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
+	if got := procUID(t, cmd.Process.Pid); got != uid {
+		t.Errorf("sinkd runs as uid %d, want sinkd's %d", got, uid)
+	}
+	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic)
+	d.waitMetric(t, "sinkd_packets_written_total", 74)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sinkd: %v\n%s", err, stderr.String())
+	}
+	captures, _ := filepath.Glob("/var/lib/sinkd/capture-*.pcapng")
+	if len(captures) != 1 {
+		t.Fatalf("captures %v, want one file", captures)
+	}
+	checkWithTools(t, captures[0], 74)
+	if st, _ := os.Stat(captures[0]); int(st.Sys().(*syscall.Stat_t).Uid) != uid {
+		t.Errorf("%s is not sinkd's", captures[0])
+	}
+
+	// Remove: nothing of the package's is left but the conffiles and the
+	// directory holding the capture.
+	dpkg("-r", "dpcap")
+	for _, f := range files {
+		st, err := os.Stat(f) // followed: /lib is a link to usr/lib here
+		if err != nil || st.IsDir() && f != "/var/lib/sinkd" {
+			continue // gone, or a shared directory such as /usr/bin
+		}
+		if f != "/etc/default/sinkd" && f != "/etc/default/dpcap" {
+			t.Errorf("left after dpkg -r: %s", f)
+		}
+	}
+	if _, err := os.Stat(captures[0]); err != nil {
+		t.Errorf("the capture went with the package: %v", err)
+	}
+	// Purge: the conffiles go too; the capture stays.
+	dpkg("-P", "dpcap")
+	for _, f := range []string{"/etc/default/sinkd", "/etc/default/dpcap", "/var/lib/dpcap"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("left after dpkg -P: %s", f)
+		}
+	}
+	if _, err := os.Stat(captures[0]); err != nil {
+		t.Errorf("the capture went with the purge: %v", err)
+	}
+}
+
+func lookupID(t *testing.T, flag, name string) int {
+	t.Helper()
+	out, err := exec.Command("id", flag, name).Output()
+	if err != nil {
+		t.Fatalf("id %s %s: %v", flag, name, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// procUID returns the real uid of a running process.
+func procUID(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no Uid in /proc status")
+	return -1
+}
+
+// TestContainerImage reads the OCI layout make image writes: its config
+// (entrypoint, user, labels), the tag the Kubernetes manifests use, and
+// its layer, whose sinkd and dpcap run from it alone (chroot).
+func TestContainerImage(t *testing.T) {
+	makeTargets(t, "image", "image")
+	blob := func(digest string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("../bin/image/blobs", strings.Replace(digest, ":", "/", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var index struct {
+		Manifests []struct {
+			Digest      string
+			Annotations map[string]string
+		}
+	}
+	b, err := os.ReadFile("../bin/image/index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &index); err != nil || len(index.Manifests) != 1 {
+		t.Fatalf("index.json: %v %s", err, b)
+	}
+	tag := index.Manifests[0].Annotations["org.opencontainers.image.ref.name"]
+	for _, m := range []string{"../deploy/kubernetes/sinkd.yaml", "../deploy/kubernetes/dpcap.yaml"} {
+		y, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(y), "image: dpcap/dpcap:"+tag+"\n") {
+			t.Errorf("%s does not use the image make image builds (dpcap/dpcap:%s)", m, tag)
+		}
+	}
+	var manifest struct {
+		Config struct{ Digest string }
+		Layers []struct{ Digest, MediaType string }
+	}
+	if err := json.Unmarshal(blob(index.Manifests[0].Digest), &manifest); err != nil || len(manifest.Layers) != 1 {
+		t.Fatalf("manifest: %v %+v", err, manifest)
+	}
+	var config struct {
+		Architecture, OS string
+		Config           struct {
+			Entrypoint []string
+			User       string
+			Labels     map[string]string
+		}
+	}
+	if err := json.Unmarshal(blob(manifest.Config.Digest), &config); err != nil {
+		t.Fatal(err)
+	}
+	c := config.Config
+	if config.OS != "linux" || config.Architecture != "amd64" || strings.Join(c.Entrypoint, " ") != "/usr/bin/sinkd" ||
+		c.User != "65532:65532" || c.Labels["org.opencontainers.image.version"] != tag ||
+		c.Labels["org.opencontainers.image.source"] == "" || c.Labels["org.opencontainers.image.revision"] == "" {
+		t.Errorf("config: %+v", config)
+	}
+
+	// The layer, unpacked: the binaries run with nothing but what it holds.
+	root := t.TempDir()
+	zr, err := gzip.NewReader(strings.NewReader(string(blob(manifest.Layers[0].Digest))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	names := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[h.Name] = true
+		p := filepath.Join(root, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, os.FileMode(h.Mode))
+		case tar.TypeReg:
+			data, _ := io.ReadAll(tr)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.WriteFile(p, data, os.FileMode(h.Mode)); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Errorf("%s: type %c; the layer holds only files and directories", h.Name, h.Typeflag)
+		}
+	}
+	// The unpacked tree as a runtime would give it: / searchable, /tmp
+	// sticky and world-writable (tar modes past 0777 need a chmod here).
+	os.Chmod(root, 0o755)
+	os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky)
+	for _, n := range []string{"usr/bin/sinkd", "usr/bin/dpcap", "etc/passwd", "usr/share/doc/libpcap0.8/copyright"} {
+		if !names[n] {
+			t.Errorf("the layer lacks %s", n)
+		}
+	}
+	for _, argv := range [][]string{{"/usr/bin/sinkd", "--help"}, {"/usr/bin/dpcap", "--help"}} {
+		cmd := exec.Command("chroot", append([]string{"--userspec=65532:65532", root}, argv...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Usage") {
+			t.Errorf("%s in the image: %v\n%s", argv[0], err, out)
+		}
+	}
+	// libpcap is in the image: a filter expression compiles and filters.
+	in, err := os.ReadFile("../testdata/envelopes/nic-ether.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tmp/in.pcap"), in, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("chroot", "--userspec=65532:65532", root, "/usr/bin/sinkd", "-r", "/tmp/in.pcap", "-w", "/tmp/out.pcap", "icmp or icmp6").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "filtered") {
+		t.Errorf("sinkd -r with a filter in the image: %v\n%s", err, out)
+	}
+}
