@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
@@ -391,22 +390,7 @@ func TestDroppedMultipartAborted(t *testing.T) {
 	defer u.Close(0)
 	u.Handle(closed[0])
 	ctx := context.Background()
-	var droppedKey string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no multipart upload seen")
-		}
-		ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &loc.Bucket})
-		if err != nil || len(ups.Uploads) == 0 {
-			continue
-		}
-		parts, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: &loc.Bucket, Key: ups.Uploads[0].Key, UploadId: ups.Uploads[0].UploadId})
-		if err == nil && len(parts.Parts) >= 1 {
-			srv.Kill()
-			droppedKey = aws.ToString(ups.Uploads[0].Key)
-			break
-		}
-	}
+	droppedKey := killMidMultipart(t, srv, c, loc.Bucket, 1)
 	// The attempt fails; the uploader waits out its backoff.
 	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailNetwork] == 0 || inFlight(u); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {

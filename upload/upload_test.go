@@ -372,24 +372,8 @@ func TestStoreKilledMidMultipart(t *testing.T) {
 	files := capture(t, dir, pcapout.FormatPcap, 1, 60000, 1400, func(f pcapout.ClosedFile) { closed = append(closed, f) }) // 85 MB: 17 parts
 	u.Handle(closed[0])
 	ctx := context.Background()
-	var key string
 	// Kill once the store holds some parts of the upload, not all.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no multipart upload seen")
-		}
-		ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &loc.Bucket})
-		if err != nil || len(ups.Uploads) == 0 {
-			continue
-		}
-		parts, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: &loc.Bucket, Key: ups.Uploads[0].Key, UploadId: ups.Uploads[0].UploadId})
-		if err == nil && len(parts.Parts) >= 2 {
-			key = aws.ToString(ups.Uploads[0].Key)
-			srv.Kill()
-			t.Logf("killed the store with %d of 17 parts stored", len(parts.Parts))
-			break
-		}
-	}
+	key := killMidMultipart(t, srv, c, loc.Bucket, 2)
 	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailNetwork] == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no failed attempt counted: %+v", u.Stats())
@@ -625,4 +609,26 @@ func inFlight(u *Uploader) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.queue) > 0 && u.queue[0].inFlight
+}
+
+// killMidMultipart kills the store once a multipart upload in bucket has
+// parts parts stored, and returns the upload's key.
+func killMidMultipart(t *testing.T, srv *s3test.Server, c *s3.Client, bucket string, parts int) string {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no multipart upload seen")
+		}
+		ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket})
+		if err != nil || len(ups.Uploads) == 0 {
+			continue
+		}
+		ps, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: &bucket, Key: ups.Uploads[0].Key, UploadId: ups.Uploads[0].UploadId})
+		if err == nil && len(ps.Parts) >= parts {
+			srv.Kill()
+			t.Logf("killed the store with %d parts stored", len(ps.Parts))
+			return aws.ToString(ups.Uploads[0].Key)
+		}
+	}
 }
