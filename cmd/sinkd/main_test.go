@@ -76,6 +76,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-spool-full", "keep"}, "invalid spool policy", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-endpoint", "minio:9000"}, "invalid endpoint", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "a/b"}, "invalid --upload-sink-id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", strings.Repeat("s", 65)}, "invalid --upload-sink-id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-retry-max", "10ms"}, "invalid --upload-retry-max", nil},
 	}
 	for _, tt := range tests {

@@ -29,7 +29,8 @@ Object storage (see docs/UPLOAD.md):
   --upload-path-style     bucket in the path, not the host name (most
                    S3-compatible stores need it)
   --upload-sink-id ID     this sink's name in object keys (default: the
-                   host name); sinks sharing a bucket need distinct ids
+                   host name; up to 64 letters, digits, - _ .); sinks
+                   sharing a bucket need distinct ids
   --upload-spool DIR      where closed files wait for the store, found
                    again after a restart (default: .sinkd-spool next to
                    the -w file; keep it on the same file system)
