@@ -4,6 +4,8 @@
 package control
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -22,6 +24,30 @@ type StartRequest struct {
 	Filter string `json:"filter,omitempty"`
 	// Replace stops an active capture first instead of refusing.
 	Replace bool `json:"replace,omitempty"`
+}
+
+// Program is the NIC program a request asks for, with the envelope's
+// addresses: the one conversion the daemon applies and the CLI's dry run
+// prints. Its errors are the user's.
+func (r StartRequest) Program(env Envelope) (*flowprog.Program, error) {
+	if r.SinkNodeIP == "" {
+		return nil, errors.New("no sink: give --sink-node-ip")
+	}
+	sink, err := netip.ParseAddr(r.SinkNodeIP)
+	if err != nil {
+		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
+	}
+	if r.DstPort == 0 {
+		return nil, errors.New("no UDP port: give --udp-dst-port")
+	}
+	cfg := flowprog.Config{Sink: sink, Underlay: env.Underlay, RouterMAC: env.RouterMAC, PFMAC: env.PFMAC,
+		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+	if r.Filter != "" {
+		if cfg.Filter, err = flowprog.ParseMatch(r.Filter); err != nil {
+			return nil, err
+		}
+	}
+	return flowprog.Build(cfg)
 }
 
 // PortStatus is one captured port.

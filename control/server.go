@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -120,22 +119,9 @@ func (s *Server) writePortMap(p *flowprog.Program) error {
 	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
 }
 
-// build turns a request into a program; its errors are the user's.
+// build turns a request into the program this daemon would apply.
 func (s *Server) build(r StartRequest) (*flowprog.Program, error) {
-	sink, err := netip.ParseAddr(r.SinkNodeIP)
-	if err != nil {
-		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
-	}
-	cfg := flowprog.Config{Sink: sink, Underlay: s.env.Underlay, RouterMAC: s.env.RouterMAC, PFMAC: s.env.PFMAC,
-		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
-	if r.Filter != "" {
-		m, err := flowprog.ParseMatch(r.Filter)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Filter = m
-	}
-	return flowprog.Build(cfg)
+	return r.Program(s.env)
 }
 
 // apiLimits bound what a client holds: the time to send a request (headers,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -22,6 +23,7 @@ import (
 // server's error paths.
 type recorder struct {
 	applied []string
+	program *flowprog.Program
 	failOn  string
 	clears  int
 }
@@ -45,7 +47,7 @@ func (r *recorder) Apply(_ context.Context, p *flowprog.Program) error {
 			return errors.New("port " + port + " refused")
 		}
 	}
-	r.applied = p.Config.Ports()
+	r.applied, r.program = p.Config.Ports(), p
 	return nil
 }
 
@@ -202,5 +204,47 @@ func TestReplaceKeepsOrRestoresTheActiveCapture(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, captureFile)); !os.IsNotExist(err) {
 		t.Fatal("state left after stop")
+	}
+}
+
+// TestDryRunIsWhatTheServerApplies checks the one conversion from a request
+// to a program: what dpcap start --dry-run prints (StartRequest.Program
+// with the flags' envelope) is what the daemon applies, envelope included,
+// and a bad request fails the same way in both.
+func TestDryRunIsWhatTheServerApplies(t *testing.T) {
+	env := Envelope{Underlay: netip.MustParseAddr("2001:db8::10"),
+		RouterMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 2}, PFMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 1}}
+	b := &recorder{}
+	s, err := NewServer(context.Background(), b, t.TempDir(), env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req
+	r.Filter = "proto=tcp,dport=443"
+	if _, _, err := s.Start(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	dry, err := r.Program(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := b.program.Testpmd(b.program.DefaultPortIDs()), dry.Testpmd(dry.DefaultPortIDs())
+	if got != want || !strings.Contains(got, "ipv6 src is 2001:db8::10") || !strings.Contains(got, "src is 0c:42:a1:00:00:01") {
+		t.Errorf("applied:\n%s\ndry run:\n%s", got, want)
+	}
+	for _, bad := range []struct {
+		r   StartRequest
+		err string
+	}{
+		{StartRequest{DstPort: 3010, VFs: []string{"vm-1"}}, "no sink"},
+		{StartRequest{SinkNodeIP: "sink", DstPort: 3010, VFs: []string{"vm-1"}}, "invalid sink node IP"},
+		{StartRequest{SinkNodeIP: "2001:db8::9", VFs: []string{"vm-1"}}, "no UDP port"},
+		{StartRequest{SinkNodeIP: "2001:db8::9", DstPort: 3010, VFs: []string{"vm-1"}, Filter: "proto=sctp"}, "proto"},
+	} {
+		_, err := bad.r.Program(env)
+		_, code, serr := s.Start(context.Background(), bad.r)
+		if err == nil || !strings.Contains(err.Error(), bad.err) || serr == nil || serr.Error() != err.Error() || code != http.StatusBadRequest {
+			t.Errorf("%+v: dry run %v; daemon %d %v", bad.r, err, code, serr)
+		}
 	}
 }

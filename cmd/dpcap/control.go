@@ -242,7 +242,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
-	p, err := buildProgram(req, env)
+	p, err := req.Program(env)
 	if err != nil {
 		return usageErr{err}
 	}
@@ -290,27 +290,6 @@ func envelopeFlags(fs *flag.FlagSet, env *control.Envelope, pfMAC bool) {
 	if pfMAC {
 		mac("pf-mac", &env.PFMAC)
 	}
-}
-
-func buildProgram(r control.StartRequest, env control.Envelope) (*flowprog.Program, error) {
-	if r.SinkNodeIP == "" {
-		return nil, errors.New("no sink: give --sink-node-ip")
-	}
-	sink, err := netip.ParseAddr(r.SinkNodeIP)
-	if err != nil {
-		return nil, fmt.Errorf("invalid sink node IP %q", r.SinkNodeIP)
-	}
-	if r.DstPort == 0 {
-		return nil, errors.New("no UDP port: give --udp-dst-port")
-	}
-	cfg := flowprog.Config{Sink: sink, Underlay: env.Underlay, RouterMAC: env.RouterMAC, PFMAC: env.PFMAC,
-		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
-	if r.Filter != "" {
-		if cfg.Filter, err = flowprog.ParseMatch(r.Filter); err != nil {
-			return nil, err
-		}
-	}
-	return flowprog.Build(cfg)
 }
 
 func runStop(args []string, stdout, _ io.Writer) error {
