@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/dpcap/dpcap/flowprog"
@@ -29,6 +31,10 @@ Commands:
            one or many sinks (s3:// or local directories), merged in order
   replay   send a capture file's frames to a sink, wrapped as the NIC wraps
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
+
+Global flags, before or after the command:
+  --socket PATH    dpcap serve's API socket (serve, start, stop, status)
+  -o FORMAT        table, json or yaml (start, status)
 
 Run 'dpcap COMMAND --help' for a command's flags.
 `
@@ -61,9 +67,50 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// globalFlags are the flags several commands share, which may also come
+// before the command (dpcap -o json status), as kubectl and dpservice-cli
+// take them; each takes a value.
+var globalFlags = []string{"socket", "o"}
+
+// commandFirst moves the global flags given before the command after it,
+// where the command's own flag set parses them (and refuses one it does
+// not take).
+func commandFirst(args []string) ([]string, error) {
+	var globals []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && len(args[0]) > 1 {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !slices.Contains(globalFlags, name) {
+			if len(globals) == 0 && (name == "h" || name == "help") {
+				return args, nil
+			}
+			return nil, fmt.Errorf("unknown flag %s before the command (global flags: --socket, -o)", args[0])
+		}
+		n := 1
+		if !hasValue {
+			if len(args) < 2 {
+				return nil, fmt.Errorf("flag needs an argument: %s", args[0])
+			}
+			n = 2
+		}
+		globals, args = append(globals, args[:n]...), args[n:]
+	}
+	if len(args) == 0 {
+		if len(globals) > 0 {
+			return nil, errors.New("no command after the flags")
+		}
+		return args, nil
+	}
+	return append(append([]string{args[0]}, globals...), args[1:]...), nil
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	args, err := commandFirst(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "dpcap: %v (see dpcap --help)\n", err)
 		return 2
 	}
 	switch args[0] {

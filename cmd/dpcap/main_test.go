@@ -21,6 +21,12 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"replay", "--sink", "[::1]:3010", "--loop", "2", "-"}, "--loop needs a file"},
 		{[]string{"replay", "--sink", "[::1]:3010", "/no/such.pcap"}, "open /no/such.pcap: no such file or directory"},
 		{[]string{"replay", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"-o"}, "flag needs an argument: -o"},
+		{[]string{"-o", "json"}, "no command after the flags"},
+		{[]string{"--bogus", "status"}, "unknown flag --bogus before the command"},
+		{[]string{"-o", "json", "stop"}, "flag provided but not defined: -o"},
+		{[]string{"--socket", "/x", "replay", "f"}, "flag provided but not defined: -socket"},
+		{[]string{"-o", "csv", "status"}, "invalid output format"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -52,5 +58,31 @@ func TestReplayRefusesNonEthernetFiles(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "replay needs Ethernet frames") {
 		t.Errorf("stderr = %q", stderr.String())
+	}
+}
+
+// TestGlobalFlagsEitherSide checks that the global flags may come before
+// the command, where they mean what they mean after it.
+func TestGlobalFlagsEitherSide(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"status", "status"},
+		{"-o json status", "status -o json"},
+		{"--socket /s -o=yaml status --extra", "status --socket /s -o=yaml --extra"},
+		{"--socket=/s start --vf vm-1", "start --socket=/s --vf vm-1"},
+		{"status -o json", "status -o json"},
+		{"--help", "--help"},
+	}
+	for _, tt := range tests {
+		got, err := commandFirst(strings.Fields(tt.in))
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("%q: %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	// The same request either way: both reach the socket named.
+	for _, args := range [][]string{{"--socket", "/nonexistent/x.sock", "status"}, {"status", "--socket", "/nonexistent/x.sock"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "cannot reach dpcap serve at /nonexistent/x.sock") {
+			t.Errorf("%q: exit %d, %s", args, code, stderr.String())
+		}
 	}
 }
