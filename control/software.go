@@ -35,7 +35,7 @@ const resyncInterval = 5 * time.Second
 // reports the port's problem while the interface is gone, and mirrors the
 // new interface once it is there, counting the re-attachment.
 type Software struct {
-	ifaces map[string]string // port name → Linux interface
+	ifaces map[string]string // port name → Linux interface; nil: the names are interfaces
 	method string            // mirror.MethodAuto, MethodBPF or MethodPacket
 	logger *slog.Logger
 
@@ -56,9 +56,22 @@ type attachment struct {
 }
 
 // NewSoftware returns the backend for the given ports, mirrored with
-// method (mirror.MethodAuto: in the kernel where BPF is allowed).
+// method (mirror.MethodAuto: in the kernel where BPF is allowed). With no
+// ports, every Linux interface is a port of its own name.
 func NewSoftware(ifaces map[string]string, method string, logger *slog.Logger) *Software {
+	if len(ifaces) == 0 {
+		ifaces = nil
+	}
 	return &Software{ifaces: ifaces, method: method, logger: logger}
+}
+
+// iface returns the Linux interface of a port.
+func (s *Software) iface(port string) (string, bool) {
+	if s.ifaces == nil {
+		return port, port != ""
+	}
+	iface, ok := s.ifaces[port]
+	return iface, ok
 }
 
 // Name implements Backend.
@@ -82,11 +95,15 @@ func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, 
 		cfg.Filter = prog
 	}
 	for _, t := range p.Tags.Ports {
-		iface, ok := s.ifaces[t.Name]
+		iface, ok := s.iface(t.Name)
 		if !ok {
 			return cfg, fmt.Errorf("%w %q: this daemon serves %s", ErrUnknownPort, t.Name, s.known())
 		}
 		if _, err := net.InterfaceByName(iface); err != nil && needIfaces {
+			if s.ifaces == nil {
+				// The name is all the user gave: a usage error.
+				return cfg, fmt.Errorf("%w %q: no such interface on this host (dpcap serve takes interface names as ports)", ErrUnknownPort, t.Name)
+			}
 			return cfg, fmt.Errorf("port %s: interface %s: %w", t.Name, iface, err)
 		}
 	}
@@ -115,7 +132,8 @@ func (s *Software) apply(ctx context.Context, p *flowprog.Program, wait bool) er
 		return err
 	}
 	for _, t := range p.Tags.Ports {
-		a := &attachment{port: mirror.Port{Name: t.Name, Interface: s.ifaces[t.Name], Tag: t.Tag}}
+		iface, _ := s.iface(t.Name)
+		a := &attachment{port: mirror.Port{Name: t.Name, Interface: iface, Tag: t.Tag}}
 		s.ports = append(s.ports, a)
 		if _, err := net.InterfaceByName(a.port.Interface); err != nil && wait {
 			a.problem = fmt.Sprintf("interface %s is not there (since %s); capture starts when it appears", a.port.Interface, time.Now().UTC().Format(time.RFC3339))
@@ -287,6 +305,9 @@ func kernelFilter(expr string) ([]bpf.RawInstruction, error) {
 }
 
 func (s *Software) known() string {
+	if s.ifaces == nil {
+		return "the host's interfaces, by name"
+	}
 	var names []string
 	for n := range s.ifaces {
 		names = append(names, n)

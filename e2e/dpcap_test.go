@@ -25,8 +25,14 @@ type dpcapd struct {
 
 func startServe(t *testing.T, ns *netns, socket, state string, extra ...string) *dpcapd {
 	t.Helper()
-	args := append([]string{"serve", "--backend", "software", "--port", "vm-1=tap-vm1",
-		"--socket", socket, "--state-dir", state}, extra...)
+	return startServeArgs(t, ns, socket, append([]string{"serve", "--backend", "software", "--port", "vm-1=tap-vm1",
+		"--socket", socket, "--state-dir", state}, extra...))
+}
+
+// startServeArgs starts dpcap with args in ns and waits until it answers
+// on socket.
+func startServeArgs(t *testing.T, ns *netns, socket string, args []string) *dpcapd {
+	t.Helper()
 	d := &dpcapd{cmd: ns.cmd(bin("dpcap"), args...), stderr: &syncBuffer{}}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -77,6 +83,43 @@ func vmTrafficRound(t *testing.T, vm *netns) {
 	vm.run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.1")
 	vm.run(t, "ping", "-6", "-c", "2", "-i", "0.2", "2001:db8:10::1")
 	vm.run(t, "bash", "-c", "echo hello >/dev/udp/192.0.2.1/9999; (echo >/dev/tcp/192.0.2.1/8080) 2>/dev/null; true")
+}
+
+// TestSoftwareBackendTakesInterfaceNames runs the software backend with no
+// --port map: a port is the Linux interface of its name, an unknown one is
+// refused as a usage error, and the copies reach sinkd under the
+// interface's name (the global flags given before the command).
+func TestSoftwareBackendTakesInterfaceNames(t *testing.T) {
+	vm, hv, sk := softwareHosts(t)
+	tmp := t.TempDir()
+	socket, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
+	startServeArgs(t, hv, socket, []string{"serve", "--backend", "software", "--socket", socket, "--state-dir", state})
+	if out, code := dpcap(t, "--socket", socket, "start", "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "nosuch0"); code != 2 || !strings.Contains(out, `unknown port "nosuch0": no such interface`) {
+		t.Fatalf("start on an interface that is not there: exit %d\n%s", code, out)
+	}
+	if st := status(t, socket); st.Active {
+		t.Fatal("a refused start left capture active")
+	}
+	out, code := dpcap(t, "-o", "json", "--socket", socket, "start", "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010", "--vf", "tap-vm1")
+	var st control.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || !st.Active || len(st.Ports) != 1 || st.Ports[0].Name != "tap-vm1" {
+		t.Fatalf("dpcap start --vf tap-vm1: exit %d\n%s", code, out)
+	}
+	capture := filepath.Join(tmp, "cap.pcapng")
+	sinkd := startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", capture, "--port-map", filepath.Join(state, "portmap.json"))
+	vmTrafficRound(t, vm)
+	n := sinkd.waitStable(t, "sinkd_packets_written_total")
+	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd: exit %d\n%s", code, stderr)
+	}
+	names, err := exec.Command("tshark", "-r", capture, "-T", "fields", "-e", "frame.interface_name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(names))
+	if n < 10 || float64(len(lines)) != n || strings.Count(string(names), "tap-vm1") != len(lines) {
+		t.Errorf("%v frames written; tshark names their interfaces %q", n, lines)
+	}
 }
 
 // TestSoftwareBackendEndToEnd: a VM sends ordinary traffic over a veth to

@@ -54,7 +54,7 @@ func parse(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (hel
 }
 
 const serveUsage = `Usage: dpcap serve --backend dpservice [--dpservice HOST:PORT] [flags]
-       dpcap serve --backend software --port NAME=IFACE [--port ...] [flags]
+       dpcap serve --backend software [--port NAME=IFACE ...] [flags]
        dpcap serve --backend dpdk --eal 'EAL ARGS' --port pf0=DEV --port NAME=DEV ...
 
 Holds the captured ports and their rules (they die with the process), and
@@ -76,7 +76,9 @@ Flags:
                       or af_packet; dpcap status shows the one in use
   --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
                       the uplink): a Linux interface for software, a DPDK
-                      port name (0000:08:00.0_representor_vf0) for dpdk
+                      port name (0000:08:00.0_representor_vf0) for dpdk.
+                      The software backend without --port serves every
+                      interface under its own name (dpcap start --vf tap0)
   --eal ARGS          the dpdk backend's EAL arguments, e.g. '-a 0000:08:00.0,
                       representor=vf[0-3],dv_flow_en=1' (primary) or
                       '--proc-type=secondary --file-prefix dp' (attach)
@@ -133,9 +135,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		defer d.Close()
 		b = d
 	case "software":
-		if len(ports) == 0 {
-			return usageErr{errors.New("the software backend needs ports: give --port NAME=IFACE")}
-		}
 		m := *method
 		switch m {
 		case "auto":
