@@ -93,7 +93,7 @@ lint:
 
 unit: test-deps
 	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v /e2e)
-	CGO_ENABLED=0 $(GO) test ./filter ./control ./cmd/...
+	CGO_ENABLED=0 $(GO) test ./filter ./control/... ./cmd/...
 
 e2e: test-deps
 	$(GO) test -count=1 ./e2e

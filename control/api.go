@@ -1,6 +1,7 @@
 // Package control is dpcap's capture control: the daemon that holds the
 // ports and their rules (dpcap serve), its HTTP/JSON API on a unix socket,
-// its persisted state, and the client the CLI uses.
+// its persisted state, the client the CLI uses, and the Backend interface
+// that packages software, dpdk and dpservice implement.
 package control
 
 import (

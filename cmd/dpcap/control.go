@@ -16,7 +16,9 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpdk"
 	"github.com/dpcap/dpcap/control/dpservice"
+	"github.com/dpcap/dpcap/control/software"
 	"github.com/dpcap/dpcap/flowprog"
 )
 
@@ -143,13 +145,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		default:
 			return usageErr{fmt.Errorf("invalid mirror method %q: want auto, bpf or af_packet", m)}
 		}
-		b = control.NewSoftware(ports, m, logger)
+		b = software.New(ports, m, logger)
 	case "dpdk":
 		if len(ports) == 0 {
 			return usageErr{errors.New("the dpdk backend needs ports: give --port pf0=DPDK-PORT --port NAME=DPDK-PORT")}
 		}
 		var err error
-		if b, err = control.NewDPDK(strings.Fields(*ealArgs), ports); err != nil {
+		if b, err = dpdk.New(strings.Fields(*ealArgs), ports); err != nil {
 			return err
 		}
 	default:

@@ -1,6 +1,6 @@
 //go:build dpdk
 
-package control
+package dpdk
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"net"
 	"sync"
 
+	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/flowprog/rteflow"
 )
 
-// DPDK installs the program with rte_flow (package rteflow).
-type DPDK struct {
+// Backend installs the program with rte_flow (package rteflow).
+type Backend struct {
 	eal   *rteflow.EAL
 	names map[string]string // port name → DPDK port name
 	ids   map[string]uint16 // port name → DPDK port id
@@ -28,10 +29,10 @@ type created struct {
 	flow *rteflow.Flow
 }
 
-// NewDPDK initializes the EAL with ealArgs (primary, or secondary with
+// New initializes the EAL with ealArgs (primary, or secondary with
 // --proc-type=secondary --file-prefix …) and finds the ports, given as
 // name → DPDK port name (pf0 must be among them: copies leave through it).
-func NewDPDK(ealArgs []string, ports map[string]string) (Backend, error) {
+func New(ealArgs []string, ports map[string]string) (control.Backend, error) {
 	if _, ok := ports[flowprog.PF0]; !ok {
 		return nil, errors.New("the dpdk backend needs the uplink: give --port pf0=DPDK-PORT (copies leave through it)")
 	}
@@ -39,7 +40,7 @@ func NewDPDK(ealArgs []string, ports map[string]string) (Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DPDK{eal: eal, names: ports, ids: map[string]uint16{}}
+	d := &Backend{eal: eal, names: ports, ids: map[string]uint16{}}
 	for name, dev := range ports {
 		info, err := eal.Port(dev)
 		if err != nil {
@@ -54,21 +55,21 @@ func NewDPDK(ealArgs []string, ports map[string]string) (Backend, error) {
 }
 
 // PFMAC returns PF0's MAC address, the envelopes' Ethernet source.
-func (d *DPDK) PFMAC() net.HardwareAddr { return d.pfMAC }
+func (d *Backend) PFMAC() net.HardwareAddr { return d.pfMAC }
 
 // Name implements Backend.
-func (d *DPDK) Name() string { return "dpdk" }
+func (d *Backend) Name() string { return "dpdk" }
 
-func (d *DPDK) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
+func (d *Backend) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
 
 // Check implements Backend: the PMD validates every rule.
-func (d *DPDK) Check(p *flowprog.Program) error {
+func (d *Backend) Check(p *flowprog.Program) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.check(p)
 }
 
-func (d *DPDK) check(p *flowprog.Program) error {
+func (d *Backend) check(p *flowprog.Program) error {
 	if p.Config.RouterMAC == nil {
 		return errors.New("the dpdk backend needs the underlay router's MAC for the envelopes (without it every copy leaves PF0 addressed to 00:00:00:00:00:00 and the router drops it): " +
 			"give dpcap serve --router-mac MAC; on the hypervisor, 'ip -6 route show default' names the router and 'ip -6 neigh show ROUTER' its MAC")
@@ -76,7 +77,7 @@ func (d *DPDK) check(p *flowprog.Program) error {
 	for _, r := range p.Install {
 		id, ok := d.ids[r.Port]
 		if !ok {
-			return fmt.Errorf("%w %q: give dpcap serve --port %s=DPDK-PORT", ErrUnknownPort, r.Port, r.Port)
+			return fmt.Errorf("%w %q: give dpcap serve --port %s=DPDK-PORT", control.ErrUnknownPort, r.Port, r.Port)
 		}
 		if err := d.eal.Validate(id, d.label(r.Port), r, d.ids); err != nil {
 			return err
@@ -87,7 +88,7 @@ func (d *DPDK) check(p *flowprog.Program) error {
 
 // Apply implements Backend: every rule is validated before any is
 // created; a failed creation destroys what was created, in reverse.
-func (d *DPDK) Apply(_ context.Context, p *flowprog.Program) error {
+func (d *Backend) Apply(_ context.Context, p *flowprog.Program) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.flows) > 0 {
@@ -107,13 +108,13 @@ func (d *DPDK) Apply(_ context.Context, p *flowprog.Program) error {
 }
 
 // Clear implements Backend: rules go in reverse order of creation.
-func (d *DPDK) Clear() error {
+func (d *Backend) Clear() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.destroyAll()
 }
 
-func (d *DPDK) destroyAll() error {
+func (d *Backend) destroyAll() error {
 	var errs []error
 	for i := len(d.flows) - 1; i >= 0; i-- {
 		c := d.flows[i]
@@ -126,4 +127,4 @@ func (d *DPDK) destroyAll() error {
 }
 
 // Counters implements Backend; the program has no COUNT action yet.
-func (d *DPDK) Counters() map[string]PortStatus { return nil }
+func (d *Backend) Counters() map[string]control.PortStatus { return nil }

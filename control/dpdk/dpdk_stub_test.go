@@ -1,6 +1,6 @@
 //go:build !dpdk
 
-package control
+package dpdk
 
 import (
 	"strings"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestDPDKStubSaysHowToGetIt(t *testing.T) {
-	_, err := NewDPDK(nil, map[string]string{"pf0": "x"})
+	_, err := New(nil, map[string]string{"pf0": "x"})
 	if err == nil || !strings.Contains(err.Error(), "-tags dpdk") {
 		t.Fatalf("err = %v", err)
 	}

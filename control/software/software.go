@@ -1,6 +1,6 @@
 //go:build linux
 
-package control
+package software
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/filter"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/linkwatch"
@@ -26,7 +27,7 @@ import (
 // without a link notification (one lost, or the watch unavailable).
 const resyncInterval = 5 * time.Second
 
-// Software is the backend for hosts without hardware sampling: each port
+// Backend is the backend for hosts without hardware sampling: each port
 // is a Linux interface, mirrored in software (package mirror).
 //
 // A mirror is bound to an interface index. When a port's interface is
@@ -34,7 +35,7 @@ const resyncInterval = 5 * time.Second
 // the backend notices (link notifications, and a look every resyncInterval),
 // reports the port's problem while the interface is gone, and mirrors the
 // new interface once it is there, counting the re-attachment.
-type Software struct {
+type Backend struct {
 	ifaces map[string]string // port name → Linux interface; nil: the names are interfaces
 	method string            // mirror.MethodAuto, MethodBPF or MethodPacket
 	logger *slog.Logger
@@ -55,18 +56,18 @@ type attachment struct {
 	problem    string
 }
 
-// NewSoftware returns the backend for the given ports, mirrored with
+// New returns the backend for the given ports, mirrored with
 // method (mirror.MethodAuto: in the kernel where BPF is allowed). With no
 // ports, every Linux interface is a port of its own name.
-func NewSoftware(ifaces map[string]string, method string, logger *slog.Logger) *Software {
+func New(ifaces map[string]string, method string, logger *slog.Logger) *Backend {
 	if len(ifaces) == 0 {
 		ifaces = nil
 	}
-	return &Software{ifaces: ifaces, method: method, logger: logger}
+	return &Backend{ifaces: ifaces, method: method, logger: logger}
 }
 
 // iface returns the Linux interface of a port.
-func (s *Software) iface(port string) (string, bool) {
+func (s *Backend) iface(port string) (string, bool) {
 	if s.ifaces == nil {
 		return port, port != ""
 	}
@@ -75,17 +76,17 @@ func (s *Software) iface(port string) (string, bool) {
 }
 
 // Name implements Backend.
-func (s *Software) Name() string { return "software" }
+func (s *Backend) Name() string { return "software" }
 
 // Check implements Backend: every port is one this daemon serves, its
 // interface exists, and the filter compiles.
-func (s *Software) Check(p *flowprog.Program) error {
+func (s *Backend) Check(p *flowprog.Program) error {
 	_, err := s.config(p, true)
 	return err
 }
 
 // config checks p and returns the mirrors' configuration.
-func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
+func (s *Backend) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
 	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method}
 	if m := p.Config.Filter; m != nil {
 		prog, err := kernelFilter(m.PcapFilter())
@@ -97,12 +98,12 @@ func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, 
 	for _, t := range p.Tags.Ports {
 		iface, ok := s.iface(t.Name)
 		if !ok {
-			return cfg, fmt.Errorf("%w %q: this daemon serves %s", ErrUnknownPort, t.Name, s.known())
+			return cfg, fmt.Errorf("%w %q: this daemon serves %s", control.ErrUnknownPort, t.Name, s.known())
 		}
 		if _, err := net.InterfaceByName(iface); err != nil && needIfaces {
 			if s.ifaces == nil {
 				// The name is all the user gave: a usage error.
-				return cfg, fmt.Errorf("%w %q: no such interface on this host (dpcap serve takes interface names as ports)", ErrUnknownPort, t.Name)
+				return cfg, fmt.Errorf("%w %q: no such interface on this host (dpcap serve takes interface names as ports)", control.ErrUnknownPort, t.Name)
 			}
 			return cfg, fmt.Errorf("port %s: interface %s: %w", t.Name, iface, err)
 		}
@@ -111,17 +112,17 @@ func (s *Software) config(p *flowprog.Program, needIfaces bool) (mirror.Config, 
 }
 
 // Apply implements Backend.
-func (s *Software) Apply(ctx context.Context, p *flowprog.Program) error {
+func (s *Backend) Apply(ctx context.Context, p *flowprog.Program) error {
 	return s.apply(ctx, p, false)
 }
 
 // Restore implements Restorer: as Apply, but a port whose interface is not
 // there waits for it (its problem says so) instead of failing the capture.
-func (s *Software) Restore(ctx context.Context, p *flowprog.Program) error {
+func (s *Backend) Restore(ctx context.Context, p *flowprog.Program) error {
 	return s.apply(ctx, p, true)
 }
 
-func (s *Software) apply(ctx context.Context, p *flowprog.Program, wait bool) error {
+func (s *Backend) apply(ctx context.Context, p *flowprog.Program, wait bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ports != nil {
@@ -185,7 +186,7 @@ type watch struct {
 	w    *linkwatch.Watcher // nil when link notifications are unavailable
 }
 
-func (s *Software) startWatch() *watch {
+func (s *Backend) startWatch() *watch {
 	wt := &watch{stop: make(chan struct{})}
 	w, err := linkwatch.Open()
 	if err != nil {
@@ -210,7 +211,7 @@ func (s *Software) startWatch() *watch {
 }
 
 // follow resyncs on every notification about one of the ports' interfaces.
-func (s *Software) follow(wt *watch) {
+func (s *Backend) follow(wt *watch) {
 	for {
 		evs, err := wt.w.Next()
 		switch {
@@ -230,7 +231,7 @@ func (s *Software) follow(wt *watch) {
 }
 
 // concerns says whether e is about an interface a port is, or was, on.
-func (s *Software) concerns(e linkwatch.Event) bool {
+func (s *Backend) concerns(e linkwatch.Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.ContainsFunc(s.ports, func(a *attachment) bool {
@@ -249,7 +250,7 @@ func (wt *watch) end() {
 // resync compares each port's interface with the one it is mirrored on:
 // gone, it stops the mirror and says so; made again (a new index), it
 // mirrors the new one.
-func (s *Software) resync(wt *watch) {
+func (s *Backend) resync(wt *watch) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		s.logger.Warn("listing interfaces", "err", err)
@@ -304,7 +305,7 @@ func kernelFilter(expr string) ([]bpf.RawInstruction, error) {
 	return prog, nil
 }
 
-func (s *Software) known() string {
+func (s *Backend) known() string {
 	if s.ifaces == nil {
 		return "the host's interfaces, by name"
 	}
@@ -320,7 +321,7 @@ func (s *Software) known() string {
 }
 
 // Clear implements Backend; stopping a mirror cannot fail.
-func (s *Software) Clear() error {
+func (s *Backend) Clear() error {
 	s.mu.Lock()
 	wt := s.watch
 	s.watch = nil
@@ -334,7 +335,7 @@ func (s *Software) Clear() error {
 	return nil
 }
 
-func (s *Software) stopAll() {
+func (s *Backend) stopAll() {
 	for _, a := range s.ports {
 		a.detach()
 	}
@@ -342,10 +343,10 @@ func (s *Software) stopAll() {
 }
 
 // Counters implements Backend.
-func (s *Software) Counters() map[string]PortStatus {
+func (s *Backend) Counters() map[string]control.PortStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]PortStatus{}
+	out := map[string]control.PortStatus{}
 	for _, a := range s.ports {
 		st := a.past
 		if a.m != nil {
@@ -354,7 +355,7 @@ func (s *Software) Counters() map[string]PortStatus {
 			st.Failed += now.Failed
 			st.Dropped += now.Dropped
 		}
-		ps := PortStatus{Name: a.port.Name, Tag: a.port.Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped,
+		ps := control.PortStatus{Name: a.port.Name, Tag: a.port.Tag, Samples: st.Mirrored, Failed: st.Failed, Dropped: st.Dropped,
 			Reattached: a.reattached, Problem: a.problem}
 		if a.m != nil {
 			ps.Mirror = a.m.Method()
