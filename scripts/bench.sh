@@ -4,8 +4,9 @@
 # the envelopes with dpcap replay over a veth to a "sink" namespace where
 # sinkd (UDP socket) and tcpdump (AF_PACKET on the veth) both capture them.
 # Both get a 64 MiB buffer. Needs root.
-# Then the receiver's own limit: envelopes queued while sinkd (UDP, -i) and
-# tcpdump -w are stopped (SIGSTOP), and the CPU each takes to drain them;
+# Then the receiver's own limit: envelopes queued while sinkd (UDP, -i; one
+# worker and --workers 2) and tcpdump -w are stopped (SIGSTOP), and the CPU
+# and wall time each takes to drain them;
 # and the loss curve as more senders join. Then offline conversion: sinkd
 # -r against editcap -C 62 and cat on the same 600 MB file. Last, the
 # software backend, and the hypervisor CPU per mirrored packet of its
@@ -15,6 +16,8 @@
 #   BENCH_PACKETS  packets per rate (default 300000)
 #   BENCH_RATES    packets/s to try; 0 = as fast as dpcap replay sends
 #   BENCH_DRAIN    envelopes queued for the drain test (default 100000)
+#   BENCH_ONLY     "drain": only the drain test (sinkd, sinkd --workers 2,
+#                  tcpdump), e.g. to repeat it when the machine is quiet
 #   BENCH_SENDERS  sender counts for the loss curve (default "1 2 4")
 #   BENCH_OFFLINE  envelopes in the offline file (default 1550000, 600 MB)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
@@ -26,10 +29,12 @@ packets=${BENCH_PACKETS:-300000}
 rates=${BENCH_RATES:-"50000 100000 200000 0"}
 mkdir -p "$out"
 
+if [ "${BENCH_ONLY:-}" != drain ]; then
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
 go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
+fi
 
 hv=dpcap-bench-hv sk=dpcap-bench-sk ifname=b0
 . scripts/netns.sh
@@ -39,6 +44,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/p
 # field FILE PATTERN: the number before PATTERN in a summary.
 field() { grep -m1 "$2" "$1" | awk '{print $1}'; }
 
+if [ "${BENCH_ONLY:-}" != drain ]; then
 echo "== live capture of the same stream: sinkd vs tcpdump -w ($packets packets per rate from testdata/vm-traffic.pcap: 60-1514 B frames, 309 B average)"
 printf '%-10s %9s | %9s %7s %6s | %9s %7s %6s | %8s %8s\n' \
 	"rate pps" "sent" "sinkd" "drops" "cpu s" "tcpdump" "drops" "cpu s" "captured" "cpu"
@@ -82,6 +88,7 @@ done
 echo
 echo "captured ratio = sinkd / tcpdump packets captured (>= 1 means sinkd lost no more than tcpdump);"
 echo "cpu ratio = sinkd / tcpdump CPU seconds. tcpdump writes the whole envelope, sinkd the inner frame."
+fi
 
 # cpu_settled PID: wait until PID's CPU time stops moving (3 looks 0.3 s
 # apart; tcpdump hands over its last ring block after 1 s), print it.
@@ -95,42 +102,68 @@ cpu_settled() {
 	done
 	echo "$now"
 }
-# summary NAME ERRFILE: captured and kernel drops from a summary.
+# drain_row NAME ERRFILE QUEUED CPU WALL: captured and kernel drops from a
+# summary, CPU per packet, and the drain's wall-clock rate.
 drain_row() {
-	local name=$1 err=$2 n=$3 c=$4
+	local name=$1 err=$2 n=$3 c=$4 w=$5
 	local cap drops
 	cap=$(field "$err" "packets captured")
 	drops=$(field "$err" "dropped by kernel")
-	printf '%-22s %9s %9s %8s %7s %12s %10s\n' "$name" "$n" "$cap" "${drops:-0}" "$c" \
+	printf '%-22s %9s %9s %8s %7s %12s %10s %7s %11s\n' "$name" "$n" "$cap" "${drops:-0}" "$c" \
 		"$(awk -v p="$cap" -v c="$c" 'BEGIN { if (c > 0) printf "%.0f", p / c; else print "-" }')" \
-		"$(awk -v p="$cap" -v c="$c" 'BEGIN { if (p > 0) printf "%.2f", c / p * 1e6; else print "-" }')"
+		"$(awk -v p="$cap" -v c="$c" 'BEGIN { if (p > 0) printf "%.2f", c / p * 1e6; else print "-" }')" \
+		"$w" "$(awk -v p="$cap" -v w="$w" 'BEGIN { if (w > 0) printf "%.0f", p / w; else print "-" }')"
 }
+# The drain's input: 128 inner TCP flows (354-byte frames, 4 per flow),
+# so that --workers has flows to spread; vm-traffic.pcap is one
+# conversation, which one worker would take whole.
+flows=$out/flows.pcap
+if [ ! -s "$flows" ]; then
+	printf '0000 %s\n' "$(head -c 300 /dev/zero | od -An -tx1 -v | tr -s ' \n' ' ')" >"$out/payload.txt"
+	cat "$out/payload.txt" "$out/payload.txt" "$out/payload.txt" "$out/payload.txt" >"$out/payload4.txt"
+	for i in $(seq 0 127); do
+		text2pcap -q -4 "10.0.$((i / 100)).$((i % 100 + 1)),10.1.0.1" -T "$((1000 + i)),443" "$out/payload4.txt" "$out/flow-$i.pcap" 2>/dev/null
+	done
+	mergecap -F pcap -a -w "$flows" "$out"/flow-*.pcap
+	rm -f "$out"/flow-*.pcap "$out"/payload*.txt
+fi
 drain=${BENCH_DRAIN:-100000}
 echo
 echo "== the receiver's limit: $drain envelopes queued while the capture process is stopped (SIGSTOP), then drained (SIGCONT)"
-echo "   256 MiB socket buffer or ring each; CPU = what the process spent draining (user+system)"
-printf '%-22s %9s %9s %8s %7s %12s %10s\n' "capture" "queued" "captured" "drops" "cpu s" "pkts/s/core" "us/packet"
-for who in sinkd-udp sinkd-i tcpdump; do
-	rm -f "$out/drain.pcap"
+echo "   128 inner flows from one sender; 256 MiB socket buffer or ring each (each worker's); CPU = what the"
+echo "   process spent draining (user+system); wall = SIGCONT to the last write (the newest file's mtime:"
+echo "   sinkd writes when its queue runs empty; tcpdump only at exit, so none), on a shared machine"
+printf '%-22s %9s %9s %8s %7s %12s %10s %7s %11s\n' "capture" "queued" "captured" "drops" "cpu s" "pkts/s/core" "us/packet" "wall s" "pkts/s wall"
+for who in sinkd-udp sinkd-udp-workers2 sinkd-i sinkd-i-workers2 tcpdump; do
+	rm -f "$out"/drain*.pcap
 	case $who in
 	sinkd-udp) ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
+	sinkd-udp-workers2) ip netns exec $sk bin/sinkd --workers 2 --listen 2001:db8:1::2 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
 	sinkd-i) ip netns exec $sk bin/sinkd -i b0 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
+	sinkd-i-workers2) ip netns exec $sk bin/sinkd --workers 2 -i b0 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
 	tcpdump) ip netns exec $sk tcpdump -i b0 -B 262144 -w "$out/drain.pcap" 'udp dst port 3010' 2>"$out/drain.err" & ;;
 	esac
 	pid=$!
 	sleep 1
 	kill -STOP $pid
-	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$drain" testdata/vm-traffic.pcap 2>"$out/replay.err"
+	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$drain" "$flows" 2>"$out/replay.err"
 	sleep 0.5
 	c0=$(cpu $pid)
+	t0=$(date +%s.%N)
 	kill -CONT $pid
 	c1=$(cpu_settled $pid)
+	wall=-
+	if [ $who != tcpdump ]; then
+		wall=$(stat -c %.9Y "$out"/drain*.pcap | sort -n | tail -1 | awk -v t0="$t0" '{ printf "%.3f", $1 - t0 }')
+	fi
 	if [ $who = tcpdump ]; then kill -INT $pid; else kill -TERM $pid; fi
 	wait $pid || true
-	drain_row "$who" "$out/drain.err" "$drain" "$(echo "$c1 - $c0" | bc -l | awk '{printf "%.2f", $1}')"
+	drain_row "$who" "$out/drain.err" "$drain" "$(echo "$c1 - $c0" | bc -l | awk '{printf "%.2f", $1}')" "$wall"
 done
 echo "tcpdump's ring is filled by the kernel in the sender's softirq (not charged to tcpdump); sinkd's"
 echo "UDP socket is copied out by sinkd itself. sinkd writes the inner frames, tcpdump the envelopes."
+echo "workers2 = --workers 2: two sockets (or rings), two threads, two files; the kernel steers by inner flow."
+[ "${BENCH_ONLY:-}" = drain ] && exit 0
 
 echo
 echo "== loss as senders join: each sends $packets envelopes as fast as it can; sinkd (UDP) and tcpdump -w capture"

@@ -9,8 +9,10 @@
 // protocol, and the ports of TCP, UDP and SCTP packets that are not IPv4
 // fragments (every fragment of a datagram is hashed by its addresses, as
 // NICs' RSS does); for other frames, the MAC addresses. Up to two VLAN tags
-// are skipped. Source and destination are combined with XOR, so both
-// directions of a conversation land on the same socket. A frame too short
+// are skipped. Each end (its address and port) is hashed and the two ends
+// are combined with XOR, so both directions of a conversation land on the
+// same socket, and addresses and ports that count up together (a test
+// generator's flows) still spread. A frame too short
 // for a load ends the program with 0: the first socket.
 package steer
 
@@ -30,12 +32,25 @@ const NetOff uint32 = 0xFFF00000
 // MaxSockets is the largest group a program steers.
 const MaxSockets = 1024
 
-// Scratch memory: the hash being built, the offset of the inner frame, and
-// a temporary.
+// Scratch memory: the hash being built, the offset of the inner frame, a
+// temporary, the two ports (multiplied out), one endpoint's hash and a
+// running XOR of address words.
 const (
-	mHash = 0
-	mBase = 1
-	mTmp  = 2
+	mHash  = 0
+	mBase  = 1
+	mTmp   = 2
+	mSport = 3
+	mDport = 4
+	mSide  = 5
+	mAcc   = 6
+)
+
+// Multipliers: mixMul spreads a word's bits (a multiplicative hash),
+// portMul a port's over the word it is combined with, so that addresses
+// and ports that count up together do not cancel out.
+const (
+	mixMul  = 0x45D9F3B
+	portMul = 0x9E3779B1
 )
 
 // IP protocols whose ports are hashed.
@@ -139,45 +154,87 @@ func inner(p *cbpf.Program, n int) {
 	}
 	p.Jump("mix")
 
-	// IPv4 at 14: protocol at 23, fragment bits at 20, addresses at 26 and 30.
+	// IPv4 at 14: protocol at 23, fragment bits at 20, addresses at 26 and
+	// 30, ports at 14 + 4*IHL.
 	p.Label("ip4")
-	mixIn(p, bpf.LoadIndirect{Off: 26, Size: 4})
-	mixIn(p, bpf.LoadIndirect{Off: 30, Size: 4})
-	mixIn(p, bpf.LoadIndirect{Off: 23, Size: 1})
+	noPorts(p)
 	p.Add(bpf.LoadIndirect{Off: 20, Size: 2})
-	p.JumpIf(bpf.JumpBitsSet, 0x3FFF, "mix", "")
+	p.JumpIf(bpf.JumpBitsSet, 0x3FFF, "ip4 addresses", "")
 	p.Add(bpf.LoadIndirect{Off: 23, Size: 1})
-	portsTo(p, "ports4")
+	portsTo(p, "ports4", "ip4 addresses")
 	p.Label("ports4")
-	// X = the frame's start + 4*IHL, so the ports are at X+14 and X+16.
 	p.Add(bpf.LoadIndirect{Off: 14, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xF}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
 		bpf.ALUOpX{Op: bpf.ALUOpAdd}, bpf.TAX{})
-	mixPorts(p, 14)
-	p.Jump("mix")
+	ports(p, 14)
+	p.Label("ip4 addresses")
+	endpoints(p, []uint32{26}, []uint32{30}, 23)
 
 	// IPv6 at 14: next header at 20, addresses at 22-53, ports at 54.
 	p.Label("ip6")
-	for w := uint32(0); w < 8; w++ {
-		mixIn(p, bpf.LoadIndirect{Off: 22 + 4*w, Size: 4})
-	}
-	mixIn(p, bpf.LoadIndirect{Off: 20, Size: 1})
+	noPorts(p)
 	p.Add(bpf.LoadIndirect{Off: 20, Size: 1})
-	portsTo(p, "ports6")
+	portsTo(p, "ports6", "ip6 addresses")
 	p.Label("ports6")
-	mixPorts(p, 54)
+	ports(p, 54)
+	p.Label("ip6 addresses")
+	endpoints(p, []uint32{22, 26, 30, 34}, []uint32{38, 42, 46, 50}, 20)
 
 	// Spread the bits (a multiplicative hash), then pick the socket.
 	p.Label("mix")
 	p.Add(bpf.LoadScratch{Dst: bpf.RegA, N: mHash})
-	for _, mul := range []uint32{0x45D9F3B, 0x45D9F3B} {
-		p.Add(bpf.StoreScratch{Src: bpf.RegA, N: mTmp}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
-			bpf.LoadScratch{Dst: bpf.RegX, N: mTmp}, bpf.ALUOpX{Op: bpf.ALUOpXor},
-			bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: mul})
-	}
+	mixA(p)
+	p.Add(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)}, bpf.RetA{})
+}
+
+// mixA spreads A's bits (xorshift, multiply, xorshift); it clobbers X.
+func mixA(p *cbpf.Program) {
 	p.Add(bpf.StoreScratch{Src: bpf.RegA, N: mTmp}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
 		bpf.LoadScratch{Dst: bpf.RegX, N: mTmp}, bpf.ALUOpX{Op: bpf.ALUOpXor},
-		bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)}, bpf.RetA{})
+		bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: mixMul},
+		bpf.StoreScratch{Src: bpf.RegA, N: mTmp}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
+		bpf.LoadScratch{Dst: bpf.RegX, N: mTmp}, bpf.ALUOpX{Op: bpf.ALUOpXor})
+}
+
+// noPorts sets both ports to 0: fragments and protocols without ports.
+func noPorts(p *cbpf.Program) {
+	p.Add(bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
+		bpf.StoreScratch{Src: bpf.RegA, N: mSport}, bpf.StoreScratch{Src: bpf.RegA, N: mDport})
+}
+
+// ports keeps the source and destination ports at X+off, multiplied out,
+// and puts X back at the frame's start.
+func ports(p *cbpf.Program, off uint32) {
+	p.Add(bpf.LoadIndirect{Off: off, Size: 2}, bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: portMul},
+		bpf.StoreScratch{Src: bpf.RegA, N: mSport},
+		bpf.LoadIndirect{Off: off + 2, Size: 2}, bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: portMul},
+		bpf.StoreScratch{Src: bpf.RegA, N: mDport}, bpf.LoadScratch{Dst: bpf.RegX, N: mBase})
+}
+
+// endpoints hashes each end (its address words XOR its port, mixed), XORs
+// the two, so both directions agree, adds the protocol byte at proto and
+// goes on at "mix".
+func endpoints(p *cbpf.Program, src, dst []uint32, proto uint32) {
+	endpoint(p, src, mSport)
+	p.Add(bpf.StoreScratch{Src: bpf.RegA, N: mSide})
+	endpoint(p, dst, mDport)
+	p.Add(bpf.LoadScratch{Dst: bpf.RegX, N: mSide}, bpf.ALUOpX{Op: bpf.ALUOpXor},
+		bpf.StoreScratch{Src: bpf.RegA, N: mHash}, bpf.LoadScratch{Dst: bpf.RegX, N: mBase})
+	mixIn(p, bpf.LoadIndirect{Off: proto, Size: 1})
+	p.Jump("mix")
+}
+
+// endpoint leaves in A the mixed XOR of the address words at X+offs and
+// the port in scratch port; X is back at the frame's start.
+func endpoint(p *cbpf.Program, offs []uint32, port uint32) {
+	p.Add(bpf.LoadIndirect{Off: offs[0], Size: 4})
+	for _, off := range offs[1:] {
+		p.Add(bpf.StoreScratch{Src: bpf.RegA, N: mAcc}, bpf.LoadIndirect{Off: off, Size: 4},
+			bpf.LoadScratch{Dst: bpf.RegX, N: mAcc}, bpf.ALUOpX{Op: bpf.ALUOpXor}, bpf.LoadScratch{Dst: bpf.RegX, N: mBase})
+	}
+	p.Add(bpf.LoadScratch{Dst: bpf.RegX, N: int(port)}, bpf.ALUOpX{Op: bpf.ALUOpXor})
+	mixA(p)
+	p.Add(bpf.LoadScratch{Dst: bpf.RegX, N: mBase})
 }
 
 // start begins a hash of the frame (or header) at X.
@@ -192,23 +249,16 @@ func mixIn(p *cbpf.Program, load bpf.Instruction) {
 		bpf.StoreScratch{Src: bpf.RegA, N: mHash}, bpf.LoadScratch{Dst: bpf.RegX, N: mBase})
 }
 
-// portsTo goes on at label when A holds a protocol with ports, else at "mix".
-func portsTo(p *cbpf.Program, label string) {
+// portsTo goes on at label when A holds a protocol with ports, else at
+// other.
+func portsTo(p *cbpf.Program, label, other string) {
 	for i, proto := range portProtocols {
 		not := ""
 		if i == len(portProtocols)-1 {
-			not = "mix"
+			not = other
 		}
 		p.JumpIf(bpf.JumpEqual, proto, label, not)
 	}
-}
-
-// mixPorts XORs the two ports at X+off into the hash: source XOR
-// destination, the same both ways.
-func mixPorts(p *cbpf.Program, off uint32) {
-	p.Add(bpf.LoadIndirect{Off: off, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: mTmp},
-		bpf.LoadIndirect{Off: off + 2, Size: 2}, bpf.LoadScratch{Dst: bpf.RegX, N: mTmp}, bpf.ALUOpX{Op: bpf.ALUOpXor},
-		bpf.LoadScratch{Dst: bpf.RegX, N: mHash}, bpf.ALUOpX{Op: bpf.ALUOpXor}, bpf.StoreScratch{Src: bpf.RegA, N: mHash})
 }
 
 func assemble(p *cbpf.Program) ([]bpf.RawInstruction, error) {

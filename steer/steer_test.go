@@ -167,6 +167,20 @@ func TestReuseportPortsCount(t *testing.T) {
 	}
 }
 
+func TestReuseportSpreadsFlowsThatCountUp(t *testing.T) {
+	// 128 flows whose source address and port both count up, as a
+	// generator makes them: XORing the fields raw would cancel them out.
+	vm := newVM(t, mustReuseport(t, 2))
+	counts := make([]int, 2)
+	for i := range 128 {
+		counts[run(t, vm, frame(t, flow{src: net.IP{10, 0, byte(i / 100), byte(i%100 + 1)}, dst: net.IP{10, 1, 0, 1},
+			proto: layers.IPProtocolTCP, sport: uint16(1000 + i), dport: 443}, nil, 0))]++
+	}
+	if counts[0] < 128*35/100 || counts[1] < 128*35/100 {
+		t.Errorf("128 counting flows split %v", counts)
+	}
+}
+
 func TestReuseportFragmentsFollowTheirAddresses(t *testing.T) {
 	vm := newVM(t, mustReuseport(t, 16))
 	for _, f := range randomFlows(200, 7) {
