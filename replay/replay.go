@@ -125,9 +125,6 @@ func (s *sender) sendFile(ctx context.Context, open Opener) (done bool, err erro
 	if err != nil {
 		return true, err
 	}
-	if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
-		return true, fmt.Errorf("replay needs Ethernet frames; the file's link type is %s (%d)", lt, int(lt))
-	}
 	for {
 		if ctx.Err() != nil {
 			return true, nil
@@ -135,12 +132,16 @@ func (s *sender) sendFile(ctx context.Context, open Opener) (done bool, err erro
 		if s.cfg.Count > 0 && s.stats.Sent+uint64(s.n) >= s.cfg.Count {
 			return true, nil
 		}
-		data, ci, _, err := r.ReadPacket()
+		data, ci, lt, err := r.ReadPacket()
 		if errors.Is(err, io.EOF) {
 			return false, nil
 		}
 		if err != nil {
 			return true, fmt.Errorf("read capture file: %w", err)
+		}
+		// Each packet's own: a pcapng file has no link type of its own.
+		if lt != layers.LinkTypeEthernet {
+			return true, fmt.Errorf("replay needs Ethernet frames; a packet's link type is %s (%d)", lt, int(lt))
 		}
 		if len(data) > MaxFrame || ci.CaptureLength < ci.Length {
 			s.stats.Skipped++
