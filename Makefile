@@ -77,10 +77,11 @@ s3-server:
 demo-deps:
 	$(call apt-install,$(DEMO_TOOLS))
 
-# The demo needs no cgo part: a pure Go build of its two commands, in a
-# directory of its own so that it never replaces the full build in $(BIN).
+# The demo needs no cgo part and none of the heavy clients (S3, gRPC, BPF):
+# a pure Go build of its two commands with -tags minimal, in a directory of
+# its own so that it never replaces the full build in $(BIN).
 demo: demo-deps
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/demo/ ./cmd/sinkd ./cmd/dpcap
+	CGO_ENABLED=0 $(GO) build -tags minimal -o $(BIN)/demo/ ./cmd/sinkd ./cmd/dpcap
 	BIN=$(BIN)/demo bash scripts/demo.sh
 
 lint:
@@ -88,6 +89,7 @@ lint:
 	$(GO) vet -tags $(TAGS) ./...
 	CGO_ENABLED=0 $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) build -tags minimal -o /dev/null ./cmd/sinkd ./cmd/dpcap
 	$(GO) run $(STATICCHECK) -tags $(TAGS) ./...
 	CGO_ENABLED=0 $(GO) run $(STATICCHECK) ./...
 

@@ -16,9 +16,6 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/control"
-	"github.com/dpcap/dpcap/control/dpdk"
-	"github.com/dpcap/dpcap/control/dpservice"
-	"github.com/dpcap/dpcap/control/software"
 	"github.com/dpcap/dpcap/flowprog"
 )
 
@@ -108,7 +105,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", defaultStateDir, "")
 	var env control.Envelope
 	envelopeFlags(fs, &env, false)
-	dpsvcAddr := fs.String("dpservice", dpservice.DefaultAddress, "")
+	dpsvcAddr := fs.String("dpservice", "", "") // empty: dpservice.DefaultAddress
 	ealArgs := fs.String("eal", "", "")
 	group := fs.String("group", "", "")
 	ports := map[string]string{}
@@ -124,39 +121,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	var b control.Backend
-	switch *backend {
-	case "dpservice":
-		if len(ports) > 0 {
-			return usageErr{errors.New("the dpservice backend takes no --port: its ports are dp-service's interface ids")}
-		}
-		d, err := dpservice.New(*dpsvcAddr, logger)
-		if err != nil {
-			return usageErr{err}
-		}
-		defer d.Close()
-		b = d
-	case "software":
-		m := *method
-		switch m {
-		case "auto":
-			m = "" // mirror.MethodAuto
-		case "bpf", "af_packet":
-		default:
-			return usageErr{fmt.Errorf("invalid mirror method %q: want auto, bpf or af_packet", m)}
-		}
-		b = software.New(ports, m, logger)
-	case "dpdk":
-		if len(ports) == 0 {
-			return usageErr{errors.New("the dpdk backend needs ports: give --port pf0=DPDK-PORT --port NAME=DPDK-PORT")}
-		}
-		var err error
-		if b, err = dpdk.New(strings.Fields(*ealArgs), ports); err != nil {
-			return err
-		}
-	default:
-		return usageErr{fmt.Errorf("invalid backend %q: want dpservice, software or dpdk", *backend)}
+	b, closeBackend, err := newBackend(backendFlags{name: *backend, mirror: *method, dpservice: *dpsvcAddr, eal: *ealArgs, ports: ports}, logger)
+	if err != nil {
+		return err
 	}
+	defer closeBackend()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if d, ok := b.(interface{ PFMAC() net.HardwareAddr }); ok {

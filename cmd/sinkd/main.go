@@ -34,7 +34,6 @@ import (
 	"github.com/dpcap/dpcap/steer"
 	"github.com/dpcap/dpcap/udpsource"
 	"github.com/dpcap/dpcap/udpstat"
-	"github.com/dpcap/dpcap/upload"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -410,7 +409,7 @@ func run(args []string, stderr io.Writer) int {
 		hooks = postrotate.New(postrotate.Config{Command: o.postRotate, Jobs: o.hookJobs, Logger: logger})
 		out.OnClose(hooks.Handle)
 	}
-	var up *upload.Uploader
+	var up shipper
 	if o.upload.url != "" {
 		if up, err = o.upload.start(logger); err != nil {
 			out.Close()
@@ -440,7 +439,7 @@ func run(args []string, stderr io.Writer) int {
 			more = append(more, metrics.NewHookCollector(hooks.Stats))
 		}
 		if up != nil {
-			more = append(more, metrics.NewUploadCollector(up.Stats))
+			more = append(more, up.collector())
 		}
 		srv, err := metrics.Listen(o.metricsAddr, metrics.NewCollector(stats, bufSize, logger), engs.running, logger, more...)
 		if err != nil {
@@ -511,7 +510,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ")")
 	}
 	if up != nil {
-		printUploadSummary(stderr, up.Close(o.upload.wait), o.upload.spool)
+		up.close(stderr, o.upload.wait, o.upload.spool)
 	}
 	if engs.fileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", o.fileCount)

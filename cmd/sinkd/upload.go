@@ -1,3 +1,5 @@
+//go:build !minimal
+
 package main
 
 import (
@@ -15,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/units"
+	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/upload"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const uploadUsage = `
@@ -121,8 +125,17 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 	return nil
 }
 
-// startUploader opens the spool and starts uploading what it holds.
-func (u *uploadFlags) start(logger *slog.Logger) (*upload.Uploader, error) {
+// uploader ships closed files with package upload.
+type uploader struct{ *upload.Uploader }
+
+func (u uploader) collector() prometheus.Collector { return metrics.NewUploadCollector(u.Stats) }
+
+func (u uploader) close(w io.Writer, wait time.Duration, spool string) {
+	printUploadSummary(w, u.Close(wait), spool)
+}
+
+// start opens the spool and starts uploading what it holds.
+func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 	newClient := func(ctx context.Context) (*s3.Client, error) {
 		return archive.NewClient(ctx, archive.ClientOptions{
 			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
@@ -145,7 +158,7 @@ func (u *uploadFlags) start(logger *slog.Logger) (*upload.Uploader, error) {
 	st := up.Stats()
 	logger.Info("uploading closed files", "to", u.target.String(), "sink_id", u.sinkID, "spool", u.spool,
 		"spool_limit_bytes", st.SpoolLimit, "when_full", u.full.String(), "waiting", st.PendingFiles)
-	return up, nil
+	return uploader{up}, nil
 }
 
 // printUploadSummary says what was uploaded and what waits.

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"io"
+	"time"
+
+	"github.com/dpcap/dpcap/pcapout"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// shipper takes each closed file elsewhere (--upload, package upload). It
+// sits behind this interface so that a build with -tags minimal (make
+// demo) leaves the object-storage client out.
+type shipper interface {
+	// Handle receives the rotator's file-closed events.
+	Handle(pcapout.ClosedFile)
+	// SpoolDirs are the directories -Z must hand to the capture's user.
+	SpoolDirs() []string
+	collector() prometheus.Collector
+	// close ships for up to wait, then says what was shipped and what
+	// waits in spool.
+	close(w io.Writer, wait time.Duration, spool string)
+}
