@@ -1,18 +1,19 @@
 # dpcap: build, demo, test and benchmark on a fresh Debian machine.
 # Each target installs only the Debian packages it uses when they are missing
-# (as root): 'make demo' the two tools it prints with, 'make build' the cgo
+# (as root): 'make demo' tcpdump, which it prints with, 'make build' the cgo
 # headers, 'make test' (test-deps) everything the tests run. Go modules come
 # through the module proxy.
 
 GO      ?= go
 BIN     := bin
-# command (or file):package pairs. The demo prints with tcpdump and capinfos.
-DEMO_TOOLS  := tcpdump:tcpdump capinfos:wireshark-common
+# command (or file):package pairs. The demo prints with tcpdump (and
+# capinfos, where installed: the tests install it).
+DEMO_TOOLS  := tcpdump:tcpdump
 # The cgo parts (-tags $(TAGS)).
 BUILD_TOOLS := gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
                /usr/include/dpdk/rte_flow.h:libdpdk-dev
 # What the tests, benchmarks and the soak run besides.
-TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark editcap:wireshark-common \
+TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
                ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
                dpdk-testpmd:dpdk-dev systemd-analyze:systemd runuser:util-linux \
                node:nodejs npm:npm

@@ -41,7 +41,13 @@ echo "== sinkd's summary on exit"
 grep -v 'level=' "$out/sinkd.log"
 echo
 echo "== the capture: $PWD/$out/capture.pcap"
-capinfos -t -E -c -d -u "$out/capture.pcap" | tail -n +2
+# capinfos (wireshark-common, ~50 MB) where it is installed; the demo
+# needs only tcpdump.
+if command -v capinfos >/dev/null; then
+	capinfos -t -E -c -d -u "$out/capture.pcap" | tail -n +2
+else
+	echo "$(tcpdump -n -r "$out/capture.pcap" 2>/dev/null | wc -l) packets, as tcpdump -r reads them"
+fi
 echo
 tcpdump -c 12 -n -r "$out/capture.pcap" 2>/dev/null | cut -c1-110
 echo "..."
