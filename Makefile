@@ -129,9 +129,11 @@ stage: build-deps
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "-s -w" -tags libpcap -o $(STAGE)/ ./cmd/sinkd ./cmd/dpcap
 	for u in sinkd dpcap; do sed 's|/usr/local/bin/|/usr/bin/|g' deploy/systemd/$$u.service >$(STAGE)/$$u.service; done
 
-# bin/dpcap_VERSION_amd64.deb, built by nfpm (installed into bin/tools).
+# bin/dpcap_VERSION_amd64.deb, built by nfpm (installed into bin/tools);
+# earlier builds' packages are removed first, so bin/ holds only this one.
 deb: stage
 	GOBIN=$(abspath $(BIN))/tools $(GO) install $(NFPM)
+	rm -f $(BIN)/dpcap_*.deb
 	VERSION=$(PKG_VERSION) $(BIN)/tools/nfpm package --config packaging/deb/nfpm.yaml --packager deb --target $(BIN)/
 
 # bin/image (an OCI image layout) and bin/dpcap-image.tar (docker/podman

@@ -34,15 +34,15 @@ func TestDebianPackage(t *testing.T) {
 	if exec.Command("dpkg", "-s", "dpcap").Run() == nil {
 		t.Fatal("a dpcap package is installed on this machine: this test installs and removes its own")
 	}
-	debs := makeTargets(t, "dpcap_*_amd64.deb", "deb")
-	if len(debs) == 0 {
-		t.Fatal("make deb made no bin/dpcap_*_amd64.deb")
-	}
-	deb := debs[len(debs)-1]
+	deb := oneDeb(t, "VERSION=0.1.0")
 	hadUser := exec.Command("getent", "passwd", "sinkd").Run() == nil
+	_, err := os.Stat("/var/lib/sinkd")
+	hadDir := err == nil
 	t.Cleanup(func() {
 		exec.Command("dpkg", "--purge", "dpcap").Run()
-		os.RemoveAll("/var/lib/sinkd")
+		if !hadDir { // never a capture directory this test did not make
+			os.RemoveAll("/var/lib/sinkd")
+		}
 		if !hadUser {
 			exec.Command("userdel", "sinkd").Run()
 			exec.Command("groupdel", "sinkd").Run()
@@ -58,7 +58,29 @@ func TestDebianPackage(t *testing.T) {
 		return string(out)
 	}
 	dpkg("-i", deb)
-	dpkg("-i", deb) // again, as an upgrade to the same version does: the scripts are idempotent
+	dpkg("-i", deb) // again, as a reinstall does: the scripts are idempotent
+	// An upgrade keeps a conffile the admin edited, without a prompt (the
+	// new version's is the same), and the user and directory as they were.
+	edited, err := os.ReadFile("/etc/default/sinkd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited = append(edited, "# edited by the admin\n"...)
+	if err := os.WriteFile("/etc/default/sinkd", edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), filepath.Base(deb))
+	if err := os.Rename(deb, old); err != nil {
+		t.Fatal(err)
+	}
+	upgrade := oneDeb(t, "VERSION=0.1.1")
+	dpkg("-i", upgrade)
+	if v := dpkg("-s", "dpcap"); !strings.Contains(v, "\nVersion: 0.1.1+") {
+		t.Errorf("after the upgrade:\n%s", v)
+	}
+	if b, _ := os.ReadFile("/etc/default/sinkd"); string(b) != string(edited) {
+		t.Errorf("the upgrade replaced the edited /etc/default/sinkd:\n%s", b)
+	}
 	files := strings.Fields(dpkg("-L", "dpcap"))
 
 	// Files, owners, users, conffiles.
@@ -82,8 +104,15 @@ func TestDebianPackage(t *testing.T) {
 	if out, _ := exec.Command("systemd-analyze", "verify", "/lib/systemd/system/sinkd.service", "/lib/systemd/system/dpcap.service").CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify:\n%s", out)
 	}
-	if unit, _ := os.ReadFile("/lib/systemd/system/sinkd.service"); !strings.Contains(string(unit), "ExecStart=/usr/bin/sinkd -Z sinkd") {
+	unit, _ := os.ReadFile("/lib/systemd/system/sinkd.service")
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/sinkd -Z sinkd") {
 		t.Errorf("the unit does not start the packaged binary:\n%s", unit)
+	}
+	// systemd is not PID 1 here, so this is read, not run: StateDirectory=
+	// without User= makes systemd chown the directory and the captures to
+	// root at each start, and sinkd (-Z sinkd) could write no next file.
+	if strings.Contains(string(unit), "\nStateDirectory=") && !strings.Contains(string(unit), "\nUser=") {
+		t.Error("sinkd.service has StateDirectory= without User=: systemd would give /var/lib/sinkd to root")
 	}
 
 	// sinkd as the unit starts it, in a namespace; envelopes from another.
@@ -141,6 +170,17 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := os.Stat(captures[0]); err != nil {
 		t.Errorf("the capture went with the purge: %v", err)
 	}
+}
+
+// oneDeb runs make deb with vars and returns the one package it leaves in
+// bin/.
+func oneDeb(t *testing.T, vars ...string) string {
+	t.Helper()
+	debs := makeTargets(t, "dpcap_*_amd64.deb", append([]string{"deb"}, vars...)...)
+	if len(debs) != 1 {
+		t.Fatalf("make deb %s left %v in bin/, want one package", strings.Join(vars, " "), debs)
+	}
+	return debs[0]
 }
 
 func lookupID(t *testing.T, flag, name string) int {
