@@ -237,6 +237,11 @@ func TestContainerImage(t *testing.T) {
 		t.Fatalf("index.json: %v %s", err, b)
 	}
 	tag := index.Manifests[0].Annotations["org.opencontainers.image.ref.name"]
+	// containerd (ctr import, the kubelet's store) files it under this
+	// name; the pod specs' dpcap/dpcap:TAG is short for it.
+	if got, want := index.Manifests[0].Annotations["io.containerd.image.name"], "docker.io/dpcap/dpcap:"+tag; got != want {
+		t.Errorf("io.containerd.image.name %q, want %q", got, want)
+	}
 	for _, m := range []string{"../deploy/kubernetes/sinkd.yaml", "../deploy/kubernetes/dpcap.yaml"} {
 		y, err := os.ReadFile(m)
 		if err != nil {
@@ -263,6 +268,15 @@ func TestContainerImage(t *testing.T) {
 	}
 	if err := json.Unmarshal(blob(manifest.Config.Digest), &config); err != nil {
 		t.Fatal(err)
+	}
+	// The tarball docker/podman load holds the same image under that tag.
+	var loaded []struct {
+		Config   string
+		RepoTags []string
+	}
+	if err := json.Unmarshal(tarMember(t, "../bin/dpcap-image.tar", "manifest.json"), &loaded); err != nil ||
+		len(loaded) != 1 || loaded[0].Config != manifest.Config.Digest || strings.Join(loaded[0].RepoTags, " ") != "dpcap/dpcap:"+tag {
+		t.Errorf("bin/dpcap-image.tar's manifest.json: %v %+v, want config %s tagged dpcap/dpcap:%s", err, loaded, manifest.Config.Digest, tag)
 	}
 	c := config.Config
 	if config.OS != "linux" || config.Architecture != "amd64" || strings.Join(c.Entrypoint, " ") != "/usr/bin/sinkd" ||
@@ -329,5 +343,29 @@ func TestContainerImage(t *testing.T) {
 	out, err := exec.Command("chroot", "--userspec=65532:65532", root, "/usr/bin/sinkd", "-r", "/tmp/in.pcap", "-w", "/tmp/out.pcap", "icmp or icmp6").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "filtered") {
 		t.Errorf("sinkd -r with a filter in the image: %v\n%s", err, out)
+	}
+}
+
+// tarMember returns the contents of the member name of the tar file path.
+func tarMember(t *testing.T, path, name string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s: %v", path, name, err)
+		}
+		if h.Name == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", path, name, err)
+			}
+			return b
+		}
 	}
 }

@@ -111,7 +111,7 @@ func run(out, tarPath, tag, version, revision string, binaries []string) error {
 	}
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
 		"org.opencontainers.image.ref.name": ref.TagStr(),
-		"io.containerd.image.name":          ref.Name(),
+		"io.containerd.image.name":          containerdName(ref),
 	})); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
@@ -121,6 +121,17 @@ func run(out, tarPath, tag, version, revision string, binaries []string) error {
 		}
 	}
 	return nil
+}
+
+// containerdName is the name containerd (and so the kubelet) files an
+// imported image under: a Docker Hub image is docker.io/NAME:TAG there, not
+// index.docker.io/..., which ref.Name() gives and no pod spec would match.
+func containerdName(ref name.Tag) string {
+	reg := ref.RegistryStr()
+	if reg == name.DefaultRegistry {
+		reg = "docker.io"
+	}
+	return reg + "/" + ref.RepositoryStr() + ":" + ref.TagStr()
 }
 
 // epoch dates every file and the image: builds of the same inputs are
