@@ -34,6 +34,7 @@ REVISION    := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PKG_VERSION := $(VERSION)+git$(shell git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$(REVISION)
 IMAGE       ?= dpcap/dpcap:$(VERSION)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEB_TOOLS   := dpkg-shlibdeps:dpkg-dev
 STAGE       := $(BIN)/stage# packaging/deb/nfpm.yaml names it too
 # How long each fuzzer runs in 'make test'.
 FUZZTIME ?= 12s
@@ -131,10 +132,17 @@ stage: build-deps
 
 # bin/dpcap_VERSION_amd64.deb, built by nfpm (installed into bin/tools);
 # earlier builds' packages are removed first, so bin/ holds only this one.
+# Depends comes from dpkg-shlibdeps (Debian's own tool; it wants a
+# debian/control, hence the scratch one): the libraries the binaries link,
+# at the versions their symbols need (libc6 >= 2.34 from Debian 12 on).
 deb: stage
+	$(call apt-install,$(DEB_TOOLS))
 	GOBIN=$(abspath $(BIN))/tools $(GO) install $(NFPM)
 	rm -f $(BIN)/dpcap_*.deb
-	VERSION=$(PKG_VERSION) $(BIN)/tools/nfpm package --config packaging/deb/nfpm.yaml --packager deb --target $(BIN)/
+	d=$$(mktemp -d) && mkdir $$d/debian && printf 'Source: dpcap\n\nPackage: dpcap\nArchitecture: any\n' >$$d/debian/control && \
+	deps=$$(cd $$d && dpkg-shlibdeps -O $(abspath $(STAGE))/sinkd $(abspath $(STAGE))/dpcap 2>/dev/null | sed -n 's/^shlibs:Depends=//p'); \
+	rm -rf $$d; test -n "$$deps" || { echo "dpkg-shlibdeps: no dependencies found for $(STAGE)/sinkd, dpcap"; exit 1; }; \
+	SHLIBS_DEPENDS="$$deps" VERSION=$(PKG_VERSION) $(BIN)/tools/nfpm package --config packaging/deb/nfpm.yaml --packager deb --target $(BIN)/
 
 # bin/image (an OCI image layout) and bin/dpcap-image.tar (docker/podman
 # load), built without a daemon or a registry by packaging/mkimage.

@@ -78,6 +78,10 @@ func TestDebianPackage(t *testing.T) {
 	if v := dpkg("-s", "dpcap"); !strings.Contains(v, "\nVersion: 0.1.1+") {
 		t.Errorf("after the upgrade:\n%s", v)
 	}
+	// Depends names the libraries the binaries link, with versions.
+	if v := dpkg("-s", "dpcap"); !strings.Contains(v, "libc6 (>= 2.") || !strings.Contains(v, "libpcap0.8 (>= ") || !strings.Contains(v, "adduser") {
+		t.Errorf("Depends:\n%s", v)
+	}
 	if b, _ := os.ReadFile("/etc/default/sinkd"); string(b) != string(edited) {
 		t.Errorf("the upgrade replaced the edited /etc/default/sinkd:\n%s", b)
 	}
