@@ -162,28 +162,26 @@ func collect(binaries []string) (map[string]string, error) {
 		if strings.HasPrefix(path, "/usr/bin/") {
 			continue
 		}
+		// A library ships with its licence or the image is not built.
 		pkg, err := exec.Command("dpkg-query", "-S", path).Output()
 		if err != nil {
 			// The loader's path may be a link dpkg knows by another name.
 			real, rerr := filepath.EvalSymlinks(path)
 			if rerr != nil {
-				continue
+				return nil, fmt.Errorf("%s: %w", path, rerr)
 			}
 			if pkg, err = exec.Command("dpkg-query", "-S", real).Output(); err != nil {
-				continue
+				return nil, fmt.Errorf("%s: no Debian package owns it (dpkg-query -S: %v), so its copyright file is unknown", path, err)
 			}
 		}
 		p := strings.SplitN(strings.TrimSpace(string(pkg)), ":", 2)[0]
-		if c := "/usr/share/doc/" + p + "/copyright"; fileExists(c) {
-			files[c] = c
+		c := "/usr/share/doc/" + p + "/copyright"
+		if st, err := os.Stat(c); err != nil || !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: package %s has no copyright file %s", path, p, c)
 		}
+		files[c] = c
 	}
 	return files, nil
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular()
 }
 
 // buildLayer writes the one layer: the files (symlinks followed, so a
