@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,6 +233,22 @@ func TestContainerImage(t *testing.T) {
 			Digest      string
 			Annotations map[string]string
 		}
+	}
+	// Every file of the layout readable by all: another user may push it.
+	err := filepath.WalkDir("../bin/image", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if info.Mode().Perm()&0o444 != 0o444 {
+				t.Errorf("%s: mode %v, not readable by all", p, info.Mode())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	b, err := os.ReadFile("../bin/image/index.json")
 	if err != nil {

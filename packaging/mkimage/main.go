@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,17 @@ func run(out, tarPath, tag, version, revision string, binaries []string) error {
 		"org.opencontainers.image.ref.name": ref.TagStr(),
 		"io.containerd.image.name":          containerdName(ref),
 	})); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	// layout leaves the layer blob 0600 (a temporary file renamed) and
+	// index.json 0755: every file 0644, so that whoever pushes the layout
+	// (skopeo, crane), not only its builder, can read it.
+	if err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return os.Chmod(p, 0o644)
+	}); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
 	if tarPath != "" {
