@@ -414,3 +414,67 @@ func TestDroppedMultipartAborted(t *testing.T) {
 		t.Errorf("unfinished multipart uploads left: %v %d", err, len(ups.Uploads))
 	}
 }
+
+// A spool others can write to, or whose own directories are symbolic
+// links, is refused: what lands there is uploaded under this sink's name.
+func TestSpoolMustBePrivate(t *testing.T) {
+	elsewhere := t.TempDir()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, spool string)
+		want  string // "" for accepted
+	}{
+		{"new", func(*testing.T, string) {}, ""},
+		{"existing 0700", func(t *testing.T, spool string) { mkdir(t, spool, 0o700) }, ""},
+		{"top level a link to a private directory", func(t *testing.T, spool string) {
+			target := filepath.Join(elsewhere, "private")
+			mkdir(t, target, 0o750)
+			if err := os.Symlink(target, spool); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"world-writable", func(t *testing.T, spool string) { mkdir(t, spool, 0o777) }, "writable by others (mode 0777)"},
+		{"group-writable files", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			mkdir(t, filepath.Join(spool, "files"), 0o770)
+		}, "files is writable by others (mode 0770)"},
+		{"meta a link", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			if err := os.Symlink(elsewhere, filepath.Join(spool, "meta")); err != nil {
+				t.Fatal(err)
+			}
+		}, "meta is a symbolic link"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spool := filepath.Join(t.TempDir(), "spool")
+			tt.setup(t, spool)
+			sp, err := openSpool(spool)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("openSpool: %v", err)
+				}
+				sp.close()
+				return
+			}
+			if err == nil {
+				sp.close()
+				t.Fatalf("openSpool accepted it, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("openSpool: %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// mkdir makes dir with exactly mode, whatever the umask.
+func mkdir(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+}

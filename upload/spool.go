@@ -53,9 +53,12 @@ type sidecar struct {
 }
 
 func openSpool(dir string) (*spool, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "files"), filepath.Join(dir, "meta"), filepath.Join(dir, "tmp")} {
+	for i, d := range []string{dir, filepath.Join(dir, "files"), filepath.Join(dir, "meta"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("upload spool: %w", err)
+		}
+		if err := checkPrivate(d, i > 0); err != nil {
+			return nil, err
 		}
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
@@ -67,6 +70,30 @@ func openSpool(dir string) (*spool, error) {
 		return nil, fmt.Errorf("upload spool %s is in use by another sinkd: %w", dir, err)
 	}
 	return &spool{dir: dir, lock: lock}, nil
+}
+
+// checkPrivate refuses a spool directory that others can write to, or
+// (inner, one of the spool's own) that is a symbolic link: whatever lands
+// in the spool is uploaded under this sink's prefix (and its descriptions
+// steer --upload-delete), so only the sinkd using it may add files. Like
+// OpenSSH's StrictModes, it checks the mode bits, not who owns it: with -Z,
+// root opens a spool that the unprivileged user owns.
+func checkPrivate(dir string, inner bool) error {
+	stat := os.Stat
+	if inner {
+		stat = os.Lstat
+	}
+	fi, err := stat(dir)
+	if err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("upload spool %s is a symbolic link; give the directory itself", dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("upload spool %s is writable by others (mode %04o); chmod go-w it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Dirs returns the spool's directories, for a change of owner (-Z).
