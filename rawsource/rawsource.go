@@ -68,12 +68,13 @@ func Open(cfg Config) (*Source, error) {
 	return s, nil
 }
 
-// OpenGroup opens n captures on cfg.Interface in one PACKET_FANOUT group
-// (id, unique among the groups of the network namespace) whose classic BPF
-// program steer picks the capture of each frame (PACKET_FANOUT_CBPF; the
-// kernel takes its result modulo n), in the order returned. Each capture
-// takes nothing until all have joined, so that no frame reaches two.
-func OpenGroup(cfg Config, n int, id uint16, steer []bpf.RawInstruction) ([]*Source, error) {
+// OpenGroup opens n captures on cfg.Interface in a PACKET_FANOUT group of
+// their own whose classic BPF program steer picks the capture of each frame
+// (PACKET_FANOUT_CBPF; the kernel takes its result modulo n), in the order
+// returned. The kernel picks the group's id (PACKET_FANOUT_FLAG_UNIQUEID),
+// so two sinkds on one interface never join each other's group. Each
+// capture takes nothing until all have joined, so that no frame reaches two.
+func OpenGroup(cfg Config, n int, steer []bpf.RawInstruction) ([]*Source, error) {
 	var group []*Source
 	fail := func(err error) ([]*Source, error) {
 		for _, s := range group {
@@ -81,8 +82,9 @@ func OpenGroup(cfg Config, n int, id uint16, steer []bpf.RawInstruction) ([]*Sou
 		}
 		return nil, err
 	}
-	where := fmt.Sprintf("capture on %s: fanout group %d", cfg.Interface, id)
+	where := fmt.Sprintf("capture on %s: fanout group", cfg.Interface)
 	dropAll, _ := bpf.RetConstant{Val: 0}.Assemble()
+	var id uint16
 	for i := range n {
 		s, err := open(cfg)
 		if err != nil {
@@ -92,13 +94,15 @@ func OpenGroup(cfg Config, n int, id uint16, steer []bpf.RawInstruction) ([]*Sou
 		if err := s.tp.SetBPF([]bpf.RawInstruction{dropAll}); err != nil {
 			return fail(fmt.Errorf("%s: kernel filter: %w", where, err))
 		}
-		if err := s.tp.SetFanout(afpacket.FanoutCBPF, id); err != nil {
-			return fail(fmt.Errorf("%s: join (PACKET_FANOUT): %w", where, err))
-		}
 		if i == 0 {
-			if err := s.setFanoutProgram(steer); err != nil {
+			if id, err = s.newFanout(steer); err != nil {
 				return fail(fmt.Errorf("%s: %w", where, err))
 			}
+			where = fmt.Sprintf("%s %d", where, id)
+			continue
+		}
+		if err := s.tp.SetFanout(afpacket.FanoutCBPF, id); err != nil {
+			return fail(fmt.Errorf("%s: join (PACKET_FANOUT): %w", where, err))
 		}
 	}
 	for _, s := range group {
@@ -109,22 +113,49 @@ func OpenGroup(cfg Config, n int, id uint16, steer []bpf.RawInstruction) ([]*Sou
 	return group, nil
 }
 
-// setFanoutProgram gives the socket's fanout group its program
-// (PACKET_FANOUT_DATA). gopacket's TPacket keeps its descriptor to itself:
-// it is read by reflection, and a gopacket without it is an error here.
-func (s *Source) setFanoutProgram(steer []bpf.RawInstruction) error {
-	fd := reflect.ValueOf(s.tp).Elem().FieldByName("fd")
-	if !fd.IsValid() || !fd.CanInt() {
-		return errors.New("gopacket's afpacket.TPacket has no descriptor field fd: cannot attach the steering program")
-	}
+// newFanout makes a PACKET_FANOUT_CBPF group with a kernel-chosen id,
+// with the socket in it, gives it its program (PACKET_FANOUT_DATA) and
+// returns the id for the others to join.
+func (s *Source) newFanout(steer []bpf.RawInstruction) (uint16, error) {
 	if len(steer) == 0 {
-		return errors.New("no steering program")
+		return 0, errors.New("no steering program")
+	}
+	fd, err := s.fd()
+	if err != nil {
+		return 0, err
+	}
+	mode := (unix.PACKET_FANOUT_CBPF | unix.PACKET_FANOUT_FLAG_UNIQUEID) << 16
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, mode); err != nil {
+		return 0, fmt.Errorf("create (PACKET_FANOUT with a unique id): %w", err)
 	}
 	prog := unix.SockFprog{Len: uint16(len(steer)), Filter: (*unix.SockFilter)(unsafe.Pointer(&steer[0]))}
-	if err := unix.SetsockoptSockFprog(int(fd.Int()), unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, &prog); err != nil {
-		return fmt.Errorf("attach the steering program (PACKET_FANOUT_DATA): %w", err)
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, &prog); err != nil {
+		return 0, fmt.Errorf("attach the steering program (PACKET_FANOUT_DATA): %w", err)
 	}
-	return nil
+	return s.fanoutID()
+}
+
+// fanoutID returns the id of the fanout group the socket is in.
+func (s *Source) fanoutID() (uint16, error) {
+	fd, err := s.fd()
+	if err != nil {
+		return 0, err
+	}
+	v, err := unix.GetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT)
+	if err != nil {
+		return 0, fmt.Errorf("read the fanout group (PACKET_FANOUT): %w", err)
+	}
+	return uint16(v), nil // the id; type and flags are above it
+}
+
+// fd returns the socket. gopacket's TPacket keeps its descriptor to itself:
+// it is read by reflection, and a gopacket without it is an error here.
+func (s *Source) fd() (int, error) {
+	fd := reflect.ValueOf(s.tp).Elem().FieldByName("fd")
+	if !fd.IsValid() || !fd.CanInt() {
+		return 0, errors.New("gopacket's afpacket.TPacket has no descriptor field fd: cannot make a steered fanout group")
+	}
+	return int(fd.Int()), nil
 }
 
 // setFilter attaches the envelope filter.

@@ -653,8 +653,7 @@ func openInterface(o options) ([]capture.Source, int, string, error) {
 	if err != nil {
 		return nil, 0, "", err
 	}
-	// The group's id is the process's: unique among the sinkds of a host.
-	group, err := rawsource.OpenGroup(cfg, o.workers, uint16(os.Getpid()), prog)
+	group, err := rawsource.OpenGroup(cfg, o.workers, prog)
 	if err != nil {
 		return nil, 0, "", err
 	}
