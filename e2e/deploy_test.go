@@ -91,6 +91,9 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 // API schemas (kubernetes-models, generated from the official OpenAPI
 // specs; prometheus-operator's for the PodMonitor).
 func TestKubernetesManifests(t *testing.T) {
+	if _, err := os.Stat("../deploy/kubernetes/validate/node_modules"); err != nil {
+		t.Fatal("the manifests' validator has no node_modules: run make test-deps (npm ci in deploy/kubernetes/validate)")
+	}
 	validate := func(files ...string) (string, error) {
 		out, err := exec.Command("node", append([]string{"../deploy/kubernetes/validate/validate.mjs"}, files...)...).CombinedOutput()
 		return string(out), err
