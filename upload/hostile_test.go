@@ -72,10 +72,7 @@ func TestPlantedSpoolFiles(t *testing.T) {
 	var log logBuffer
 	cfg := config(c, loc, spool, &log)
 	cfg.Delete = true
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	if st := u.Stats(); st.PendingFiles != 3 || st.OldestPending.IsZero() {
 		t.Fatalf("queued %+v, want the three regular files", st)
 	}
@@ -119,10 +116,7 @@ func TestSpoolOnAnotherFileSystem(t *testing.T) {
 	var log logBuffer
 	cfg := config(c, loc, filepath.Join(spoolFS, "spool"), &log)
 	cfg.Delete = true
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	srv.Stop()
 	files := capture(t, dir, pcapout.FormatPcapng, 5, 200, 300, u.Handle, func(o *pcapout.Options) {
 		o.FileSize, o.FileCount = 1<<30, 2
@@ -166,10 +160,7 @@ func TestHugeMetadata(t *testing.T) {
 		sources = append(sources, fmt.Sprintf("ports-%03d-with-a-long-ünïcode-name", i))
 	}
 	var log logBuffer
-	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(c, loc, filepath.Join(dir, ".spool"), &log))
 	now := time.Now()
 	u.Add(archive.Meta{File: name, Format: "pcapng", First: now, Last: now, Sources: sources})
 	waitUploaded(t, u, 1)
@@ -221,10 +212,7 @@ func TestCredentialsRotated(t *testing.T) {
 	var log logBuffer
 	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
 	cfg.Refresh = newClient
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	files := capture(t, dir, pcapout.FormatPcap, 2, 100, 300, u.Handle)
 	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailCredentials] < 3; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -271,10 +259,7 @@ func TestRefusedFileHoldsUpNone(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var log logBuffer
-	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(c, loc, filepath.Join(dir, ".spool"), &log))
 	defer u.Close(0)
 	now := time.Now()
 	for _, n := range []string{"refused.pcap", "good-1.pcap", "good-2.pcap", "good-3.pcap"} {
@@ -354,10 +339,7 @@ func TestCopyFinishedAfterCrash(t *testing.T) {
 	describe(filepath.Join(dir, "cap.pcap1"), "the first file's bytes", false)
 	describe(filepath.Join(dir, "cap.pcap2"), "the second file's bytes", true)
 	var log logBuffer
-	u, err := Open(config(c, loc, spool, &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(c, loc, spool, &log))
 	st := waitUploaded(t, u, 1)
 	u.Close(time.Second)
 	sameContents(t, objects(t, c, loc), map[string][]byte{"cap.pcap1": []byte("the first file's bytes")})
@@ -383,10 +365,7 @@ func TestDroppedMultipartAborted(t *testing.T) {
 	var closed []pcapout.ClosedFile
 	files := capture(t, dir, pcapout.FormatPcap, 3, 20000, 1400, func(f pcapout.ClosedFile) { closed = append(closed, f) }) // 28 MB each: 6 parts
 	cfg.SpoolLimit = int64(closed[0].Bytes*2 + closed[0].Bytes/2)                                                           // room for two
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	defer u.Close(0)
 	u.Handle(closed[0])
 	ctx := context.Background()

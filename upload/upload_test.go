@@ -88,6 +88,16 @@ func config(c *s3.Client, loc archive.Location, spool string, log io.Writer) Con
 	}
 }
 
+// openUploader opens an uploader with cfg, or fails the test.
+func openUploader(t *testing.T, cfg Config) *Uploader {
+	t.Helper()
+	u, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // capture writes rotated capture files of random frames through pcapout,
 // each announced to sub as it closes, and returns their contents by name
 // as they were when closed; set adjusts the rotator's options.
@@ -223,10 +233,7 @@ func TestUploadIdentical(t *testing.T) {
 			c, loc := newBucket(t, srv)
 			dir := t.TempDir()
 			var log logBuffer
-			u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
-			if err != nil {
-				t.Fatal(err)
-			}
+			u := openUploader(t, config(c, loc, filepath.Join(dir, ".spool"), &log))
 			files := capture(t, dir, tc.format, 3, tc.perFile, tc.frameSz, u.Handle)
 			st := waitUploaded(t, u, 3)
 			u.Close(time.Second)
@@ -295,10 +302,7 @@ func TestStoreDownAndBack(t *testing.T) {
 	c, loc := newBucket(t, srv)
 	dir := t.TempDir()
 	var log logBuffer
-	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(c, loc, filepath.Join(dir, ".spool"), &log))
 	srv.Stop()
 	files := capture(t, dir, pcapout.FormatPcapng, 4, 300, 500, u.Handle)
 	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailNetwork] < 3; time.Sleep(20 * time.Millisecond) {
@@ -331,10 +335,7 @@ func TestRingNeverOverwritesAWaitingFile(t *testing.T) {
 	c, loc := newBucket(t, srv)
 	dir := t.TempDir()
 	var log logBuffer
-	u, err := Open(config(c, loc, filepath.Join(dir, ".spool"), &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(c, loc, filepath.Join(dir, ".spool"), &log))
 	srv.Stop()
 	files := capture(t, dir, pcapout.FormatPcap, 6, 200, 300, u.Handle, func(o *pcapout.Options) {
 		o.FileSize, o.FileCount = 1<<30, 2
@@ -363,10 +364,7 @@ func TestStoreKilledMidMultipart(t *testing.T) {
 	var log logBuffer
 	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
 	cfg.Parallel = 1
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	// Hold the file back until the store is being watched.
 	var closed []pcapout.ClosedFile
 	files := capture(t, dir, pcapout.FormatPcap, 1, 60000, 1400, func(f pcapout.ClosedFile) { closed = append(closed, f) }) // 85 MB: 17 parts
@@ -401,10 +399,7 @@ func TestWrongCredentials(t *testing.T) {
 	dir := t.TempDir()
 	spool := filepath.Join(dir, ".spool")
 	var log logBuffer
-	u, err := Open(config(bad, loc, spool, &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, config(bad, loc, spool, &log))
 	files := capture(t, dir, pcapout.FormatPcap, 3, 100, 300, u.Handle)
 	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailCredentials] < 4; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -419,10 +414,7 @@ func TestWrongCredentials(t *testing.T) {
 		t.Errorf("want one clear error, got %d:\n%s", n, log.String())
 	}
 	// The credentials fixed, the next run uploads what waited.
-	u, err = Open(config(good, loc, spool, &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u = openUploader(t, config(good, loc, spool, &log))
 	waitUploaded(t, u, 3)
 	u.Close(time.Second)
 	sameContents(t, objects(t, good, loc), files)
@@ -439,10 +431,7 @@ func TestSpoolRecovery(t *testing.T) {
 	var log logBuffer
 	down := config(c, archive.Location{Bucket: loc.Bucket, Prefix: loc.Prefix}, spool, &log)
 	down.Client = s3test.Start(t, s3test.Options{}).Client(t)
-	u, err := Open(down)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, down)
 	files := capture(t, dir, pcapout.FormatPcapng, 3, 100, 300, u.Handle)
 	if st := u.Close(0); st.PendingFiles != 3 {
 		t.Fatalf("stats %+v", st)
@@ -459,10 +448,7 @@ func TestSpoolRecovery(t *testing.T) {
 	}
 	os.Remove(filepath.Join(spool, "meta", ids[0].Name()+".json"))
 
-	u, err = Open(config(c, loc, spool, &log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	u = openUploader(t, config(c, loc, spool, &log))
 	waitUploaded(t, u, 3)
 	u.Close(time.Second)
 	stored := objects(t, c, loc)
@@ -520,10 +506,7 @@ func TestSpoolFull(t *testing.T) {
 				order = append(order, f.Name)
 			})
 			cfg.SpoolLimit = int64(sizes[0]*3 + sizes[0]/2) // room for three
-			u, err := Open(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			u := openUploader(t, cfg)
 			for i, n := range order {
 				u.Add(archive.Meta{File: n, Format: "pcap"})
 				if i == 0 { // wait until it is in flight
@@ -572,10 +555,7 @@ func TestUploadDelete(t *testing.T) {
 	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
 	cfg.Delete = true
 	srv.Stop()
-	u, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := openUploader(t, cfg)
 	var closed []pcapout.ClosedFile
 	files := capture(t, dir, pcapout.FormatPcap, 2, 100, 300, func(f pcapout.ClosedFile) {
 		closed = append(closed, f)
