@@ -16,8 +16,9 @@
 #   BENCH_PACKETS  packets per rate (default 300000)
 #   BENCH_RATES    packets/s to try; 0 = as fast as dpcap replay sends
 #   BENCH_DRAIN    envelopes queued for the drain test (default 100000)
-#   BENCH_ONLY     "drain": only the drain test (sinkd, sinkd --workers 2,
-#                  tcpdump), e.g. to repeat it when the machine is quiet
+#   BENCH_ONLY     the sections to run, of: go live drain loss offline
+#                  software mirror upload (default all), e.g. "drain mirror"
+#                  to repeat those when the machine is quiet
 #   BENCH_SENDERS  sender counts for the loss curve (default "1 2 4")
 #   BENCH_OFFLINE  envelopes in the offline file (default 1550000, 600 MB)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
@@ -28,8 +29,10 @@ out=bench-out
 packets=${BENCH_PACKETS:-300000}
 rates=${BENCH_RATES:-"50000 100000 200000 0"}
 mkdir -p "$out"
+# only SECTION: whether BENCH_ONLY asks for it (every section when unset).
+only() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
-if [ "${BENCH_ONLY:-}" != drain ]; then
+if only go; then
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
 go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./udpsource ./sink ./pcapout | grep -E '^Benchmark'
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
@@ -44,7 +47,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/p
 # field FILE PATTERN: the number before PATTERN in a summary.
 field() { grep -m1 "$2" "$1" | awk '{print $1}'; }
 
-if [ "${BENCH_ONLY:-}" != drain ]; then
+if only live; then
 echo "== live capture of the same stream: sinkd vs tcpdump -w ($packets packets per rate from testdata/vm-traffic.pcap: 60-1514 B frames, 309 B average)"
 printf '%-10s %9s | %9s %7s %6s | %9s %7s %6s | %8s %8s\n' \
 	"rate pps" "sent" "sinkd" "drops" "cpu s" "tcpdump" "drops" "cpu s" "captured" "cpu"
@@ -102,6 +105,7 @@ cpu_settled() {
 	done
 	echo "$now"
 }
+if only drain; then
 # drain_row NAME ERRFILE QUEUED CPU WALL: captured and kernel drops from a
 # summary, CPU per packet, and the drain's wall-clock rate.
 drain_row() {
@@ -163,8 +167,9 @@ done
 echo "tcpdump's ring is filled by the kernel in the sender's softirq (not charged to tcpdump); sinkd's"
 echo "UDP socket is copied out by sinkd itself. sinkd writes the inner frames, tcpdump the envelopes."
 echo "workers2 = --workers 2: two sockets (or rings), two threads, two files; the kernel steers by inner flow."
-[ "${BENCH_ONLY:-}" = drain ] && exit 0
+fi
 
+if only loss; then
 echo
 echo "== loss as senders join: each sends $packets envelopes as fast as it can; sinkd (UDP) and tcpdump -w capture"
 printf '%-8s %9s %10s | %9s %8s | %9s %8s\n' "senders" "sent" "offered/s" "sinkd" "drops" "tcpdump" "drops"
@@ -190,17 +195,22 @@ for k in ${BENCH_SENDERS:-1 2 4}; do
 		"$(field "$out/tcpdump.err" "packets captured")" "$(field "$out/tcpdump.err" "dropped by kernel")"
 done
 echo "senders share the machine's 2 cores with both receivers: the receivers drop when starved, not only when slow."
+fi
 
+if only offline; then
 echo
 offline=${BENCH_OFFLINE:-1550000}
 big=$out/offline-$offline.pcap
 [ -f "$big" ] || python3 scripts/make-bench-input.py "$big" "$offline"
 bytes=$(stat -c %s "$big")
-# median3 CMD...: the median wall time of three runs, in seconds.
+# median3 CMD...: the median wall time of three runs, in seconds. Each
+# starts with no dirty pages (sync, not timed): otherwise the contenders
+# that run later pay for the earlier ones' writeback.
 median3() {
 	local times=()
 	for _ in 1 2 3; do
 		local t0 t1
+		sync
 		t0=$(date +%s.%N)
 		"$@" >/dev/null 2>&1
 		t1=$(date +%s.%N)
@@ -221,9 +231,11 @@ done
 printf 'sinkd -r is %.2fx editcap'"'"'s throughput and takes %.2fx the time of cat\n' \
 	"$(echo "$t_editcap / $t_sinkd" | bc -l)" "$(echo "$t_sinkd / $t_cp" | bc -l)"
 rm -f "$out"/offline-sinkd.pcap "$out"/offline-editcap.pcap "$out"/offline-cp.pcap
+fi
 
 # The software backend: frames arrive on a port (a veth from a "vm"
 # namespace), dpcap serve mirrors them to sinkd over the underlay veth.
+if only software || only mirror; then
 echo
 vm=dpcap-bench-vm
 ip netns del $vm 2>/dev/null || true
@@ -236,6 +248,8 @@ ip -n $vm link set lo up
 ip -n $vm link set vm0 up
 ip -n $hv link set tap-vm1 up
 until ip netns exec $vm ping -c1 -W1 2001:db8:10::1 >/dev/null 2>&1; do sleep 0.1; done
+fi
+if only software; then
 sock=$out/dpcap.sock
 rm -rf "$out/state" "$sock"
 ip netns exec $hv bin/dpcap serve --backend software --port vm-1=tap-vm1 --socket "$sock" --state-dir "$out/state" 2>"$out/serve.err" &
@@ -271,13 +285,18 @@ wait $serve || true
 echo "port rx counts everything the port received: the VM's frames, the fragments of those larger than"
 echo "its 1500-byte MTU, and its neighbour discovery;"
 echo "every frame is mirrored, failed (the underlay socket's buffer full) or dropped (the kernel's queue to the mirror)."
+fi
 
 # Hypervisor CPU per mirrored packet, kernel mirror against AF_PACKET. The
 # copies go to an address the sink namespace does not own (its neighbour
 # entry pinned), which it drops on arrival, so the sink's cost is not in
-# the figures. CPU = the VM's sender (whose softirq runs the port's receive
-# path, and with it the BPF programs) + dpcap serve + ksoftirqd, minus the
-# same load with no mirror.
+# the figures. Two measures, each minus the same load with no mirror:
+# "machine", the busy time of all CPUs (/proc/stat; it needs a quiet
+# machine, and it catches the softirq work that runs while a CPU is idle
+# and is charged to no process), and "processes", the VM's sender (whose
+# softirq runs the port's receive path, and with it the BPF programs) +
+# dpcap serve + ksoftirqd.
+if only mirror; then
 mp=${BENCH_MIRROR_PACKETS:-300000}
 mpps=${BENCH_MIRROR_PPS:-100000}
 echo
@@ -285,10 +304,14 @@ echo "== hypervisor CPU per mirrored packet: $mp frames into the port at $mpps/s
 skmac=$(ip netns exec $sk cat /sys/class/net/b0/address)
 ip -n $hv neigh replace 2001:db8:1::99 lladdr "$skmac" dev b0 nud permanent
 softirqd() { local s=0; for p in $(pgrep ksoftirqd); do s=$(echo "$s + $(cpu "$p")" | bc -l); done; echo "$s"; }
+# busy: the machine's busy CPU seconds so far (user, nice, system, irq,
+# softirq of every CPU, /proc/stat). Softirq work that runs while a CPU is
+# idle (a veth's receive, often) is charged to no process, only to this.
+busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat; }
 # mirror_run METHOD: one run; prints mirrored frames, then the sender's,
 # serve's and ksoftirqd's CPU seconds.
 mirror_run() {
-	local method=$1 m=$1 msock=$out/mirror-$1.sock mserve s0 s1 k0 k1 tsend mirrored=0
+	local method=$1 m=$1 msock=$out/mirror-$1.sock mserve s0 s1 k0 k1 b0 b1 tsend mirrored=0
 	rm -rf "$out/mstate-$method" "$msock"
 	[ $m = none ] && m=af_packet
 	ip netns exec $hv bin/dpcap serve --backend software --mirror $m --port vm-1=tap-vm1 --socket "$msock" \
@@ -297,12 +320,12 @@ mirror_run() {
 	until bin/dpcap status --socket "$msock" >/dev/null 2>&1; do sleep 0.1; done
 	[ $method != none ] && bin/dpcap start --socket "$msock" --sink-node-ip 2001:db8:1::99 --udp-dst-port 3010 --vf vm-1 >/dev/null
 	sleep 0.5
-	s0=$(cpu $mserve) k0=$(softirqd)
+	s0=$(cpu $mserve) k0=$(softirqd) b0=$(busy)
 	TIMEFORMAT='%U %S'
 	tsend=$( { time ip netns exec $vm bin/dpcap replay --sink "[2001:db8:10::1]:9" --loop 0 --count "$mp" --pps "$mpps" \
 		testdata/vm-traffic.pcap 2>/dev/null; } 2>&1 | awk '{printf "%.2f", $1 + $2}')
 	sleep 1
-	s1=$(cpu $mserve) k1=$(softirqd)
+	s1=$(cpu $mserve) k1=$(softirqd) b1=$(busy)
 	if [ $method = bpf ]; then
 		# The kernel's own account of the port program (kernel.bpf_stats_enabled):
 		# its run time includes the clone's transmission and the underlay program.
@@ -315,19 +338,19 @@ mirror_run() {
 	fi
 	kill -TERM $mserve
 	wait $mserve || true
-	echo "$mirrored $tsend $(echo "$s1 - $s0" | bc -l) $(echo "$k1 - $k0" | bc -l)"
+	echo "$mirrored $tsend $(echo "$s1 - $s0" | bc -l) $(echo "$k1 - $k0" | bc -l) $(echo "$b1 - $b0" | bc -l)"
 }
 rounds=${BENCH_MIRROR_ROUNDS:-3}
 rm -f "$out/mirror-runs.txt" "$out/bpf-ns.txt"
 stats_was=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 sysctl -qw kernel.bpf_stats_enabled=1 2>/dev/null || true
-printf '%-6s %-10s %9s %9s %9s %9s %9s\n' "round" "mirror" "mirrored" "sender s" "serve s" "softirqd" "total s"
+printf '%-6s %-10s %9s %9s %9s %9s %9s %9s\n' "round" "mirror" "mirrored" "sender s" "serve s" "softirqd" "total s" "machine s"
 for r in $(seq "$rounds"); do
 	for method in none af_packet bpf; do
-		read -r n a b c <<<"$(mirror_run $method)"
+		read -r n a b c m <<<"$(mirror_run $method)"
 		total=$(echo "$a + $b + $c" | bc -l)
-		printf '%-6s %-10s %9s %9.2f %9.2f %9.2f %9.2f\n' "$r" "$method" "$n" "$a" "$b" "$c" "$total"
-		echo "$method $n $total" >>"$out/mirror-runs.txt"
+		printf '%-6s %-10s %9s %9.2f %9.2f %9.2f %9.2f %9.2f\n' "$r" "$method" "$n" "$a" "$b" "$c" "$total" "$m"
+		echo "$method $n $total $m" >>"$out/mirror-runs.txt"
 	done
 done
 # Medians over the rounds; CPU per mirrored frame above the no-mirror median.
@@ -335,23 +358,28 @@ python3 - "$out/mirror-runs.txt" <<'PY'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    m, n, t = line.split()
-    runs.setdefault(m, []).append((int(n), float(t)))
-base = statistics.median(t for _, t in runs["none"])
+    m, n, procs, machine = line.split()
+    runs.setdefault(m, []).append((int(n), float(procs), float(machine)))
 per = {}
-for m in ("af_packet", "bpf"):
-    n = statistics.median(n for n, _ in runs[m])
-    t = statistics.median(t for _, t in runs[m])
-    per[m] = (t - base) / n * 1e6
-    print(f"{m:10s} median total {t:.2f} s, {t - base:+.2f} s over no mirror for {n:.0f} frames: {per[m]:.2f} us per mirrored frame")
-if per["bpf"] > 0:
-    print(f"AF_PACKET / BPF hypervisor CPU per mirrored frame: {per['af_packet'] / per['bpf']:.1f}x")
-else:
-    print("the BPF mirror's CPU is below this run's noise")
+for col, what in ((2, "machine"), (1, "processes")):
+    base = statistics.median(r[col] for r in runs["none"])
+    for m in ("af_packet", "bpf"):
+        n = statistics.median(r[0] for r in runs[m])
+        t = statistics.median(r[col] for r in runs[m])
+        per[what, m] = (t - base) / n * 1e6
+        print(f"{what:9s} {m:10s} median {t:.2f} s, {t - base:+.2f} s over no mirror for {n:.0f} frames: {per[what, m]:.2f} us per mirrored frame")
+for what in ("machine", "processes"):
+    if per[what, "bpf"] > 0:
+        print(f"AF_PACKET / BPF hypervisor CPU per mirrored frame ({what}): {per[what, 'af_packet'] / per[what, 'bpf']:.1f}x")
+    else:
+        print(f"the BPF mirror's CPU ({what}) is below this run's noise")
 PY
 rm -f "$out/mirror-runs.txt"
 sysctl -qw kernel.bpf_stats_enabled="$stats_was" 2>/dev/null || true
 [ -s "$out/bpf-ns.txt" ] && echo "the kernel's run time of the port program (clone, transmission, envelope; last round): $(cat "$out/bpf-ns.txt") ns per frame"
+fi
 
+if only upload; then
 echo
 bash scripts/bench-upload.sh
+fi
