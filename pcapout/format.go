@@ -23,6 +23,14 @@ const (
 	FormatPcapng
 )
 
+// String returns the format's name, as ParseFormat takes it.
+func (f Format) String() string {
+	if f == FormatPcapng {
+		return "pcapng"
+	}
+	return "pcap"
+}
+
 // ParseFormat parses "pcap" or "pcapng".
 func ParseFormat(s string) (Format, error) {
 	switch s {

@@ -151,23 +151,11 @@ func (s *spool) link(name, id string) error {
 
 // copyIn copies the open file f into the spool as id.
 func (s *spool) copyIn(f *os.File, id string) error {
-	tmp := filepath.Join(s.dir, "tmp", id)
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	err := s.place(id, s.file(id), func(out *os.File) error {
+		_, err := io.Copy(out, io.NewSectionReader(f, 0, 1<<62))
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("spool copy of %s: %w", f.Name(), err)
-	}
-	_, err = io.Copy(out, io.NewSectionReader(f, 0, 1<<62))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.file(id))
-	}
-	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("spool copy of %s: %w", f.Name(), err)
 	}
 	return nil
@@ -182,12 +170,26 @@ func (s *spool) persist(id string, sc sidecar) error {
 	if err := syncDir(filepath.Join(s.dir, "files")); err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.dir, "tmp", id+".json")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	err = s.place(id+".json", s.metaFile(id), func(out *os.File) error {
+		_, err := out.Write(b)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("spool sidecar: %w", err)
 	}
-	_, err = f.Write(b)
+	return syncDir(filepath.Join(s.dir, "meta"))
+}
+
+// place makes dst through tmp/NAME: written by write, synced, then renamed
+// into place, so that a crash never leaves a partial file at dst (start-up
+// clears tmp).
+func (s *spool) place(name, dst string, write func(*os.File) error) error {
+	tmp := filepath.Join(s.dir, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	err = write(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -195,13 +197,12 @@ func (s *spool) persist(id string, sc sidecar) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, s.metaFile(id))
+		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("spool sidecar: %w", err)
 	}
-	return syncDir(filepath.Join(s.dir, "meta"))
+	return err
 }
 
 // remove takes id out of the spool.
@@ -247,9 +248,7 @@ func (s *spool) scan() ([]found, error) {
 		id := e.Name()
 		have[id] = true
 		f := found{id: id}
-		if b, err := os.ReadFile(s.metaFile(id)); err == nil && json.Unmarshal(b, &f.sc) == nil {
-			f.ok = true
-		}
+		f.sc, f.ok = s.readSidecar(id)
 		out = append(out, f)
 	}
 	metas, _ := os.ReadDir(filepath.Join(s.dir, "meta"))
@@ -259,8 +258,7 @@ func (s *spool) scan() ([]found, error) {
 			continue
 		}
 		f := found{id: id, uncopied: true}
-		if b, err := os.ReadFile(s.metaFile(id)); err == nil && json.Unmarshal(b, &f.sc) == nil && f.sc.Copy {
-			f.ok = true
+		if f.sc, f.ok = s.readSidecar(id); f.ok && f.sc.Copy {
 			out = append(out, f)
 			continue
 		}
@@ -268,6 +266,16 @@ func (s *spool) scan() ([]found, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// readSidecar reads the sidecar of id, and says whether there is one.
+func (s *spool) readSidecar(id string) (sidecar, bool) {
+	var sc sidecar
+	b, err := os.ReadFile(s.metaFile(id))
+	if err != nil || json.Unmarshal(b, &sc) != nil {
+		return sidecar{}, false
+	}
+	return sc, true
 }
 
 func syncDir(dir string) error {

@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -332,17 +333,14 @@ func (u *Uploader) Add(m archive.Meta) {
 	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true}
 	e.dev, e.ino = devIno(fi)
 	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino, MTime: fi.ModTime().UnixNano()}}
-	if err := u.spool.link(m.File, e.id); errors.Is(err, errCrossDevice) {
+	err = u.spool.link(m.File, e.id)
+	if errors.Is(err, errCrossDevice) {
 		// Opened now, the file's content is safe from a ring reusing its
 		// name (a new file, not a truncation); the copy runs later.
-		f, err := os.Open(m.File)
-		if err != nil {
-			u.release(size)
-			u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
-			return
-		}
-		e.ready, item.src = false, f
-	} else if err != nil {
+		item.src, err = os.Open(m.File)
+		e.ready = false
+	}
+	if err != nil {
 		u.release(size)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
@@ -390,7 +388,7 @@ func (u *Uploader) makeRoom(name string, size int64) bool {
 			break
 		}
 		e := u.queue[i]
-		u.queue = append(u.queue[:i], u.queue[i+1:]...)
+		u.queue = slices.Delete(u.queue, i, i+1)
 		if e.mp.id != "" || e.recovered {
 			u.aborts = append(u.aborts, e.meta.Key(u.cfg.Target))
 			signal(u.wake)
@@ -488,7 +486,7 @@ func (u *Uploader) journalOne(it journalItem) {
 		return
 	}
 	u.mu.Lock()
-	gone := !u.queued(it.e)
+	gone := !slices.Contains(u.queue, it.e)
 	u.mu.Unlock()
 	if gone {
 		return // uploaded or dropped already
@@ -498,25 +496,13 @@ func (u *Uploader) journalOne(it journalItem) {
 	}
 }
 
-func (u *Uploader) queued(e *entry) bool {
-	for _, q := range u.queue {
-		if q == e {
-			return true
-		}
-	}
-	return false
-}
-
 // forget takes e out of the queue and the spool.
 func (u *Uploader) forget(e *entry) {
 	u.mu.Lock()
-	for i, q := range u.queue {
-		if q == e {
-			u.queue = append(u.queue[:i], u.queue[i+1:]...)
-			u.stats.PendingFiles--
-			u.stats.PendingBytes -= e.size
-			break
-		}
+	if i := slices.Index(u.queue, e); i >= 0 {
+		u.queue = slices.Delete(u.queue, i, i+1)
+		u.stats.PendingFiles--
+		u.stats.PendingBytes -= e.size
 	}
 	u.mu.Unlock()
 	if err := u.spool.remove(e.id); err != nil {
@@ -599,11 +585,8 @@ func (u *Uploader) abortDropped() {
 // file the store keeps refusing (or that cannot be read) holds up none of
 // them, and while the store is down the order hardly changes.
 func (u *Uploader) requeue(e *entry) {
-	for i, q := range u.queue {
-		if q == e {
-			u.queue = append(append(u.queue[:i:i], u.queue[i+1:]...), e)
-			return
-		}
+	if i := slices.Index(u.queue, e); i >= 0 {
+		u.queue = append(slices.Delete(u.queue, i, i+1), e)
 	}
 }
 
@@ -776,12 +759,8 @@ func (u *Uploader) Close(wait time.Duration) Stats {
 // Handle is the subscriber to pcapout's file-closed event: it queues the
 // file for upload.
 func (u *Uploader) Handle(f pcapout.ClosedFile) {
-	format := "pcap"
-	if f.Format == pcapout.FormatPcapng {
-		format = "pcapng"
-	}
 	u.Add(archive.Meta{
-		File: f.Name, Format: format, First: f.First, Last: f.Last,
+		File: f.Name, Format: f.Format.String(), First: f.First, Last: f.Last,
 		Packets: f.Packets, Sources: f.Interfaces,
 	})
 }

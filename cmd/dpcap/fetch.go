@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/fetch"
+	"github.com/dpcap/dpcap/pcapout"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,15 +87,9 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 	fs.Func("from", "", when(&f.from))
 	fs.Func("to", "", when(&f.to))
 	fs.Func("F", "", func(v string) error {
-		switch v {
-		case "pcap":
-			f.pcap = true
-		case "pcapng":
-			f.pcap = false
-		default:
-			return fmt.Errorf("invalid format %q: want pcap or pcapng", v)
-		}
-		return nil
+		format, err := pcapout.ParseFormat(v)
+		f.pcap = format == pcapout.FormatPcap
+		return err
 	})
 	fs.Func("endpoint", "", func(v string) error {
 		f.client.Endpoint = v
