@@ -86,6 +86,11 @@ type Summary struct {
 	Interfaces []string
 }
 
+// damaged notes a file that ended in a broken record.
+func (s *Summary) damaged(name string, err error) {
+	s.Damaged = append(s.Damaged, fmt.Sprintf("%s: %v", name, err))
+}
+
 // Run lists the sources, then merges the matching packets into Output.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	var sum Summary
@@ -240,7 +245,7 @@ func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error)
 	if err != nil {
 		rc.Close()
 		m.prog.FilesDone.Add(1)
-		sum.Damaged = append(sum.Damaged, fmt.Sprintf("%s: %v", f.Name, err))
+		sum.damaged(f.Name, err)
 		return nil, nil
 	}
 	m.seq++
@@ -289,7 +294,7 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 		data, ci, lt, err := c.r.ReadPacket()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				sum.Damaged = append(sum.Damaged, fmt.Sprintf("%s: %v", c.f.Name, err))
+				sum.damaged(c.f.Name, err)
 			}
 			c.close()
 			return false
@@ -311,7 +316,7 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 			var ok bool
 			if out, ok = c.ng[ci.InterfaceIndex]; !ok {
 				if out, err = m.mapInterface(c, ci.InterfaceIndex, lt); err != nil {
-					sum.Damaged = append(sum.Damaged, fmt.Sprintf("%s: %v", c.f.Name, err))
+					sum.damaged(c.f.Name, err)
 					c.close()
 					return false
 				}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -191,7 +192,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if f.out != "-" {
 		// A temp name renamed at the end: an interrupted fetch leaves no
 		// half file under the name asked for.
-		if file, err = os.CreateTemp(dirOf(f.out), ".dpcap-fetch-*"); err != nil {
+		if file, err = os.CreateTemp(filepath.Dir(f.out), ".dpcap-fetch-*"); err != nil {
 			return fmt.Errorf("create %s: %w", f.out, err)
 		}
 		defer os.Remove(file.Name())
@@ -225,13 +226,6 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no packet matched")
 	}
 	return nil
-}
-
-func dirOf(name string) string {
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		return name[:i+1]
-	}
-	return "."
 }
 
 // isTerminal reports whether w is a terminal.

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -90,7 +91,7 @@ func (u *uploadFlags) register(fs *flag.FlagSet) {
 func (u *uploadFlags) check(out string, set map[string]bool) error {
 	if u.url == "" {
 		for name := range set {
-			if len(name) > 7 && name[:7] == "upload-" {
+			if strings.HasPrefix(name, "upload-") {
 				return fmt.Errorf("--%s needs --upload s3://BUCKET/PREFIX", name)
 			}
 		}
@@ -172,6 +173,6 @@ func printUploadSummary(w io.Writer, s upload.Stats, spool string) {
 		fmt.Fprintf(w, "%d files (%d bytes) wait in %s for the next start\n", s.PendingFiles, s.PendingBytes, spool)
 	}
 	if s.DroppedFiles > 0 {
-		fmt.Fprintf(w, "%d files (%d bytes) not uploaded: the spool was full\n", s.DroppedFiles, s.DroppedBytes)
+		fmt.Fprintf(w, "%d files (%d bytes) not uploaded: dropped by the full spool, or they could not be spooled or read (the log names each)\n", s.DroppedFiles, s.DroppedBytes)
 	}
 }
