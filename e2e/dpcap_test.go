@@ -116,9 +116,15 @@ func TestSoftwareBackendTakesInterfaceNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The stack's own chatter (ARP, neighbour discovery, router
+	// solicitations) varies from run to run and can still trickle in after
+	// the count settled; the round's six frames do not.
 	lines := strings.Fields(string(names))
-	if n < 10 || float64(len(lines)) != n || strings.Count(string(names), "tap-vm1") != len(lines) {
-		t.Errorf("%v frames written; tshark names their interfaces %q", n, lines)
+	if len(lines) == 0 || strings.Count(string(names), "tap-vm1") != len(lines) {
+		t.Errorf("tshark names the interfaces of the %d frames %q", len(lines), lines)
+	}
+	if got := len(filterFrames(readFrames(t, capture), deliberate)); got != 6 {
+		t.Errorf("%d of the round's 6 frames (2 pings, 2 pings over IPv6, UDP, TCP SYN) were captured, of %v written", got, n)
 	}
 }
 
