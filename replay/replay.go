@@ -71,6 +71,7 @@ type sender struct {
 	fn    func(fd uintptr) bool
 	stats Stats
 	start time.Time
+	epoch time.Time // when the first packet was ready: the pacing schedule's zero
 }
 
 // Send replays the file until it has been sent Loops times, Count packets
@@ -165,7 +166,12 @@ func (s *sender) paced(ctx context.Context) error {
 	if s.cfg.PPS <= 0 {
 		return s.flush()
 	}
-	due := s.start.Add(time.Duration(float64(s.stats.Sent+uint64(s.n)-1) / s.cfg.PPS * float64(time.Second)))
+	// The schedule starts with the first packet, not with Send: time spent
+	// opening the file would otherwise be caught up in a burst.
+	if s.epoch.IsZero() {
+		s.epoch = time.Now()
+	}
+	due := s.epoch.Add(time.Duration(float64(s.stats.Sent+uint64(s.n)-1) / s.cfg.PPS * float64(time.Second)))
 	if wait := time.Until(due); wait > 0 {
 		// Send what is filled when the wait is long, and batch when the
 		// rate is high enough that the wait is shorter than a wake-up.
