@@ -100,7 +100,7 @@ unit: test-deps
 	CGO_ENABLED=0 $(GO) test ./filter ./control/... ./cmd/...
 
 e2e: test-deps
-	$(GO) test -count=1 ./e2e
+	$(GO) test -count=1 -timeout 20m ./e2e
 
 # Every parser that sees network or file input, each for FUZZTIME.
 FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capfile \
