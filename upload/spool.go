@@ -52,8 +52,13 @@ type sidecar struct {
 	MTime int64 `json:"mtime,omitempty"`
 }
 
+// spoolDirs returns the spool at dir and its own directories, the spool first.
+func spoolDirs(dir string) []string {
+	return []string{dir, filepath.Join(dir, "files"), filepath.Join(dir, "meta"), filepath.Join(dir, "tmp")}
+}
+
 func openSpool(dir string) (*spool, error) {
-	for i, d := range []string{dir, filepath.Join(dir, "files"), filepath.Join(dir, "meta"), filepath.Join(dir, "tmp")} {
+	for i, d := range spoolDirs(dir) {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("upload spool: %w", err)
 		}
@@ -96,9 +101,10 @@ func checkPrivate(dir string, inner bool) error {
 	return nil
 }
 
-// Dirs returns the spool's directories, for a change of owner (-Z).
+// dirs returns the spool's directories and its lock file, for a change of
+// owner (-Z).
 func (s *spool) dirs() []string {
-	return []string{s.dir, filepath.Join(s.dir, "files"), filepath.Join(s.dir, "meta"), filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "lock")}
+	return append(spoolDirs(s.dir), filepath.Join(s.dir, "lock"))
 }
 
 func (s *spool) close() error { return s.lock.Close() }
