@@ -15,8 +15,8 @@ import (
 
 // The envelope carries no port identity. dpcap's own backends (software,
 // dpdk) build one template per captured port and put a tag in the IPv6 flow
-// label, which the NIC copies verbatim: tags 1 to N for the N captured
-// ports, in the order given. dp-service uses one template for all ports
+// label, which the NIC copies verbatim: the port's tag for good (TagTable).
+// dp-service uses one template for all ports
 // (flow label 0), so its copies are told apart by what they carry: a VF's
 // copy is the VM's own frame (its source MAC and primary addresses), a PF0
 // copy is an underlay frame towards a VF's underlay route. dpcap publishes
@@ -70,20 +70,6 @@ type Port struct {
 type PortMap struct {
 	Version int    `json:"version"`
 	Ports   []Port `json:"ports"`
-}
-
-// AssignTags gives the ports tags 1..N in order, from source; PF0 is of
-// kind pf, the others vf.
-func AssignTags(source netip.Addr, names []string) PortMap {
-	m := PortMap{Version: PortMapVersion, Ports: make([]Port, len(names))}
-	for i, n := range names {
-		kind := KindVF
-		if n == PF0 {
-			kind = KindPF
-		}
-		m.Ports[i] = Port{Name: n, Source: source, Tag: uint32(i + 1), Kind: kind}
-	}
-	return m
 }
 
 // Validate checks the map: a known version, names set, bounded and unique

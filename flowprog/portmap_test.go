@@ -11,13 +11,13 @@ import (
 
 func TestAssignAndLookup(t *testing.T) {
 	hv := netip.MustParseAddr("2001:db8::10")
-	m := AssignTags(hv, []string{"vm-1", "vm-2", "pf0"})
+	m := TagTable{"vm-1": 1, "vm-2": 2, "pf0": 3, "vm-9": 9}.PortMap(hv, []string{"vm-1", "vm-2", "pf0"})
 	m.Ports = append(m.Ports, Port{Tag: 1, Name: "any-1"})
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if m.Version != PortMapVersion || m.Ports[0].Kind != KindVF || m.Ports[2].Kind != KindPF {
-		t.Errorf("AssignTags: version %d, kinds %q %q", m.Version, m.Ports[0].Kind, m.Ports[2].Kind)
+		t.Errorf("PortMap: version %d, kinds %q %q", m.Version, m.Ports[0].Kind, m.Ports[2].Kind)
 	}
 	other := netip.MustParseAddr("2001:db8::11")
 	for _, tt := range []struct {
@@ -45,7 +45,7 @@ func writeMap(t *testing.T, body string) string {
 }
 
 func TestLoadPortMap(t *testing.T) {
-	good := AssignTags(netip.MustParseAddr("2001:db8::10"), []string{"vm-1", "pf0"})
+	good := TagTable{"vm-1": 1, "pf0": 2}.PortMap(netip.MustParseAddr("2001:db8::10"), []string{"vm-1", "pf0"})
 	b, _ := json.Marshal(good)
 	m, err := LoadPortMap(writeMap(t, string(b)))
 	if err != nil || len(m.Ports) != 2 || m.Ports[1].Name != "pf0" || m.Version != 2 {
@@ -139,3 +139,4 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
