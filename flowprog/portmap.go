@@ -174,23 +174,62 @@ func LoadPortMap(path string) (PortMap, error) {
 // control characters and terminal escapes and cut to MaxNameLen; notes
 // say which were changed. Files over MaxPortMapBytes are refused.
 func ReadPortMap(path string) (PortMap, []string, error) {
+	m, notes, _, err := readPortMap(path)
+	return m, notes, err
+}
+
+// readPortMap reads the map as ReadPortMap does, and describes the file it
+// read (nil when it could not be opened).
+func readPortMap(path string) (PortMap, []string, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return PortMap{}, nil, fmt.Errorf("read port map: %w", err)
+		return PortMap{}, nil, nil, fmt.Errorf("read port map: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return PortMap{}, nil, nil, fmt.Errorf("read port map: %w", err)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxPortMapBytes+1))
 	if err != nil {
-		return PortMap{}, nil, fmt.Errorf("read port map: %w", err)
+		return PortMap{}, nil, fi, fmt.Errorf("read port map: %w", err)
 	}
 	if len(b) > MaxPortMapBytes {
-		return PortMap{}, nil, fmt.Errorf("port map %s: larger than %d bytes", path, MaxPortMapBytes)
+		return PortMap{}, nil, fi, fmt.Errorf("port map %s: larger than %d bytes", path, MaxPortMapBytes)
 	}
 	m, notes, err := ParsePortMap(b)
 	if err != nil {
-		return m, nil, fmt.Errorf("port map %s: %w", path, err)
+		return m, nil, fi, fmt.Errorf("port map %s: %w", path, err)
 	}
-	return m, notes, nil
+	return m, notes, fi, nil
+}
+
+// MapFile is a port map file that changes while sinkd runs: when the
+// capture changes, dpcap serve publishes a new map and the operator copies
+// it over the old one (cp writes into it, rsync and mv replace it).
+type MapFile struct {
+	Path string
+	read os.FileInfo // the file last read; nil before, or when it could not be opened
+	gone bool        // it could not be opened at the last look, which was reported
+}
+
+// Reload reads the file when it is not the one last read (another inode,
+// size or modification time), or whatever it is when force is set.
+// changed reports whether it was read; a file that could not be read or
+// was refused is not read again until it changes, so err reports it once.
+func (f *MapFile) Reload(force bool) (m PortMap, notes []string, changed bool, err error) {
+	if !force {
+		fi, err := os.Stat(f.Path)
+		switch {
+		case err != nil && f.gone:
+			return m, nil, false, nil
+		case err == nil && f.read != nil && os.SameFile(fi, f.read) && fi.Size() == f.read.Size() && fi.ModTime().Equal(f.read.ModTime()):
+			return m, nil, false, nil
+		}
+	}
+	m, notes, fi, err := readPortMap(f.Path)
+	f.read, f.gone = fi, fi == nil
+	return m, notes, true, err
 }
 
 // ParsePortMap parses, cleans and validates a map as ReadPortMap does.

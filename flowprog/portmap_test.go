@@ -140,3 +140,42 @@ func TestCleanName(t *testing.T) {
 	}
 }
 
+// TestMapFileReload: the file is read again only when it changed, or when
+// forced; one that cannot be read is reported once, until it changes.
+func TestMapFileReload(t *testing.T) {
+	path := writeMap(t, `{"ports": [{"tag": 20, "name": "vm-1"}]}`)
+	f := &MapFile{Path: path}
+	for i, tt := range []struct {
+		change  func() error
+		force   bool
+		changed bool
+		name    string // the first port's, or the error's text
+	}{
+		{nil, false, true, "vm-1"}, // never read
+		{nil, false, false, ""},
+		{nil, true, true, "vm-1"},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [{"tag": 20, "name": "vm-22"}]}`), 0o644) }, false, true, "vm-22"},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [`), 0o644) }, false, true, "unexpected end of JSON input"},
+		{nil, false, false, ""},
+		{func() error { return os.Remove(path) }, false, true, "no such file"},
+		{nil, false, false, ""},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [{"tag": 20, "name": "vm-3"}]}`), 0o644) }, false, true, "vm-3"},
+	} {
+		if tt.change != nil {
+			if err := tt.change(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, _, changed, err := f.Reload(tt.force)
+		got := ""
+		switch {
+		case err != nil:
+			got = err.Error()
+		case changed:
+			got = m.Ports[0].Name
+		}
+		if changed != tt.changed || !strings.Contains(got, tt.name) || (tt.name == "") != (got == "") {
+			t.Errorf("step %d: changed %v, %q; want %v, %q", i, changed, got, tt.changed, tt.name)
+		}
+	}
+}
