@@ -28,9 +28,10 @@ type StartRequest struct {
 }
 
 // Program is the NIC program a request asks for, with the envelope's
-// addresses: the one conversion the daemon applies and the CLI's dry run
-// prints. Its errors are the user's.
-func (r StartRequest) Program(env Envelope) (*flowprog.Program, error) {
+// addresses and the ports' tags (a port not in tags gets one of its own,
+// flowprog.Config.Tags): the one conversion the daemon applies and the
+// CLI's dry run prints. Its errors are the user's.
+func (r StartRequest) Program(env Envelope, tags flowprog.TagTable) (*flowprog.Program, error) {
 	if r.SinkNodeIP == "" {
 		return nil, errors.New("no sink: give --sink-node-ip")
 	}
@@ -42,7 +43,7 @@ func (r StartRequest) Program(env Envelope) (*flowprog.Program, error) {
 		return nil, errors.New("no UDP port: give --udp-dst-port")
 	}
 	cfg := flowprog.Config{Sink: sink, Underlay: env.Underlay, RouterMAC: env.RouterMAC, PFMAC: env.PFMAC,
-		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0}
+		SrcPort: r.SrcPort, DstPort: r.DstPort, VFs: r.VFs, PF0: r.PF0, Tags: tags}
 	if r.Filter != "" {
 		if cfg.Filter, err = flowprog.ParseMatch(r.Filter); err != nil {
 			return nil, err

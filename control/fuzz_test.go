@@ -55,8 +55,8 @@ func FuzzPortMap(f *testing.F) {
 			if p.Tag == 0 {
 				continue
 			}
-			if !tagged || !strings.HasPrefix(x.Name(match), p.Name) {
-				t.Fatalf("tag %d of %v identifies %q, not %q", p.Tag, p.Source, x.Name(match), p.Name)
+			if !tagged || !strings.HasPrefix(flowprog.JoinNames(x.Names(match)), p.Name) {
+				t.Fatalf("tag %d of %v identifies %q, not %q", p.Tag, p.Source, flowprog.JoinNames(x.Names(match)), p.Name)
 			}
 			if name, ok := m.Lookup(p.Source, p.Tag); !ok || name == "" {
 				t.Fatalf("a valid map does not find its own tag %d", p.Tag)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +34,7 @@ type Server struct {
 	active  *saved
 	program *flowprog.Program
 	problem string
+	tags    flowprog.TagTable // the ports' tags for good, as in tagsFile
 }
 
 // NewServer returns a server over backend, keeping its state in stateDir.
@@ -42,13 +44,20 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits}
+	tags, err := loadTags(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("the ports' tags: %w (removing the file makes tags be given again: do it only once no sink holds a port map of this host)", err)
+	}
+	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
 	switch {
 	case err != nil:
 		s.problem = fmt.Sprintf("the saved capture cannot be read: %v", err)
 	case ok:
 		p, err := s.build(sv.Request)
+		if err == nil {
+			err = s.keepTags(p) // new to a capture saved before tags were kept
+		}
 		if d, isDP := backend.(Dataplane); isDP && err == nil {
 			// The dataplane may be down or not initialized yet: it
 			// applies (or adopts) the capture once it is ready.
@@ -65,6 +74,10 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 		} else {
 			s.active, s.program = &sv, p
 			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
+			// The map on disk may be older than the table's tags.
+			if err := s.writePortMap(p); err != nil {
+				logger.Error("publishing the port map", "err", err)
+			}
 		}
 	}
 	if d, ok := backend.(Dataplane); ok {
@@ -119,9 +132,32 @@ func (s *Server) writePortMap(p *flowprog.Program) error {
 	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
 }
 
-// build turns a request into the program this daemon would apply.
+// build turns a request into the program this daemon would apply, with
+// the ports' tags of its table. Called with s.mu held.
 func (s *Server) build(r StartRequest) (*flowprog.Program, error) {
-	return r.Program(s.env)
+	return r.Program(s.env, s.tags)
+}
+
+// keepTags adds the tags build gave new ports to the table and persists
+// it, before any envelope carries them: a tag a sink may have seen is
+// never given to another port, even after a crash. Called with s.mu held.
+func (s *Server) keepTags(p *flowprog.Program) error {
+	next := maps.Clone(s.tags)
+	for _, port := range p.Tags.Ports {
+		next[port.Name] = port.Tag
+	}
+	if maps.Equal(next, s.tags) {
+		return nil
+	}
+	b, err := json.MarshalIndent(savedTags{Tags: next}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(s.stateDir, tagsFile), b, 0o644); err != nil {
+		return err
+	}
+	s.tags = next
+	return nil
 }
 
 // apiLimits bound what a client holds: the time to send a request (headers,
@@ -223,12 +259,12 @@ func reply(w http.ResponseWriter, code int, v any) {
 // the new one passed every check; if the new one still fails to apply, the
 // old one is applied again, and the error says whether that worked.
 func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	p, err := s.build(r)
 	if err != nil {
 		return Status{}, http.StatusBadRequest, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.active != nil && !r.Replace {
 		return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
 			strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
@@ -239,6 +275,9 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 			code = http.StatusBadRequest
 		}
 		return Status{}, code, fmt.Errorf("%w; nothing was changed", err)
+	}
+	if err := s.keepTags(p); err != nil {
+		return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
 	}
 	old, oldProgram := s.active, s.program
 	if old != nil {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +75,7 @@ func TestStartStopAndState(t *testing.T) {
 		t.Fatalf("IPv4 sink: %d %v", code, err)
 	}
 	st, _, err := s.Start(context.Background(), req)
-	if err != nil || !st.Active || len(st.Ports) != 3 || st.Ports[2].Name != "pf0" || st.Ports[2].Tag != 3 {
+	if err != nil || !st.Active || len(st.Ports) != 3 || st.Ports[2].Name != "pf0" || st.Ports[2].Tag != flowprog.PreferredTag("pf0") {
 		t.Fatalf("start: %+v %v", st, err)
 	}
 	if _, code, err := s.Start(context.Background(), req); code != http.StatusConflict || !strings.Contains(err.Error(), "stop it first") {
@@ -134,6 +135,107 @@ func TestFailuresLeaveNothingHalfDone(t *testing.T) {
 	}
 	if st := broken.Status(); st.Problem != "" {
 		t.Fatalf("problem survives stop: %q", st.Problem)
+	}
+}
+
+// TestTagsStayWithTheirPorts reproduces issue 19's misfiled copies: tags
+// followed the order of --vf, so after a replacement in another order a
+// sink still holding the first map named vm-2's copies "vm-1". Now a port
+// keeps its tag through replacements in any order and with other ports,
+// a stop and a restart, and no tag ever names another port: no map
+// published earlier names a copy wrongly.
+func TestTagsStayWithTheirPorts(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestServer(t, &recorder{}, dir)
+	ctx := context.Background()
+	start := func(s *Server, replace bool, vfs ...string) {
+		t.Helper()
+		if _, _, err := s.Start(ctx, StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: vfs, Replace: replace}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var maps []flowprog.PortMap // every map published, as sinks may still hold them
+	owner := map[uint32]string{}
+	check := func(s *Server, what string) {
+		t.Helper()
+		published, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range s.Status().Ports {
+			if o, ok := owner[p.Tag]; ok && o != p.Name {
+				t.Errorf("%s: tag %d names %s, and before %s", what, p.Tag, p.Name, o)
+			}
+			owner[p.Tag] = p.Name
+			for i, m := range maps {
+				if name, ok := m.Lookup(published.Ports[0].Source, p.Tag); ok && name != p.Name {
+					t.Errorf("%s: map %d, still at a sink, names %s's copies %q", what, i+1, p.Name, name)
+				}
+			}
+		}
+		maps = append(maps, published)
+	}
+	start(s, false, "vm-1", "vm-2")
+	check(s, "vm-1,vm-2")
+	for _, vfs := range [][]string{{"vm-2", "vm-1"}, {"vm-3", "vm-1"}, {"vm-2"}, {"vm-3", "vm-2", "vm-1"}} {
+		start(s, true, vfs...)
+		check(s, strings.Join(vfs, ","))
+	}
+	if _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := loadTags(dir); err != nil || len(kept) != 3 {
+		t.Fatalf("the tags after a stop: %v %v", kept, err)
+	}
+	start(s, false, "vm-2", "vm-3")
+	check(s, "vm-2,vm-3 after a stop")
+	check(newTestServer(t, &recorder{}, dir), "after a restart")
+	if len(owner) != 3 {
+		t.Errorf("tags given: %v, want one for each of 3 ports", owner)
+	}
+}
+
+// TestTagsOfAnEarlierVersion: a capture saved by a dpcap that numbered the
+// ports in order is restored with kept tags, and its map published again,
+// so that the map at the sink can name none of its copies wrongly.
+func TestTagsOfAnEarlierVersion(t *testing.T) {
+	dir := t.TempDir()
+	old := flowprog.PortMap{Version: 2, Ports: []flowprog.Port{
+		{Name: "vm-1", Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Kind: flowprog.KindVF},
+		{Name: "vm-2", Source: netip.MustParseAddr("2001:db8::10"), Tag: 2, Kind: flowprog.KindVF}}}
+	b, _ := json.Marshal(old)
+	sv, _ := json.Marshal(saved{Request: StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-2", "vm-1"}}})
+	for name, body := range map[string][]byte{portMapFile: b, captureFile: sv} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newTestServer(t, &recorder{}, dir)
+	m, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+	if err != nil || !s.Status().Active {
+		t.Fatalf("restore: %v %+v", err, s.Status())
+	}
+	kept, err := loadTags(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Ports {
+		if p.Tag < flowprog.FirstTag || kept[p.Name] != p.Tag {
+			t.Errorf("%s: tag %d published, %d kept", p.Name, p.Tag, kept[p.Name])
+		}
+	}
+}
+
+// TestBrokenTagTable: a tag table that does not read back stops the
+// daemon at start, saying which file; tags are not given again silently.
+func TestBrokenTagTable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, tagsFile), []byte(`{"tags": {"vm-1": 20, "vm-2": 20}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewServer(context.Background(), &recorder{}, dir, Envelope{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "tags.json: tag 20 is held by both vm-1 and vm-2") {
+		t.Fatalf("NewServer: %v", err)
 	}
 }
 
@@ -224,7 +326,7 @@ func TestDryRunIsWhatTheServerApplies(t *testing.T) {
 	if _, _, err := s.Start(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
-	dry, err := r.Program(env)
+	dry, err := r.Program(env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +343,7 @@ func TestDryRunIsWhatTheServerApplies(t *testing.T) {
 		{StartRequest{SinkNodeIP: "2001:db8::9", VFs: []string{"vm-1"}}, "no UDP port"},
 		{StartRequest{SinkNodeIP: "2001:db8::9", DstPort: 3010, VFs: []string{"vm-1"}, Filter: "proto=sctp"}, "proto"},
 	} {
-		_, err := bad.r.Program(env)
+		_, err := bad.r.Program(env, nil)
 		_, code, serr := s.Start(context.Background(), bad.r)
 		if err == nil || !strings.Contains(err.Error(), bad.err) || serr == nil || serr.Error() != err.Error() || code != http.StatusBadRequest {
 			t.Errorf("%+v: dry run %v; daemon %d %v", bad.r, err, code, serr)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dpcap/dpcap/flowprog"
 )
 
 // saved is the persisted active capture.
@@ -19,7 +21,15 @@ type saved struct {
 const (
 	captureFile = "capture.json"
 	portMapFile = "portmap.json"
+	// tagsFile holds the ports' tags for good: a stop or a replacement
+	// leaves it, so that no tag ever names another port (flowprog.TagTable).
+	tagsFile = "tags.json"
 )
+
+// savedTags is the persisted tag table.
+type savedTags struct {
+	Tags flowprog.TagTable `json:"tags"`
+}
 
 // writeAtomic replaces name with data so that a crash leaves the old file
 // or the new one, never a torn one.
@@ -70,4 +80,27 @@ func loadSaved(dir string) (s saved, ok bool, err error) {
 		return s, false, fmt.Errorf("%s: %w", filepath.Join(dir, captureFile), err)
 	}
 	return s, true, nil
+}
+
+// loadTags reads the tag table; without a file, it is empty.
+func loadTags(dir string) (flowprog.TagTable, error) {
+	name := filepath.Join(dir, tagsFile)
+	b, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return flowprog.TagTable{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st savedTags
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := st.Tags.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if st.Tags == nil {
+		st.Tags = flowprog.TagTable{}
+	}
+	return st.Tags, nil
 }

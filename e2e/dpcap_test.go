@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/flowprog"
 )
 
 // dpcapd is a running dpcap serve.
@@ -171,12 +172,14 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 	sinkd := startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", capture, "--port-map", filepath.Join(state, "portmap.json"))
 
 	vmTrafficRound(t, vm)
-	// The daemon restarts; the saved capture is applied again.
+	// The daemon restarts; the saved capture is applied again, the port
+	// keeping its tag.
+	tag := status(t, socket).Ports[0].Tag
 	serve.stop(t)
 	serve = startServe(t, hv, socket, state)
 	st := status(t, socket)
-	if !st.Active || len(st.Ports) != 1 || st.Ports[0].Tag != 1 {
-		t.Fatalf("after a restart: %+v (%s)", st, serve.stderr)
+	if !st.Active || len(st.Ports) != 1 || st.Ports[0].Tag != tag {
+		t.Fatalf("after a restart: %+v, want tag %d (%s)", st, tag, serve.stderr)
 	}
 	vmTrafficRound(t, vm)
 	time.Sleep(500 * time.Millisecond)
@@ -432,8 +435,8 @@ func TestSoftwareMirrorMethodsAgree(t *testing.T) {
 		}
 	}
 	want := headers["af_packet"][0]
-	if want[14]&0xf0 != 0x60 || binary.BigEndian.Uint32(want[14:18])&0xfffff != 1 || want[21] != 64 {
-		t.Errorf("af_packet envelope header % x: want IPv6, flow label 1, hop limit 64", want)
+	if want[14]&0xf0 != 0x60 || binary.BigEndian.Uint32(want[14:18])&0xfffff != flowprog.PreferredTag("vm-1") || want[21] != 64 {
+		t.Errorf("af_packet envelope header % x: want IPv6, flow label %d (vm-1's tag), hop limit 64", want, flowprog.PreferredTag("vm-1"))
 	}
 	for method, hs := range headers {
 		for _, h := range hs {

@@ -22,7 +22,7 @@ func twoHypervisors(t *testing.T, args ...string) (*daemon, int) {
 	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
 	linkN(t, hv1, sk, 1600, 1)
 	linkN(t, hv2, sk, 1600, 2)
-	m := flowprog.AssignTags(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "pf0"})
+	m := flowprog.TagTable{"vm-1": 1, "pf0": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "pf0"})
 	b, _ := json.Marshal(m)
 	mapFile := filepath.Join(t.TempDir(), "ports.json")
 	if err := os.WriteFile(mapFile, b, 0o600); err != nil {

@@ -43,7 +43,7 @@ func TestUploadAndFetch(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	m := flowprog.AssignTags(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"})
+	m := flowprog.TagTable{"vm-1": 1, "vm-2": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"})
 	b, _ := json.Marshal(m)
 	dir := t.TempDir()
 	mapFile := filepath.Join(dir, "ports.json")

@@ -17,7 +17,8 @@ type PortMatch struct{ Port, To int32 }
 // once; Identify allocates nothing and is safe for concurrent use.
 //
 // The rules, in order (docs/PORTMAP.md):
-//   - a flow label is a tag: the port with that tag from the sender;
+//   - a flow label is a tag: the port with that tag from the sender, and a
+//     tag the map does not list names no port;
 //   - a VF's copy is the VM's own frame: its inner source MAC, or its inner
 //     source IPv4 (or ARP sender address) or IPv6, is the VF's;
 //   - a PF copy is an underlay frame: its inner IPv6 destination lies in a
@@ -144,17 +145,22 @@ func (x *Identifier) pick(ports []int32, sender netip.Addr) int32 {
 
 // Identify returns the port a copy from sender with flow label tag came
 // from; frame is the inner Ethernet frame. tagged reports whether the tag
-// named a port; a tag that names none is ignored.
+// named a port; a copy whose tag names none matches nothing.
 func (x *Identifier) Identify(sender netip.Addr, tag uint32, frame []byte) (m PortMatch, tagged bool) {
 	f := parseInner(frame)
 	if tag != 0 {
-		if n := x.pick(x.tags[tag], sender); n >= 0 {
-			m.Port = n + 1
-			if x.ports[n].Kind == KindPF && f.hasDst6 {
-				m.To = x.towards(sender, f.dst6)
-			}
-			return m, true
+		// A tag the map does not list is a port of a later capture (or a
+		// forged label): its copy must not be named after a port whose
+		// addresses it happens to carry.
+		n := x.pick(x.tags[tag], sender)
+		if n < 0 {
+			return PortMatch{}, false
 		}
+		m.Port = n + 1
+		if x.ports[n].Kind == KindPF && f.hasDst6 {
+			m.To = x.towards(sender, f.dst6)
+		}
+		return m, true
 	}
 	if f.hasMAC {
 		if n := x.pick(x.macs[f.mac], sender); n >= 0 {
@@ -197,17 +203,25 @@ func (x *Identifier) towards(sender netip.Addr, dst [16]byte) int32 {
 	return 0
 }
 
-// Name names a match: the port's name, or for a PF copy headed to a VF,
-// "pf0 to vm-1".
-func (x *Identifier) Name(m PortMatch) string {
-	if m.Port == 0 {
-		return ""
+// JoinNames names a match from its Names: "vm-1", or for a PF copy headed
+// to a VF, "pf0 to vm-1".
+func JoinNames(port, to string) string {
+	if to == "" {
+		return port
 	}
-	name := x.ports[m.Port-1].Name
+	return port + " to " + to
+}
+
+// Names names a match: the port's name, and for a PF copy headed to a VF,
+// the VF's ("" when none). They are the map's strings: no allocation.
+func (x *Identifier) Names(m PortMatch) (port, to string) {
+	if m.Port != 0 {
+		port = x.ports[m.Port-1].Name
+	}
 	if m.To != 0 {
-		name += " to " + x.ports[m.To-1].Name
+		to = x.ports[m.To-1].Name
 	}
-	return name
+	return port, to
 }
 
 // inner holds what identifies a copy's inner frame.

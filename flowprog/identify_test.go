@@ -110,7 +110,9 @@ func TestIdentify(t *testing.T) {
 		{"tag", hv3, 1, frame(t, other, "10.5.5.5", "10.0.0.2", false), "tagged-vm", true},
 		{"tagged pf towards a route", hv3, 2, frame(t, other, "2001:db8::1", "fc00:3::7", false), "tagged-pf to vm-t", true},
 		{"tagged pf, other traffic", hv3, 2, frame(t, other, "10.5.5.5", "10.0.0.2", false), "tagged-pf", true},
-		{"unknown tag falls back to addresses", hv, 77, frame(t, other, "10.0.0.2", "10.0.0.1", false), "vm-2", false},
+		{"unknown tag names no port, whatever it carries", hv, 77, frame(t, other, "10.0.0.2", "10.0.0.1", false), "", false},
+		{"unknown tag, a VF's mac", hv, 77, frame(t, "02:00:00:00:00:01", "10.5.5.5", "10.0.0.1", false), "", false},
+		{"unknown tag, towards a route", hv, 77, frame(t, other, "2001:db8::1", "fc00:1::1", false), "", false},
 		{"unknown tag of a tagging hypervisor", hv3, 3, frame(t, other, "10.5.5.5", "10.0.0.2", false), "", false},
 		{"ambiguous ipv4, known mac", hv4, 0, frame(t, "02:00:00:00:00:78", "10.7.7.7", "10.0.0.2", false), "twin-b", false},
 		{"ambiguous ipv4 alone", hv4, 0, frame(t, other, "10.7.7.7", "10.0.0.2", false), "", false},
@@ -119,8 +121,8 @@ func TestIdentify(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, tagged := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, tt.frame)
-			if x.Name(got) != tt.want || tagged != tt.tagged {
-				t.Errorf("Identify = %q (%+v), tagged %v; want %q, %v", x.Name(got), got, tagged, tt.want, tt.tagged)
+			if JoinNames(x.Names(got)) != tt.want || tagged != tt.tagged {
+				t.Errorf("Identify = %q (%+v), tagged %v; want %q, %v", JoinNames(x.Names(got)), got, tagged, tt.want, tt.tagged)
 			}
 		})
 	}
@@ -140,8 +142,8 @@ func TestIdentifyVersion1(t *testing.T) {
 		tag    uint32
 		want   string
 	}{{"2001:db8::10", 1, "vm-1"}, {"2001:db8::11", 1, ""}, {"2001:db8::11", 2, "any-2"}, {"2001:db8::10", 0, ""}} {
-		if got, _ := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, f); x.Name(got) != tt.want {
-			t.Errorf("%s tag %d: %q, want %q", tt.sender, tt.tag, x.Name(got), tt.want)
+		if got, _ := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, f); JoinNames(x.Names(got)) != tt.want {
+			t.Errorf("%s tag %d: %q, want %q", tt.sender, tt.tag, JoinNames(x.Names(got)), tt.want)
 		}
 	}
 }

@@ -15,8 +15,8 @@ import (
 
 // The envelope carries no port identity. dpcap's own backends (software,
 // dpdk) build one template per captured port and put a tag in the IPv6 flow
-// label, which the NIC copies verbatim: tags 1 to N for the N captured
-// ports, in the order given. dp-service uses one template for all ports
+// label, which the NIC copies verbatim: the port's tag for good (TagTable).
+// dp-service uses one template for all ports
 // (flow label 0), so its copies are told apart by what they carry: a VF's
 // copy is the VM's own frame (its source MAC and primary addresses), a PF0
 // copy is an underlay frame towards a VF's underlay route. dpcap publishes
@@ -70,20 +70,6 @@ type Port struct {
 type PortMap struct {
 	Version int    `json:"version"`
 	Ports   []Port `json:"ports"`
-}
-
-// AssignTags gives the ports tags 1..N in order, from source; PF0 is of
-// kind pf, the others vf.
-func AssignTags(source netip.Addr, names []string) PortMap {
-	m := PortMap{Version: PortMapVersion, Ports: make([]Port, len(names))}
-	for i, n := range names {
-		kind := KindVF
-		if n == PF0 {
-			kind = KindPF
-		}
-		m.Ports[i] = Port{Name: n, Source: source, Tag: uint32(i + 1), Kind: kind}
-	}
-	return m
 }
 
 // Validate checks the map: a known version, names set, bounded and unique
@@ -188,23 +174,62 @@ func LoadPortMap(path string) (PortMap, error) {
 // control characters and terminal escapes and cut to MaxNameLen; notes
 // say which were changed. Files over MaxPortMapBytes are refused.
 func ReadPortMap(path string) (PortMap, []string, error) {
+	m, notes, _, err := readPortMap(path)
+	return m, notes, err
+}
+
+// readPortMap reads the map as ReadPortMap does, and describes the file it
+// read (nil when it could not be opened).
+func readPortMap(path string) (PortMap, []string, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return PortMap{}, nil, fmt.Errorf("read port map: %w", err)
+		return PortMap{}, nil, nil, fmt.Errorf("read port map: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return PortMap{}, nil, nil, fmt.Errorf("read port map: %w", err)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxPortMapBytes+1))
 	if err != nil {
-		return PortMap{}, nil, fmt.Errorf("read port map: %w", err)
+		return PortMap{}, nil, fi, fmt.Errorf("read port map: %w", err)
 	}
 	if len(b) > MaxPortMapBytes {
-		return PortMap{}, nil, fmt.Errorf("port map %s: larger than %d bytes", path, MaxPortMapBytes)
+		return PortMap{}, nil, fi, fmt.Errorf("port map %s: larger than %d bytes", path, MaxPortMapBytes)
 	}
 	m, notes, err := ParsePortMap(b)
 	if err != nil {
-		return m, nil, fmt.Errorf("port map %s: %w", path, err)
+		return m, nil, fi, fmt.Errorf("port map %s: %w", path, err)
 	}
-	return m, notes, nil
+	return m, notes, fi, nil
+}
+
+// MapFile is a port map file that changes while sinkd runs: when the
+// capture changes, dpcap serve publishes a new map and the operator copies
+// it over the old one (cp writes into it, rsync and mv replace it).
+type MapFile struct {
+	Path string
+	read os.FileInfo // the file last read; nil before, or when it could not be opened
+	gone bool        // it could not be opened at the last look, which was reported
+}
+
+// Reload reads the file when it is not the one last read (another inode,
+// size or modification time), or whatever it is when force is set.
+// changed reports whether it was read; a file that could not be read or
+// was refused is not read again until it changes, so err reports it once.
+func (f *MapFile) Reload(force bool) (m PortMap, notes []string, changed bool, err error) {
+	if !force {
+		fi, err := os.Stat(f.Path)
+		switch {
+		case err != nil && f.gone:
+			return m, nil, false, nil
+		case err == nil && f.read != nil && os.SameFile(fi, f.read) && fi.Size() == f.read.Size() && fi.ModTime().Equal(f.read.ModTime()):
+			return m, nil, false, nil
+		}
+	}
+	m, notes, fi, err := readPortMap(f.Path)
+	f.read, f.gone = fi, fi == nil
+	return m, notes, true, err
 }
 
 // ParsePortMap parses, cleans and validates a map as ReadPortMap does.

@@ -11,13 +11,13 @@ import (
 
 func TestAssignAndLookup(t *testing.T) {
 	hv := netip.MustParseAddr("2001:db8::10")
-	m := AssignTags(hv, []string{"vm-1", "vm-2", "pf0"})
+	m := TagTable{"vm-1": 1, "vm-2": 2, "pf0": 3, "vm-9": 9}.PortMap(hv, []string{"vm-1", "vm-2", "pf0"})
 	m.Ports = append(m.Ports, Port{Tag: 1, Name: "any-1"})
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if m.Version != PortMapVersion || m.Ports[0].Kind != KindVF || m.Ports[2].Kind != KindPF {
-		t.Errorf("AssignTags: version %d, kinds %q %q", m.Version, m.Ports[0].Kind, m.Ports[2].Kind)
+		t.Errorf("PortMap: version %d, kinds %q %q", m.Version, m.Ports[0].Kind, m.Ports[2].Kind)
 	}
 	other := netip.MustParseAddr("2001:db8::11")
 	for _, tt := range []struct {
@@ -45,7 +45,7 @@ func writeMap(t *testing.T, body string) string {
 }
 
 func TestLoadPortMap(t *testing.T) {
-	good := AssignTags(netip.MustParseAddr("2001:db8::10"), []string{"vm-1", "pf0"})
+	good := TagTable{"vm-1": 1, "pf0": 2}.PortMap(netip.MustParseAddr("2001:db8::10"), []string{"vm-1", "pf0"})
 	b, _ := json.Marshal(good)
 	m, err := LoadPortMap(writeMap(t, string(b)))
 	if err != nil || len(m.Ports) != 2 || m.Ports[1].Name != "pf0" || m.Version != 2 {
@@ -136,6 +136,46 @@ func TestCleanName(t *testing.T) {
 	} {
 		if got := CleanName(in); got != want {
 			t.Errorf("CleanName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMapFileReload: the file is read again only when it changed, or when
+// forced; one that cannot be read is reported once, until it changes.
+func TestMapFileReload(t *testing.T) {
+	path := writeMap(t, `{"ports": [{"tag": 20, "name": "vm-1"}]}`)
+	f := &MapFile{Path: path}
+	for i, tt := range []struct {
+		change  func() error
+		force   bool
+		changed bool
+		name    string // the first port's, or the error's text
+	}{
+		{nil, false, true, "vm-1"}, // never read
+		{nil, false, false, ""},
+		{nil, true, true, "vm-1"},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [{"tag": 20, "name": "vm-22"}]}`), 0o644) }, false, true, "vm-22"},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [`), 0o644) }, false, true, "unexpected end of JSON input"},
+		{nil, false, false, ""},
+		{func() error { return os.Remove(path) }, false, true, "no such file"},
+		{nil, false, false, ""},
+		{func() error { return os.WriteFile(path, []byte(`{"ports": [{"tag": 20, "name": "vm-3"}]}`), 0o644) }, false, true, "vm-3"},
+	} {
+		if tt.change != nil {
+			if err := tt.change(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, _, changed, err := f.Reload(tt.force)
+		got := ""
+		switch {
+		case err != nil:
+			got = err.Error()
+		case changed:
+			got = m.Ports[0].Name
+		}
+		if changed != tt.changed || !strings.Contains(got, tt.name) || (tt.name == "") != (got == "") {
+			t.Errorf("step %d: changed %v, %q; want %v, %q", i, changed, got, tt.changed, tt.name)
 		}
 	}
 }

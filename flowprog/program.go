@@ -3,6 +3,7 @@ package flowprog
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -37,9 +38,14 @@ type Config struct {
 	PF0 bool
 	// Filter, when set, samples only matching frames on every port.
 	Filter *Match
+	// Tags are the ports' tags, the hypervisor's for good; the program
+	// gives a port missing from it one (TagTable.Assign) of its own, which
+	// the caller must keep before applying the program. Build does not
+	// change it.
+	Tags TagTable
 }
 
-// Ports returns the captured ports in tag order: the VFs, then pf0.
+// Ports returns the captured ports: the VFs, then pf0.
 func (c Config) Ports() []string {
 	ports := slices.Clone(c.VFs)
 	if c.PF0 {
@@ -264,7 +270,8 @@ type Rule struct {
 type Program struct {
 	Config  Config
 	Install []Rule
-	// Templates holds each port's envelope (tag in the flow label).
+	// Templates holds each port's envelope (tag in the flow label); Tags
+	// is the map of the ports' tags, in the order of Config.Ports.
 	Templates map[string][TemplateLen]byte
 	Tags      PortMap
 }
@@ -275,7 +282,14 @@ func Build(cfg Config) (*Program, error) {
 		return nil, err
 	}
 	ports := cfg.Ports()
-	p := &Program{Config: cfg, Templates: map[string][TemplateLen]byte{}, Tags: AssignTags(cfg.Underlay, ports)}
+	tags := maps.Clone(cfg.Tags)
+	if tags == nil {
+		tags = TagTable{}
+	}
+	if _, err := tags.Assign(ports); err != nil {
+		return nil, err
+	}
+	p := &Program{Config: cfg, Templates: map[string][TemplateLen]byte{}, Tags: tags.PortMap(cfg.Underlay, ports)}
 	underlay := cfg.Underlay
 	if !underlay.IsValid() {
 		underlay = netip.IPv6Unspecified()
@@ -288,9 +302,9 @@ func Build(cfg Config) (*Program, error) {
 		pf = make(net.HardwareAddr, 6)
 	}
 	any := []Item{{Type: ItemETH}}
-	for i, port := range ports {
+	for _, port := range ports {
 		t := Template{DstMAC: router, SrcMAC: pf, Src: underlay, Dst: cfg.Sink,
-			SrcPort: cfg.SrcPort, DstPort: cfg.DstPort, FlowLabel: uint32(i + 1)}
+			SrcPort: cfg.SrcPort, DstPort: cfg.DstPort, FlowLabel: tags[port]}
 		b, err := t.Bytes()
 		if err != nil {
 			return nil, fmt.Errorf("port %s: %w", port, err)

@@ -24,11 +24,11 @@ func TestTestpmdRendering(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `# dpcap capture program: sink 2001:db8:f::1, UDP 3000 -> 3010
-# tags in the IPv6 flow label: vm-1=1 (port 1), pf0=2 (port 0)
+# tags in the IPv6 flow label: vm-1=484770 (port 1), pf0=593350 (port 0)
 # envelope: from PF0 0c:42:a1:00:00:02 to router 0c:42:a1:00:00:01, underlay 2001:db8::10 -> sink 2001:db8:f::1
-set raw_encap 0 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 1 / udp src is 3000 dst is 3010 / end_set
+set raw_encap 0 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 484770 / udp src is 3000 dst is 3010 / end_set
 set sample_actions 0 raw_encap index 0 / port_id id 0 / end
-set raw_encap 1 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 2 / udp src is 3000 dst is 3010 / end_set
+set raw_encap 1 eth dst is 0c:42:a1:00:00:01 src is 0c:42:a1:00:00:02 type is 0x86dd / ipv6 src is 2001:db8::10 dst is 2001:db8:f::1 proto is 17 hop is 64 tc is 0 flow is 593350 / udp src is 3000 dst is 3010 / end_set
 set sample_actions 1 raw_encap index 1 / port_id id 0 / end
 flow create 1 group 1 priority 0 transfer pattern eth / end actions sample ratio 1 index 0 / jump group 2 / end
 flow create 1 group 0 priority 0 transfer pattern eth / end actions jump group 1 / end

@@ -63,7 +63,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		rcvBuf:      d("socket_receive_buffer_bytes", "Receive buffer the kernel granted to the socket."),
 		sources:     d("sources", "Sources with an interface (or files) of their own; at most --max-sources."),
 		overflowed:  d("source_overflow_packets_total", "Packets of sources past --max-sources, in the shared interface \"overflow\"."),
-		unknownTags: d("unknown_tag_packets_total", "Packets whose flow label the port map does not know, taken as untagged."),
+		unknownTags: d("unknown_tag_packets_total", "Packets whose flow label the port map does not list: named after their sender, not after a port."),
 	}
 }
 

@@ -15,6 +15,11 @@ type fakeSource struct {
 	mu    sync.Mutex
 	pkts  []capture.Packet
 	drops uint64
+	// batches, when set, cuts the batches Read hands out after these
+	// many packets, and beforeBatch runs before it hands out batch i.
+	batches     []int
+	beforeBatch func(i int)
+	batch       int
 }
 
 func (f *fakeSource) Read(max int) ([]capture.Packet, error) {
@@ -24,6 +29,13 @@ func (f *fakeSource) Read(max int) ([]capture.Packet, error) {
 		return nil, io.EOF
 	}
 	n := min(max, len(f.pkts))
+	if f.batch < len(f.batches) {
+		n = min(n, f.batches[f.batch])
+	}
+	if f.beforeBatch != nil {
+		f.beforeBatch(f.batch)
+	}
+	f.batch++
 	b := f.pkts[:n]
 	f.pkts = f.pkts[n:]
 	return b, nil

@@ -94,6 +94,7 @@ type Engine struct {
 	res       decap.Result
 	ether     []byte // a synthetic Ethernet header and a bare IP packet
 	rotateReq atomic.Bool
+	newPorts  atomic.Pointer[flowprog.Identifier] // a port map read again, for Run to take
 	stopReq   atomic.Bool
 	running   atomic.Bool
 	fileLimit bool
@@ -129,6 +130,11 @@ func (e *Engine) Stop() {
 	e.stopReq.Store(true)
 	e.wake()
 }
+
+// SetPortMap makes Run identify copies with x from the next batch on: the
+// port map was read again. x may be shared with other engines. Safe from
+// any goroutine; without a port map in Config, it has no effect.
+func (e *Engine) SetPortMap(x *flowprog.Identifier) { e.newPorts.Store(x) }
 
 // Rotate makes Run start a new file now; safe from any goroutine.
 func (e *Engine) Rotate() {
@@ -266,6 +272,9 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	var ok uint64
 	a := &e.acc
 	r := &e.res
+	if x := e.newPorts.Swap(nil); x != nil && e.sources.ports != nil {
+		e.sources.ports = x
+	}
 	for i := range pkts {
 		p := &pkts[i]
 		var reason decap.Reason

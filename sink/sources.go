@@ -18,12 +18,13 @@ const DefaultMaxSources = 256
 
 // sourceKey identifies where envelopes come from: the sender, the kind of
 // envelope and its identifier (a port's tag, a VNI, a session), and the
-// port of the map the copy came from.
+// port of the map the copy came from (for a PF copy towards a VF, that VF
+// too), by name: a map read again keeps the interfaces of its names.
 type sourceKey struct {
-	addr netip.Addr
-	kind decap.Kind
-	id   uint32
-	port flowprog.PortMatch
+	addr     netip.Addr
+	kind     decap.Kind
+	id       uint32
+	port, to string
 }
 
 // sources numbers the sources seen as output interfaces, at most max of
@@ -38,15 +39,16 @@ type sources struct {
 
 // lookup returns the interface of r's source, whose inner Ethernet frame
 // is frame, declaring it on first sight. It counts copies whose tag the
-// port map does not know, and those past the bound.
+// port map does not list, and those past the bound.
 func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 	k := sourceKey{addr: r.Src, kind: r.Kind, id: r.ID}
 	if s.ports != nil && r.Kind == decap.KindNIC {
-		var tagged bool
-		k.port, tagged = s.ports.Identify(r.Src, r.ID, frame)
+		m, tagged := s.ports.Identify(r.Src, r.ID, frame)
+		k.port, k.to = s.ports.Names(m)
 		if r.ID != 0 && !tagged {
-			// Only the map's tags are taken: an unknown one joins the
-			// sender's untagged copies instead of making a source.
+			// Only the map's tags are taken: an unknown one names no port
+			// and joins the sender's untagged copies instead of making a
+			// source.
 			e.acc.UnknownTags++
 			k.id = 0
 		}
@@ -81,8 +83,8 @@ func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 	if k.id != 0 {
 		name = fmt.Sprintf("%s %s %d", k.addr, idLabel, k.id)
 	}
-	if k.port.Port != 0 {
-		name = e.sources.ports.Name(k.port)
+	if k.port != "" {
+		name = flowprog.JoinNames(k.port, k.to)
 	}
 	desc := fmt.Sprintf("%s envelopes from %s", k.kind, k.addr)
 	if k.id != 0 {

@@ -36,6 +36,14 @@ func innerFrame(mac byte, src, dst string) []byte {
 // stats and, per interface name, the packets written there.
 func runFake(t *testing.T, cfg Config, pkts []capture.Packet) (Stats, map[string]int) {
 	t.Helper()
+	return runSource(t, cfg, &fakeSource{pkts: pkts}, nil)
+}
+
+// runSource is runFake over src; ready, when set, gets the engine before
+// it runs.
+func runSource(t *testing.T, cfg Config, src *fakeSource, ready func(*Engine)) (Stats, map[string]int) {
+	t.Helper()
+	pkts := src.pkts
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	name := filepath.Join(t.TempDir(), "out.pcapng")
 	out, err := pcapout.Open(pcapout.Options{Path: name, Format: pcapout.FormatPcapng, LinkType: layers.LinkTypeEthernet,
@@ -46,8 +54,11 @@ func runFake(t *testing.T, cfg Config, pkts []capture.Packet) (Stats, map[string
 	for i := range pkts {
 		pkts[i].Timestamp, pkts[i].Length = time.Unix(1700000000, int64(i)), len(pkts[i].Data)
 	}
-	cfg.Source, cfg.Output, cfg.Logger, cfg.PerSource = &fakeSource{pkts: pkts}, out, logger, true
+	cfg.Source, cfg.Output, cfg.Logger, cfg.PerSource = src, out, logger, true
 	eng := New(cfg)
+	if ready != nil {
+		ready(eng)
+	}
 	if err := eng.Run(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +119,11 @@ func TestSourcesByPortMap(t *testing.T) {
 	pkts = append(pkts, send(6, hv, 0, innerFrame(9, "2001:db8::99", "fc00::2"))...) // PF0 towards vm-2
 	pkts = append(pkts, send(2, hv, 0, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)    // no entry
 	pkts = append(pkts, send(7, hv, 99, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // unknown tag
+	pkts = append(pkts, send(3, hv, 99, innerFrame(9, "10.0.0.1", "10.0.0.2"))...)   // unknown tag, vm-1's address
 	pkts = append(pkts, send(8, hv2, 1, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // known tag
 	pkts = append(pkts, send(1, hv2, 2, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // unknown tag
 	st, got := runFake(t, Config{PortMap: &m}, pkts)
-	want := map[string]int{"vm-1": 5, "vm-2": 7, "pf0 to vm-2": 6, "2001:db8::10": 9, "tagged": 8, "2001:db8::11": 1}
+	want := map[string]int{"vm-1": 5, "vm-2": 7, "pf0 to vm-2": 6, "2001:db8::10": 12, "tagged": 8, "2001:db8::11": 1}
 	if len(got) != len(want) {
 		t.Errorf("interfaces %v, want %v", got, want)
 	}
@@ -120,8 +132,51 @@ func TestSourcesByPortMap(t *testing.T) {
 			t.Errorf("interface %q: %d packets, want %d (all: %v)", name, got[name], n, got)
 		}
 	}
-	if st.UnknownTags != 8 || st.Sources != 6 || st.Overflowed != 0 {
-		t.Errorf("unknown tags %d, sources %d, overflowed %d; want 8, 6, 0", st.UnknownTags, st.Sources, st.Overflowed)
+	if st.UnknownTags != 11 || st.Sources != 6 || st.Overflowed != 0 {
+		t.Errorf("unknown tags %d, sources %d, overflowed %d; want 11, 6, 0", st.UnknownTags, st.Sources, st.Overflowed)
+	}
+}
+
+// TestSetPortMap: a map read again names the copies from the next batch
+// on; a port both maps list keeps its interface, and a tag the new map no
+// longer lists names no port.
+func TestSetPortMap(t *testing.T) {
+	parse := func(body string) *flowprog.PortMap {
+		m, _, err := flowprog.ParsePortMap([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &m
+	}
+	old := parse(`{"version": 2, "ports": [{"name": "vm-1", "source": "2001:db8::10", "tag": 100},
+		{"name": "vm-2", "source": "2001:db8::10", "tag": 200}]}`)
+	next, _ := flowprog.NewIdentifier(*parse(`{"version": 2, "ports": [{"name": "vm-3", "source": "2001:db8::10", "tag": 300},
+		{"name": "vm-2", "source": "2001:db8::10", "tag": 200}]}`))
+	hv := netip.MustParseAddrPort("[2001:db8::10]:5000")
+	var pkts []capture.Packet
+	for _, n := range []struct{ tag, count uint32 }{{100, 3}, {200, 2}, {300, 4}, {100, 5}, {200, 6}, {300, 7}} {
+		for range n.count {
+			pkts = append(pkts, capture.Packet{Data: innerFrame(9, "10.9.9.9", "10.0.0.2"), Src: hv, FlowLabel: n.tag})
+		}
+	}
+	var eng *Engine
+	src := &fakeSource{pkts: pkts, batches: []int{9}, beforeBatch: func(i int) {
+		if i == 1 {
+			eng.SetPortMap(next)
+		}
+	}}
+	st, got := runSource(t, Config{PortMap: old}, src, func(e *Engine) { eng = e })
+	want := map[string]int{"vm-1": 3, "vm-2": 8, "vm-3": 7, "2001:db8::10": 9}
+	if len(got) != len(want) || st.Sources != uint64(len(want)) {
+		t.Errorf("interfaces %v (%d sources), want %v", got, st.Sources, want)
+	}
+	for name, n := range want {
+		if got[name] != n {
+			t.Errorf("interface %q: %d packets, want %d (all: %v)", name, got[name], n, got)
+		}
+	}
+	if st.UnknownTags != 9 {
+		t.Errorf("unknown tags %d, want 9: tag 300 before the new map, tag 100 after", st.UnknownTags)
 	}
 }
 

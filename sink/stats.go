@@ -37,7 +37,7 @@ type Stats struct {
 	// Sources is how many sources have an interface of their own;
 	// Overflowed counts the packets of sources past the bound, which share
 	// the overflow interface, and UnknownTags those whose flow label the
-	// port map does not know (taken as untagged). Both are counted in the
+	// port map does not list (named after their sender). Both are counted in the
 	// identity by what became of them (written, filtered...).
 	Sources     uint64
 	Overflowed  uint64

@@ -169,7 +169,9 @@ Flags:
   --replace           stop an active capture first
   --dry-run           print the program in dpdk-testpmd syntax and exit; needs
                       no daemon. Its envelopes take the addresses the daemon
-                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC
+                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC;
+                      its tags are the ports' first choice, which the
+                      daemon's (dpcap status) are unless two names collide
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
   -o FORMAT           table (default), json or yaml
 `
@@ -212,7 +214,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
-	p, err := req.Program(env)
+	p, err := req.Program(env, nil)
 	if err != nil {
 		return usageErr{err}
 	}

@@ -66,7 +66,8 @@ Output (tcpdump conventions):
                    is the same
   --port-map FILE  name the ports copies come from, by tag or by their
                    inner addresses, from the JSON map dpcap publishes
-                   (docs/PORTMAP.md); only its tags are taken
+                   (docs/PORTMAP.md), read again when it changes; a tag
+                   it does not list names no port (counted)
   --max-sources N  at most N sources get an interface (or files) of their
                    own (default 256); copies of later ones share the
                    interface "overflow", counted
@@ -90,7 +91,9 @@ Output (tcpdump conventions):
   -Z USER          after opening the input and the first file as root, run
                    as USER with no capabilities (the output directory must
                    be writable by USER for rotation)
-  SIGHUP rotates now; SIGINT/SIGTERM flush, close and print a summary.
+  SIGHUP rotates now and reads --port-map again (which sinkd also does
+  within a second of the file changing); SIGINT/SIGTERM flush, close and
+  print a summary.
 
 Input:
   -r FILE          read envelopes from a capture file
@@ -138,6 +141,10 @@ start-up error.
 // maxWorkers bounds --workers: one socket, thread and set of files each.
 const maxWorkers = 64
 
+// mapCheckInterval is how often --port-map's file is looked at for a new
+// map.
+const mapCheckInterval = time.Second
+
 // udpWatchInterval is how often the kernel's UDP error counters are
 // compared with what sinkd receives.
 const udpWatchInterval = time.Second
@@ -147,6 +154,7 @@ type options struct {
 	format      pcapout.Format
 	split       bool
 	portMap     *flowprog.PortMap
+	mapFile     *flowprog.MapFile // where portMap came from, read again when it changes
 	maxSources  int
 	mapNotes    []string // names the port map's loading cleaned
 	filter      string
@@ -284,7 +292,8 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{fmt.Errorf("invalid --split-by %q: want source (or port)", splitBy)}
 	}
 	if portMap != "" {
-		m, notes, err := flowprog.ReadPortMap(portMap)
+		o.mapFile = &flowprog.MapFile{Path: portMap}
+		m, notes, _, err := o.mapFile.Reload(true)
 		if err != nil {
 			return o, usageError{err}
 		}
@@ -470,15 +479,27 @@ func run(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	reread := make(chan struct{}, 1)
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {
 				engs.rotate()
+				select {
+				case reread <- struct{}{}:
+				default: // a reread is already due
+				}
 				continue
 			}
 			engs.stop()
 		}
 	}()
+	if o.mapFile != nil && o.readFile == "" {
+		// The capture on the hypervisor changes while sinkd runs; its new
+		// map is copied over the old one.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go sink.FollowPortMap(ctx, o.mapFile, mapCheckInterval, reread, engs.setPortMap, logger)
+	}
 
 	if o.readFile == "" {
 		attrs := []any{"from", desc, "file", out.Name(), "buffer_bytes", bufSize, "workers", len(engs)}
@@ -708,7 +729,7 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 		fmt.Fprintf(w, "%d packets from sources past --max-sources, in the interface \"overflow\"\n", s.Overflowed)
 	}
 	if s.UnknownTags > 0 {
-		fmt.Fprintf(w, "%d packets with a tag the port map does not know, taken as untagged\n", s.UnknownTags)
+		fmt.Fprintf(w, "%d packets with a tag the port map does not list, named after their sender\n", s.UnknownTags)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/sink"
 )
@@ -26,6 +27,13 @@ func (es engines) running() bool {
 func (es engines) rotate() {
 	for _, e := range es {
 		e.Rotate()
+	}
+}
+
+// setPortMap hands every worker the port map read again.
+func (es engines) setPortMap(x *flowprog.Identifier) {
+	for _, e := range es {
+		e.SetPortMap(x)
 	}
 }
 

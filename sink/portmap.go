@@ -1,0 +1,43 @@
+package sink
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/dpcap/dpcap/flowprog"
+)
+
+// FollowPortMap keeps the port map current until ctx ends: it reads f again
+// when the file changed (looked at every interval) and whenever reread
+// receives (sinkd's SIGHUP), and hands each map it reads to apply. A map
+// that cannot be read or is refused leaves the one in use, logged once per
+// change of the file.
+func FollowPortMap(ctx context.Context, f *flowprog.MapFile, every time.Duration, reread <-chan struct{}, apply func(*flowprog.Identifier), logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-reread:
+			force = true
+		}
+		m, notes, changed, err := f.Reload(force)
+		if !changed {
+			continue
+		}
+		if err != nil {
+			logger.Error("port map not read again: the one in use stays", "err", err)
+			continue
+		}
+		x, more := flowprog.NewIdentifier(m)
+		for _, n := range append(notes, more...) {
+			logger.Warn("port map: " + n)
+		}
+		apply(x)
+		logger.Info("port map read again", "file", f.Path, "ports", len(m.Ports))
+	}
+}
