@@ -394,8 +394,10 @@ func TestDroppedMultipartAborted(t *testing.T) {
 	}
 }
 
-// A spool others can write to, or whose own directories are symbolic
-// links, is refused: what lands there is uploaded under this sink's name.
+// A spool others can write to, that another user holds, or whose own
+// directories or lock are symbolic links, is refused: what lands there is
+// uploaded under this sink's name, and its lock is never created through
+// a link.
 func TestSpoolMustBePrivate(t *testing.T) {
 	elsewhere := t.TempDir()
 	tests := []struct {
@@ -423,6 +425,25 @@ func TestSpoolMustBePrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "meta is a symbolic link"},
+		{"another user's", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			if err := os.Chown(spool, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "belongs to uid 65534, not to uid 0"},
+		{"another user's tmp", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			mkdir(t, filepath.Join(spool, "tmp"), 0o750)
+			if err := os.Chown(filepath.Join(spool, "tmp"), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "tmp belongs to uid 65534"},
+		{"lock a link", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			if err := os.Symlink(filepath.Join(elsewhere, "created"), filepath.Join(spool, "lock")); err != nil {
+				t.Fatal(err)
+			}
+		}, "lock is a symbolic link"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,6 +465,9 @@ func TestSpoolMustBePrivate(t *testing.T) {
 				t.Fatalf("openSpool: %v, want %q", err, tt.want)
 			}
 		})
+	}
+	if _, err := os.Lstat(filepath.Join(elsewhere, "created")); err == nil {
+		t.Errorf("a file was created through the link at the lock's name")
 	}
 }
 

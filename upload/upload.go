@@ -182,9 +182,10 @@ type journalItem struct {
 	side sidecar
 }
 
-// Open opens (or creates) the spool, queues what an earlier run left in it
-// and starts uploading.
-func Open(cfg Config) (*Uploader, error) {
+// New returns an Uploader for cfg. It touches no file until Start, so that
+// sinkd -Z makes it while still root (for its metrics) and starts it as
+// the user who owns the spool.
+func New(cfg Config) *Uploader {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -200,39 +201,45 @@ func Open(cfg Config) (*Uploader, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
 	}
-	sp, err := openSpool(cfg.Spool)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.SpoolLimit <= 0 {
-		var fs syscall.Statfs_t
-		if err := syscall.Statfs(cfg.Spool, &fs); err != nil {
-			sp.close()
-			return nil, fmt.Errorf("upload spool %s: %w", cfg.Spool, err)
-		}
-		cfg.SpoolLimit = int64(fs.Blocks) * fs.Bsize / 4
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &Uploader{
-		cfg: cfg, spool: sp, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
+		cfg: cfg, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
 		wake: make(chan struct{}, 1), jwake: make(chan struct{}, 1),
 		ctx: ctx, stop: cancel,
 	}
 	u.stats.SpoolLimit = cfg.SpoolLimit
+	return u
+}
+
+// Start opens (or creates) the spool, queues what an earlier run left in
+// it and starts uploading. It is called once, as the user who owns the
+// spool.
+func (u *Uploader) Start() error {
+	sp, err := openSpool(u.cfg.Spool)
+	if err != nil {
+		return err
+	}
+	if u.cfg.SpoolLimit <= 0 {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(u.cfg.Spool, &fs); err != nil {
+			sp.close()
+			return fmt.Errorf("upload spool %s: %w", u.cfg.Spool, err)
+		}
+		u.cfg.SpoolLimit = int64(fs.Blocks) * fs.Bsize / 4
+		u.mu.Lock()
+		u.stats.SpoolLimit = u.cfg.SpoolLimit
+		u.mu.Unlock()
+	}
+	u.spool = sp
 	if err := u.recover(); err != nil {
 		sp.close()
-		cancel()
-		return nil, err
+		return err
 	}
 	u.done.Add(2)
 	go u.work()
 	go u.writeJournal()
-	return u, nil
+	return nil
 }
-
-// SpoolDirs returns the spool's directories and lock file, which must
-// belong to the user sinkd runs as (-Z).
-func (u *Uploader) SpoolDirs() []string { return u.spool.dirs() }
 
 // recover queues the files an earlier run left in the spool.
 func (u *Uploader) recover() error {
@@ -288,15 +295,12 @@ func (u *Uploader) recover() error {
 // finish, if its name still leads to the file that closed.
 func (u *Uploader) copyAgain(f found) bool {
 	name := f.sc.Meta.File
-	src, err := os.Open(name)
+	src, fi, err := openFile(name, os.O_RDONLY, f.sc.Dev, f.sc.Ino)
 	if err == nil {
-		var fi os.FileInfo
-		if fi, err = src.Stat(); err == nil {
-			if dev, ino := devIno(fi); dev != f.sc.Dev || ino != f.sc.Ino || fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime {
-				err = errors.New("its name leads to another file now")
-			} else {
-				err = u.spool.copyIn(src, f.id)
-			}
+		if fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime {
+			err = errors.New("its name leads to another file now")
+		} else {
+			err = u.spool.copyIn(src, f.id)
 		}
 		src.Close()
 	}
@@ -313,6 +317,9 @@ func (u *Uploader) copyAgain(f found) bool {
 // only links the file into the spool, and leaves the rest to the
 // background.
 func (u *Uploader) Add(m archive.Meta) {
+	if u.spool == nil {
+		return // closed before Start: sinkd stops at start-up, before any packet
+	}
 	now := time.Now()
 	fi, err := os.Stat(m.File)
 	if err != nil {
@@ -355,6 +362,26 @@ func (u *Uploader) Add(m archive.Meta) {
 	if ready {
 		signal(u.wake)
 	}
+}
+
+// openFile opens name if it still leads to the file dev and ino identify,
+// never through a symbolic link.
+func openFile(name string, flag int, dev, ino uint64) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if d, i := devIno(fi); d != dev || i != ino {
+			err = fmt.Errorf("%s: its name leads to another file now", name)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // makeRoom reserves size bytes in the spool for name, dropping files as
@@ -610,7 +637,7 @@ func (u *Uploader) pending() int {
 func (u *Uploader) upload(e *entry) error {
 	ctx := u.ctx
 	name := u.spool.file(e.id)
-	f, err := os.Open(name)
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		u.fail(FailLocal, err)
 		u.forget(e)
