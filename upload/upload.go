@@ -148,8 +148,11 @@ type entry struct {
 	ready bool
 	// recovered files may have a multipart upload an earlier run left.
 	recovered bool
-	inFlight  bool
-	mp        multipart
+	// closedHere says this run closed the file: its dev and ino are what
+	// it saw, not what a sidecar says, and --upload-delete may remove it.
+	closedHere bool
+	inFlight   bool
+	mp         multipart
 }
 
 // Uploader uploads closed files in the order they closed.
@@ -263,7 +266,7 @@ func (u *Uploader) recover() error {
 			e.closed = fi.ModTime()
 		}
 		if f.ok {
-			e.meta, e.dev, e.ino = f.sc.Meta, f.sc.Dev, f.sc.Ino
+			e.meta = f.sc.Meta
 		} else {
 			// Killed before the sidecar was written: the file describes
 			// itself, all but its original directory.
@@ -272,7 +275,6 @@ func (u *Uploader) recover() error {
 				u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
 			}
 			e.meta.File = idName(f.id)
-			e.dev, e.ino = devIno(fi)
 			if e.meta.First.IsZero() {
 				e.meta.First, e.meta.Last = e.closed, e.closed
 			}
@@ -287,6 +289,9 @@ func (u *Uploader) recover() error {
 	u.stats.PendingFiles, u.stats.PendingBytes = len(u.queue), bytes
 	if len(u.queue) > 0 {
 		u.cfg.Logger.Info("files left in the upload spool by an earlier run are queued", "files", len(u.queue), "bytes", bytes, "spool", u.cfg.Spool)
+		if u.cfg.Delete {
+			u.cfg.Logger.Info("--upload-delete leaves the capture files of files an earlier run spooled where they are: only the spool says which file they were, and it proves nothing", "files", len(u.queue))
+		}
 	}
 	return nil
 }
@@ -337,7 +342,7 @@ func (u *Uploader) Add(m archive.Meta) {
 	if !u.makeRoom(m.File, size) {
 		return
 	}
-	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true}
+	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true, closedHere: true}
 	e.dev, e.ino = devIno(fi)
 	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino, MTime: fi.ModTime().UnixNano()}}
 	err = u.spool.link(m.File, e.id)
@@ -674,11 +679,16 @@ func (u *Uploader) upload(e *entry) error {
 }
 
 // deleteOriginal removes the capture file e was spooled from, uploaded
-// from spooled, if its name still refers to that file (a -W ring may have
-// made a new one) and holds what was uploaded: it is the spooled inode
-// itself, or (a spool on another file system) its bytes are. So a
-// description planted in the spool cannot make sinkd remove another file.
+// from spooled, if this run closed it (what a sidecar in the spool says
+// proves nothing: its writer may have planted it), its name still refers
+// to that file (a -W ring may have made a new one) and it holds what was
+// uploaded: it is the spooled inode itself, or (a spool on another file
+// system) its bytes are. So nothing planted in the spool can make sinkd
+// remove a file.
 func (u *Uploader) deleteOriginal(e *entry, spooled *os.File) {
+	if !e.closedHere {
+		return
+	}
 	fi, err := os.Lstat(e.meta.File)
 	if err != nil || !filepath.IsAbs(e.meta.File) || !fi.Mode().IsRegular() || fi.Size() != e.size {
 		return // gone already, or not what was uploaded
