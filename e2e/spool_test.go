@@ -270,11 +270,11 @@ func TestZUserCannotShipRootsFile(t *testing.T) {
 
 // TestZUserSpoolElsewhereAfterSIGKILL: sinkd -Z nobody with its spool on
 // another file system (a tmpfs) while the store is down: two files close
-// and are copied, then sinkd is SIGKILLed, and the second's copy is taken
-// as unfinished (its description without the copy, as a kill during the
-// copy leaves it). The next start, the store back, copies the second
-// again as nobody, who uploads them: every frame reaches the bucket, none
-// is given up.
+// and are copied, a third is being written when sinkd is SIGKILLed, and
+// the second's copy is taken as unfinished (its description without the
+// copy, as a kill during the copy leaves it). The next start, the store
+// back, copies the second again and the third, repaired, as nobody, who
+// uploads them: every frame reaches the bucket, none is given up.
 func TestZUserSpoolElsewhereAfterSIGKILL(t *testing.T) {
 	z := newZUpload(t)
 	shm, err := os.MkdirTemp("/dev/shm", "dpcap-e2e-spool")
@@ -289,11 +289,13 @@ func TestZUserSpoolElsewhereAfterSIGKILL(t *testing.T) {
 	args := z.args("cap.pcapng", "--upload-spool", spool)
 	z.store.Stop()
 	d := startSinkd(t, z.ns, args...)
-	for phase := 1; phase <= 2; phase++ {
+	for phase := 1; phase <= 3; phase++ {
 		replay(t, z.ns, "[::1]:3010", vmTraffic)
 		d.waitMetric(t, "sinkd_packets_written_total", float64(74*phase))
-		d.cmd.Process.Signal(syscall.SIGHUP)
-		d.waitMetric(t, "sinkd_upload_pending_files", float64(phase))
+		if phase < 3 {
+			d.cmd.Process.Signal(syscall.SIGHUP)
+			d.waitMetric(t, "sinkd_upload_pending_files", float64(phase))
+		}
 	}
 	d.cmd.Process.Kill()
 	<-d.done
@@ -308,11 +310,46 @@ func TestZUserSpoolElsewhereAfterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = startSinkd(t, z.ns, args...)
-	m := d.waitMetric(t, "sinkd_upload_files_total", 2)
+	m := d.waitMetric(t, "sinkd_upload_files_total", 3)
 	code, stderr := d.stop(t, syscall.SIGTERM)
 	if code != 0 || m["sinkd_upload_spool_dropped_files_total"] != 0 || strings.Contains(stderr, "vanished") {
 		t.Errorf("exit %d, %v files given up:\n%s", code, m["sinkd_upload_spool_dropped_files_total"], stderr)
 	}
 	frames := vmFrames(t)
+	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames, frames))
+}
+
+// TestKilledWhileWritingReachesBucket: sinkd -Z nobody is SIGKILLed while
+// it writes a file, whose last record the kill cut short; the next start
+// (whose first file takes that file's name) repairs the file and uploads
+// it: the object holds every frame sent, and tshark, capinfos and tcpdump
+// read it whole. Both formats.
+func TestKilledWhileWritingReachesBucket(t *testing.T) {
+	z := newZUpload(t)
+	frames := vmFrames(t)
+	for _, name := range []string{"cap.pcapng", "cap.pcap"} {
+		args := z.args(name)
+		d := startSinkd(t, z.ns, args...)
+		replay(t, z.ns, "[::1]:3010", vmTraffic)
+		d.waitMetric(t, "sinkd_packets_written_total", 74)
+		d.cmd.Process.Kill()
+		<-d.done
+		// The start of a record the kill kept from reaching the disk whole.
+		f, err := os.OpenFile(filepath.Join(z.dir, name), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte{6, 0, 0, 0, 0x2c, 1, 0, 0, 0, 0, 0, 0})
+		f.Close()
+
+		d = startSinkd(t, z.ns, args...)
+		m := d.waitMetric(t, "sinkd_upload_files_total", 1)
+		if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 || !strings.Contains(stderr, "cut back to its last whole packet") {
+			t.Fatalf("%s: exit %d, no repair logged:\n%s", name, code, stderr)
+		}
+		if m["sinkd_upload_spool_dropped_files_total"] != 0 {
+			t.Errorf("%s: files given up: %v", name, m)
+		}
+	}
 	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames))
 }

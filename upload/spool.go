@@ -20,17 +20,20 @@ import (
 // spool is the on-disk queue of files waiting for the store:
 //
 //	DIR/lock          held (flock) by the sinkd using the spool
-//	DIR/files/ID      a hard link to (or a copy of) a closed capture file
+//	DIR/files/ID      a hard link to (or a copy of) a capture file
 //	DIR/meta/ID.json  what is known about it (sidecar)
 //	DIR/tmp/          copies in progress
 //
-// ID is the time the file closed (16 hex digits of Unix nanoseconds), "-"
+// ID is the time the file opened (16 hex digits of Unix nanoseconds), "-"
 // and the file's base name, so the queue's order survives a restart. A
-// link is made while the file is being closed, before a -W ring can reuse
-// its name; the link keeps the content even when the ring unlinks the name
-// and creates a new file. Everything else (the sidecar, fsyncs) happens
-// later, in the background: a file whose sidecar was not written yet is
-// described again from its content at start-up.
+// file is linked as it opens, before a packet goes to it: the link keeps
+// what it holds when sinkd is killed while writing it, even once a -W
+// ring or the next run made a new file under its name. Closing it only
+// queues it; its sidecar and the fsyncs happen later, in the background:
+// a file whose sidecar was not written yet (the one being written, above
+// all) is repaired and described from its content at start-up. On another
+// file system, a sidecar naming the file (Open) stands for the link until
+// the file closes and is copied.
 //
 // The spool belongs to the user sinkd runs as, who opens and recovers it:
 // with -Z that is after root has given up its privileges, so nothing read
@@ -51,6 +54,10 @@ type sidecar struct {
 	// system), and this was written before the copy: a run that finds
 	// it without its file copies the file again.
 	Copy bool `json:"copy,omitempty"`
+	// Open says this was written as the file opened (another file
+	// system): a run that finds it without its file repairs the file,
+	// which may be unfinished, and copies it.
+	Open bool `json:"open,omitempty"`
 	// MTime is the file's modification time (Unix nanoseconds) as it
 	// closed: with its size, it tells the file from a later one that
 	// got its inode number.
@@ -157,12 +164,12 @@ func (s *spool) file(id string) string { return filepath.Join(s.dir, "files", id
 
 func (s *spool) metaFile(id string) string { return filepath.Join(s.dir, "meta", id+".json") }
 
-// newID names a file closed at t.
+// newID names a file opened (or, not seen opening, closed) at t.
 func newID(t time.Time, name string) string {
 	return fmt.Sprintf("%016x-%s", t.UnixNano(), archive.SafeName(filepath.Base(name)))
 }
 
-// idTime returns when the file of id was closed.
+// idTime returns when the file of id was opened.
 func idTime(id string) (time.Time, bool) {
 	hexNs, _, ok := strings.Cut(id, "-")
 	if !ok || len(hexNs) != 16 {
@@ -194,6 +201,26 @@ func (s *spool) link(name, id string) error {
 		return errCrossDevice
 	}
 	if err != nil {
+		return fmt.Errorf("spool %s: %w", name, err)
+	}
+	return nil
+}
+
+// linkFile links name into the spool as id if name still leads to the
+// file dev and ino identify: the link is checked, not the name, so that
+// no other file can take its place in between.
+func (s *spool) linkFile(name, id string, dev, ino uint64) error {
+	if err := s.link(name, id); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(s.file(id))
+	if err == nil {
+		if d, i := devIno(fi); d != dev || i != ino {
+			err = errors.New("its name leads to another file now")
+		}
+	}
+	if err != nil {
+		os.Remove(s.file(id))
 		return fmt.Errorf("spool %s: %w", name, err)
 	}
 	return nil
@@ -275,7 +302,7 @@ type found struct {
 	sc sidecar
 	ok bool // the sidecar was read
 	// uncopied is a copy's sidecar without its file: the run that wrote
-	// it ended before the copy did.
+	// it ended before the copy did (or, Open, before the file closed).
 	uncopied bool
 }
 
@@ -310,7 +337,7 @@ func (s *spool) scan() ([]found, error) {
 			continue
 		}
 		f := found{id: id, uncopied: true}
-		if f.sc, f.ok = s.readSidecar(id); f.ok && f.sc.Copy {
+		if f.sc, f.ok = s.readSidecar(id); f.ok && (f.sc.Copy || f.sc.Open) {
 			out = append(out, f)
 			continue
 		}

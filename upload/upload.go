@@ -1,14 +1,15 @@
 // Package upload ships closed capture files to S3-compatible object storage
 // (sinkd --upload) so that captures outlive the sink.
 //
-// Nothing is lost on the way: a closed file is hard-linked into a spool
-// directory before anything else happens to it, and leaves the spool only
+// Nothing is lost on the way: a capture file is hard-linked into a spool
+// directory as it opens, is queued as it closes, and leaves the spool only
 // once the store has verified it (a SHA-256 the store checks on every
 // request, then a HEAD showing the object's size and checksum). The spool
-// is found again at start-up after a restart or a SIGKILL. While the store
-// is down, uploads retry with exponential backoff. A spool that would grow
-// past its limit drops files by a documented policy (FullPolicy), counted
-// and logged. Keys and metadata follow package archive's layout.
+// is found again at start-up after a restart or a SIGKILL, the file that
+// was being written included. While the store is down, uploads retry with
+// exponential backoff. A spool that would grow past its limit drops files
+// by a documented policy (FullPolicy), counted and logged. Keys and
+// metadata follow package archive's layout.
 package upload
 
 import (
@@ -155,6 +156,14 @@ type entry struct {
 	mp         multipart
 }
 
+// writing is a file being written, as recorded in the spool when it
+// opened.
+type writing struct {
+	id       string
+	dev, ino uint64
+	linked   bool // else a sidecar (Open) stands for it: another file system
+}
+
 // Uploader uploads closed files in the order they closed.
 type Uploader struct {
 	cfg   Config
@@ -176,6 +185,8 @@ type Uploader struct {
 
 	lastFail   string // the last failure logged, to log each kind once
 	failStreak int
+
+	writing map[string]writing // by path
 }
 
 // journalItem is background work for a spooled file.
@@ -208,15 +219,15 @@ func New(cfg Config) *Uploader {
 	u := &Uploader{
 		cfg: cfg, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
 		wake: make(chan struct{}, 1), jwake: make(chan struct{}, 1),
-		ctx: ctx, stop: cancel,
+		ctx: ctx, stop: cancel, writing: map[string]writing{},
 	}
 	u.stats.SpoolLimit = cfg.SpoolLimit
 	return u
 }
 
 // Start opens (or creates) the spool, queues what an earlier run left in
-// it and starts uploading. It is called once, as the user who owns the
-// spool.
+// it, the file it was writing repaired, and starts uploading. It is called
+// once, as the user who owns the spool.
 func (u *Uploader) Start() error {
 	sp, err := openSpool(u.cfg.Spool)
 	if err != nil {
@@ -256,28 +267,25 @@ func (u *Uploader) recover() error {
 			continue
 		}
 		name := u.spool.file(f.id)
-		fi, err := os.Stat(name)
-		if err != nil {
-			continue
-		}
-		e := &entry{id: f.id, size: fi.Size(), ready: true, recovered: true}
-		var ok bool
-		if e.closed, ok = idTime(f.id); !ok {
-			e.closed = fi.ModTime()
-		}
-		if f.ok {
+		e := &entry{id: f.id, ready: true, recovered: true}
+		if f.ok && !f.sc.Open {
 			e.meta = f.sc.Meta
 		} else {
-			// Killed before the sidecar was written: the file describes
-			// itself, all but its original directory.
-			e.meta, err = describe(name)
-			if err != nil {
-				u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
-			}
-			e.meta.File = idName(f.id)
-			if e.meta.First.IsZero() {
-				e.meta.First, e.meta.Last = e.closed, e.closed
-			}
+			// Killed before the sidecar was written, or while the file
+			// was being written: it describes itself, all but its
+			// original directory when no sidecar said it.
+			e.meta = u.unfinished(name, f)
+		}
+		fi, err := os.Lstat(name)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		e.size = fi.Size()
+		if e.closed, _ = idTime(f.id); fi.ModTime().After(e.closed) {
+			e.closed = fi.ModTime() // its last write: when it closed
+		}
+		if e.meta.First.IsZero() {
+			e.meta.First, e.meta.Last = e.closed, e.closed
 		}
 		if e.meta.Sink == "" {
 			e.meta.Sink, e.meta.Host = u.cfg.Sink, u.cfg.Host
@@ -296,64 +304,151 @@ func (u *Uploader) recover() error {
 	return nil
 }
 
+// unfinished repairs a spooled file an earlier run left without its
+// closing sidecar (it may have been killed while writing it) and
+// describes it from its content.
+func (u *Uploader) unfinished(name string, f found) archive.Meta {
+	file, err := os.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err == nil {
+		err = u.repair(file, name)
+		file.Close()
+	}
+	if err != nil {
+		u.cfg.Logger.Warn("a spooled file cannot be repaired; uploading it as it is", "file", name, "err", err)
+	}
+	m, err := describe(name)
+	if err != nil {
+		u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
+	}
+	m.File = idName(f.id)
+	if f.ok && f.sc.Meta.File != "" {
+		m.File = f.sc.Meta.File
+	}
+	return m
+}
+
+// repair cuts a file sinkd was killed while writing back to its last
+// whole packet, and says so.
+func (u *Uploader) repair(f *os.File, name string) error {
+	cut, err := repair(f)
+	if cut > 0 {
+		u.cfg.Logger.Warn("a file sinkd was killed while writing is cut back to its last whole packet", "file", name, "cut_bytes", cut)
+	}
+	return err
+}
+
 // copyAgain copies into the spool a file whose copy an earlier run did not
-// finish, if its name still leads to the file that closed.
+// finish, if its name still leads to the file that closed; a file that was
+// still being written (Open) is repaired first.
 func (u *Uploader) copyAgain(f found) bool {
 	name := f.sc.Meta.File
-	src, fi, err := openFile(name, os.O_RDONLY, f.sc.Dev, f.sc.Ino)
+	flag := os.O_RDONLY
+	if f.sc.Open {
+		flag = os.O_RDWR
+	}
+	src, fi, err := openFile(name, flag, f.sc.Dev, f.sc.Ino)
 	if err == nil {
-		if fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime {
+		switch {
+		case f.sc.Open:
+			if err = u.repair(src, name); err == nil {
+				err = u.spool.copyIn(src, f.id)
+			}
+		case fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime:
 			err = errors.New("its name leads to another file now")
-		} else {
+		default:
 			err = u.spool.copyIn(src, f.id)
 		}
 		src.Close()
 	}
 	if err != nil {
 		u.spool.remove(f.id)
-		u.giveUp("a file closed before a crash and not yet copied into the upload spool is lost to the upload", name, int64(f.sc.Meta.Bytes), err)
+		u.giveUp("a file not yet copied into the upload spool when sinkd stopped is lost to the upload", name, int64(f.sc.Meta.Bytes), err)
 		return false
 	}
 	return true
 }
 
+// Opened is the subscriber to pcapout's file-opened event. It links the
+// file into the spool before a packet goes to it, so that a run killed
+// while writing it leaves what it wrote to the next one, even after a new
+// file took its name; on another file system a sidecar naming the file
+// stands for the link.
+func (u *Uploader) Opened(f pcapout.OpenedFile) {
+	name := f.Name
+	if abs, err := filepath.Abs(name); err == nil {
+		name = abs
+	}
+	w := writing{id: newID(time.Now(), name), dev: f.Dev, ino: f.Ino, linked: true}
+	err := u.spool.linkFile(name, w.id, f.Dev, f.Ino)
+	if errors.Is(err, errCrossDevice) {
+		w.linked = false
+		err = u.spool.persist(w.id, sidecar{Meta: archive.Meta{File: name, Format: f.Format.String()}, Dev: f.Dev, Ino: f.Ino, Open: true})
+	}
+	if err != nil {
+		u.cfg.Logger.Error("the upload spool cannot hold the file being written; it is queued when it closes, but not if sinkd is killed first", "file", name, "err", err)
+		return
+	}
+	u.mu.Lock()
+	u.writing[name] = w
+	u.mu.Unlock()
+}
+
 // Add queues a closed capture file. m describes it; m.File is its path.
 // It is called as the file closes, before the next file is created: it
-// only links the file into the spool, and leaves the rest to the
-// background.
+// only links the file into the spool, unless it was linked as it opened,
+// and leaves the rest to the background.
 func (u *Uploader) Add(m archive.Meta) {
 	if u.spool == nil {
 		return // closed before Start: sinkd stops at start-up, before any packet
 	}
 	now := time.Now()
-	fi, err := os.Stat(m.File)
+	if abs, err := filepath.Abs(m.File); err == nil {
+		m.File = abs
+	}
+	u.mu.Lock()
+	w, opened := u.writing[m.File]
+	delete(u.writing, m.File)
+	u.mu.Unlock()
+	var fi os.FileInfo
+	var err error
+	if w.linked {
+		// The link made as it opened holds it, whatever its name leads to.
+		fi, err = os.Lstat(u.spool.file(w.id))
+	} else {
+		fi, err = os.Stat(m.File)
+	}
 	if err != nil {
+		u.unspool(w)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, int64(m.Bytes), err)
 		return
 	}
 	size := fi.Size()
-	if abs, err := filepath.Abs(m.File); err == nil {
-		m.File = abs
-	}
 	m.Sink, m.Host, m.Bytes = u.cfg.Sink, u.cfg.Host, uint64(size)
 	if m.First.IsZero() {
 		m.First, m.Last = now, now
 	}
 	if !u.makeRoom(m.File, size) {
+		u.unspool(w)
 		return
 	}
 	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true, closedHere: true}
 	e.dev, e.ino = devIno(fi)
+	if opened {
+		e.id, e.dev, e.ino = w.id, w.dev, w.ino
+	}
 	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino, MTime: fi.ModTime().UnixNano()}}
-	err = u.spool.link(m.File, e.id)
+	if !w.linked {
+		err = u.spool.linkFile(m.File, e.id, e.dev, e.ino)
+	}
 	if errors.Is(err, errCrossDevice) {
 		// Opened now, the file's content is safe from a ring reusing its
 		// name (a new file, not a truncation); the copy runs later.
-		item.src, err = os.Open(m.File)
+		item.src, _, err = openFile(m.File, os.O_RDONLY, e.dev, e.ino)
 		e.ready = false
 	}
 	if err != nil {
 		u.release(size)
+		u.unspool(w)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
 	}
@@ -366,6 +461,17 @@ func (u *Uploader) Add(m archive.Meta) {
 	signal(u.jwake)
 	if ready {
 		signal(u.wake)
+	}
+}
+
+// unspool takes out of the spool what Opened put there for a file that
+// is not queued after all.
+func (u *Uploader) unspool(w writing) {
+	if w.id == "" {
+		return
+	}
+	if err := u.spool.remove(w.id); err != nil {
+		u.cfg.Logger.Error("upload spool: cannot remove a file", "err", err)
 	}
 }
 

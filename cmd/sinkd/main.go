@@ -473,6 +473,7 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
 		}
+		out.OnOpen(up.Opened)
 	}
 
 	sigs := make(chan os.Signal, 4)

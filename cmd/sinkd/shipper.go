@@ -14,6 +14,8 @@ import (
 type shipper interface {
 	// Handle receives the rotator's file-closed events.
 	Handle(pcapout.ClosedFile)
+	// Opened receives the rotator's file-opened events, once open ran.
+	Opened(pcapout.OpenedFile)
 	// giveSpool makes the spool directory for the user -Z names, as
 	// root, without looking into it.
 	giveSpool(uid, gid int) error
