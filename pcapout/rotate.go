@@ -2,8 +2,9 @@
 // or pcapng (an interface per source, statistics at close), rotated by size
 // (-C), on the clock (-G) or on demand, as a ring or with a file limit (-W)
 // or keeping the newest files (--keep), and optionally split into one set of
-// files per source. Each closed file is announced to subscribers (OnClose),
-// such as sinkd's -z command. Every file is a complete capture on its own,
+// files per source. Each file is announced to subscribers as it is made
+// (OnOpen: sinkd's upload spool) and once it is closed (OnClose: sinkd's -z
+// command, the upload). Every file is a complete capture on its own,
 // is made as a new inode, and a write error never leaves a torn record
 // behind.
 package pcapout
@@ -11,7 +12,9 @@ package pcapout
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -110,6 +113,7 @@ type Rotator struct {
 	// first and last are the current file's packet timestamps.
 	first, last time.Time
 	subs        []func(ClosedFile)
+	openSubs    []func(OpenedFile)
 	kept        []madeFile // for Keep, oldest first
 
 	sizeCount int       // tcpdump's Cflag_count: size and on-demand rotations
@@ -302,6 +306,7 @@ func (r *Rotator) create(out *output, skips int) error {
 		err := out.create(name, r.opts.Owner)
 		if err == nil {
 			r.made(out)
+			r.announceOpen(out)
 			return nil
 		}
 		if !nameUnusable(err) || skips <= 0 {
@@ -416,7 +421,10 @@ func (r *Rotator) checkUnlinked() {
 	if err != nil {
 		return
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+	// Its name gone counts too: a subscriber (the upload spool) may hold
+	// another link to it.
+	_, err = os.Lstat(r.out.name)
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 || errors.Is(err, fs.ErrNotExist) {
 		r.opts.Logger.Error("the capture file was removed; starting a new one", "file", r.out.name)
 		r.rotate(false)
 	}

@@ -35,10 +35,11 @@ type Rotation interface {
 }
 
 // Output is where captured packets go, one Rotator or a Split: a Writer
-// whose files rotate and are announced to OnClose subscribers.
+// whose files rotate and are announced to OnOpen and OnClose subscribers.
 type Output interface {
 	Writer
 	Rotation
+	OnOpen(func(OpenedFile))
 	OnClose(func(ClosedFile))
 }
 
@@ -56,6 +57,8 @@ type Split struct {
 	files []*Rotator // nil where the source's first file could not be made
 	names map[string]bool
 	subs  []func(ClosedFile)
+	// openSubs hear of the files each source's Rotator makes.
+	openSubs []func(OpenedFile)
 }
 
 // NewSplit returns a Split; files appear as sources do.
@@ -82,6 +85,9 @@ func (s *Split) AddInterface(ifc Interface) int {
 	} else {
 		r.AddInterface(ifc)
 		r.subs = slices.Clip(s.subs)
+		for _, f := range s.openSubs {
+			r.OnOpen(f)
+		}
 	}
 	s.files = append(s.files, r)
 	return id

@@ -25,10 +25,11 @@ import (
 
 // TestPlantedSpoolFiles starts on a spool holding what sinkd never put
 // there: a file with a name that is no spool ID and no description, a
-// description that is not JSON, a symbolic link, a directory, and a
-// description that names another file for --upload-delete. Start-up does
-// not fail; regular files are uploaded, links are not followed, and the
-// other file, which does not hold the bytes uploaded, is not removed.
+// description that is not JSON, a symbolic link, a directory, and
+// descriptions that name other files for --upload-delete, with their
+// devices and inodes: one beside other bytes, one beside a copy of the
+// very bytes the other file holds. Start-up does not fail; regular files
+// are uploaded, links are not followed, and neither other file is removed.
 func TestPlantedSpoolFiles(t *testing.T) {
 	srv := sharedServer(t)
 	c, loc := newBucket(t, srv)
@@ -60,32 +61,41 @@ func TestPlantedSpoolFiles(t *testing.T) {
 	write(victim, "victim's bytes!")
 	planted := newID(time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC), "cap.pcap8")
 	write(filepath.Join(spool, "files", planted), "planted bytes!!")
-	fi, err := os.Stat(victim)
-	if err != nil {
-		t.Fatal(err)
+	describeVictim := func(id, victim string) {
+		t.Helper()
+		fi, err := os.Stat(victim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, ino := devIno(fi)
+		sc, _ := json.Marshal(sidecar{Meta: archive.Meta{Sink: "sink-a", File: victim, Format: "pcap",
+			First: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC), Last: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC)}, Dev: dev, Ino: ino})
+		write(filepath.Join(spool, "meta", id+".json"), string(sc))
 	}
-	dev, ino := devIno(fi)
-	sc, _ := json.Marshal(sidecar{Meta: archive.Meta{Sink: "sink-a", File: victim, Format: "pcap",
-		First: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC), Last: time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC)}, Dev: dev, Ino: ino})
-	write(filepath.Join(spool, "meta", planted+".json"), string(sc))
+	describeVictim(planted, victim)
+	twin := filepath.Join(dir, "twin")
+	write(twin, "the twin's bytes")
+	copied := newID(time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC), "cap.pcap9")
+	write(filepath.Join(spool, "files", copied), "the twin's bytes")
+	describeVictim(copied, twin)
 
 	var log logBuffer
 	cfg := config(c, loc, spool, &log)
 	cfg.Delete = true
 	u := openUploader(t, cfg)
-	if st := u.Stats(); st.PendingFiles != 3 || st.OldestPending.IsZero() {
-		t.Fatalf("queued %+v, want the three regular files", st)
+	if st := u.Stats(); st.PendingFiles != 4 || st.OldestPending.IsZero() {
+		t.Fatalf("queued %+v, want the four regular files", st)
 	}
-	waitUploaded(t, u, 3)
+	waitUploaded(t, u, 4)
 	st := u.Close(time.Second)
 	stored := objects(t, c, loc)
 	var contents []string
 	for _, b := range stored {
 		contents = append(contents, string(b))
 	}
-	want := map[string]bool{"a short name, not a capture": true, "not a capture either": true, "planted bytes!!": true}
-	if len(stored) != 3 {
-		t.Errorf("stored %q, want the three regular files", contents)
+	want := map[string]bool{"a short name, not a capture": true, "not a capture either": true, "planted bytes!!": true, "the twin's bytes": true}
+	if len(stored) != 4 {
+		t.Errorf("stored %q, want the four regular files", contents)
 	}
 	for _, b := range contents {
 		if !want[b] {
@@ -94,6 +104,9 @@ func TestPlantedSpoolFiles(t *testing.T) {
 	}
 	if b, err := os.ReadFile(victim); err != nil || string(b) != "victim's bytes!" || st.Deleted != 0 {
 		t.Errorf("the victim was touched (%q, %v), %d deleted", b, err, st.Deleted)
+	}
+	if b, err := os.ReadFile(twin); err != nil || string(b) != "the twin's bytes" {
+		t.Errorf("the file whose bytes were planted was removed: %q %v", b, err)
 	}
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "do not upload" {
 		t.Errorf("the link's target was touched: %q %v", b, err)
@@ -394,8 +407,10 @@ func TestDroppedMultipartAborted(t *testing.T) {
 	}
 }
 
-// A spool others can write to, or whose own directories are symbolic
-// links, is refused: what lands there is uploaded under this sink's name.
+// A spool others can write to, that another user holds, or whose own
+// directories or lock are symbolic links, is refused: what lands there is
+// uploaded under this sink's name, and its lock is never created through
+// a link.
 func TestSpoolMustBePrivate(t *testing.T) {
 	elsewhere := t.TempDir()
 	tests := []struct {
@@ -423,6 +438,25 @@ func TestSpoolMustBePrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "meta is a symbolic link"},
+		{"another user's", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			if err := os.Chown(spool, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "belongs to uid 65534, not to uid 0"},
+		{"another user's tmp", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			mkdir(t, filepath.Join(spool, "tmp"), 0o750)
+			if err := os.Chown(filepath.Join(spool, "tmp"), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "tmp belongs to uid 65534"},
+		{"lock a link", func(t *testing.T, spool string) {
+			mkdir(t, spool, 0o750)
+			if err := os.Symlink(filepath.Join(elsewhere, "created"), filepath.Join(spool, "lock")); err != nil {
+				t.Fatal(err)
+			}
+		}, "lock is a symbolic link"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,6 +478,9 @@ func TestSpoolMustBePrivate(t *testing.T) {
 				t.Fatalf("openSpool: %v, want %q", err, tt.want)
 			}
 		})
+	}
+	if _, err := os.Lstat(filepath.Join(elsewhere, "created")); err == nil {
+		t.Errorf("a file was created through the link at the lock's name")
 	}
 }
 

@@ -14,22 +14,30 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/archive"
+	"golang.org/x/sys/unix"
 )
 
 // spool is the on-disk queue of files waiting for the store:
 //
 //	DIR/lock          held (flock) by the sinkd using the spool
-//	DIR/files/ID      a hard link to (or a copy of) a closed capture file
+//	DIR/files/ID      a hard link to (or a copy of) a capture file
 //	DIR/meta/ID.json  what is known about it (sidecar)
 //	DIR/tmp/          copies in progress
 //
-// ID is the time the file closed (16 hex digits of Unix nanoseconds), "-"
+// ID is the time the file opened (16 hex digits of Unix nanoseconds), "-"
 // and the file's base name, so the queue's order survives a restart. A
-// link is made while the file is being closed, before a -W ring can reuse
-// its name; the link keeps the content even when the ring unlinks the name
-// and creates a new file. Everything else (the sidecar, fsyncs) happens
-// later, in the background: a file whose sidecar was not written yet is
-// described again from its content at start-up.
+// file is linked as it opens, before a packet goes to it: the link keeps
+// what it holds when sinkd is killed while writing it, even once a -W
+// ring or the next run made a new file under its name. Closing it only
+// queues it; its sidecar and the fsyncs happen later, in the background:
+// a file whose sidecar was not written yet (the one being written, above
+// all) is repaired and described from its content at start-up. On another
+// file system, a sidecar naming the file (Open) stands for the link until
+// the file closes and is copied.
+//
+// The spool belongs to the user sinkd runs as, who opens and recovers it:
+// with -Z that is after root has given up its privileges, so nothing read
+// from the spool makes root open, follow or write anything.
 type spool struct {
 	dir  string
 	lock *os.File
@@ -46,6 +54,10 @@ type sidecar struct {
 	// system), and this was written before the copy: a run that finds
 	// it without its file copies the file again.
 	Copy bool `json:"copy,omitempty"`
+	// Open says this was written as the file opened (another file
+	// system): a run that finds it without its file repairs the file,
+	// which may be unfinished, and copies it.
+	Open bool `json:"open,omitempty"`
 	// MTime is the file's modification time (Unix nanoseconds) as it
 	// closed: with its size, it tells the file from a later one that
 	// got its inode number.
@@ -66,7 +78,11 @@ func openSpool(dir string) (*spool, error) {
 			return nil, err
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	name := filepath.Join(dir, "lock")
+	lock, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("upload spool: %s is a symbolic link; remove it", name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upload spool: %w", err)
 	}
@@ -77,12 +93,12 @@ func openSpool(dir string) (*spool, error) {
 	return &spool{dir: dir, lock: lock}, nil
 }
 
-// checkPrivate refuses a spool directory that others can write to, or
-// (inner, one of the spool's own) that is a symbolic link: whatever lands
-// in the spool is uploaded under this sink's prefix (and its descriptions
-// steer --upload-delete), so only the sinkd using it may add files. Like
-// OpenSSH's StrictModes, it checks the mode bits, not who owns it: with -Z,
-// root opens a spool that the unprivileged user owns.
+// checkPrivate refuses a spool directory that is not the running user's,
+// that others can write to, or (inner, one of the spool's own) that is a
+// symbolic link: whatever lands in the spool is uploaded under this sink's
+// prefix (and its descriptions steer copies and --upload-delete), so only
+// the user sinkd runs as may add files, and a spool that another user
+// holds is never opened (root refuses the spool of a -Z user).
 func checkPrivate(dir string, inner bool) error {
 	stat := os.Stat
 	if inner {
@@ -92,19 +108,54 @@ func checkPrivate(dir string, inner bool) error {
 	if err != nil {
 		return fmt.Errorf("upload spool: %w", err)
 	}
+	uid := fi.Sys().(*syscall.Stat_t).Uid
 	switch {
 	case fi.Mode()&os.ModeSymlink != 0:
 		return fmt.Errorf("upload spool %s is a symbolic link; give the directory itself", dir)
+	case uid != uint32(os.Geteuid()):
+		return fmt.Errorf("upload spool %s belongs to uid %d, not to uid %d that sinkd runs as (the -Z user, if given); chown -R it", dir, uid, os.Geteuid())
 	case fi.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("upload spool %s is writable by others (mode %04o); chmod go-w it", dir, fi.Mode().Perm())
 	}
 	return nil
 }
 
-// dirs returns the spool's directories and its lock file, for a change of
-// owner (-Z).
-func (s *spool) dirs() []string {
-	return append(spoolDirs(s.dir), filepath.Join(s.dir, "lock"))
+// GiveSpool makes the spool directory dir for the user uid:gid when it is
+// missing: sinkd -Z, still root, calls it before it gives up root, and the
+// user opens the spool afterwards. Root makes that one directory through
+// a descriptor of its parent and hands it over by its own descriptor; it
+// neither reads nor follows anything in the spool, which the user holds.
+func GiveSpool(dir string, uid, gid int) error {
+	dir = filepath.Clean(dir)
+	parent, err := os.Open(filepath.Dir(dir))
+	if err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	defer parent.Close()
+	base := filepath.Base(dir)
+	err = unix.Mkdirat(int(parent.Fd()), base, 0o750)
+	if errors.Is(err, unix.EEXIST) {
+		return nil // the user checks it, once root is gone
+	}
+	if err != nil {
+		return fmt.Errorf("upload spool: mkdir %s: %w", dir, err)
+	}
+	fd, err := unix.Openat(int(parent.Fd()), base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("upload spool: open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("upload spool: stat %s: %w", dir, err)
+	}
+	if st.Uid != uint32(os.Geteuid()) {
+		return fmt.Errorf("upload spool %s was replaced while it was made", dir)
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("upload spool: chown %s: %w", dir, err)
+	}
+	return nil
 }
 
 func (s *spool) close() error { return s.lock.Close() }
@@ -113,12 +164,12 @@ func (s *spool) file(id string) string { return filepath.Join(s.dir, "files", id
 
 func (s *spool) metaFile(id string) string { return filepath.Join(s.dir, "meta", id+".json") }
 
-// newID names a file closed at t.
+// newID names a file opened (or, not seen opening, closed) at t.
 func newID(t time.Time, name string) string {
 	return fmt.Sprintf("%016x-%s", t.UnixNano(), archive.SafeName(filepath.Base(name)))
 }
 
-// idTime returns when the file of id was closed.
+// idTime returns when the file of id was opened.
 func idTime(id string) (time.Time, bool) {
 	hexNs, _, ok := strings.Cut(id, "-")
 	if !ok || len(hexNs) != 16 {
@@ -150,6 +201,26 @@ func (s *spool) link(name, id string) error {
 		return errCrossDevice
 	}
 	if err != nil {
+		return fmt.Errorf("spool %s: %w", name, err)
+	}
+	return nil
+}
+
+// linkFile links name into the spool as id if name still leads to the
+// file dev and ino identify: the link is checked, not the name, so that
+// no other file can take its place in between.
+func (s *spool) linkFile(name, id string, dev, ino uint64) error {
+	if err := s.link(name, id); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(s.file(id))
+	if err == nil {
+		if d, i := devIno(fi); d != dev || i != ino {
+			err = errors.New("its name leads to another file now")
+		}
+	}
+	if err != nil {
+		os.Remove(s.file(id))
 		return fmt.Errorf("spool %s: %w", name, err)
 	}
 	return nil
@@ -191,7 +262,9 @@ func (s *spool) persist(id string, sc sidecar) error {
 // clears tmp).
 func (s *spool) place(name, dst string, write func(*os.File) error) error {
 	tmp := filepath.Join(s.dir, "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	// A new file, never what lies at the name (start-up clears tmp).
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return err
 	}
@@ -229,7 +302,7 @@ type found struct {
 	sc sidecar
 	ok bool // the sidecar was read
 	// uncopied is a copy's sidecar without its file: the run that wrote
-	// it ended before the copy did.
+	// it ended before the copy did (or, Open, before the file closed).
 	uncopied bool
 }
 
@@ -264,7 +337,7 @@ func (s *spool) scan() ([]found, error) {
 			continue
 		}
 		f := found{id: id, uncopied: true}
-		if f.sc, f.ok = s.readSidecar(id); f.ok && f.sc.Copy {
+		if f.sc, f.ok = s.readSidecar(id); f.ok && (f.sc.Copy || f.sc.Open) {
 			out = append(out, f)
 			continue
 		}

@@ -1,14 +1,15 @@
 // Package upload ships closed capture files to S3-compatible object storage
 // (sinkd --upload) so that captures outlive the sink.
 //
-// Nothing is lost on the way: a closed file is hard-linked into a spool
-// directory before anything else happens to it, and leaves the spool only
+// Nothing is lost on the way: a capture file is hard-linked into a spool
+// directory as it opens, is queued as it closes, and leaves the spool only
 // once the store has verified it (a SHA-256 the store checks on every
 // request, then a HEAD showing the object's size and checksum). The spool
-// is found again at start-up after a restart or a SIGKILL. While the store
-// is down, uploads retry with exponential backoff. A spool that would grow
-// past its limit drops files by a documented policy (FullPolicy), counted
-// and logged. Keys and metadata follow package archive's layout.
+// is found again at start-up after a restart or a SIGKILL, the file that
+// was being written included. While the store is down, uploads retry with
+// exponential backoff. A spool that would grow past its limit drops files
+// by a documented policy (FullPolicy), counted and logged. Keys and
+// metadata follow package archive's layout.
 package upload
 
 import (
@@ -148,8 +149,19 @@ type entry struct {
 	ready bool
 	// recovered files may have a multipart upload an earlier run left.
 	recovered bool
-	inFlight  bool
-	mp        multipart
+	// closedHere says this run closed the file: its dev and ino are what
+	// it saw, not what a sidecar says, and --upload-delete may remove it.
+	closedHere bool
+	inFlight   bool
+	mp         multipart
+}
+
+// writing is a file being written, as recorded in the spool when it
+// opened.
+type writing struct {
+	id       string
+	dev, ino uint64
+	linked   bool // else a sidecar (Open) stands for it: another file system
 }
 
 // Uploader uploads closed files in the order they closed.
@@ -173,6 +185,8 @@ type Uploader struct {
 
 	lastFail   string // the last failure logged, to log each kind once
 	failStreak int
+
+	writing map[string]writing // by path
 }
 
 // journalItem is background work for a spooled file.
@@ -182,9 +196,10 @@ type journalItem struct {
 	side sidecar
 }
 
-// Open opens (or creates) the spool, queues what an earlier run left in it
-// and starts uploading.
-func Open(cfg Config) (*Uploader, error) {
+// New returns an Uploader for cfg. It touches no file until Start, so that
+// sinkd -Z makes it while still root (for its metrics) and starts it as
+// the user who owns the spool.
+func New(cfg Config) *Uploader {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -200,39 +215,45 @@ func Open(cfg Config) (*Uploader, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
 	}
-	sp, err := openSpool(cfg.Spool)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.SpoolLimit <= 0 {
-		var fs syscall.Statfs_t
-		if err := syscall.Statfs(cfg.Spool, &fs); err != nil {
-			sp.close()
-			return nil, fmt.Errorf("upload spool %s: %w", cfg.Spool, err)
-		}
-		cfg.SpoolLimit = int64(fs.Blocks) * fs.Bsize / 4
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &Uploader{
-		cfg: cfg, spool: sp, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
+		cfg: cfg, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
 		wake: make(chan struct{}, 1), jwake: make(chan struct{}, 1),
-		ctx: ctx, stop: cancel,
+		ctx: ctx, stop: cancel, writing: map[string]writing{},
 	}
 	u.stats.SpoolLimit = cfg.SpoolLimit
+	return u
+}
+
+// Start opens (or creates) the spool, queues what an earlier run left in
+// it, the file it was writing repaired, and starts uploading. It is called
+// once, as the user who owns the spool.
+func (u *Uploader) Start() error {
+	sp, err := openSpool(u.cfg.Spool)
+	if err != nil {
+		return err
+	}
+	if u.cfg.SpoolLimit <= 0 {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(u.cfg.Spool, &fs); err != nil {
+			sp.close()
+			return fmt.Errorf("upload spool %s: %w", u.cfg.Spool, err)
+		}
+		u.cfg.SpoolLimit = int64(fs.Blocks) * fs.Bsize / 4
+		u.mu.Lock()
+		u.stats.SpoolLimit = u.cfg.SpoolLimit
+		u.mu.Unlock()
+	}
+	u.spool = sp
 	if err := u.recover(); err != nil {
 		sp.close()
-		cancel()
-		return nil, err
+		return err
 	}
 	u.done.Add(2)
 	go u.work()
 	go u.writeJournal()
-	return u, nil
+	return nil
 }
-
-// SpoolDirs returns the spool's directories and lock file, which must
-// belong to the user sinkd runs as (-Z).
-func (u *Uploader) SpoolDirs() []string { return u.spool.dirs() }
 
 // recover queues the files an earlier run left in the spool.
 func (u *Uploader) recover() error {
@@ -246,29 +267,25 @@ func (u *Uploader) recover() error {
 			continue
 		}
 		name := u.spool.file(f.id)
-		fi, err := os.Stat(name)
-		if err != nil {
+		e := &entry{id: f.id, ready: true, recovered: true}
+		if f.ok && !f.sc.Open {
+			e.meta = f.sc.Meta
+		} else {
+			// Killed before the sidecar was written, or while the file
+			// was being written: it describes itself, all but its
+			// original directory when no sidecar said it.
+			e.meta = u.unfinished(name, f)
+		}
+		fi, err := os.Lstat(name)
+		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		e := &entry{id: f.id, size: fi.Size(), ready: true, recovered: true}
-		var ok bool
-		if e.closed, ok = idTime(f.id); !ok {
-			e.closed = fi.ModTime()
+		e.size = fi.Size()
+		if e.closed, _ = idTime(f.id); fi.ModTime().After(e.closed) {
+			e.closed = fi.ModTime() // its last write: when it closed
 		}
-		if f.ok {
-			e.meta, e.dev, e.ino = f.sc.Meta, f.sc.Dev, f.sc.Ino
-		} else {
-			// Killed before the sidecar was written: the file describes
-			// itself, all but its original directory.
-			e.meta, err = describe(name)
-			if err != nil {
-				u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
-			}
-			e.meta.File = idName(f.id)
-			e.dev, e.ino = devIno(fi)
-			if e.meta.First.IsZero() {
-				e.meta.First, e.meta.Last = e.closed, e.closed
-			}
+		if e.meta.First.IsZero() {
+			e.meta.First, e.meta.Last = e.closed, e.closed
 		}
 		if e.meta.Sink == "" {
 			e.meta.Sink, e.meta.Host = u.cfg.Sink, u.cfg.Host
@@ -280,68 +297,158 @@ func (u *Uploader) recover() error {
 	u.stats.PendingFiles, u.stats.PendingBytes = len(u.queue), bytes
 	if len(u.queue) > 0 {
 		u.cfg.Logger.Info("files left in the upload spool by an earlier run are queued", "files", len(u.queue), "bytes", bytes, "spool", u.cfg.Spool)
+		if u.cfg.Delete {
+			u.cfg.Logger.Info("--upload-delete leaves the capture files of files an earlier run spooled where they are: only the spool says which file they were, and it proves nothing", "files", len(u.queue))
+		}
 	}
 	return nil
 }
 
+// unfinished repairs a spooled file an earlier run left without its
+// closing sidecar (it may have been killed while writing it) and
+// describes it from its content.
+func (u *Uploader) unfinished(name string, f found) archive.Meta {
+	file, err := os.OpenFile(name, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err == nil {
+		err = u.repair(file, name)
+		file.Close()
+	}
+	if err != nil {
+		u.cfg.Logger.Warn("a spooled file cannot be repaired; uploading it as it is", "file", name, "err", err)
+	}
+	m, err := describe(name)
+	if err != nil {
+		u.cfg.Logger.Warn("a spooled file is not a complete capture; uploading it as it is", "file", name, "err", err)
+	}
+	m.File = idName(f.id)
+	if f.ok && f.sc.Meta.File != "" {
+		m.File = f.sc.Meta.File
+	}
+	return m
+}
+
+// repair cuts a file sinkd was killed while writing back to its last
+// whole packet, and says so.
+func (u *Uploader) repair(f *os.File, name string) error {
+	cut, err := repair(f)
+	if cut > 0 {
+		u.cfg.Logger.Warn("a file sinkd was killed while writing is cut back to its last whole packet", "file", name, "cut_bytes", cut)
+	}
+	return err
+}
+
 // copyAgain copies into the spool a file whose copy an earlier run did not
-// finish, if its name still leads to the file that closed.
+// finish, if its name still leads to the file that closed; a file that was
+// still being written (Open) is repaired first.
 func (u *Uploader) copyAgain(f found) bool {
 	name := f.sc.Meta.File
-	src, err := os.Open(name)
+	flag := os.O_RDONLY
+	if f.sc.Open {
+		flag = os.O_RDWR
+	}
+	src, fi, err := openFile(name, flag, f.sc.Dev, f.sc.Ino)
 	if err == nil {
-		var fi os.FileInfo
-		if fi, err = src.Stat(); err == nil {
-			if dev, ino := devIno(fi); dev != f.sc.Dev || ino != f.sc.Ino || fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime {
-				err = errors.New("its name leads to another file now")
-			} else {
+		switch {
+		case f.sc.Open:
+			if err = u.repair(src, name); err == nil {
 				err = u.spool.copyIn(src, f.id)
 			}
+		case fi.Size() != int64(f.sc.Meta.Bytes) || fi.ModTime().UnixNano() != f.sc.MTime:
+			err = errors.New("its name leads to another file now")
+		default:
+			err = u.spool.copyIn(src, f.id)
 		}
 		src.Close()
 	}
 	if err != nil {
 		u.spool.remove(f.id)
-		u.giveUp("a file closed before a crash and not yet copied into the upload spool is lost to the upload", name, int64(f.sc.Meta.Bytes), err)
+		u.giveUp("a file not yet copied into the upload spool when sinkd stopped is lost to the upload", name, int64(f.sc.Meta.Bytes), err)
 		return false
 	}
 	return true
 }
 
+// Opened is the subscriber to pcapout's file-opened event. It links the
+// file into the spool before a packet goes to it, so that a run killed
+// while writing it leaves what it wrote to the next one, even after a new
+// file took its name; on another file system a sidecar naming the file
+// stands for the link.
+func (u *Uploader) Opened(f pcapout.OpenedFile) {
+	name := f.Name
+	if abs, err := filepath.Abs(name); err == nil {
+		name = abs
+	}
+	w := writing{id: newID(time.Now(), name), dev: f.Dev, ino: f.Ino, linked: true}
+	err := u.spool.linkFile(name, w.id, f.Dev, f.Ino)
+	if errors.Is(err, errCrossDevice) {
+		w.linked = false
+		err = u.spool.persist(w.id, sidecar{Meta: archive.Meta{File: name, Format: f.Format.String()}, Dev: f.Dev, Ino: f.Ino, Open: true})
+	}
+	if err != nil {
+		u.cfg.Logger.Error("the upload spool cannot hold the file being written; it is queued when it closes, but not if sinkd is killed first", "file", name, "err", err)
+		return
+	}
+	u.mu.Lock()
+	u.writing[name] = w
+	u.mu.Unlock()
+}
+
 // Add queues a closed capture file. m describes it; m.File is its path.
 // It is called as the file closes, before the next file is created: it
-// only links the file into the spool, and leaves the rest to the
-// background.
+// only links the file into the spool, unless it was linked as it opened,
+// and leaves the rest to the background.
 func (u *Uploader) Add(m archive.Meta) {
+	if u.spool == nil {
+		return // closed before Start: sinkd stops at start-up, before any packet
+	}
 	now := time.Now()
-	fi, err := os.Stat(m.File)
+	if abs, err := filepath.Abs(m.File); err == nil {
+		m.File = abs
+	}
+	u.mu.Lock()
+	w, opened := u.writing[m.File]
+	delete(u.writing, m.File)
+	u.mu.Unlock()
+	var fi os.FileInfo
+	var err error
+	if w.linked {
+		// The link made as it opened holds it, whatever its name leads to.
+		fi, err = os.Lstat(u.spool.file(w.id))
+	} else {
+		fi, err = os.Stat(m.File)
+	}
 	if err != nil {
+		u.unspool(w)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, int64(m.Bytes), err)
 		return
 	}
 	size := fi.Size()
-	if abs, err := filepath.Abs(m.File); err == nil {
-		m.File = abs
-	}
 	m.Sink, m.Host, m.Bytes = u.cfg.Sink, u.cfg.Host, uint64(size)
 	if m.First.IsZero() {
 		m.First, m.Last = now, now
 	}
 	if !u.makeRoom(m.File, size) {
+		u.unspool(w)
 		return
 	}
-	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true}
+	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true, closedHere: true}
 	e.dev, e.ino = devIno(fi)
+	if opened {
+		e.id, e.dev, e.ino = w.id, w.dev, w.ino
+	}
 	item := journalItem{e: e, side: sidecar{Meta: m, Dev: e.dev, Ino: e.ino, MTime: fi.ModTime().UnixNano()}}
-	err = u.spool.link(m.File, e.id)
+	if !w.linked {
+		err = u.spool.linkFile(m.File, e.id, e.dev, e.ino)
+	}
 	if errors.Is(err, errCrossDevice) {
 		// Opened now, the file's content is safe from a ring reusing its
 		// name (a new file, not a truncation); the copy runs later.
-		item.src, err = os.Open(m.File)
+		item.src, _, err = openFile(m.File, os.O_RDONLY, e.dev, e.ino)
 		e.ready = false
 	}
 	if err != nil {
 		u.release(size)
+		u.unspool(w)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
 	}
@@ -355,6 +462,37 @@ func (u *Uploader) Add(m archive.Meta) {
 	if ready {
 		signal(u.wake)
 	}
+}
+
+// unspool takes out of the spool what Opened put there for a file that
+// is not queued after all.
+func (u *Uploader) unspool(w writing) {
+	if w.id == "" {
+		return
+	}
+	if err := u.spool.remove(w.id); err != nil {
+		u.cfg.Logger.Error("upload spool: cannot remove a file", "err", err)
+	}
+}
+
+// openFile opens name if it still leads to the file dev and ino identify,
+// never through a symbolic link.
+func openFile(name string, flag int, dev, ino uint64) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if d, i := devIno(fi); d != dev || i != ino {
+			err = fmt.Errorf("%s: its name leads to another file now", name)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // makeRoom reserves size bytes in the spool for name, dropping files as
@@ -610,7 +748,7 @@ func (u *Uploader) pending() int {
 func (u *Uploader) upload(e *entry) error {
 	ctx := u.ctx
 	name := u.spool.file(e.id)
-	f, err := os.Open(name)
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		u.fail(FailLocal, err)
 		u.forget(e)
@@ -647,11 +785,16 @@ func (u *Uploader) upload(e *entry) error {
 }
 
 // deleteOriginal removes the capture file e was spooled from, uploaded
-// from spooled, if its name still refers to that file (a -W ring may have
-// made a new one) and holds what was uploaded: it is the spooled inode
-// itself, or (a spool on another file system) its bytes are. So a
-// description planted in the spool cannot make sinkd remove another file.
+// from spooled, if this run closed it (what a sidecar in the spool says
+// proves nothing: its writer may have planted it), its name still refers
+// to that file (a -W ring may have made a new one) and it holds what was
+// uploaded: it is the spooled inode itself, or (a spool on another file
+// system) its bytes are. So nothing planted in the spool can make sinkd
+// remove a file.
 func (u *Uploader) deleteOriginal(e *entry, spooled *os.File) {
+	if !e.closedHere {
+		return
+	}
 	fi, err := os.Lstat(e.meta.File)
 	if err != nil || !filepath.IsAbs(e.meta.File) || !fi.Mode().IsRegular() || fi.Size() != e.size {
 		return // gone already, or not what was uploaded

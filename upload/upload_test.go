@@ -88,11 +88,11 @@ func config(c *s3.Client, loc archive.Location, spool string, log io.Writer) Con
 	}
 }
 
-// openUploader opens an uploader with cfg, or fails the test.
+// openUploader starts an uploader with cfg, or fails the test.
 func openUploader(t *testing.T, cfg Config) *Uploader {
 	t.Helper()
-	u, err := Open(cfg)
-	if err != nil {
+	u := New(cfg)
+	if err := u.Start(); err != nil {
 		t.Fatal(err)
 	}
 	return u

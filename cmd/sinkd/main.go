@@ -90,7 +90,8 @@ Output (tcpdump conventions):
                    then leave those still running to finish on their own
   -Z USER          after opening the input and the first file as root, run
                    as USER with no capabilities (the output directory must
-                   be writable by USER for rotation)
+                   be writable by USER for rotation); the upload spool is
+                   USER's and is opened as USER
   SIGHUP rotates now and reads --port-map again (which sinkd also does
   within a second of the file changing); SIGINT/SIGTERM flush, close and
   print a summary.
@@ -461,12 +462,10 @@ func run(args []string, stderr io.Writer) int {
 
 	if runAs != nil {
 		if up != nil {
-			for _, d := range up.SpoolDirs() {
-				if err := os.Lchown(d, runAs.UID, runAs.GID); err != nil {
-					out.Close()
-					fmt.Fprintf(stderr, "sinkd: -Z %s: upload spool: %v\n", o.runAs, err)
-					return 2
-				}
+			if err := up.giveSpool(runAs.UID, runAs.GID); err != nil {
+				out.Close()
+				fmt.Fprintf(stderr, "sinkd: -Z %s: %v\n", o.runAs, err)
+				return 2
 			}
 		}
 		if err := runAs.Drop(); err != nil {
@@ -474,6 +473,16 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
 		}
+	}
+	if up != nil {
+		// Only now, as -Z's user: nothing in the spool, which that user
+		// holds, is ever read or followed as root.
+		if err := up.open(); err != nil {
+			out.Close()
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		out.OnOpen(up.Opened)
 	}
 
 	sigs := make(chan os.Signal, 4)

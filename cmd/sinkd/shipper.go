@@ -14,8 +14,14 @@ import (
 type shipper interface {
 	// Handle receives the rotator's file-closed events.
 	Handle(pcapout.ClosedFile)
-	// SpoolDirs are the directories -Z must hand to the capture's user.
-	SpoolDirs() []string
+	// Opened receives the rotator's file-opened events, once open ran.
+	Opened(pcapout.OpenedFile)
+	// giveSpool makes the spool directory for the user -Z names, as
+	// root, without looking into it.
+	giveSpool(uid, gid int) error
+	// open opens the spool and starts shipping, as the user sinkd runs
+	// as: with -Z, once root is given up.
+	open() error
 	collector() prometheus.Collector
 	// close ships for up to wait, then says what was shipped and what
 	// waits in spool.

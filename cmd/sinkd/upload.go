@@ -127,7 +127,11 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 }
 
 // uploader ships closed files with package upload.
-type uploader struct{ *upload.Uploader }
+type uploader struct {
+	*upload.Uploader
+	flags  *uploadFlags
+	logger *slog.Logger
+}
 
 func (u uploader) collector() prometheus.Collector { return metrics.NewUploadCollector(u.Stats) }
 
@@ -135,7 +139,19 @@ func (u uploader) close(w io.Writer, wait time.Duration, spool string) {
 	printUploadSummary(w, u.Close(wait), spool)
 }
 
-// start opens the spool and starts uploading what it holds.
+func (u uploader) giveSpool(uid, gid int) error { return upload.GiveSpool(u.flags.spool, uid, gid) }
+
+func (u uploader) open() error {
+	if err := u.Start(); err != nil {
+		return err
+	}
+	st := u.Stats()
+	u.logger.Info("uploading closed files", "to", u.flags.target.String(), "sink_id", u.flags.sinkID, "spool", u.flags.spool,
+		"spool_limit_bytes", st.SpoolLimit, "when_full", u.flags.full.String(), "waiting", st.PendingFiles)
+	return nil
+}
+
+// start makes the uploader; it touches no file until open.
 func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 	newClient := func(ctx context.Context) (*s3.Client, error) {
 		return archive.NewClient(ctx, archive.ClientOptions{
@@ -149,17 +165,11 @@ func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	up, err := upload.Open(upload.Config{
+	up := upload.New(upload.Config{
 		Client: client, Target: u.target, Spool: u.spool, SpoolLimit: u.spoolSize, Full: u.full,
 		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Logger: logger,
 	})
-	if err != nil {
-		return nil, err
-	}
-	st := up.Stats()
-	logger.Info("uploading closed files", "to", u.target.String(), "sink_id", u.sinkID, "spool", u.spool,
-		"spool_limit_bytes", st.SpoolLimit, "when_full", u.full.String(), "waiting", st.PendingFiles)
-	return uploader{up}, nil
+	return uploader{Uploader: up, flags: u, logger: logger}, nil
 }
 
 // printUploadSummary says what was uploaded and what waits.

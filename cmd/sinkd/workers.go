@@ -79,6 +79,13 @@ func (es engines) run() error {
 // outputs are the workers' outputs, one each.
 type outputs []output
 
+// OnOpen subscribes f to every worker's opened files.
+func (outs outputs) OnOpen(f func(pcapout.OpenedFile)) {
+	for _, o := range outs {
+		o.OnOpen(f)
+	}
+}
+
 // OnClose subscribes f to every worker's closed files.
 func (outs outputs) OnClose(f func(pcapout.ClosedFile)) {
 	for _, o := range outs {
