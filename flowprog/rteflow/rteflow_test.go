@@ -70,21 +70,32 @@ func TestEncodedStructsAreTheProgram(t *testing.T) {
 	p := program(t, "proto=tcp,dst=10.0.0.0/8,dport=443")
 	got, _ := walkRule(p.Install[0], ids)
 	tmpl := p.Templates["vm-1"]
+	var tag uint32
+	for _, port := range p.Tags.Ports {
+		if port.Name == "vm-1" {
+			tag = port.Tag
+		}
+	}
+	if tag != flowprog.PreferredTag("vm-1") {
+		t.Fatalf("vm-1's tag is %d, want its preferred %d", tag, flowprog.PreferredTag("vm-1"))
+	}
+	// Version 6, traffic class 0, the tag in the 20-bit flow label.
+	label := fmt.Sprintf("%08x", 6<<28|tag)
 	for _, want := range []string{
 		"attr(group=1 prio=0 ingress=0 transfer=1)",
 		"ipv4(src=00000000/00000000 dst=0a000000/ff000000 proto=6/255)",
 		"tcp(src=0/0000 dst=443/ffff)",
 		"sample(ratio=1 [ raw_encap(size=62 data=" + hex.EncodeToString(tmpl[:]) + ") port_id(id=0) ])",
 		// The envelope as the NIC gets it: to the router's MAC, from PF0's.
-		"raw_encap(size=62 data=0c42a1000001" + "0c42a1000002" + "86dd" + "60000001",
+		"raw_encap(size=62 data=0c42a1000001" + "0c42a1000002" + "86dd" + label,
 		"jump(group=2)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("encoded VF rule lacks %s:\n%s", want, got)
 		}
 	}
-	if !strings.Contains(hex.EncodeToString(tmpl[:]), "600000011111") && !strings.Contains(hex.EncodeToString(tmpl[14:18]), "60000001") {
-		t.Errorf("vm-1's template does not carry tag 1 in its flow label: %x", tmpl[14:18])
+	if got := hex.EncodeToString(tmpl[14:18]); got != label {
+		t.Errorf("vm-1's template starts its IPv6 header %s, want %s (tag %d in the flow label)", got, label, tag)
 	}
 }
 
