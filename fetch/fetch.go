@@ -300,15 +300,11 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 			return false
 		}
 		m.prog.PacketsRead.Add(1)
-		if !m.q.To.IsZero() && !ci.Timestamp.Before(m.q.To) {
-			if c.f.Unordered {
-				continue
-			}
-			// Packets are in arrival order: the rest is later still.
-			c.close()
-			return false
-		}
-		if ci.Timestamp.Before(m.q.From) {
+		// Packets are in arrival order, not time order: a clock that
+		// stepped or copies that came reordered put in-window packets
+		// after a later one, and nothing in a file bounds what follows
+		// a packet. Each file is read to its end.
+		if !m.q.To.IsZero() && !ci.Timestamp.Before(m.q.To) || ci.Timestamp.Before(m.q.From) {
 			continue
 		}
 		out := c.pcapIface
