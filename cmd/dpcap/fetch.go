@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,7 +30,11 @@ once and renumbered (-F pcap: one link type, no names).
 
 Flags:
   -w FILE          where to write; "-" for standard output
-                   (dpcap fetch ... -w - | wireshark -k -i -)
+                   (dpcap fetch ... -w - | wireshark -k -i -). A regular
+                   file is written under a temporary name in its directory
+                   and renamed when complete (through a symbolic link, the
+                   file it names); a fifo or a character device is written
+                   into; anything else is refused
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
@@ -188,14 +191,11 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		sources = append(sources, &fetch.S3{Client: client, Loc: loc, MaxSpan: f.maxSpan})
 	}
 	var out io.Writer = stdout
-	var file *os.File
+	var file *fetch.Output
 	if f.out != "-" {
-		// A temp name renamed at the end: an interrupted fetch leaves no
-		// half file under the name asked for.
-		if file, err = os.CreateTemp(filepath.Dir(f.out), ".dpcap-fetch-*"); err != nil {
-			return fmt.Errorf("create %s: %w", f.out, err)
+		if file, err = fetch.Create(ctx, f.out); err != nil {
+			return err
 		}
-		defer os.Remove(file.Name())
 		out = file
 	}
 	prog := &fetch.Progress{}
@@ -209,13 +209,10 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	})
 	close(done)
 	if file != nil {
-		if cerr := file.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("write %s: %w", f.out, cerr)
-		}
 		if err == nil {
-			if err = os.Chmod(file.Name(), 0o644); err == nil {
-				err = os.Rename(file.Name(), f.out)
-			}
+			err = file.Commit()
+		} else {
+			file.Abort()
 		}
 	}
 	printFetchSummary(stderr, sum, f.out)
