@@ -119,3 +119,25 @@ func TestFetchOutputTargets(t *testing.T) {
 		t.Errorf("temporary files left: %q", left)
 	}
 }
+
+// The output file's mode is sinkd's captures' 0640 less the umask: a
+// stricter umask makes it stricter, a looser one does not open it to all.
+func TestFetchOutputMode(t *testing.T) {
+	src, want := captureDir(t)
+	dir := t.TempDir()
+	for umask, mode := range map[string]os.FileMode{"022": 0o640, "027": 0o640, "077": 0o600, "000": 0o640} {
+		out := filepath.Join(dir, "out-"+umask+".pcapng")
+		cmd := exec.Command("sh", "-c", `umask "$0"; exec "$@"`, umask, bin("dpcap"), "fetch", "-q", src, "-w", out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("umask %s: %v\n%s", umask, err, b)
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != mode {
+			t.Errorf("umask %s: mode %04o, want %04o", umask, st.Mode().Perm(), mode)
+		}
+		equalFrames(t, readFrames(t, out), want)
+	}
+}

@@ -24,6 +24,10 @@ type Output struct {
 	target string
 }
 
+// Mode is the mode a regular output file is created with, less the
+// umask: sinkd's captures' mode, as fetched packets are the same evidence.
+const Mode = 0o640
+
 // Create opens the output named name. ctx ends a wait for a fifo's
 // reader.
 func Create(ctx context.Context, name string) (*Output, error) {
@@ -100,16 +104,11 @@ func createTemp(target string) (*Output, error) {
 	dir, base := filepath.Split(target)
 	for range 100 {
 		tmp := filepath.Join(dir, "."+base+"."+strconv.FormatUint(rand.Uint64(), 36)+".part")
-		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, Mode)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", target, err)
-		}
-		if err := f.Chmod(0o644); err != nil {
-			f.Close()
-			os.Remove(tmp)
 			return nil, fmt.Errorf("create %s: %w", target, err)
 		}
 		return &Output{File: f, target: target}, nil

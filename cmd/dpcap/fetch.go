@@ -33,8 +33,9 @@ Flags:
                    (dpcap fetch ... -w - | wireshark -k -i -). A regular
                    file is written under a temporary name in its directory
                    and renamed when complete (through a symbolic link, the
-                   file it names); a fifo or a character device is written
-                   into; anything else is refused
+                   file it names), mode 0640 less the umask, as sinkd's
+                   captures; a fifo or a character device is written into;
+                   anything else is refused
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
