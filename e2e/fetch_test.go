@@ -1,13 +1,26 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
 	"io/fs"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/internal/s3test"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,4 +153,141 @@ func TestFetchOutputMode(t *testing.T) {
 		}
 		equalFrames(t, readFrames(t, out), want)
 	}
+}
+
+// slowProxy forwards TCP connections to addr, the answers at about rate
+// bytes a second; sent counts the bytes of answers forwarded.
+func slowProxy(t *testing.T, addr string, rate int) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sent := &atomic.Int64{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go io.Copy(s, c)
+				buf := make([]byte, rate/20)
+				for {
+					n, err := s.Read(buf)
+					if _, werr := c.Write(buf[:n]); werr != nil || err != nil {
+						return
+					}
+					sent.Add(int64(n))
+					time.Sleep(50 * time.Millisecond) // the rate limit
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), sent
+}
+
+// interrupt sends SIGINT to a running fetch once ready says it is reading,
+// and checks that it stops within seconds, exits 130 and leaves nothing
+// under the output's name nor any temporary file.
+func interrupt(t *testing.T, cmd *exec.Cmd, out string, ready func() bool) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	waitFor(t, "the fetch to be reading", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("fetch ended before it was interrupted: %v\n%s", cmd.ProcessState, stderr.String())
+		default:
+		}
+		return ready()
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	sent := time.Now()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("fetch still runs 20 s after SIGINT")
+	}
+	t.Logf("stopped %v after SIGINT:\n%s", time.Since(sent).Round(time.Millisecond), stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit status %d after SIGINT, want 130", code)
+	}
+	if !strings.Contains(stderr.String(), "interrupted by SIGINT; nothing written to "+out) {
+		t.Errorf("stderr does not say that nothing was written:\n%s", stderr.String())
+	}
+	if _, err := os.Lstat(out); !os.IsNotExist(err) {
+		t.Errorf("an interrupted fetch left %s (%v)", out, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*")); len(left) > 0 {
+		t.Errorf("an interrupted fetch left %q", left)
+	}
+}
+
+// SIGINT during a download from MinIO (slowed by a proxy) and during the
+// read of a large local file (a 64 GiB sparse pcap of empty records,
+// minutes of reading): each fetch stops at once, exits 130 and leaves no
+// file that looks complete.
+func TestFetchInterrupted(t *testing.T) {
+	t.Run("s3", func(t *testing.T) {
+		store := s3test.Start(t, s3test.Options{})
+		client := store.Client(t)
+		store.MakeBucket(t, client, "captures")
+		r := rand.New(rand.NewPCG(1, 2))
+		frames := make([][]byte, 20000)
+		for i := range frames {
+			frames[i] = randomFrame(r, 1000)
+		}
+		b, err := os.ReadFile(writePcap(t, frames))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bucket, first := "captures", time.Unix(1700000000, 0)
+		key := archive.Location{Bucket: "captures", Prefix: "e2e"}.Key("sink-a", first, first.Add(20*time.Millisecond), "cap.pcap")
+		if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(b)}); err != nil {
+			t.Fatal(err)
+		}
+		proxy, sent := slowProxy(t, strings.TrimPrefix(store.Endpoint(), "http://"), 1<<20)
+		out := filepath.Join(t.TempDir(), "cap.pcapng")
+		cmd := fetchCmd("s3://captures/e2e", "--endpoint", "http://"+proxy, "--path-style", "-w", out)
+		cmd.Env = append(os.Environ(), store.Env()...)
+		interrupt(t, cmd, out, func() bool { return sent.Load() > 2<<20 })
+	})
+	t.Run("directory", func(t *testing.T) {
+		src := t.TempDir()
+		big := filepath.Join(src, "big.pcap")
+		hdr := binary.LittleEndian.AppendUint32(nil, 0xa1b2c3d4)
+		hdr = append(hdr, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0)
+		if err := os.WriteFile(big, hdr, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(big, 64<<30); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "cap.pcapng")
+		cmd := fetchCmd(src, "--from", "2026-01-01T00:00:00Z", "-w", out)
+		interrupt(t, cmd, out, func() bool {
+			io, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/io")
+			var rchar int64
+			for _, l := range strings.Split(string(io), "\n") {
+				if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+					rchar, _ = strconv.ParseInt(v, 10, 64)
+				}
+			}
+			return err == nil && rchar > 100<<20
+		})
+	})
 }

@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	prog.Files.Store(int64(len(files)))
 
 	out := newWriter(cfg.Output, cfg.Pcap)
-	m := &merge{q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}}
+	m := &merge{ctx: ctx, q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}}
 	err := m.run(ctx, files, &sum)
 	for _, c := range m.h {
 		c.close()
@@ -140,6 +140,7 @@ type ifaceKey struct {
 }
 
 type merge struct {
+	ctx    context.Context
 	q      Query
 	out    writer
 	prog   *Progress
@@ -150,7 +151,7 @@ type merge struct {
 }
 
 func (m *merge) run(ctx context.Context, files []File, sum *Summary) error {
-	next := 0
+	next, n := 0, 0
 	for {
 		// Open a file once the merge reaches its first packet's time:
 		// only files whose ranges overlap are open at once.
@@ -171,7 +172,12 @@ func (m *merge) run(ctx context.Context, files []File, sum *Summary) error {
 			}
 		}
 		if len(m.h) == 0 {
-			return nil
+			return ctx.Err()
+		}
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		c := m.h[0]
 		ci := c.ci
@@ -217,13 +223,18 @@ func (c *cursor) close() {
 	}
 }
 
-// counter counts the bytes read from a file.
+// counter counts the bytes read from a file, and stops reading when ctx
+// ends: a local file does not see ctx otherwise.
 type counter struct {
 	io.ReadCloser
-	n *atomic.Int64
+	ctx context.Context
+	n   *atomic.Int64
 }
 
 func (c counter) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.ReadCloser.Read(p)
 	c.n.Add(int64(n))
 	return n, err
@@ -240,8 +251,12 @@ func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f.Name, err)
 	}
-	rc = counter{rc, &m.prog.Bytes}
+	rc = counter{rc, ctx, &m.prog.Bytes}
 	r, err := newReader(rc)
+	if err != nil && ctx.Err() != nil {
+		rc.Close()
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		rc.Close()
 		m.prog.FilesDone.Add(1)
@@ -293,7 +308,9 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 	for {
 		data, ci, lt, err := c.r.ReadPacket()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			// An interrupted read is no damage: the run ends with
+			// ctx's error.
+			if !errors.Is(err, io.EOF) && m.ctx.Err() == nil {
 				sum.damaged(c.f.Name, err)
 			}
 			c.close()

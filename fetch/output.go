@@ -124,6 +124,10 @@ func (o *Output) Name() string {
 	return o.File.Name()
 }
 
+// Regular reports whether the output is a regular file, which only a
+// Commit gives its name.
+func (o *Output) Regular() bool { return o.target != "" }
+
 // Commit makes a regular file's output durable and gives it its name; it
 // closes a fifo or device.
 func (o *Output) Commit() error {

@@ -53,7 +53,8 @@ Flags:
 
 Credentials come from the standard AWS chain (environment, shared config,
 web identity). Progress goes to standard error when it is a terminal; a
-summary follows at the end. Exit status 1 when nothing matched.
+summary follows at the end. Exit status 1 when nothing matched; 130 when
+interrupted (SIGINT), leaving nothing under FILE's name.
 `
 
 // fetchFlags are dpcap fetch's options.
@@ -173,7 +174,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageErr{err}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	var sources []fetch.Source
 	for _, l := range f.locations {
@@ -209,21 +210,67 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		Output: out, Pcap: f.pcap, Progress: prog,
 	})
 	close(done)
+	if ctx.Err() != nil {
+		// Whatever the merge made of the interruption, the output is cut.
+		err = context.Cause(ctx)
+	}
+	written := f.out
+	if f.out == "-" {
+		written = "standard output"
+	}
 	if file != nil {
 		if err == nil {
 			err = file.Commit()
 		} else {
 			file.Abort()
 		}
+		if written = file.Name(); err != nil && file.Regular() {
+			written = ""
+		}
 	}
-	printFetchSummary(stderr, sum, f.out)
+	printFetchSummary(stderr, sum, written)
+	var intr interrupted
+	if errors.As(err, &intr) && written != "" {
+		return fmt.Errorf("%w: %s is cut short", err, written)
+	}
 	if err != nil {
+		if written == "" {
+			return fmt.Errorf("%w; nothing written to %s", err, f.out)
+		}
 		return err
 	}
 	if sum.PacketsKept == 0 {
 		return errors.New("no packet matched")
 	}
 	return nil
+}
+
+// interrupted ends a fetch stopped by a signal; dpcap exits 128 plus the
+// signal's number, as shells expect.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + unix.SignalName(i.sig) }
+
+// ExitCode is dpcap's exit status.
+func (i interrupted) ExitCode() int { return 128 + int(i.sig) }
+
+// interruptible returns a context that SIGINT and SIGTERM cancel with
+// interrupted as its cause.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
 
 // isTerminal reports whether w is a terminal.
@@ -252,9 +299,15 @@ func showProgress(w io.Writer, p *fetch.Progress, done <-chan struct{}) {
 	}
 }
 
+// printFetchSummary says what the fetch did; out is where its packets are,
+// empty when nowhere.
 func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
-	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB) written to %s\n",
-		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6, out)
+	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB)",
+		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6)
+	if out != "" {
+		fmt.Fprintf(w, " written to %s", out)
+	}
+	fmt.Fprintln(w)
 	if s.PacketsKept > 0 {
 		fmt.Fprintf(w, "first %s, last %s; interfaces: %s\n", s.First.UTC().Format(time.RFC3339Nano),
 			s.Last.UTC().Format(time.RFC3339Nano), strings.Join(s.Interfaces, ", "))

@@ -127,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd, ok := cmds[args[0]]; ok {
 		err := cmd(args[1:], stdout, stderr)
 		var ue usageErr
+		var ec interface{ ExitCode() int }
 		switch {
 		case err == nil:
 			return 0
@@ -135,6 +136,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		fmt.Fprintf(stderr, "dpcap %s: %v\n", args[0], err)
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
 		return 1
 	}
 	fmt.Fprintf(stderr, "dpcap: unknown command %q (see dpcap --help)\n", args[0])
