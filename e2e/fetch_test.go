@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/internal/s3test"
 	"golang.org/x/sys/unix"
 )
@@ -290,4 +291,51 @@ func TestFetchInterrupted(t *testing.T) {
 			return err == nil && rchar > 100<<20
 		})
 	})
+}
+
+// Keys holding control characters (ESC, BEL) under the prefix: a foreign
+// object among the captures does not fail the listing, and a capture
+// whose key holds ESC is found, read and kept, not reported gone.
+func TestFetchControlCharacterKeys(t *testing.T) {
+	store := s3test.Start(t, s3test.Options{})
+	client := store.Client(t)
+	bucket := "captures"
+	store.MakeBucket(t, client, bucket)
+	loc := archive.Location{Bucket: bucket, Prefix: "e2e"}
+	frames := vmFrames(t)
+	b, err := os.ReadFile(vmTraffic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, _, err := capfile.ReadFile(vmTraffic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := pkts[0].Info.Timestamp, pkts[len(pkts)-1].Info.Timestamp
+	// The capture with ESC in its key alone, then a foreign object with
+	// BEL and a terminal escape beside it.
+	for _, key := range []string{
+		strings.Replace(loc.Key("sink-a", first, last, "cap.pcap"), "_cap.pcap", "_cap\x1b.pcap", 1),
+		"e2e/notes\a\x1b[31m.txt",
+	} {
+		body := []byte("not a capture")
+		if strings.HasSuffix(key, ".pcap") {
+			body = b
+		}
+		if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(body)}); err != nil {
+			t.Fatalf("put %q: %v", key, err)
+		}
+		out := filepath.Join(t.TempDir(), "cap.pcapng")
+		cmd := fetchCmd("s3://captures/e2e", "--endpoint", store.Endpoint(), "--path-style", "-w", out)
+		cmd.Env = append(os.Environ(), store.Env()...)
+		msg, err := cmd.CombinedOutput()
+		t.Logf("dpcap fetch after putting %q:\n%s", key, msg)
+		if err != nil {
+			t.Fatalf("dpcap fetch: %v", err)
+		}
+		if strings.Contains(string(msg), "gone") {
+			t.Errorf("a capture is reported gone")
+		}
+		equalFrames(t, readFrames(t, out), frames)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capfile"
 )
@@ -69,7 +71,9 @@ type S3 struct {
 // Without --to it runs to the end: files of a sink whose clock is ahead of
 // this host's are found too.
 func (s *S3) List(ctx context.Context, q Query) ([]File, int, error) {
-	in := &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(s.Loc.Root())}
+	// URL-encoded keys: XML 1.0 cannot carry a control character, so one
+	// key holding ESC would fail every listing of the prefix.
+	in := &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(s.Loc.Root()), EncodingType: types.EncodingTypeUrl}
 	if !q.From.IsZero() {
 		in.StartAfter = aws.String(strings.TrimSuffix(s.Loc.HourPrefix(q.From.Add(-s.MaxSpan)), "/"))
 	}
@@ -87,7 +91,10 @@ pages:
 			return nil, 0, fmt.Errorf("list %s: %w", s.Loc, err)
 		}
 		for _, o := range page.Contents {
-			key := aws.ToString(o.Key)
+			key, err := url.QueryUnescape(aws.ToString(o.Key))
+			if err != nil {
+				return nil, 0, fmt.Errorf("list %s: key %q: %w", s.Loc, aws.ToString(o.Key), err)
+			}
 			if last != "" && key > last && !strings.HasPrefix(key, last) {
 				break pages
 			}
