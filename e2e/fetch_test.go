@@ -22,6 +22,9 @@ import (
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
 
@@ -337,5 +340,58 @@ func TestFetchControlCharacterKeys(t *testing.T) {
 			t.Errorf("a capture is reported gone")
 		}
 		equalFrames(t, readFrames(t, out), frames)
+	}
+}
+
+// Strings from capture files and file names (pcapng interface names,
+// names of damaged files) are printed escaped: a terminal gets no escape
+// sequence from dpcap fetch.
+func TestFetchEscapesWhatItPrints(t *testing.T) {
+	dir := t.TempDir()
+	evil := filepath.Join(dir, "cap\x1b]0;owned\a.pcapng")
+	f, err := os.Create(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pcapgo.NewNgWriterInterface(f, pcapgo.NgInterface{Name: "vm-1\x1b[2J\x1b[31m", Description: "\u202eevil", LinkType: layers.LinkTypeEthernet, SnapLength: 65535}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := vmFrames(t)
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, err := os.Stat(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(evil, st.Size()-10); err != nil { // damaged: the summary names it
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "cap.pcapng")
+	msg, err := fetchCmd(dir, "-w", out).CombinedOutput()
+	t.Logf("dpcap fetch:\n%s", msg)
+	if err != nil {
+		t.Fatalf("dpcap fetch: %v", err)
+	}
+	for _, c := range msg {
+		if c < 0x20 && c != '\n' || c == 0x7f {
+			t.Fatalf("dpcap fetch printed control character %#x", c)
+		}
+	}
+	for _, want := range []string{`interfaces: vm-1\x1b[2J\x1b[31m`, `damaged: ` + dir + `/cap\x1b]0;owned\x07.pcapng`} {
+		if !strings.Contains(string(msg), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if n := len(readFrames(t, out)); n != len(frames)-1 {
+		t.Errorf("%d frames fetched, want %d", n, len(frames)-1)
 	}
 }

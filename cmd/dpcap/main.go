@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/printable"
 	"github.com/dpcap/dpcap/replay"
 )
 
@@ -135,7 +136,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "dpcap %s: %v (see dpcap %s --help)\n", args[0], err, args[0])
 			return 2
 		}
-		fmt.Fprintf(stderr, "dpcap %s: %v\n", args[0], err)
+		// Errors quote keys, file names and dp-service's answers; joined
+		// errors keep their lines.
+		lines := strings.Split(err.Error(), "\n")
+		for i, l := range lines {
+			lines[i] = printable.Escape(l)
+		}
+		fmt.Fprintf(stderr, "dpcap %s: %s\n", args[0], strings.Join(lines, "\n"))
 		if errors.As(err, &ec) {
 			return ec.ExitCode()
 		}
