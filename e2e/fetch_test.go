@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -394,4 +396,64 @@ func TestFetchEscapesWhatItPrints(t *testing.T) {
 	if n := len(readFrames(t, out)); n != len(frames)-1 {
 		t.Errorf("%d frames fetched, want %d", n, len(frames)-1)
 	}
+}
+
+// A planted gzip pcapng of a million interface descriptions (2.5 MB) is
+// reported damaged with the reason, costs the fetch tens of megabytes, not
+// a gigabyte, and the other file's packets all come back.
+func TestFetchManyInterfaces(t *testing.T) {
+	src, want := captureDir(t)
+	var raw bytes.Buffer
+	le := binary.LittleEndian
+	b := le.AppendUint32(nil, 0x0A0D0D0A)
+	b = le.AppendUint32(b, 28)
+	b = le.AppendUint32(b, 0x1A2B3C4D)
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint64(b, ^uint64(0))
+	raw.Write(le.AppendUint32(b, 28))
+	for i := range 1_000_000 {
+		name := fmt.Sprintf("if%07d", i) // 9 bytes, padded to 12
+		b = le.AppendUint32(b[:0], 1)
+		b = le.AppendUint32(b, 40)
+		b = le.AppendUint32(b, 1)
+		b = le.AppendUint32(b, 65535)
+		b = le.AppendUint16(b, 2) // if_name
+		b = le.AppendUint16(b, uint16(len(name)))
+		b = append(append(b, name...), make([]byte, 12-len(name))...)
+		b = le.AppendUint32(b, 0) // opt_endofopt
+		raw.Write(le.AppendUint32(b, 40))
+	}
+	planted := filepath.Join(src, "planted.pcapng.gz")
+	f, err := os.Create(planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	if _, err := raw.WriteTo(zw); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, err := os.Stat(planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(t.TempDir(), "cap.pcapng")
+	cmd := fetchCmd(src, "-w", out)
+	msg, err := cmd.CombinedOutput()
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+	t.Logf("planted %.1f MB of gzip; fetch's max RSS %d MiB:\n%s", float64(st.Size())/1e6, rss>>10, msg)
+	if err != nil {
+		t.Fatalf("dpcap fetch: %v", err)
+	}
+	if rss > 200<<10 {
+		t.Errorf("fetch's max RSS is %d MiB", rss>>10)
+	}
+	if !strings.Contains(string(msg), "damaged: "+planted+": ") || !strings.Contains(string(msg), "more than 65536 interfaces") {
+		t.Errorf("the planted file is not reported damaged with the reason")
+	}
+	equalFrames(t, readFrames(t, out), want)
 }

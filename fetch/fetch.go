@@ -293,6 +293,9 @@ func (m *merge) iface(k ifaceKey) (int, error) {
 	if i, ok := m.ifaces[k]; ok {
 		return i, nil
 	}
+	if len(m.names) >= capfile.MaxInterfaces {
+		return 0, fmt.Errorf("interface %q would be the output's %dth: at most %d", k.name, len(m.names)+1, capfile.MaxInterfaces)
+	}
 	i, err := m.out.addInterface(k)
 	if err != nil {
 		return 0, err

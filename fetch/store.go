@@ -294,8 +294,10 @@ func firstPacket(name string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	_, ci, _, err := r.ReadPacket()
-	if errors.Is(err, io.EOF) {
-		// Empty: list it anyway, it costs nothing to read.
+	var rerr *capfile.RecordError
+	if errors.Is(err, io.EOF) || errors.As(err, &rerr) {
+		// Empty, or a capture broken before its first packet: list it
+		// anyway, the merge names it damaged.
 		return time.Time{}, nil
 	}
 	if err != nil {
