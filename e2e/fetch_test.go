@@ -465,3 +465,20 @@ func TestFetchManyInterfaces(t *testing.T) {
 	}
 	equalFrames(t, readFrames(t, out), want)
 }
+
+// A LOCATION that is a symbolic link to the capture directory finds the
+// same files as the directory's own path.
+func TestFetchLocationSymlink(t *testing.T) {
+	src, want := captureDir(t)
+	link := filepath.Join(t.TempDir(), "captures")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, loc := range []string{src, link, link + "/"} {
+		out := filepath.Join(t.TempDir(), "cap.pcapng")
+		if msg, err := fetchCmd(loc, "-w", out).CombinedOutput(); err != nil {
+			t.Fatalf("dpcap fetch %s: %v\n%s", loc, err, msg)
+		}
+		equalFrames(t, readFrames(t, out), want)
+	}
+}

@@ -238,12 +238,15 @@ type Dir struct {
 func (d *Dir) List(ctx context.Context, q Query) ([]File, int, error) {
 	var files []File
 	skipped := 0
-	err := filepath.WalkDir(d.Path, func(p string, de fs.DirEntry, err error) error {
+	// A trailing separator makes WalkDir follow a root that is a
+	// symbolic link to the directory; links below it are not followed.
+	root := strings.TrimRight(d.Path, string(filepath.Separator)) + string(filepath.Separator)
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if de.IsDir() {
-			if p != d.Path && strings.HasPrefix(de.Name(), ".") {
+			if p != root && strings.HasPrefix(de.Name(), ".") {
 				return filepath.SkipDir
 			}
 			return nil
