@@ -482,3 +482,58 @@ func TestFetchLocationSymlink(t *testing.T) {
 		equalFrames(t, readFrames(t, out), want)
 	}
 }
+
+// A fetch that matches nothing leaves no file (an earlier file at the name
+// is untouched), exits 1 and names the ports it saw, escaped, so that a
+// mistyped --port shows.
+func TestFetchNoMatch(t *testing.T) {
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "cap.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifc := pcapgo.NgInterface{Name: "vm-1", LinkType: layers.LinkTypeEthernet, SnapLength: 65535}
+	w, err := pcapgo.NewNgWriterInterface(f, ifc, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifc.Name = "vm-2\x1b[31m"
+	if _, err := w.AddInterface(ifc); err != nil {
+		t.Fatal(err)
+	}
+	for i, fr := range vmFrames(t) {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr), InterfaceIndex: i % 2}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	dir := t.TempDir()
+	fresh, earlier := filepath.Join(dir, "fresh.pcapng"), filepath.Join(dir, "earlier.pcapng")
+	if err := os.WriteFile(earlier, []byte("an earlier fetch"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fresh, earlier} {
+		cmd := fetchCmd(src, "--port", "vm-9", "-w", out)
+		msg, _ := cmd.CombinedOutput()
+		t.Logf("dpcap fetch:\n%s", msg)
+		if code := cmd.ProcessState.ExitCode(); code != 1 {
+			t.Errorf("exit status %d, want 1", code)
+		}
+		if want := `ports seen there: vm-1, vm-2\x1b[31m; nothing written to ` + out; !strings.Contains(string(msg), want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if _, err := os.Lstat(fresh); !os.IsNotExist(err) {
+		t.Errorf("a fetch that matched nothing left %s (%v)", fresh, err)
+	}
+	if b, err := os.ReadFile(earlier); err != nil || string(b) != "an earlier fetch" {
+		t.Errorf("the file at the name was changed: %q (%v)", b, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Errorf("left %q", left)
+	}
+}

@@ -84,7 +84,14 @@ type Summary struct {
 	First, Last time.Time
 	// Interfaces are the output's interfaces, in order.
 	Interfaces []string
+	// Seen are the ports the query left out: interfaces with packets
+	// in the window, and sources of files left unread, sorted; at most
+	// maxSeen.
+	Seen []string
 }
+
+// maxSeen bounds Summary.Seen: a planted file may name any number.
+const maxSeen = 256
 
 // damaged notes a file that ended in a broken record.
 func (s *Summary) damaged(name string, err error) {
@@ -99,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		prog = &Progress{}
 	}
 	var files []File
+	seen := map[string]bool{}
 	for _, src := range cfg.Sources {
 		fs, skipped, err := src.List(ctx, cfg.Query)
 		if err != nil {
@@ -109,6 +117,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		for _, f := range fs {
 			if f.matchesPorts(cfg.Query.Ports) {
 				files = append(files, f)
+				continue
+			}
+			for _, s := range f.Sources {
+				see(seen, s)
 			}
 		}
 	}
@@ -117,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	prog.Files.Store(int64(len(files)))
 
 	out := newWriter(cfg.Output, cfg.Pcap)
-	m := &merge{ctx: ctx, q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}}
+	m := &merge{ctx: ctx, q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}, seen: seen}
 	err := m.run(ctx, files, &sum)
 	for _, c := range m.h {
 		c.close()
@@ -128,7 +140,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Bytes = prog.Bytes.Load()
 	sum.PacketsRead, sum.PacketsKept = prog.PacketsRead.Load(), prog.PacketsKept.Load()
 	sum.Interfaces = m.names
+	for s := range seen {
+		sum.Seen = append(sum.Seen, s)
+	}
+	slices.Sort(sum.Seen)
 	return sum, err
+}
+
+// see adds a port the query left out to seen, up to maxSeen.
+func see(seen map[string]bool, port string) {
+	if len(seen) < maxSeen {
+		seen[port] = true
+	}
 }
 
 // ifaceKey identifies an output interface: inputs that agree on all of it
@@ -148,6 +171,7 @@ type merge struct {
 	seq    int
 	ifaces map[ifaceKey]int
 	names  []string
+	seen   map[string]bool
 }
 
 func (m *merge) run(ctx context.Context, files []File, sum *Summary) error {
@@ -355,6 +379,7 @@ func (m *merge) mapInterface(c *cursor, idx int, lt layers.LinkType) (int, error
 		return -1, err
 	}
 	if len(m.q.Ports) > 0 && !slices.Contains(m.q.Ports, ifc.Name) {
+		see(m.seen, ifc.Name)
 		return -1, nil
 	}
 	return m.iface(ifaceKey{name: ifc.Name, desc: ifc.Description, link: lt, snap: ifc.SnapLength})

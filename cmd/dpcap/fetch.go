@@ -54,8 +54,9 @@ Flags:
 
 Credentials come from the standard AWS chain (environment, shared config,
 web identity). Progress goes to standard error when it is a terminal; a
-summary follows at the end. Exit status 1 when nothing matched; 130 when
-interrupted (SIGINT), leaving nothing under FILE's name.
+summary follows at the end. Exit status 1 when nothing matched (no file
+is left; the ports seen in the window are named); 130 when interrupted
+(SIGINT), leaving nothing under FILE's name.
 `
 
 // fetchFlags are dpcap fetch's options.
@@ -215,6 +216,9 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		// Whatever the merge made of the interruption, the output is cut.
 		err = context.Cause(ctx)
 	}
+	if err == nil && sum.PacketsKept == 0 {
+		err = noMatch(f.ports, sum.Seen)
+	}
 	written := f.out
 	if f.out == "-" {
 		written = "standard output"
@@ -234,16 +238,19 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if errors.As(err, &intr) && written != "" {
 		return fmt.Errorf("%w: %s is cut short", err, written)
 	}
-	if err != nil {
-		if written == "" {
-			return fmt.Errorf("%w; nothing written to %s", err, f.out)
-		}
-		return err
+	if err != nil && written == "" {
+		return fmt.Errorf("%w; nothing written to %s", err, f.out)
 	}
-	if sum.PacketsKept == 0 {
+	return err
+}
+
+// noMatch says that no packet matched, and which ports the files held
+// instead, so that a mistyped --port shows.
+func noMatch(ports, seen []string) error {
+	if len(ports) == 0 || len(seen) == 0 {
 		return errors.New("no packet matched")
 	}
-	return nil
+	return fmt.Errorf("no packet matched: no packet of --port %s in the window; ports seen there: %s", strings.Join(ports, ","), strings.Join(seen, ", "))
 }
 
 // interrupted ends a fetch stopped by a signal; dpcap exits 128 plus the
