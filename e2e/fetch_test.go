@@ -45,6 +45,37 @@ func captureDir(t *testing.T) (string, [][]byte) {
 	return dir, vmFrames(t)
 }
 
+// writeNgFrames writes frames to a new pcapng file of interfaces named
+// names, frame i on interface i modulo their number, a nanosecond apart.
+func writeNgFrames(t *testing.T, name string, names []string, frames [][]byte) {
+	t.Helper()
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ifc := pcapgo.NgInterface{Name: names[0], LinkType: layers.LinkTypeEthernet, SnapLength: 65535}
+	w, err := pcapgo.NewNgWriterInterface(f, ifc, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names[1:] {
+		ifc.Name = n
+		if _, err := w.AddInterface(ifc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr), InterfaceIndex: i % len(names)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // fetchCmd is a dpcap fetch process.
 func fetchCmd(args ...string) *exec.Cmd {
 	return exec.Command(bin("dpcap"), append([]string{"fetch", "-q"}, args...)...)
@@ -351,25 +382,8 @@ func TestFetchControlCharacterKeys(t *testing.T) {
 func TestFetchEscapesWhatItPrints(t *testing.T) {
 	dir := t.TempDir()
 	evil := filepath.Join(dir, "cap\x1b]0;owned\a.pcapng")
-	f, err := os.Create(evil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := pcapgo.NewNgWriterInterface(f, pcapgo.NgInterface{Name: "vm-1\x1b[2J\x1b[31m", Description: "\u202eevil", LinkType: layers.LinkTypeEthernet, SnapLength: 65535}, pcapgo.DefaultNgWriterOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
 	frames := vmFrames(t)
-	for i, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writeNgFrames(t, evil, []string{"vm-1\x1b[2J\x1b[31m"}, frames)
 	st, err := os.Stat(evil)
 	if err != nil {
 		t.Fatal(err)
@@ -488,29 +502,7 @@ func TestFetchLocationSymlink(t *testing.T) {
 // mistyped --port shows.
 func TestFetchNoMatch(t *testing.T) {
 	src := t.TempDir()
-	f, err := os.Create(filepath.Join(src, "cap.pcapng"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ifc := pcapgo.NgInterface{Name: "vm-1", LinkType: layers.LinkTypeEthernet, SnapLength: 65535}
-	w, err := pcapgo.NewNgWriterInterface(f, ifc, pcapgo.DefaultNgWriterOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ifc.Name = "vm-2\x1b[31m"
-	if _, err := w.AddInterface(ifc); err != nil {
-		t.Fatal(err)
-	}
-	for i, fr := range vmFrames(t) {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)), CaptureLength: len(fr), Length: len(fr), InterfaceIndex: i % 2}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writeNgFrames(t, filepath.Join(src, "cap.pcapng"), []string{"vm-1", "vm-2\x1b[31m"}, vmFrames(t))
 	dir := t.TempDir()
 	fresh, earlier := filepath.Join(dir, "fresh.pcapng"), filepath.Join(dir, "earlier.pcapng")
 	if err := os.WriteFile(earlier, []byte("an earlier fetch"), 0o644); err != nil {
