@@ -158,6 +158,45 @@ func TestFetchOutputTargets(t *testing.T) {
 	equalFrames(t, readFrames(t, file), want)
 	checkWithTools(t, file, len(want))
 
+	// -w /dev/stdout is standard output, as -w -: a file the shell opened
+	// for appending (>>) is appended to, not replaced.
+	appended := filepath.Join(t.TempDir(), "appended")
+	if err := os.WriteFile(appended, []byte("earlier\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(appended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := os.OpenFile(appended, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = fetchCmd(src, "-w", "/dev/stdout")
+	cmd.Stdout = stdout
+	err = cmd.Run()
+	stdout.Close()
+	if err != nil {
+		t.Fatalf("-w /dev/stdout: %v", err)
+	}
+	after, err := os.Stat(appended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(appended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) || !bytes.HasPrefix(b, []byte("earlier\n")) {
+		t.Errorf("-w /dev/stdout replaced the file standard output appends to (same file %v, starts %q)", os.SameFile(before, after), b[:min(len(b), 8)])
+	} else {
+		cut := filepath.Join(t.TempDir(), "cut.pcapng")
+		if err := os.WriteFile(cut, b[len("earlier\n"):], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		equalFrames(t, readFrames(t, cut), want)
+	}
+
 	if out, err := fetchCmd(src, "-w", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), "directory") {
 		t.Errorf("-w a directory: %v\n%s", err, out)
 	}

@@ -41,6 +41,14 @@ func Create(ctx context.Context, name string) (*Output, error) {
 	case err != nil:
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	case st.Mode().IsRegular():
+		if fd, ok := ownFD(name); ok {
+			// /dev/stdout and the like: like -w -, written into.
+			dup, err := syscall.Dup(fd)
+			if err != nil {
+				return nil, fmt.Errorf("open %s: %w", name, err)
+			}
+			return &Output{File: os.NewFile(uintptr(dup), name)}, nil
+		}
 		// Through a link, the file it names is replaced; the link stays.
 		target, err := filepath.EvalSymlinks(name)
 		if err != nil {
@@ -55,6 +63,32 @@ func Create(ctx context.Context, name string) (*Output, error) {
 		return openInto(ctx, name)
 	}
 	return nil, fmt.Errorf("create %s: refused: it is a %s, not a regular file, a fifo or a character device", name, kind(st.Mode()))
+}
+
+// ownFD reports whether name is, through symbolic links, one of this
+// process's open descriptors (/dev/stdout, /dev/fd/N, /proc/self/fd/N),
+// and which.
+func ownFD(name string) (int, bool) {
+	self := "/proc/" + strconv.Itoa(os.Getpid()) + "/fd"
+	for range 40 { // the kernel's limit on links followed
+		dir, err := filepath.EvalSymlinks(filepath.Dir(name))
+		if err != nil {
+			return 0, false
+		}
+		if dir == self {
+			fd, err := strconv.Atoi(filepath.Base(name))
+			return fd, err == nil
+		}
+		next, err := os.Readlink(filepath.Join(dir, filepath.Base(name)))
+		if err != nil {
+			return 0, false
+		}
+		if !filepath.IsAbs(next) {
+			next = filepath.Join(dir, next)
+		}
+		name = next
+	}
+	return 0, false
 }
 
 // kind names a file type for an error.
