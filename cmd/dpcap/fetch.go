@@ -35,8 +35,8 @@ Flags:
                    file is written under a temporary name in its directory
                    and renamed when complete (through a symbolic link, the
                    file it names), mode 0640 less the umask, as sinkd's
-                   captures; a fifo or a character device is written into;
-                   anything else is refused
+                   captures; a fifo, a character device or /dev/stdout
+                   (/dev/fd/N) is written into; anything else is refused
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
