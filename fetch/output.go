@@ -32,6 +32,15 @@ const Mode = 0o640
 // reader.
 func Create(ctx context.Context, name string) (*Output, error) {
 	st, err := os.Stat(name)
+	if fd, ok := ownFD(name); err == nil && ok {
+		// /dev/stdout and the like: written into, as -w -, whatever the
+		// descriptor is (a file opened for appending, a socket).
+		dup, err := syscall.Dup(fd)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		return &Output{File: os.NewFile(uintptr(dup), name)}, nil
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if lst, lerr := os.Lstat(name); lerr == nil && lst.Mode()&fs.ModeSymlink != 0 {
@@ -41,14 +50,6 @@ func Create(ctx context.Context, name string) (*Output, error) {
 	case err != nil:
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	case st.Mode().IsRegular():
-		if fd, ok := ownFD(name); ok {
-			// /dev/stdout and the like: like -w -, written into.
-			dup, err := syscall.Dup(fd)
-			if err != nil {
-				return nil, fmt.Errorf("open %s: %w", name, err)
-			}
-			return &Output{File: os.NewFile(uintptr(dup), name)}, nil
-		}
 		// Through a link, the file it names is replaced; the link stays.
 		target, err := filepath.EvalSymlinks(name)
 		if err != nil {
