@@ -365,6 +365,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sinkd: %v (see sinkd --help)\n", err)
 		return 2
 	}
+	// A filter per worker, compiled before any socket is opened: a bad
+	// expression is a usage error, whatever else is wrong.
+	flts := make([]sink.Filter, o.workers)
+	for i := range flts {
+		if o.filter == "" {
+			break
+		}
+		f, err := filter.Compile(o.filter, o.snapLen)
+		if err != nil {
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		flts[i] = f
+	}
 	if err := checkFileLimit(o); err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
@@ -386,18 +400,6 @@ func run(args []string, stderr io.Writer) int {
 	}
 	for _, src := range srcs {
 		defer src.Close()
-	}
-	flts := make([]sink.Filter, len(srcs)) // a compiled filter per worker
-	for i := range flts {
-		if o.filter == "" {
-			break
-		}
-		f, err := filter.Compile(o.filter, o.snapLen)
-		if err != nil {
-			fmt.Fprintf(stderr, "sinkd: %v\n", err)
-			return 2
-		}
-		flts[i] = f
 	}
 	var runAs *privdrop.User
 	if o.runAs != "" {
