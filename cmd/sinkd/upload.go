@@ -34,8 +34,8 @@ Object storage (see docs/UPLOAD.md):
   --upload-path-style     bucket in the path, not the host name (most
                    S3-compatible stores need it)
   --upload-sink-id ID     this sink's name in object keys (default: the
-                   host name; up to 64 letters, digits, - _ .); sinks
-                   sharing a bucket need distinct ids
+                   host name; up to 64 letters, digits, - _ ., not
+                   . or ..); sinks sharing a bucket need distinct ids
   --upload-spool DIR      where closed files wait for the store, found
                    again after a restart (default: .sinkd-spool next to
                    the -w file; keep it on the same file system)
@@ -117,8 +117,11 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 			return fmt.Errorf("--upload-sink-id: no host name to default to: %w", err)
 		}
 	}
-	if archive.SafeName(u.sinkID) != u.sinkID || len(u.sinkID) > 64 {
-		return fmt.Errorf("invalid --upload-sink-id %q: want up to 64 letters, digits, '-', '_' and '.'", u.sinkID)
+	if err := u.target.CheckPrefix(); err != nil {
+		return fmt.Errorf("--upload: %w", err)
+	}
+	if err := archive.CheckSinkID(u.sinkID); err != nil {
+		return fmt.Errorf("--upload-sink-id: %w", err)
 	}
 	if u.spool == "" {
 		u.spool = filepath.Join(filepath.Dir(out), ".sinkd-spool")
