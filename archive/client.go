@@ -92,11 +92,23 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+// credentialCodes are the error codes by which S3 and S3-compatible
+// stores refuse credentials: the key, the signature, the session token
+// (MinIO says InvalidTokenId where AWS says InvalidToken), its expiry.
+// A HEAD has no body, so its refusal is only the status (Forbidden).
+var credentialCodes = map[string]bool{
+	"AccessDenied": true, "Forbidden": true, "Unauthorized": true,
+	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "InvalidSecurity": true,
+	"InvalidToken": true, "InvalidTokenId": true, "InvalidClientTokenId": true,
+	"ExpiredToken": true, "ExpiredTokenException": true, "TokenRefreshRequired": true,
+	"MissingSecurityHeader": true, "MissingAuthenticationToken": true,
+}
+
 // CredentialError reports whether err says the store refused the
-// credentials, or that there were none to give.
+// credentials, or that there were none to give: a reason to read them
+// again.
 func CredentialError(err error) bool {
-	switch ErrorCode(err) {
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "Forbidden":
+	if credentialCodes[ErrorCode(err)] {
 		return true
 	}
 	return strings.Contains(err.Error(), "failed to retrieve credentials") ||
