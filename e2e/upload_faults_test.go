@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"context"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -62,4 +67,125 @@ func TestUploadCredentialsFixedWhileRunning(t *testing.T) {
 	}
 	frames := vmFrames(t)
 	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames))
+}
+
+// blackHole is a TCP proxy in a namespace in front of a server there that
+// can be switched to take connections and requests and answer nothing, as
+// a hung front end or a black-holing balancer does. A connection it
+// black-holed stays black-holed; switched back, it forwards new ones.
+type blackHole struct {
+	ln    net.Listener
+	hole  atomic.Bool
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startBlackHole(t *testing.T, ns *netns, upstream string) *blackHole {
+	t.Helper()
+	p := &blackHole{}
+	var err error
+	ns.do(t, func() { p.ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := p.ln.Accept()
+			if err != nil {
+				return
+			}
+			p.keep(c)
+			if p.hole.Load() {
+				go io.Copy(io.Discard, c)
+				continue
+			}
+			up, err := ns.dial(context.Background(), "tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.keep(up)
+			var holed atomic.Bool
+			go p.pump(up, c, &holed)
+			go p.pump(c, up, &holed)
+		}
+	}()
+	return p
+}
+
+func (p *blackHole) keep(c net.Conn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, c)
+	p.mu.Unlock()
+}
+
+// pump copies from src to dst until the proxy black-holes: from then on
+// it reads and drops what src sends, for good.
+func (p *blackHole) pump(dst, src net.Conn, holed *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if p.hole.Load() {
+			holed.Store(true)
+		}
+		if n > 0 && !holed.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !holed.Load() {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+func (p *blackHole) endpoint() string { return "http://" + p.ln.Addr().String() }
+
+// TestUploadStallCountedAndResumed: the store's front end takes the
+// connections and requests of sinkd --upload and answers nothing. With
+// --upload-stall 1s each stalled attempt is a failure counted
+// (reason="stall") and logged; once the front end forwards again, the
+// files that waited, and those closed meanwhile, reach the bucket.
+func TestUploadStallCountedAndResumed(t *testing.T) {
+	z := newZUpload(t)
+	proxy := startBlackHole(t, z.ns, strings.TrimPrefix(z.store.Endpoint(), "http://"))
+	d := startSinkd(t, z.ns, z.args("cap.pcapng", "--upload-stall", "1s", "--upload-endpoint", proxy.endpoint())...)
+	phase := func(n int) {
+		replay(t, z.ns, "[::1]:3010", vmTraffic)
+		d.waitMetric(t, "sinkd_packets_written_total", float64(74*n))
+		d.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	phase(1)
+	d.waitMetric(t, "sinkd_upload_files_total", 1)
+
+	proxy.hole.Store(true)
+	phase(2)
+	phase(3)
+	m := d.waitMetric(t, `sinkd_upload_failures_total{reason="stall"}`, 2)
+	if m["sinkd_upload_files_total"] != 1 || m["sinkd_upload_pending_files"] < 2 {
+		t.Fatalf("want the two files waiting: %v", m)
+	}
+	if log := d.stderr.String(); !strings.Contains(log, "reason=stall") || !strings.Contains(log, "nothing sent or received for 1s") {
+		t.Fatalf("the stall is not logged:\n%s", log)
+	}
+
+	proxy.hole.Store(false)
+	d.waitMetric(t, "sinkd_upload_files_total", 3)
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(stderr, "uploads resumed") {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	frames := vmFrames(t)
+	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames, frames))
 }

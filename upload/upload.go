@@ -108,10 +108,11 @@ const (
 	FailStore                      // the store answered with another error
 	FailIntegrity                  // the store holds other bytes than sent
 	FailLocal                      // the spooled file could not be read
+	FailStall                      // the store's connection sent and received nothing for the stall time
 	NumFailures
 )
 
-var failureNames = [NumFailures]string{"network", "credentials", "store", "integrity", "local"}
+var failureNames = [NumFailures]string{"network", "credentials", "store", "integrity", "local", "stall"}
 
 func (f Failure) String() string { return failureNames[f] }
 
@@ -831,6 +832,8 @@ func (u *Uploader) failed(err error) error {
 		reason = FailCredentials
 	case errors.Is(err, errRead):
 		reason = FailLocal
+	case errors.Is(err, archive.ErrStall):
+		reason = FailStall
 	case code != "":
 		reason = FailStore
 	default:
@@ -860,6 +863,8 @@ func (u *Uploader) fail(reason Failure, err error) {
 		msg = "the store refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity. Retrying with backoff; files stay in the spool"
 	case FailNetwork:
 		msg = "the store cannot be reached; retrying with backoff, files stay in the spool"
+	case FailStall:
+		msg = "the store accepted a request and then sent nothing (--upload-stall); retrying on a new connection with backoff, files stay in the spool"
 	case FailIntegrity:
 		msg = "the store does not hold what was sent; retrying"
 	case FailStore:

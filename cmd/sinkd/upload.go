@@ -46,6 +46,9 @@ Object storage (see docs/UPLOAD.md):
                    drop-newest (the new file is not queued)
   --upload-delete         remove each file once its upload is verified
   --upload-retry-max DUR  longest wait between failed attempts (default 1m)
+  --upload-stall DUR      fail a request whose connection sends and receives
+                   nothing for DUR (default 1m): a store that accepts and
+                   never answers; an upload making progress is not cut
   --upload-wait DUR       at exit, keep uploading this long (default 30s);
                    what is left waits in the spool for the next start
 `
@@ -63,11 +66,12 @@ type uploadFlags struct {
 	full      upload.FullPolicy
 	delete    bool
 	retryMax  time.Duration
+	stall     time.Duration
 	wait      time.Duration
 }
 
 func (u *uploadFlags) register(fs *flag.FlagSet) {
-	u.retryMax, u.wait = time.Minute, 30*time.Second
+	u.retryMax, u.stall, u.wait = time.Minute, time.Minute, 30*time.Second
 	fs.StringVar(&u.url, "upload", "", "")
 	fs.StringVar(&u.endpoint, "upload-endpoint", "", "")
 	fs.StringVar(&u.region, "upload-region", "", "")
@@ -84,6 +88,7 @@ func (u *uploadFlags) register(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&u.delete, "upload-delete", false, "")
 	fs.DurationVar(&u.retryMax, "upload-retry-max", u.retryMax, "")
+	fs.DurationVar(&u.stall, "upload-stall", u.stall, "")
 	fs.DurationVar(&u.wait, "upload-wait", u.wait, "")
 }
 
@@ -109,6 +114,8 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 		return errors.New("--upload needs files: give -w FILE, not -w -")
 	case u.retryMax < time.Second:
 		return fmt.Errorf("invalid --upload-retry-max %v: want 1s or more", u.retryMax)
+	case u.stall < 100*time.Millisecond:
+		return fmt.Errorf("invalid --upload-stall %v: want 100ms or more", u.stall)
 	case u.wait < 0:
 		return fmt.Errorf("invalid --upload-wait %v", u.wait)
 	}
@@ -158,7 +165,7 @@ func (u uploader) open() error {
 func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 	newClient := func(ctx context.Context) (*s3.Client, error) {
 		return archive.NewClient(ctx, archive.ClientOptions{
-			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
+			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle, Stall: u.stall,
 			// The uploader retries with its own backoff and counts each try.
 			MaxAttempts: 1,
 		})
