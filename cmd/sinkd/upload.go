@@ -19,6 +19,7 @@ import (
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
+	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/upload"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -161,8 +162,9 @@ func (u uploader) open() error {
 	return nil
 }
 
-// start makes the uploader; it touches no file until open.
-func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
+// start makes the uploader; it touches no file until open. then, when
+// set, gets each closed file once the spool holds a copy of its own.
+func (u *uploadFlags) start(logger *slog.Logger, then func(pcapout.ClosedFile)) (shipper, error) {
 	newClient := func(ctx context.Context) (*s3.Client, error) {
 		return archive.NewClient(ctx, archive.ClientOptions{
 			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle, Stall: u.stall,
@@ -177,7 +179,7 @@ func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 	host, _ := os.Hostname()
 	up := upload.New(upload.Config{
 		Client: client, Target: u.target, Spool: u.spool, SpoolLimit: u.spoolSize, Full: u.full,
-		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Logger: logger,
+		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Then: then, Logger: logger,
 	})
 	return uploader{Uploader: up, flags: u, logger: logger}, nil
 }
