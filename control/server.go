@@ -129,6 +129,10 @@ func (s *Server) writePortMap(p *flowprog.Program) error {
 	if err != nil {
 		return err
 	}
+	// Read back as sinks read it: a map they refuse is never published.
+	if _, _, err := flowprog.ParsePortMap(m); err != nil {
+		return fmt.Errorf("the port map sinks would read is invalid: %w", err)
+	}
 	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
 }
 

@@ -347,3 +347,23 @@ func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 		equalFrames(t, got[name], frames)
 	}
 }
+
+// TestDPServiceNamesSinksReadAsOne: dp-service has an interface whose id
+// a sink reads as vm-1 (sinks drop escapes from names). Asking for both is
+// refused in one line (exit 2) before dp-service is asked; with PF0, whose
+// map lists every interface, the published map is one sinkd accepts and
+// files every copy under its own port.
+func TestDPServiceNamesSinksReadAsOne(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", "vm-2", "vm-1\x1b[0m")
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 3 })
+	out, code := f.start(t, "--vf", "vm-1,vm-1\x1b[0m")
+	oneLine(t, "two ids sinks read as one", out, code, 2, `ports "vm-1" and "vm-1\x1b[0m" given: sinks read both as "vm-1"`)
+	if n := f.svc.Calls("CaptureStart"); n != 0 {
+		t.Fatalf("the refused start reached dp-service: %d CaptureStart calls", n)
+	}
+	if out, code := f.start(t, "--vf", "vm-1,vm-2", "--pf", "0"); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	checkPublishedMapNamesCopies(t, filepath.Join(f.state, "portmap.json"))
+}

@@ -230,17 +230,28 @@ func (b *Backend) Report() control.DataplaneStatus {
 // (inner source: the interface's primary addresses); a PF0 copy is an
 // underlay frame (inner IPv6 destination: a VF's underlay route). With PF0
 // captured, every interface's route is listed, so that PF0 copies towards
-// VMs not captured themselves are named too.
+// VMs not captured themselves are named too. Sinks read names cleaned
+// (flowprog.CleanName), so an interface is left out whose name would read
+// as one already listed (or as a captured port, or pf0): its PF0 copies are
+// then counted unknown, never filed under another port, and the map stays
+// one that sinks accept.
 func (b *Backend) PortMap(p *flowprog.Program) flowprog.PortMap {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := flowprog.PortMap{Version: flowprog.PortMapVersion}
 	src := p.Config.Underlay
+	taken := map[string]bool{flowprog.PF0: p.Config.PF0}
+	for _, vf := range p.Config.VFs {
+		taken[flowprog.CleanName(vf)] = true
+	}
+	listed := map[string]bool{}
 	for _, i := range b.interfaces {
 		captured := slices.Contains(p.Config.VFs, string(i.Id))
-		if !captured && !p.Config.PF0 {
+		name := flowprog.CleanName(string(i.Id))
+		if !captured && !p.Config.PF0 || name == "" || listed[name] || !captured && taken[name] {
 			continue
 		}
+		listed[name] = true
 		port := flowprog.Port{Name: string(i.Id), Source: src, Kind: flowprog.KindVF}
 		if r := addr(i.UnderlayRoute); r.Is6() {
 			port.UnderlayRoute = netip.PrefixFrom(r, 128)
