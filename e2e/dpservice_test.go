@@ -367,3 +367,31 @@ func TestDPServiceNamesSinksReadAsOne(t *testing.T) {
 	}
 	checkPublishedMapNamesCopies(t, filepath.Join(f.state, "portmap.json"))
 }
+
+// TestDPServiceStatusEscapes: interface ids with terminal escapes, from
+// dp-service and from --vf, reach the terminal escaped: in dpcap status,
+// in a start's status and in an error listing dp-service's interfaces.
+func TestDPServiceStatusEscapes(t *testing.T) {
+	const evil, shown = "vm-\x1b]0;owned\a\x1b[31m2", `vm-\x1b]0;owned\a\x1b[31m2`
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", evil)
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 2 })
+	raw := func(what, out string) {
+		t.Helper()
+		if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, shown) {
+			t.Fatalf("%s: want %s escaped, no ESC or BEL:\n%q", what, shown, out)
+		}
+	}
+	out, _ := dpcap(t, "status", "--socket", f.socket)
+	raw("status", out)
+	out, code := f.start(t, "--vf", "vm-9")
+	oneLine(t, "an unknown port", out, code, 2, "has interfaces vm-1")
+	raw("an unknown port", out)
+	out, code = f.start(t, "--vf", evil)
+	if code != 0 {
+		t.Fatalf("start: exit %d\n%q", code, out)
+	}
+	raw("start", out)
+	out, _ = dpcap(t, "status", "--socket", f.socket)
+	raw("status while active", out)
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/termtext"
 )
 
 const (
@@ -274,7 +275,7 @@ func runStop(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, res.Message)
+	fmt.Fprintln(stdout, termtext.Escape(res.Message))
 	return nil
 }
 
