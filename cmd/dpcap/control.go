@@ -22,7 +22,7 @@ import (
 
 const (
 	defaultSocket   = "/run/dpcap/dpcap.sock"
-	defaultStateDir = "/var/lib/dpcap"
+	defaultStateDir = "/var/lib/dpcap-serve"
 )
 
 // usageErr marks a command-line error: exit status 2.
@@ -95,7 +95,9 @@ Flags:
                       members by primary or supplementary group; any other
                       peer is refused by its credentials (SO_PEERCRED,
                       SO_PEERGROUPS)
-  --state-dir DIR     where the capture is saved (default /var/lib/dpcap)
+  --state-dir DIR     where the capture, the port map and the ports' tags are
+                      kept (default /var/lib/dpcap-serve): dpcap serve's alone,
+                      never a directory captures are written to
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
