@@ -290,6 +290,9 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		}
 	}
 	if err := s.backend.Apply(ctx, p); err != nil {
+		if old == nil && errors.Is(err, ErrNotUndone) {
+			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w", err)
+		}
 		if old == nil {
 			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
 		}

@@ -27,6 +27,7 @@ import (
 // dpcap serve --backend dpservice driving it.
 type dpsvcFixture struct {
 	svc           *dpservicetest.Server
+	proxy         *dpservicetest.Proxy // between serve and svc, where set
 	api           dpdkpb.DPDKironcoreClient
 	socket, state string
 	serve         *exec.Cmd
@@ -56,7 +57,11 @@ func newDPService(t *testing.T, opts dpservicetest.Options) *dpsvcFixture {
 func (f *dpsvcFixture) startServe(t *testing.T) {
 	t.Helper()
 	f.serveLog = &syncBuffer{}
-	f.serve = exec.Command(bin("dpcap"), "serve", "--backend", "dpservice", "--dpservice", f.svc.Addr(),
+	addr := f.svc.Addr()
+	if f.proxy != nil {
+		addr = f.proxy.Addr()
+	}
+	f.serve = exec.Command(bin("dpcap"), "serve", "--backend", "dpservice", "--dpservice", addr,
 		"--underlay-ip", "fc00:1::1", "--socket", f.socket, "--state-dir", f.state)
 	f.serve.Stderr = f.serveLog
 	if err := f.serve.Start(); err != nil {
@@ -70,6 +75,21 @@ func (f *dpsvcFixture) startServe(t *testing.T) {
 func (f *dpsvcFixture) stopServe(t *testing.T) {
 	f.serve.Process.Signal(syscall.SIGTERM)
 	f.serve.Wait()
+}
+
+// behindProxy restarts dpcap serve to reach dp-service through a proxy
+// that can hold back its answers.
+func (f *dpsvcFixture) behindProxy(t *testing.T) *dpservicetest.Proxy {
+	t.Helper()
+	p, err := dpservicetest.NewProxy("127.0.0.1:0", f.svc.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	f.stopServe(t)
+	f.proxy = p
+	f.startServe(t)
+	return p
 }
 
 // orchestrate does what dp-service's orchestrator does after a start:
@@ -394,4 +414,60 @@ func TestDPServiceStatusEscapes(t *testing.T) {
 	raw("start", out)
 	out, _ = dpcap(t, "status", "--socket", f.socket)
 	raw("status while active", out)
+}
+
+// TestDPServiceLateAnswer: dp-service applies a CaptureStart but answers
+// after 8 s, past dpcap's 5 s. dpcap asks CaptureStatus before saying what
+// happened: dp-service captures vm-1 as asked, so the capture is taken as
+// started and its port map published. When CaptureStatus is late too, the
+// error says what is captured is unknown, never "nothing was changed".
+func TestDPServiceLateAnswer(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", "vm-2")
+	proxy := f.behindProxy(t)
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 2 })
+
+	proxy.Delay("CaptureStart", 8*time.Second)
+	out, code := f.start(t, "--vf", "vm-1")
+	if code != 0 || !strings.Contains(out, "ACTIVE (dpservice backend)") || !strings.Contains(out, "CaptureStart got no answer") ||
+		!strings.Contains(out, "did not answer CaptureStart within 5s") || !strings.Contains(out, "captures vm-1 as asked: taken as started") {
+		t.Fatalf("start answered late: exit %d\n%s", code, out)
+	}
+	if got := f.svc.Captured(); !slices.Equal(got, []string{"vm-1"}) {
+		t.Fatalf("dp-service captures %v", got)
+	}
+	m, err := flowprog.LoadPortMap(filepath.Join(f.state, "portmap.json"))
+	if err != nil || len(m.Ports) != 1 || m.Ports[0].Name != "vm-1" || m.Ports[0].IPv4.String() != "10.0.0.1" {
+		t.Fatalf("port map: %v %+v", err, m)
+	}
+	if st := f.status(t); !st.Active || st.Dataplane.Problem != "" {
+		t.Fatalf("status: %+v", st)
+	}
+
+	// Restart dp-service (its stop does not work) and start again with
+	// CaptureStatus late as well: what dp-service did is unknown.
+	proxy.Delay("CaptureStart", 0)
+	if out, code := dpcap(t, "stop", "--socket", f.socket); code != 1 {
+		t.Fatalf("stop: exit %d %s", code, out)
+	}
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1", "vm-2")
+	f.waitDataplane(t, "the restarted dp-service", func(d *control.DataplaneStatus) bool {
+		return d.State == "ready" && len(d.Interfaces) == 2 && len(d.Captured) == 0
+	})
+	proxy.Delay("CaptureStart", 8*time.Second)
+	proxy.Delay("CaptureStatus", 8*time.Second)
+	out, code = f.start(t, "--vf", "vm-2")
+	oneLine(t, "start and status answered late", out, code, 1, "did not answer CaptureStart within 5s",
+		"whether dp-service captures anything now is unknown")
+	if strings.Contains(out, "nothing was changed") {
+		t.Fatalf("dpcap says nothing was changed while dp-service captures %v: %s", f.svc.Captured(), out)
+	}
+	// Once dp-service answers in time, status shows what it captures.
+	proxy.Delay("CaptureStatus", 0)
+	f.waitDataplane(t, "dp-service's capture in status", func(d *control.DataplaneStatus) bool {
+		return slices.Equal(d.Captured, []string{"vm-2"}) && strings.Contains(d.Problem, "not started by this dpcap serve")
+	})
 }

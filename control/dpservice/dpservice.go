@@ -99,7 +99,9 @@ func (b *Backend) callErr(method string, err error) error {
 	switch s, _ := status.FromError(err); s.Code() {
 	case codes.Aborted:
 		return fmt.Errorf("%s is not initialized yet (its orchestrator initializes it after a start): try again", b.who())
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s did not answer %s within %v", b.who(), method, callTime)
+	case codes.Unavailable, codes.Canceled:
 		return fmt.Errorf("%s is unreachable: %s", b.who(), s.Message())
 	case codes.Unimplemented:
 		return fmt.Errorf("%s does not know %s: is it dp-service?", b.who(), method)
@@ -192,27 +194,18 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 	defer cancel()
 	r, err := b.api.CaptureStart(cctx, &dpdkpb.CaptureStartRequest{CaptureConfig: captureConfig(p)})
 	if err != nil {
-		err = b.callErr("CaptureStart", err)
-		if _, serr := b.refreshLocked(ctx); serr == nil && len(b.captured) > 0 {
-			return fmt.Errorf("%w; dp-service captures %s", err, strings.Join(b.captured, ", "))
-		}
-		return err
+		return b.settleLocked(ctx, p, b.callErr("CaptureStart", err))
 	}
 	code := r.GetStatus().GetCode()
 	if code == 0 {
 		active, err := b.refreshLocked(ctx)
 		switch {
 		case err != nil:
-			return fmt.Errorf("dp-service answered CaptureStart OK, but what it captures is unknown: %w", err)
+			return control.NotUndone(fmt.Errorf("dp-service answered CaptureStart OK, but what it captures is unknown: %w", err))
 		case !active || !slices.Equal(sorted(b.captured), sorted(p.Config.Ports())):
-			return fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", "))
+			return control.NotUndone(fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", ")))
 		}
-		b.stuck = nil
-		// The process the capture lives in: a restart after this point
-		// is noticed even before the watcher has looked.
-		if r, err := b.api.CheckInitialized(cctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
-			b.uuid = r.GetUuid()
-		}
+		b.started(ctx)
 		return nil
 	}
 	why := startMeaning(r.GetStatus())
@@ -224,17 +217,65 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 		b.reveal(ctx, p)
 	}
 	if _, err := b.refreshLocked(ctx); err != nil {
-		return fmt.Errorf("%s; what dp-service captures now is unknown: %v", why, err)
+		return control.NotUndone(fmt.Errorf("%s; what dp-service captures now is unknown: %v", why, err))
 	}
 	if code == codeAlreadyActive {
 		return fmt.Errorf("%s: dp-service captures %s", why, portsOrNone(b.captured))
 	}
 	if len(b.captured) > 0 {
 		b.stuck = b.captured
-		return fmt.Errorf("%s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
+		return control.NotUndone(fmt.Errorf("%s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery))
 	}
 	return errors.New(why)
 }
+
+// started notes a capture dp-service runs as asked.
+func (b *Backend) started(ctx context.Context) {
+	b.stuck = nil
+	// The process the capture lives in: a restart after this point is
+	// noticed even before the watcher has looked.
+	ctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	if r, err := b.api.CheckInitialized(ctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
+		b.uuid = r.GetUuid()
+	}
+}
+
+// settleLocked learns from CaptureStatus what a CaptureStart whose answer
+// was lost did: a call that timed out or lost its connection may have been
+// applied all the same. A capture dp-service runs as asked is taken as
+// started; anything else is reported as dp-service reports it.
+func (b *Backend) settleLocked(ctx context.Context, p *flowprog.Program, cause error) error {
+	// Asked even when the caller gave up: what dp-service does must be known.
+	ctx = context.WithoutCancel(ctx)
+	r, err := b.captureStatus(ctx)
+	if err != nil {
+		b.captured = nil
+		return control.NotUndone(fmt.Errorf("%w; whether dp-service captures anything now is unknown (%v): dpcap status tells once it answers, dpcap stop stops what it captures", cause, err))
+	}
+	b.setCaptured(r)
+	ports := strings.Join(p.Config.Ports(), ", ")
+	switch {
+	case r.GetIsActive() && matches(r.GetCaptureConfig(), p):
+		b.logger.Warn("CaptureStart got no answer, but dp-service captures as asked: taken as started", "err", cause, "ports", ports)
+		b.event = fmt.Sprintf("CaptureStart got no answer (%v), but dp-service captures %s as asked: taken as started at %s",
+			cause, ports, time.Now().UTC().Format(time.RFC3339))
+		b.started(ctx)
+		return nil
+	case len(b.captured) > 0:
+		return control.NotUndone(fmt.Errorf("%w; dp-service captures %s, not what was asked (%s to %s)",
+			cause, dataplaneCapture(r.GetCaptureConfig()), ports, sinkText(p.Config.Sink.String(), uint32(p.Config.DstPort))))
+	}
+	return fmt.Errorf("%w; dp-service captures no port", cause)
+}
+
+// dataplaneCapture says what a capture config dp-service reports captures
+// and where to.
+func dataplaneCapture(cfg *dpdkpb.CaptureConfig) string {
+	return fmt.Sprintf("%s to %s", portsOrNone(portNames(cfg)), sinkText(text(cfg.GetSinkNodeIp().GetAddress()), cfg.GetUdpDstPort()))
+}
+
+func sinkText(ip string, port uint32) string { return fmt.Sprintf("[%s]:%d", ip, port) }
 
 // recovery is what ends capture dp-service cannot stop.
 const recovery = "dp-service at this version cannot stop it (its stop enables capture again); it ends when dp-service restarts, which dpcap notices"
