@@ -99,6 +99,9 @@ type Status struct {
 	Started     time.Time        `json:"started,omitzero"`
 	// Problem says why a saved capture could not be re-applied.
 	Problem string `json:"problem,omitempty"`
+	// StopRefused is when the dataplane refused dpcap stop: the capture
+	// goes on there, with its port map, until it captures nothing.
+	StopRefused time.Time `json:"stop_refused,omitzero"`
 	// Dataplane is the dataplane's own view, for backends that drive one
 	// running apart from dpcap (dp-service).
 	Dataplane *DataplaneStatus `json:"dataplane,omitempty"`

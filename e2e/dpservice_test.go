@@ -233,12 +233,33 @@ func TestDPServiceBackend(t *testing.T) {
 	}
 
 	// dp-service's stop fails whenever ports are captured: dpcap says so,
-	// names them, and never reports "stopped".
+	// names them, and never reports "stopped". The capture goes on, so its
+	// port map and state stay.
+	mapBefore, err := os.ReadFile(filepath.Join(f.state, "portmap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, code = dpcap(t, "stop", "--socket", f.socket)
-	oneLine(t, "stop", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures pf0, vm-1, vm-2", "ends when dp-service restarts")
+	if b, err := os.ReadFile(filepath.Join(f.state, "portmap.json")); err != nil || string(b) != string(mapBefore) {
+		t.Fatalf("the refused stop removed or changed the port map: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.state, "capture.json")); err != nil {
+		t.Fatalf("the refused stop removed the saved capture: %v", err)
+	}
+	oneLine(t, "stop", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures pf0, vm-1, vm-2", "ends when dp-service restarts",
+		"its port map stays published at "+filepath.Join(f.state, "portmap.json"))
 	out, _ = dpcap(t, "status", "--socket", f.socket)
-	if !strings.Contains(out, "NOT STOPPED: dp-service still captures pf0, vm-1, vm-2") {
+	if !strings.Contains(out, "NOT STOPPED: dp-service still captures pf0, vm-1, vm-2") || !strings.Contains(out, "its stop was refused at") ||
+		!strings.Contains(out, "port map for sinkd --port-map: "+filepath.Join(f.state, "portmap.json")) {
 		t.Fatalf("status after the refused stop:\n%s", out)
+	}
+	// A restarted dpcap serve keeps it so, and applies nothing.
+	starts = f.svc.Calls("CaptureStart")
+	f.stopServe(t)
+	f.startServe(t)
+	f.waitDataplane(t, "the capture seen again", func(d *control.DataplaneStatus) bool { return len(d.Captured) == 3 })
+	if st := f.status(t); st.StopRefused.IsZero() || !st.Active || f.svc.Calls("CaptureStart") != starts {
+		t.Fatalf("after a restart of dpcap serve: %+v", st)
 	}
 	out, code = dpcap(t, "stop", "--socket", f.socket) // tried again, not "not active"
 	oneLine(t, "second stop", out, code, 1, "still captures pf0, vm-1, vm-2")
@@ -247,6 +268,12 @@ func TestDPServiceBackend(t *testing.T) {
 	}
 	f.orchestrate(t, "vm-1", "vm-2")
 	f.waitDataplane(t, "the stuck ports gone", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Stuck) == 0 })
+	waitFor(t, "the stop finished", func() bool { return !f.status(t).Active })
+	for _, name := range []string{"portmap.json", "capture.json"} {
+		if _, err := os.Stat(filepath.Join(f.state, name)); err == nil {
+			t.Errorf("%s left after the capture ended", name)
+		}
+	}
 	if out, code := dpcap(t, "stop", "--socket", f.socket); code != 0 || !strings.Contains(out, "not active") {
 		t.Fatalf("stop after the restart: exit %d %s", code, out)
 	}
@@ -457,6 +484,7 @@ func TestDPServiceLateAnswer(t *testing.T) {
 	f.waitDataplane(t, "the restarted dp-service", func(d *control.DataplaneStatus) bool {
 		return d.State == "ready" && len(d.Interfaces) == 2 && len(d.Captured) == 0
 	})
+	waitFor(t, "the refused stop finished", func() bool { return !f.status(t).Active })
 	proxy.Delay("CaptureStart", 8*time.Second)
 	proxy.Delay("CaptureStatus", 8*time.Second)
 	out, code = f.start(t, "--vf", "vm-2")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,7 +53,19 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 		return printDataplane(w, d)
 	}
 	r := st.Request
-	fmt.Fprintf(w, "capture: ACTIVE (%s backend) since %s\n", esc(st.Backend), st.Started.Local().Format(time.RFC3339))
+	if st.StopRefused.IsZero() {
+		fmt.Fprintf(w, "capture: ACTIVE (%s backend) since %s\n", esc(st.Backend), st.Started.Local().Format(time.RFC3339))
+	} else {
+		ports := r.VFs
+		if d != nil {
+			ports = d.Captured
+		}
+		fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend); its stop was refused at %s\n",
+			esc(cmp.Or(dataplaneName(d), st.Backend)), listOrNone(ports), esc(st.Backend), st.StopRefused.Local().Format(time.RFC3339))
+	}
+	if st.Problem != "" {
+		fmt.Fprintf(w, "problem: %s\n", esc(st.Problem))
+	}
 	fmt.Fprintf(w, "sink:    [%s]:%d, UDP source port %d\n", esc(r.SinkNodeIP), r.DstPort, r.SrcPort)
 	if r.Filter != "" {
 		fmt.Fprintf(w, "filter:  %s\n", esc(r.Filter))
@@ -165,6 +178,13 @@ func listOrNone(s []string) string {
 		return "no port"
 	}
 	return list(s)
+}
+
+func dataplaneName(d *control.DataplaneStatus) string {
+	if d == nil {
+		return ""
+	}
+	return d.Name
 }
 
 // list joins names, escaped.

@@ -65,6 +65,7 @@ type Backend struct {
 	event      string
 	problem    string
 	published  string // mapKey of the interfaces the port map was last published from
+	answered   bool   // dp-service answered a poll
 	changes    uint64 // Apply and Clear calls: a poll that raced one is dropped
 }
 

@@ -80,10 +80,16 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	}
 	// The port map is published again once a running capture's interfaces
 	// changed; not while it waits to be applied again (the interfaces of
-	// a restarted dp-service come one by one).
+	// a restarted dp-service come one by one). What dp-service captures
+	// matters too, from its first answer on: a capture whose stop it
+	// refused ends once it captures nothing.
+	captured := strings.Join(b.captured, "\n")
 	defer func() {
 		if key := b.mapKey(); b.want != nil && !b.pending && key != b.published {
 			b.published, changed = key, true
+		}
+		if answered := b.state == "ready" || b.state == "not initialized"; answered && !b.answered || captured != strings.Join(b.captured, "\n") {
+			b.answered, changed = answered, true
 		}
 	}()
 	switch status.Code(err) {
