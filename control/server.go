@@ -458,6 +458,10 @@ func (s *Server) statusLocked() Status {
 		return st
 	}
 	st.Active, st.Request, st.Started, st.StopRefused = true, s.active.Request, s.active.Started, s.active.StopRefused
+	// What runs is what the dataplane says runs.
+	if st.Dataplane != nil && st.Dataplane.Differs != "" && st.StopRefused.IsZero() {
+		st.Active = false
+	}
 	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
 	for _, t := range st.PortMap.Ports {

@@ -499,3 +499,44 @@ func TestDPServiceLateAnswer(t *testing.T) {
 		return slices.Equal(d.Captured, []string{"vm-2"}) && strings.Contains(d.Problem, "not started by this dpcap serve")
 	})
 }
+
+// TestDPServiceOtherSink: a restarted dpcap serve finds dp-service
+// capturing the saved ports to another sink (started elsewhere while it
+// was down). Status shows dp-service's sink and ports and says they are
+// not what serve asked; the capture is not shown active.
+func TestDPServiceOtherSink(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1")
+	f.waitDataplane(t, "the interface", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 1 })
+	if out, code := f.start(t, "--vf", "vm-1"); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	f.stopServe(t)
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1")
+	r, err := f.api.CaptureStart(context.Background(), &dpdkpb.CaptureStartRequest{CaptureConfig: &dpdkpb.CaptureConfig{
+		SinkNodeIp: &dpdkpb.IpAddress{Ipver: dpdkpb.IpVersion_IPV6, Address: []byte("2001:db8::77")}, UdpDstPort: 4000,
+		Interfaces: []*dpdkpb.CapturedInterface{{InterfaceType: dpdkpb.CaptureInterfaceType_SINGLE_VF, Spec: &dpdkpb.CapturedInterface_VfName{VfName: []byte("vm-1")}}}}})
+	if err != nil || r.Status.GetCode() != 0 {
+		t.Fatal(err, r)
+	}
+	f.startServe(t)
+	st := f.waitDataplane(t, "dp-service's capture", func(d *control.DataplaneStatus) bool {
+		return d.State == "ready" && slices.Equal(d.Captured, []string{"vm-1"})
+	})
+	const want = "dp-service captures vm-1 to [2001:db8::77]:4000 (UDP source port 0), not vm-1 to [2001:db8:f::9]:3010 (UDP source port 0) as asked"
+	if st.Active || st.Dataplane.Sink != "[2001:db8::77]:4000" || st.Dataplane.Differs != want {
+		t.Fatalf("status -o json: active %v, dp-service's sink %q, differs %q", st.Active, st.Dataplane.Sink, st.Dataplane.Differs)
+	}
+	out, _ := dpcap(t, "status", "--socket", f.socket)
+	if strings.Contains(out, "ACTIVE (dpservice") || !strings.Contains(out, "capture: NOT AS ASKED (dpservice backend): "+want) ||
+		!strings.Contains(out, "captures vm-1 to [2001:db8::77]:4000") {
+		t.Fatalf("status:\n%s", out)
+	}
+	// dpcap serve's attempt to apply its own was refused, and says so.
+	if d := f.status(t).Dataplane; !strings.Contains(d.Problem, "already active in dp-service") {
+		t.Fatalf("problem: %q", d.Problem)
+	}
+}

@@ -39,6 +39,9 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	d := st.Dataplane
 	if !st.Active {
 		switch {
+		case d != nil && d.Differs != "" && st.Request.SinkNodeIP != "":
+			fmt.Fprintf(w, "capture: NOT AS ASKED (%s backend): %s\n", esc(st.Backend), esc(d.Differs))
+			fmt.Fprintf(w, "asked:   since %s; port map for sinkd --port-map: %s\n", st.Started.Local().Format(time.RFC3339), esc(st.PortMapFile))
 		case d != nil && len(d.Stuck) > 0:
 			fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend)\n", esc(d.Name), list(d.Stuck), esc(st.Backend))
 		case d != nil && len(d.Captured) > 0:
@@ -155,7 +158,11 @@ func printDataplane(w io.Writer, d *control.DataplaneStatus) error {
 	if d.UUID != "" {
 		state += ", UUID " + d.UUID
 	}
-	fmt.Fprintf(w, "%s: %s (%s); captures %s\n", esc(d.Name), esc(d.Address), esc(state), listOrNone(d.Captured))
+	captures := listOrNone(d.Captured)
+	if d.Sink != "" {
+		captures += fmt.Sprintf(" to %s (UDP source port %d)", esc(d.Sink), d.SrcPort)
+	}
+	fmt.Fprintf(w, "%s: %s (%s); captures %s\n", esc(d.Name), esc(d.Address), esc(state), captures)
 	if d.Event != "" {
 		fmt.Fprintf(w, "event:   %s\n", esc(d.Event))
 	}

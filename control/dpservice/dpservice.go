@@ -61,6 +61,7 @@ type Backend struct {
 	uuid       string
 	interfaces []*dpdkpb.Interface
 	captured   []string
+	capture    *dpdkpb.CaptureConfig // what dp-service captures, as last asked; nil: nothing
 	stuck      []string
 	event      string
 	problem    string
@@ -251,7 +252,7 @@ func (b *Backend) settleLocked(ctx context.Context, p *flowprog.Program, cause e
 	ctx = context.WithoutCancel(ctx)
 	r, err := b.captureStatus(ctx)
 	if err != nil {
-		b.captured = nil
+		b.captured, b.capture = nil, nil
 		return control.NotUndone(fmt.Errorf("%w; whether dp-service captures anything now is unknown (%v): dpcap status tells once it answers, dpcap stop stops what it captures", cause, err))
 	}
 	b.setCaptured(r)
@@ -264,8 +265,9 @@ func (b *Backend) settleLocked(ctx context.Context, p *flowprog.Program, cause e
 		b.started(ctx)
 		return nil
 	case len(b.captured) > 0:
-		return control.NotUndone(fmt.Errorf("%w; dp-service captures %s, not what was asked (%s to %s)",
-			cause, dataplaneCapture(r.GetCaptureConfig()), ports, sinkText(p.Config.Sink.String(), uint32(p.Config.DstPort))))
+		c := p.Config
+		return control.NotUndone(fmt.Errorf("%w; dp-service captures %s, not %s as asked", cause, dataplaneCapture(r.GetCaptureConfig()),
+			captureText(c.Ports(), c.Sink.String(), uint32(c.DstPort), uint32(c.SrcPort))))
 	}
 	return fmt.Errorf("%w; dp-service captures no port", cause)
 }
@@ -273,7 +275,11 @@ func (b *Backend) settleLocked(ctx context.Context, p *flowprog.Program, cause e
 // dataplaneCapture says what a capture config dp-service reports captures
 // and where to.
 func dataplaneCapture(cfg *dpdkpb.CaptureConfig) string {
-	return fmt.Sprintf("%s to %s", portsOrNone(portNames(cfg)), sinkText(text(cfg.GetSinkNodeIp().GetAddress()), cfg.GetUdpDstPort()))
+	return captureText(portNames(cfg), text(cfg.GetSinkNodeIp().GetAddress()), cfg.GetUdpDstPort(), cfg.GetUdpSrcPort())
+}
+
+func captureText(ports []string, sink string, dst, src uint32) string {
+	return fmt.Sprintf("%s to %s (UDP source port %d)", portsOrNone(ports), sinkText(sink, dst), src)
 }
 
 func sinkText(ip string, port uint32) string { return fmt.Sprintf("[%s]:%d", ip, port) }
@@ -316,10 +322,30 @@ func (b *Backend) captureStatus(ctx context.Context) (*dpdkpb.CaptureStatusRespo
 }
 
 func (b *Backend) setCaptured(r *dpdkpb.CaptureStatusResponse) {
-	b.captured = nil
+	b.captured, b.capture = nil, nil
 	if r.GetIsActive() {
-		b.captured = portNames(r.GetCaptureConfig())
+		b.captured, b.capture = portNames(r.GetCaptureConfig()), r.GetCaptureConfig()
 	}
+}
+
+// differsLocked says how what dp-service captures, as last seen, differs
+// from the capture to keep applied; "" when it runs that one, or none is
+// to be kept.
+func (b *Backend) differsLocked() string {
+	if b.want == nil {
+		return ""
+	}
+	c := b.want.Config
+	asked := captureText(c.Ports(), c.Sink.String(), uint32(c.DstPort), uint32(c.SrcPort))
+	switch {
+	case b.state == "unknown":
+		return fmt.Sprintf("whether dp-service captures %s as asked is not known yet", asked)
+	case b.capture == nil:
+		return fmt.Sprintf("dp-service captures no port, not %s as asked", asked)
+	case !matches(b.capture, b.want):
+		return fmt.Sprintf("dp-service captures %s, not %s as asked", dataplaneCapture(b.capture), asked)
+	}
+	return ""
 }
 
 // Clear implements control.Backend: CaptureStop, then CaptureStatus; it

@@ -131,9 +131,8 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 		}
 		return true, false
 	}
-	if ports := b.want.Config.Ports(); !slices.Equal(sorted(b.captured), sorted(ports)) {
-		b.problem = fmt.Sprintf("dp-service captures %s, not %s (changed elsewhere?): dpcap stop, then dpcap start, applies it again",
-			portsOrNone(b.captured), strings.Join(ports, ", "))
+	if d := b.differsLocked(); d != "" {
+		b.problem = d + " (changed elsewhere?): dpcap stop, then dpcap start, applies it again"
 	} else {
 		b.problem = ""
 	}
@@ -166,7 +165,7 @@ func (b *Backend) restarted(old, uuid string) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	b.logger.Warn("dp-service restarted: its capture is gone", "address", b.addr, "old_uuid", old, "uuid", uuid)
 	b.event = fmt.Sprintf("dp-service restarted (noticed %s; UUID was %s)", now, old)
-	b.captured, b.stuck, b.interfaces = nil, nil, nil
+	b.captured, b.capture, b.stuck, b.interfaces = nil, nil, nil, nil
 	if b.want != nil {
 		b.pending = true
 	}
@@ -224,7 +223,11 @@ func (b *Backend) Report() control.DataplaneStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := control.DataplaneStatus{Name: "dp-service", Address: b.addr, State: b.state, UUID: b.uuid,
-		Captured: b.captured, Stuck: b.stuck, Event: b.event, Problem: b.problem}
+		Captured: b.captured, Stuck: b.stuck, Event: b.event, Problem: b.problem, Differs: b.differsLocked()}
+	if b.capture != nil {
+		d.Sink = sinkText(text(b.capture.GetSinkNodeIp().GetAddress()), b.capture.GetUdpDstPort())
+		d.SrcPort = b.capture.GetUdpSrcPort()
+	}
 	for _, i := range b.interfaces {
 		d.Interfaces = append(d.Interfaces, control.DataplaneInterface{ID: string(i.Id), VNI: i.Vni,
 			IPv4: text(i.PrimaryIpv4), IPv6: text(i.PrimaryIpv6), UnderlayRoute: text(i.UnderlayRoute), PCI: i.PciName})
