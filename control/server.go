@@ -85,8 +85,26 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 	}
 	if d, ok := backend.(Dataplane); ok {
 		go d.Watch(ctx, s.republish)
+		if s.active != nil && !s.active.StopRefused.IsZero() {
+			go s.retryStop()
+		}
 	}
 	return s, nil
+}
+
+// retryStop asks the dataplane again to stop a capture whose stop it
+// refused before this daemon restarted: the stop was asked for.
+func (s *Server) retryStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil || s.active.StopRefused.IsZero() {
+		return
+	}
+	if err := s.clearLocked(); err != nil {
+		s.logger.Warn("the capture's stop is refused still", "err", err)
+		return
+	}
+	s.logger.Info("capture stopped")
 }
 
 // Restorer is a Backend that can apply a capture again more leniently than

@@ -253,13 +253,15 @@ func TestDPServiceBackend(t *testing.T) {
 		!strings.Contains(out, "port map for sinkd --port-map: "+filepath.Join(f.state, "portmap.json")) {
 		t.Fatalf("status after the refused stop:\n%s", out)
 	}
-	// A restarted dpcap serve keeps it so, and applies nothing.
-	starts = f.svc.Calls("CaptureStart")
+	// A restarted dpcap serve keeps it so, applies nothing, and asks for
+	// the stop again.
+	starts, stops := f.svc.Calls("CaptureStart"), f.svc.Calls("CaptureStop")
 	f.stopServe(t)
 	f.startServe(t)
-	f.waitDataplane(t, "the capture seen again", func(d *control.DataplaneStatus) bool { return len(d.Captured) == 3 })
-	if st := f.status(t); st.StopRefused.IsZero() || !st.Active || f.svc.Calls("CaptureStart") != starts {
-		t.Fatalf("after a restart of dpcap serve: %+v", st)
+	st = f.waitDataplane(t, "the stop asked again", func(d *control.DataplaneStatus) bool { return len(d.Stuck) == 3 })
+	if st.StopRefused.IsZero() || !st.Active || f.svc.Calls("CaptureStart") != starts || f.svc.Calls("CaptureStop") != stops+1 ||
+		strings.Contains(st.Dataplane.Problem, "not started by this dpcap serve") {
+		t.Fatalf("after a restart of dpcap serve: %+v %+v", st, st.Dataplane)
 	}
 	out, code = dpcap(t, "stop", "--socket", f.socket) // tried again, not "not active"
 	oneLine(t, "second stop", out, code, 1, "still captures pf0, vm-1, vm-2")

@@ -117,6 +117,16 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	}
 	b.interfaces = ifaces
 	b.setCaptured(capture)
+	// Ports dp-service no longer captures are stuck no more, whether or
+	// not its restart was seen (a round that raced a change is dropped).
+	// (A new slice: Report hands the old one out.)
+	var stuck []string
+	for _, p := range b.stuck {
+		if slices.Contains(b.captured, p) {
+			stuck = append(stuck, p)
+		}
+	}
+	b.stuck = stuck
 	if b.want == nil {
 		b.problem = ""
 		if len(b.captured) > 0 && len(b.stuck) == 0 {
