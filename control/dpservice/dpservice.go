@@ -195,8 +195,11 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 	cctx, cancel := context.WithTimeout(ctx, callTime)
 	defer cancel()
 	r, err := b.api.CaptureStart(cctx, &dpdkpb.CaptureStartRequest{CaptureConfig: captureConfig(p)})
-	if err != nil {
+	if err != nil && answerLost(err) {
 		return b.settleLocked(ctx, p, b.callErr("CaptureStart", err))
+	}
+	if err != nil {
+		return b.callErr("CaptureStart", err) // refused as a whole: not applied
 	}
 	code := r.GetStatus().GetCode()
 	if code == 0 {
@@ -241,6 +244,17 @@ func (b *Backend) started(ctx context.Context) {
 	if r, err := b.api.CheckInitialized(ctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
 		b.uuid = r.GetUuid()
 	}
+}
+
+// answerLost tells whether a failed call may have been applied all the
+// same: the answer was lost on the way (a deadline, a broken connection),
+// not a refusal by dp-service.
+func answerLost(err error) bool {
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Unavailable, codes.Canceled, codes.Unknown, codes.Internal, codes.DataLoss, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // settleLocked learns from CaptureStatus what a CaptureStart whose answer

@@ -8,6 +8,8 @@ import (
 
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/flowprog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestAddressFields(t *testing.T) {
@@ -101,5 +103,18 @@ func TestCaptureConfigIsText(t *testing.T) {
 	}
 	if !matches(c, p) {
 		t.Fatal("a config does not match its own program")
+	}
+}
+
+// TestAnswerLost: only a call whose answer may have been lost is settled
+// by asking CaptureStatus; a refusal is one.
+func TestAnswerLost(t *testing.T) {
+	for code, want := range map[codes.Code]bool{
+		codes.DeadlineExceeded: true, codes.Unavailable: true, codes.Canceled: true, codes.Internal: true,
+		codes.Aborted: false, codes.InvalidArgument: false, codes.Unimplemented: false,
+	} {
+		if got := answerLost(status.Error(code, "x")); got != want {
+			t.Errorf("%v: %v, want %v", code, got, want)
+		}
 	}
 }
