@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/replay"
 )
 
@@ -126,15 +127,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd, ok := cmds[args[0]]; ok {
 		err := cmd(args[1:], stdout, stderr)
-		var ue usageErr
-		switch {
-		case err == nil:
+		if err == nil {
 			return 0
-		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "dpcap %s: %v (see dpcap %s --help)\n", args[0], err, args[0])
+		}
+		// Errors quote names from dp-service, the daemon and flags.
+		msg := termtext.Escape(err.Error())
+		var ue usageErr
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "dpcap %s: %s (see dpcap %s --help)\n", args[0], msg, args[0])
 			return 2
 		}
-		fmt.Fprintf(stderr, "dpcap %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "dpcap %s: %s\n", args[0], msg)
 		return 1
 	}
 	fmt.Fprintf(stderr, "dpcap: unknown command %q (see dpcap --help)\n", args[0])
