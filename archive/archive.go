@@ -21,6 +21,8 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Location is a bucket and a key prefix: s3://BUCKET/PREFIX.
@@ -145,6 +147,50 @@ func ParseName(base string) (KeyInfo, error) {
 	}
 	ki.Name = parts[2]
 	return ki, nil
+}
+
+// MaxSinkID is the longest sink id.
+const MaxSinkID = 64
+
+// CheckSinkID reports whether id can name a sink in object keys: up to
+// MaxSinkID letters, digits, '-', '_' and '.', and not "." or "..", a
+// path segment that stores refuse (MinIO answers 400 to every upload).
+func CheckSinkID(id string) error {
+	if id == "" || SafeName(id) != id || len(id) > MaxSinkID || id == "." || id == ".." {
+		return fmt.Errorf("invalid sink id %q: want up to %d letters, digits, '-', '_' and '.', not \".\" or \"..\"", id, MaxSinkID)
+	}
+	return nil
+}
+
+// maxPrefix bounds a prefix to leave room in S3's 1024-byte keys for the
+// rest of the layout (about 180 bytes) and a file name.
+const maxPrefix = 512
+
+// CheckPrefix reports whether objects can be written under l's prefix:
+// stores refuse keys with a "." or ".." segment (MinIO: 400), keys that
+// are not UTF-8 and keys longer than 1024 bytes, and a control character
+// in a key breaks the XML listings that find it again.
+func (l Location) CheckPrefix() error {
+	if len(l.Prefix) > maxPrefix {
+		return fmt.Errorf("invalid prefix in %s: longer than %d bytes", l, maxPrefix)
+	}
+	if !utf8.ValidString(l.Prefix) {
+		return fmt.Errorf("invalid prefix %q: not UTF-8", l.Prefix)
+	}
+	for _, r := range l.Prefix {
+		if unicode.IsControl(r) || r == '\\' {
+			return fmt.Errorf("invalid prefix %q: control character or backslash", l.Prefix)
+		}
+	}
+	if l.Prefix == "" {
+		return nil
+	}
+	for _, seg := range strings.Split(l.Prefix, "/") {
+		if s := strings.TrimSpace(seg); s == "" || s == "." || s == ".." {
+			return fmt.Errorf("invalid prefix %q: empty, \".\" or \"..\" path segment", l.Prefix)
+		}
+	}
+	return nil
 }
 
 // SafeName keeps a sink id or a file name to the characters that need no

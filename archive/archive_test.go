@@ -86,3 +86,25 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+// Sink ids and prefixes that would make a key the store refuses, or one
+// that escapes its place, are refused; the rest are taken.
+func TestCheckSinkIDAndPrefix(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"sink-a": true, "s.1": true, "...": true, "a..b": true, "_": true,
+		"": false, ".": false, "..": false, "a/b": false, "a b": false, "\x1b": false, strings.Repeat("s", 65): false,
+	} {
+		if err := CheckSinkID(id); (err == nil) != ok {
+			t.Errorf("CheckSinkID(%q) = %v, want ok %v", id, err, ok)
+		}
+	}
+	for prefix, ok := range map[string]bool{
+		"": true, "dc1": true, "dc1/rack 2/x": true, "a/...": true, "a/.b": true,
+		".": false, "..": false, "a/../b": false, "a/./b": false, "a/ .. /b": false, "a/ /b": false,
+		"a\x1bb": false, "a\x07": false, "a\\b": false, "a\xffb": false, strings.Repeat("p", 513): false,
+	} {
+		if err := (Location{Bucket: "bkt", Prefix: prefix}).CheckPrefix(); (err == nil) != ok {
+			t.Errorf("CheckPrefix(%q) = %v, want ok %v", prefix, err, ok)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -34,6 +35,10 @@ type ClientOptions struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Credentials replace the standard chain when set.
 	Credentials aws.CredentialsProvider
+	// Stall, when set, fails a request whose connection sends and
+	// receives nothing for that long (ErrStall): a store that accepts a
+	// request and never answers. A transfer making progress is not cut.
+	Stall time.Duration
 	// MaxAttempts is how often the SDK itself tries a request; 0 keeps
 	// its default (3).
 	MaxAttempts int
@@ -48,9 +53,17 @@ func NewClient(ctx context.Context, o ClientOptions) (*s3.Client, error) {
 	if o.Credentials != nil {
 		opts = append(opts, config.WithCredentialsProvider(o.Credentials))
 	}
-	if o.Dial != nil {
+	if o.Dial != nil || o.Stall > 0 {
 		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-			tr.DialContext = o.Dial
+			if o.Dial != nil {
+				tr.DialContext = o.Dial
+			}
+			if o.Stall > 0 {
+				tr.DialContext = stallDial(tr.DialContext, o.Stall)
+				// An idle connection is closed before its deadline could
+				// fail the request that would take it up.
+				tr.IdleConnTimeout = min(tr.IdleConnTimeout, o.Stall/2)
+			}
 		})))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
@@ -92,11 +105,23 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+// credentialCodes are the error codes by which S3 and S3-compatible
+// stores refuse credentials: the key, the signature, the session token
+// (MinIO says InvalidTokenId where AWS says InvalidToken), its expiry.
+// A HEAD has no body, so its refusal is only the status (Forbidden).
+var credentialCodes = map[string]bool{
+	"AccessDenied": true, "Forbidden": true, "Unauthorized": true,
+	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "InvalidSecurity": true,
+	"InvalidToken": true, "InvalidTokenId": true, "InvalidClientTokenId": true,
+	"ExpiredToken": true, "ExpiredTokenException": true, "TokenRefreshRequired": true,
+	"MissingSecurityHeader": true, "MissingAuthenticationToken": true,
+}
+
 // CredentialError reports whether err says the store refused the
-// credentials, or that there were none to give.
+// credentials, or that there were none to give: a reason to read them
+// again.
 func CredentialError(err error) bool {
-	switch ErrorCode(err) {
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "Forbidden":
+	if credentialCodes[ErrorCode(err)] {
 		return true
 	}
 	return strings.Contains(err.Error(), "failed to retrieve credentials") ||

@@ -84,6 +84,8 @@ type Envelope struct {
 
 // Status is what dpcap status shows.
 type Status struct {
+	// Active is a capture this daemon holds that runs: with a dataplane,
+	// by the dataplane's answer (Dataplane.Differs says what runs instead).
 	Active  bool   `json:"active"`
 	Backend string `json:"backend"`
 	// The envelope's addresses, where the daemon sets them.
@@ -99,6 +101,9 @@ type Status struct {
 	Started     time.Time        `json:"started,omitzero"`
 	// Problem says why a saved capture could not be re-applied.
 	Problem string `json:"problem,omitempty"`
+	// StopRefused is when the dataplane refused dpcap stop: the capture
+	// goes on there, with its port map, until it captures nothing.
+	StopRefused time.Time `json:"stop_refused,omitzero"`
 	// Dataplane is the dataplane's own view, for backends that drive one
 	// running apart from dpcap (dp-service).
 	Dataplane *DataplaneStatus `json:"dataplane,omitempty"`
@@ -117,6 +122,14 @@ type DataplaneStatus struct {
 	// did not.
 	Captured []string `json:"captured,omitempty"`
 	Stuck    []string `json:"stuck,omitempty"`
+	// Sink is where the dataplane sends the copies ([IPv6]:port), and
+	// SrcPort their UDP source port, by its own answer.
+	Sink    string `json:"sink,omitempty"`
+	SrcPort uint32 `json:"udp_src_port,omitempty"`
+	// Differs says how the dataplane's capture differs from the one
+	// dpcap serve holds (other ports or sink, or none): that capture is
+	// then not active.
+	Differs string `json:"differs,omitempty"`
 	// Event says what dpcap last did on its own: a restart noticed, the
 	// capture applied again.
 	Event string `json:"event,omitempty"`

@@ -11,6 +11,19 @@ import (
 // the backend does not serve: the user's mistake, answered 400.
 var ErrUnknownPort = errors.New("unknown port")
 
+// ErrNotUndone is what an Apply error wraps when ports may be captured all
+// the same: a dataplane that applied part of a start, or one whose answer
+// was lost and whose capture is not known. Its message says what is
+// captured; "nothing was changed" would not be true.
+var ErrNotUndone = errors.New("capture not undone")
+
+// NotUndone marks err as ErrNotUndone, its message unchanged.
+func NotUndone(err error) error { return notUndone{err} }
+
+type notUndone struct{ error }
+
+func (e notUndone) Unwrap() []error { return []error{e.error, ErrNotUndone} }
+
 // Backend installs capture programs on ports.
 type Backend interface {
 	// Name names the backend in status output.

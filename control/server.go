@@ -59,10 +59,13 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 			err = s.keepTags(p) // new to a capture saved before tags were kept
 		}
 		if d, isDP := backend.(Dataplane); isDP && err == nil {
+			s.active, s.program = &sv, p
+			if !sv.StopRefused.IsZero() {
+				break // stopped once the dataplane captures nothing
+			}
 			// The dataplane may be down or not initialized yet: it
 			// applies (or adopts) the capture once it is ready.
 			d.Resume(p)
-			s.active, s.program = &sv, p
 			break
 		}
 		if err == nil {
@@ -82,8 +85,26 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 	}
 	if d, ok := backend.(Dataplane); ok {
 		go d.Watch(ctx, s.republish)
+		if s.active != nil && !s.active.StopRefused.IsZero() {
+			go s.retryStop()
+		}
 	}
 	return s, nil
+}
+
+// retryStop asks the dataplane again to stop a capture whose stop it
+// refused before this daemon restarted: the stop was asked for.
+func (s *Server) retryStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil || s.active.StopRefused.IsZero() {
+		return
+	}
+	if err := s.clearLocked(); err != nil {
+		s.logger.Warn("the capture's stop is refused still", "err", err)
+		return
+	}
+	s.logger.Info("capture stopped")
 }
 
 // Restorer is a Backend that can apply a capture again more leniently than
@@ -103,11 +124,20 @@ func reapply(ctx context.Context, b Backend, p *flowprog.Program) error {
 }
 
 // republish writes the port map again when the dataplane's interfaces
-// changed under an active capture (a restart may move underlay routes).
+// changed under an active capture (a restart may move underlay routes),
+// and ends a capture whose stop the dataplane refused once it captures
+// nothing (it restarted).
 func (s *Server) republish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active == nil {
+		return
+	}
+	if !s.active.StopRefused.IsZero() && s.dataplaneStopped() {
+		if err := s.forgetLocked(); err != nil {
+			s.logger.Error("removing the stopped capture's state", "err", err)
+		}
+		s.logger.Info("capture stopped: the dataplane captures nothing now")
 		return
 	}
 	if err := s.writePortMap(s.program); err != nil {
@@ -128,6 +158,10 @@ func (s *Server) writePortMap(p *flowprog.Program) error {
 	m, err := json.MarshalIndent(s.portMap(p), "", "  ")
 	if err != nil {
 		return err
+	}
+	// Read back as sinks read it: a map they refuse is never published.
+	if _, _, err := flowprog.ParsePortMap(m); err != nil {
+		return fmt.Errorf("the port map sinks would read is invalid: %w", err)
 	}
 	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
 }
@@ -286,6 +320,9 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		}
 	}
 	if err := s.backend.Apply(ctx, p); err != nil {
+		if old == nil && errors.Is(err, ErrNotUndone) {
+			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w", err)
+		}
 		if old == nil {
 			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w (nothing was changed)", err)
 		}
@@ -357,9 +394,31 @@ func (s *Server) Stop() (StopResult, error) {
 }
 
 // clearLocked stops the backend's capture and removes the saved state,
-// even when the backend reports errors, so nothing is left half-marked.
+// even when the backend reports errors, so nothing is left half-marked;
+// but a dataplane that refused to stop still captures: its capture, its
+// port map (the copies still come) and its state stay, marked refused.
 func (s *Server) clearLocked() error {
 	berr := s.backend.Clear()
+	if berr != nil && s.active != nil && !s.dataplaneStopped() {
+		sv := *s.active
+		if sv.StopRefused.IsZero() {
+			sv.StopRefused = time.Now().UTC()
+		}
+		if err := s.save(&sv, s.program); err != nil {
+			return fmt.Errorf("stop capture: %w (and saving that it goes on: %v)", berr, err)
+		}
+		s.active = &sv
+		return fmt.Errorf("stop capture: %w; its port map stays published at %s while it goes on", berr, filepath.Join(s.stateDir, portMapFile))
+	}
+	ferr := s.forgetLocked()
+	if err := errors.Join(berr, ferr); err != nil {
+		return fmt.Errorf("stop capture: %w", err)
+	}
+	return nil
+}
+
+// forgetLocked removes the saved capture and its port map.
+func (s *Server) forgetLocked() error {
 	var ferr error
 	for _, f := range []string{captureFile, portMapFile} {
 		if err := os.Remove(filepath.Join(s.stateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -367,10 +426,18 @@ func (s *Server) clearLocked() error {
 		}
 	}
 	s.active, s.program, s.problem = nil, nil, ""
-	if err := errors.Join(berr, ferr); err != nil {
-		return fmt.Errorf("stop capture: %w", err)
+	return ferr
+}
+
+// dataplaneStopped tells whether the backend surely captures nothing: a
+// backend that is no dataplane after its Clear, a dataplane by its answer.
+func (s *Server) dataplaneStopped() bool {
+	d, ok := s.backend.(Dataplane)
+	if !ok {
+		return true
 	}
-	return nil
+	r := d.Report()
+	return len(r.Captured) == 0 && (r.State == "ready" || r.State == "not initialized")
 }
 
 // Status returns the capture's status.
@@ -408,7 +475,11 @@ func (s *Server) statusLocked() Status {
 	if s.active == nil {
 		return st
 	}
-	st.Active, st.Request, st.Started = true, s.active.Request, s.active.Started
+	st.Active, st.Request, st.Started, st.StopRefused = true, s.active.Request, s.active.Started, s.active.StopRefused
+	// What runs is what the dataplane says runs.
+	if st.Dataplane != nil && st.Dataplane.Differs != "" && st.StopRefused.IsZero() {
+		st.Active = false
+	}
 	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
 	for _, t := range st.PortMap.Ports {

@@ -16,6 +16,10 @@ import (
 type saved struct {
 	Request StartRequest `json:"request"`
 	Started time.Time    `json:"started"`
+	// StopRefused is when a dataplane refused to stop the capture, which
+	// goes on there: it is stopped for good once the dataplane captures
+	// nothing, and never applied again.
+	StopRefused time.Time `json:"stop_refused,omitzero"`
 }
 
 const (

@@ -27,6 +27,7 @@ import (
 // dpcap serve --backend dpservice driving it.
 type dpsvcFixture struct {
 	svc           *dpservicetest.Server
+	proxy         *dpservicetest.Proxy // between serve and svc, where set
 	api           dpdkpb.DPDKironcoreClient
 	socket, state string
 	serve         *exec.Cmd
@@ -56,7 +57,11 @@ func newDPService(t *testing.T, opts dpservicetest.Options) *dpsvcFixture {
 func (f *dpsvcFixture) startServe(t *testing.T) {
 	t.Helper()
 	f.serveLog = &syncBuffer{}
-	f.serve = exec.Command(bin("dpcap"), "serve", "--backend", "dpservice", "--dpservice", f.svc.Addr(),
+	addr := f.svc.Addr()
+	if f.proxy != nil {
+		addr = f.proxy.Addr()
+	}
+	f.serve = exec.Command(bin("dpcap"), "serve", "--backend", "dpservice", "--dpservice", addr,
 		"--underlay-ip", "fc00:1::1", "--socket", f.socket, "--state-dir", f.state)
 	f.serve.Stderr = f.serveLog
 	if err := f.serve.Start(); err != nil {
@@ -70,6 +75,21 @@ func (f *dpsvcFixture) startServe(t *testing.T) {
 func (f *dpsvcFixture) stopServe(t *testing.T) {
 	f.serve.Process.Signal(syscall.SIGTERM)
 	f.serve.Wait()
+}
+
+// behindProxy restarts dpcap serve to reach dp-service through a proxy
+// that can hold back its answers.
+func (f *dpsvcFixture) behindProxy(t *testing.T) *dpservicetest.Proxy {
+	t.Helper()
+	p, err := dpservicetest.NewProxy("127.0.0.1:0", f.svc.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	f.stopServe(t)
+	f.proxy = p
+	f.startServe(t)
+	return p
 }
 
 // orchestrate does what dp-service's orchestrator does after a start:
@@ -213,12 +233,35 @@ func TestDPServiceBackend(t *testing.T) {
 	}
 
 	// dp-service's stop fails whenever ports are captured: dpcap says so,
-	// names them, and never reports "stopped".
+	// names them, and never reports "stopped". The capture goes on, so its
+	// port map and state stay.
+	mapBefore, err := os.ReadFile(filepath.Join(f.state, "portmap.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, code = dpcap(t, "stop", "--socket", f.socket)
-	oneLine(t, "stop", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures pf0, vm-1, vm-2", "ends when dp-service restarts")
+	if b, err := os.ReadFile(filepath.Join(f.state, "portmap.json")); err != nil || string(b) != string(mapBefore) {
+		t.Fatalf("the refused stop removed or changed the port map: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.state, "capture.json")); err != nil {
+		t.Fatalf("the refused stop removed the saved capture: %v", err)
+	}
+	oneLine(t, "stop", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures pf0, vm-1, vm-2", "ends when dp-service restarts",
+		"its port map stays published at "+filepath.Join(f.state, "portmap.json"))
 	out, _ = dpcap(t, "status", "--socket", f.socket)
-	if !strings.Contains(out, "NOT STOPPED: dp-service still captures pf0, vm-1, vm-2") {
+	if !strings.Contains(out, "NOT STOPPED: dp-service still captures pf0, vm-1, vm-2") || !strings.Contains(out, "its stop was refused at") ||
+		!strings.Contains(out, "port map for sinkd --port-map: "+filepath.Join(f.state, "portmap.json")) {
 		t.Fatalf("status after the refused stop:\n%s", out)
+	}
+	// A restarted dpcap serve keeps it so, applies nothing, and asks for
+	// the stop again.
+	starts, stops := f.svc.Calls("CaptureStart"), f.svc.Calls("CaptureStop")
+	f.stopServe(t)
+	f.startServe(t)
+	st = f.waitDataplane(t, "the stop asked again", func(d *control.DataplaneStatus) bool { return len(d.Stuck) == 3 })
+	if st.StopRefused.IsZero() || !st.Active || f.svc.Calls("CaptureStart") != starts || f.svc.Calls("CaptureStop") != stops+1 ||
+		strings.Contains(st.Dataplane.Problem, "not started by this dpcap serve") {
+		t.Fatalf("after a restart of dpcap serve: %+v %+v", st, st.Dataplane)
 	}
 	out, code = dpcap(t, "stop", "--socket", f.socket) // tried again, not "not active"
 	oneLine(t, "second stop", out, code, 1, "still captures pf0, vm-1, vm-2")
@@ -227,6 +270,12 @@ func TestDPServiceBackend(t *testing.T) {
 	}
 	f.orchestrate(t, "vm-1", "vm-2")
 	f.waitDataplane(t, "the stuck ports gone", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Stuck) == 0 })
+	waitFor(t, "the stop finished", func() bool { return !f.status(t).Active })
+	for _, name := range []string{"portmap.json", "capture.json"} {
+		if _, err := os.Stat(filepath.Join(f.state, name)); err == nil {
+			t.Errorf("%s left after the capture ended", name)
+		}
+	}
 	if out, code := dpcap(t, "stop", "--socket", f.socket); code != 0 || !strings.Contains(out, "not active") {
 		t.Fatalf("stop after the restart: exit %d %s", code, out)
 	}
@@ -345,5 +394,151 @@ func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 	}
 	for name, frames := range want {
 		equalFrames(t, got[name], frames)
+	}
+}
+
+// TestDPServiceNamesSinksReadAsOne: dp-service has an interface whose id
+// a sink reads as vm-1 (sinks drop escapes from names). Asking for both is
+// refused in one line (exit 2) before dp-service is asked; with PF0, whose
+// map lists every interface, the published map is one sinkd accepts and
+// files every copy under its own port.
+func TestDPServiceNamesSinksReadAsOne(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", "vm-2", "vm-1\x1b[0m")
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 3 })
+	out, code := f.start(t, "--vf", "vm-1,vm-1\x1b[0m")
+	oneLine(t, "two ids sinks read as one", out, code, 2, `ports "vm-1" and "vm-1\x1b[0m" given: sinks read both as "vm-1"`)
+	if n := f.svc.Calls("CaptureStart"); n != 0 {
+		t.Fatalf("the refused start reached dp-service: %d CaptureStart calls", n)
+	}
+	if out, code := f.start(t, "--vf", "vm-1,vm-2", "--pf", "0"); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	checkPublishedMapNamesCopies(t, filepath.Join(f.state, "portmap.json"))
+}
+
+// TestDPServiceStatusEscapes: interface ids with terminal escapes, from
+// dp-service and from --vf, reach the terminal escaped: in dpcap status,
+// in a start's status and in an error listing dp-service's interfaces.
+func TestDPServiceStatusEscapes(t *testing.T) {
+	const evil, shown = "vm-\x1b]0;owned\a\x1b[31m2", `vm-\x1b]0;owned\a\x1b[31m2`
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", evil)
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 2 })
+	raw := func(what, out string) {
+		t.Helper()
+		if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, shown) {
+			t.Fatalf("%s: want %s escaped, no ESC or BEL:\n%q", what, shown, out)
+		}
+	}
+	out, _ := dpcap(t, "status", "--socket", f.socket)
+	raw("status", out)
+	out, code := f.start(t, "--vf", "vm-9")
+	oneLine(t, "an unknown port", out, code, 2, "has interfaces vm-1")
+	raw("an unknown port", out)
+	out, code = f.start(t, "--vf", evil)
+	if code != 0 {
+		t.Fatalf("start: exit %d\n%q", code, out)
+	}
+	raw("start", out)
+	out, _ = dpcap(t, "status", "--socket", f.socket)
+	raw("status while active", out)
+}
+
+// TestDPServiceLateAnswer: dp-service applies a CaptureStart but answers
+// after 8 s, past dpcap's 5 s. dpcap asks CaptureStatus before saying what
+// happened: dp-service captures vm-1 as asked, so the capture is taken as
+// started and its port map published. When CaptureStatus is late too, the
+// error says what is captured is unknown, never "nothing was changed".
+func TestDPServiceLateAnswer(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", "vm-2")
+	proxy := f.behindProxy(t)
+	f.waitDataplane(t, "the interfaces", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 2 })
+
+	proxy.Delay("CaptureStart", 8*time.Second)
+	out, code := f.start(t, "--vf", "vm-1")
+	if code != 0 || !strings.Contains(out, "ACTIVE (dpservice backend)") || !strings.Contains(out, "CaptureStart got no answer") ||
+		!strings.Contains(out, "did not answer CaptureStart within 5s") || !strings.Contains(out, "captures vm-1 as asked: taken as started") {
+		t.Fatalf("start answered late: exit %d\n%s", code, out)
+	}
+	if got := f.svc.Captured(); !slices.Equal(got, []string{"vm-1"}) {
+		t.Fatalf("dp-service captures %v", got)
+	}
+	m, err := flowprog.LoadPortMap(filepath.Join(f.state, "portmap.json"))
+	if err != nil || len(m.Ports) != 1 || m.Ports[0].Name != "vm-1" || m.Ports[0].IPv4.String() != "10.0.0.1" {
+		t.Fatalf("port map: %v %+v", err, m)
+	}
+	if st := f.status(t); !st.Active || st.Dataplane.Problem != "" {
+		t.Fatalf("status: %+v", st)
+	}
+
+	// Restart dp-service (its stop does not work) and start again with
+	// CaptureStatus late as well: what dp-service did is unknown.
+	proxy.Delay("CaptureStart", 0)
+	if out, code := dpcap(t, "stop", "--socket", f.socket); code != 1 {
+		t.Fatalf("stop: exit %d %s", code, out)
+	}
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1", "vm-2")
+	f.waitDataplane(t, "the restarted dp-service", func(d *control.DataplaneStatus) bool {
+		return d.State == "ready" && len(d.Interfaces) == 2 && len(d.Captured) == 0
+	})
+	waitFor(t, "the refused stop finished", func() bool { return !f.status(t).Active })
+	proxy.Delay("CaptureStart", 8*time.Second)
+	proxy.Delay("CaptureStatus", 8*time.Second)
+	out, code = f.start(t, "--vf", "vm-2")
+	oneLine(t, "start and status answered late", out, code, 1, "did not answer CaptureStart within 5s",
+		"whether dp-service captures anything now is unknown")
+	if strings.Contains(out, "nothing was changed") {
+		t.Fatalf("dpcap says nothing was changed while dp-service captures %v: %s", f.svc.Captured(), out)
+	}
+	// Once dp-service answers in time, status shows what it captures.
+	proxy.Delay("CaptureStatus", 0)
+	f.waitDataplane(t, "dp-service's capture in status", func(d *control.DataplaneStatus) bool {
+		return slices.Equal(d.Captured, []string{"vm-2"}) && strings.Contains(d.Problem, "not started by this dpcap serve")
+	})
+}
+
+// TestDPServiceOtherSink: a restarted dpcap serve finds dp-service
+// capturing the saved ports to another sink (started elsewhere while it
+// was down). Status shows dp-service's sink and ports and says they are
+// not what serve asked; the capture is not shown active.
+func TestDPServiceOtherSink(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1")
+	f.waitDataplane(t, "the interface", func(d *control.DataplaneStatus) bool { return len(d.Interfaces) == 1 })
+	if out, code := f.start(t, "--vf", "vm-1"); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	f.stopServe(t)
+	if err := f.svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1")
+	r, err := f.api.CaptureStart(context.Background(), &dpdkpb.CaptureStartRequest{CaptureConfig: &dpdkpb.CaptureConfig{
+		SinkNodeIp: &dpdkpb.IpAddress{Ipver: dpdkpb.IpVersion_IPV6, Address: []byte("2001:db8::77")}, UdpDstPort: 4000,
+		Interfaces: []*dpdkpb.CapturedInterface{{InterfaceType: dpdkpb.CaptureInterfaceType_SINGLE_VF, Spec: &dpdkpb.CapturedInterface_VfName{VfName: []byte("vm-1")}}}}})
+	if err != nil || r.Status.GetCode() != 0 {
+		t.Fatal(err, r)
+	}
+	f.startServe(t)
+	st := f.waitDataplane(t, "dp-service's capture", func(d *control.DataplaneStatus) bool {
+		return d.State == "ready" && slices.Equal(d.Captured, []string{"vm-1"})
+	})
+	const want = "dp-service captures vm-1 to [2001:db8::77]:4000 (UDP source port 0), not vm-1 to [2001:db8:f::9]:3010 (UDP source port 0) as asked"
+	if st.Active || st.Dataplane.Sink != "[2001:db8::77]:4000" || st.Dataplane.Differs != want {
+		t.Fatalf("status -o json: active %v, dp-service's sink %q, differs %q", st.Active, st.Dataplane.Sink, st.Dataplane.Differs)
+	}
+	out, _ := dpcap(t, "status", "--socket", f.socket)
+	if strings.Contains(out, "ACTIVE (dpservice") || !strings.Contains(out, "capture: NOT AS ASKED (dpservice backend): "+want) ||
+		!strings.Contains(out, "captures vm-1 to [2001:db8::77]:4000") {
+		t.Fatalf("status:\n%s", out)
+	}
+	// dpcap serve's attempt to apply its own was refused, and says so.
+	if d := f.status(t).Dataplane; !strings.Contains(d.Problem, "already active in dp-service") {
+		t.Fatalf("problem: %q", d.Problem)
 	}
 }

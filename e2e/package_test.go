@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"io"
@@ -30,19 +31,25 @@ func makeTargets(t *testing.T, glob string, targets ...string) []string {
 // TestDebianPackage installs the package built by make deb on this
 // machine, checks its files, users and units, runs sinkd from it as the
 // unit does (as the packaged user, with the packaged /etc/default), and
-// removes and purges it: only the captures remain.
+// removes and purges it: only the captures remain, those in the README's
+// /var/lib/dpcap included, while dpcap serve's state goes.
 func TestDebianPackage(t *testing.T) {
 	if exec.Command("dpkg", "-s", "dpcap").Run() == nil {
 		t.Fatal("a dpcap package is installed on this machine: this test installs and removes its own")
 	}
 	deb := oneDeb(t, "VERSION=0.1.0")
 	hadUser := exec.Command("getent", "passwd", "sinkd").Run() == nil
-	_, err := os.Stat("/var/lib/sinkd")
-	hadDir := err == nil
+	had := map[string]bool{}
+	for _, d := range []string{"/var/lib/sinkd", "/var/lib/dpcap", serveState} {
+		_, err := os.Stat(d)
+		had[d] = err == nil
+	}
 	t.Cleanup(func() {
 		exec.Command("dpkg", "--purge", "dpcap").Run()
-		if !hadDir { // never a capture directory this test did not make
-			os.RemoveAll("/var/lib/sinkd")
+		for d, was := range had {
+			if !was { // never a capture directory this test did not make
+				os.RemoveAll(d)
+			}
 		}
 		if !hadUser {
 			exec.Command("userdel", "sinkd").Run()
@@ -60,6 +67,11 @@ func TestDebianPackage(t *testing.T) {
 	}
 	dpkg("-i", deb)
 	dpkg("-i", deb) // again, as a reinstall does: the scripts are idempotent
+	// State an earlier version kept among the captures moves to dpcap
+	// serve's own directory at the upgrade, tags included.
+	if err := os.WriteFile("/var/lib/dpcap/tags.json", []byte(`{"tags": {"vm-old": 7}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// An upgrade keeps a conffile the admin edited, without a prompt (the
 	// new version's is the same), and the user and directory as they were.
 	edited, err := os.ReadFile("/etc/default/sinkd")
@@ -85,6 +97,12 @@ func TestDebianPackage(t *testing.T) {
 	}
 	if b, _ := os.ReadFile("/etc/default/sinkd"); string(b) != string(edited) {
 		t.Errorf("the upgrade replaced the edited /etc/default/sinkd:\n%s", b)
+	}
+	if b, err := os.ReadFile(filepath.Join(serveState, "tags.json")); err != nil || !strings.Contains(string(b), `"vm-old": 7`) {
+		t.Errorf("the upgrade did not move the old tags to %s: %v %s", serveState, err, b)
+	}
+	if _, err := os.Stat("/var/lib/dpcap/tags.json"); err == nil {
+		t.Error("the old tags are still among the captures after the upgrade")
 	}
 	files := strings.Fields(dpkg("-L", "dpcap"))
 
@@ -149,6 +167,39 @@ func TestDebianPackage(t *testing.T) {
 	if st, _ := os.Stat(captures[0]); int(st.Sys().(*syscall.Stat_t).Uid) != uid {
 		t.Errorf("%s is not sinkd's", captures[0])
 	}
+	// A capture where the README's examples write them
+	// (sinkd --port 3010 -w /var/lib/dpcap/vf.pcap).
+	evidence, err := os.ReadFile(captures[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readmeCapture := "/var/lib/dpcap/vf.pcapng"
+	if err := os.WriteFile(readmeCapture, evidence, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	// The packaged dpcap serve with its default state directory: a capture
+	// started and left saved, as a daemon stopped by the removal leaves it.
+	socket := filepath.Join(t.TempDir(), "dpcap.sock")
+	serve := hv.cmd("/usr/bin/dpcap", "serve", "--backend", "software", "--socket", socket)
+	var serveLog syncBuffer
+	serve.Stderr = &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	waitFor(t, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", socket); return code == 0 })
+	if out, code := dpcap(t, "start", "--socket", socket, "--sink-node-ip", "2001:db8:1::2", "--udp-dst-port", "3010", "--vf", "e2e0"); code != 0 {
+		t.Fatalf("dpcap start: exit %d\n%s\n%s", code, out, serveLog.String())
+	}
+	serve.Process.Signal(syscall.SIGTERM)
+	serve.Wait()
+	stateFiles := []string{"capture.json", "portmap.json", "tags.json"}
+	for _, f := range stateFiles {
+		if _, err := os.Stat(filepath.Join(serveState, f)); err != nil {
+			t.Errorf("dpcap serve's state: %v", err)
+		}
+	}
 
 	// Remove: nothing of the package's is left but the conffiles and the
 	// directory holding the capture.
@@ -165,9 +216,15 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := os.Stat(captures[0]); err != nil {
 		t.Errorf("the capture went with the package: %v", err)
 	}
-	// Purge: the conffiles go too; the capture stays.
+	for _, f := range stateFiles {
+		if _, err := os.Stat(filepath.Join(serveState, f)); err != nil {
+			t.Errorf("dpkg -r removed dpcap serve's state: %v", err)
+		}
+	}
+	// Purge: the conffiles and dpcap serve's state go too; the captures
+	// stay, wherever they were written.
 	dpkg("-P", "dpcap")
-	for _, f := range []string{"/etc/default/sinkd", "/etc/default/dpcap", "/var/lib/dpcap"} {
+	for _, f := range []string{"/etc/default/sinkd", "/etc/default/dpcap", serveState} {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("left after dpkg -P: %s", f)
 		}
@@ -175,7 +232,13 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := os.Stat(captures[0]); err != nil {
 		t.Errorf("the capture went with the purge: %v", err)
 	}
+	if b, err := os.ReadFile(readmeCapture); err != nil || !bytes.Equal(b, evidence) {
+		t.Errorf("the capture in /var/lib/dpcap went with the purge: %v", err)
+	}
 }
+
+// serveState is the packaged dpcap serve's state directory.
+const serveState = "/var/lib/dpcap-serve"
 
 // oneDeb runs make deb with vars and returns the one package it leaves in
 // bin/.

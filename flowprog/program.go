@@ -70,17 +70,24 @@ func (c Config) Validate() error {
 	case len(c.Ports()) > MaxPorts:
 		return fmt.Errorf("%d ports: at most %d can be captured at once", len(c.Ports()), MaxPorts)
 	}
-	seen := map[string]bool{}
+	// Sinks read names cleaned (ReadPortMap): two names that clean to one
+	// would make a port map every sink refuses.
+	seen := map[string]string{}
 	for _, p := range c.VFs {
+		clean := CleanName(p)
 		switch {
 		case p == "":
 			return errors.New("empty VF name")
-		case p == PF0 || p == "pf1":
-			return fmt.Errorf("%s is not a VF: capture PF0 with --pf 0", p)
-		case seen[p]:
-			return fmt.Errorf("port %s given twice", p)
+		case clean == "":
+			return fmt.Errorf("VF name %q has no printable character", p)
+		case clean == PF0 || clean == "pf1":
+			return fmt.Errorf("%q is not a VF: capture PF0 with --pf 0", p)
+		case seen[clean] == p:
+			return fmt.Errorf("port %q given twice", p)
+		case seen[clean] != "":
+			return fmt.Errorf("ports %q and %q given: sinks read both as %q (names lose control characters, escapes and outer spaces), so give one", seen[clean], p, clean)
 		}
-		seen[p] = true
+		seen[clean] = p
 	}
 	if c.Filter != nil {
 		return c.Filter.Validate()

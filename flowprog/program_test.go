@@ -94,6 +94,11 @@ func TestValidation(t *testing.T) {
 			}
 		}, "at most 16"},
 		{"duplicate", func(c *Config) { c.VFs = []string{"vm-1", "vm-1"} }, "given twice"},
+		// Sinks clean names: these are one port to them.
+		{"duplicate once cleaned", func(c *Config) { c.VFs = []string{"vm-1", "vm-1\x1b[0m"} }, `sinks read both as "vm-1"`},
+		{"duplicate with a space", func(c *Config) { c.VFs = []string{" vm-1", "vm-1"} }, `sinks read both as "vm-1"`},
+		{"no printable character", func(c *Config) { c.VFs = []string{"\a\x1b[0m"} }, "no printable character"},
+		{"pf0 once cleaned", func(c *Config) { c.VFs = []string{"pf0\a"} }, "not a VF"},
 		{"pf1 as a VF", func(c *Config) { c.VFs = []string{"pf1"} }, "not a VF"},
 		{"mixed filter", func(c *Config) {
 			c.Filter = &Match{Src: netip.MustParsePrefix("10.0.0.0/8"), Dst: netip.MustParsePrefix("2001:db8::/32")}

@@ -37,7 +37,8 @@ func FollowPortMap(ctx context.Context, f *flowprog.MapFile, every time.Duration
 		for _, n := range append(notes, more...) {
 			logger.Warn("port map: " + n)
 		}
-		apply(x)
+		// Logged first, so the line is out before anything the new map names.
 		logger.Info("port map read again", "file", f.Path, "ports", len(m.Ports))
+		apply(x)
 	}
 }

@@ -195,49 +195,66 @@ func TestHugeMetadata(t *testing.T) {
 	}
 }
 
-// TestCredentialsRotated: the shared credentials file holds a wrong secret
-// when sinkd starts and the right one later, as a rotation agent would
-// write it. Without a restart, the uploader reads it again and the files
-// that waited go up.
+// TestCredentialsRotated: the shared credentials file holds wrong
+// credentials when sinkd starts (a wrong secret, a wrong key, a session
+// token the store does not know, which MinIO refuses as InvalidTokenId)
+// and the right ones later, as a rotation agent would write them. The
+// refusals count as credential failures, and without a restart the
+// uploader reads the file again and the files that waited go up.
 func TestCredentialsRotated(t *testing.T) {
-	srv := sharedServer(t)
-	good, loc := newBucket(t, srv)
-	dir := t.TempDir()
-	creds := filepath.Join(dir, "credentials")
-	writeCreds := func(secret string) {
-		t.Helper()
-		if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = "+s3test.AccessKey+"\naws_secret_access_key = "+secret+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeCreds("an-old-secret")
-	for k, v := range map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": "/dev/null", "AWS_PROFILE": "",
-		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1"} {
-		t.Setenv(k, v)
-	}
-	newClient := func(ctx context.Context) (*s3.Client, error) {
-		return archive.NewClient(ctx, archive.ClientOptions{Endpoint: srv.Endpoint(), PathStyle: true, MaxAttempts: 1})
-	}
-	c, err := newClient(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log logBuffer
-	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
-	cfg.Refresh = newClient
-	u := openUploader(t, cfg)
-	files := capture(t, dir, pcapout.FormatPcap, 2, 100, 300, u.Handle)
-	for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailCredentials] < 3; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("credential failures not counted: %+v\n%s", u.Stats(), log.String())
-		}
-	}
-	writeCreds(s3test.SecretKey)
-	waitUploaded(t, u, 2)
-	u.Close(time.Second)
-	sameContents(t, objects(t, good, loc), files)
-	if n := strings.Count(log.String(), "refused the credentials"); n != 1 || !strings.Contains(log.String(), "uploads resumed") {
-		t.Errorf("want the refusal logged once, then the recovery:\n%s", log.String())
+	for _, tt := range []struct{ name, key, secret, token, code string }{
+		{"secret", s3test.AccessKey, "an-old-secret", "", "SignatureDoesNotMatch"},
+		{"key", "an-old-key", s3test.SecretKey, "", "InvalidAccessKeyId"},
+		{"session-token", s3test.AccessKey, s3test.SecretKey, "an-expired-session", "InvalidTokenId"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := sharedServer(t)
+			good, loc := newBucket(t, srv)
+			dir := t.TempDir()
+			creds := filepath.Join(dir, "credentials")
+			writeCreds := func(key, secret, token string) {
+				t.Helper()
+				s := "[default]\naws_access_key_id = " + key + "\naws_secret_access_key = " + secret + "\n"
+				if token != "" {
+					s += "aws_session_token = " + token + "\n"
+				}
+				if err := os.WriteFile(creds, []byte(s), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writeCreds(tt.key, tt.secret, tt.token)
+			for k, v := range map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": "/dev/null", "AWS_PROFILE": "",
+				"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1"} {
+				t.Setenv(k, v)
+			}
+			newClient := func(ctx context.Context) (*s3.Client, error) {
+				return archive.NewClient(ctx, archive.ClientOptions{Endpoint: srv.Endpoint(), PathStyle: true, MaxAttempts: 1})
+			}
+			c, err := newClient(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log logBuffer
+			cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
+			cfg.Refresh = newClient
+			u := openUploader(t, cfg)
+			files := capture(t, dir, pcapout.FormatPcap, 2, 100, 300, u.Handle)
+			for deadline := time.Now().Add(20 * time.Second); u.Stats().Failures[FailCredentials] < 3; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("credential failures not counted: %+v\n%s", u.Stats(), log.String())
+				}
+			}
+			if st := u.Stats(); st.Failures[FailStore] != 0 || !strings.Contains(log.String(), tt.code) {
+				t.Fatalf("want only credential failures, %s logged: %+v\n%s", tt.code, st.Failures, log.String())
+			}
+			writeCreds(s3test.AccessKey, s3test.SecretKey, "")
+			waitUploaded(t, u, 2)
+			u.Close(time.Second)
+			sameContents(t, objects(t, good, loc), files)
+			if n := strings.Count(log.String(), "refused the credentials"); n != 1 || !strings.Contains(log.String(), "uploads resumed") {
+				t.Errorf("want the refusal logged once, then the recovery:\n%s", log.String())
+			}
+		})
 	}
 }
 

@@ -95,7 +95,14 @@ type Config struct {
 	// shared files are read again without a restart (the AWS chain reads
 	// a static profile once).
 	Refresh func(context.Context) (*s3.Client, error)
-	Logger  *slog.Logger
+	// Then, when set, receives each file Handle queued once the spool
+	// shares nothing with it: the spool holds a copy of its own (or
+	// gave the file up), so that a command may compress, move or change
+	// the file (sinkd -z) without touching what is uploaded, and gzip,
+	// which refuses a file with other links, takes it. Files go on in
+	// the order they closed.
+	Then   func(pcapout.ClosedFile)
+	Logger *slog.Logger
 }
 
 // Failure says why an attempt failed.
@@ -108,10 +115,11 @@ const (
 	FailStore                      // the store answered with another error
 	FailIntegrity                  // the store holds other bytes than sent
 	FailLocal                      // the spooled file could not be read
+	FailStall                      // the store's connection sent and received nothing for the stall time
 	NumFailures
 )
 
-var failureNames = [NumFailures]string{"network", "credentials", "store", "integrity", "local"}
+var failureNames = [NumFailures]string{"network", "credentials", "store", "integrity", "local", "stall"}
 
 func (f Failure) String() string { return failureNames[f] }
 
@@ -187,6 +195,8 @@ type Uploader struct {
 	failStreak int
 
 	writing map[string]writing // by path
+	// passing counts the closed files not yet passed on to Then.
+	passing sync.WaitGroup
 }
 
 // journalItem is background work for a spooled file.
@@ -194,6 +204,10 @@ type journalItem struct {
 	e    *entry
 	src  *os.File // set when the file must be copied in
 	side sidecar
+	// closed goes on to Then once the spool holds its own copy; the
+	// spool's link, which it shares with the file, is replaced by one
+	// first when src is not set.
+	closed *pcapout.ClosedFile
 }
 
 // New returns an Uploader for cfg. It touches no file until Start, so that
@@ -397,8 +411,13 @@ func (u *Uploader) Opened(f pcapout.OpenedFile) {
 // It is called as the file closes, before the next file is created: it
 // only links the file into the spool, unless it was linked as it opened,
 // and leaves the rest to the background.
-func (u *Uploader) Add(m archive.Meta) {
+func (u *Uploader) Add(m archive.Meta) { u.add(m, nil) }
+
+// add queues m; closed, when set, goes on to Then once the spool holds a
+// copy of its own, or at once when the file is not queued.
+func (u *Uploader) add(m archive.Meta, closed *pcapout.ClosedFile) {
 	if u.spool == nil {
+		u.passOn(closed)
 		return // closed before Start: sinkd stops at start-up, before any packet
 	}
 	now := time.Now()
@@ -419,6 +438,7 @@ func (u *Uploader) Add(m archive.Meta) {
 	}
 	if err != nil {
 		u.unspool(w)
+		u.passOn(closed)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, int64(m.Bytes), err)
 		return
 	}
@@ -429,6 +449,7 @@ func (u *Uploader) Add(m archive.Meta) {
 	}
 	if !u.makeRoom(m.File, size) {
 		u.unspool(w)
+		u.passOn(closed)
 		return
 	}
 	e := &entry{id: newID(now, m.File), meta: m, size: size, closed: now, ready: true, closedHere: true}
@@ -449,8 +470,15 @@ func (u *Uploader) Add(m archive.Meta) {
 	if err != nil {
 		u.release(size)
 		u.unspool(w)
+		u.passOn(closed)
 		u.giveUp("a closed capture file cannot be queued for upload", m.File, size, err)
 		return
+	}
+	item.closed = closed
+	if closed != nil && item.src == nil {
+		// The spool's link is the capture file itself: it is replaced
+		// by a copy before the file goes on, and uploaded after that.
+		e.ready = false
 	}
 	ready := e.ready // the journal sets it once the copy is made
 	u.mu.Lock()
@@ -612,6 +640,7 @@ func (u *Uploader) journalOne(it journalItem) {
 			err = u.spool.copyIn(it.src, it.e.id)
 		}
 		it.src.Close()
+		u.passOn(it.closed)
 		if err != nil {
 			u.forget(it.e)
 			u.giveUp("a closed capture file cannot be copied into the upload spool; it is not uploaded", it.e.meta.File, it.e.size, err)
@@ -623,6 +652,9 @@ func (u *Uploader) journalOne(it journalItem) {
 		signal(u.wake)
 		return
 	}
+	if it.closed != nil {
+		u.unshare(it)
+	}
 	u.mu.Lock()
 	gone := !slices.Contains(u.queue, it.e)
 	u.mu.Unlock()
@@ -633,6 +665,42 @@ func (u *Uploader) journalOne(it journalItem) {
 		u.cfg.Logger.Warn("upload spool: the description of a file could not be saved; after a crash it is read from the file", "file", it.e.meta.File, "err", err)
 	}
 }
+
+// unshare replaces the spool's link to a closed file by a copy, then
+// passes the file on to Then, which may change it. Should the copy fail,
+// the link stays, and the file is not passed on: a command could change
+// what is uploaded.
+func (u *Uploader) unshare(it journalItem) {
+	name := u.spool.file(it.e.id)
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err == nil {
+		err = u.spool.copyIn(f, it.e.id)
+		f.Close()
+	}
+	u.mu.Lock()
+	it.e.ready = true
+	u.mu.Unlock()
+	signal(u.wake)
+	if err != nil {
+		u.passing.Done()
+		u.cfg.Logger.Error("the upload spool cannot make a copy of its own of a closed file; the post-rotate command is not run on it, so that it cannot change what is uploaded", "file", it.e.meta.File, "err", err)
+		return
+	}
+	u.passOn(it.closed)
+}
+
+// passOn gives a closed file to Then.
+func (u *Uploader) passOn(f *pcapout.ClosedFile) {
+	if f == nil {
+		return
+	}
+	u.cfg.Then(*f)
+	u.passing.Done()
+}
+
+// PassedOn waits until every file Handle queued went on to Then, so
+// that Then's receiver may stop taking files.
+func (u *Uploader) PassedOn() { u.passing.Wait() }
 
 // forget takes e out of the queue and the spool.
 func (u *Uploader) forget(e *entry) {
@@ -831,6 +899,8 @@ func (u *Uploader) failed(err error) error {
 		reason = FailCredentials
 	case errors.Is(err, errRead):
 		reason = FailLocal
+	case errors.Is(err, archive.ErrStall):
+		reason = FailStall
 	case code != "":
 		reason = FailStore
 	default:
@@ -860,6 +930,8 @@ func (u *Uploader) fail(reason Failure, err error) {
 		msg = "the store refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity. Retrying with backoff; files stay in the spool"
 	case FailNetwork:
 		msg = "the store cannot be reached; retrying with backoff, files stay in the spool"
+	case FailStall:
+		msg = "the store accepted a request and then sent nothing (--upload-stall); retrying on a new connection with backoff, files stay in the spool"
 	case FailIntegrity:
 		msg = "the store does not hold what was sent; retrying"
 	case FailStore:
@@ -902,10 +974,15 @@ func (u *Uploader) Close(wait time.Duration) Stats {
 // Handle is the subscriber to pcapout's file-closed event: it queues the
 // file for upload.
 func (u *Uploader) Handle(f pcapout.ClosedFile) {
-	u.Add(archive.Meta{
+	var closed *pcapout.ClosedFile
+	if u.cfg.Then != nil {
+		u.passing.Add(1)
+		closed = &f
+	}
+	u.add(archive.Meta{
 		File: f.Name, Format: f.Format.String(), First: f.First, Last: f.Last,
 		Packets: f.Packets, Sources: f.Interfaces,
-	})
+	}, closed)
 }
 
 // sameContent reports whether the file name holds the bytes of f.

@@ -12,9 +12,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -610,5 +612,44 @@ func killMidMultipart(t *testing.T, srv *s3test.Server, c *s3.Client, bucket str
 			t.Logf("killed the store with %d parts stored", len(ps.Parts))
 			return aws.ToString(ups.Uploads[0].Key)
 		}
+	}
+}
+
+// TestThenGetsUnsharedFiles: with Config.Then (sinkd -z), each closed file
+// goes on in the order it closed, with no link but its name, and a
+// command that then changes it in place (here: empties it) leaves what is
+// uploaded alone: the store holds the files as they closed.
+func TestThenGetsUnsharedFiles(t *testing.T) {
+	srv := sharedServer(t)
+	c, loc := newBucket(t, srv)
+	dir := t.TempDir()
+	var log logBuffer
+	cfg := config(c, loc, filepath.Join(dir, ".spool"), &log)
+	var mu sync.Mutex
+	var order []string
+	cfg.Then = func(f pcapout.ClosedFile) {
+		fi, err := os.Stat(f.Name)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			t.Errorf("%s goes on with %d links", f.Name, n)
+		}
+		if err := os.Truncate(f.Name, 0); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		order = append(order, filepath.Base(f.Name))
+		mu.Unlock()
+	}
+	u := openUploader(t, cfg)
+	files := capture(t, dir, pcapout.FormatPcapng, 4, 100, 300, u.Handle)
+	u.PassedOn()
+	waitUploaded(t, u, 4)
+	u.Close(time.Second)
+	sameContents(t, objects(t, c, loc), files)
+	if want := []string{"cap.pcapng", "cap.pcapng1", "cap.pcapng2", "cap.pcapng3"}; !slices.Equal(order, want) {
+		t.Errorf("passed on %v, want %v", order, want)
 	}
 }

@@ -17,11 +17,12 @@ import (
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/termtext"
 )
 
 const (
 	defaultSocket   = "/run/dpcap/dpcap.sock"
-	defaultStateDir = "/var/lib/dpcap"
+	defaultStateDir = "/var/lib/dpcap-serve"
 )
 
 // usageErr marks a command-line error: exit status 2.
@@ -94,7 +95,9 @@ Flags:
                       members by primary or supplementary group; any other
                       peer is refused by its credentials (SO_PEERCRED,
                       SO_PEERGROUPS)
-  --state-dir DIR     where the capture is saved (default /var/lib/dpcap)
+  --state-dir DIR     where the capture, the port map and the ports' tags are
+                      kept (default /var/lib/dpcap-serve): dpcap serve's alone,
+                      never a directory captures are written to
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -274,7 +277,7 @@ func runStop(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, res.Message)
+	fmt.Fprintln(stdout, termtext.Escape(res.Message))
 	return nil
 }
 

@@ -17,7 +17,7 @@ import (
 	"syscall"
 
 	"github.com/dpcap/dpcap/flowprog"
-	"github.com/dpcap/dpcap/internal/printable"
+	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/replay"
 )
 
@@ -127,22 +127,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd, ok := cmds[args[0]]; ok {
 		err := cmd(args[1:], stdout, stderr)
-		var ue usageErr
-		var ec interface{ ExitCode() int }
-		switch {
-		case err == nil:
+		if err == nil {
 			return 0
-		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "dpcap %s: %v (see dpcap %s --help)\n", args[0], err, args[0])
+		}
+		// Errors quote names from dp-service, the daemon and flags.
+		msg := termtext.Escape(err.Error())
+		var ue usageErr
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "dpcap %s: %s (see dpcap %s --help)\n", args[0], msg, args[0])
 			return 2
 		}
-		// Errors quote keys, file names and dp-service's answers; joined
-		// errors keep their lines.
-		lines := strings.Split(err.Error(), "\n")
-		for i, l := range lines {
-			lines[i] = printable.Escape(l)
-		}
-		fmt.Fprintf(stderr, "dpcap %s: %s\n", args[0], strings.Join(lines, "\n"))
+		fmt.Fprintf(stderr, "dpcap %s: %s\n", args[0], msg)
+		// A fetch ended by a signal exits as shells expect (130 for SIGINT).
+		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			return ec.ExitCode()
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/termtext"
 )
 
 func checkFormat(f string) error {
@@ -37,27 +39,42 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	d := st.Dataplane
 	if !st.Active {
 		switch {
+		case d != nil && d.Differs != "" && st.Request.SinkNodeIP != "":
+			fmt.Fprintf(w, "capture: NOT AS ASKED (%s backend): %s\n", esc(st.Backend), esc(d.Differs))
+			fmt.Fprintf(w, "asked:   since %s; port map for sinkd --port-map: %s\n", st.Started.Local().Format(time.RFC3339), esc(st.PortMapFile))
 		case d != nil && len(d.Stuck) > 0:
-			fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend)\n", d.Name, strings.Join(d.Stuck, ", "), st.Backend)
+			fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend)\n", esc(d.Name), list(d.Stuck), esc(st.Backend))
 		case d != nil && len(d.Captured) > 0:
-			fmt.Fprintf(w, "capture: NOT ACTIVE here, but %s captures %s (%s backend)\n", d.Name, strings.Join(d.Captured, ", "), st.Backend)
+			fmt.Fprintf(w, "capture: NOT ACTIVE here, but %s captures %s (%s backend)\n", esc(d.Name), list(d.Captured), esc(st.Backend))
 		default:
-			fmt.Fprintf(w, "capture: NOT ACTIVE (%s backend)\n", st.Backend)
+			fmt.Fprintf(w, "capture: NOT ACTIVE (%s backend)\n", esc(st.Backend))
 		}
 		if st.Problem != "" {
-			fmt.Fprintf(w, "problem: %s (dpcap stop clears it)\n", st.Problem)
+			fmt.Fprintf(w, "problem: %s (dpcap stop clears it)\n", esc(st.Problem))
 		}
 		printEnvelope(w, st)
 		return printDataplane(w, d)
 	}
 	r := st.Request
-	fmt.Fprintf(w, "capture: ACTIVE (%s backend) since %s\n", st.Backend, st.Started.Local().Format(time.RFC3339))
-	fmt.Fprintf(w, "sink:    [%s]:%d, UDP source port %d\n", r.SinkNodeIP, r.DstPort, r.SrcPort)
+	if st.StopRefused.IsZero() {
+		fmt.Fprintf(w, "capture: ACTIVE (%s backend) since %s\n", esc(st.Backend), st.Started.Local().Format(time.RFC3339))
+	} else {
+		ports := r.VFs
+		if d != nil {
+			ports = d.Captured
+		}
+		fmt.Fprintf(w, "capture: NOT STOPPED: %s still captures %s (%s backend); its stop was refused at %s\n",
+			esc(cmp.Or(dataplaneName(d), st.Backend)), listOrNone(ports), esc(st.Backend), st.StopRefused.Local().Format(time.RFC3339))
+	}
+	if st.Problem != "" {
+		fmt.Fprintf(w, "problem: %s\n", esc(st.Problem))
+	}
+	fmt.Fprintf(w, "sink:    [%s]:%d, UDP source port %d\n", esc(r.SinkNodeIP), r.DstPort, r.SrcPort)
 	if r.Filter != "" {
-		fmt.Fprintf(w, "filter:  %s\n", r.Filter)
+		fmt.Fprintf(w, "filter:  %s\n", esc(r.Filter))
 	}
 	printEnvelope(w, st)
-	fmt.Fprintf(w, "port map for sinkd --port-map: %s\n", st.PortMapFile)
+	fmt.Fprintf(w, "port map for sinkd --port-map: %s\n", esc(st.PortMapFile))
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	if d != nil {
 		// dp-service counts no copies and tags none: its ports are told
@@ -67,7 +84,7 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 			if p.Kind == flowprog.KindVF && !slices.Contains(r.VFs, p.Name) {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.Kind, identity(p))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", esc(p.Name), esc(p.Kind), identity(p))
 		}
 	} else {
 		fmt.Fprintln(tw, "PORT\tTAG\tSAMPLES\tFAILED\tDROPPED\tMIRROR")
@@ -76,7 +93,7 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 			if mirror == "" {
 				mirror = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Tag, p.Samples, p.Failed, p.Dropped, mirror)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", esc(p.Name), p.Tag, p.Samples, p.Failed, p.Dropped, esc(mirror))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -84,14 +101,14 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	}
 	for _, p := range st.Ports {
 		if p.Problem != "" {
-			fmt.Fprintf(w, "problem: port %s: %s\n", p.Name, p.Problem)
+			fmt.Fprintf(w, "problem: port %s: %s\n", esc(p.Name), esc(p.Problem))
 		}
 		if p.Reattached > 0 {
 			times := fmt.Sprintf("%d times", p.Reattached)
 			if p.Reattached == 1 {
 				times = "once"
 			}
-			fmt.Fprintf(w, "note:    port %s: its interface was deleted and made again, capture followed it %s\n", p.Name, times)
+			fmt.Fprintf(w, "note:    port %s: its interface was deleted and made again, capture followed it %s\n", esc(p.Name), times)
 		}
 	}
 	return printDataplane(w, d)
@@ -107,7 +124,7 @@ func printEnvelope(w io.Writer, st control.Status) {
 	if router == "" {
 		router = "NOT SET (dpcap serve --router-mac; capture is refused without it)"
 	}
-	fmt.Fprintf(w, "envelope: from PF0 %s to router %s, underlay %s\n", dash(st.PFMAC), router, dash(st.UnderlayIP))
+	fmt.Fprintf(w, "envelope: from PF0 %s to router %s, underlay %s\n", dash(st.PFMAC), esc(router), dash(st.UnderlayIP))
 }
 
 // identity says what tells a port's copies apart, from the port map.
@@ -141,12 +158,16 @@ func printDataplane(w io.Writer, d *control.DataplaneStatus) error {
 	if d.UUID != "" {
 		state += ", UUID " + d.UUID
 	}
-	fmt.Fprintf(w, "%s: %s (%s); captures %s\n", d.Name, d.Address, state, listOrNone(d.Captured))
+	captures := listOrNone(d.Captured)
+	if d.Sink != "" {
+		captures += fmt.Sprintf(" to %s (UDP source port %d)", esc(d.Sink), d.SrcPort)
+	}
+	fmt.Fprintf(w, "%s: %s (%s); captures %s\n", esc(d.Name), esc(d.Address), esc(state), captures)
 	if d.Event != "" {
-		fmt.Fprintf(w, "event:   %s\n", d.Event)
+		fmt.Fprintf(w, "event:   %s\n", esc(d.Event))
 	}
 	if d.Problem != "" {
-		fmt.Fprintf(w, "problem: %s\n", d.Problem)
+		fmt.Fprintf(w, "problem: %s\n", esc(d.Problem))
 	}
 	if len(d.Interfaces) == 0 {
 		return nil
@@ -154,7 +175,7 @@ func printDataplane(w io.Writer, d *control.DataplaneStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTERFACE\tVNI\tIPV4\tIPV6\tUNDERLAY ROUTE\tDEVICE")
 	for _, i := range d.Interfaces {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", i.ID, i.VNI, dash(i.IPv4), dash(i.IPv6), dash(i.UnderlayRoute), dash(i.PCI))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", esc(i.ID), i.VNI, dash(i.IPv4), dash(i.IPv6), dash(i.UnderlayRoute), dash(i.PCI))
 	}
 	return tw.Flush()
 }
@@ -163,12 +184,34 @@ func listOrNone(s []string) string {
 	if len(s) == 0 {
 		return "no port"
 	}
-	return strings.Join(s, ", ")
+	return list(s)
 }
 
+func dataplaneName(d *control.DataplaneStatus) string {
+	if d == nil {
+		return ""
+	}
+	return d.Name
+}
+
+// list joins names, escaped.
+func list(s []string) string {
+	out := make([]string, len(s))
+	for i, n := range s {
+		out[i] = esc(n)
+	}
+	return strings.Join(out, ", ")
+}
+
+// dash is s escaped, or "-" for nothing.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return esc(s)
 }
+
+// esc escapes what came from the daemon (names dp-service or a flag gave,
+// messages quoting them): a status table never writes a terminal control
+// sequence.
+func esc(s string) string { return termtext.Escape(s) }

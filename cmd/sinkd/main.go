@@ -365,6 +365,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sinkd: %v (see sinkd --help)\n", err)
 		return 2
 	}
+	// A filter per worker, compiled before any socket is opened: a bad
+	// expression is a usage error, whatever else is wrong.
+	flts := make([]sink.Filter, o.workers)
+	for i := range flts {
+		if o.filter == "" {
+			break
+		}
+		f, err := filter.Compile(o.filter, o.snapLen)
+		if err != nil {
+			fmt.Fprintf(stderr, "sinkd: %v\n", err)
+			return 2
+		}
+		flts[i] = f
+	}
 	if err := checkFileLimit(o); err != nil {
 		fmt.Fprintf(stderr, "sinkd: %v\n", err)
 		return 2
@@ -387,18 +401,6 @@ func run(args []string, stderr io.Writer) int {
 	for _, src := range srcs {
 		defer src.Close()
 	}
-	flts := make([]sink.Filter, len(srcs)) // a compiled filter per worker
-	for i := range flts {
-		if o.filter == "" {
-			break
-		}
-		f, err := filter.Compile(o.filter, o.snapLen)
-		if err != nil {
-			fmt.Fprintf(stderr, "sinkd: %v\n", err)
-			return 2
-		}
-		flts[i] = f
-	}
 	var runAs *privdrop.User
 	if o.runAs != "" {
 		u, err := privdrop.Lookup(o.runAs)
@@ -415,18 +417,23 @@ func run(args []string, stderr io.Writer) int {
 	}
 	out := outputs(outs)
 	var hooks *postrotate.Runner
+	var hook func(pcapout.ClosedFile)
 	if o.postRotate != "" {
 		hooks = postrotate.New(postrotate.Config{Command: o.postRotate, Jobs: o.hookJobs, Logger: logger})
-		out.OnClose(hooks.Handle)
+		hook = hooks.Handle
 	}
 	var up shipper
 	if o.upload.url != "" {
-		if up, err = o.upload.start(logger); err != nil {
+		// -z gets each file from the upload, once the spool has a copy
+		// of its own (docs/UPLOAD.md).
+		if up, err = o.upload.start(logger, hook); err != nil {
 			out.Close()
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
 		}
 		out.OnClose(up.Handle)
+	} else if hooks != nil {
+		out.OnClose(hooks.Handle)
 	}
 	engs := make(engines, len(srcs))
 	for i, src := range srcs {
@@ -531,6 +538,9 @@ func run(args []string, stderr io.Writer) int {
 	runErr := engs.run()
 	st := stats()
 	if hooks != nil {
+		if up != nil {
+			up.PassedOn()
+		}
 		running, notRun := hooks.Stop(o.hookWait)
 		hs := hooks.Stats()
 		fmt.Fprintf(stderr, "%d post-rotate commands run (%d failed, %d skipped", hs.Started, hs.Failed, hs.Skipped)

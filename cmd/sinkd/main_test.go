@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -75,9 +76,18 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--upload", "s3://Bkt"}, "invalid bucket name", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-spool-full", "keep"}, "invalid spool policy", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-endpoint", "minio:9000"}, "invalid endpoint", nil},
-		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "a/b"}, "invalid --upload-sink-id", nil},
-		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", strings.Repeat("s", 65)}, "invalid --upload-sink-id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "a/b"}, "--upload-sink-id: invalid sink id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", strings.Repeat("s", 65)}, "--upload-sink-id: invalid sink id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-retry-max", "10ms"}, "invalid --upload-retry-max", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", ".."}, "--upload-sink-id: invalid sink id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "."}, "--upload-sink-id: invalid sink id", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/../x", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt/./x", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt/a\x1b[31m", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/..", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
+		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/2026.d/...x", "--upload-sink-id", "s.1"}, "", func(o options) bool {
+			return o.upload.target.Prefix == "dc1/2026.d/...x" && o.upload.sinkID == "s.1"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -111,5 +121,32 @@ func TestWorkerPath(t *testing.T) {
 		if got := workerPath(in, 1); got != want {
 			t.Errorf("workerPath(%q, 1) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A sink id or prefix that makes keys the store refuses stops sinkd at
+// start, exit 2, with one line that names the flag: before, ".." was
+// taken and every upload then failed with 400, forever.
+func TestRunRefusesEscapingKeys(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--upload-sink-id", ".."},
+		{"--upload-sink-id", "."},
+		{"--upload", "s3://bkt/dc1/../other"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			all := append([]string{"-w", dir + "/x.pcap", "--metrics-addr", "", "--upload", "s3://bkt/dc1", "--upload-sink-id", "s1"}, args...)
+			var stderr strings.Builder
+			if code := run(all, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sinkd: --upload") {
+				t.Fatalf("want one line naming the flag, got:\n%s", msg)
+			}
+			if _, err := os.Stat(dir + "/x.pcap"); err == nil {
+				t.Fatal("a capture file was made before the flags were checked")
+			}
+		})
 	}
 }

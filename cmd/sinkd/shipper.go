@@ -16,6 +16,8 @@ type shipper interface {
 	Handle(pcapout.ClosedFile)
 	// Opened receives the rotator's file-opened events, once open ran.
 	Opened(pcapout.OpenedFile)
+	// PassedOn waits until every closed file went on to the -z command.
+	PassedOn()
 	// giveSpool makes the spool directory for the user -Z names, as
 	// root, without looking into it.
 	giveSpool(uid, gid int) error

@@ -19,6 +19,7 @@ import (
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
+	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/upload"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -34,8 +35,8 @@ Object storage (see docs/UPLOAD.md):
   --upload-path-style     bucket in the path, not the host name (most
                    S3-compatible stores need it)
   --upload-sink-id ID     this sink's name in object keys (default: the
-                   host name; up to 64 letters, digits, - _ .); sinks
-                   sharing a bucket need distinct ids
+                   host name; up to 64 letters, digits, - _ ., not
+                   . or ..); sinks sharing a bucket need distinct ids
   --upload-spool DIR      where closed files wait for the store, found
                    again after a restart (default: .sinkd-spool next to
                    the -w file; keep it on the same file system)
@@ -46,6 +47,9 @@ Object storage (see docs/UPLOAD.md):
                    drop-newest (the new file is not queued)
   --upload-delete         remove each file once its upload is verified
   --upload-retry-max DUR  longest wait between failed attempts (default 1m)
+  --upload-stall DUR      fail a request whose connection sends and receives
+                   nothing for DUR (default 1m): a store that accepts and
+                   never answers; an upload making progress is not cut
   --upload-wait DUR       at exit, keep uploading this long (default 30s);
                    what is left waits in the spool for the next start
 `
@@ -63,11 +67,12 @@ type uploadFlags struct {
 	full      upload.FullPolicy
 	delete    bool
 	retryMax  time.Duration
+	stall     time.Duration
 	wait      time.Duration
 }
 
 func (u *uploadFlags) register(fs *flag.FlagSet) {
-	u.retryMax, u.wait = time.Minute, 30*time.Second
+	u.retryMax, u.stall, u.wait = time.Minute, time.Minute, 30*time.Second
 	fs.StringVar(&u.url, "upload", "", "")
 	fs.StringVar(&u.endpoint, "upload-endpoint", "", "")
 	fs.StringVar(&u.region, "upload-region", "", "")
@@ -84,6 +89,7 @@ func (u *uploadFlags) register(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&u.delete, "upload-delete", false, "")
 	fs.DurationVar(&u.retryMax, "upload-retry-max", u.retryMax, "")
+	fs.DurationVar(&u.stall, "upload-stall", u.stall, "")
 	fs.DurationVar(&u.wait, "upload-wait", u.wait, "")
 }
 
@@ -109,6 +115,8 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 		return errors.New("--upload needs files: give -w FILE, not -w -")
 	case u.retryMax < time.Second:
 		return fmt.Errorf("invalid --upload-retry-max %v: want 1s or more", u.retryMax)
+	case u.stall < 100*time.Millisecond:
+		return fmt.Errorf("invalid --upload-stall %v: want 100ms or more", u.stall)
 	case u.wait < 0:
 		return fmt.Errorf("invalid --upload-wait %v", u.wait)
 	}
@@ -117,8 +125,11 @@ func (u *uploadFlags) check(out string, set map[string]bool) error {
 			return fmt.Errorf("--upload-sink-id: no host name to default to: %w", err)
 		}
 	}
-	if archive.SafeName(u.sinkID) != u.sinkID || len(u.sinkID) > 64 {
-		return fmt.Errorf("invalid --upload-sink-id %q: want up to 64 letters, digits, '-', '_' and '.'", u.sinkID)
+	if err := u.target.CheckPrefix(); err != nil {
+		return fmt.Errorf("--upload: %w", err)
+	}
+	if err := archive.CheckSinkID(u.sinkID); err != nil {
+		return fmt.Errorf("--upload-sink-id: %w", err)
 	}
 	if u.spool == "" {
 		u.spool = filepath.Join(filepath.Dir(out), ".sinkd-spool")
@@ -151,11 +162,12 @@ func (u uploader) open() error {
 	return nil
 }
 
-// start makes the uploader; it touches no file until open.
-func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
+// start makes the uploader; it touches no file until open. then, when
+// set, gets each closed file once the spool holds a copy of its own.
+func (u *uploadFlags) start(logger *slog.Logger, then func(pcapout.ClosedFile)) (shipper, error) {
 	newClient := func(ctx context.Context) (*s3.Client, error) {
 		return archive.NewClient(ctx, archive.ClientOptions{
-			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle,
+			Endpoint: u.endpoint, Region: u.region, PathStyle: u.pathStyle, Stall: u.stall,
 			// The uploader retries with its own backoff and counts each try.
 			MaxAttempts: 1,
 		})
@@ -167,7 +179,7 @@ func (u *uploadFlags) start(logger *slog.Logger) (shipper, error) {
 	host, _ := os.Hostname()
 	up := upload.New(upload.Config{
 		Client: client, Target: u.target, Spool: u.spool, SpoolLimit: u.spoolSize, Full: u.full,
-		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Logger: logger,
+		Delete: u.delete, Sink: u.sinkID, Host: host, MaxBackoff: u.retryMax, Refresh: newClient, Then: then, Logger: logger,
 	})
 	return uploader{Uploader: up, flags: u, logger: logger}, nil
 }

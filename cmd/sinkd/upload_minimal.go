@@ -7,6 +7,8 @@ import (
 	"flag"
 	"log/slog"
 	"time"
+
+	"github.com/dpcap/dpcap/pcapout"
 )
 
 const uploadUsage = `
@@ -30,6 +32,6 @@ func (u *uploadFlags) check(string, map[string]bool) error {
 	return nil
 }
 
-func (u *uploadFlags) start(*slog.Logger) (shipper, error) {
+func (u *uploadFlags) start(*slog.Logger, func(pcapout.ClosedFile)) (shipper, error) {
 	return nil, errors.New("this sinkd was built without uploads")
 }

@@ -61,10 +61,12 @@ type Backend struct {
 	uuid       string
 	interfaces []*dpdkpb.Interface
 	captured   []string
+	capture    *dpdkpb.CaptureConfig // what dp-service captures, as last asked; nil: nothing
 	stuck      []string
 	event      string
 	problem    string
 	published  string // mapKey of the interfaces the port map was last published from
+	answered   bool   // dp-service answered a poll
 	changes    uint64 // Apply and Clear calls: a poll that raced one is dropped
 }
 
@@ -99,7 +101,9 @@ func (b *Backend) callErr(method string, err error) error {
 	switch s, _ := status.FromError(err); s.Code() {
 	case codes.Aborted:
 		return fmt.Errorf("%s is not initialized yet (its orchestrator initializes it after a start): try again", b.who())
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s did not answer %s within %v", b.who(), method, callTime)
+	case codes.Unavailable, codes.Canceled:
 		return fmt.Errorf("%s is unreachable: %s", b.who(), s.Message())
 	case codes.Unimplemented:
 		return fmt.Errorf("%s does not know %s: is it dp-service?", b.who(), method)
@@ -191,28 +195,22 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 	cctx, cancel := context.WithTimeout(ctx, callTime)
 	defer cancel()
 	r, err := b.api.CaptureStart(cctx, &dpdkpb.CaptureStartRequest{CaptureConfig: captureConfig(p)})
+	if err != nil && answerLost(err) {
+		return b.settleLocked(ctx, p, b.callErr("CaptureStart", err))
+	}
 	if err != nil {
-		err = b.callErr("CaptureStart", err)
-		if _, serr := b.refreshLocked(ctx); serr == nil && len(b.captured) > 0 {
-			return fmt.Errorf("%w; dp-service captures %s", err, strings.Join(b.captured, ", "))
-		}
-		return err
+		return b.callErr("CaptureStart", err) // refused as a whole: not applied
 	}
 	code := r.GetStatus().GetCode()
 	if code == 0 {
 		active, err := b.refreshLocked(ctx)
 		switch {
 		case err != nil:
-			return fmt.Errorf("dp-service answered CaptureStart OK, but what it captures is unknown: %w", err)
+			return control.NotUndone(fmt.Errorf("dp-service answered CaptureStart OK, but what it captures is unknown: %w", err))
 		case !active || !slices.Equal(sorted(b.captured), sorted(p.Config.Ports())):
-			return fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", "))
+			return control.NotUndone(fmt.Errorf("dp-service answered CaptureStart OK but captures %s, not %s", portsOrNone(b.captured), strings.Join(p.Config.Ports(), ", ")))
 		}
-		b.stuck = nil
-		// The process the capture lives in: a restart after this point
-		// is noticed even before the watcher has looked.
-		if r, err := b.api.CheckInitialized(cctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
-			b.uuid = r.GetUuid()
-		}
+		b.started(ctx)
 		return nil
 	}
 	why := startMeaning(r.GetStatus())
@@ -224,17 +222,81 @@ func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
 		b.reveal(ctx, p)
 	}
 	if _, err := b.refreshLocked(ctx); err != nil {
-		return fmt.Errorf("%s; what dp-service captures now is unknown: %v", why, err)
+		return control.NotUndone(fmt.Errorf("%s; what dp-service captures now is unknown: %v", why, err))
 	}
 	if code == codeAlreadyActive {
 		return fmt.Errorf("%s: dp-service captures %s", why, portsOrNone(b.captured))
 	}
 	if len(b.captured) > 0 {
 		b.stuck = b.captured
-		return fmt.Errorf("%s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery)
+		return control.NotUndone(fmt.Errorf("%s; dp-service still captures %s: %s", why, strings.Join(b.captured, ", "), recovery))
 	}
 	return errors.New(why)
 }
+
+// started notes a capture dp-service runs as asked.
+func (b *Backend) started(ctx context.Context) {
+	b.stuck = nil
+	// The process the capture lives in: a restart after this point is
+	// noticed even before the watcher has looked.
+	ctx, cancel := context.WithTimeout(ctx, callTime)
+	defer cancel()
+	if r, err := b.api.CheckInitialized(ctx, &dpdkpb.CheckInitializedRequest{}); err == nil {
+		b.uuid = r.GetUuid()
+	}
+}
+
+// answerLost tells whether a failed call may have been applied all the
+// same: the answer was lost on the way (a deadline, a broken connection),
+// not a refusal by dp-service.
+func answerLost(err error) bool {
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Unavailable, codes.Canceled, codes.Unknown, codes.Internal, codes.DataLoss, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// settleLocked learns from CaptureStatus what a CaptureStart whose answer
+// was lost did: a call that timed out or lost its connection may have been
+// applied all the same. A capture dp-service runs as asked is taken as
+// started; anything else is reported as dp-service reports it.
+func (b *Backend) settleLocked(ctx context.Context, p *flowprog.Program, cause error) error {
+	// Asked even when the caller gave up: what dp-service does must be known.
+	ctx = context.WithoutCancel(ctx)
+	r, err := b.captureStatus(ctx)
+	if err != nil {
+		b.captured, b.capture = nil, nil
+		return control.NotUndone(fmt.Errorf("%w; whether dp-service captures anything now is unknown (%v): dpcap status tells once it answers, dpcap stop stops what it captures", cause, err))
+	}
+	b.setCaptured(r)
+	ports := strings.Join(p.Config.Ports(), ", ")
+	switch {
+	case r.GetIsActive() && matches(r.GetCaptureConfig(), p):
+		b.logger.Warn("CaptureStart got no answer, but dp-service captures as asked: taken as started", "err", cause, "ports", ports)
+		b.event = fmt.Sprintf("CaptureStart got no answer (%v), but dp-service captures %s as asked: taken as started at %s",
+			cause, ports, time.Now().UTC().Format(time.RFC3339))
+		b.started(ctx)
+		return nil
+	case len(b.captured) > 0:
+		c := p.Config
+		return control.NotUndone(fmt.Errorf("%w; dp-service captures %s, not %s as asked", cause, dataplaneCapture(r.GetCaptureConfig()),
+			captureText(c.Ports(), c.Sink.String(), uint32(c.DstPort), uint32(c.SrcPort))))
+	}
+	return fmt.Errorf("%w; dp-service captures no port", cause)
+}
+
+// dataplaneCapture says what a capture config dp-service reports captures
+// and where to.
+func dataplaneCapture(cfg *dpdkpb.CaptureConfig) string {
+	return captureText(portNames(cfg), text(cfg.GetSinkNodeIp().GetAddress()), cfg.GetUdpDstPort(), cfg.GetUdpSrcPort())
+}
+
+func captureText(ports []string, sink string, dst, src uint32) string {
+	return fmt.Sprintf("%s to %s (UDP source port %d)", portsOrNone(ports), sinkText(sink, dst), src)
+}
+
+func sinkText(ip string, port uint32) string { return fmt.Sprintf("[%s]:%d", ip, port) }
 
 // recovery is what ends capture dp-service cannot stop.
 const recovery = "dp-service at this version cannot stop it (its stop enables capture again); it ends when dp-service restarts, which dpcap notices"
@@ -274,10 +336,30 @@ func (b *Backend) captureStatus(ctx context.Context) (*dpdkpb.CaptureStatusRespo
 }
 
 func (b *Backend) setCaptured(r *dpdkpb.CaptureStatusResponse) {
-	b.captured = nil
+	b.captured, b.capture = nil, nil
 	if r.GetIsActive() {
-		b.captured = portNames(r.GetCaptureConfig())
+		b.captured, b.capture = portNames(r.GetCaptureConfig()), r.GetCaptureConfig()
 	}
+}
+
+// differsLocked says how what dp-service captures, as last seen, differs
+// from the capture to keep applied; "" when it runs that one, or none is
+// to be kept.
+func (b *Backend) differsLocked() string {
+	if b.want == nil {
+		return ""
+	}
+	c := b.want.Config
+	asked := captureText(c.Ports(), c.Sink.String(), uint32(c.DstPort), uint32(c.SrcPort))
+	switch {
+	case b.state == "unknown":
+		return fmt.Sprintf("whether dp-service captures %s as asked is not known yet", asked)
+	case b.capture == nil:
+		return fmt.Sprintf("dp-service captures no port, not %s as asked", asked)
+	case !matches(b.capture, b.want):
+		return fmt.Sprintf("dp-service captures %s, not %s as asked", dataplaneCapture(b.capture), asked)
+	}
+	return ""
 }
 
 // Clear implements control.Backend: CaptureStop, then CaptureStatus; it

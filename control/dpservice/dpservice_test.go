@@ -1,11 +1,15 @@
 package dpservice
 
 import (
+	"encoding/json"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/flowprog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestAddressFields(t *testing.T) {
@@ -61,6 +65,28 @@ func TestPortMap(t *testing.T) {
 	if m := b.PortMap(p); len(m.Ports) != 1 || m.Ports[0].Name != "vm-1" {
 		t.Errorf("without PF0: %+v", m)
 	}
+
+	// Interfaces a sink would read as one already listed are left out:
+	// the map stays one sinks accept, vm-1's copies stay vm-1's.
+	b.interfaces = append([]*dpdkpb.Interface{{Id: []byte("vm-1\x1b[0m"), UnderlayRoute: []byte("fc00:1::c")}}, b.interfaces...)
+	b.interfaces = append(b.interfaces, &dpdkpb.Interface{Id: []byte("vm-1"), UnderlayRoute: []byte("fc00:1::d")},
+		&dpdkpb.Interface{Id: []byte("pf0"), UnderlayRoute: []byte("fc00:1::e")}, &dpdkpb.Interface{Id: []byte("\a")})
+	p.Config.PF0 = true
+	m = b.PortMap(p)
+	b2, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := flowprog.ParsePortMap(b2); err != nil {
+		t.Fatalf("a sink refuses the map: %v", err)
+	}
+	var names []string
+	for _, port := range m.Ports {
+		names = append(names, port.Name)
+	}
+	if strings.Join(names, " ") != "vm-1 vm-2 pf0" || m.Ports[0].UnderlayRoute.String() != "fc00:1::a/128" {
+		t.Errorf("ports %q: %+v", names, m)
+	}
 }
 
 func TestCaptureConfigIsText(t *testing.T) {
@@ -77,5 +103,18 @@ func TestCaptureConfigIsText(t *testing.T) {
 	}
 	if !matches(c, p) {
 		t.Fatal("a config does not match its own program")
+	}
+}
+
+// TestAnswerLost: only a call whose answer may have been lost is settled
+// by asking CaptureStatus; a refusal is one.
+func TestAnswerLost(t *testing.T) {
+	for code, want := range map[codes.Code]bool{
+		codes.DeadlineExceeded: true, codes.Unavailable: true, codes.Canceled: true, codes.Internal: true,
+		codes.Aborted: false, codes.InvalidArgument: false, codes.Unimplemented: false,
+	} {
+		if got := answerLost(status.Error(code, "x")); got != want {
+			t.Errorf("%v: %v, want %v", code, got, want)
+		}
 	}
 }

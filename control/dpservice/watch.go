@@ -80,10 +80,16 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	}
 	// The port map is published again once a running capture's interfaces
 	// changed; not while it waits to be applied again (the interfaces of
-	// a restarted dp-service come one by one).
+	// a restarted dp-service come one by one). What dp-service captures
+	// matters too, from its first answer on: a capture whose stop it
+	// refused ends once it captures nothing.
+	captured := strings.Join(b.captured, "\n")
 	defer func() {
 		if key := b.mapKey(); b.want != nil && !b.pending && key != b.published {
 			b.published, changed = key, true
+		}
+		if answered := b.state == "ready" || b.state == "not initialized"; answered && !b.answered || captured != strings.Join(b.captured, "\n") {
+			b.answered, changed = answered, true
 		}
 	}()
 	switch status.Code(err) {
@@ -111,6 +117,16 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 	}
 	b.interfaces = ifaces
 	b.setCaptured(capture)
+	// Ports dp-service no longer captures are stuck no more, whether or
+	// not its restart was seen (a round that raced a change is dropped).
+	// (A new slice: Report hands the old one out.)
+	var stuck []string
+	for _, p := range b.stuck {
+		if slices.Contains(b.captured, p) {
+			stuck = append(stuck, p)
+		}
+	}
+	b.stuck = stuck
 	if b.want == nil {
 		b.problem = ""
 		if len(b.captured) > 0 && len(b.stuck) == 0 {
@@ -125,9 +141,8 @@ func (b *Backend) poll(ctx context.Context, retryAt *time.Time) (reachable, chan
 		}
 		return true, false
 	}
-	if ports := b.want.Config.Ports(); !slices.Equal(sorted(b.captured), sorted(ports)) {
-		b.problem = fmt.Sprintf("dp-service captures %s, not %s (changed elsewhere?): dpcap stop, then dpcap start, applies it again",
-			portsOrNone(b.captured), strings.Join(ports, ", "))
+	if d := b.differsLocked(); d != "" {
+		b.problem = d + " (changed elsewhere?): dpcap stop, then dpcap start, applies it again"
 	} else {
 		b.problem = ""
 	}
@@ -160,7 +175,7 @@ func (b *Backend) restarted(old, uuid string) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	b.logger.Warn("dp-service restarted: its capture is gone", "address", b.addr, "old_uuid", old, "uuid", uuid)
 	b.event = fmt.Sprintf("dp-service restarted (noticed %s; UUID was %s)", now, old)
-	b.captured, b.stuck, b.interfaces = nil, nil, nil
+	b.captured, b.capture, b.stuck, b.interfaces = nil, nil, nil, nil
 	if b.want != nil {
 		b.pending = true
 	}
@@ -218,7 +233,11 @@ func (b *Backend) Report() control.DataplaneStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := control.DataplaneStatus{Name: "dp-service", Address: b.addr, State: b.state, UUID: b.uuid,
-		Captured: b.captured, Stuck: b.stuck, Event: b.event, Problem: b.problem}
+		Captured: b.captured, Stuck: b.stuck, Event: b.event, Problem: b.problem, Differs: b.differsLocked()}
+	if b.capture != nil {
+		d.Sink = sinkText(text(b.capture.GetSinkNodeIp().GetAddress()), b.capture.GetUdpDstPort())
+		d.SrcPort = b.capture.GetUdpSrcPort()
+	}
 	for _, i := range b.interfaces {
 		d.Interfaces = append(d.Interfaces, control.DataplaneInterface{ID: string(i.Id), VNI: i.Vni,
 			IPv4: text(i.PrimaryIpv4), IPv6: text(i.PrimaryIpv6), UnderlayRoute: text(i.UnderlayRoute), PCI: i.PciName})
@@ -230,17 +249,28 @@ func (b *Backend) Report() control.DataplaneStatus {
 // (inner source: the interface's primary addresses); a PF0 copy is an
 // underlay frame (inner IPv6 destination: a VF's underlay route). With PF0
 // captured, every interface's route is listed, so that PF0 copies towards
-// VMs not captured themselves are named too.
+// VMs not captured themselves are named too. Sinks read names cleaned
+// (flowprog.CleanName), so an interface is left out whose name would read
+// as one already listed (or as a captured port, or pf0): its PF0 copies are
+// then counted unknown, never filed under another port, and the map stays
+// one that sinks accept.
 func (b *Backend) PortMap(p *flowprog.Program) flowprog.PortMap {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := flowprog.PortMap{Version: flowprog.PortMapVersion}
 	src := p.Config.Underlay
+	taken := map[string]bool{flowprog.PF0: p.Config.PF0}
+	for _, vf := range p.Config.VFs {
+		taken[flowprog.CleanName(vf)] = true
+	}
+	listed := map[string]bool{}
 	for _, i := range b.interfaces {
 		captured := slices.Contains(p.Config.VFs, string(i.Id))
-		if !captured && !p.Config.PF0 {
+		name := flowprog.CleanName(string(i.Id))
+		if !captured && !p.Config.PF0 || name == "" || listed[name] || !captured && taken[name] {
 			continue
 		}
+		listed[name] = true
 		port := flowprog.Port{Name: string(i.Id), Source: src, Kind: flowprog.KindVF}
 		if r := addr(i.UnderlayRoute); r.Is6() {
 			port.UnderlayRoute = netip.PrefixFrom(r, 128)
