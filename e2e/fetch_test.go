@@ -441,7 +441,7 @@ func TestFetchEscapesWhatItPrints(t *testing.T) {
 			t.Fatalf("dpcap fetch printed control character %#x", c)
 		}
 	}
-	for _, want := range []string{`interfaces: vm-1\x1b[2J\x1b[31m`, `damaged: ` + dir + `/cap\x1b]0;owned\x07.pcapng`} {
+	for _, want := range []string{`interfaces: vm-1\x1b[2J\x1b[31m`, `damaged: ` + dir + `/cap\x1b]0;owned\a.pcapng`} {
 		if !strings.Contains(string(msg), want) {
 			t.Errorf("output lacks %q", want)
 		}

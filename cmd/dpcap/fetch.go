@@ -15,7 +15,7 @@ import (
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/fetch"
-	"github.com/dpcap/dpcap/internal/printable"
+	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
 	"golang.org/x/sys/unix"
 )
@@ -314,13 +314,13 @@ func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
 	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB)",
 		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6)
 	if out != "" {
-		fmt.Fprintf(w, " written to %s", printable.Escape(out))
+		fmt.Fprintf(w, " written to %s", termtext.Escape(out))
 	}
 	fmt.Fprintln(w)
 	if s.PacketsKept > 0 {
 		names := make([]string, len(s.Interfaces))
 		for i, n := range s.Interfaces {
-			names[i] = printable.Escape(n)
+			names[i] = termtext.Escape(n)
 		}
 		fmt.Fprintf(w, "first %s, last %s; interfaces: %s\n", s.First.UTC().Format(time.RFC3339Nano),
 			s.Last.UTC().Format(time.RFC3339Nano), strings.Join(names, ", "))
@@ -329,12 +329,12 @@ func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
 		fmt.Fprintf(w, "%d files skipped: not capture files, or not named as sinkd names them\n", s.Skipped)
 	}
 	for _, u := range s.Unfilterable {
-		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", printable.Escape(u))
+		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", termtext.Escape(u))
 	}
 	for _, g := range s.Gone {
-		fmt.Fprintf(w, "gone: %s (removed since it was listed)\n", printable.Escape(g))
+		fmt.Fprintf(w, "gone: %s (removed since it was listed)\n", termtext.Escape(g))
 	}
 	for _, d := range s.Damaged {
-		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", printable.Escape(d))
+		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", termtext.Escape(d))
 	}
 }
