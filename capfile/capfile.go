@@ -60,7 +60,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
 		// Without mixed link types, pcapgo would silently drop the packets
 		// of interfaces whose link type differs from the first's.
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
+		ng, err := pcapgo.NewNgReader(&ngLimit{r: br}, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
 		if err != nil {
 			return nil, fmt.Errorf("read pcapng section header: %w", err)
 		}

@@ -84,7 +84,14 @@ type Summary struct {
 	First, Last time.Time
 	// Interfaces are the output's interfaces, in order.
 	Interfaces []string
+	// Seen are the ports the query left out: interfaces with packets
+	// in the window, and sources of files left unread, sorted; at most
+	// maxSeen.
+	Seen []string
 }
+
+// maxSeen bounds Summary.Seen: a planted file may name any number.
+const maxSeen = 256
 
 // damaged notes a file that ended in a broken record.
 func (s *Summary) damaged(name string, err error) {
@@ -99,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		prog = &Progress{}
 	}
 	var files []File
+	seen := map[string]bool{}
 	for _, src := range cfg.Sources {
 		fs, skipped, err := src.List(ctx, cfg.Query)
 		if err != nil {
@@ -109,6 +117,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		for _, f := range fs {
 			if f.matchesPorts(cfg.Query.Ports) {
 				files = append(files, f)
+				continue
+			}
+			for _, s := range f.Sources {
+				see(seen, s)
 			}
 		}
 	}
@@ -117,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	prog.Files.Store(int64(len(files)))
 
 	out := newWriter(cfg.Output, cfg.Pcap)
-	m := &merge{q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}}
+	m := &merge{ctx: ctx, q: cfg.Query, out: out, prog: prog, ifaces: map[ifaceKey]int{}, seen: seen}
 	err := m.run(ctx, files, &sum)
 	for _, c := range m.h {
 		c.close()
@@ -128,7 +140,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum.Bytes = prog.Bytes.Load()
 	sum.PacketsRead, sum.PacketsKept = prog.PacketsRead.Load(), prog.PacketsKept.Load()
 	sum.Interfaces = m.names
+	for s := range seen {
+		sum.Seen = append(sum.Seen, s)
+	}
+	slices.Sort(sum.Seen)
 	return sum, err
+}
+
+// see adds a port the query left out to seen, up to maxSeen.
+func see(seen map[string]bool, port string) {
+	if len(seen) < maxSeen {
+		seen[port] = true
+	}
 }
 
 // ifaceKey identifies an output interface: inputs that agree on all of it
@@ -140,6 +163,7 @@ type ifaceKey struct {
 }
 
 type merge struct {
+	ctx    context.Context
 	q      Query
 	out    writer
 	prog   *Progress
@@ -147,10 +171,11 @@ type merge struct {
 	seq    int
 	ifaces map[ifaceKey]int
 	names  []string
+	seen   map[string]bool
 }
 
 func (m *merge) run(ctx context.Context, files []File, sum *Summary) error {
-	next := 0
+	next, n := 0, 0
 	for {
 		// Open a file once the merge reaches its first packet's time:
 		// only files whose ranges overlap are open at once.
@@ -171,7 +196,12 @@ func (m *merge) run(ctx context.Context, files []File, sum *Summary) error {
 			}
 		}
 		if len(m.h) == 0 {
-			return nil
+			return ctx.Err()
+		}
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		c := m.h[0]
 		ci := c.ci
@@ -217,13 +247,18 @@ func (c *cursor) close() {
 	}
 }
 
-// counter counts the bytes read from a file.
+// counter counts the bytes read from a file, and stops reading when ctx
+// ends: a local file does not see ctx otherwise.
 type counter struct {
 	io.ReadCloser
-	n *atomic.Int64
+	ctx context.Context
+	n   *atomic.Int64
 }
 
 func (c counter) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.ReadCloser.Read(p)
 	c.n.Add(int64(n))
 	return n, err
@@ -240,8 +275,12 @@ func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", f.Name, err)
 	}
-	rc = counter{rc, &m.prog.Bytes}
+	rc = counter{rc, ctx, &m.prog.Bytes}
 	r, err := newReader(rc)
+	if err != nil && ctx.Err() != nil {
+		rc.Close()
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		rc.Close()
 		m.prog.FilesDone.Add(1)
@@ -278,6 +317,9 @@ func (m *merge) iface(k ifaceKey) (int, error) {
 	if i, ok := m.ifaces[k]; ok {
 		return i, nil
 	}
+	if len(m.names) >= capfile.MaxInterfaces {
+		return 0, fmt.Errorf("interface %q would be the output's %dth: at most %d", k.name, len(m.names)+1, capfile.MaxInterfaces)
+	}
 	i, err := m.out.addInterface(k)
 	if err != nil {
 		return 0, err
@@ -293,22 +335,20 @@ func (m *merge) advance(c *cursor, sum *Summary) bool {
 	for {
 		data, ci, lt, err := c.r.ReadPacket()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			// An interrupted read is no damage: the run ends with
+			// ctx's error.
+			if !errors.Is(err, io.EOF) && m.ctx.Err() == nil {
 				sum.damaged(c.f.Name, err)
 			}
 			c.close()
 			return false
 		}
 		m.prog.PacketsRead.Add(1)
-		if !m.q.To.IsZero() && !ci.Timestamp.Before(m.q.To) {
-			if c.f.Unordered {
-				continue
-			}
-			// Packets are in arrival order: the rest is later still.
-			c.close()
-			return false
-		}
-		if ci.Timestamp.Before(m.q.From) {
+		// Packets are in arrival order, not time order: a clock that
+		// stepped or copies that came reordered put in-window packets
+		// after a later one, and nothing in a file bounds what follows
+		// a packet. Each file is read to its end.
+		if !m.q.To.IsZero() && !ci.Timestamp.Before(m.q.To) || ci.Timestamp.Before(m.q.From) {
 			continue
 		}
 		out := c.pcapIface
@@ -339,6 +379,7 @@ func (m *merge) mapInterface(c *cursor, idx int, lt layers.LinkType) (int, error
 		return -1, err
 	}
 	if len(m.q.Ports) > 0 && !slices.Contains(m.q.Ports, ifc.Name) {
+		see(m.seen, ifc.Name)
 		return -1, nil
 	}
 	return m.iface(ifaceKey{name: ifc.Name, desc: ifc.Description, link: lt, snap: ifc.SnapLength})

@@ -378,3 +378,29 @@ func TestDirList(t *testing.T) {
 		t.Errorf("listed %d, skipped %d; want 2 and 1", sum.Listed, sum.Skipped)
 	}
 }
+
+// A file whose packets are not in time order although its first packet is
+// older than its last (the clock stepped back and forth, copies arrived
+// slightly reordered): a packet at or after --to does not end the file,
+// the in-window packets after it are kept, from pcapng and pcap alike.
+func TestToKeepsPacketsAfterALaterOne(t *testing.T) {
+	dir := t.TempDir()
+	ng, pc := filepath.Join(dir, "stepped.pcapng"), filepath.Join(dir, "stepped.pcap")
+	pkts := []pkt{{0, 1 * time.Second, "s1"}, {0, 12 * time.Second, "after-to"}, {0, 3 * time.Second, "s2"}, {0, 5 * time.Second, "s3"}, {0, 20 * time.Second, "last"}}
+	writeNg(t, ng, []pcapgo.NgInterface{ngIface("vm-1", "")}, pkts)
+	writePcap(t, pc, pkts)
+	q := Query{To: t0.Add(10 * time.Second)}
+	for _, tc := range []struct {
+		f    File
+		want []string
+	}{
+		{localFile(ng, 1*time.Second, 20*time.Second), []string{"vm-1@1s:s1", "vm-1@3s:s2", "vm-1@5s:s3"}},
+		{localFile(pc, 1*time.Second, 20*time.Second), []string{"@1s:s1", "@3s:s2", "@5s:s3"}},
+	} {
+		out, sum := run(t, q, false, listed{tc.f})
+		checkPackets(t, readBack(t, out), tc.want)
+		if sum.PacketsRead != uint64(len(pkts)) {
+			t.Errorf("%s: %d packets read, want all %d", tc.f.Name, sum.PacketsRead, len(pkts))
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capfile"
 )
@@ -69,7 +71,9 @@ type S3 struct {
 // Without --to it runs to the end: files of a sink whose clock is ahead of
 // this host's are found too.
 func (s *S3) List(ctx context.Context, q Query) ([]File, int, error) {
-	in := &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(s.Loc.Root())}
+	// URL-encoded keys: XML 1.0 cannot carry a control character, so one
+	// key holding ESC would fail every listing of the prefix.
+	in := &s3.ListObjectsV2Input{Bucket: &s.Loc.Bucket, Prefix: aws.String(s.Loc.Root()), EncodingType: types.EncodingTypeUrl}
 	if !q.From.IsZero() {
 		in.StartAfter = aws.String(strings.TrimSuffix(s.Loc.HourPrefix(q.From.Add(-s.MaxSpan)), "/"))
 	}
@@ -87,7 +91,10 @@ pages:
 			return nil, 0, fmt.Errorf("list %s: %w", s.Loc, err)
 		}
 		for _, o := range page.Contents {
-			key := aws.ToString(o.Key)
+			key, err := url.QueryUnescape(aws.ToString(o.Key))
+			if err != nil {
+				return nil, 0, fmt.Errorf("list %s: key %q: %w", s.Loc, aws.ToString(o.Key), err)
+			}
 			if last != "" && key > last && !strings.HasPrefix(key, last) {
 				break pages
 			}
@@ -231,12 +238,15 @@ type Dir struct {
 func (d *Dir) List(ctx context.Context, q Query) ([]File, int, error) {
 	var files []File
 	skipped := 0
-	err := filepath.WalkDir(d.Path, func(p string, de fs.DirEntry, err error) error {
+	// A trailing separator makes WalkDir follow a root that is a
+	// symbolic link to the directory; links below it are not followed.
+	root := strings.TrimRight(d.Path, string(filepath.Separator)) + string(filepath.Separator)
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if de.IsDir() {
-			if p != d.Path && strings.HasPrefix(de.Name(), ".") {
+			if p != root && strings.HasPrefix(de.Name(), ".") {
 				return filepath.SkipDir
 			}
 			return nil
@@ -287,8 +297,10 @@ func firstPacket(name string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	_, ci, _, err := r.ReadPacket()
-	if errors.Is(err, io.EOF) {
-		// Empty: list it anyway, it costs nothing to read.
+	var rerr *capfile.RecordError
+	if errors.Is(err, io.EOF) || errors.As(err, &rerr) {
+		// Empty, or a capture broken before its first packet: list it
+		// anyway, the merge names it damaged.
 		return time.Time{}, nil
 	}
 	if err != nil {

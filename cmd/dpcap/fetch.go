@@ -9,13 +9,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/fetch"
+	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +31,12 @@ once and renumbered (-F pcap: one link type, no names).
 
 Flags:
   -w FILE          where to write; "-" for standard output
-                   (dpcap fetch ... -w - | wireshark -k -i -)
+                   (dpcap fetch ... -w - | wireshark -k -i -). A regular
+                   file is written under a temporary name in its directory
+                   and renamed when complete (through a symbolic link, the
+                   file it names), mode 0640 less the umask, as sinkd's
+                   captures; a fifo, a character device or /dev/stdout
+                   (/dev/fd/N) is written into; anything else is refused
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
@@ -49,7 +54,9 @@ Flags:
 
 Credentials come from the standard AWS chain (environment, shared config,
 web identity). Progress goes to standard error when it is a terminal; a
-summary follows at the end. Exit status 1 when nothing matched.
+summary follows at the end. Exit status 1 when nothing matched (no file
+is left; the ports seen in the window are named); 130 when interrupted
+(SIGINT), leaving nothing under FILE's name.
 `
 
 // fetchFlags are dpcap fetch's options.
@@ -169,7 +176,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageErr{err}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	var sources []fetch.Source
 	for _, l := range f.locations {
@@ -188,14 +195,11 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		sources = append(sources, &fetch.S3{Client: client, Loc: loc, MaxSpan: f.maxSpan})
 	}
 	var out io.Writer = stdout
-	var file *os.File
+	var file *fetch.Output
 	if f.out != "-" {
-		// A temp name renamed at the end: an interrupted fetch leaves no
-		// half file under the name asked for.
-		if file, err = os.CreateTemp(filepath.Dir(f.out), ".dpcap-fetch-*"); err != nil {
-			return fmt.Errorf("create %s: %w", f.out, err)
+		if file, err = fetch.Create(ctx, f.out); err != nil {
+			return err
 		}
-		defer os.Remove(file.Name())
 		out = file
 	}
 	prog := &fetch.Progress{}
@@ -208,24 +212,73 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		Output: out, Pcap: f.pcap, Progress: prog,
 	})
 	close(done)
+	if ctx.Err() != nil {
+		// Whatever the merge made of the interruption, the output is cut.
+		err = context.Cause(ctx)
+	}
+	if err == nil && sum.PacketsKept == 0 {
+		err = noMatch(f.ports, sum.Seen)
+	}
+	written := f.out
+	if f.out == "-" {
+		written = "standard output"
+	}
 	if file != nil {
-		if cerr := file.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("write %s: %w", f.out, cerr)
-		}
 		if err == nil {
-			if err = os.Chmod(file.Name(), 0o644); err == nil {
-				err = os.Rename(file.Name(), f.out)
-			}
+			err = file.Commit()
+		} else {
+			file.Abort()
+		}
+		if written = file.Name(); err != nil && file.Regular() {
+			written = ""
 		}
 	}
-	printFetchSummary(stderr, sum, f.out)
-	if err != nil {
-		return err
+	printFetchSummary(stderr, sum, written)
+	var intr interrupted
+	if errors.As(err, &intr) && written != "" {
+		return fmt.Errorf("%w: %s is cut short", err, written)
 	}
-	if sum.PacketsKept == 0 {
+	if err != nil && written == "" {
+		return fmt.Errorf("%w; nothing written to %s", err, f.out)
+	}
+	return err
+}
+
+// noMatch says that no packet matched, and which ports the files held
+// instead, so that a mistyped --port shows.
+func noMatch(ports, seen []string) error {
+	if len(ports) == 0 || len(seen) == 0 {
 		return errors.New("no packet matched")
 	}
-	return nil
+	return fmt.Errorf("no packet matched: no packet of --port %s in the window; ports seen there: %s", strings.Join(ports, ","), strings.Join(seen, ", "))
+}
+
+// interrupted ends a fetch stopped by a signal; dpcap exits 128 plus the
+// signal's number, as shells expect.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + unix.SignalName(i.sig) }
+
+// ExitCode is dpcap's exit status.
+func (i interrupted) ExitCode() int { return 128 + int(i.sig) }
+
+// interruptible returns a context that SIGINT and SIGTERM cancel with
+// interrupted as its cause.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
 
 // isTerminal reports whether w is a terminal.
@@ -254,23 +307,34 @@ func showProgress(w io.Writer, p *fetch.Progress, done <-chan struct{}) {
 	}
 }
 
+// printFetchSummary says what the fetch did; out is where its packets are,
+// empty when nowhere. Names from files and buckets are escaped: they may
+// hold terminal escapes.
 func printFetchSummary(w io.Writer, s fetch.Summary, out string) {
-	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB) written to %s\n",
-		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6, out)
+	fmt.Fprintf(w, "%d packets of %d read from %d files (%d listed in the window, %.1f MB)",
+		s.PacketsKept, s.PacketsRead, s.Read, s.Listed, float64(s.Bytes)/1e6)
+	if out != "" {
+		fmt.Fprintf(w, " written to %s", termtext.Escape(out))
+	}
+	fmt.Fprintln(w)
 	if s.PacketsKept > 0 {
+		names := make([]string, len(s.Interfaces))
+		for i, n := range s.Interfaces {
+			names[i] = termtext.Escape(n)
+		}
 		fmt.Fprintf(w, "first %s, last %s; interfaces: %s\n", s.First.UTC().Format(time.RFC3339Nano),
-			s.Last.UTC().Format(time.RFC3339Nano), strings.Join(s.Interfaces, ", "))
+			s.Last.UTC().Format(time.RFC3339Nano), strings.Join(names, ", "))
 	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, "%d files skipped: not capture files, or not named as sinkd names them\n", s.Skipped)
 	}
 	for _, u := range s.Unfilterable {
-		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", u)
+		fmt.Fprintf(w, "skipped %s: a pcap file of several sources cannot be filtered by port (use -F pcapng or --split-by source in sinkd)\n", termtext.Escape(u))
 	}
 	for _, g := range s.Gone {
-		fmt.Fprintf(w, "gone: %s (removed since it was listed)\n", g)
+		fmt.Fprintf(w, "gone: %s (removed since it was listed)\n", termtext.Escape(g))
 	}
 	for _, d := range s.Damaged {
-		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", d)
+		fmt.Fprintf(w, "damaged: %s (its packets up to there are used)\n", termtext.Escape(d))
 	}
 }

@@ -138,6 +138,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		fmt.Fprintf(stderr, "dpcap %s: %s\n", args[0], msg)
+		// A fetch ended by a signal exits as shells expect (130 for SIGINT).
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
 		return 1
 	}
 	fmt.Fprintf(stderr, "dpcap: unknown command %q (see dpcap --help)\n", args[0])
