@@ -66,19 +66,29 @@ var compressed = []struct{ suffix, magic string }{
 	{".lz4", "\x04\x22\x4d\x18"}, {".Z", "\x1f\x9d"},
 }
 
-// closing records the modification time of out, about to be closed, in
-// the Keep ring.
-func (r *Rotator) closing(out *output) {
+// keepStat returns the status and identity of out's file when the Keep
+// ring is on.
+func (r *Rotator) keepStat(out *output) (st os.FileInfo, dev, ino uint64, ok bool) {
 	if r.opts.Keep <= 0 {
-		return
+		return nil, 0, 0, false
 	}
 	st, err := out.f.Stat()
 	if err != nil {
-		return
+		return nil, 0, 0, false
 	}
 	sys := st.Sys().(*syscall.Stat_t)
+	return st, uint64(sys.Dev), sys.Ino, true
+}
+
+// closing records the modification time of out, about to be closed, in
+// the Keep ring.
+func (r *Rotator) closing(out *output) {
+	st, dev, ino, ok := r.keepStat(out)
+	if !ok {
+		return
+	}
 	for i := len(r.kept) - 1; i >= 0; i-- {
-		if m := &r.kept[i]; m.dev == uint64(sys.Dev) && m.ino == sys.Ino {
+		if m := &r.kept[i]; m.dev == dev && m.ino == ino {
 			m.mtime = st.ModTime()
 			return
 		}
@@ -88,17 +98,13 @@ func (r *Rotator) closing(out *output) {
 // made records the file just created for the Keep ring and removes the
 // oldest files past it.
 func (r *Rotator) made(out *output) {
-	if r.opts.Keep <= 0 {
+	_, dev, ino, ok := r.keepStat(out)
+	if !ok {
 		return
 	}
-	st, err := out.f.Stat()
-	if err != nil {
-		return
-	}
-	sys := st.Sys().(*syscall.Stat_t)
 	// A name made again (a restart in the same second) replaced its file.
 	r.kept = slices.DeleteFunc(r.kept, func(m madeFile) bool { return m.name == out.name })
-	r.kept = append(r.kept, madeFile{name: out.name, dev: uint64(sys.Dev), ino: sys.Ino})
+	r.kept = append(r.kept, madeFile{name: out.name, dev: dev, ino: ino})
 	for len(r.kept) > r.opts.Keep {
 		old := r.kept[0]
 		r.kept = r.kept[1:]

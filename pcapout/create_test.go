@@ -152,12 +152,7 @@ func fileExists(name string) bool { _, err := os.Lstat(name); return err == nil 
 // left them.
 func TestKeepRingOnTheClock(t *testing.T) {
 	dir := t.TempDir()
-	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
-	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk := openKeepRing(t, dir)
 	moved := filepath.Join(t.TempDir(), "moved.pcap")
 	for i := range 8 {
 		r.WritePacket(0, clk.t, frame(i, 100), 100)
@@ -307,12 +302,7 @@ func TestDevNullIsAStream(t *testing.T) {
 // left alone.
 func TestKeepCountsCompressedFiles(t *testing.T) {
 	dir := t.TempDir()
-	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
-	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk := openKeepRing(t, dir)
 	r.OnClose(func(f ClosedFile) {
 		if filepath.Base(f.Name) == "k-0401.pcap" {
 			// Someone else's file where gzip's output would go.
@@ -338,4 +328,17 @@ func TestKeepCountsCompressedFiles(t *testing.T) {
 	if got := files(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v (the newest 3, compressed, and someone else's)", got, want)
 	}
+}
+
+// openKeepRing opens a -G 1 --keep 3 ring of k-MMSS.pcap files in dir on
+// a clock of the test's.
+func openKeepRing(t *testing.T, dir string) (*Rotator, *clock) {
+	t.Helper()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, clk
 }
