@@ -105,14 +105,29 @@ func (r *Rotator) made(out *output) {
 	// A name made again (a restart in the same second) replaced its file.
 	r.kept = slices.DeleteFunc(r.kept, func(m madeFile) bool { return m.name == out.name })
 	r.kept = append(r.kept, madeFile{name: out.name, dev: dev, ino: ino})
+	// What a -z command that was still compressing a removed file made
+	// of it since.
+	r.ghosts = slices.DeleteFunc(r.ghosts, func(m madeFile) bool { removed, _ := m.removeCompressed(); return removed })
 	for len(r.kept) > r.opts.Keep {
 		old := r.kept[0]
 		r.kept = r.kept[1:]
-		if err := old.remove(); err != nil {
+		original, err := old.remove()
+		if err != nil {
 			r.opts.Logger.Error("cannot remove an old capture file of the --keep ring", "file", old.name, "err", err)
+		}
+		if original && !old.mtime.IsZero() {
+			r.ghosts = append(r.ghosts, old)
+			if len(r.ghosts) > maxGhosts {
+				r.ghosts = r.ghosts[1:]
+			}
 		}
 	}
 }
+
+// maxGhosts is how many files the Keep ring removed by their own name it
+// watches for a compressor's output: a -z command may have been
+// compressing them, and its NAME.gz appears once it is done.
+const maxGhosts = 8
 
 // adopt takes into the Keep ring, oldest first, the capture files an
 // earlier run left under the same name pattern in the same directory, so
@@ -214,23 +229,27 @@ func isCapture(name string) bool {
 // (and the like) on the same file system, with the file's modification
 // time, beginning with its compressor's magic number. A file moved away
 // or replaced is left alone.
-func (m madeFile) remove() error {
+// It reports whether it removed the file itself.
+func (m madeFile) remove() (original bool, err error) {
 	st, err := os.Lstat(m.name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return m.removeCompressed()
+		_, err = m.removeCompressed()
+		return false, err
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || uint64(sys.Dev) != m.dev || sys.Ino != m.ino {
-		return nil
+		return false, nil
 	}
-	return os.Remove(m.name)
+	return true, os.Remove(m.name)
 }
 
-func (m madeFile) removeCompressed() error {
+// removeCompressed removes what a compressor made of m, and says whether
+// there was such a file.
+func (m madeFile) removeCompressed() (bool, error) {
 	if m.mtime.IsZero() {
-		return nil // not seen closing: nothing to know its output by
+		return false, nil // not seen closing: nothing to know its output by
 	}
 	for _, c := range compressed {
 		name := m.name + c.suffix
@@ -241,9 +260,9 @@ func (m madeFile) removeCompressed() error {
 		if sys, ok := st.Sys().(*syscall.Stat_t); !ok || uint64(sys.Dev) != m.dev || !isCapture(name) {
 			continue
 		}
-		return os.Remove(name)
+		return true, os.Remove(name)
 	}
-	return nil
+	return false, nil
 }
 
 // isStream reports whether name is a fifo or a character device (not

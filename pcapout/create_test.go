@@ -330,6 +330,47 @@ func TestKeepCountsCompressedFiles(t *testing.T) {
 	}
 }
 
+// TestKeepRemovesWhatASlowCompressorMakes checks --keep with a -z command
+// that was still compressing a file when the ring removed it: the NAME.gz
+// it leaves on finishing (the file's time, gzip's magic) is removed at the
+// next rotation, so no more than one such file ever outlives the ring.
+func TestKeepRemovesWhatASlowCompressorMakes(t *testing.T) {
+	dir := t.TempDir()
+	r, clk := openKeepRing(t, dir)
+	mtimes := map[string]time.Time{}
+	r.OnClose(func(f ClosedFile) {
+		st, err := os.Stat(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtimes[f.Name] = st.ModTime()
+	})
+	done := map[string]bool{}
+	for i := range 12 {
+		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		clk.t = clk.t.Add(time.Second)
+		if err := r.Tick(); err != nil {
+			t.Fatal(err)
+		}
+		// The command finishes only once the ring removed its file, as
+		// gzip does: NAME.gz with NAME's modification time.
+		for name, mt := range mtimes {
+			if done[name] || fileExists(name) {
+				continue
+			}
+			done[name] = true
+			if err := os.WriteFile(name+".gz", []byte("\x1f\x8b\x08compressed"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(name+".gz", mt, mt)
+		}
+		if got := files(t, dir); len(got) > 4 {
+			t.Fatalf("after %d periods: %v, want the newest 3 and at most one compressed file", i+1, got)
+		}
+	}
+	r.Close()
+}
+
 // openKeepRing opens a -G 1 --keep 3 ring of k-MMSS.pcap files in dir on
 // a clock of the test's.
 func openKeepRing(t *testing.T, dir string) (*Rotator, *clock) {

@@ -116,6 +116,7 @@ type Rotator struct {
 	subs        []func(ClosedFile)
 	openSubs    []func(OpenedFile)
 	kept        []madeFile // for Keep, oldest first
+	ghosts      []madeFile // for Keep: removed while a -z command may have been compressing them
 
 	sizeCount int       // tcpdump's Cflag_count: size and on-demand rotations
 	timeFiles int       // files opened on the clock (Gflag_count)
