@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dpcap/dpcap/internal/s3test"
 )
@@ -243,4 +244,39 @@ func TestUploadWithGzipHook(t *testing.T) {
 	}
 	equalFrames(t, gz, all)
 	equalFrames(t, z.storedFrames(t), all)
+}
+
+// TestKeepRingWithGzipHook: 'sinkd -G 1 --keep 3 -z gzip', as -Z nobody,
+// through a dozen rotations: the ring counts the files gzip compressed, so
+// that only the newest 3 remain, compressed, and no command fails.
+func TestKeepRingWithGzipHook(t *testing.T) {
+	z := newZUpload(t)
+	d := startSinkd(t, z.ns, "-Z", "nobody", "-w", filepath.Join(z.dir, "cap-%Y%m%d-%H%M%S.pcap"), "-G", "1", "--keep", "3", "-z", "gzip")
+	for i := 1; i <= 4; i++ {
+		replay(t, z.ns, "[::1]:3010", vmTraffic)
+		d.waitMetric(t, "sinkd_packets_written_total", float64(74*i))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for d.metrics(t)["sinkd_files_rotated_total"] < 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 12 rotations:\n%s", d.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(stderr, "(0 failed, 0 skipped)") {
+		t.Fatalf("exit %d, want no failed command:\n%s", code, stderr)
+	}
+	left, _ := filepath.Glob(filepath.Join(z.dir, "cap-*"))
+	if len(left) != 3 {
+		t.Fatalf("%d files left, want 3: %v", len(left), left)
+	}
+	for _, name := range left {
+		if !strings.HasSuffix(name, ".pcap.gz") {
+			t.Errorf("%s is not compressed", name)
+		}
+		if err := exec.Command("gzip", "-t", name).Run(); err != nil {
+			t.Errorf("gzip -t %s: %v", name, err)
+		}
+	}
 }

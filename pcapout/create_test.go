@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -151,12 +152,7 @@ func fileExists(name string) bool { _, err := os.Lstat(name); return err == nil 
 // left them.
 func TestKeepRingOnTheClock(t *testing.T) {
 	dir := t.TempDir()
-	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
-	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk := openKeepRing(t, dir)
 	moved := filepath.Join(t.TempDir(), "moved.pcap")
 	for i := range 8 {
 		r.WritePacket(0, clk.t, frame(i, 100), 100)
@@ -297,4 +293,93 @@ func TestDevNullIsAStream(t *testing.T) {
 	if r.Stats().Packets.Load() != 1 {
 		t.Errorf("packets written %d", r.Stats().Packets.Load())
 	}
+}
+
+// TestKeepCountsCompressedFiles checks --keep with -z gzip: what gzip
+// makes of a file of the ring (NAME.gz, with the file's modification
+// time) counts in its place and is removed in its turn, so that only the
+// newest N remain; a NAME.gz that gzip did not make of the ring's file is
+// left alone.
+func TestKeepCountsCompressedFiles(t *testing.T) {
+	dir := t.TempDir()
+	r, clk := openKeepRing(t, dir)
+	r.OnClose(func(f ClosedFile) {
+		if filepath.Base(f.Name) == "k-0401.pcap" {
+			// Someone else's file where gzip's output would go.
+			os.Remove(f.Name)
+			if err := os.WriteFile(f.Name+".gz", []byte("\x1f\x8bsomeone else's"), 0o644); err != nil {
+				t.Error(err)
+			}
+			return
+		}
+		if out, err := exec.Command("gzip", f.Name).CombinedOutput(); err != nil {
+			t.Errorf("gzip %s: %v %s", f.Name, err, out)
+		}
+	})
+	for i := range 8 {
+		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		clk.t = clk.t.Add(time.Second)
+		if err := r.Tick(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	want := []string{"k-0401.pcap.gz", "k-0406.pcap.gz", "k-0407.pcap.gz", "k-0408.pcap.gz"}
+	if got := files(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files = %v, want %v (the newest 3, compressed, and someone else's)", got, want)
+	}
+}
+
+// TestKeepRemovesWhatASlowCompressorMakes checks --keep with a -z command
+// that was still compressing a file when the ring removed it: the NAME.gz
+// it leaves on finishing (the file's time, gzip's magic) is removed at the
+// next rotation, so no more than one such file ever outlives the ring.
+func TestKeepRemovesWhatASlowCompressorMakes(t *testing.T) {
+	dir := t.TempDir()
+	r, clk := openKeepRing(t, dir)
+	mtimes := map[string]time.Time{}
+	r.OnClose(func(f ClosedFile) {
+		st, err := os.Stat(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtimes[f.Name] = st.ModTime()
+	})
+	done := map[string]bool{}
+	for i := range 12 {
+		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		clk.t = clk.t.Add(time.Second)
+		if err := r.Tick(); err != nil {
+			t.Fatal(err)
+		}
+		// The command finishes only once the ring removed its file, as
+		// gzip does: NAME.gz with NAME's modification time.
+		for name, mt := range mtimes {
+			if done[name] || fileExists(name) {
+				continue
+			}
+			done[name] = true
+			if err := os.WriteFile(name+".gz", []byte("\x1f\x8b\x08compressed"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(name+".gz", mt, mt)
+		}
+		if got := files(t, dir); len(got) > 4 {
+			t.Fatalf("after %d periods: %v, want the newest 3 and at most one compressed file", i+1, got)
+		}
+	}
+	r.Close()
+}
+
+// openKeepRing opens a -G 1 --keep 3 ring of k-MMSS.pcap files in dir on
+// a clock of the test's.
+func openKeepRing(t *testing.T, dir string) (*Rotator, *clock) {
+	t.Helper()
+	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
+	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, clk
 }

@@ -62,7 +62,8 @@ type Options struct {
 	// Keep, when positive, keeps only the newest Keep files (the one being
 	// written included), removing older ones: a ring for any kind of
 	// rotation (--keep). It counts the files this Rotator made and the
-	// capture files an earlier run left under the same name pattern.
+	// capture files an earlier run left under the same name pattern, and
+	// what a compressor (-z gzip) made of either (NAME.gz and the like).
 	Keep int
 	// FlushBytes is the write chunk size; DefaultFlushBytes when zero.
 	FlushBytes int
@@ -115,6 +116,7 @@ type Rotator struct {
 	subs        []func(ClosedFile)
 	openSubs    []func(OpenedFile)
 	kept        []madeFile // for Keep, oldest first
+	ghosts      []madeFile // for Keep: removed while a -z command may have been compressing them
 
 	sizeCount int       // tcpdump's Cflag_count: size and on-demand rotations
 	timeFiles int       // files opened on the clock (Gflag_count)
@@ -518,6 +520,9 @@ func (r *Rotator) closeCurrent() {
 	out := r.out
 	r.out = nil
 	r.spare = out.buf
+	if out.seekable {
+		r.closing(out)
+	}
 	if err := out.close(); err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.opts.Logger.Error("close failed", "err", err)

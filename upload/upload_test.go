@@ -476,21 +476,14 @@ func TestSpoolRecovery(t *testing.T) {
 func TestSpoolFull(t *testing.T) {
 	// A store that takes requests and never answers: the first file stays
 	// in flight, which no policy drops.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
 		}
-	}()
-	c, err := archive.NewClient(context.Background(), archive.ClientOptions{Endpoint: "http://" + ln.Addr().String(), PathStyle: true,
+	})
+	addr := serveTCP(t, func(c net.Conn) { held = append(held, c) })
+	c, err := archive.NewClient(context.Background(), archive.ClientOptions{Endpoint: "http://" + addr, PathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")})
 	if err != nil {
 		t.Fatal(err)
@@ -652,4 +645,26 @@ func TestThenGetsUnsharedFiles(t *testing.T) {
 	if want := []string{"cap.pcapng", "cap.pcapng1", "cap.pcapng2", "cap.pcapng3"}; !slices.Equal(order, want) {
 		t.Errorf("passed on %v, want %v", order, want)
 	}
+}
+
+// serveTCP listens on a port of the loopback until the test ends and
+// hands each connection to handle, one after the other; it returns the
+// address.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+	return ln.Addr().String()
 }

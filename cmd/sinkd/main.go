@@ -80,8 +80,9 @@ Output (tcpdump conventions):
   -W N             with -C: a ring of N files; with -G: stop after N files
   --keep N         capture on, keeping only the newest N files (the one
                    being written included, an earlier run's under the
-                   same name pattern counted): a ring for -G, or for -C
-                   with growing numbers; excludes -W
+                   same name pattern and what -z gzip made of them
+                   counted): a ring for -G, or for -C with growing
+                   numbers; excludes -W
   -z CMD           run "CMD FILE" on each closed file (e.g. gzip)
   --hook-jobs N    run at most N -z commands at once (default 4); files
                    closing meanwhile wait in a queue (1024 at most; past
