@@ -136,6 +136,46 @@ func TestOfflineFormatsAndStdin(t *testing.T) {
 	equalFrames(t, readFrames(t, out), readFrames(t, ref))
 }
 
+// TestOfflineStdinToStdout converts in a pipeline, cat | sinkd -r - -w - |
+// tcpdump -r -: "-" is standard input for -r and standard output for -w,
+// not one file named twice.
+func TestOfflineStdinToStdout(t *testing.T) {
+	in := "../testdata/envelopes/nic-ether.pcap"
+	ref, _ := convert(t, in)
+	out := filepath.Join(t.TempDir(), "piped.pcap")
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sinkd := exec.Command(bin("sinkd"), "-r", "-", "-w", "-")
+	tcpdump := exec.Command("tcpdump", "-r", "-", "-w", out)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sinkdErr, tcpdumpErr bytes.Buffer
+	sinkd.Stdin, sinkd.Stdout, sinkd.Stderr = f, w, &sinkdErr
+	tcpdump.Stdin, tcpdump.Stderr = r, &tcpdumpErr
+	err = tcpdump.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		t.Fatal(err)
+	}
+	err = sinkd.Run()
+	w.Close()
+	if err != nil {
+		t.Fatalf("sinkd -r - -w -: %v\n%s", err, sinkdErr.String())
+	}
+	if err := tcpdump.Wait(); err != nil {
+		t.Fatalf("tcpdump -r -: %v\n%s", err, tcpdumpErr.String())
+	}
+	want := readFrames(t, ref)
+	equalFrames(t, readFrames(t, out), want)
+	checkWithTools(t, out, len(want))
+}
+
 // TestOfflineCountsWhatItSkips converts a capture of everything on a link:
 // envelopes, ping, ARP and neighbour discovery, and IPv6 fragments.
 func TestOfflineCountsWhatItSkips(t *testing.T) {

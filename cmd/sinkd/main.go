@@ -325,7 +325,8 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("-r and -i exclude each other")}
 	case o.readFile != "" && o.interval > 0:
 		return o, usageError{errors.New("-G rotates on the clock, which a file conversion does not follow; use -C")}
-	case o.readFile != "" && o.readFile == o.out:
+	case o.readFile != "" && o.readFile != "-" && o.readFile == o.out:
+		// "-" is standard input for -r and standard output for -w.
 		return o, usageError{errors.New("-r and -w name the same file")}
 	case portList != "" && o.readFile == "" && o.iface == "":
 		return o, usageError{errors.New("--ports applies to -r and -i; the UDP socket takes the NIC's envelopes on --port")}
