@@ -202,6 +202,33 @@ func TestOfflineCountsWhatItSkips(t *testing.T) {
 	}
 }
 
+// TestRawModeOnLoopback captures on lo, where every frame passes AF_PACKET
+// twice, as it is sent and as it arrives: sinkd -i lo writes each
+// envelope's frame once, and tcpdump -i lo records each envelope once.
+func TestRawModeOnLoopback(t *testing.T) {
+	ns := newNS(t)
+	want := vmFrames(t)
+	out := filepath.Join(t.TempDir(), "lo.pcap")
+	ref := filepath.Join(t.TempDir(), "tcpdump.pcap")
+	d := startSinkd(t, ns, "-i", "lo", "-w", out)
+	td := startTcpdump(t, ns, "-i", "lo", "-U", "-w", ref, "udp dst port 3010")
+	replay(t, ns, "[::1]:3010", vmTraffic)
+	d.waitMetric(t, "sinkd_packets_received_total", float64(len(want)))
+	received := d.waitStable(t, "sinkd_packets_received_total")
+	waitFor(t, "tcpdump to write the envelopes", func() bool {
+		pkts, _, err := capfile.ReadFile(ref)
+		return err == nil && len(pkts) >= len(want)
+	})
+	td.Process.Signal(syscall.SIGINT)
+	td.Wait()
+	if code, stderr := d.stop(t, syscall.SIGINT); code != 0 || received != float64(len(want)) {
+		t.Fatalf("sinkd -i lo received %v envelopes of %d sent, exit %d:\n%s", received, len(want), code, stderr)
+	}
+	checkWithTools(t, ref, len(want))
+	checkWithTools(t, out, len(want))
+	equalFrames(t, readFrames(t, out), want)
+}
+
 // TestRawModeTakesWhatSocketsCannot sends envelopes as a NIC that fixes no
 // length field would: IPv6 payload length 0 and a garbage UDP length. No
 // UDP socket receives them; sinkd -i writes every inner frame byte-exact,
