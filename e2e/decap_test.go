@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,6 +24,19 @@ func captureEnvelopes(t *testing.T, hv, sk *netns, sinks []string, args ...strin
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "envelopes.pcap")
 	td := startTcpdump(t, sk, append([]string{"-U", "-w", name}, args...)...)
+	// A socket at the sink port: replay fails when the sink host refuses
+	// the IPv4 envelopes (ICMP port unreachable).
+	var l net.PacketConn
+	sk.do(t, func() {
+		var err error
+		if l, err = net.ListenPacket("udp", ":3010"); err != nil {
+			t.Error(err)
+		}
+	})
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Close()
 	for _, s := range sinks {
 		replay(t, hv, s, vmTraffic)
 	}

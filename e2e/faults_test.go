@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,4 +136,27 @@ func TestDaemonKilledWhileCapturing(t *testing.T) {
 	if st := status(t, socket); !st.Active || len(st.Ports) != 1 || st.Ports[0].Name != "vm-1" {
 		t.Fatalf("after SIGKILL and restart: %+v", st)
 	}
+}
+
+// TestReplayToARefusingSink replays over a veth to an IPv4 sink where
+// nothing listens: the sink host refuses with ICMP port unreachable (which
+// it rate-limits), and dpcap replay exits 1 with a line saying how many
+// were refused, for one packet as for the file; with sinkd listening there,
+// it exits 0.
+func TestReplayToARefusingSink(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	refusal := regexp.MustCompile(`(?m)^dpcap replay: the sink refused [1-9][0-9]* of the (1|74) packets sent .*192\.0\.2\.2:3010\?$`)
+	for _, count := range []string{"1", "74"} {
+		out, err := hv.cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--count", count, vmTraffic).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !refusal.Match(out) {
+			t.Errorf("--count %s to a port nobody listens on: %v\n%s", count, err, out)
+		}
+	}
+	d := startSinkd(t, sk, "-w", filepath.Join(t.TempDir(), "out.pcap"))
+	if out := replay(t, hv, "192.0.2.2:3010", vmTraffic); strings.Contains(out, "refused") {
+		t.Errorf("refused with sinkd listening:\n%s", out)
+	}
+	d.waitMetric(t, "sinkd_packets_written_total", 74)
 }
