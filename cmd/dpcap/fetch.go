@@ -17,6 +17,7 @@ import (
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/fetch"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/pipewatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,8 @@ once and renumbered (-F pcap: one link type, no names).
 
 Flags:
   -w FILE          where to write; "-" for standard output
-                   (dpcap fetch ... -w - | wireshark -k -i -)
+                   (dpcap fetch ... -w - | wireshark -k -i -); a reader
+                   that goes away stops the fetch at once (exit 0)
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
@@ -171,6 +173,17 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if of, ok := stdout.(*os.File); ok && f.out == "-" {
+		// A reader that goes away (fetch -w - | head) stops the fetch at
+		// once, not at its next write, which a slow or stalled input may
+		// never bring; a write meanwhile fails with EPIPE, not SIGPIPE.
+		var unwatch func()
+		if ctx, unwatch, err = pipewatch.Watch(ctx, of); err != nil {
+			return err
+		}
+		defer unwatch()
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	}
 	var sources []fetch.Source
 	for _, l := range f.locations {
 		if !archive.IsURL(l) {
@@ -219,6 +232,10 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printFetchSummary(stderr, sum, f.out)
+	if f.out == "-" && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE)) {
+		fmt.Fprintln(stderr, "stopped: the reader of the output went away")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
