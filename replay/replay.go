@@ -76,7 +76,8 @@ type sender struct {
 	from  int
 	sent  int
 	err   error
-	// refusedNow: a send met a refusal; countRefusals takes it.
+	// refusedNow: a batch was cut short, maybe by a refusal, which
+	// countRefusals then takes.
 	refusedNow bool
 	fn         func(fd uintptr) bool
 	stats      Stats
@@ -132,7 +133,9 @@ func Send(ctx context.Context, cfg Config, open Opener) (Stats, error) {
 
 // queueRefusals makes the kernel queue each ICMP error on the socket
 // (IP_RECVERR): the socket's pending error holds one at a time, and a
-// sendmmsg that meets it midway returns a short count, not the error.
+// sendmmsg that meets it midway returns a short count, not the error. It
+// also makes soft errors (packet too big) fail the next send, as hard ones
+// (port unreachable) do.
 func (s *sender) queueRefusals() error {
 	level, opt, name := unix.IPPROTO_IP, unix.IP_RECVERR, "IP_RECVERR"
 	if a := s.cfg.Sink.Addr(); a.Is6() && !a.Is4In6() {
@@ -148,31 +151,35 @@ func (s *sender) queueRefusals() error {
 	return nil
 }
 
-// countRefusals takes the socket's queued errors, counting the sink's
-// ICMP port unreachable reports in Refused.
+// countRefusals takes the socket's queued errors (takeErrors).
 func (s *sender) countRefusals() {
+	_ = s.raw.Control(func(fd uintptr) { s.takeErrors(int(fd)) })
+}
+
+// takeErrors empties fd's error queue, counting the sink's ICMP port
+// unreachable reports in Refused; it returns how many errors it took.
+func (s *sender) takeErrors(fd int) (n int) {
 	var buf [64]byte
-	oob := make([]byte, 512)
-	_ = s.raw.Control(func(fd uintptr) {
-		for {
-			_, oobn, _, _, err := unix.Recvmsg(int(fd), buf[:], oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return // EAGAIN: the queue is empty
-			}
-			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-			for _, m := range msgs {
-				recvErr := m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR ||
-					m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR
-				// struct sock_extended_err starts with ee_errno.
-				if recvErr && len(m.Data) >= 4 && unix.Errno(binary.NativeEndian.Uint32(m.Data)) == unix.ECONNREFUSED {
-					s.stats.Refused++
-				}
+	var oob [512]byte
+	for {
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n // EAGAIN: the queue is empty
+		}
+		n++
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			recvErr := m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR ||
+				m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR
+			// struct sock_extended_err starts with ee_errno.
+			if recvErr && len(m.Data) >= 4 && unix.Errno(binary.NativeEndian.Uint32(m.Data)) == unix.ECONNREFUSED {
+				s.stats.Refused++
 			}
 		}
-	})
+	}
 }
 
 // awaitError waits up to d for an error to be reported on the socket.
@@ -272,11 +279,12 @@ func (s *sender) sendmmsg(fd uintptr) bool {
 		if err == unix.EAGAIN {
 			return false
 		}
-		if err == unix.ECONNREFUSED {
-			// An earlier datagram drew an ICMP port unreachable: nothing
-			// listens at the sink yet. Keep going; it may start. The
-			// report waits in the error queue.
-			s.refusedNow = true
+		if (err == unix.ECONNREFUSED || err == unix.EMSGSIZE) && s.takeErrors(int(fd)) > 0 {
+			// An ICMP report on an earlier datagram fails the next send:
+			// port unreachable (nothing listens at the sink yet; keep
+			// going, it may start) or packet too big (the kernel
+			// fragments to the path's MTU from now on). An error not in
+			// the queue is the send's own.
 			continue
 		}
 		if err != nil {
