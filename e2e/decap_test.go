@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,6 +24,19 @@ func captureEnvelopes(t *testing.T, hv, sk *netns, sinks []string, args ...strin
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "envelopes.pcap")
 	td := startTcpdump(t, sk, append([]string{"-U", "-w", name}, args...)...)
+	// A socket at the sink port: replay fails when the sink host refuses
+	// the IPv4 envelopes (ICMP port unreachable).
+	var l net.PacketConn
+	sk.do(t, func() {
+		var err error
+		if l, err = net.ListenPacket("udp", ":3010"); err != nil {
+			t.Error(err)
+		}
+	})
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Close()
 	for _, s := range sinks {
 		replay(t, hv, s, vmTraffic)
 	}
@@ -136,6 +150,46 @@ func TestOfflineFormatsAndStdin(t *testing.T) {
 	equalFrames(t, readFrames(t, out), readFrames(t, ref))
 }
 
+// TestOfflineStdinToStdout converts in a pipeline, cat | sinkd -r - -w - |
+// tcpdump -r -: "-" is standard input for -r and standard output for -w,
+// not one file named twice.
+func TestOfflineStdinToStdout(t *testing.T) {
+	in := "../testdata/envelopes/nic-ether.pcap"
+	ref, _ := convert(t, in)
+	out := filepath.Join(t.TempDir(), "piped.pcap")
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sinkd := exec.Command(bin("sinkd"), "-r", "-", "-w", "-")
+	tcpdump := exec.Command("tcpdump", "-r", "-", "-w", out)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sinkdErr, tcpdumpErr bytes.Buffer
+	sinkd.Stdin, sinkd.Stdout, sinkd.Stderr = f, w, &sinkdErr
+	tcpdump.Stdin, tcpdump.Stderr = r, &tcpdumpErr
+	err = tcpdump.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		t.Fatal(err)
+	}
+	err = sinkd.Run()
+	w.Close()
+	if err != nil {
+		t.Fatalf("sinkd -r - -w -: %v\n%s", err, sinkdErr.String())
+	}
+	if err := tcpdump.Wait(); err != nil {
+		t.Fatalf("tcpdump -r -: %v\n%s", err, tcpdumpErr.String())
+	}
+	want := readFrames(t, ref)
+	equalFrames(t, readFrames(t, out), want)
+	checkWithTools(t, out, len(want))
+}
+
 // TestOfflineCountsWhatItSkips converts a capture of everything on a link:
 // envelopes, ping, ARP and neighbour discovery, and IPv6 fragments.
 func TestOfflineCountsWhatItSkips(t *testing.T) {
@@ -160,6 +214,33 @@ func TestOfflineCountsWhatItSkips(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
 	}
+}
+
+// TestRawModeOnLoopback captures on lo, where every frame passes AF_PACKET
+// twice, as it is sent and as it arrives: sinkd -i lo writes each
+// envelope's frame once, and tcpdump -i lo records each envelope once.
+func TestRawModeOnLoopback(t *testing.T) {
+	ns := newNS(t)
+	want := vmFrames(t)
+	out := filepath.Join(t.TempDir(), "lo.pcap")
+	ref := filepath.Join(t.TempDir(), "tcpdump.pcap")
+	d := startSinkd(t, ns, "-i", "lo", "-w", out)
+	td := startTcpdump(t, ns, "-i", "lo", "-U", "-w", ref, "udp dst port 3010")
+	replay(t, ns, "[::1]:3010", vmTraffic)
+	d.waitMetric(t, "sinkd_packets_received_total", float64(len(want)))
+	received := d.waitStable(t, "sinkd_packets_received_total")
+	waitFor(t, "tcpdump to write the envelopes", func() bool {
+		pkts, _, err := capfile.ReadFile(ref)
+		return err == nil && len(pkts) >= len(want)
+	})
+	td.Process.Signal(syscall.SIGINT)
+	td.Wait()
+	if code, stderr := d.stop(t, syscall.SIGINT); code != 0 || received != float64(len(want)) {
+		t.Fatalf("sinkd -i lo received %v envelopes of %d sent, exit %d:\n%s", received, len(want), code, stderr)
+	}
+	checkWithTools(t, ref, len(want))
+	checkWithTools(t, out, len(want))
+	equalFrames(t, readFrames(t, out), want)
 }
 
 // TestRawModeTakesWhatSocketsCannot sends envelopes as a NIC that fixes no

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"errors"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,4 +137,57 @@ func TestDaemonKilledWhileCapturing(t *testing.T) {
 	if st := status(t, socket); !st.Active || len(st.Ports) != 1 || st.Ports[0].Name != "vm-1" {
 		t.Fatalf("after SIGKILL and restart: %+v", st)
 	}
+}
+
+// TestReplayToARefusingSink replays over a veth to an IPv4 sink where
+// nothing listens: the sink host refuses with ICMP port unreachable (which
+// it rate-limits), and dpcap replay exits 1 with a line saying how many
+// were refused, for one packet as for the file; with sinkd listening there,
+// it exits 0.
+func TestReplayToARefusingSink(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	refusal := regexp.MustCompile(`(?m)^dpcap replay: the sink refused [1-9][0-9]* of the (1|74) packets sent .*192\.0\.2\.2:3010\?$`)
+	for _, count := range []string{"1", "74"} {
+		out, err := hv.cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--count", count, vmTraffic).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !refusal.Match(out) {
+			t.Errorf("--count %s to a port nobody listens on: %v\n%s", count, err, out)
+		}
+	}
+	d := startSinkd(t, sk, "-w", filepath.Join(t.TempDir(), "out.pcap"))
+	if out := replay(t, hv, "192.0.2.2:3010", vmTraffic); strings.Contains(out, "refused") {
+		t.Errorf("refused with sinkd listening:\n%s", out)
+	}
+	d.waitMetric(t, "sinkd_packets_written_total", 74)
+}
+
+// TestReplayAcrossASmallerMTU replays frames larger than a router's next
+// link over IPv4: the router's "fragmentation needed" makes the kernel
+// fragment from then on, and replay, which queues ICMP errors to count
+// refusals, takes the report and sends on; sinkd gets every frame after
+// the first.
+func TestReplayAcrossASmallerMTU(t *testing.T) {
+	hv, router, sk := newNS(t), newNS(t), newNS(t)
+	linkN(t, hv, router, 1600, 1) // 192.0.2.1 - .2
+	linkN(t, router, sk, 1300, 2) // 198.51.100.1 - .2
+	router.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	hv.run(t, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2")
+	sk.run(t, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
+	r := rand.New(rand.NewPCG(7, 7))
+	var frames [][]byte
+	for range 50 {
+		frames = append(frames, randomFrame(r, 1400))
+	}
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	d := startSinkd(t, sk, "-w", out)
+	replay(t, hv, "198.51.100.2:3010", writePcap(t, frames), "--pps", "500")
+	// The first datagram, sent whole with DF set, is the one the router
+	// drops when it reports the smaller MTU.
+	d.waitMetric(t, "sinkd_packets_written_total", float64(len(frames)-1))
+	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	got := readFrames(t, out)
+	equalFrames(t, got, frames[len(frames)-len(got):])
 }

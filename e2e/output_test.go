@@ -281,6 +281,102 @@ func TestStdoutReaderGone(t *testing.T) {
 	}
 }
 
+// TestStdoutReaderGoneOnAQuietPort pipes sinkd into 'head -c 100' and
+// sends one packet, which head takes whole, then nothing (issue 19): sinkd
+// used to notice its reader gone only at its next write, and so waited for
+// the next packet, and the user's shell with it. It ends within a second,
+// with the summary and exit 0, as tcpdump does on EPIPE.
+func TestStdoutReaderGoneOnAQuietPort(t *testing.T) {
+	ns := newNS(t)
+	var stderr syncBuffer
+	cmd := ns.cmd(bin("sinkd"), "-w", "-")
+	cmd.Stderr = &stderr
+	p := startIntoHead(t, cmd)
+	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr}
+	waitFor(t, "sinkd", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
+	// The file header (24 bytes), the record's (16) and a frame of 60 or
+	// more: 100 bytes or more in one write.
+	replay(t, ns, "[::1]:3010", vmTraffic, "--count", "1")
+	code, after := p.exitAfterHead(t, &stderr)
+	t.Logf("sinkd exited %v after its reader", after)
+	if code != 0 || after > time.Second {
+		t.Errorf("exit %d %v after the reader went away; want 0 within a second:\n%s", code, after, stderr.String())
+	}
+	for _, want := range []string{"reader of the output went away", "1 packets captured", "1 packets received"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// headPipe is a command whose standard output is piped into 'head -c 100'.
+type headPipe struct {
+	headGone chan struct{} // closed when head exited
+	gone     time.Time     // when head exited
+	done     chan struct{} // closed when the command exited
+	exited   time.Time
+	code     int
+}
+
+// startIntoHead starts cmd piped into 'head -c 100', which exits once it
+// has read 100 bytes: the pipe has no reader from then on.
+func startIntoHead(t *testing.T, cmd *exec.Cmd) *headPipe {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := exec.Command("head", "-c", "100")
+	head.Stdin, cmd.Stdout = r, w
+	err = head.Start()
+	if err == nil {
+		if err = cmd.Start(); err != nil {
+			head.Process.Kill()
+			head.Wait()
+		}
+	}
+	r.Close() // head's and the command's copies are the only ones
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &headPipe{headGone: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		head.Wait()
+		p.gone = time.Now()
+		close(p.headGone)
+	}()
+	go func() {
+		cmd.Wait()
+		p.exited, p.code = time.Now(), cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		head.Process.Kill()
+		cmd.Process.Kill()
+		<-p.headGone
+		<-p.done
+	})
+	return p
+}
+
+// exitAfterHead waits for head to exit, then for the command; it returns
+// the command's exit code and how long it outlived its reader.
+func (p *headPipe) exitAfterHead(t *testing.T, stderr fmt.Stringer) (int, time.Duration) {
+	t.Helper()
+	select {
+	case <-p.headGone:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("head never got its 100 bytes:\n%s", stderr)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10 s after its reader went away:\n%s", stderr)
+	}
+	return p.code, p.exited.Sub(p.gone)
+}
+
 // TestTimeRingCapturesOn runs -G with --keep (issue 11, break 14): the
 // capture goes on past the ring's size, keeping the newest files.
 func TestTimeRingCapturesOn(t *testing.T) {

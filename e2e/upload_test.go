@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,10 +19,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // TestUploadAndFetch runs two sinks that upload to one bucket of a real
@@ -182,4 +193,79 @@ func listKeys(t *testing.T, c *s3.Client, bucket string) []string {
 		}
 	}
 	return keys
+}
+
+// TestFetchStdoutReaderGoneOnAStalledInput pipes dpcap fetch -w - into
+// 'head -c 100' while the bucket's answer stalls partway through the
+// object (a proxy in front of a real MinIO passes its first 6000 bytes,
+// then nothing): after head leaves, fetch writes nothing more, and used to
+// wait on the input for as long as it stalled (issue 19). It stops within
+// a second, with its summary and exit 0.
+func TestFetchStdoutReaderGoneOnAStalledInput(t *testing.T) {
+	store := s3test.Start(t, s3test.Options{})
+	client := store.Client(t)
+	store.MakeBucket(t, client, "captures")
+	// 400 frames of 100 bytes: 52 KB of pcapng, far more than passes.
+	var obj bytes.Buffer
+	w, err := pcapgo.NewNgWriterInterface(&obj, pcapgo.NgInterface{Name: "vm-1", LinkType: layers.LinkTypeEthernet, SnapLength: 65535}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i := range 400 {
+		frame := randomFrame(rand.New(rand.NewPCG(uint64(i), 0)), 100)
+		ci := gopacket.CaptureInfo{Timestamp: first.Add(time.Duration(i) * time.Millisecond), CaptureLength: 100, Length: 100}
+		if err := w.WritePacket(ci, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	loc, _ := archive.ParseURL("s3://captures/e2e")
+	key := loc.Key("sink-a", first, first.Add(400*time.Millisecond), "cap.pcapng")
+	if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("captures"), Key: &key, Body: bytes.NewReader(obj.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(store.Endpoint())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1 // pass what comes at once
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method == http.MethodGet && strings.HasSuffix(r.Request.URL.Path, key) {
+			r.Body = &stalling{ReadCloser: r.Body, left: 6000, stop: r.Request.Context().Done()}
+		}
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close) // after fetch is ended: Close waits for the stalled answer
+
+	var stderr syncBuffer
+	cmd := exec.Command(bin("dpcap"), "fetch", "s3://captures/e2e", "--endpoint", front.URL, "--path-style", "-w", "-")
+	cmd.Env, cmd.Stderr = append(os.Environ(), store.Env()...), &stderr
+	p := startIntoHead(t, cmd)
+	code, after := p.exitAfterHead(t, &stderr)
+	t.Logf("dpcap fetch exited %v after its reader:\n%s", after, stderr.String())
+	if code != 0 || after > time.Second {
+		t.Errorf("exit %d %v after the reader went away; want 0 within a second:\n%s", code, after, stderr.String())
+	}
+	for _, want := range []string{"written to -", "stopped: the reader of the output went away"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// stalling passes the first left bytes of a body, then blocks until stop.
+type stalling struct {
+	io.ReadCloser
+	left int
+	stop <-chan struct{}
+}
+
+func (s *stalling) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		<-s.stop
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := s.ReadCloser.Read(p[:min(len(p), s.left)])
+	s.left -= n
+	return n, err
 }

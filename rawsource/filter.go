@@ -17,9 +17,18 @@ import (
 //
 // The frames it sees are untagged: the kernel strips VLAN tags into
 // metadata before AF_PACKET's filter runs.
-func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
+//
+// With loopback set it also rejects the frames the host sends
+// (PACKET_OUTGOING): on a loopback interface every frame passes AF_PACKET
+// twice, leaving and arriving, and libpcap likewise keeps only the
+// arriving copy.
+func Filter(ports []uint16, loopback bool) ([]bpf.RawInstruction, error) {
 	ports = slices.Compact(slices.Sorted(slices.Values(ports)))
 	var p cbpf.Program
+	if loopback {
+		p.Add(bpf.LoadExtension{Num: bpf.ExtType}) // the skb's packet type
+		p.JumpIf(bpf.JumpEqual, packetOutgoing, "reject", "")
+	}
 	p.Add(bpf.LoadAbsolute{Off: 12, Size: 2}) // ethertype
 	p.JumpIf(bpf.JumpEqual, 0x0800, "", "ipv6")
 
@@ -68,4 +77,6 @@ func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
 const (
 	ipProtoUDP = 17
 	ipProtoGRE = 47
+	// packetOutgoing is PACKET_OUTGOING (linux/if_packet.h).
+	packetOutgoing = 4
 )

@@ -13,7 +13,7 @@ import (
 
 func vm(t *testing.T, ports []uint16) *bpf.VM {
 	t.Helper()
-	raw, err := Filter(ports)
+	raw, err := Filter(ports, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,8 @@ type Source struct {
 	shut      bool
 	drops     uint64
 	dropsShut atomic.Bool
+	// loopback: the interface shows each frame twice (see Filter).
+	loopback bool
 }
 
 // Open starts capturing on cfg.Interface (needs CAP_NET_RAW).
@@ -160,7 +162,7 @@ func (s *Source) fd() (int, error) {
 
 // setFilter attaches the envelope filter.
 func (s *Source) setFilter(cfg Config) error {
-	filter, err := Filter(cfg.Ports)
+	filter, err := Filter(cfg.Ports, s.loopback)
 	if err == nil {
 		err = s.tp.SetBPF(filter)
 	}
@@ -172,7 +174,8 @@ func (s *Source) setFilter(cfg Config) error {
 
 // open opens the ring, taking every frame.
 func open(cfg Config) (*Source, error) {
-	if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 	}
 	blocks := max(cfg.BufferSize/blockSize, 1)
@@ -189,7 +192,7 @@ func open(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 	}
-	return &Source{tp: tp, arena: make([]byte, 0, 1<<20)}, nil
+	return &Source{tp: tp, arena: make([]byte, 0, 1<<20), loopback: ifi.Flags&net.FlagLoopback != 0}, nil
 }
 
 // Read implements capture.Source. It waits up to capture.PollInterval for a first

@@ -8,6 +8,7 @@ package replay
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,10 +53,17 @@ type Stats struct {
 	Bytes   uint64 // inner frame bytes sent
 	Skipped uint64 // frames too large for a datagram, or cut short in the file
 	// Refused counts ICMP port-unreachable reports: nothing listened at the
-	// sink when an earlier datagram arrived.
+	// sink when an earlier datagram arrived. Hosts rate-limit these reports,
+	// so it is a lower bound of the datagrams lost. When none came during
+	// the run, Send waits RefusalWait after the last datagram for one.
 	Refused uint64
 	Elapsed time.Duration
 }
+
+// RefusalWait is how long Send waits after the last datagram for the
+// sink's refusal of the datagrams before, when none came: the refusal of
+// a short file sent in one batch arrives after it.
+const RefusalWait = 200 * time.Millisecond
 
 // Opener opens the capture file anew for each loop.
 type Opener func() (io.ReadCloser, error)
@@ -68,10 +76,13 @@ type sender struct {
 	from  int
 	sent  int
 	err   error
-	fn    func(fd uintptr) bool
-	stats Stats
-	start time.Time
-	epoch time.Time // when the first packet was ready: the pacing schedule's zero
+	// refusedNow: a batch was cut short, maybe by a refusal, which
+	// countRefusals then takes.
+	refusedNow bool
+	fn         func(fd uintptr) bool
+	stats      Stats
+	start      time.Time
+	epoch      time.Time // when the first packet was ready: the pacing schedule's zero
 }
 
 // Send replays the file until it has been sent Loops times, Count packets
@@ -92,6 +103,9 @@ func Send(ctx context.Context, cfg Config, open Opener) (Stats, error) {
 	if s.raw, err = conn.SyscallConn(); err != nil {
 		return Stats{}, err
 	}
+	if err := s.queueRefusals(); err != nil {
+		return Stats{}, err
+	}
 	s.fn = s.sendmmsg
 	s.start = time.Now()
 	for loop := 0; cfg.Loops == 0 || loop < cfg.Loops; loop++ {
@@ -106,7 +120,78 @@ func Send(ctx context.Context, cfg Config, open Opener) (Stats, error) {
 	if err := s.flush(); err != nil {
 		return s.finish(), err
 	}
-	return s.finish(), nil
+	st := s.finish()
+	if ctx.Err() == nil {
+		if st.Refused == 0 {
+			s.awaitError(RefusalWait)
+		}
+		s.countRefusals()
+		st.Refused = s.stats.Refused
+	}
+	return st, nil
+}
+
+// queueRefusals makes the kernel queue each ICMP error on the socket
+// (IP_RECVERR): the socket's pending error holds one at a time, and a
+// sendmmsg that meets it midway returns a short count, not the error. It
+// also makes soft errors (packet too big) fail the next send, as hard ones
+// (port unreachable) do.
+func (s *sender) queueRefusals() error {
+	level, opt, name := unix.IPPROTO_IP, unix.IP_RECVERR, "IP_RECVERR"
+	if a := s.cfg.Sink.Addr(); a.Is6() && !a.Is4In6() {
+		level, opt, name = unix.IPPROTO_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR"
+	}
+	var serr error
+	if err := s.raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, 1) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setsockopt %s: %w", name, serr)
+	}
+	return nil
+}
+
+// countRefusals takes the socket's queued errors (takeErrors).
+func (s *sender) countRefusals() {
+	_ = s.raw.Control(func(fd uintptr) { s.takeErrors(int(fd)) })
+}
+
+// takeErrors empties fd's error queue, counting the sink's ICMP port
+// unreachable reports in Refused; it returns how many errors it took.
+func (s *sender) takeErrors(fd int) (n int) {
+	var buf [64]byte
+	var oob [512]byte
+	for {
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n // EAGAIN: the queue is empty
+		}
+		n++
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			recvErr := m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR ||
+				m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR
+			// struct sock_extended_err starts with ee_errno.
+			if recvErr && len(m.Data) >= 4 && unix.Errno(binary.NativeEndian.Uint32(m.Data)) == unix.ECONNREFUSED {
+				s.stats.Refused++
+			}
+		}
+	}
+}
+
+// awaitError waits up to d for an error to be reported on the socket.
+func (s *sender) awaitError(d time.Duration) {
+	_ = s.raw.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd)}} // errors are reported whatever the events
+		for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+			if _, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds())+1); err != unix.EINTR {
+				return
+			}
+		}
+	})
 }
 
 func (s *sender) finish() Stats {
@@ -194,16 +279,19 @@ func (s *sender) sendmmsg(fd uintptr) bool {
 		if err == unix.EAGAIN {
 			return false
 		}
-		if err == unix.ECONNREFUSED {
-			// An earlier datagram drew an ICMP port unreachable: nothing
-			// listens at the sink yet. Keep going; it may start.
-			s.stats.Refused++
+		if (err == unix.ECONNREFUSED || err == unix.EMSGSIZE) && s.takeErrors(int(fd)) > 0 {
+			// An ICMP report on an earlier datagram fails the next send:
+			// port unreachable (nothing listens at the sink yet; keep
+			// going, it may start) or packet too big (the kernel
+			// fragments to the path's MTU from now on). An error not in
+			// the queue is the send's own.
 			continue
 		}
 		if err != nil {
 			s.err = err
 			return true
 		}
+		s.refusedNow = s.refusedNow || s.from+n < s.n // a refusal cuts a batch short
 		s.from += n
 		s.sent += n
 	}
@@ -219,6 +307,10 @@ func (s *sender) flush() error {
 	err := s.raw.Write(s.fn)
 	s.stats.Sent += uint64(s.sent)
 	s.n = 0
+	if s.refusedNow {
+		s.refusedNow = false
+		s.countRefusals()
+	}
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", s.cfg.Sink, err)
 	}

@@ -86,7 +86,7 @@ for rate in $rates; do
 		[ $mode = on ] && args+=(--upload "s3://bench/live-$rate" --upload-sink-id "live-$rate" "${upload[@]}")
 		ip netns exec $sk bin/sinkd "${args[@]}" 2>"$out/live.err" &
 		spid=$!
-		sleep 1
+		ready $spid "$out/live.err"
 		pps_flag=()
 		[ "$rate" != 0 ] && pps_flag=(--pps "$rate")
 		ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$live" "${pps_flag[@]}" \

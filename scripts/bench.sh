@@ -61,7 +61,8 @@ start_pair() {
 	spid=$!
 	ip netns exec $sk tcpdump -i b0 -B 65536 -w "$out/tcpdump.pcap" 'udp dst port 3010' 2>"$out/tcpdump.err" &
 	tpid=$!
-	sleep 1
+	ready $spid "$out/sinkd.err"
+	ready $tpid "$out/tcpdump.err"
 }
 for rate in $rates; do
 	start_pair
@@ -94,13 +95,19 @@ echo "cpu ratio = sinkd / tcpdump CPU seconds. tcpdump writes the whole envelope
 fi
 
 # cpu_settled PID: wait until PID's CPU time stops moving (3 looks 0.3 s
-# apart; tcpdump hands over its last ring block after 1 s), print it.
+# apart; tcpdump hands over its last ring block after 1 s) with none of its
+# threads runnable (on a loaded machine, a process waiting for a CPU does
+# not move either), print it.
 cpu_settled() {
 	local last=-1 now same=0
 	while [ $same -lt 3 ]; do
 		sleep 0.3
 		now=$(cpu "$1")
-		if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+		if [ "$now" = "$last" ] && ! awk '{print $3}' /proc/"$1"/task/*/stat | grep -q R; then
+			same=$((same + 1))
+		else
+			same=0
+		fi
 		last=$now
 	done
 	echo "$now"
@@ -148,7 +155,7 @@ for who in sinkd-udp sinkd-udp-workers2 sinkd-i sinkd-i-workers2 tcpdump; do
 	tcpdump) ip netns exec $sk tcpdump -i b0 -B 262144 -w "$out/drain.pcap" 'udp dst port 3010' 2>"$out/drain.err" & ;;
 	esac
 	pid=$!
-	sleep 1
+	ready $pid "$out/drain.err"
 	kill -STOP $pid
 	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$drain" "$flows" 2>"$out/replay.err"
 	sleep 0.5
@@ -261,7 +268,7 @@ printf '%-10s %9s %9s %9s %7s %7s %9s\n' "rate pps" "sent" "port rx" "mirrored" 
 for rate in $rates; do
 	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w /dev/null --metrics-addr "" 2>"$out/sinkd.err" &
 	spid=$!
-	sleep 0.5
+	ready $spid "$out/sinkd.err"
 	st0=$(bin/dpcap status --socket "$sock" -o json)
 	rx0=$(ip netns exec $hv cat /sys/class/net/tap-vm1/statistics/rx_packets)
 	pps_flag=()

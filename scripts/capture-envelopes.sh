@@ -32,6 +32,10 @@ for ns in $hv $sk; do
 done
 until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1; done
 ip netns exec $hv ping -c1 -W1 192.0.2.2 >/dev/null
+# A socket at the sink port (ended with the namespace): dpcap replay exits
+# 1 when the sink host refuses the IPv4 envelopes.
+ip netns exec $sk python3 -c 'import socket, time; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::", 3010)); time.sleep(3600)' &
+until ip netns exec $sk ss -Hlun 'sport = :3010' | grep -q .; do sleep 0.05; done
 
 # capture FILE TCPDUMP-ARGS... -- COMMAND...: runs COMMAND while tcpdump
 # records in the sink namespace. Immediate mode hands every packet over at

@@ -16,7 +16,7 @@ hv=dpcap-soak-hv sk=dpcap-soak-sk ifname=s0
 
 ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -G 5 -w "$out/soak-%Y%m%d-%H%M%S.pcap" 2>"$out/sinkd.err" &
 pid=$!
-sleep 1
+ready $pid "$out/sinkd.err"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 rss0=$(rss $pid) fds0=$(fds $pid)

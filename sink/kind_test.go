@@ -78,7 +78,7 @@ func TestToyKind(t *testing.T) {
 		ports map[decap.Kind]uint16
 		pass  bool
 	}{{decap.DefaultPorts(), true}, {ports, false}} {
-		raw, err := rawsource.Filter(decap.UDPPorts(tt.ports))
+		raw, err := rawsource.Filter(decap.UDPPorts(tt.ports), false)
 		insts, _ := bpf.Disassemble(raw)
 		vm, vmErr := bpf.NewVM(insts)
 		if err = errors.Join(err, vmErr); err != nil {

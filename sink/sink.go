@@ -96,6 +96,7 @@ type Engine struct {
 	rotateReq atomic.Bool
 	newPorts  atomic.Pointer[flowprog.Identifier] // a port map read again, for Run to take
 	stopReq   atomic.Bool
+	goneReq   atomic.Bool // ReaderGone
 	running   atomic.Bool
 	fileLimit bool
 }
@@ -128,6 +129,15 @@ func New(cfg Config) *Engine {
 // Stop ends Run after the batch in hand; safe from any goroutine.
 func (e *Engine) Stop() {
 	e.stopReq.Store(true)
+	e.wake()
+}
+
+// ReaderGone ends Run as a write to a stream whose reader went away does
+// (pcapout.ErrReaderGone), without waiting for that write, which may not
+// come while the input is quiet: what the source still holds is counted as
+// Stopped. Safe from any goroutine.
+func (e *Engine) ReaderGone() {
+	e.goneReq.Store(true)
 	e.wake()
 }
 
@@ -188,6 +198,10 @@ func (e *Engine) capture() (ending, error) {
 		if e.rotateReq.Swap(false) {
 			out.Rotate()
 			e.publish()
+		}
+		if e.goneReq.Load() {
+			e.cfg.Logger.Info("stopping", "err", pcapout.ErrReaderGone)
+			return endDiscard, nil
 		}
 		if e.stopReq.Load() {
 			return endWrite, nil

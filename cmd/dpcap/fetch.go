@@ -17,6 +17,7 @@ import (
 	"github.com/dpcap/dpcap/fetch"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/pipewatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,8 @@ once and renumbered (-F pcap: one link type, no names).
 
 Flags:
   -w FILE          where to write; "-" for standard output
-                   (dpcap fetch ... -w - | wireshark -k -i -). A regular
+                   (dpcap fetch ... -w - | wireshark -k -i -); a reader
+                   that goes away stops the fetch at once (exit 0). A regular
                    file is written under a temporary name in its directory
                    and renamed when complete (through a symbolic link, the
                    file it names), mode 0640 less the umask, as sinkd's
@@ -178,6 +180,17 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
+	if of, ok := stdout.(*os.File); ok && f.out == "-" {
+		// A reader that goes away (fetch -w - | head) stops the fetch at
+		// once, not at its next write, which a slow or stalled input may
+		// never bring; a write meanwhile fails with EPIPE, not SIGPIPE.
+		var unwatch func()
+		if ctx, unwatch, err = pipewatch.Watch(ctx, of); err != nil {
+			return err
+		}
+		defer unwatch()
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	}
 	var sources []fetch.Source
 	for _, l := range f.locations {
 		if !archive.IsURL(l) {
@@ -234,6 +247,10 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printFetchSummary(stderr, sum, written)
+	if f.out == "-" && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE)) {
+		fmt.Fprintln(stderr, "stopped: the reader of the output went away")
+		return nil
+	}
 	var intr interrupted
 	if errors.As(err, &intr) && written != "" {
 		return fmt.Errorf("%w: %s is cut short", err, written)

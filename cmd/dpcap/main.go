@@ -59,9 +59,10 @@ Flags:
                      dpcap's per-port templates do
 
 Over IPv4, a sink where nothing listens answers with ICMP port unreachable,
-which replay reports. Over IPv6 it cannot: a host drops zero-checksum
-datagrams for a port nobody listens on before it looks the port up, as it
-would the NIC's copies.
+which replay reports, waiting 0.2 s after the last packet for it, and then
+exits 1. Over IPv6 it cannot: a host drops zero-checksum datagrams for a
+port nobody listens on before it looks the port up, as it would the NIC's
+copies.
 `
 
 func main() {
@@ -235,10 +236,15 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "skipped %d frames: larger than a datagram or cut short in the file\n", st.Skipped)
 	}
 	if st.Refused > 0 {
-		fmt.Fprintf(stderr, "the sink refused %d times (ICMP port unreachable): is sinkd listening on %s?\n", st.Refused, cfg.Sink)
+		// Hosts rate-limit ICMP: a count of reports, not of datagrams lost.
+		fmt.Fprintf(stderr, "dpcap replay: the sink refused %d of the %d packets sent (ICMP port unreachable, rate-limited: more may be lost): is sinkd listening on %s?\n",
+			st.Refused, st.Sent, cfg.Sink)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dpcap replay: %v\n", err)
+		return 1
+	}
+	if st.Refused > 0 {
 		return 1
 	}
 	return 0

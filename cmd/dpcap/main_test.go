@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -84,5 +86,35 @@ func TestGlobalFlagsEitherSide(t *testing.T) {
 		if code := run(args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "cannot reach dpcap serve at /nonexistent/x.sock") {
 			t.Errorf("%q: exit %d, %s", args, code, stderr.String())
 		}
+	}
+}
+
+// TestReplayExits1WhenTheSinkRefuses replays to a port on loopback where
+// nothing listens: one packet (refused after the last send) or the whole
+// file, it exits 1 with one line saying how many were refused; with a
+// listener there, 0.
+func TestReplayExits1WhenTheSinkRefuses(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := pc.LocalAddr().String()
+	pc.Close() // nothing listens there now
+	for _, count := range []string{"1", "0"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"replay", "--sink", sink, "--count", count, "../../testdata/vm-traffic.pcap"}, &stdout, &stderr)
+		refusal := regexp.MustCompile(`(?m)^dpcap replay: the sink refused [1-9][0-9]* of the [0-9]+ packets sent .*$`)
+		if code != 1 || !refusal.MatchString(stderr.String()) {
+			t.Errorf("--count %s to a closed port: exit %d, stderr %q", count, code, stderr.String())
+		}
+	}
+	pc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"replay", "--sink", pc.LocalAddr().String(), "../../testdata/vm-traffic.pcap"}, &stdout, &stderr); code != 0 || strings.Contains(stderr.String(), "refused") {
+		t.Errorf("to a listener: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/dpcap/dpcap/internal/units"
 	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/pipewatch"
 	"github.com/dpcap/dpcap/postrotate"
 	"github.com/dpcap/dpcap/rawsource"
 	"github.com/dpcap/dpcap/sink"
@@ -57,7 +58,9 @@ EXPRESSION is a tcpdump filter (pcap-filter(7)) applied to the inner frames,
 e.g. 'tcp port 443' or 'vlan and ip6'; rejected frames are counted.
 
 Output (tcpdump conventions):
-  -w FILE          write to FILE; "-" streams to standard output
+  -w FILE          write to FILE; "-" streams to standard output (a
+                   reader that goes away ends the capture at once, with
+                   the summary, exit 0)
   -F FORMAT        pcap (default) or pcapng, which a .pcapng name also
                    selects: one interface per source (a port of the map,
                    else sender and tag), with statistics when each file
@@ -326,7 +329,8 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{errors.New("-r and -i exclude each other")}
 	case o.readFile != "" && o.interval > 0:
 		return o, usageError{errors.New("-G rotates on the clock, which a file conversion does not follow; use -C")}
-	case o.readFile != "" && o.readFile == o.out:
+	case o.readFile != "" && o.readFile != "-" && o.readFile == o.out:
+		// "-" is standard input for -r and standard output for -w.
 		return o, usageError{errors.New("-r and -w name the same file")}
 	case portList != "" && o.readFile == "" && o.iface == "":
 		return o, usageError{errors.New("--ports applies to -r and -i; the UDP socket takes the NIC's envelopes on --port")}
@@ -493,6 +497,23 @@ func run(args []string, stderr io.Writer) int {
 		out.OnOpen(up.Opened)
 	}
 
+	if o.out == "-" {
+		// A reader that goes away ends the capture at once, not at the
+		// next packet's write (EPIPE), which a quiet port may never send.
+		ctx, stop, err := pipewatch.Watch(context.Background(), os.Stdout)
+		if err != nil {
+			out.Close()
+			fmt.Fprintf(stderr, "sinkd: -w -: %v\n", err)
+			return 2
+		}
+		defer stop()
+		go func() {
+			<-ctx.Done()
+			if context.Cause(ctx) == pipewatch.ErrReaderGone {
+				engs.readerGone()
+			}
+		}()
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)

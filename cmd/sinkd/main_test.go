@@ -70,6 +70,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--workers", "two"}, "invalid --workers", nil},
 		{[]string{"-w", "x", "--workers", "2", "-r", "in.pcap"}, "-r converts one file", nil},
 		{[]string{"-w", "-", "--workers", "2"}, "not -w -", nil},
+		{[]string{"-r", "in.pcap", "-w", "in.pcap"}, "name the same file", nil},
+		{[]string{"-r", "-", "-w", "-"}, "", func(o options) bool { return o.readFile == "-" && o.out == "-" }},
 		{[]string{"-w", "x", "--workers", "2", "-c", "10"}, "excludes --workers", nil},
 		{[]string{"-w", "-", "--upload", "s3://bkt"}, "--upload needs files", nil},
 		{[]string{"-w", "x", "--upload", "https://bkt"}, "want s3://BUCKET/PREFIX", nil},

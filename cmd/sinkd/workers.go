@@ -43,6 +43,13 @@ func (es engines) stop() {
 	}
 }
 
+// readerGone ends every worker's capture: the reader of -w - went away.
+func (es engines) readerGone() {
+	for _, e := range es {
+		e.ReaderGone()
+	}
+}
+
 // fileLimitReached reports whether a worker ended on -W.
 func (es engines) fileLimitReached() bool {
 	for _, e := range es {
