@@ -246,7 +246,7 @@ func TestFetchStdoutReaderGoneOnAStalledInput(t *testing.T) {
 	if code != 0 || after > time.Second {
 		t.Errorf("exit %d %v after the reader went away; want 0 within a second:\n%s", code, after, stderr.String())
 	}
-	for _, want := range []string{"written to -", "stopped: the reader of the output went away"} {
+	for _, want := range []string{"written to standard output", "stopped: the reader of the output went away"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
