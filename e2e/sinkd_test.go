@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -514,9 +515,9 @@ func TestCountAndListen(t *testing.T) {
 	d := startSinkd(t, sk, "--listen", "2001:db8:1::2", "-c", "10", "-w", out)
 	// Nothing listens on the IPv4 address: dpcap replay says so. (Paced, so
 	// that the ICMP errors arrive while it still sends.)
-	msg := replay(t, hv, "192.0.2.2:3010", vmTraffic, "--pps", "500")
-	if !strings.Contains(msg, "the sink refused") {
-		t.Errorf("replay to a port nobody listens on did not report it:\n%s", msg)
+	msg, err := hv.cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--pps", "500", vmTraffic).CombinedOutput()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(msg), "the sink refused") {
+		t.Errorf("replay to a port nobody listens on did not report it (%v):\n%s", err, msg)
 	}
 	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic)
 	code, stderr := d.wait(t)
