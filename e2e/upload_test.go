@@ -237,18 +237,21 @@ func TestFetchStdoutReaderGoneOnAStalledInput(t *testing.T) {
 	front := httptest.NewServer(proxy)
 	t.Cleanup(front.Close) // after fetch is ended: Close waits for the stalled answer
 
-	var stderr syncBuffer
-	cmd := exec.Command(bin("dpcap"), "fetch", "s3://captures/e2e", "--endpoint", front.URL, "--path-style", "-w", "-")
-	cmd.Env, cmd.Stderr = append(os.Environ(), store.Env()...), &stderr
-	p := startIntoHead(t, cmd)
-	code, after := p.exitAfterHead(t, &stderr)
-	t.Logf("dpcap fetch exited %v after its reader:\n%s", after, stderr.String())
-	if code != 0 || after > time.Second {
-		t.Errorf("exit %d %v after the reader went away; want 0 within a second:\n%s", code, after, stderr.String())
-	}
-	for _, want := range []string{"written to standard output", "stopped: the reader of the output went away"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	// /dev/stdout is written into as -w - is, and its reader watched alike.
+	for out, name := range map[string]string{"-": "standard output", "/dev/stdout": "/dev/stdout"} {
+		var stderr syncBuffer
+		cmd := exec.Command(bin("dpcap"), "fetch", "s3://captures/e2e", "--endpoint", front.URL, "--path-style", "-w", out)
+		cmd.Env, cmd.Stderr = append(os.Environ(), store.Env()...), &stderr
+		p := startIntoHead(t, cmd)
+		code, after := p.exitAfterHead(t, &stderr)
+		t.Logf("dpcap fetch -w %s exited %v after its reader:\n%s", out, after, stderr.String())
+		if code != 0 || after > time.Second {
+			t.Errorf("-w %s: exit %d %v after the reader went away; want 0 within a second:\n%s", out, code, after, stderr.String())
+		}
+		for _, want := range []string{"written to " + name, "stopped: the reader of the output went away"} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("-w %s: stderr lacks %q:\n%s", out, want, stderr.String())
+			}
 		}
 	}
 }

@@ -32,8 +32,9 @@ once and renumbered (-F pcap: one link type, no names).
 
 Flags:
   -w FILE          where to write; "-" for standard output
-                   (dpcap fetch ... -w - | wireshark -k -i -); a reader
-                   that goes away stops the fetch at once (exit 0). A regular
+                   (dpcap fetch ... -w - | wireshark -k -i -); a reader of
+                   -w -, a fifo or /dev/stdout that goes away stops the
+                   fetch at once (exit 0). A regular
                    file is written under a temporary name in its directory
                    and renamed when complete (through a symbolic link, the
                    file it names), mode 0640 less the umask, as sinkd's
@@ -57,8 +58,9 @@ Flags:
 Credentials come from the standard AWS chain (environment, shared config,
 web identity). Progress goes to standard error when it is a terminal; a
 summary follows at the end. Exit status 1 when nothing matched (no file
-is left; the ports seen in the window are named); 130 when interrupted
-(SIGINT), leaving nothing under FILE's name.
+is made; the ports seen in the window are named); 130 when interrupted
+(SIGINT). Either way nothing is written at FILE's name: whatever was there
+stays as it was.
 `
 
 // fetchFlags are dpcap fetch's options.
@@ -180,17 +182,6 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	if of, ok := stdout.(*os.File); ok && f.out == "-" {
-		// A reader that goes away (fetch -w - | head) stops the fetch at
-		// once, not at its next write, which a slow or stalled input may
-		// never bring; a write meanwhile fails with EPIPE, not SIGPIPE.
-		var unwatch func()
-		if ctx, unwatch, err = pipewatch.Watch(ctx, of); err != nil {
-			return err
-		}
-		defer unwatch()
-		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	}
 	var sources []fetch.Source
 	for _, l := range f.locations {
 		if !archive.IsURL(l) {
@@ -209,11 +200,29 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	}
 	var out io.Writer = stdout
 	var file *fetch.Output
+	stream, _ := stdout.(*os.File) // what a reader may leave: -w -, a fifo, /dev/stdout
 	if f.out != "-" {
 		if file, err = fetch.Create(ctx, f.out); err != nil {
 			return err
 		}
-		out = file
+		out, stream = file, nil
+		if !file.Regular() {
+			stream = file.File
+		}
+	}
+	if stream != nil {
+		// A reader that goes away (fetch -w - | head) stops the fetch at
+		// once, not at its next write, which a slow or stalled input may
+		// never bring; a write meanwhile fails with EPIPE, not SIGPIPE.
+		var unwatch func()
+		if ctx, unwatch, err = pipewatch.Watch(ctx, stream); err != nil {
+			if file != nil {
+				file.Abort()
+			}
+			return err
+		}
+		defer unwatch()
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	}
 	prog := &fetch.Progress{}
 	done := make(chan struct{})
@@ -247,7 +256,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printFetchSummary(stderr, sum, written)
-	if f.out == "-" && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE)) {
+	if stream != nil && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE)) {
 		fmt.Fprintln(stderr, "stopped: the reader of the output went away")
 		return nil
 	}
