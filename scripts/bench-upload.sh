@@ -84,6 +84,7 @@ for rate in $rates; do
 		mkdir -p "$out/live"
 		args=(--listen 2001:db8:1::2 -w "$out/live/cap.pcap" -C 32m --metrics-addr "")
 		[ $mode = on ] && args+=(--upload "s3://bench/live-$rate" --upload-sink-id "live-$rate" "${upload[@]}")
+		: >"$out/live.err"
 		ip netns exec $sk bin/sinkd "${args[@]}" 2>"$out/live.err" &
 		spid=$!
 		ready $spid "$out/live.err"

@@ -57,6 +57,7 @@ printf '%-10s %9s | %9s %7s %6s | %9s %7s %6s | %8s %8s\n' \
 # spid and tpid.
 start_pair() {
 	rm -f "$out"/sinkd.pcap "$out"/tcpdump.pcap
+	: >"$out/sinkd.err"; : >"$out/tcpdump.err" # ready must not read the last run's line
 	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w "$out/sinkd.pcap" --metrics-addr "" 2>"$out/sinkd.err" &
 	spid=$!
 	ip netns exec $sk tcpdump -i b0 -B 65536 -w "$out/tcpdump.pcap" 'udp dst port 3010' 2>"$out/tcpdump.err" &
@@ -147,6 +148,7 @@ echo "   sinkd writes when its queue runs empty; tcpdump only at exit, so none),
 printf '%-22s %9s %9s %8s %7s %12s %10s %7s %11s\n' "capture" "queued" "captured" "drops" "cpu s" "pkts/s/core" "us/packet" "wall s" "pkts/s wall"
 for who in sinkd-udp sinkd-udp-workers2 sinkd-i sinkd-i-workers2 tcpdump; do
 	rm -f "$out"/drain*.pcap
+	: >"$out/drain.err"
 	case $who in
 	sinkd-udp) ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
 	sinkd-udp-workers2) ip netns exec $sk bin/sinkd --workers 2 --listen 2001:db8:1::2 --buffer-size 256m -w "$out/drain.pcap" --metrics-addr "" 2>"$out/drain.err" & ;;
@@ -266,6 +268,7 @@ bin/dpcap start --socket "$sock" --sink-node-ip 2001:db8:1::2 --udp-dst-port 301
 echo "== the software backend: frames into a port, mirrored to sinkd ($packets per rate)"
 printf '%-10s %9s %9s %9s %7s %7s %9s\n' "rate pps" "sent" "port rx" "mirrored" "failed" "dropped" "sinkd rx"
 for rate in $rates; do
+	: >"$out/sinkd.err"
 	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w /dev/null --metrics-addr "" 2>"$out/sinkd.err" &
 	spid=$!
 	ready $spid "$out/sinkd.err"

@@ -26,6 +26,8 @@ until ip netns exec $hv ping -c1 -W1 2001:db8:1::2 >/dev/null 2>&1; do sleep 0.1
 # to ERRFILE, says it captures: sinkd logs "capturing" once its sockets or
 # rings take packets, tcpdump "listening on". A fixed sleep is not enough
 # on a loaded machine. Fails when PID exits first or stays silent for 60 s.
+# Empty ERRFILE before starting PID: the child truncates it only once it
+# runs, and a line of an earlier run would pass.
 ready() {
 	local pid=$1 err=$2 i
 	for ((i = 0; i < 1200; i++)); do
