@@ -237,7 +237,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	if st.Refused > 0 {
 		// Hosts rate-limit ICMP: a count of reports, not of datagrams lost.
-		fmt.Fprintf(stderr, "dpcap replay: the sink refused %d of the %d packets sent (ICMP port unreachable, rate-limited: more may be lost): is sinkd listening on %s?\n",
+		fmt.Fprintf(stderr, "dpcap replay: the sink refused %d of the %d packets sent (ICMP port unreachable, rate-limited: more may be lost): is sinkd listening on %s? (sinkd -i binds no port: it captures them all the same)\n",
 			st.Refused, st.Sent, cfg.Sink)
 	}
 	if err != nil {
