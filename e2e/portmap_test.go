@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/gopacket/gopacket"
@@ -379,5 +380,49 @@ func TestHugePortMapName(t *testing.T) {
 	msg, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(msg), "larger than 1048576 bytes") {
 		t.Errorf("exit %d: %s", cmd.ProcessState.ExitCode(), msg)
+	}
+}
+
+// TestPortMapUnreadableAsZUser: sinkd reads its map as root at start, but
+// -Z's user cannot reach it (a directory only root may enter). That is said
+// once, as a warning naming the user, not as a failed reread a second
+// later (and then at every look); the map read at start names the copies.
+func TestPortMapUnreadableAsZUser(t *testing.T) {
+	hv, sk := newNS(t), newNS(t)
+	link(t, hv, sk, 1600)
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	private, dir := filepath.Join(base, "root"), filepath.Join(base, "captures")
+	mkdirOwned(t, private, 0)
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mkdirOwned(t, dir, nobody)
+	b, _ := json.Marshal(flowprog.PortMap{Version: 2, Ports: []flowprog.Port{{Name: "vm-1", Tag: 100}}})
+	mapFile := filepath.Join(private, "portmap.json")
+	if err := os.WriteFile(mapFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "cap.pcapng")
+	start := time.Now()
+	d := startSinkd(t, sk, "-Z", "nobody", "--port-map", mapFile, "-w", out)
+	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "100")
+	d.waitMetric(t, "sinkd_packets_written_total", 74)
+	// The map is looked at once a second: give it three looks.
+	time.Sleep(3*time.Second - time.Since(start))
+	code, stderr := d.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(stderr, "port map cannot be read as nobody") || strings.Contains(stderr, "not read again") {
+		t.Errorf("exit %d; want one warning naming nobody and no failed reread:\n%s", code, stderr)
+	}
+	names, err := exec.Command("tshark", "-r", out, "-T", "fields", "-e", "frame.interface_name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Fields(string(names)); len(lines) != 74 || lines[0] != "vm-1" {
+		t.Errorf("tshark names %d frames' interface %q, want 74 of vm-1", len(lines), lines)
 	}
 }

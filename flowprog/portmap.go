@@ -213,6 +213,18 @@ type MapFile struct {
 	gone bool        // it could not be opened at the last look, which was reported
 }
 
+// Readable reports why the file cannot be opened now (sinkd checks once it
+// has become -Z's user); while it cannot, Reload stays quiet until it can,
+// as after a read that failed.
+func (f *MapFile) Readable() error {
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		f.gone = true
+		return err
+	}
+	return fh.Close()
+}
+
 // Reload reads the file when it is not the one last read (another inode,
 // size or modification time), or whatever it is when force is set.
 // changed reports whether it was read; a file that could not be read or

@@ -485,6 +485,13 @@ func run(args []string, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sinkd: %v\n", err)
 			return 2
 		}
+		if o.mapFile != nil && o.readFile == "" {
+			if err := o.mapFile.Readable(); err != nil {
+				// Read as root at start; said once, not as a failed
+				// reread a second later.
+				logger.Warn("port map cannot be read as "+o.runAs+": a new map will not be seen until it can", "file", o.mapFile.Path, "err", err)
+			}
+		}
 	}
 	if up != nil {
 		// Only now, as -Z's user: nothing in the spool, which that user
