@@ -103,7 +103,7 @@ e2e: test-deps
 	$(GO) test -count=1 -timeout 20m ./e2e
 
 # Every parser that sees network or file input, each for FUZZTIME.
-FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capfile \
+FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capture/pcapfile \
            FuzzStartRequest:./control FuzzPortMap:./control
 
 fuzz:

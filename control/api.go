@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // StartRequest asks for capture to start.
@@ -96,9 +97,9 @@ type Status struct {
 	Ports      []PortStatus `json:"ports,omitempty"`
 	// PortMap is the tag map sinkd reads with --port-map; PortMapFile is
 	// where the daemon publishes it.
-	PortMap     flowprog.PortMap `json:"port_map,omitzero"`
-	PortMapFile string           `json:"port_map_file,omitempty"`
-	Started     time.Time        `json:"started,omitzero"`
+	PortMap     portmap.Map `json:"port_map,omitzero"`
+	PortMapFile string      `json:"port_map_file,omitempty"`
+	Started     time.Time   `json:"started,omitzero"`
 	// Problem says why a saved capture could not be re-applied.
 	Problem string `json:"problem,omitempty"`
 	// StopRefused is when the dataplane refused dpcap stop: the capture

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // ErrUnknownPort is what Check and Apply wrap when a program names a port
@@ -59,5 +60,5 @@ type Dataplane interface {
 	// Report returns the dataplane's state as last seen.
 	Report() DataplaneStatus
 	// PortMap says what identifies each captured port's copies.
-	PortMap(p *flowprog.Program) flowprog.PortMap
+	PortMap(p *flowprog.Program) portmap.Map
 }

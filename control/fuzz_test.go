@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // FuzzStartRequest feeds the API's start body: decoding and building the
@@ -41,13 +42,13 @@ func FuzzPortMap(f *testing.F) {
 	f.Add([]byte(`{"ports":[{"source":"2001:db8::10","tag":1,"name":"vm-1"}]}`))
 	f.Add([]byte(`{"version":2,"ports":[{"name":"vm-1","kind":"vf","ipv4":"10.0.0.1","underlay_route":"fc00::1/128"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m, _, err := flowprog.ParsePortMap(body)
+		m, _, err := portmap.Parse(body)
 		if err != nil {
 			return
 		}
-		x, _ := flowprog.NewIdentifier(m)
+		x, _ := portmap.NewIdentifier(m)
 		for _, p := range m.Ports {
-			if len(p.Name) > flowprog.MaxNameLen || p.Name != flowprog.CleanName(p.Name) {
+			if len(p.Name) > portmap.MaxNameLen || p.Name != portmap.CleanName(p.Name) {
 				t.Fatalf("name %q is not clean", p.Name)
 			}
 			// The body doubles as an inner frame: any bytes must do.
@@ -55,8 +56,8 @@ func FuzzPortMap(f *testing.F) {
 			if p.Tag == 0 {
 				continue
 			}
-			if !tagged || !strings.HasPrefix(flowprog.JoinNames(x.Names(match)), p.Name) {
-				t.Fatalf("tag %d of %v identifies %q, not %q", p.Tag, p.Source, flowprog.JoinNames(x.Names(match)), p.Name)
+			if !tagged || !strings.HasPrefix(portmap.JoinNames(x.Names(match)), p.Name) {
+				t.Fatalf("tag %d of %v identifies %q, not %q", p.Tag, p.Source, portmap.JoinNames(x.Names(match)), p.Name)
 			}
 			if name, ok := m.Lookup(p.Source, p.Tag); !ok || name == "" {
 				t.Fatalf("a valid map does not find its own tag %d", p.Tag)

@@ -17,8 +17,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dpcap/dpcap/flowprog"
 	"golang.org/x/net/netutil"
+
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // Server holds the active capture and serves the API.
@@ -147,7 +149,7 @@ func (s *Server) republish() {
 
 // portMap is what identifies the captured ports' copies: the program's
 // tags, or what the dataplane knows.
-func (s *Server) portMap(p *flowprog.Program) flowprog.PortMap {
+func (s *Server) portMap(p *flowprog.Program) portmap.Map {
 	if d, ok := s.backend.(Dataplane); ok {
 		return d.PortMap(p)
 	}
@@ -160,7 +162,7 @@ func (s *Server) writePortMap(p *flowprog.Program) error {
 		return err
 	}
 	// Read back as sinks read it: a map they refuse is never published.
-	if _, _, err := flowprog.ParsePortMap(m); err != nil {
+	if _, _, err := portmap.Parse(m); err != nil {
 		return fmt.Errorf("the port map sinks would read is invalid: %w", err)
 	}
 	return writeAtomic(filepath.Join(s.stateDir, portMapFile), m, 0o644)
@@ -483,7 +485,7 @@ func (s *Server) statusLocked() Status {
 	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
 	for _, t := range st.PortMap.Ports {
-		if t.Kind == flowprog.KindVF && !slices.Contains(s.program.Config.VFs, t.Name) {
+		if t.Kind == portmap.KindVF && !slices.Contains(s.program.Config.VFs, t.Name) {
 			continue // listed for naming PF0's copies only
 		}
 		p := counters[t.Name]

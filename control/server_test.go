@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // recorder is a Backend that records calls and fails when told to. The
@@ -81,7 +82,7 @@ func TestStartStopAndState(t *testing.T) {
 	if _, code, err := s.Start(context.Background(), req); code != http.StatusConflict || !strings.Contains(err.Error(), "stop it first") {
 		t.Fatalf("second start: %d %v", code, err)
 	}
-	m, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+	m, err := portmap.Load(filepath.Join(dir, portMapFile))
 	if err != nil || len(m.Ports) != 3 || m.Ports[0].Source != netip.MustParseAddr("2001:db8::10") {
 		t.Fatalf("published port map: %+v %v", m, err)
 	}
@@ -154,11 +155,11 @@ func TestTagsStayWithTheirPorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var maps []flowprog.PortMap // every map published, as sinks may still hold them
+	var maps []portmap.Map // every map published, as sinks may still hold them
 	owner := map[uint32]string{}
 	check := func(s *Server, what string) {
 		t.Helper()
-		published, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+		published, err := portmap.Load(filepath.Join(dir, portMapFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,9 +201,9 @@ func TestTagsStayWithTheirPorts(t *testing.T) {
 // so that the map at the sink can name none of its copies wrongly.
 func TestTagsOfAnEarlierVersion(t *testing.T) {
 	dir := t.TempDir()
-	old := flowprog.PortMap{Version: 2, Ports: []flowprog.Port{
-		{Name: "vm-1", Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Kind: flowprog.KindVF},
-		{Name: "vm-2", Source: netip.MustParseAddr("2001:db8::10"), Tag: 2, Kind: flowprog.KindVF}}}
+	old := portmap.Map{Version: 2, Ports: []portmap.Port{
+		{Name: "vm-1", Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Kind: portmap.KindVF},
+		{Name: "vm-2", Source: netip.MustParseAddr("2001:db8::10"), Tag: 2, Kind: portmap.KindVF}}}
 	b, _ := json.Marshal(old)
 	sv, _ := json.Marshal(saved{Request: StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-2", "vm-1"}}})
 	for name, body := range map[string][]byte{portMapFile: b, captureFile: sv} {
@@ -211,7 +212,7 @@ func TestTagsOfAnEarlierVersion(t *testing.T) {
 		}
 	}
 	s := newTestServer(t, &recorder{}, dir)
-	m, err := flowprog.LoadPortMap(filepath.Join(dir, portMapFile))
+	m, err := portmap.Load(filepath.Join(dir, portMapFile))
 	if err != nil || !s.Status().Active {
 		t.Fatalf("restore: %v %+v", err, s.Status())
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -22,7 +22,7 @@ import (
 // vmFrames are real frames: the test capture of ordinary VM traffic.
 func vmFrames(t testing.TB) [][]byte {
 	t.Helper()
-	pkts, _, err := capfile.ReadFile("../testdata/vm-traffic.pcap")
+	pkts, _, err := pcapfile.ReadFile("../testdata/vm-traffic.pcap")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestRealCaptures(t *testing.T) {
 	sent := append(append([][]byte{}, vm[:24]...), vm[:8]...) // 24 over IPv6, then 8 over IPv4
 	for _, name := range []string{"nic-ether.pcap", "nic-sll.pcap", "nic-sll2.pcap"} {
 		t.Run(name, func(t *testing.T) {
-			pkts, lt, err := capfile.ReadFile(filepath.Join("../testdata/envelopes", name))
+			pkts, lt, err := pcapfile.ReadFile(filepath.Join("../testdata/envelopes", name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,7 +318,7 @@ func TestRealCaptures(t *testing.T) {
 		})
 	}
 	t.Run("vxlan.pcap", func(t *testing.T) {
-		pkts, lt, err := capfile.ReadFile("../testdata/envelopes/vxlan.pcap")
+		pkts, lt, err := pcapfile.ReadFile("../testdata/envelopes/vxlan.pcap")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func TestRealCaptures(t *testing.T) {
 		}
 	})
 	t.Run("nic-frag.pcap", func(t *testing.T) {
-		pkts, lt, err := capfile.ReadFile("../testdata/envelopes/nic-frag.pcap")
+		pkts, lt, err := pcapfile.ReadFile("../testdata/envelopes/nic-frag.pcap")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -14,7 +14,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob("../testdata/envelopes/*.pcap")
 	for _, name := range files {
-		pkts, lt, err := capfile.ReadFile(name)
+		pkts, lt, err := pcapfile.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/flowprog"
 )
 
@@ -69,11 +69,11 @@ func TestOfflineMatchesEditcap(t *testing.T) {
 	if out, err := exec.Command("editcap", "-C", "62", "-L", "-F", "pcap", in, edited).CombinedOutput(); err != nil {
 		t.Fatalf("editcap: %v\n%s", err, out)
 	}
-	got, _, err := capfile.ReadFile(ours)
+	got, _, err := pcapfile.ReadFile(ours)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _, err := capfile.ReadFile(edited)
+	want, _, err := pcapfile.ReadFile(edited)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestRawModeOnLoopback(t *testing.T) {
 	d.waitMetric(t, "sinkd_packets_received_total", float64(len(want)))
 	received := d.waitStable(t, "sinkd_packets_received_total")
 	waitFor(t, "tcpdump to write the envelopes", func() bool {
-		pkts, _, err := capfile.ReadFile(ref)
+		pkts, _, err := pcapfile.ReadFile(ref)
 		return err == nil && len(pkts) >= len(want)
 	})
 	td.Process.Signal(syscall.SIGINT)

@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
 	"github.com/dpcap/dpcap/flowprog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // dpsvcFixture is a dp-service stand-in (package dpservicetest) and a
@@ -183,13 +185,13 @@ func TestDPServiceBackend(t *testing.T) {
 	if got := f.svc.Captured(); !slices.Equal(got, []string{"pf0", "vm-1", "vm-2"}) {
 		t.Fatalf("dp-service captures %v", got)
 	}
-	m, err := flowprog.LoadPortMap(filepath.Join(f.state, "portmap.json"))
+	m, err := portmap.Load(filepath.Join(f.state, "portmap.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(m.Ports) != 3 || m.Ports[0].Name != "vm-1" || m.Ports[0].IPv4.String() != "10.0.0.1" || m.Ports[0].IPv6.String() != "fd00::1" ||
 		m.Ports[0].UnderlayRoute.String() != "fc00:1::1/128" || m.Ports[0].Tag != 0 || m.Ports[0].Source.String() != "fc00:1::1" ||
-		m.Ports[2].Name != "pf0" || m.Ports[2].Kind != flowprog.KindPF {
+		m.Ports[2].Name != "pf0" || m.Ports[2].Kind != portmap.KindPF {
 		t.Fatalf("port map: %+v", m)
 	}
 	checkPublishedMapNamesCopies(t, filepath.Join(f.state, "portmap.json"))
@@ -465,7 +467,7 @@ func TestDPServiceLateAnswer(t *testing.T) {
 	if got := f.svc.Captured(); !slices.Equal(got, []string{"vm-1"}) {
 		t.Fatalf("dp-service captures %v", got)
 	}
-	m, err := flowprog.LoadPortMap(filepath.Join(f.state, "portmap.json"))
+	m, err := portmap.Load(filepath.Join(f.state, "portmap.json"))
 	if err != nil || len(m.Ports) != 1 || m.Ports[0].Name != "vm-1" || m.Ports[0].IPv4.String() != "10.0.0.1" {
 		t.Fatalf("port map: %v %+v", err, m)
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/internal/s3test"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -382,7 +382,7 @@ func TestFetchControlCharacterKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkts, _, err := capfile.ReadFile(vmTraffic)
+	pkts, _, err := pcapfile.ReadFile(vmTraffic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -454,7 +454,7 @@ func randomFrame(r *rand.Rand, n int) []byte {
 // file is complete.
 func readFrames(t *testing.T, name string) [][]byte {
 	t.Helper()
-	pkts, _, err := capfile.ReadFile(name)
+	pkts, _, err := pcapfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

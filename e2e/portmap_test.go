@@ -17,10 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // The hypervisor of these tests: dp-service on it captures vm-1, vm-2 and
@@ -37,12 +40,12 @@ var (
 // publishedMap is the map dpcap serve publishes for that hypervisor.
 func publishedMap(t *testing.T) string {
 	t.Helper()
-	m := flowprog.PortMap{Version: flowprog.PortMapVersion, Ports: []flowprog.Port{
-		{Name: "vm-1", Source: mustAddr(hvSource), Kind: flowprog.KindVF, IPv4: mustAddr("10.0.0.1"), IPv6: mustAddr("fd00:1::1"),
+	m := portmap.Map{Version: portmap.Version, Ports: []portmap.Port{
+		{Name: "vm-1", Source: mustAddr(hvSource), Kind: portmap.KindVF, IPv4: mustAddr("10.0.0.1"), IPv6: mustAddr("fd00:1::1"),
 			UnderlayRoute: netip.MustParsePrefix("fc00:1:0:1::1/128"), MAC: vm1MAC.String()},
-		{Name: "vm-2", Source: mustAddr(hvSource), Kind: flowprog.KindVF, IPv4: mustAddr("10.0.0.2"), IPv6: mustAddr("fd00:1::2"),
+		{Name: "vm-2", Source: mustAddr(hvSource), Kind: portmap.KindVF, IPv4: mustAddr("10.0.0.2"), IPv6: mustAddr("fd00:1::2"),
 			UnderlayRoute: netip.MustParsePrefix("fc00:1:0:1::2/128")}, // MAC not learned yet
-		{Name: "pf0", Source: mustAddr(hvSource), Kind: flowprog.KindPF},
+		{Name: "pf0", Source: mustAddr(hvSource), Kind: portmap.KindPF},
 	}}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -243,7 +246,7 @@ func labelled(t *testing.T, hv, sk *netns, frame []byte, first, n int) [][]byte 
 	tmpl := flowprog.Template{DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"), Src: mustAddr(hvSource),
 		Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010}
 	for i := range n {
-		tmpl.FlowLabel = uint32(first+i) % (flowprog.MaxFlowLabel + 1)
+		tmpl.FlowLabel = uint32(first+i) % (decap.MaxFlowLabel + 1)
 		b, err := tmpl.Bytes()
 		if err != nil {
 			t.Fatal(err)
@@ -349,7 +352,7 @@ func TestHugePortMapName(t *testing.T) {
 	hv, sk := newNS(t), newNS(t)
 	link(t, hv, sk, 1600)
 	huge := "\x1b]0;owned\x07\x1b[2J" + strings.Repeat("vm-1", 20000) // 80,000 bytes and terminal escapes
-	b, _ := json.Marshal(flowprog.PortMap{Version: 2, Ports: []flowprog.Port{{Name: huge, Tag: 1}}})
+	b, _ := json.Marshal(portmap.Map{Version: 2, Ports: []portmap.Port{{Name: huge, Tag: 1}}})
 	mapFile := filepath.Join(t.TempDir(), "portmap.json")
 	if err := os.WriteFile(mapFile, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -367,13 +370,13 @@ func TestHugePortMapName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Repeat("vm-1", flowprog.MaxNameLen/4)
+	want := strings.Repeat("vm-1", portmap.MaxNameLen/4)
 	if lines := strings.Fields(string(names)); len(lines) != 74 || lines[0] != want {
 		t.Errorf("tshark names %d frames' interface %.80q, want %q", len(lines), lines[0], want)
 	}
 	// A map file past the bound is refused at start, in one line.
 	big := filepath.Join(t.TempDir(), "big.json")
-	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), flowprog.MaxPortMapBytes+1), 0o644); err != nil {
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), portmap.MaxBytes+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin("sinkd"), "--port-map", big, "-w", filepath.Join(t.TempDir(), "x.pcap"), "--metrics-addr", "")
@@ -402,7 +405,7 @@ func TestPortMapUnreadableAsZUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	mkdirOwned(t, dir, nobody)
-	b, _ := json.Marshal(flowprog.PortMap{Version: 2, Ports: []flowprog.Port{{Name: "vm-1", Tag: 100}}})
+	b, _ := json.Marshal(portmap.Map{Version: 2, Ports: []portmap.Port{{Name: "vm-1", Tag: 100}}})
 	mapFile := filepath.Join(private, "portmap.json")
 	if err := os.WriteFile(mapFile, b, 0o644); err != nil {
 		t.Fatal(err)

@@ -21,13 +21,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/dpcap/dpcap/archive"
-	"github.com/dpcap/dpcap/capfile"
-	"github.com/dpcap/dpcap/flowprog"
-	"github.com/dpcap/dpcap/internal/s3test"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/s3test"
 )
 
 // TestUploadAndFetch runs two sinks that upload to one bucket of a real
@@ -124,7 +125,7 @@ func TestUploadAndFetch(t *testing.T) {
 		}
 	}
 
-	fetch := func(name string, args ...string) (string, []capfile.Packet) {
+	fetch := func(name string, args ...string) (string, []pcapfile.Packet) {
 		t.Helper()
 		out := filepath.Join(dir, name)
 		cmd := sk.cmd(bin("dpcap"), append(append([]string{"fetch"}, args...), "-w", out)...)
@@ -133,7 +134,7 @@ func TestUploadAndFetch(t *testing.T) {
 			t.Fatalf("dpcap fetch %s: %v\n%s", strings.Join(args, " "), err, msg)
 		}
 		t.Logf("dpcap fetch %s:\n%s", strings.Join(args, " "), msg)
-		pkts, _, err := capfile.ReadFile(out)
+		pkts, _, err := pcapfile.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +162,7 @@ func TestUploadAndFetch(t *testing.T) {
 
 // checkFetched checks that pkts are copies of want, n times over, in
 // time order, each copy's frames in the order sent.
-func checkFetched(t *testing.T, pkts []capfile.Packet, want [][]byte, n int) {
+func checkFetched(t *testing.T, pkts []pcapfile.Packet, want [][]byte, n int) {
 	t.Helper()
 	if len(pkts) != n*len(want) {
 		t.Fatalf("fetched %d frames, want %d x %d", len(pkts), n, len(want))

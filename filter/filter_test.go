@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -22,7 +22,7 @@ import (
 // and QinQ tags, and IPv4 and IPv6 fragments.
 func corpus(t testing.TB) [][]byte {
 	t.Helper()
-	pkts, _, err := capfile.ReadFile("../testdata/vm-traffic.pcap")
+	pkts, _, err := pcapfile.ReadFile("../testdata/vm-traffic.pcap")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestMatchesTcpdump(t *testing.T) {
 			if b, err := exec.Command("tcpdump", "-r", in, "-w", out, expr).CombinedOutput(); err != nil {
 				t.Fatalf("tcpdump: %v\n%s", err, b)
 			}
-			picked, _, err := capfile.ReadFile(out)
+			picked, _, err := pcapfile.ReadFile(out)
 			if err != nil {
 				t.Fatal(err)
 			}

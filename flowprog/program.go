@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // The groups of the capture program (docs/ENVELOPE.md §3): the dataplane's
@@ -74,7 +76,7 @@ func (c Config) Validate() error {
 	// would make a port map every sink refuses.
 	seen := map[string]string{}
 	for _, p := range c.VFs {
-		clean := CleanName(p)
+		clean := portmap.CleanName(p)
 		switch {
 		case p == "":
 			return errors.New("empty VF name")
@@ -280,7 +282,7 @@ type Program struct {
 	// Templates holds each port's envelope (tag in the flow label); Tags
 	// is the map of the ports' tags, in the order of Config.Ports.
 	Templates map[string][TemplateLen]byte
-	Tags      PortMap
+	Tags      portmap.Map
 }
 
 // Build makes the capture program for cfg.

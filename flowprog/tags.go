@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // dpcap's own backends (software, dpdk) put a port's tag in the flow label
@@ -21,12 +24,12 @@ import (
 const FirstTag = MaxPorts + 1
 
 // PreferredTag is the tag a port is offered first: a hash of its name into
-// FirstTag..MaxFlowLabel. Derived from the name alone, a port's tag stays
+// FirstTag..decap.MaxFlowLabel. Derived from the name alone, a port's tag stays
 // the same even where its table was lost (unless two names collide).
 func PreferredTag(name string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return FirstTag + h.Sum32()%(MaxFlowLabel-FirstTag+1)
+	return FirstTag + h.Sum32()%(decap.MaxFlowLabel-FirstTag+1)
 }
 
 // TagTable is a hypervisor's assignment of tags to ports, by port name.
@@ -48,12 +51,12 @@ func (t TagTable) Assign(names []string) ([]string, error) {
 		if t[n] != 0 {
 			continue
 		}
-		if len(taken) >= MaxFlowLabel-FirstTag+1 {
-			return added, fmt.Errorf("port %s: every one of the %d port tags is taken", n, MaxFlowLabel-FirstTag+1)
+		if len(taken) >= decap.MaxFlowLabel-FirstTag+1 {
+			return added, fmt.Errorf("port %s: every one of the %d port tags is taken", n, decap.MaxFlowLabel-FirstTag+1)
 		}
 		tag := PreferredTag(n)
 		for taken[tag] {
-			if tag++; tag > MaxFlowLabel {
+			if tag++; tag > decap.MaxFlowLabel {
 				tag = FirstTag
 			}
 		}
@@ -63,7 +66,7 @@ func (t TagTable) Assign(names []string) ([]string, error) {
 	return added, nil
 }
 
-// Validate checks a table read back from a file: tags in 1..MaxFlowLabel,
+// Validate checks a table read back from a file: tags in 1..decap.MaxFlowLabel,
 // each held by one port.
 func (t TagTable) Validate() error {
 	owner := make(map[uint32]string, len(t))
@@ -71,8 +74,8 @@ func (t TagTable) Validate() error {
 		switch {
 		case name == "":
 			return fmt.Errorf("a port without a name holds tag %d", tag)
-		case tag == 0 || tag > MaxFlowLabel:
-			return fmt.Errorf("port %s: tag %d is not in 1-%d", name, tag, MaxFlowLabel)
+		case tag == 0 || tag > decap.MaxFlowLabel:
+			return fmt.Errorf("port %s: tag %d is not in 1-%d", name, tag, decap.MaxFlowLabel)
 		}
 		if other, dup := owner[tag]; dup {
 			return fmt.Errorf("tag %d is held by both %s and %s", tag, min(name, other), max(name, other))
@@ -84,14 +87,14 @@ func (t TagTable) Validate() error {
 
 // PortMap returns the map of names, in order, with their tags from t, from
 // source; PF0 is of kind pf, the others vf.
-func (t TagTable) PortMap(source netip.Addr, names []string) PortMap {
-	m := PortMap{Version: PortMapVersion, Ports: make([]Port, len(names))}
+func (t TagTable) PortMap(source netip.Addr, names []string) portmap.Map {
+	m := portmap.Map{Version: portmap.Version, Ports: make([]portmap.Port, len(names))}
 	for i, n := range names {
-		kind := KindVF
+		kind := portmap.KindVF
 		if n == PF0 {
-			kind = KindPF
+			kind = portmap.KindPF
 		}
-		m.Ports[i] = Port{Name: n, Source: source, Tag: t[n], Kind: kind}
+		m.Ports[i] = portmap.Port{Name: n, Source: source, Tag: t[n], Kind: kind}
 	}
 	return m
 }

@@ -3,9 +3,13 @@ package flowprog
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // TestAssignIsStable: a port's tag depends on neither the order of the
@@ -54,10 +58,10 @@ func TestAssignNeverReuses(t *testing.T) {
 	// A name whose preferred tag is the last one (found by trying
 	// port-0, port-1, …) wraps to the first.
 	const last = "port-1705065"
-	if PreferredTag(last) != MaxFlowLabel {
+	if PreferredTag(last) != decap.MaxFlowLabel {
 		t.Fatalf("%s's preferred tag is %d", last, PreferredTag(last))
 	}
-	tbl = TagTable{"holder": MaxFlowLabel, "next": FirstTag}
+	tbl = TagTable{"holder": decap.MaxFlowLabel, "next": FirstTag}
 	if _, err := tbl.Assign([]string{last}); err != nil || tbl[last] != FirstTag+1 {
 		t.Errorf("%s got tag %d (%v), want %d", last, tbl[last], err, FirstTag+1)
 	}
@@ -76,7 +80,7 @@ func TestAssignLeavesOldTags(t *testing.T) {
 	}
 	seen := map[uint32]bool{}
 	for n, tag := range tbl {
-		if tag < FirstTag || tag > MaxFlowLabel || seen[tag] {
+		if tag < FirstTag || tag > decap.MaxFlowLabel || seen[tag] {
 			t.Fatalf("%s: tag %d (taken twice: %v)", n, tag, seen[tag])
 		}
 		seen[tag] = true
@@ -89,7 +93,7 @@ func TestTagTableValidate(t *testing.T) {
 		want string
 	}{
 		{TagTable{"vm-1": 0}, "tag 0 is not in"},
-		{TagTable{"vm-1": MaxFlowLabel + 1}, "is not in 1-1048575"},
+		{TagTable{"vm-1": decap.MaxFlowLabel + 1}, "is not in 1-1048575"},
 		{TagTable{"vm-1": 20, "vm-2": 20}, "tag 20 is held by both vm-1 and vm-2"},
 		{TagTable{"": 20}, "without a name"},
 	} {
@@ -119,5 +123,27 @@ func TestBuildTakesTheTable(t *testing.T) {
 	}
 	if len(cfg.Tags) != 2 {
 		t.Errorf("Build changed the table: %v", cfg.Tags)
+	}
+}
+
+// TestTagTablePortMap: the map a table publishes carries the format's
+// version, each port's tag and its kind (pf0 is the uplink).
+func TestTagTablePortMap(t *testing.T) {
+	hv := netip.MustParseAddr("2001:db8::10")
+	m := TagTable{"vm-1": 1, "vm-2": 2, "pf0": 3, "vm-9": 9}.PortMap(hv, []string{"vm-1", "vm-2", "pf0"})
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != portmap.Version || len(m.Ports) != 3 {
+		t.Fatalf("PortMap: version %d, %d ports; want %d, 3", m.Version, len(m.Ports), portmap.Version)
+	}
+	for i, want := range []portmap.Port{
+		{Name: "vm-1", Source: hv, Tag: 1, Kind: portmap.KindVF},
+		{Name: "vm-2", Source: hv, Tag: 2, Kind: portmap.KindVF},
+		{Name: "pf0", Source: hv, Tag: 3, Kind: portmap.KindPF},
+	} {
+		if got := m.Ports[i]; got.Name != want.Name || got.Source != want.Source || got.Tag != want.Tag || got.Kind != want.Kind {
+			t.Errorf("port %d = %+v; want %+v", i, got, want)
+		}
 	}
 }

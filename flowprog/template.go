@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 // TemplateLen is the size of the encapsulation the NIC prepends.
 const TemplateLen = 62
-
-// MaxFlowLabel is the largest IPv6 flow label, which carries a port tag.
-const MaxFlowLabel = 0xFFFFF
 
 // Template is the envelope the NIC's RAW_ENCAP action prepends to each
 // sampled frame: Ethernet (to the underlay router), IPv6 (hypervisor to
@@ -38,8 +37,8 @@ func (t Template) Bytes() ([TemplateLen]byte, error) {
 		return b, fmt.Errorf("encap template: MAC addresses must have 6 bytes, have %d and %d", len(t.DstMAC), len(t.SrcMAC))
 	case !t.Src.Is6() || t.Src.Is4In6() || !t.Dst.Is6() || t.Dst.Is4In6():
 		return b, fmt.Errorf("encap template: addresses must be IPv6, have %v and %v", t.Src, t.Dst)
-	case t.FlowLabel > MaxFlowLabel:
-		return b, fmt.Errorf("encap template: flow label %d exceeds %d", t.FlowLabel, MaxFlowLabel)
+	case t.FlowLabel > decap.MaxFlowLabel:
+		return b, fmt.Errorf("encap template: flow label %d exceeds %d", t.FlowLabel, decap.MaxFlowLabel)
 	}
 	copy(b[0:6], t.DstMAC)
 	copy(b[6:12], t.SrcMAC)

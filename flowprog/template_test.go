@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dpcap/dpcap/decap"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 var tmpl = Template{

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -33,9 +33,9 @@ func frame(i, n int) []byte {
 
 // readAll reads a capture file back and fails the test if it is not a
 // complete Ethernet pcap.
-func readAll(t *testing.T, name string) []capfile.Packet {
+func readAll(t *testing.T, name string) []pcapfile.Packet {
 	t.Helper()
-	pkts, lt, err := capfile.ReadFile(name)
+	pkts, lt, err := pcapfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	if len(names) < 5 {
 		t.Fatalf("files = %v, want several 10 KiB files", names)
 	}
-	var got []capfile.Packet
+	var got []pcapfile.Packet
 	for i := range names {
 		name := "cap.pcap"
 		if i > 0 {

@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/internal/encapsock"
 	"github.com/dpcap/dpcap/internal/mmsg"
 	"github.com/gopacket/gopacket/layers"
@@ -207,7 +207,7 @@ func (s *sender) sendFile(ctx context.Context, open Opener) (done bool, err erro
 		return true, err
 	}
 	defer f.Close()
-	r, err := capfile.NewReader(f)
+	r, err := pcapfile.NewReader(f)
 	if err != nil {
 		return true, err
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/afpacket"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
-	"github.com/dpcap/dpcap/rawsource"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 )
@@ -78,7 +78,7 @@ func TestToyKind(t *testing.T) {
 		ports map[decap.Kind]uint16
 		pass  bool
 	}{{decap.DefaultPorts(), true}, {ports, false}} {
-		raw, err := rawsource.Filter(decap.UDPPorts(tt.ports), false)
+		raw, err := afpacket.Filter(decap.UDPPorts(tt.ports), false)
 		insts, _ := bpf.Disassemble(raw)
 		vm, vmErr := bpf.NewVM(insts)
 		if err = errors.Join(err, vmErr); err != nil {

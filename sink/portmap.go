@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // FollowPortMap keeps the port map current until ctx ends: it reads f again
@@ -13,7 +13,7 @@ import (
 // receives (sinkd's SIGHUP), and hands each map it reads to apply. A map
 // that cannot be read or is refused leaves the one in use, logged once per
 // change of the file.
-func FollowPortMap(ctx context.Context, f *flowprog.MapFile, every time.Duration, reread <-chan struct{}, apply func(*flowprog.Identifier), logger *slog.Logger) {
+func FollowPortMap(ctx context.Context, f *portmap.File, every time.Duration, reread <-chan struct{}, apply func(*portmap.Identifier), logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -33,7 +33,7 @@ func FollowPortMap(ctx context.Context, f *flowprog.MapFile, every time.Duration
 			logger.Error("port map not read again: the one in use stays", "err", err)
 			continue
 		}
-		x, more := flowprog.NewIdentifier(m)
+		x, more := portmap.NewIdentifier(m)
 		for _, n := range append(notes, more...) {
 			logger.Warn("port map: " + n)
 		}

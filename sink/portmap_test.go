@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // logLines is a slog.Handler that sends each record, as "message
@@ -66,16 +66,16 @@ func TestFollowPortMap(t *testing.T) {
 		return `{"version": 2, "ports": [{"name": "` + name + `", "source": "2001:db8::10", "tag": 100}]}`
 	}
 	put(mapOf("vm-1"), true)
-	f := &flowprog.MapFile{Path: path}
+	f := &portmap.File{Path: path}
 	if _, _, _, err := f.Reload(true); err != nil { // as sinkd reads it at start
 		t.Fatal(err)
 	}
-	applied, logs := make(chan *flowprog.Identifier, 10), make(logLines, 100)
+	applied, logs := make(chan *portmap.Identifier, 10), make(logLines, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		FollowPortMap(ctx, f, 10*time.Millisecond, nil, func(x *flowprog.Identifier) { applied <- x }, slog.New(logs))
+		FollowPortMap(ctx, f, 10*time.Millisecond, nil, func(x *portmap.Identifier) { applied <- x }, slog.New(logs))
 	}()
 	defer func() { cancel(); <-done }()
 	// name is what tag 100 names under the next map applied.
@@ -84,7 +84,7 @@ func TestFollowPortMap(t *testing.T) {
 		select {
 		case x := <-applied:
 			m, _ := x.Identify(netip.MustParseAddr("2001:db8::10"), 100, nil)
-			return flowprog.JoinNames(x.Names(m))
+			return portmap.JoinNames(x.Names(m))
 		case <-time.After(5 * time.Second):
 			return "(no map applied)"
 		}
@@ -124,15 +124,15 @@ func TestFollowPortMapReread(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"version": 2, "ports": [{"name": "vm-1", "tag": 100}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := &flowprog.MapFile{Path: path}
+	f := &portmap.File{Path: path}
 	if _, _, _, err := f.Reload(true); err != nil {
 		t.Fatal(err)
 	}
-	applied, logs := make(chan *flowprog.Identifier, 1), make(logLines, 10)
+	applied, logs := make(chan *portmap.Identifier, 1), make(logLines, 10)
 	reread := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go FollowPortMap(ctx, f, time.Hour, reread, func(x *flowprog.Identifier) { applied <- x }, slog.New(logs))
+	go FollowPortMap(ctx, f, time.Hour, reread, func(x *portmap.Identifier) { applied <- x }, slog.New(logs))
 	reread <- struct{}{}
 	select {
 	case <-applied:

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket/layers"
@@ -48,9 +48,9 @@ func (scripted) Decode(_ layers.LinkType, frame []byte, _ int, r *decap.Result) 
 	return reason
 }
 
-func readPcap(t *testing.T, name string) []capfile.Packet {
+func readPcap(t *testing.T, name string) []pcapfile.Packet {
 	t.Helper()
-	pkts, _, err := capfile.ReadFile(name)
+	pkts, _, err := pcapfile.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

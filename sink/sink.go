@@ -18,11 +18,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/decap"
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
-	"github.com/gopacket/gopacket/layers"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 const (
@@ -49,9 +50,9 @@ type Config struct {
 	PerSource  bool
 	MaxSources int
 	// PortMap names the ports copies come from, by tag or by what their
-	// inner frames carry (flowprog.Identifier); when it is given, only its
+	// inner frames carry (portmap.Identifier); when it is given, only its
 	// tags are taken.
-	PortMap *flowprog.PortMap
+	PortMap *portmap.Map
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
 	// Allow, when set, takes envelopes only from these sources: anyone who
@@ -94,7 +95,7 @@ type Engine struct {
 	res       decap.Result
 	ether     []byte // a synthetic Ethernet header and a bare IP packet
 	rotateReq atomic.Bool
-	newPorts  atomic.Pointer[flowprog.Identifier] // a port map read again, for Run to take
+	newPorts  atomic.Pointer[portmap.Identifier] // a port map read again, for Run to take
 	stopReq   atomic.Bool
 	goneReq   atomic.Bool // ReaderGone
 	running   atomic.Bool
@@ -118,7 +119,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}, max: cfg.MaxSources, overflow: -1}}
 	if cfg.PortMap != nil {
 		var notes []string
-		e.sources.ports, notes = flowprog.NewIdentifier(*cfg.PortMap)
+		e.sources.ports, notes = portmap.NewIdentifier(*cfg.PortMap)
 		for _, n := range notes {
 			cfg.Logger.Warn("port map: " + n)
 		}
@@ -144,7 +145,7 @@ func (e *Engine) ReaderGone() {
 // SetPortMap makes Run identify copies with x from the next batch on: the
 // port map was read again. x may be shared with other engines. Safe from
 // any goroutine; without a port map in Config, it has no effect.
-func (e *Engine) SetPortMap(x *flowprog.Identifier) { e.newPorts.Store(x) }
+func (e *Engine) SetPortMap(x *portmap.Identifier) { e.newPorts.Store(x) }
 
 // Rotate makes Run start a new file now; safe from any goroutine.
 func (e *Engine) Rotate() {

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/capture/udp"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
-	"github.com/dpcap/dpcap/udpsource"
 	"github.com/gopacket/gopacket/layers"
 )
 
 type fixture struct {
 	eng  *Engine
-	src  *udpsource.Source
+	src  *udp.Source
 	conn *net.UDPConn
 	dir  string
 	done chan error
@@ -27,7 +27,7 @@ type fixture struct {
 func start(t *testing.T, cfg Config, opts pcapout.Options) *fixture {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
+	src, err := udp.Listen(udp.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func BenchmarkEngine(b *testing.B) {
 // buffer holds). cfg gives the filter and the port map.
 func benchEngine(b *testing.B, opts pcapout.Options, cfg Config) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
+	src, err := udp.Listen(udp.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 64 << 20, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func benchEngine(b *testing.B, opts pcapout.Options, cfg Config) {
 func queued(t *testing.T, n int, cfg Config) (Stats, string) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := udpsource.Listen(udpsource.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
+	src, err := udp.Listen(udp.Config{Addr: netip.MustParseAddr("::1"), BufferSize: 8 << 20, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

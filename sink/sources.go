@@ -5,8 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/dpcap/dpcap/decap"
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // DefaultMaxSources bounds the sources (interfaces, or files with
@@ -32,7 +32,7 @@ type sourceKey struct {
 // engine's goroutine uses it.
 type sources struct {
 	index    map[sourceKey]int
-	ports    *flowprog.Identifier // nil without a port map
+	ports    *portmap.Identifier // nil without a port map
 	max      int
 	overflow int // the overflow interface, -1 until needed
 }
@@ -84,7 +84,7 @@ func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 		name = fmt.Sprintf("%s %s %d", k.addr, idLabel, k.id)
 	}
 	if k.port != "" {
-		name = flowprog.JoinNames(k.port, k.to)
+		name = portmap.JoinNames(k.port, k.to)
 	}
 	desc := fmt.Sprintf("%s envelopes from %s", k.kind, k.addr)
 	if k.id != 0 {

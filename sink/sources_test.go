@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpcap/dpcap/capture"
-	"github.com/dpcap/dpcap/flowprog"
-	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // innerFrame is a minimal Ethernet frame from mac carrying an IP header
@@ -94,7 +95,7 @@ func runSource(t *testing.T, cfg Config, src *fakeSource, ready func(*Engine)) (
 }
 
 func TestSourcesByPortMap(t *testing.T) {
-	m, _, err := flowprog.ParsePortMap([]byte(`{"version": 2, "ports": [
+	m, _, err := portmap.Parse([]byte(`{"version": 2, "ports": [
 		{"name": "vm-1", "source": "2001:db8::10", "kind": "vf", "ipv4": "10.0.0.1", "underlay_route": "fc00::1/128"},
 		{"name": "vm-2", "source": "2001:db8::10", "kind": "vf", "ipv6": "fd00::2", "mac": "02:00:00:00:00:02",
 		 "underlay_route": "fc00::2/128"},
@@ -141,8 +142,8 @@ func TestSourcesByPortMap(t *testing.T) {
 // on; a port both maps list keeps its interface, and a tag the new map no
 // longer lists names no port.
 func TestSetPortMap(t *testing.T) {
-	parse := func(body string) *flowprog.PortMap {
-		m, _, err := flowprog.ParsePortMap([]byte(body))
+	parse := func(body string) *portmap.Map {
+		m, _, err := portmap.Parse([]byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TestSetPortMap(t *testing.T) {
 	}
 	old := parse(`{"version": 2, "ports": [{"name": "vm-1", "source": "2001:db8::10", "tag": 100},
 		{"name": "vm-2", "source": "2001:db8::10", "tag": 200}]}`)
-	next, _ := flowprog.NewIdentifier(*parse(`{"version": 2, "ports": [{"name": "vm-3", "source": "2001:db8::10", "tag": 300},
+	next, _ := portmap.NewIdentifier(*parse(`{"version": 2, "ports": [{"name": "vm-3", "source": "2001:db8::10", "tag": 300},
 		{"name": "vm-2", "source": "2001:db8::10", "tag": 200}]}`))
 	hv := netip.MustParseAddrPort("[2001:db8::10]:5000")
 	var pkts []capture.Packet
@@ -200,7 +201,7 @@ func TestSourcesBounded(t *testing.T) {
 // BenchmarkEnginePcapngPortMap adds untagged identification to the pcapng
 // path: the frames come from vm-1's primary IPv4, as a VF's copies do.
 func BenchmarkEnginePcapngPortMap(b *testing.B) {
-	m, _, err := flowprog.ParsePortMap([]byte(`{"version": 2, "ports": [
+	m, _, err := portmap.Parse([]byte(`{"version": 2, "ports": [
 		{"name": "vm-1", "kind": "vf", "ipv4": "10.0.0.1", "mac": "02:00:00:00:00:01", "underlay_route": "fc00::1/128"},
 		{"name": "vm-2", "kind": "vf", "ipv4": "10.0.0.2", "underlay_route": "fc00::2/128"},
 		{"name": "pf0", "kind": "pf"}]}`))

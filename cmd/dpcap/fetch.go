@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/archive"
-	"github.com/dpcap/dpcap/fetch"
+	"github.com/dpcap/dpcap/archive/fetch"
+	"github.com/dpcap/dpcap/internal/pipewatch"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
-	"github.com/dpcap/dpcap/pipewatch"
 	"golang.org/x/sys/unix"
 )
 

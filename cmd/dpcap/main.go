@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/replay"
 )
@@ -172,8 +172,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&cfg.Count, "count", 0, "")
 	fs.Func("tag", "", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil || n == 0 || n > flowprog.MaxFlowLabel {
-			return fmt.Errorf("invalid tag %q: want 1-%d", v, flowprog.MaxFlowLabel)
+		if err != nil || n == 0 || n > decap.MaxFlowLabel {
+			return fmt.Errorf("invalid tag %q: want 1-%d", v, decap.MaxFlowLabel)
 		}
 		cfg.Tag = uint32(n)
 		return nil

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/termtext"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 func checkFormat(f string) error {
@@ -81,7 +81,7 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 		// apart by what their copies carry.
 		fmt.Fprintln(tw, "PORT\tKIND\tCOPIES CARRY")
 		for _, p := range st.PortMap.Ports {
-			if p.Kind == flowprog.KindVF && !slices.Contains(r.VFs, p.Name) {
+			if p.Kind == portmap.KindVF && !slices.Contains(r.VFs, p.Name) {
 				continue
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", esc(p.Name), esc(p.Kind), identity(p))
@@ -128,8 +128,8 @@ func printEnvelope(w io.Writer, st control.Status) {
 }
 
 // identity says what tells a port's copies apart, from the port map.
-func identity(p flowprog.Port) string {
-	if p.Kind == flowprog.KindPF {
+func identity(p portmap.Port) string {
+	if p.Kind == portmap.KindPF {
 		return "underlay frames (inner destination: a VM's underlay route)"
 	}
 	var a []string

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // TestStatusTableEscapes: every string of a status, as dp-service or a
@@ -24,7 +24,7 @@ func TestStatusTableEscapes(t *testing.T) {
 		{Backend: "dpservice", Dataplane: &control.DataplaneStatus{Name: "dp-service", Captured: []string{evil}}},
 		{Active: true, Backend: "dpservice", Started: time.Now(), Dataplane: d, PortMapFile: evil,
 			Request: control.StartRequest{SinkNodeIP: evil, VFs: []string{evil}, Filter: evil},
-			PortMap: flowprog.PortMap{Ports: []flowprog.Port{{Name: evil, Kind: flowprog.KindVF}}}},
+			PortMap: portmap.Map{Ports: []portmap.Port{{Name: evil, Kind: portmap.KindVF}}}},
 		{Active: true, Backend: "software", Started: time.Now(), RouterMAC: evil, PFMAC: evil,
 			Ports: []control.PortStatus{{Name: evil, Problem: evil, Mirror: evil, Reattached: 1}}},
 	} {

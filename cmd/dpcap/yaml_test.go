@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 func TestStatusYAMLKeepsCountersExact(t *testing.T) {
@@ -21,7 +21,7 @@ func TestStatusYAMLKeepsCountersExact(t *testing.T) {
 			{Name: "vm-1", Tag: 1, Samples: 1234567, Failed: 1 << 40, Dropped: math.MaxUint64},
 			{Name: "yes", Tag: 1048575, Samples: 9007199254740993}, // 2^53+1: a float64 cannot hold it
 		},
-		PortMap:     flowprog.PortMap{Version: 2, Ports: []flowprog.Port{{Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Name: "vm-1", Kind: "vf"}}},
+		PortMap:     portmap.Map{Version: 2, Ports: []portmap.Port{{Source: netip.MustParseAddr("2001:db8::10"), Tag: 1, Name: "vm-1", Kind: "vf"}}},
 		PortMapFile: "/var/lib/dpcap/portmap.json",
 		Started:     time.Date(2026, 11, 23, 2, 30, 0, 0, time.UTC),
 	}

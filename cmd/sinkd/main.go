@@ -19,24 +19,25 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dpcap/dpcap/capfile"
-	"github.com/dpcap/dpcap/capture"
-	"github.com/dpcap/dpcap/decap"
-	"github.com/dpcap/dpcap/filter"
-	"github.com/dpcap/dpcap/flowprog"
-	"github.com/dpcap/dpcap/internal/privdrop"
-	"github.com/dpcap/dpcap/internal/units"
-	"github.com/dpcap/dpcap/metrics"
-	"github.com/dpcap/dpcap/pcapout"
-	"github.com/dpcap/dpcap/pipewatch"
-	"github.com/dpcap/dpcap/postrotate"
-	"github.com/dpcap/dpcap/rawsource"
-	"github.com/dpcap/dpcap/sink"
-	"github.com/dpcap/dpcap/steer"
-	"github.com/dpcap/dpcap/udpsource"
-	"github.com/dpcap/dpcap/udpstat"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/afpacket"
+	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/capture/steer"
+	"github.com/dpcap/dpcap/capture/udp"
+	"github.com/dpcap/dpcap/capture/udpstat"
+	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/filter"
+	"github.com/dpcap/dpcap/internal/pipewatch"
+	"github.com/dpcap/dpcap/internal/privdrop"
+	"github.com/dpcap/dpcap/internal/units"
+	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
+	"github.com/dpcap/dpcap/sink"
+	"github.com/dpcap/dpcap/sink/metrics"
+	"github.com/dpcap/dpcap/sink/postrotate"
 )
 
 var usage = `Usage: sinkd [flags] -w FILE [EXPRESSION]
@@ -158,8 +159,8 @@ type options struct {
 	out         string
 	format      pcapout.Format
 	split       bool
-	portMap     *flowprog.PortMap
-	mapFile     *flowprog.MapFile // where portMap came from, read again when it changes
+	portMap     *portmap.Map
+	mapFile     *portmap.File // where portMap came from, read again when it changes
 	maxSources  int
 	mapNotes    []string // names the port map's loading cleaned
 	filter      string
@@ -297,7 +298,7 @@ func parseFlags(args []string) (options, error) {
 		return o, usageError{fmt.Errorf("invalid --split-by %q: want source (or port)", splitBy)}
 	}
 	if portMap != "" {
-		o.mapFile = &flowprog.MapFile{Path: portMap}
+		o.mapFile = &portmap.File{Path: portMap}
 		m, notes, _, err := o.mapFile.Reload(true)
 		if err != nil {
 			return o, usageError{err}
@@ -675,18 +676,18 @@ func openOutput(o options, src capture.Source, runAs *privdrop.User, logger *slo
 func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string, error) {
 	switch {
 	case o.readFile != "":
-		src, err := capfile.OpenSource(o.readFile)
+		src, err := pcapfile.OpenSource(o.readFile)
 		return []capture.Source{src}, 0, o.readFile, err
 	case o.iface != "":
 		return openInterface(o)
 	}
-	cfg := udpsource.Config{
+	cfg := udp.Config{
 		Addr: o.listen, Port: o.port, BufferSize: o.bufferSize,
 		SnapLen: min(o.snapLen, 65535), BatchSize: capture.DefaultBatchSize, Logger: logger,
 		ArrivalInterface: sink.Zoned(o.allow),
 	}
 	if o.workers == 1 {
-		src, err := udpsource.Listen(cfg)
+		src, err := udp.Listen(cfg)
 		if err != nil {
 			return nil, 0, "", err
 		}
@@ -696,7 +697,7 @@ func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string,
 	if err != nil {
 		return nil, 0, "", err
 	}
-	group, err := udpsource.ListenGroup(cfg, o.workers, prog)
+	group, err := udp.ListenGroup(cfg, o.workers, prog)
 	if err != nil {
 		return nil, 0, "", err
 	}
@@ -712,17 +713,17 @@ func openSources(o options, logger *slog.Logger) ([]capture.Source, int, string,
 // o.workers steered by the NIC envelopes' inner flow (the other kinds by
 // their outer addresses).
 func openInterface(o options) ([]capture.Source, int, string, error) {
-	cfg := rawsource.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize}
+	cfg := afpacket.Config{Interface: o.iface, Ports: decap.UDPPorts(o.ports), BufferSize: o.bufferSize}
 	desc := "interface " + o.iface + " (" + decap.FormatPorts(o.ports) + ")"
 	if o.workers == 1 {
-		src, err := rawsource.Open(cfg)
+		src, err := afpacket.Open(cfg)
 		return []capture.Source{src}, o.bufferSize, desc, err
 	}
 	prog, err := steer.Fanout(o.workers, o.ports[decap.KindNIC], steer.NetOff)
 	if err != nil {
 		return nil, 0, "", err
 	}
-	group, err := rawsource.OpenGroup(cfg, o.workers, prog)
+	group, err := afpacket.OpenGroup(cfg, o.workers, prog)
 	if err != nil {
 		return nil, 0, "", err
 	}

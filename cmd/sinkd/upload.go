@@ -17,10 +17,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/archive/upload"
 	"github.com/dpcap/dpcap/internal/units"
-	"github.com/dpcap/dpcap/metrics"
 	"github.com/dpcap/dpcap/pcapout"
-	"github.com/dpcap/dpcap/upload"
+	"github.com/dpcap/dpcap/sink/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
 	"github.com/dpcap/dpcap/sink"
 )
 
@@ -31,7 +31,7 @@ func (es engines) rotate() {
 }
 
 // setPortMap hands every worker the port map read again.
-func (es engines) setPortMap(x *flowprog.Identifier) {
+func (es engines) setPortMap(x *portmap.Identifier) {
 	for _, e := range es {
 		e.SetPortMap(x)
 	}

@@ -26,14 +26,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dpcap/dpcap/control"
-	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
-	"github.com/dpcap/dpcap/flowprog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
+	"github.com/dpcap/dpcap/flowprog"
 )
 
 // DefaultAddress is where dp-service's API listens by default.

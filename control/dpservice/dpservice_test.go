@@ -6,10 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
-	"github.com/dpcap/dpcap/flowprog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 func TestAddressFields(t *testing.T) {
@@ -48,12 +50,12 @@ func TestPortMap(t *testing.T) {
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := []flowprog.Port{
-		{Name: "vm-1", Source: underlay, Kind: flowprog.KindVF, IPv4: netip.MustParseAddr("10.0.0.1"), IPv6: netip.MustParseAddr("fd00::1"), UnderlayRoute: netip.MustParsePrefix("fc00:1::a/128")},
-		{Name: "vm-2", Source: underlay, Kind: flowprog.KindVF, UnderlayRoute: netip.MustParsePrefix("fc00:1::b/128")},
-		{Name: "pf0", Source: underlay, Kind: flowprog.KindPF},
+	want := []portmap.Port{
+		{Name: "vm-1", Source: underlay, Kind: portmap.KindVF, IPv4: netip.MustParseAddr("10.0.0.1"), IPv6: netip.MustParseAddr("fd00::1"), UnderlayRoute: netip.MustParsePrefix("fc00:1::a/128")},
+		{Name: "vm-2", Source: underlay, Kind: portmap.KindVF, UnderlayRoute: netip.MustParsePrefix("fc00:1::b/128")},
+		{Name: "pf0", Source: underlay, Kind: portmap.KindPF},
 	}
-	if m.Version != flowprog.PortMapVersion || len(m.Ports) != len(want) {
+	if m.Version != portmap.Version || len(m.Ports) != len(want) {
 		t.Fatalf("port map %+v", m)
 	}
 	for i := range want {
@@ -77,7 +79,7 @@ func TestPortMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := flowprog.ParsePortMap(b2); err != nil {
+	if _, _, err := portmap.Parse(b2); err != nil {
 		t.Fatalf("a sink refuses the map: %v", err)
 	}
 	var names []string

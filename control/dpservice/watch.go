@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/flowprog"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // retryEvery spaces attempts to apply the capture again while dp-service
@@ -250,28 +252,28 @@ func (b *Backend) Report() control.DataplaneStatus {
 // underlay frame (inner IPv6 destination: a VF's underlay route). With PF0
 // captured, every interface's route is listed, so that PF0 copies towards
 // VMs not captured themselves are named too. Sinks read names cleaned
-// (flowprog.CleanName), so an interface is left out whose name would read
+// (portmap.CleanName), so an interface is left out whose name would read
 // as one already listed (or as a captured port, or pf0): its PF0 copies are
 // then counted unknown, never filed under another port, and the map stays
 // one that sinks accept.
-func (b *Backend) PortMap(p *flowprog.Program) flowprog.PortMap {
+func (b *Backend) PortMap(p *flowprog.Program) portmap.Map {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	m := flowprog.PortMap{Version: flowprog.PortMapVersion}
+	m := portmap.Map{Version: portmap.Version}
 	src := p.Config.Underlay
 	taken := map[string]bool{flowprog.PF0: p.Config.PF0}
 	for _, vf := range p.Config.VFs {
-		taken[flowprog.CleanName(vf)] = true
+		taken[portmap.CleanName(vf)] = true
 	}
 	listed := map[string]bool{}
 	for _, i := range b.interfaces {
 		captured := slices.Contains(p.Config.VFs, string(i.Id))
-		name := flowprog.CleanName(string(i.Id))
+		name := portmap.CleanName(string(i.Id))
 		if !captured && !p.Config.PF0 || name == "" || listed[name] || !captured && taken[name] {
 			continue
 		}
 		listed[name] = true
-		port := flowprog.Port{Name: string(i.Id), Source: src, Kind: flowprog.KindVF}
+		port := portmap.Port{Name: string(i.Id), Source: src, Kind: portmap.KindVF}
 		if r := addr(i.UnderlayRoute); r.Is6() {
 			port.UnderlayRoute = netip.PrefixFrom(r, 128)
 		}
@@ -286,7 +288,7 @@ func (b *Backend) PortMap(p *flowprog.Program) flowprog.PortMap {
 		m.Ports = append(m.Ports, port)
 	}
 	if p.Config.PF0 {
-		m.Ports = append(m.Ports, flowprog.Port{Name: flowprog.PF0, Source: src, Kind: flowprog.KindPF})
+		m.Ports = append(m.Ports, portmap.Port{Name: flowprog.PF0, Source: src, Kind: portmap.KindPF})
 	}
 	return m
 }

@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
 	"github.com/dpcap/dpcap/flowprog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestWatchAppliesAgainAfterRestart runs the watcher against the test

@@ -15,12 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/bpf"
+
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/software/linkwatch"
+	"github.com/dpcap/dpcap/control/software/mirror"
 	"github.com/dpcap/dpcap/filter"
 	"github.com/dpcap/dpcap/flowprog"
-	"github.com/dpcap/dpcap/linkwatch"
-	"github.com/dpcap/dpcap/mirror"
-	"golang.org/x/net/bpf"
 )
 
 // resyncInterval is how often every port's interface is looked at even
