@@ -179,23 +179,8 @@ func runCapture(c config, stderr io.Writer) error {
 			}
 		}()
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	reread := make(chan struct{}, 1)
-	go func() {
-		for s := range sigs {
-			if s == syscall.SIGHUP {
-				engs.rotate()
-				select {
-				case reread <- struct{}{}:
-				default: // a reread is already due
-				}
-				continue
-			}
-			engs.stop()
-		}
-	}()
+	defer handleSignals(engs, reread)()
 	if mapFile != nil && c.readFile == "" {
 		// The capture on the hypervisor changes while sinkd runs; its new
 		// map is copied over the old one.
@@ -205,15 +190,7 @@ func runCapture(c config, stderr io.Writer) error {
 	}
 
 	if c.readFile == "" {
-		attrs := []any{"from", desc, "file", files.Name(), "buffer_bytes", bufSize, "workers", len(engs)}
-		if len(c.allow) > 0 {
-			allow := make([]string, len(c.allow))
-			for i, r := range c.allow {
-				allow[i] = r.String()
-			}
-			attrs = append(attrs, "allow", strings.Join(allow, ","))
-		}
-		logger.Info("capturing", attrs...)
+		logCapturing(logger, c, desc, files.Name(), bufSize, len(engs))
 	}
 	if c.readFile == "" && c.iface == "" {
 		// The silent sink: envelopes the kernel discards never reach the
@@ -262,4 +239,39 @@ func compileFilters(c config) ([]sink.Filter, error) {
 		flts[i] = f
 	}
 	return flts, nil
+}
+
+// handleSignals makes SIGHUP rotate the files and ask for the port map to
+// be read again (on reread), and SIGINT and SIGTERM stop the capture. It
+// returns the function that stops it.
+func handleSignals(engs engines, reread chan<- struct{}) (stop func()) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGHUP {
+				engs.rotate()
+				select {
+				case reread <- struct{}{}:
+				default: // a reread is already due
+				}
+				continue
+			}
+			engs.stop()
+		}
+	}()
+	return func() { signal.Stop(sigs) }
+}
+
+// logCapturing says where a live capture reads and writes.
+func logCapturing(logger *slog.Logger, c config, desc, file string, bufSize, workers int) {
+	attrs := []any{"from", desc, "file", file, "buffer_bytes", bufSize, "workers", workers}
+	if len(c.allow) > 0 {
+		allow := make([]string, len(c.allow))
+		for i, r := range c.allow {
+			allow[i] = r.String()
+		}
+		attrs = append(attrs, "allow", strings.Join(allow, ","))
+	}
+	logger.Info("capturing", attrs...)
 }
