@@ -7,9 +7,9 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/dpcap/dpcap/capture"
@@ -373,48 +373,44 @@ func defaultOf(f *flag.Flag) string {
 	return f.DefValue
 }
 
+// placeholder is {{NAME}} or {{NAME "ARG"}} in the usage texts.
+var placeholder = regexp.MustCompile(`\{\{(\w+)(?: "([^"]*)")?\}\}`)
+
 // usage renders sinkd --help: the defaults and the outputs' usage come
-// from their flag definitions.
+// from their flag definitions. (Not text/template: its reflection would
+// keep every method of every type in the binary, 10 MB more.)
 func usage() string {
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	defineFlags(fs, &config{})
-	var funcs template.FuncMap
-	render := func(text string) (string, error) {
-		t, err := template.New("usage").Funcs(funcs).Parse(text)
-		if err != nil {
-			return "", err
-		}
-		var b strings.Builder
-		err = t.Execute(&b, nil)
-		return b.String(), err
+	var funcs map[string]func(string) string
+	expand := func(text string) string {
+		return placeholder.ReplaceAllStringFunc(text, func(p string) string {
+			m := placeholder.FindStringSubmatch(p)
+			f, ok := funcs[m[1]]
+			if !ok {
+				panic("sinkd --help: unknown " + p)
+			}
+			return f(m[2])
+		})
 	}
-	funcs = template.FuncMap{
-		"default": func(name string) (string, error) {
+	funcs = map[string]func(string) string{
+		"default": func(name string) string {
 			f := fs.Lookup(name)
 			if f == nil {
-				return "", fmt.Errorf("no flag %q", name)
+				panic("sinkd --help: no flag " + name)
 			}
-			return defaultOf(f), nil
+			return defaultOf(f)
 		},
-		"greKinds": func() string { return strings.Join(decap.KindNames(decap.GRE), ", ") },
-		"outputs": func(section string) (string, error) {
+		"greKinds": func(string) string { return strings.Join(decap.KindNames(decap.GRE), ", ") },
+		"outputs": func(section string) string {
 			var b strings.Builder
 			for _, k := range output.Kinds() {
-				if k.Section != section {
-					continue
+				if k.Section == section {
+					b.WriteString(expand(k.Usage))
 				}
-				s, err := render(k.Usage)
-				if err != nil {
-					return "", fmt.Errorf("output %s: %w", k.Name, err)
-				}
-				b.WriteString(s)
 			}
-			return b.String(), nil
+			return b.String()
 		},
 	}
-	s, err := render(usageTemplate)
-	if err != nil {
-		panic("sinkd --help: " + err.Error())
-	}
-	return s
+	return expand(usageTemplate)
 }

@@ -85,8 +85,8 @@ type Kind struct {
 	// Section is where Usage goes in sinkd --help: "Output" among the
 	// output flags, "" after the input flags, as a section of its own.
 	Section string
-	// Usage is the kind's part of sinkd --help, a text/template in which
-	// {{default "NAME"}} is the default of the flag NAME.
+	// Usage is the kind's part of sinkd --help, in which
+	// {{default "NAME"}} stands for the default of the flag NAME.
 	Usage string
 	// Changes says the output may change, move or remove the files it
 	// takes: it takes each after every output that does not.
