@@ -64,6 +64,7 @@ func init() {
 // them told whether an output after it changes files; they start before
 // hearing of opened files, drain in order and stop the last first.
 func TestChain(t *testing.T) {
+	events = nil
 	fs := flag.NewFlagSet("sinkd", flag.ContinueOnError)
 	cfg, err := Define(fs).Check("x", nil)
 	if err != nil {
