@@ -69,6 +69,8 @@ const DefaultPartSize = 16 << 20
 
 // Config configures an Uploader.
 type Config struct {
+	// Store is where files go; when nil, Client's S3 bucket Target.Bucket.
+	Store  Store
 	Client *s3.Client
 	Target archive.Location
 	// Spool is the spool directory; it should be on the file system of the
@@ -90,10 +92,10 @@ type Config struct {
 	// MinBackoff (1s) and MaxBackoff (1m) bound the wait between attempts
 	// while the store fails.
 	MinBackoff, MaxBackoff time.Duration
-	// Refresh, when set, makes a new client after the store refused the
+	// Refresh, when set, makes a new Client after the store refused the
 	// credentials, before the next attempt: credentials rotated in the
 	// shared files are read again without a restart (the AWS chain reads
-	// a static profile once).
+	// a static profile once). It applies to the S3 store Client makes.
 	Refresh func(context.Context) (*s3.Client, error)
 	// Then, when set, receives each file Handle queued once the spool
 	// shares nothing with it: the spool holds a copy of its own (or
@@ -161,7 +163,8 @@ type entry struct {
 	// it saw, not what a sidecar says, and --upload-delete may remove it.
 	closedHere bool
 	inFlight   bool
-	mp         multipart
+	// partial is what a failed attempt left in the store.
+	partial Partial
 }
 
 // writing is a file being written, as recorded in the spool when it
@@ -176,7 +179,7 @@ type writing struct {
 type Uploader struct {
 	cfg   Config
 	spool *spool
-	xfer  *transfer
+	store Store
 
 	mu      sync.Mutex
 	queue   []*entry // oldest first
@@ -223,6 +226,9 @@ func New(cfg Config) *Uploader {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 2
 	}
+	if cfg.Store == nil {
+		cfg.Store = &s3Store{client: cfg.Client, bucket: cfg.Target.Bucket, partSize: cfg.PartSize, parallel: cfg.Parallel}
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -231,7 +237,7 @@ func New(cfg Config) *Uploader {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &Uploader{
-		cfg: cfg, xfer: &transfer{client: cfg.Client, partSize: cfg.PartSize, parallel: cfg.Parallel},
+		cfg: cfg, store: cfg.Store,
 		wake: make(chan struct{}, 1), jwake: make(chan struct{}, 1),
 		ctx: ctx, stop: cancel, writing: map[string]writing{},
 	}
@@ -555,7 +561,7 @@ func (u *Uploader) makeRoom(name string, size int64) bool {
 		}
 		e := u.queue[i]
 		u.queue = slices.Delete(u.queue, i, i+1)
-		if e.mp.id != "" || e.recovered {
+		if e.partial != nil || e.recovered {
 			u.aborts = append(u.aborts, e.meta.Key(u.cfg.Target))
 			signal(u.wake)
 		}
@@ -781,7 +787,7 @@ func (u *Uploader) abortDropped() {
 	u.aborts = nil
 	u.mu.Unlock()
 	for _, key := range keys {
-		if err := u.xfer.abortStale(u.ctx, u.cfg.Target.Bucket, key); err != nil {
+		if err := u.store.Abort(u.ctx, key); err != nil {
 			u.cfg.Logger.Warn("the unfinished upload of a dropped file could not be aborted; a lifecycle rule (AbortIncompleteMultipartUpload) removes its parts", "object", key, "err", err)
 		}
 	}
@@ -803,7 +809,9 @@ func (u *Uploader) refresh() {
 		u.cfg.Logger.Debug("the store's client could not be made again", "err", err)
 		return
 	}
-	u.xfer.client = c
+	if s, ok := u.store.(*s3Store); ok {
+		s.client = c
+	}
 }
 
 func (u *Uploader) pending() int {
@@ -826,13 +834,13 @@ func (u *Uploader) upload(e *entry) error {
 	defer f.Close()
 	key := e.meta.Key(u.cfg.Target)
 	if e.recovered {
-		if err := u.xfer.abortStale(ctx, u.cfg.Target.Bucket, key); err != nil {
+		if err := u.store.Abort(ctx, key); err != nil {
 			return u.failed(err)
 		}
 		e.recovered = false
 	}
-	obj := object{bucket: u.cfg.Target.Bucket, key: key, f: f, size: e.size, meta: e.meta.Headers(), contentType: archive.ContentType(e.meta.Format)}
-	if err := u.xfer.put(ctx, obj, &e.mp); err != nil {
+	obj := Object{Key: key, File: f, Size: e.size, Meta: e.meta.Headers(), ContentType: archive.ContentType(e.meta.Format)}
+	if e.partial, err = u.store.Put(ctx, obj, e.partial); err != nil {
 		return u.failed(err)
 	}
 	if u.cfg.Delete {

@@ -14,30 +14,29 @@ func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		args    []string
 		wantErr string
-		check   func(options) bool
+		check   func(config) bool
 	}{
-		{[]string{"-w", "x.pcap"}, "", func(o options) bool {
+		{[]string{"-w", "x.pcap"}, "", func(o config) bool {
 			return o.port == 3010 && o.snapLen == 262144 && o.bufferSize == 64<<20 && o.metricsAddr == "127.0.0.1:9310"
 		}},
-		{[]string{"-w", "x", "-C", "2m", "-W", "4", "-G", "60", "-z", "gzip", "-c", "9", "-s", "128"}, "", func(o options) bool {
-			return o.fileSize == 2<<20 && o.fileCount == 4 && o.interval == time.Minute && o.postRotate == "gzip" && o.count == 9 && o.snapLen == 128
+		{[]string{"-w", "x", "-C", "2m", "-W", "4", "-G", "60", "-z", "gzip", "-c", "9", "-s", "128"}, "", func(o config) bool {
+			return o.fileSize == 2<<20 && o.fileCount == 4 && o.interval == time.Minute && o.count == 9 && o.snapLen == 128
 		}},
-		{[]string{"--port", "4789", "--listen", "::1", "--buffer-size", "8m", "-w", "-"}, "", func(o options) bool {
+		{[]string{"--port", "4789", "--listen", "::1", "--buffer-size", "8m", "-w", "-"}, "", func(o config) bool {
 			return o.port == 4789 && o.listen.String() == "::1" && o.bufferSize == 8<<20 && o.out == "-"
 		}},
 		{[]string{}, "no output", nil},
-		{[]string{"-w", "x.pcapng", "tcp", "port", "443"}, "", func(o options) bool {
+		{[]string{"-w", "x.pcapng", "tcp", "port", "443"}, "", func(o config) bool {
 			return o.filter == "tcp port 443" && o.format == pcapout.FormatPcapng
 		}},
-		{[]string{"-w", "x", "-F", "pcapng", "--split-by", "source"}, "", func(o options) bool {
+		{[]string{"-w", "x", "-F", "pcapng", "--split-by", "source"}, "", func(o config) bool {
 			return o.format == pcapout.FormatPcapng && o.split
 		}},
 		{[]string{"-w", "x", "-F", "erf"}, "invalid format", nil},
-		{[]string{"-w", "x", "--split-by", "port", "--max-sources", "40"}, "", func(o options) bool { return o.split && o.maxSources == 40 }},
+		{[]string{"-w", "x", "--split-by", "port", "--max-sources", "40"}, "", func(o config) bool { return o.split && o.maxSources == 40 }},
 		{[]string{"-w", "x", "--split-by", "vni"}, "invalid --split-by", nil},
 		{[]string{"-w", "x", "--max-sources", "0"}, "invalid --max-sources", nil},
 		{[]string{"-w", "-", "--split-by", "source"}, "need a file name", nil},
-		{[]string{"-w", "x", "--port-map", "/no/such/map.json"}, "read port map", nil},
 		{[]string{"-w", "x", "-s", "0"}, "invalid snaplen", nil},
 		{[]string{"-w", "x", "-G", "0"}, "invalid rotation interval", nil},
 		{[]string{"-w", "x", "-G", "1.5"}, "invalid rotation interval", nil},
@@ -50,28 +49,23 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--buffer-size", "3x"}, "invalid size", nil},
 		{[]string{"-w", "x", "--buffer-size", "4g"}, "invalid size", nil},
 		{[]string{"-w", "x", "-q"}, "flag provided but not defined: -q", nil},
-		{[]string{"-w", "x", "-G", "300", "--keep", "288", "--hook-jobs", "2", "--hook-wait", "3s"}, "", func(o options) bool {
-			return o.keep == 288 && o.fileCount == 0 && o.hookJobs == 2 && o.hookWait == 3*time.Second
+		{[]string{"-w", "x", "-G", "300", "--keep", "288", "--hook-jobs", "2", "--hook-wait", "3s"}, "", func(o config) bool {
+			return o.keep == 288 && o.fileCount == 0
 		}},
 		{[]string{"-w", "x", "-G", "300", "--keep", "2", "-W", "2"}, "exclude each other", nil},
 		{[]string{"-w", "x", "--keep", "-1"}, "invalid --keep", nil},
 		{[]string{"-w", "-", "--keep", "3"}, "need a file name", nil},
 		{[]string{"-w", "x", "--hook-jobs", "0"}, "--hook-jobs must be positive", nil},
-		{[]string{"-w", "/cap/x.pcapng", "--upload", "s3://captures/dc1/", "--upload-sink-id", "sink-1", "--upload-path-style", "--upload-spool-size", "2g", "--upload-spool-full", "drop-newest"}, "", func(o options) bool {
-			u := o.upload
-			return u.target.Bucket == "captures" && u.target.Prefix == "dc1" && u.sinkID == "sink-1" && u.pathStyle &&
-				u.spool == "/cap/.sinkd-spool" && u.spoolSize == 2<<30 && u.full.String() == "drop-newest" && u.retryMax == time.Minute
-		}},
 		{[]string{"-w", "x", "--upload-delete"}, "--upload-delete needs --upload", nil},
-		{[]string{"-w", "x", "--workers", "4", "-i", "eth1"}, "", func(o options) bool { return o.workers == 4 && o.iface == "eth1" }},
-		{[]string{"-w", "x"}, "", func(o options) bool { return o.workers == 1 }},
+		{[]string{"-w", "x", "--workers", "4", "-i", "eth1"}, "", func(o config) bool { return o.workers == 4 && o.iface == "eth1" }},
+		{[]string{"-w", "x"}, "", func(o config) bool { return o.workers == 1 }},
 		{[]string{"-w", "x", "--workers", "0"}, "invalid --workers", nil},
 		{[]string{"-w", "x", "--workers", "65"}, "invalid --workers", nil},
 		{[]string{"-w", "x", "--workers", "two"}, "invalid --workers", nil},
 		{[]string{"-w", "x", "--workers", "2", "-r", "in.pcap"}, "-r converts one file", nil},
 		{[]string{"-w", "-", "--workers", "2"}, "not -w -", nil},
 		{[]string{"-r", "in.pcap", "-w", "in.pcap"}, "name the same file", nil},
-		{[]string{"-r", "-", "-w", "-"}, "", func(o options) bool { return o.readFile == "-" && o.out == "-" }},
+		{[]string{"-r", "-", "-w", "-"}, "", func(o config) bool { return o.readFile == "-" && o.out == "-" }},
 		{[]string{"-w", "x", "--workers", "2", "-c", "10"}, "excludes --workers", nil},
 		{[]string{"-w", "-", "--upload", "s3://bkt"}, "--upload needs files", nil},
 		{[]string{"-w", "x", "--upload", "https://bkt"}, "want s3://BUCKET/PREFIX", nil},
@@ -82,17 +76,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", strings.Repeat("s", 65)}, "--upload-sink-id: invalid sink id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-retry-max", "10ms"}, "invalid --upload-retry-max", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-stall", "10ms"}, "invalid --upload-stall", nil},
-		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "s"}, "", func(o options) bool { return o.upload.stall == time.Minute }},
-		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "s", "--upload-stall", "5s"}, "", func(o options) bool { return o.upload.stall == 5*time.Second }},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", ".."}, "--upload-sink-id: invalid sink id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt", "--upload-sink-id", "."}, "--upload-sink-id: invalid sink id", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/../x", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt/./x", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt/a\x1b[31m", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
 		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/..", "--upload-sink-id", "s"}, "--upload: invalid prefix", nil},
-		{[]string{"-w", "x", "--upload", "s3://bkt/dc1/2026.d/...x", "--upload-sink-id", "s.1"}, "", func(o options) bool {
-			return o.upload.target.Prefix == "dc1/2026.d/...x" && o.upload.sinkID == "s.1"
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -83,35 +83,35 @@ func (es engines) run() error {
 	return errors.Join(errs...)
 }
 
-// outputs are the workers' outputs, one each.
-type outputs []output
+// writers are the workers' capture files, one writer each.
+type writers []writer
 
 // OnOpen subscribes f to every worker's opened files.
-func (outs outputs) OnOpen(f func(pcapout.OpenedFile)) {
-	for _, o := range outs {
-		o.OnOpen(f)
+func (ws writers) OnOpen(f func(pcapout.OpenedFile)) {
+	for _, w := range ws {
+		w.OnOpen(f)
 	}
 }
 
 // OnClose subscribes f to every worker's closed files.
-func (outs outputs) OnClose(f func(pcapout.ClosedFile)) {
-	for _, o := range outs {
-		o.OnClose(f)
+func (ws writers) OnClose(f func(pcapout.ClosedFile)) {
+	for _, w := range ws {
+		w.OnClose(f)
 	}
 }
 
-// Close closes every output.
-func (outs outputs) Close() {
-	for _, o := range outs {
-		o.Close()
+// Close closes every worker's files.
+func (ws writers) Close() {
+	for _, w := range ws {
+		w.Close()
 	}
 }
 
 // Name names the first file of each worker.
-func (outs outputs) Name() string {
-	names := make([]string, len(outs))
-	for i, o := range outs {
-		names[i] = o.Name()
+func (ws writers) Name() string {
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = w.Name()
 	}
 	return strings.Join(names, ", ")
 }

@@ -1,23 +1,22 @@
-package metrics
+package postrotate
 
 import (
-	"github.com/dpcap/dpcap/sink/postrotate"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// HookCollector exports the -z commands' counts.
-type HookCollector struct {
-	stats                    func() postrotate.Stats
+// Collector exports the -z commands' counts.
+type Collector struct {
+	stats                    func() Stats
 	started, failed, skipped *prometheus.Desc
 	running, queued          *prometheus.Desc
 }
 
-// NewHookCollector reads stats (postrotate.Runner.Stats) at each scrape.
-func NewHookCollector(stats func() postrotate.Stats) *HookCollector {
+// NewCollector reads stats (Runner.Stats) at each scrape.
+func NewCollector(stats func() Stats) *Collector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("sinkd_hook_"+name, help, nil, nil)
 	}
-	return &HookCollector{
+	return &Collector{
 		stats:   stats,
 		started: d("commands_started_total", "Post-rotate (-z) commands started."),
 		failed:  d("commands_failed_total", "Post-rotate commands that failed to start or exited non-zero."),
@@ -28,14 +27,14 @@ func NewHookCollector(stats func() postrotate.Stats) *HookCollector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *HookCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.started, c.failed, c.skipped, c.running, c.queued} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (c *HookCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(c.started, prometheus.CounterValue, float64(s.Started))
 	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(s.Failed))

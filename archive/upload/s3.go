@@ -21,15 +21,6 @@ import (
 	"github.com/dpcap/dpcap/archive"
 )
 
-// object is one file to put in the store.
-type object struct {
-	bucket, key string
-	f           *os.File
-	size        int64
-	meta        map[string]string
-	contentType string
-}
-
 // multipart is the progress of a multipart upload, kept across attempts so
 // that a retry sends only the parts the store does not have.
 type multipart struct {
@@ -38,13 +29,36 @@ type multipart struct {
 	sums  map[int32][]byte // SHA-256 of each part
 }
 
-// transfer puts objects, each verified by the store (a SHA-256 the store
-// checks on every request) and then by a HEAD of the result.
-type transfer struct {
+// s3Store is the Store of an S3-compatible bucket. It puts objects, each
+// verified by the store (a SHA-256 the store checks on every request) and
+// then by a HEAD of the result, in parts past partSize.
+type s3Store struct {
 	client   *s3.Client
+	bucket   string
 	partSize int64
 	// parallel is how many parts go at once.
 	parallel int
+}
+
+var _ Store = (*s3Store)(nil)
+
+// Put implements Store: resume is a multipart upload's progress, so that
+// a retry sends only the parts the store does not have.
+func (t *s3Store) Put(ctx context.Context, o Object, resume Partial) (Partial, error) {
+	mp, _ := resume.(*multipart)
+	if mp == nil {
+		mp = &multipart{}
+	}
+	err := t.put(ctx, o, mp)
+	if mp.id == "" {
+		return nil, err
+	}
+	return mp, err
+}
+
+// Abort implements Store: it aborts the multipart uploads of key.
+func (t *s3Store) Abort(ctx context.Context, key string) error {
+	return t.abortStale(ctx, t.bucket, key)
 }
 
 // errRead is a spooled file that could not be read.
@@ -55,35 +69,35 @@ var errIntegrity = errors.New("integrity check failed")
 
 // put uploads o, in parts when it is larger than a part. mp carries a
 // multipart upload's progress from one attempt to the next.
-func (t *transfer) put(ctx context.Context, o object, mp *multipart) error {
-	if o.size <= t.partSize {
-		sum, err := hashSection(o.f, 0, o.size)
+func (t *s3Store) put(ctx context.Context, o Object, mp *multipart) error {
+	if o.Size <= t.partSize {
+		sum, err := hashSection(o.File, 0, o.Size)
 		if err != nil {
 			return err
 		}
 		_, err = t.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket: &o.bucket, Key: &o.key,
-			Body:              io.NewSectionReader(o.f, 0, o.size),
-			ContentLength:     aws.Int64(o.size),
-			ContentType:       &o.contentType,
-			Metadata:          o.meta,
+			Bucket: &t.bucket, Key: &o.Key,
+			Body:              io.NewSectionReader(o.File, 0, o.Size),
+			ContentLength:     aws.Int64(o.Size),
+			ContentType:       &o.ContentType,
+			Metadata:          o.Meta,
 			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 			ChecksumSHA256:    aws.String(base64.StdEncoding.EncodeToString(sum)),
 		}, payloadHash(sum))
 		if err != nil {
-			return fmt.Errorf("put %s: %w", o.key, err)
+			return fmt.Errorf("put %s: %w", o.Key, err)
 		}
 		return t.verify(ctx, o, base64.StdEncoding.EncodeToString(sum))
 	}
 	if mp.id == "" {
 		out, err := t.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-			Bucket: &o.bucket, Key: &o.key,
-			ContentType:       &o.contentType,
-			Metadata:          o.meta,
+			Bucket: &t.bucket, Key: &o.Key,
+			ContentType:       &o.ContentType,
+			Metadata:          o.Meta,
 			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		})
 		if err != nil {
-			return fmt.Errorf("start multipart upload of %s: %w", o.key, err)
+			return fmt.Errorf("start multipart upload of %s: %w", o.Key, err)
 		}
 		mp.id, mp.parts, mp.sums = *out.UploadId, map[int32]types.CompletedPart{}, map[int32][]byte{}
 	}
@@ -103,14 +117,14 @@ func (t *transfer) put(ctx context.Context, o object, mp *multipart) error {
 	// checksums, with the number of parts.
 	composite := base64.StdEncoding.EncodeToString(whole.Sum(nil))
 	_, err := t.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: &o.bucket, Key: &o.key, UploadId: &mp.id,
+		Bucket: &t.bucket, Key: &o.Key, UploadId: &mp.id,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if err != nil {
 		if archive.ErrorCode(err) == "NoSuchUpload" {
 			mp.id = ""
 		}
-		return fmt.Errorf("complete multipart upload of %s: %w", o.key, err)
+		return fmt.Errorf("complete multipart upload of %s: %w", o.Key, err)
 	}
 	mp.id = ""
 	return t.verify(ctx, o, fmt.Sprintf("%s-%d", composite, len(parts)))
@@ -118,8 +132,8 @@ func (t *transfer) put(ctx context.Context, o object, mp *multipart) error {
 
 // sendParts uploads the parts the store does not have yet, parallel at a
 // time.
-func (t *transfer) sendParts(ctx context.Context, o object, mp *multipart) error {
-	n := int32((o.size + t.partSize - 1) / t.partSize)
+func (t *s3Store) sendParts(ctx context.Context, o Object, mp *multipart) error {
+	n := int32((o.Size + t.partSize - 1) / t.partSize)
 	var (
 		mu   sync.Mutex
 		next int32 = 1
@@ -144,7 +158,7 @@ func (t *transfer) sendParts(ctx context.Context, o object, mp *multipart) error
 		wg.Go(func() {
 			for p := take(); p != 0; p = take() {
 				off := int64(p-1) * t.partSize
-				size := min(t.partSize, o.size-off)
+				size := min(t.partSize, o.Size-off)
 				part, sum, err := t.sendPart(ctx, o, mp.id, p, off, size)
 				mu.Lock()
 				if err != nil {
@@ -164,40 +178,40 @@ func (t *transfer) sendParts(ctx context.Context, o object, mp *multipart) error
 	return nil
 }
 
-func (t *transfer) sendPart(ctx context.Context, o object, id string, p int32, off, size int64) (types.CompletedPart, []byte, error) {
-	sum, err := hashSection(o.f, off, size)
+func (t *s3Store) sendPart(ctx context.Context, o Object, id string, p int32, off, size int64) (types.CompletedPart, []byte, error) {
+	sum, err := hashSection(o.File, off, size)
 	if err != nil {
 		return types.CompletedPart{}, nil, err
 	}
 	b64 := base64.StdEncoding.EncodeToString(sum)
 	out, err := t.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket: &o.bucket, Key: &o.key, UploadId: &id, PartNumber: &p,
-		Body:              io.NewSectionReader(o.f, off, size),
+		Bucket: &t.bucket, Key: &o.Key, UploadId: &id, PartNumber: &p,
+		Body:              io.NewSectionReader(o.File, off, size),
 		ContentLength:     aws.Int64(size),
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		ChecksumSHA256:    &b64,
 	}, payloadHash(sum))
 	if err != nil {
-		return types.CompletedPart{}, nil, fmt.Errorf("upload part %d of %s: %w", p, o.key, err)
+		return types.CompletedPart{}, nil, fmt.Errorf("upload part %d of %s: %w", p, o.Key, err)
 	}
 	if out.ChecksumSHA256 != nil && *out.ChecksumSHA256 != b64 {
-		return types.CompletedPart{}, nil, fmt.Errorf("part %d of %s: the store computed SHA-256 %s, sent %s: %w", p, o.key, *out.ChecksumSHA256, b64, errIntegrity)
+		return types.CompletedPart{}, nil, fmt.Errorf("part %d of %s: the store computed SHA-256 %s, sent %s: %w", p, o.Key, *out.ChecksumSHA256, b64, errIntegrity)
 	}
 	return types.CompletedPart{ETag: out.ETag, PartNumber: &p, ChecksumSHA256: &b64}, sum, nil
 }
 
 // verify checks that the store holds an object of o's size and checksum.
-func (t *transfer) verify(ctx context.Context, o object, want string) error {
-	h, err := t.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &o.bucket, Key: &o.key, ChecksumMode: types.ChecksumModeEnabled})
+func (t *s3Store) verify(ctx context.Context, o Object, want string) error {
+	h, err := t.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &t.bucket, Key: &o.Key, ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
-		return fmt.Errorf("verify %s: %w", o.key, err)
+		return fmt.Errorf("verify %s: %w", o.Key, err)
 	}
-	if got := aws.ToInt64(h.ContentLength); got != o.size {
-		return fmt.Errorf("verify %s: the store holds %d bytes, sent %d: %w", o.key, got, o.size, errIntegrity)
+	if got := aws.ToInt64(h.ContentLength); got != o.Size {
+		return fmt.Errorf("verify %s: the store holds %d bytes, sent %d: %w", o.Key, got, o.Size, errIntegrity)
 	}
 	// Stores add the part count to a multipart checksum, or not.
 	if got := aws.ToString(h.ChecksumSHA256); got != "" && stripParts(got) != stripParts(want) {
-		return fmt.Errorf("verify %s: the store holds SHA-256 %s, sent %s: %w", o.key, got, want, errIntegrity)
+		return fmt.Errorf("verify %s: the store holds SHA-256 %s, sent %s: %w", o.Key, got, want, errIntegrity)
 	}
 	return nil
 }
@@ -211,7 +225,7 @@ func stripParts(sum string) string {
 
 // abortStale aborts the multipart uploads of key that an earlier run left
 // behind, so that their parts do not linger in the bucket.
-func (t *transfer) abortStale(ctx context.Context, bucket, key string) error {
+func (t *s3Store) abortStale(ctx context.Context, bucket, key string) error {
 	out, err := t.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &key})
 	if err != nil {
 		return fmt.Errorf("list multipart uploads of %s: %w", key, err)

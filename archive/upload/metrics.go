@@ -1,29 +1,26 @@
-//go:build !minimal
-
-package metrics
+package upload
 
 import (
 	"time"
 
-	"github.com/dpcap/dpcap/archive/upload"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// UploadCollector exposes the uploader's queue and counts (sinkd --upload).
-type UploadCollector struct {
-	stats func() upload.Stats
+// Collector exposes the uploader's queue and counts (sinkd --upload).
+type Collector struct {
+	stats func() Stats
 
 	pendingFiles, pendingBytes, oldestAge, files, bytes *prometheus.Desc
 	failures, dropped, droppedBytes, full, limit        *prometheus.Desc
 	deleted                                             *prometheus.Desc
 }
 
-// NewUploadCollector returns a collector over stats.
-func NewUploadCollector(stats func() upload.Stats) *UploadCollector {
+// NewCollector returns a collector over stats.
+func NewCollector(stats func() Stats) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("sinkd_upload_"+name, help, labels, nil)
 	}
-	return &UploadCollector{
+	return &Collector{
 		stats:        stats,
 		pendingFiles: d("pending_files", "Closed files waiting in the spool for the store, the one uploading included."),
 		pendingBytes: d("pending_bytes", "Bytes of the files waiting in the spool."),
@@ -40,7 +37,7 @@ func NewUploadCollector(stats func() upload.Stats) *UploadCollector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *UploadCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pendingFiles, c.pendingBytes, c.oldestAge, c.files, c.bytes,
 		c.failures, c.dropped, c.droppedBytes, c.full, c.limit, c.deleted} {
 		ch <- d
@@ -48,7 +45,7 @@ func (c *UploadCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector.
-func (c *UploadCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
@@ -65,7 +62,7 @@ func (c *UploadCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.oldestAge, age)
 	counter(c.files, s.UploadedFiles)
 	counter(c.bytes, s.UploadedBytes)
-	for r := upload.Failure(0); r < upload.NumFailures; r++ {
+	for r := Failure(0); r < NumFailures; r++ {
 		counter(c.failures, s.Failures[r], r.String())
 	}
 	counter(c.dropped, s.DroppedFiles)
