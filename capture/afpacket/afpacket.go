@@ -267,6 +267,9 @@ func (s *Source) Drops() (uint64, error) {
 	return s.dropped, nil
 }
 
+// Framing implements capture.Source: the interface's Ethernet frames.
+func (s *Source) Framing() capture.Framing { return capture.Framing{Kind: capture.Frames} }
+
 // Close implements capture.Source. Call it once no Read is running.
 func (s *Source) Close() error {
 	if !s.closed.Swap(true) {

@@ -77,11 +77,6 @@ func openInterface(c config) ([]capture.Source, int, string, error) {
 	return srcs, c.bufferSize, fmt.Sprintf("%s, %d rings in a PACKET_FANOUT group, steered by inner flow", desc, len(group)), nil
 }
 
-// newDecoder returns a worker's decoder: nil for socket payloads, which
-// have no outer headers.
-func newDecoder(c config) sink.Decoder {
-	if c.readFile != "" || c.iface != "" {
-		return decap.NewDecoder(c.ports)
-	}
-	return nil
-}
+// newDecoder returns a worker's decoder of whole frames, with --ports; a
+// source of socket payloads (capture.Payloads) has no use for it.
+func newDecoder(c config) sink.Decoder { return decap.NewDecoder(c.ports) }
