@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/capture/steer"
-	"golang.org/x/net/bpf"
 )
 
 // The filter is in place before the socket is bound: while lo is flooded
@@ -46,15 +45,7 @@ func TestFilterBeforeBind(t *testing.T) {
 
 	const port = 3010 // the captures' port; nothing is sent to it
 	floodPort := uint16(flooded.LocalAddr().(*net.UDPAddr).Port)
-	raw, err := Filter([]uint16{port}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insts, _ := bpf.Disassemble(raw)
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	filter := vm(t, []uint16{port})
 	prog, err := steer.Fanout(2, port, steer.NetOff)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +76,7 @@ func TestFilterBeforeBind(t *testing.T) {
 				}
 				for _, p := range pkts {
 					read++
-					if n, _ := vm.Run(p.Data); n == 0 {
+					if n, _ := filter.Run(p.Data); n == 0 {
 						dst := uint16(0)
 						if len(p.Data) >= 38 {
 							dst = binary.BigEndian.Uint16(p.Data[36:38])
