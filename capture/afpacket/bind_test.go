@@ -94,3 +94,50 @@ func TestFilterBeforeBind(t *testing.T) {
 	}
 	t.Logf("%d datagrams flooded during 40 opens; %d frames read, all accepted by the filter", sent.Load(), read)
 }
+
+// A ring nobody reads fills; the frames the kernel then cannot store are
+// counted in Drops, which keeps its value once the capture is shut.
+func TestDropsCounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("AF_PACKET needs root (CAP_NET_RAW)")
+	}
+	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := uint16(l.LocalAddr().(*net.UDPAddr).Port)
+	s, err := Open(Config{Interface: "lo", Ports: []uint16{port}, BufferSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := net.DialUDP("udp4", nil, l.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	payload := make([]byte, 1400)
+	var drops uint64
+	for sent := 0; drops == 0; sent++ {
+		if sent > 100000 {
+			t.Fatalf("no drop counted after %d datagrams into a 1 MiB ring nobody reads", sent)
+		}
+		c.Write(payload)
+		if sent%1000 == 999 {
+			if drops, err = s.Drops(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Shut(); err != nil {
+		t.Fatal(err)
+	}
+	shut, _ := s.Drops()
+	for range 2000 {
+		c.Write(payload)
+	}
+	if after, err := s.Drops(); err != nil || after != shut || shut < drops {
+		t.Errorf("drops %d, at shut %d, after more traffic %d (%v): want counts that only grow, frozen at shut", drops, shut, after, err)
+	}
+}
