@@ -16,7 +16,7 @@ BUILD_TOOLS := gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-confi
 TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
                ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
                dpdk-testpmd:dpdk-dev systemd-analyze:systemd runuser:util-linux \
-               node:nodejs npm:npm
+               node:nodejs npm:npm curl:curl
 # cgo parts, each behind a tag: libpcap's filter compiler (sinkd's filter
 # expressions) and DPDK's rte_flow (dpcap serve --backend dpdk). Without
 # them everything builds with CGO_ENABLED=0 and says what is missing.

@@ -1,28 +1,357 @@
 // Package packaging holds how dpcap is packaged (packaging/deb's nfpm
 // configuration, packaging/mkimage, a module of its own); its tests build
-// the container image with make and read it back.
+// the Debian package and the container image with make and try them.
 package packaging
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capture/pcapfile"
 )
+
+// makeTargets runs make in the repository for targets and returns the
+// files matching glob under bin/ afterwards.
+func makeTargets(t *testing.T, glob string, targets ...string) []string {
+	t.Helper()
+	out, err := exec.Command("make", append([]string{"-C", ".."}, targets...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(targets, " "), err, out)
+	}
+	m, _ := filepath.Glob(filepath.Join("../bin", glob))
+	return m
+}
+
+// TestDebianPackage installs the package built by make deb on this
+// machine, checks its files, users and units, runs sinkd from it as the
+// unit does (as the packaged user, with the packaged /etc/default), and
+// removes and purges it: only the captures remain, those in the README's
+// /var/lib/dpcap included, while dpcap serve's state goes.
+func TestDebianPackage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test installs a package and makes network namespaces: it needs root ('sudo make test')")
+	}
+	if exec.Command("dpkg", "-s", "dpcap").Run() == nil {
+		t.Fatal("a dpcap package is installed on this machine: this test installs and removes its own")
+	}
+	deb := oneDeb(t, "VERSION=0.1.0")
+	hadUser := exec.Command("getent", "passwd", "sinkd").Run() == nil
+	had := map[string]bool{}
+	for _, d := range []string{"/var/lib/sinkd", "/var/lib/dpcap", serveState} {
+		_, err := os.Stat(d)
+		had[d] = err == nil
+	}
+	t.Cleanup(func() {
+		exec.Command("dpkg", "--purge", "dpcap").Run()
+		for d, was := range had {
+			if !was { // never a capture directory this test did not make
+				os.RemoveAll(d)
+			}
+		}
+		if !hadUser {
+			exec.Command("userdel", "sinkd").Run()
+			exec.Command("groupdel", "sinkd").Run()
+			exec.Command("groupdel", "dpcap").Run()
+		}
+	})
+	dpkg := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("dpkg", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	dpkg("-i", deb)
+	dpkg("-i", deb) // again, as a reinstall does: the scripts are idempotent
+	// State an earlier version kept among the captures moves to dpcap
+	// serve's own directory at the upgrade, tags included.
+	if err := os.WriteFile("/var/lib/dpcap/tags.json", []byte(`{"tags": {"vm-old": 7}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An upgrade keeps a conffile the admin edited, without a prompt (the
+	// new version's is the same), and the user and directory as they were.
+	edited, err := os.ReadFile("/etc/default/sinkd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited = append(edited, "# edited by the admin\n"...)
+	if err := os.WriteFile("/etc/default/sinkd", edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), filepath.Base(deb))
+	if err := os.Rename(deb, old); err != nil {
+		t.Fatal(err)
+	}
+	upgrade := oneDeb(t, "VERSION=0.1.1")
+	dpkg("-i", upgrade)
+	if v := dpkg("-s", "dpcap"); !strings.Contains(v, "\nVersion: 0.1.1+") {
+		t.Errorf("after the upgrade:\n%s", v)
+	}
+	// Depends names the libraries the binaries link, with versions.
+	if v := dpkg("-s", "dpcap"); !strings.Contains(v, "libc6 (>= 2.") || !strings.Contains(v, "libpcap0.8 (>= ") || !strings.Contains(v, "adduser") {
+		t.Errorf("Depends:\n%s", v)
+	}
+	if b, _ := os.ReadFile("/etc/default/sinkd"); string(b) != string(edited) {
+		t.Errorf("the upgrade replaced the edited /etc/default/sinkd:\n%s", b)
+	}
+	if b, err := os.ReadFile(filepath.Join(serveState, "tags.json")); err != nil || !strings.Contains(string(b), `"vm-old": 7`) {
+		t.Errorf("the upgrade did not move the old tags to %s: %v %s", serveState, err, b)
+	}
+	if _, err := os.Stat("/var/lib/dpcap/tags.json"); err == nil {
+		t.Error("the old tags are still among the captures after the upgrade")
+	}
+	files := strings.Fields(dpkg("-L", "dpcap"))
+
+	// Files, owners, users, conffiles.
+	for _, f := range []string{"/usr/bin/sinkd", "/usr/bin/dpcap", "/lib/systemd/system/sinkd.service",
+		"/lib/systemd/system/dpcap.service", "/etc/default/sinkd", "/etc/default/dpcap"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("installed: %v", err)
+		}
+	}
+	st, err := os.Stat("/var/lib/sinkd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := lookupID(t, "-u", "sinkd")
+	if sys := st.Sys().(*syscall.Stat_t); int(sys.Uid) != uid || st.Mode().Perm() != 0o750 {
+		t.Errorf("/var/lib/sinkd: uid %d mode %v, want sinkd's (%d) and 0750", sys.Uid, st.Mode().Perm(), uid)
+	}
+	if conf := dpkg("-s", "dpcap"); !strings.Contains(conf, "/etc/default/sinkd") || !strings.Contains(conf, "/etc/default/dpcap") {
+		t.Errorf("conffiles not declared:\n%s", conf)
+	}
+	if out, _ := exec.Command("systemd-analyze", "verify", "/lib/systemd/system/sinkd.service", "/lib/systemd/system/dpcap.service").CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify:\n%s", out)
+	}
+	unit, _ := os.ReadFile("/lib/systemd/system/sinkd.service")
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/sinkd -Z sinkd") {
+		t.Errorf("the unit does not start the packaged binary:\n%s", unit)
+	}
+	// systemd is not PID 1 here, so this is read, not run: StateDirectory=
+	// without User= makes systemd chown the directory and the captures to
+	// root at each start, and sinkd (-Z sinkd) could write no next file.
+	if strings.Contains(string(unit), "\nStateDirectory=") && !strings.Contains(string(unit), "\nUser=") {
+		t.Error("sinkd.service has StateDirectory= without User=: systemd would give /var/lib/sinkd to root")
+	}
+
+	// sinkd as the unit starts it, in a namespace; envelopes from another.
+	hv, sk := namespaces(t)
+	cmd := inNS(sk, "sh", "-c", `set -a; . /etc/default/sinkd; exec /usr/bin/sinkd -Z sinkd -w "$SINKD_OUTPUT" $SINKD_FLAGS`)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	poll(t, "sinkd's /readyz", func() bool { return inNS(sk, "curl", "-sf", "http://127.0.0.1:9310/readyz").Run() == nil })
+	if got := procUID(t, cmd.Process.Pid); got != uid {
+		t.Errorf("sinkd runs as uid %d, want sinkd's %d", got, uid)
+	}
+	if out, err := inNS(hv, "/usr/bin/dpcap", "replay", "--sink", "[2001:db8:1::2]:3010", vmTraffic).CombinedOutput(); err != nil {
+		t.Fatalf("dpcap replay: %v\n%s", err, out)
+	}
+	poll(t, "sinkd to write 74 packets", func() bool {
+		out, _ := inNS(sk, "curl", "-sf", "http://127.0.0.1:9310/metrics").Output()
+		return strings.Contains(string(out), "\nsinkd_packets_written_total 74\n")
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sinkd: %v\n%s", err, stderr.String())
+	}
+	captures, _ := filepath.Glob("/var/lib/sinkd/capture-*.pcapng")
+	if len(captures) != 1 {
+		t.Fatalf("captures %v, want one file", captures)
+	}
+	if pkts, _, err := pcapfile.ReadFile(captures[0]); err != nil || len(pkts) != 74 {
+		t.Errorf("%s holds %d packets (%v), want 74", captures[0], len(pkts), err)
+	}
+	if st, _ := os.Stat(captures[0]); int(st.Sys().(*syscall.Stat_t).Uid) != uid {
+		t.Errorf("%s is not sinkd's", captures[0])
+	}
+	// A capture where the README's examples write them
+	// (sinkd --port 3010 -w /var/lib/dpcap/vf.pcap).
+	evidence, err := os.ReadFile(captures[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readmeCapture := "/var/lib/dpcap/vf.pcapng"
+	if err := os.WriteFile(readmeCapture, evidence, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	// The packaged dpcap serve with its default state directory: a capture
+	// started and left saved, as a daemon stopped by the removal leaves it.
+	socket := filepath.Join(t.TempDir(), "dpcap.sock")
+	serve := inNS(hv, "/usr/bin/dpcap", "serve", "--backend", "software", "--socket", socket)
+	var serveLog bytes.Buffer
+	serve.Stderr = &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	poll(t, "dpcap serve to answer", func() bool { return exec.Command("/usr/bin/dpcap", "status", "--socket", socket).Run() == nil })
+	if out, err := exec.Command("/usr/bin/dpcap", "start", "--socket", socket, "--sink-node-ip", "2001:db8:1::2", "--udp-dst-port", "3010", "--vf", "e2e0").CombinedOutput(); err != nil {
+		serve.Process.Kill()
+		serve.Wait()
+		t.Fatalf("dpcap start: %v\n%s\n%s", err, out, serveLog.String())
+	}
+	serve.Process.Signal(syscall.SIGTERM)
+	serve.Wait()
+	stateFiles := []string{"capture.json", "portmap.json", "tags.json"}
+	for _, f := range stateFiles {
+		if _, err := os.Stat(filepath.Join(serveState, f)); err != nil {
+			t.Errorf("dpcap serve's state: %v", err)
+		}
+	}
+
+	// Remove: nothing of the package's is left but the conffiles and the
+	// directory holding the capture.
+	dpkg("-r", "dpcap")
+	for _, f := range files {
+		st, err := os.Stat(f) // followed: /lib is a link to usr/lib here
+		if err != nil || st.IsDir() && f != "/var/lib/sinkd" {
+			continue // gone, or a shared directory such as /usr/bin
+		}
+		if f != "/etc/default/sinkd" && f != "/etc/default/dpcap" {
+			t.Errorf("left after dpkg -r: %s", f)
+		}
+	}
+	if _, err := os.Stat(captures[0]); err != nil {
+		t.Errorf("the capture went with the package: %v", err)
+	}
+	for _, f := range stateFiles {
+		if _, err := os.Stat(filepath.Join(serveState, f)); err != nil {
+			t.Errorf("dpkg -r removed dpcap serve's state: %v", err)
+		}
+	}
+	// Purge: the conffiles and dpcap serve's state go too; the captures
+	// stay, wherever they were written.
+	dpkg("-P", "dpcap")
+	for _, f := range []string{"/etc/default/sinkd", "/etc/default/dpcap", serveState} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("left after dpkg -P: %s", f)
+		}
+	}
+	if _, err := os.Stat(captures[0]); err != nil {
+		t.Errorf("the capture went with the purge: %v", err)
+	}
+	if b, err := os.ReadFile(readmeCapture); err != nil || !bytes.Equal(b, evidence) {
+		t.Errorf("the capture in /var/lib/dpcap went with the purge: %v", err)
+	}
+}
+
+// serveState is the packaged dpcap serve's state directory.
+const serveState = "/var/lib/dpcap-serve"
+
+// oneDeb runs make deb with vars and returns the one package it leaves in
+// bin/.
+func oneDeb(t *testing.T, vars ...string) string {
+	t.Helper()
+	debs := makeTargets(t, "dpcap_*_amd64.deb", append([]string{"deb"}, vars...)...)
+	if len(debs) != 1 {
+		t.Fatalf("make deb %s left %v in bin/, want one package", strings.Join(vars, " "), debs)
+	}
+	return debs[0]
+}
+
+func lookupID(t *testing.T, flag, name string) int {
+	t.Helper()
+	out, err := exec.Command("id", flag, name).Output()
+	if err != nil {
+		t.Fatalf("id %s %s: %v", flag, name, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// procUID returns the real uid of a running process.
+func procUID(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no Uid in /proc status")
+	return -1
+}
+
+// vmTraffic is the real capture shipped in testdata.
+const vmTraffic = "../testdata/vm-traffic.pcap"
+
+// namespaces makes two network namespaces, a "hypervisor" and a sink,
+// joined by the veth pair e2e0 (2001:db8:1::1 and ::2, neighbours
+// resolved), and removes them, and what runs in them, when the test ends.
+func namespaces(t *testing.T) (hv, sk string) {
+	t.Helper()
+	hv, sk = fmt.Sprintf("dpcap-pkg-hv-%d", os.Getpid()), fmt.Sprintf("dpcap-pkg-sk-%d", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, ns := range []string{hv, sk} {
+		ip("netns", "add", ns)
+		t.Cleanup(func() {
+			out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+			for _, pid := range strings.Fields(string(out)) {
+				if n, err := strconv.Atoi(pid); err == nil {
+					syscall.Kill(n, syscall.SIGKILL)
+				}
+			}
+			exec.Command("ip", "netns", "del", ns).Run()
+		})
+	}
+	ip("link", "add", "e2e0", "netns", hv, "mtu", "1600", "type", "veth", "peer", "name", "e2e0", "netns", sk, "mtu", "1600")
+	for i, ns := range []string{hv, sk} {
+		ip("-n", ns, "addr", "add", fmt.Sprintf("2001:db8:1::%d/64", i+1), "dev", "e2e0", "nodad")
+		ip("-n", ns, "link", "set", "e2e0", "up")
+		ip("-n", ns, "link", "set", "lo", "up")
+	}
+	poll(t, "a path to the sink", func() bool { return inNS(hv, "ping", "-c", "1", "-W", "1", "2001:db8:1::2").Run() == nil })
+	return hv, sk
+}
+
+// inNS is a command to run in the network namespace ns.
+func inNS(ns, name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// poll waits up to 30 seconds for cond.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
 
 // TestContainerImage reads the OCI layout make image writes: its config
 // (entrypoint, user, labels), the tag the Kubernetes manifests use, and
 // its layer, whose sinkd and dpcap run from it alone (chroot).
 func TestContainerImage(t *testing.T) {
-	if out, err := exec.Command("make", "-C", "..", "image").CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
+	makeTargets(t, "image", "image")
 	blob := func(digest string) []byte {
 		t.Helper()
 		b, err := os.ReadFile(filepath.Join("../bin/image/blobs", strings.Replace(digest, ":", "/", 1)))
