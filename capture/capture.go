@@ -62,7 +62,30 @@ type Source interface {
 	// queued without blocking, then io.EOF.
 	Shut() error
 	Close() error
+	// Framing says what the packets are.
+	Framing() Framing
 }
+
+// Framing says what a Source's packets are, and so how the engine finds the
+// envelope in each: every source declares it.
+type Framing struct {
+	Kind FramingKind
+	// Port is the UDP port Payloads were received on.
+	Port uint16
+}
+
+// FramingKind is what each packet of a Source is.
+type FramingKind uint8
+
+const (
+	// Frames are whole frames of their Packet.LinkType (an interface's
+	// Ethernet frames, a capture file's records), which carry envelopes
+	// in their outer headers.
+	Frames FramingKind = iota
+	// Payloads are the payloads of UDP datagrams received on a socket,
+	// each one NIC envelope, sent by Packet.Src with Packet.FlowLabel.
+	Payloads
+)
 
 // Deadline is a read deadline that a live source's blocked Read polls;
 // safe for concurrent use.

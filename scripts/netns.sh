@@ -1,4 +1,4 @@
-# Sourced by bench.sh, bench-upload.sh and soak.sh: a "hypervisor"
+# Sourced by bench.sh and bench-upload.sh: a "hypervisor"
 # namespace ($hv) and a "sink" namespace ($sk) joined by a veth pair
 # ($ifname on both sides), 2001:db8:1::1 and ::2, neighbours resolved;
 # removed on exit. Set hv, sk and ifname first.

@@ -12,9 +12,10 @@ import (
 // test seam. It hands out its packets in batches and then ends (io.EOF),
 // as a file does.
 type fakeSource struct {
-	mu    sync.Mutex
-	pkts  []capture.Packet
-	drops uint64
+	mu      sync.Mutex
+	framing capture.Framing
+	pkts    []capture.Packet
+	drops   uint64
 	// batches, when set, cuts the batches Read hands out after these
 	// many packets, and beforeBatch runs before it hands out batch i.
 	batches     []int
@@ -53,3 +54,8 @@ func (f *fakeSource) Drops() (uint64, error) {
 func (f *fakeSource) Shut() error { return nil }
 
 func (f *fakeSource) Close() error { return nil }
+
+func (f *fakeSource) Framing() capture.Framing { return f.framing }
+
+// payloads is the framing of a UDP socket's packets.
+var payloads = capture.Framing{Kind: capture.Payloads}

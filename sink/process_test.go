@@ -89,8 +89,10 @@ func TestProcess(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
-		pkts []capture.Packet
-		want want
+		// frames: the source's packets are whole frames, not payloads.
+		frames bool
+		pkts   []capture.Packet
+		want   want
 	}{
 		{
 			name: "socket payloads",
@@ -131,8 +133,9 @@ func TestProcess(t *testing.T) {
 			want: want{written: 4, filtered: 1, ifaces: []string{"2001:db8::1", "2001:db8::1 tag 5", "2001:db8::2 tag 5"}},
 		},
 		{
-			name: "frames through the decoder",
-			cfg:  Config{Decoder: decap.NewDecoder(decap.DefaultPorts())},
+			name:   "frames through the decoder",
+			cfg:    Config{Decoder: decap.NewDecoder(decap.DefaultPorts())},
+			frames: true,
 			pkts: append([]capture.Packet{
 				frame(layers.LinkTypeEthernet, envelope), frame(147, envelope), frame(layers.LinkTypeEthernet, envelope[:40]),
 				frame(layers.LinkTypeEthernet, arp), frame(layers.LinkTypeEthernet, icmp6), frame(layers.LinkTypeEthernet, dns),
@@ -144,13 +147,23 @@ func TestProcess(t *testing.T) {
 			name: "the decoder's sender is checked against --allow",
 			cfg: Config{Decoder: decap.NewDecoder(decap.DefaultPorts()),
 				Allow: []AllowRule{{Prefix: netip.MustParsePrefix("2001:db8:ffff::/48")}}},
-			pkts: []capture.Packet{frame(layers.LinkTypeEthernet, envelope), frame(layers.LinkTypeEthernet, arp)},
-			want: want{denied: 1, rejected: map[decap.Reason]uint64{decap.NotIP: 1}},
+			frames: true,
+			pkts:   []capture.Packet{frame(layers.LinkTypeEthernet, envelope), frame(layers.LinkTypeEthernet, arp)},
+			want:   want{denied: 1, rejected: map[decap.Reason]uint64{decap.NotIP: 1}},
 		},
 		{
-			name: "every reason",
-			cfg:  Config{Decoder: scripted{}},
-			pkts: everyReason(),
+			// The source's framing, not a missing decoder, says what
+			// the packets are: frames get the default decoder.
+			name:   "frames without a decoder",
+			frames: true,
+			pkts:   []capture.Packet{frame(layers.LinkTypeEthernet, envelope), frame(layers.LinkTypeEthernet, arp)},
+			want:   want{written: 1, rejected: map[decap.Reason]uint64{decap.NotIP: 1}},
+		},
+		{
+			name:   "every reason",
+			cfg:    Config{Decoder: scripted{}},
+			frames: true,
+			pkts:   everyReason(),
 			want: want{written: 1, rejected: func() map[decap.Reason]uint64 {
 				m := map[decap.Reason]uint64{}
 				for r := decap.OK + 1; r < decap.NumReasons; r++ {
@@ -177,7 +190,11 @@ func TestProcess(t *testing.T) {
 				tt.pkts[i].Timestamp = time.Unix(1700000000, int64(i))
 			}
 			cfg := tt.cfg
-			cfg.Source, cfg.Output, cfg.Logger, cfg.BatchSize = &fakeSource{pkts: tt.pkts}, rec, logger, 3
+			src := &fakeSource{framing: payloads, pkts: tt.pkts}
+			if tt.frames {
+				src.framing = capture.Framing{Kind: capture.Frames}
+			}
+			cfg.Source, cfg.Output, cfg.Logger, cfg.BatchSize = src, rec, logger, 3
 			e := New(cfg)
 			if err := e.Run(); err != nil {
 				t.Fatal(err)

@@ -35,12 +35,12 @@ const (
 
 // Config wires an Engine.
 type Config struct {
+	// Source's Framing says what its packets are: UDP payloads, each one
+	// NIC envelope, or whole frames for Decoder.
 	Source capture.Source
-	// Decoder decapsulates whole frames (from an interface or a file). When
-	// nil, packets are UDP payloads from a socket, each one NIC envelope,
-	// received on Port.
+	// Decoder decapsulates the whole frames of a source of capture.Frames;
+	// decap.NewDecoder(decap.DefaultPorts()) when nil.
 	Decoder Decoder
-	Port    uint16
 	Output  pcapout.Output
 	// PerSource gives each source (sender, envelope kind, tag, or the port
 	// of PortMap a copy came from) an interface of its own in the output:
@@ -82,7 +82,8 @@ type Filter interface {
 
 // Engine runs one capture.
 type Engine struct {
-	cfg Config
+	cfg     Config
+	framing capture.Framing
 	// acc holds the engine's own counts, and handed the packets given to
 	// the output; only Run's goroutine touches them. publish copies them
 	// into snap for other goroutines.
@@ -116,7 +117,10 @@ func New(cfg Config) *Engine {
 	if cfg.MaxSources <= 0 {
 		cfg.MaxSources = DefaultMaxSources
 	}
-	e := &Engine{cfg: cfg, sources: sources{index: map[sourceKey]int{}, max: cfg.MaxSources, overflow: -1}}
+	if cfg.Decoder == nil {
+		cfg.Decoder = decap.NewDecoder(decap.DefaultPorts())
+	}
+	e := &Engine{cfg: cfg, framing: cfg.Source.Framing(), sources: sources{index: map[sourceKey]int{}, max: cfg.MaxSources, overflow: -1}}
 	if cfg.PortMap != nil {
 		var notes []string
 		e.sources.ports, notes = portmap.NewIdentifier(*cfg.PortMap)
@@ -293,14 +297,14 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	for i := range pkts {
 		p := &pkts[i]
 		var reason decap.Reason
-		if e.cfg.Decoder == nil {
+		if e.framing.Kind == capture.Payloads {
 			// A datagram's sender is known before it is parsed.
 			if !e.allowed(p.Src.Addr(), p.IfIndex) {
 				a.Denied++
 				continue
 			}
 			reason = decap.DecodePayload(decap.KindNIC, p.Data, p.Length, r)
-			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.cfg.Port, p.FlowLabel
+			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.framing.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
 			if reason == decap.OK && !e.allowed(r.Src, p.IfIndex) {

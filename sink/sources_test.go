@@ -37,7 +37,7 @@ func innerFrame(mac byte, src, dst string) []byte {
 // stats and, per interface name, the packets written there.
 func runFake(t *testing.T, cfg Config, pkts []capture.Packet) (Stats, map[string]int) {
 	t.Helper()
-	return runSource(t, cfg, &fakeSource{pkts: pkts}, nil)
+	return runSource(t, cfg, &fakeSource{framing: payloads, pkts: pkts}, nil)
 }
 
 // runSource is runFake over src; ready, when set, gets the engine before
@@ -161,7 +161,7 @@ func TestSetPortMap(t *testing.T) {
 		}
 	}
 	var eng *Engine
-	src := &fakeSource{pkts: pkts, batches: []int{9}, beforeBatch: func(i int) {
+	src := &fakeSource{framing: payloads, pkts: pkts, batches: []int{9}, beforeBatch: func(i int) {
 		if i == 1 {
 			eng.SetPortMap(next)
 		}

@@ -67,7 +67,7 @@ func TestEnginesAddUp(t *testing.T) {
 	frame := make([]byte, 60)
 	src := netip.MustParseAddrPort("[2001:db8::1]:3000")
 	mk := func(good, short int) *fakeSource {
-		f := &fakeSource{drops: uint64(good)}
+		f := &fakeSource{framing: payloads, drops: uint64(good)}
 		for range good {
 			f.pkts = append(f.pkts, capture.Packet{Data: frame, Length: len(frame), Src: src, Timestamp: time.Unix(1, 0)})
 		}

@@ -8,29 +8,19 @@
 package afpacket
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/dpcap/dpcap/capture"
-	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
-)
-
-const (
-	blockSize = 1 << 20
-	frameSize = 1 << 16
-	// blockTimeout bounds how long a partly filled ring block waits before
-	// the kernel hands it over, and so the capture's latency.
-	blockTimeout = 5 * time.Millisecond
 )
 
 // Config says what to capture.
@@ -44,7 +34,7 @@ type Config struct {
 
 // Source is an AF_PACKET capture. It implements capture.Source.
 type Source struct {
-	tp       *afpacket.TPacket
+	ring     *ring
 	arena    []byte
 	pkts     []capture.Packet
 	deadline capture.Deadline
@@ -53,21 +43,23 @@ type Source struct {
 	shut      bool
 	drops     uint64
 	dropsShut atomic.Bool
-	// loopback: the interface shows each frame twice (see Filter).
-	loopback bool
+	// dropMu guards dropped, the kernel's counts summed (each read of
+	// them resets them).
+	dropMu  sync.Mutex
+	dropped uint64
 }
 
-// Open starts capturing on cfg.Interface (needs CAP_NET_RAW).
+var _ capture.Source = (*Source)(nil)
+
+// Open starts capturing on cfg.Interface (needs CAP_NET_RAW). The
+// envelope filter is attached before the socket is bound, so no other
+// frame ever reaches the ring.
 func Open(cfg Config) (*Source, error) {
-	s, err := open(cfg)
+	ifi, filter, err := prepare(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.setFilter(cfg); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return open(cfg, ifi, filter, nil)
 }
 
 // OpenGroup opens n captures on cfg.Interface in a PACKET_FANOUT group of
@@ -77,6 +69,13 @@ func Open(cfg Config) (*Source, error) {
 // so two sinkds on one interface never join each other's group. Each
 // capture takes nothing until all have joined, so that no frame reaches two.
 func OpenGroup(cfg Config, n int, steer []bpf.RawInstruction) ([]*Source, error) {
+	if len(steer) == 0 {
+		return nil, fmt.Errorf("capture on %s: fanout group: no steering program", cfg.Interface)
+	}
+	ifi, filter, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var group []*Source
 	fail := func(err error) ([]*Source, error) {
 		for _, s := range group {
@@ -84,115 +83,78 @@ func OpenGroup(cfg Config, n int, steer []bpf.RawInstruction) ([]*Source, error)
 		}
 		return nil, err
 	}
-	where := fmt.Sprintf("capture on %s: fanout group", cfg.Interface)
 	dropAll, _ := bpf.RetConstant{Val: 0}.Assemble()
 	var id uint16
 	for i := range n {
-		s, err := open(cfg)
+		join := func(fd int) error {
+			if i == 0 {
+				var err error
+				id, err = newFanout(fd, steer)
+				return err
+			}
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, unix.PACKET_FANOUT_CBPF<<16|int(id)); err != nil {
+				return fmt.Errorf("fanout group %d: join (PACKET_FANOUT): %w", id, err)
+			}
+			return nil
+		}
+		s, err := open(cfg, ifi, []bpf.RawInstruction{dropAll}, join)
 		if err != nil {
 			return fail(err)
 		}
 		group = append(group, s)
-		if err := s.tp.SetBPF([]bpf.RawInstruction{dropAll}); err != nil {
-			return fail(fmt.Errorf("%s: kernel filter: %w", where, err))
-		}
-		if i == 0 {
-			if id, err = s.newFanout(steer); err != nil {
-				return fail(fmt.Errorf("%s: %w", where, err))
-			}
-			where = fmt.Sprintf("%s %d", where, id)
-			continue
-		}
-		if err := s.tp.SetFanout(afpacket.FanoutCBPF, id); err != nil {
-			return fail(fmt.Errorf("%s: join (PACKET_FANOUT): %w", where, err))
-		}
 	}
 	for _, s := range group {
-		if err := s.setFilter(cfg); err != nil {
-			return fail(err)
+		if err := attach(s.ring.fd, filter); err != nil {
+			return fail(fmt.Errorf("capture on %s: %w", cfg.Interface, err))
 		}
 	}
 	return group, nil
 }
 
 // newFanout makes a PACKET_FANOUT_CBPF group with a kernel-chosen id,
-// with the socket in it, gives it its program (PACKET_FANOUT_DATA) and
+// with the socket fd in it, gives it its program (PACKET_FANOUT_DATA) and
 // returns the id for the others to join.
-func (s *Source) newFanout(steer []bpf.RawInstruction) (uint16, error) {
-	if len(steer) == 0 {
-		return 0, errors.New("no steering program")
-	}
-	fd, err := s.fd()
-	if err != nil {
-		return 0, err
-	}
+func newFanout(fd int, steer []bpf.RawInstruction) (uint16, error) {
 	mode := (unix.PACKET_FANOUT_CBPF | unix.PACKET_FANOUT_FLAG_UNIQUEID) << 16
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, mode); err != nil {
-		return 0, fmt.Errorf("create (PACKET_FANOUT with a unique id): %w", err)
+		return 0, fmt.Errorf("fanout group: create (PACKET_FANOUT with a unique id): %w", err)
 	}
 	prog := unix.SockFprog{Len: uint16(len(steer)), Filter: (*unix.SockFilter)(unsafe.Pointer(&steer[0]))}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, &prog); err != nil {
-		return 0, fmt.Errorf("attach the steering program (PACKET_FANOUT_DATA): %w", err)
+		return 0, fmt.Errorf("fanout group: attach the steering program (PACKET_FANOUT_DATA): %w", err)
 	}
-	return s.fanoutID()
+	return fanoutID(fd)
 }
 
-// fanoutID returns the id of the fanout group the socket is in.
-func (s *Source) fanoutID() (uint16, error) {
-	fd, err := s.fd()
-	if err != nil {
-		return 0, err
-	}
+// fanoutID returns the id of the fanout group the socket fd is in.
+func fanoutID(fd int) (uint16, error) {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT)
 	if err != nil {
-		return 0, fmt.Errorf("read the fanout group (PACKET_FANOUT): %w", err)
+		return 0, fmt.Errorf("fanout group: read its id (PACKET_FANOUT): %w", err)
 	}
 	return uint16(v), nil // the id; type and flags are above it
 }
 
-// fd returns the socket. gopacket's TPacket keeps its descriptor to itself:
-// it is read by reflection, and a gopacket without it is an error here.
-func (s *Source) fd() (int, error) {
-	fd := reflect.ValueOf(s.tp).Elem().FieldByName("fd")
-	if !fd.IsValid() || !fd.CanInt() {
-		return 0, errors.New("gopacket's afpacket.TPacket has no descriptor field fd: cannot make a steered fanout group")
-	}
-	return int(fd.Int()), nil
-}
-
-// setFilter attaches the envelope filter.
-func (s *Source) setFilter(cfg Config) error {
-	filter, err := Filter(cfg.Ports, s.loopback)
-	if err == nil {
-		err = s.tp.SetBPF(filter)
-	}
-	if err != nil {
-		return fmt.Errorf("capture on %s: kernel filter: %w", cfg.Interface, err)
-	}
-	return nil
-}
-
-// open opens the ring, taking every frame.
-func open(cfg Config) (*Source, error) {
+// prepare finds the interface and builds its envelope filter.
+func prepare(cfg Config) (*net.Interface, []bpf.RawInstruction, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
+		return nil, nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 	}
-	blocks := max(cfg.BufferSize/blockSize, 1)
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(cfg.Interface),
-		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
-		afpacket.OptFrameSize(frameSize),
-		afpacket.OptBlockSize(blockSize),
-		afpacket.OptNumBlocks(blocks),
-		afpacket.OptBlockTimeout(blockTimeout),
-		afpacket.OptPollTimeout(capture.PollInterval),
-		afpacket.OptAddVLANHeader(true),
-	)
+	filter, err := Filter(cfg.Ports, ifi.Flags&net.FlagLoopback != 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("capture on %s: kernel filter: %w", cfg.Interface, err)
+	}
+	return ifi, filter, nil
+}
+
+// open opens a ring on ifi with filter attached before it is bound.
+func open(cfg Config, ifi *net.Interface, filter []bpf.RawInstruction, join func(fd int) error) (*Source, error) {
+	r, err := newRing(ifi.Index, max(cfg.BufferSize/blockSize, 1), filter, join)
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", cfg.Interface, err)
 	}
-	return &Source{tp: tp, arena: make([]byte, 0, 1<<20), loopback: ifi.Flags&net.FlagLoopback != 0}, nil
+	return &Source{ring: r, arena: make([]byte, 0, 1<<20)}, nil
 }
 
 // Read implements capture.Source. It waits up to capture.PollInterval for a first
@@ -210,24 +172,29 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		return nil, os.ErrDeadlineExceeded
 	}
 	for n < max {
-		data, ci, err := s.tp.ZeroCopyReadPacketData()
-		if errors.Is(err, afpacket.ErrTimeout) {
-			break // a short or empty batch: the ring is idle
-		}
-		if err != nil {
+		f, ok := s.ring.next()
+		if !ok {
 			if n > 0 {
-				break
+				break // a short batch: the ring holds no more
 			}
-			return nil, fmt.Errorf("read the capture ring: %w", err)
+			ready, err := s.ring.wait(capture.PollInterval)
+			if err != nil {
+				return nil, fmt.Errorf("read the capture ring: %w", err)
+			}
+			if !ready {
+				break // an empty batch: the ring is idle
+			}
+			continue
 		}
 		start := len(s.arena)
-		s.arena = append(s.arena, data...)
+		s.arena = appendFrame(s.arena, f)
+		s.ring.done()
 		s.pkts[n] = capture.Packet{
 			Data:      s.arena[start:len(s.arena):len(s.arena)],
-			Length:    ci.Length,
-			Timestamp: ci.Timestamp,
+			Length:    f.length + len(s.arena) - start - len(f.data),
+			Timestamp: f.ts,
 			LinkType:  layers.LinkTypeEthernet,
-			IfIndex:   ci.InterfaceIndex,
+			IfIndex:   f.ifindex,
 		}
 		n++
 	}
@@ -235,6 +202,22 @@ func (s *Source) Read(max int) ([]capture.Packet, error) {
 		return nil, io.EOF // the ring is empty and nothing enters it any more
 	}
 	return s.pkts[:n], nil
+}
+
+// appendFrame appends f's frame to b with the VLAN tag the kernel stripped
+// put back behind the two MAC addresses, with the TPID the kernel reported
+// (802.1Q when it reports none).
+func appendFrame(b []byte, f frame) []byte {
+	if f.vlanTCI == 0 || len(f.data) < 12 {
+		return append(b, f.data...)
+	}
+	tpid := f.vlanTPID
+	if tpid == 0 {
+		tpid = unix.ETH_P_8021Q
+	}
+	b = append(b, f.data[:12]...)
+	b = append(b, byte(tpid>>8), byte(tpid), byte(f.vlanTCI>>8), byte(f.vlanTCI))
+	return append(b, f.data[12:]...)
 }
 
 // Shut implements capture.Source: a kernel filter that takes nothing stops
@@ -250,8 +233,8 @@ func (s *Source) Shut() error {
 		return err
 	}
 	dropAll, _ := bpf.RetConstant{Val: 0}.Assemble()
-	if err := s.tp.SetBPF([]bpf.RawInstruction{dropAll}); err != nil {
-		return fmt.Errorf("shut the capture: kernel filter: %w", err)
+	if err := attach(s.ring.fd, []bpf.RawInstruction{dropAll}); err != nil {
+		return fmt.Errorf("shut the capture: %w", err)
 	}
 	s.drops, s.shut = d, true
 	s.dropsShut.Store(true)
@@ -274,17 +257,23 @@ func (s *Source) Drops() (uint64, error) {
 	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	_, v3, err := s.tp.SocketStats()
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	d, err := s.ring.drops()
 	if err != nil {
-		return 0, fmt.Errorf("read the ring's statistics: %w", err)
+		return 0, err
 	}
-	return uint64(v3.Drops()), nil
+	s.dropped += d
+	return s.dropped, nil
 }
+
+// Framing implements capture.Source: the interface's Ethernet frames.
+func (s *Source) Framing() capture.Framing { return capture.Framing{Kind: capture.Frames} }
 
 // Close implements capture.Source. Call it once no Read is running.
 func (s *Source) Close() error {
 	if !s.closed.Swap(true) {
-		s.tp.Close()
+		s.ring.close()
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func TestGroupsOnOneInterfaceStayApart(t *testing.T) {
 		}
 		for _, s := range group {
 			defer s.Close()
-			id, err := s.fanoutID()
+			id, err := fanoutID(s.ring.fd)
 			if err != nil {
 				t.Fatal(err)
 			}

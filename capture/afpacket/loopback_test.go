@@ -38,8 +38,7 @@ func TestLoopbackFramesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Frames of others may reach the ring before its filter is in place:
-	// ours name our port.
+	// Other tests may send to the same port: ours name it.
 	mine, last := fmt.Appendf(nil, "to %d: datagram ", port), fmt.Appendf(nil, "to %d: last", port)
 	if _, err := c.Write(last); err != nil {
 		t.Fatal(err)

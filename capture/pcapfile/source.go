@@ -123,3 +123,9 @@ func (s *Source) Shut() error {
 
 // Close implements capture.Source.
 func (s *Source) Close() error { return s.c.Close() }
+
+var _ capture.Source = (*Source)(nil)
+
+// Framing implements capture.Source: the file's records, frames of its
+// link type.
+func (s *Source) Framing() capture.Framing { return capture.Framing{Kind: capture.Frames} }

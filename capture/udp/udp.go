@@ -265,6 +265,14 @@ func (s *Source) ReceiveBuffer() int { return s.rcvBuf }
 // LocalAddr returns the address the socket is bound to.
 func (s *Source) LocalAddr() netip.AddrPort { return s.local }
 
+var _ capture.Source = (*Source)(nil)
+
+// Framing implements capture.Source: NIC envelopes, the payloads of the
+// datagrams to the socket's port.
+func (s *Source) Framing() capture.Framing {
+	return capture.Framing{Kind: capture.Payloads, Port: s.local.Port()}
+}
+
 // Read implements capture.Source. It returns net.ErrClosed after Close.
 func (s *Source) Read(max int) ([]capture.Packet, error) {
 	if s.shut {

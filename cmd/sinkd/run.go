@@ -121,7 +121,7 @@ func runCapture(c config, stderr io.Writer) error {
 	engs := make(engines, len(srcs))
 	for i, src := range srcs {
 		engs[i] = sink.New(sink.Config{
-			Source: src, Decoder: newDecoder(c), Port: c.port, Output: files[i],
+			Source: src, Decoder: newDecoder(c), Output: files[i],
 			PerSource: c.split || c.format == pcapout.FormatPcapng, MaxSources: c.maxSources, PortMap: portMap,
 			Filter: flts[i], Allow: c.allow,
 			Count: c.count, Stream: files[i].Stream(), Logger: logger,

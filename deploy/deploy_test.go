@@ -1,14 +1,42 @@
-package e2e
+// Package deploy holds the deployment files; its tests check them with the
+// tools that read them (systemd-analyze, the Kubernetes schemas, a running
+// sinkd for the dashboard).
+package deploy
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
+
+// binDir holds sinkd and dpcap, built for these tests.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dpcap-deploy-bin")
+	if err != nil {
+		panic(err)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Println("deploy: build failed:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // verifyUnits runs systemd-analyze verify on the units, pointed at the
 // built binaries (verify checks ExecStart= exists), with extra appended.
@@ -17,7 +45,7 @@ func verifyUnits(t *testing.T, extra string) string {
 	dir := t.TempDir()
 	var units []string
 	for _, u := range []string{"sinkd.service", "dpcap.service"} {
-		b, err := os.ReadFile(filepath.Join("../deploy/systemd", u))
+		b, err := os.ReadFile(filepath.Join("systemd", u))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +77,7 @@ func TestSystemdUnits(t *testing.T) {
 // TestGrafanaDashboardUsesRealMetrics checks every metric the dashboard
 // queries is one a running sinkd serves.
 func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
-	b, err := os.ReadFile("../deploy/grafana/sinkd.json")
+	b, err := os.ReadFile("grafana/sinkd.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +92,10 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 	if err := json.Unmarshal(b, &dash); err != nil {
 		t.Fatalf("the dashboard is not JSON: %v", err)
 	}
-	ns := newNS(t)
 	// With the optional parts whose metrics appear only when used: -z and
 	// uploads (to a store that is not there).
-	d := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "x.pcap"), "-C", "1m", "-z", "true",
+	body := sinkdMetrics(t, "-w", filepath.Join(t.TempDir(), "x.pcap"), "-C", "1m", "-z", "true",
 		"--upload", "s3://captures/x", "--upload-endpoint", "http://127.0.0.1:9", "--upload-path-style")
-	_, body := d.get(t, "/metrics")
 	metric := regexp.MustCompile(`sinkd_[a-z_]+`)
 	used := 0
 	for _, p := range dash.Panels {
@@ -91,19 +117,19 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 // API schemas (kubernetes-models, generated from the official OpenAPI
 // specs; prometheus-operator's for the PodMonitor).
 func TestKubernetesManifests(t *testing.T) {
-	if _, err := os.Stat("../deploy/kubernetes/validate/node_modules"); err != nil {
+	if _, err := os.Stat("kubernetes/validate/node_modules"); err != nil {
 		t.Fatal("the manifests' validator has no node_modules: run make test-deps (npm ci in deploy/kubernetes/validate)")
 	}
 	validate := func(files ...string) (string, error) {
-		out, err := exec.Command("node", append([]string{"../deploy/kubernetes/validate/validate.mjs"}, files...)...).CombinedOutput()
+		out, err := exec.Command("node", append([]string{"kubernetes/validate/validate.mjs"}, files...)...).CombinedOutput()
 		return string(out), err
 	}
-	out, err := validate("../deploy/kubernetes/dpcap.yaml", "../deploy/kubernetes/sinkd.yaml")
+	out, err := validate("kubernetes/dpcap.yaml", "kubernetes/sinkd.yaml")
 	if err != nil || !strings.Contains(out, "6 documents valid, 0 invalid") {
 		t.Fatalf("manifests: %v\n%s", err, out)
 	}
 	// The check is real: a wrong type is reported.
-	b, err := os.ReadFile("../deploy/kubernetes/sinkd.yaml")
+	b, err := os.ReadFile("kubernetes/sinkd.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,4 +138,57 @@ func TestKubernetesManifests(t *testing.T) {
 	if out, err := validate(bad); err == nil || !strings.Contains(out, "replicas must be integer") {
 		t.Errorf("a wrong type went unnoticed: %v\n%s", err, out)
 	}
+}
+
+// sinkdMetrics starts sinkd with args on loopback ports of its own, waits
+// until it is ready and returns its /metrics.
+func sinkdMetrics(t *testing.T, args ...string) string {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, addr := udp.LocalAddr().(*net.UDPAddr).Port, tcp.Addr().String()
+	udp.Close()
+	tcp.Close()
+	var stderr strings.Builder
+	cmd := exec.Command(filepath.Join(binDir, "sinkd"), append(args, "--listen", "127.0.0.1", "--port", fmt.Sprint(port), "--metrics-addr", addr)...)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("sinkd exited: %s", stderr.String())
+		default:
+		}
+		if code, _ := get("/readyz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sinkd not ready within 30 s")
+		}
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	return body
 }
