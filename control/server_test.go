@@ -33,7 +33,7 @@ type recorder struct {
 func (r *recorder) Name() string { return "recorder" }
 
 // Check knows the ports of req and vm-3.
-func (r *recorder) Check(p *flowprog.Program) error {
+func (r *recorder) Check(_ context.Context, p *flowprog.Program) error {
 	for _, port := range p.Config.Ports() {
 		if !slices.Contains([]string{"vm-1", "vm-2", "vm-3", "pf0"}, port) {
 			return fmt.Errorf("%w %q", ErrUnknownPort, port)
