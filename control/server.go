@@ -327,6 +327,11 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	}
 	if err := s.backend.Apply(ctx, p); err != nil {
 		if old == nil && errors.Is(err, ErrNotUndone) {
+			if _, isDP := s.backend.(Dataplane); !isDP {
+				// A dataplane lists what it captures; a backend of ours
+				// knows it only in what its Clear undoes.
+				s.problem = fmt.Sprintf("a start that failed left ports captured (%v): dpcap stop stops them", err)
+			}
 			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w", err)
 		}
 		if old == nil {
@@ -399,12 +404,16 @@ func (s *Server) Stop() (StopResult, error) {
 	return StopResult{Stopped: true, Message: "capture stopped"}, nil
 }
 
-// clearLocked stops the backend's capture and removes the saved state,
-// even when the backend reports errors, so nothing is left half-marked;
-// but a dataplane that refused to stop still captures: its capture, its
-// port map (the copies still come) and its state stay, marked refused.
+// clearLocked stops the backend's capture and removes the saved state.
+// A backend that failed to stop may capture still: its capture, its port
+// map (the copies may still come) and its state stay, so that a stop
+// again (or, for a dataplane, its restart) ends it; a dataplane's are
+// marked refused unless it says it captures nothing.
 func (s *Server) clearLocked() error {
 	berr := s.backend.Clear()
+	if _, isDP := s.backend.(Dataplane); berr != nil && s.active != nil && !isDP {
+		return fmt.Errorf("stop capture: %w; the capture stays active: dpcap stop tries again", berr)
+	}
 	if berr != nil && s.active != nil && !s.dataplaneStopped() {
 		sv := *s.active
 		if sv.StopRefused.IsZero() {

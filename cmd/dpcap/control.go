@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -207,7 +208,8 @@ Flags:
   --replace           stop an active capture first
   --dry-run           print the program in dpdk-testpmd syntax and exit; needs
                       no daemon. Its envelopes take the addresses the daemon
-                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC;
+                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC
+                      (refused without --dry-run: the daemon has its own);
                       its tags are the ports' first choice, which the
                       daemon's (dpcap status) are unless two names collide
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
@@ -250,6 +252,11 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	if err := checkFormat(*format); err != nil {
 		return err
 	}
+	if !*dryRun {
+		if err := daemonsAddresses(fs); err != nil {
+			return usageErr{err}
+		}
+	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
 	p, err := req.Program(env, nil)
@@ -265,6 +272,19 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		return asUsage(err)
 	}
 	return printStatus(stdout, st, *format)
+}
+
+// daemonsAddresses refuses the envelope's addresses given to a start the
+// daemon applies: its envelopes take dpcap serve's (PF0's MAC read from
+// the port), not the client's; the flags are for a dry run's program.
+func daemonsAddresses(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil && slices.Contains([]string{"underlay-ip", "router-mac", "pf-mac"}, f.Name) {
+			err = fmt.Errorf("--%s is for --dry-run only: the daemon's envelopes take the addresses dpcap serve was given (dpcap status shows them)", f.Name)
+		}
+	})
+	return err
 }
 
 // asUsage makes a request the daemon refused as bad (400: a port it does

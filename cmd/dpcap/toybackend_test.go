@@ -128,12 +128,13 @@ func TestToyBackend(t *testing.T) {
 	case code := <-served:
 		t.Fatalf("serve exited %d: %s", code, serveErr.String())
 	}
+	// Ready means answering: the socket's file is there before it listens.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(socket); err == nil {
+		if code, _, _ := dpcap("status", "--socket", socket); code == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("serve made no socket")
+			t.Fatalf("serve does not answer: %s", serveErr.String())
 		}
 	}
 

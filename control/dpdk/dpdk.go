@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/dpcap/dpcap/control"
@@ -96,7 +97,10 @@ func (d *Backend) Apply(_ context.Context, p *flowprog.Program) error {
 	for _, r := range p.Install {
 		f, err := d.eal.Create(d.ids[r.Port], d.label(r.Port), r, d.ids)
 		if err != nil {
-			return errors.Join(err, d.destroyAll())
+			if derr := d.destroyAll(); derr != nil {
+				return control.NotUndone(fmt.Errorf("%w; undoing it failed: %w", err, derr))
+			}
+			return err
 		}
 		d.flows = append(d.flows, created{r.Port, f})
 	}
@@ -110,15 +114,20 @@ func (d *Backend) Clear() error {
 	return d.destroyAll()
 }
 
+// destroyAll destroys the rules created; those it fails to destroy stay
+// listed, in order, for a Clear again to destroy.
 func (d *Backend) destroyAll() error {
 	var errs []error
+	var left []created
 	for i := len(d.flows) - 1; i >= 0; i-- {
 		c := d.flows[i]
 		if err := d.eal.Destroy(c.flow, d.label(c.port)); err != nil {
 			errs = append(errs, err)
+			left = append(left, c)
 		}
 	}
-	d.flows = nil
+	slices.Reverse(left)
+	d.flows = left
 	return errors.Join(errs...)
 }
 
