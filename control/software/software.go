@@ -90,7 +90,7 @@ func (s *Backend) Check(_ context.Context, p *flowprog.Program) error {
 // mirror could capture (a port not served, a filter that does not
 // compile) and, with needIfaces, on a port whose interface is not there.
 func (s *Backend) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
-	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method}
+	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method, Logger: s.logger}
 	if m := p.Config.Filter; m != nil {
 		prog, err := kernelFilter(m.PcapFilter())
 		if err != nil {
