@@ -83,6 +83,19 @@ func newTestServer(t *testing.T, b Backend, dir string) *Server {
 	return s
 }
 
+// activeServer returns a server over a recorder, req started, and its
+// state directory.
+func activeServer(t *testing.T) (*Server, *recorder, string) {
+	t.Helper()
+	dir := t.TempDir()
+	b := &recorder{}
+	s := newTestServer(t, b, dir)
+	if _, _, err := s.Start(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	return s, b, dir
+}
+
 var req = StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-1", "vm-2"}, PF0: true}
 
 func TestStartStopAndState(t *testing.T) {
@@ -276,12 +289,7 @@ func TestWriteAtomic(t *testing.T) {
 // check changes nothing; one that fails to apply puts the old capture back;
 // when even that fails, the error and status say the capture was lost.
 func TestReplaceKeepsOrRestoresTheActiveCapture(t *testing.T) {
-	dir := t.TempDir()
-	b := &recorder{}
-	s := newTestServer(t, b, dir)
-	if _, _, err := s.Start(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
+	s, b, dir := activeServer(t)
 	saved, _ := os.ReadFile(filepath.Join(dir, captureFile))
 	stillActive := func(what string) {
 		t.Helper()
@@ -373,12 +381,7 @@ func TestDryRunIsWhatTheServerApplies(t *testing.T) {
 // capture active, saved and published (its rules are there still), so
 // that dpcap stop can try again and then stops it.
 func TestFailedStopKeepsTheCapture(t *testing.T) {
-	dir := t.TempDir()
-	b := &recorder{}
-	s := newTestServer(t, b, dir)
-	if _, _, err := s.Start(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
+	s, b, dir := activeServer(t)
 	b.clearErr = errors.New("rule 3 of vm-2 could not be destroyed")
 	if _, err := s.Stop(); err == nil || !strings.Contains(err.Error(), "rule 3 of vm-2 could not be destroyed") {
 		t.Fatalf("failed stop: %v", err)
