@@ -73,8 +73,10 @@ func TestAutoFallsBackOnlyWhenTheKernelCannot(t *testing.T) {
 	}
 }
 
-// TestFallbackHelper is the helper: in its namespace, a veth pair, the
-// sink behind one end (its neighbour entry permanent), the port the other.
+// TestFallbackHelper is the helper: in its namespace, the sink behind one
+// end of a veth pair (its neighbour entry permanent), and the port one
+// end of another (on the first pair's other end it would receive its own
+// copies, and copy them again).
 func TestFallbackHelper(t *testing.T) {
 	spec := os.Getenv(fallbackEnv)
 	if spec == "" {
@@ -86,6 +88,9 @@ func TestFallbackHelper(t *testing.T) {
 		{"link", "add", "mir0", "type", "veth", "peer", "name", "mir1"},
 		{"link", "set", "mir0", "up"},
 		{"link", "set", "mir1", "up"},
+		{"link", "add", "mirport", "type", "veth", "peer", "name", "mirpeer"},
+		{"link", "set", "mirport", "up"},
+		{"link", "set", "mirpeer", "up"},
 		{"-6", "addr", "add", "2001:db8:77::1/64", "dev", "mir0", "nodad"},
 		{"-6", "neigh", "add", "2001:db8:77::2", "lladdr", "02:00:00:00:77:02", "dev", "mir0", "nud", "permanent"},
 	} {
@@ -101,7 +106,7 @@ func TestFallbackHelper(t *testing.T) {
 		cfg.Filter, _ = bpf.Assemble([]bpf.Instruction{bpf.LoadAbsolute{Off: 0xfffff000, Size: 2}, bpf.RetConstant{Val: 65535}})
 	}
 	var r fallbackResult
-	m, err := Start(context.Background(), Port{Name: "vm-1", Interface: "mir1", Tag: 1}, cfg)
+	m, err := Start(context.Background(), Port{Name: "vm-1", Interface: "mirport", Tag: 1}, cfg)
 	if err != nil {
 		r.Err = err.Error()
 	} else {
