@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -105,8 +106,15 @@ func TestFallbackHelper(t *testing.T) {
 		// compiler emits, and the kernel mirror's translation refuses.
 		cfg.Filter, _ = bpf.Assemble([]bpf.Instruction{bpf.LoadAbsolute{Off: 0xfffff000, Size: 2}, bpf.RetConstant{Val: 65535}})
 	}
+	port := "mirport"
+	if filterName == "feedback" {
+		port = "mir1" // where the copies to the sink arrive
+	}
 	var r fallbackResult
-	m, err := Start(context.Background(), Port{Name: "vm-1", Interface: "mirport", Tag: 1}, cfg)
+	m, err := Start(context.Background(), Port{Name: "vm-1", Interface: port, Tag: 1}, cfg)
+	if err == nil && filterName == "feedback" {
+		stopsUnderLoad(t, m)
+	}
 	if err != nil {
 		r.Err = err.Error()
 	} else {
@@ -146,5 +154,42 @@ func TestKernelCannot(t *testing.T) {
 		if got := kernelCannot(tt.err); got != tt.want {
 			t.Errorf("kernelCannot(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// stopsUnderLoad makes m copy its own copies (a frame to the sink starts
+// it: it arrives on the port) and stops it while they go round: Stop sends
+// what the port received before it, not what keeps coming.
+func stopsUnderLoad(t *testing.T, m Mirror) {
+	_ = exec.Command("ping", "-6", "-c", "1", "-W", "1", "2001:db8:77::2").Run()
+	for deadline := time.Now().Add(20 * time.Second); m.Stats().Mirrored < 1000; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no feedback: %+v", m.Stats())
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { m.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		fmt.Printf("RESULT {\"Err\":\"Stop did not return within 10s while the port kept receiving\"}\n")
+		os.Exit(1)
+	}
+}
+
+// TestPacketMirrorStopsUnderLoad: a packet mirror whose port keeps
+// receiving (its own copies, in a namespace of its own) stops all the same.
+func TestPacketMirrorStopsUnderLoad(t *testing.T) {
+	if os.Getenv(fallbackEnv) != "" {
+		t.Skip("the helper's own run")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: a network namespace of its own needs root")
+	}
+	cmd := exec.Command("unshare", "-n", os.Args[0], "-test.run=^TestFallbackHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), fallbackEnv+"="+MethodPacket+",feedback")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), `RESULT {"Method":"af_packet"`) {
+		t.Fatalf("helper:\n%s", out)
 	}
 }
