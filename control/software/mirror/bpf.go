@@ -35,6 +35,7 @@ type kernelMirror struct {
 	sink     netip.AddrPort
 	src      netip.AddrPort
 	hop      nextHop
+	logger   *slog.Logger
 	counters *ebpf.Map
 	config   *ebpf.Map // the envelope template
 	progs    []*ebpf.Program
@@ -63,7 +64,7 @@ func nextMark(tag uint32) (uint32, error) {
 
 func startKernel(ctx context.Context, port Port, cfg Config) (*kernelMirror, error) {
 	if !cfg.Sink.Addr().Is6() || cfg.Sink.Addr().Is4In6() {
-		return nil, errors.New("the kernel mirror sends to IPv6 sinks only")
+		return nil, unaddressable{errors.New("the kernel mirror sends to IPv6 sinks only")}
 	}
 	ifi, err := net.InterfaceByName(port.Interface)
 	if err != nil {
@@ -75,7 +76,7 @@ func startKernel(ctx context.Context, port Port, cfg Config) (*kernelMirror, err
 	if err != nil {
 		return nil, err
 	}
-	m := &kernelMirror{port: port, conn: conn, sink: cfg.Sink, stop: make(chan struct{}), done: make(chan struct{})}
+	m := &kernelMirror{port: port, conn: conn, sink: cfg.Sink, logger: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
 	if err := m.attach(ifi, cfg); err != nil {
 		close(m.done)
 		m.Stop()
@@ -102,7 +103,7 @@ func (m *kernelMirror) attach(port *net.Interface, cfg Config) error {
 		return fmt.Errorf("underlay interface %d: %w", hop.ifindex, err)
 	}
 	if under.Flags&net.FlagLoopback != 0 || len(hop.src) != 6 {
-		return fmt.Errorf("the sink %s is not behind an Ethernet interface (%s)", m.sink.Addr(), under.Name)
+		return unaddressable{fmt.Errorf("the sink %s is not behind an Ethernet interface (%s)", m.sink.Addr(), under.Name)}
 	}
 	mark, err := nextMark(m.port.Tag)
 	if err != nil {
@@ -169,7 +170,7 @@ func (m *kernelMirror) refresh() {
 		}
 		m.hop = hop
 		if err := m.config.Put(uint32(0), m.template()); err != nil {
-			slog.Warn("kernel mirror: update the envelope", "port", m.port.Name, "err", err)
+			m.logger.Warn("kernel mirror: update the envelope", "port", m.port.Name, "err", err)
 		}
 	}
 }
