@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -93,7 +94,7 @@ func (e *pcapEncoder) packet(_ *output, _ int, ts time.Time, data []byte, length
 func (e *pcapEncoder) trailer(*output, []ifaceStats, time.Time, time.Time) {}
 
 // recordLen: a 16-byte record header.
-func (e *pcapEncoder) recordLen(n int) int { return 16 + n }
+func (e *pcapEncoder) recordLen(n int) int { return pcapfile.RecordHeaderLen + n }
 
 func (e *pcapEncoder) trailerLen(int) int { return 0 }
 
@@ -110,10 +111,10 @@ type pcapngEncoder struct {
 
 // The pcapng block types and option codes used.
 const (
-	ngSHB = 0x0A0D0D0A
-	ngIDB = 0x00000001
-	ngISB = 0x00000005
-	ngEPB = 0x00000006
+	ngSHB = pcapfile.BlockSectionHeader
+	ngIDB = pcapfile.BlockInterface
+	ngISB = pcapfile.BlockInterfaceStats
+	ngEPB = pcapfile.BlockEnhancedPacket
 
 	optEnd        = 0
 	optComment    = 1
@@ -176,7 +177,7 @@ func optTime(b []byte, code uint16, t time.Time) []byte {
 }
 
 func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
-	b := le.AppendUint32(nil, 0x1A2B3C4D) // byte-order magic
+	b := le.AppendUint32(nil, pcapfile.ByteOrderMagic)
 	b = le.AppendUint16(b, 1)
 	b = le.AppendUint16(b, 0)
 	b = le.AppendUint64(b, ^uint64(0)) // section length unknown

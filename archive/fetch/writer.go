@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 )
 
 // writer is the merged output.
@@ -66,9 +67,9 @@ func (n *ngWriter) write(ci gopacket.CaptureInfo, data []byte) error {
 func (n *ngWriter) close() error {
 	if n.ng == nil {
 		le := binary.LittleEndian
-		b := le.AppendUint32(nil, 0x0A0D0D0A)
+		b := le.AppendUint32(nil, pcapfile.BlockSectionHeader)
 		b = le.AppendUint32(b, 28)
-		b = le.AppendUint32(b, 0x1A2B3C4D)
+		b = le.AppendUint32(b, pcapfile.ByteOrderMagic)
 		b = le.AppendUint16(b, 1)
 		b = le.AppendUint16(b, 0)
 		b = le.AppendUint64(b, ^uint64(0))
