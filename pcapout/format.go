@@ -100,10 +100,13 @@ func (e *pcapEncoder) trailerLen(int) int { return 0 }
 
 // pcapngEncoder writes pcapng (little-endian, nanosecond timestamps).
 type pcapngEncoder struct {
+	// snapLen and linkType are the next interface's.
 	snapLen  uint32
 	linkType layers.LinkType
-	app      string
-	ifaces   int
+	// app, hardware and os describe the section ("" leaves hardware and
+	// os out).
+	app, hardware, os string
+	ifaces            int
 	// isbLen0 and isbLen are the sizes of interface 0's statistics block
 	// and of any other's.
 	isbLen0, isbLen int
@@ -118,6 +121,8 @@ const (
 
 	optEnd        = 0
 	optComment    = 1
+	shbHardware   = 2
+	shbOS         = 3
 	shbUserAppl   = 4
 	ifName        = 2
 	ifDescription = 3
@@ -176,12 +181,23 @@ func optTime(b []byte, code uint16, t time.Time) []byte {
 	return opt(b, code, le.AppendUint32(le.AppendUint32(nil, uint32(ns>>32)), uint32(ns)))
 }
 
-func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
+// sectionHeader is a section header block's body before its options:
+// version 1.0, length unknown.
+func sectionHeader() []byte {
 	b := le.AppendUint32(nil, pcapfile.ByteOrderMagic)
 	b = le.AppendUint16(b, 1)
 	b = le.AppendUint16(b, 0)
-	b = le.AppendUint64(b, ^uint64(0)) // section length unknown
-	b = opt(b, shbUserAppl, []byte(e.app))
+	return le.AppendUint64(b, ^uint64(0))
+}
+
+func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
+	b := opt(sectionHeader(), shbUserAppl, []byte(e.app))
+	if e.hardware != "" {
+		b = opt(b, shbHardware, []byte(e.hardware))
+	}
+	if e.os != "" {
+		b = opt(b, shbOS, []byte(e.os))
+	}
 	b = opt(b, optEnd, nil)
 	block(o, ngSHB, b)
 	e.ifaces = 0
