@@ -4,7 +4,6 @@ package mirror
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/encapsock"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
@@ -115,12 +115,16 @@ func (m *kernelMirror) attach(port *net.Interface, cfg Config) error {
 	if m.config, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: cfgSize, MaxEntries: 1}); err != nil {
 		return fmt.Errorf("create the envelope map: %w", err)
 	}
-	if err := m.config.Put(uint32(0), m.template()); err != nil {
+	tmpl, err := m.template()
+	if err != nil {
+		return err
+	}
+	if err := m.config.Put(uint32(0), tmpl); err != nil {
 		return fmt.Errorf("write the envelope map: %w", err)
 	}
 	// The largest frame whose envelope fits the underlay's MTU: the
 	// kernel mirror cannot fragment.
-	maxFrame := under.MTU - 40 - 8
+	maxFrame := under.MTU - decap.IPv6HeaderLen - decap.UDPHeaderLen
 	if err := m.load("dpcap_underlay", underlayProgram(port.Index, mark, maxFrame, m.config), under.Index, ebpf.AttachTCXEgress); err != nil {
 		return fmt.Errorf("underlay %s: %w", under.Name, err)
 	}
@@ -169,26 +173,27 @@ func (m *kernelMirror) refresh() {
 			continue
 		}
 		m.hop = hop
-		if err := m.config.Put(uint32(0), m.template()); err != nil {
+		tmpl, err := m.template()
+		if err == nil {
+			err = m.config.Put(uint32(0), tmpl)
+		}
+		if err != nil {
 			m.logger.Warn("kernel mirror: update the envelope", "port", m.port.Name, "err", err)
 		}
 	}
 }
 
-// template is the envelope the underlay program copies, all but the flow
-// label and the lengths.
-func (m *kernelMirror) template() []byte {
+// template is the envelope the underlay program copies, padded to
+// cfgSize; the program writes the flow label (the tag) and the lengths.
+func (m *kernelMirror) template() ([]byte, error) {
+	env, err := decap.Envelope{DstMAC: m.hop.dst, SrcMAC: m.hop.src, Src: m.src.Addr(), Dst: m.sink.Addr(),
+		SrcPort: m.src.Port(), DstPort: m.sink.Port()}.Bytes()
+	if err != nil {
+		return nil, err
+	}
 	b := make([]byte, cfgSize)
-	copy(b[0:6], m.hop.dst)
-	copy(b[6:12], m.hop.src)
-	binary.BigEndian.PutUint16(b[12:], 0x86DD)
-	b[20], b[21] = 17, 64 // UDP, hop limit
-	s, d := m.src.Addr().As16(), m.sink.Addr().As16()
-	copy(b[22:], s[:])
-	copy(b[38:], d[:])
-	binary.BigEndian.PutUint16(b[54:], m.src.Port())
-	binary.BigEndian.PutUint16(b[56:], m.sink.Port())
-	return b
+	copy(b, env[:])
+	return b, nil
 }
 
 // probeNeighbour makes the kernel resolve the sink's next hop (an ICMPv6
