@@ -21,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+func init() { commands["fetch"] = runFetch }
+
 const fetchUsage = `Usage: dpcap fetch LOCATION... [--port NAME]... [--from T] [--to T] -w FILE
 
 Gets packets back from the capture files of one or many sinks: LOCATION is
