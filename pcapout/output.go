@@ -47,7 +47,7 @@ func nameUnusable(err error) bool {
 // header), with permissions for the capturing user and group only.
 //
 // The file is made under a temporary name with O_EXCL and renamed into
-// place once its header is on disk (internal/atomicfile), so that no pre-existing inode is ever
+// place with its header (internal/atomicfile), so that no pre-existing inode is ever
 // written (a hard link or someone else's file planted at the name keeps its
 // content: the rename only takes the name), a reader of the name never sees
 // a file without a header, and a disk too full for the header leaves
@@ -58,7 +58,10 @@ func (o *output) create(name string, owner *Owner) error {
 	if st, err := os.Lstat(name); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("create %s: %s: %w", name, modeName(st.Mode()), errNotRegular)
 	}
-	opts := atomicfile.Options{Perm: 0o640, ExactPerm: true}
+	// NoSync: files are made on the packet path (each rotation, each new
+	// source of a split), where a wait for the disk costs packets; the
+	// packets are not synced either, so a synced header would keep little.
+	opts := atomicfile.Options{Perm: 0o640, ExactPerm: true, NoSync: true}
 	if owner != nil {
 		opts.Owner = &atomicfile.Owner{UID: owner.UID, GID: owner.GID}
 	}
@@ -70,8 +73,7 @@ func (o *output) create(name string, owner *Owner) error {
 		f.Abort()
 		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	// The header is on disk before the file takes the name, and the name
-	// is on disk before the first packet is written.
+	// The file takes the name with its header: no reader sees it without.
 	if err := f.Publish(); err != nil {
 		var le *os.LinkError
 		switch {

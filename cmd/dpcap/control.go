@@ -154,11 +154,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		ports[name] = iface
 		return nil
 	})
+	// A build without backends (-tags minimal) says so before a backend's
+	// flag, which it lacks, could be called undefined.
+	if len(control.Registered()) == 0 && !slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		return errors.New("this dpcap was built without backends (-tags minimal, as make demo builds it); 'make build' builds them")
+	}
 	if help, err := parse(fs, args, serveUsage(), stdout); help || err != nil {
 		return err
-	}
-	if len(control.Registered()) == 0 {
-		return errors.New("this dpcap was built without backends (-tags minimal, as make demo builds it); 'make build' builds them")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	b, err := newBackend(*backend, control.Options{Ports: ports, Logger: logger})

@@ -29,6 +29,10 @@ type Options struct {
 	// TempDir is where the temporary file is made, on the name's file
 	// system; the name's directory when empty.
 	TempDir string
+	// NoSync renames without waiting for the disk (no fsync of the file
+	// or the directory): still atomic, not durable. For a caller on a
+	// packet path, where a wait for the disk costs packets.
+	NoSync bool
 }
 
 // Owner is a file's user and group.
@@ -43,6 +47,7 @@ type File struct {
 	*os.File
 	name      string
 	committed bool
+	noSync    bool
 }
 
 // Create makes a new temporary file for name.
@@ -60,7 +65,7 @@ func Create(name string, opts Options) (*File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create %s: %w", name, err)
 		}
-		a := &File{File: f, name: name}
+		a := &File{File: f, name: name, noSync: opts.NoSync}
 		if opts.ExactPerm {
 			err = f.Chmod(opts.Perm)
 		}
@@ -85,7 +90,7 @@ func (f *File) Target() string { return f.name }
 // rename's *os.LinkError. A failed directory sync leaves the file at its
 // name.
 func (f *File) Publish() error {
-	if err := f.Sync(); err != nil {
+	if err := f.sync(); err != nil {
 		f.Abort()
 		return fmt.Errorf("write %s: %w", f.name, err)
 	}
@@ -97,7 +102,7 @@ func (f *File) Publish() error {
 // lay at the name is untouched unless the rename happened (only the
 // directory sync failed).
 func (f *File) Commit() error {
-	err := f.Sync()
+	err := f.sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -114,6 +119,9 @@ func (f *File) rename() error {
 		return fmt.Errorf("write %s: %w", f.name, err)
 	}
 	f.committed = true
+	if f.noSync {
+		return nil
+	}
 	d, err := os.Open(filepath.Dir(f.name))
 	if err == nil {
 		err = syncDir(d)
@@ -123,6 +131,13 @@ func (f *File) rename() error {
 		return fmt.Errorf("write %s: sync its directory: %w", f.name, err)
 	}
 	return nil
+}
+
+func (f *File) sync() error {
+	if f.noSync {
+		return nil
+	}
+	return f.Sync()
 }
 
 // Abort closes the file and, unless it took its name, removes it.

@@ -117,6 +117,20 @@ func TestDirSyncFails(t *testing.T) {
 	}
 }
 
+// TestNoSyncWaitsForNoDisk checks that NoSync renames without syncing the
+// directory (a caller on the packet path), atomically all the same.
+func TestNoSyncWaitsForNoDisk(t *testing.T) {
+	defer func(f func(*os.File) error) { syncDir = f }(syncDir)
+	syncDir = func(*os.File) error { t.Error("NoSync synced the directory"); return nil }
+	name := filepath.Join(t.TempDir(), "f")
+	if err := WriteFile(name, []byte("data"), Options{Perm: 0o600, NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(name); string(b) != "data" {
+		t.Errorf("the name holds %q", b)
+	}
+}
+
 // TestPublishKeepsOpen checks that a published file has its name and
 // takes more writes.
 func TestPublishKeepsOpen(t *testing.T) {
