@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
@@ -25,39 +27,21 @@ func (f flow) reverse() flow {
 }
 
 // frame builds an inner Ethernet frame of f, with the given VLAN tags and,
-// for IPv4, fragment flags and offset.
+// for IPv4, fragment flags and offset. Protocols without a header of
+// testkit's carry the ports where TCP and UDP have them.
 func frame(t *testing.T, f flow, vlans []uint16, frag uint16) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
-	ls := []gopacket.SerializableLayer{eth}
-	etype := layers.EthernetTypeIPv4
-	if f.src.To4() == nil {
-		etype = layers.EthernetTypeIPv6
+	src, _ := netip.AddrFromSlice(f.src)
+	dst, _ := netip.AddrFromSlice(f.dst)
+	fr := testkit.Frame{VLANs: vlans, SrcIP: src, DstIP: dst, Proto: f.proto, SrcPort: f.sport, DstPort: f.dport, Frag: frag,
+		Payload: []byte("payload")}
+	if f.proto != layers.IPProtocolTCP && f.proto != layers.IPProtocolUDP {
+		ports := make([]byte, 8)
+		binary.BigEndian.PutUint16(ports, f.sport)
+		binary.BigEndian.PutUint16(ports[2:], f.dport)
+		fr.Payload = append(ports, fr.Payload...)
 	}
-	prev := &eth.EthernetType
-	for _, id := range vlans {
-		*prev = layers.EthernetTypeDot1Q
-		d := &layers.Dot1Q{VLANIdentifier: id}
-		ls = append(ls, d)
-		prev = &d.Type
-	}
-	*prev = etype
-	if etype == layers.EthernetTypeIPv4 {
-		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: f.proto, SrcIP: f.src, DstIP: f.dst,
-			Flags: layers.IPv4Flag(frag >> 13), FragOffset: frag & 0x1FFF}
-		ls = append(ls, ip)
-	} else {
-		ls = append(ls, &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: f.proto, SrcIP: f.src, DstIP: f.dst})
-	}
-	ports := make([]byte, 8)
-	binary.BigEndian.PutUint16(ports, f.sport)
-	binary.BigEndian.PutUint16(ports[2:], f.dport)
-	ls = append(ls, gopacket.Payload(append(ports, "payload"...)))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return fr.Bytes(t)
 }
 
 // envelope wraps inner in Ether | IP | UDP to port, as the whole frame an

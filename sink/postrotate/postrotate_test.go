@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/pcapout"
 )
 
@@ -39,15 +40,6 @@ func count(t *testing.T, dir, prefix string) int {
 	return n
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestBoundedJobsAndQueue closes more files than the bound and the queue
 // hold: at most Jobs commands run at once, the queue runs as they finish,
 // and the files past the queue are skipped and counted.
@@ -63,7 +55,7 @@ func TestBoundedJobsAndQueue(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Handle blocked for %v", d)
 	}
-	eventually(t, "two commands", func() bool { return count(t, dir, "run.") == 2 })
+	testkit.Eventually(t, 10*time.Second, "two commands", func() bool { return count(t, dir, "run.") == 2 })
 	time.Sleep(200 * time.Millisecond)
 	if n := count(t, dir, "run."); n != 2 {
 		t.Fatalf("%d commands run at once, want 2", n)
@@ -94,7 +86,7 @@ func TestStopWaitsBoundedThenLeaves(t *testing.T) {
 	t.Cleanup(func() { os.Remove(gate) }) // lets the command left running end
 	r.Handle(pcapout.ClosedFile{Name: "slow"})
 	r.Handle(pcapout.ClosedFile{Name: "queued"})
-	eventually(t, "the command", func() bool { return count(t, dir, "run.") == 1 })
+	testkit.Eventually(t, 10*time.Second, "the command", func() bool { return count(t, dir, "run.") == 1 })
 	start := time.Now()
 	running, notRun := r.Stop(300 * time.Millisecond)
 	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
