@@ -18,8 +18,13 @@ type Kind struct {
 	Name string
 	// Flag is the command-line flag that selects the path, whose value
 	// becomes Config.Target ("i" for -i IFACE); the one path without a
-	// flag is the default.
+	// flag is the default. sinkd defines the flag from the registry.
 	Flag string
+	// Usage is the flag's lines in sinkd --help's Input section.
+	Usage string
+	// Offline says the path replays recorded packets (a capture file):
+	// no clock, no arrival interfaces, one source, done at its end.
+	Offline bool
 	// Open opens cfg.Workers sources (one when the path has no workers)
 	// and says what it opened.
 	Open func(cfg Config) (Opened, error)

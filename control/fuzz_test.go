@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -52,7 +53,9 @@ func FuzzPortMap(f *testing.F) {
 				t.Fatalf("name %q is not clean", p.Name)
 			}
 			// The body doubles as an inner frame: any bytes must do.
-			match, tagged := x.Identify(p.Source, p.Tag, body)
+			var f decap.Frame
+			decap.ParseFrame(body, &f)
+			match, tagged := x.Identify(p.Source, p.Tag, &f)
 			if p.Tag == 0 {
 				continue
 			}

@@ -41,14 +41,21 @@ type Server struct {
 
 // NewServer returns a server over backend, keeping its state in stateDir.
 // A capture saved there by an earlier run is applied again; if that fails,
-// Status says why, and Stop clears it.
+// Status says why, and Stop clears it. The server owns backend from here:
+// Shutdown, or a failed NewServer, releases it. PF0's MAC in env is the
+// one a PFMACSource reads, where the backend is one.
 func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelope, logger *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		closeBackend(backend)
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	tags, err := loadTags(stateDir)
 	if err != nil {
+		closeBackend(backend)
 		return nil, fmt.Errorf("the ports' tags: %w (removing the file makes tags be given again: do it only once no sink holds a port map of this host)", err)
+	}
+	if src, ok := backend.(PFMACSource); ok {
+		env.PFMAC = src.PFMAC()
 	}
 	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
@@ -109,18 +116,15 @@ func (s *Server) retryStop() {
 	s.logger.Info("capture stopped")
 }
 
-// Restorer is a Backend that can apply a capture again more leniently than
-// a new one: the software backend lets a port whose interface is not there
-// yet (the host rebooted, the VM is not up) wait for it.
-type Restorer interface {
-	Restore(ctx context.Context, p *flowprog.Program) error
-}
-
 // reapply applies a capture that was running before: a saved one at start,
-// or the one a failed replacement stopped.
+// or the one a failed replacement stopped. Apply is given checked
+// programs only: the host may have changed since the capture was saved.
 func reapply(ctx context.Context, b Backend, p *flowprog.Program) error {
 	if r, ok := b.(Restorer); ok {
 		return r.Restore(ctx, p)
+	}
+	if err := b.Check(ctx, p); err != nil {
+		return err
 	}
 	return b.Apply(ctx, p)
 }
@@ -305,7 +309,7 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
 			strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
 	}
-	if err := s.backend.Check(p); err != nil {
+	if err := s.backend.Check(ctx, p); err != nil {
 		code := http.StatusUnprocessableEntity
 		if errors.Is(err, ErrUnknownPort) {
 			code = http.StatusBadRequest
@@ -323,6 +327,11 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	}
 	if err := s.backend.Apply(ctx, p); err != nil {
 		if old == nil && errors.Is(err, ErrNotUndone) {
+			if _, isDP := s.backend.(Dataplane); !isDP {
+				// A dataplane lists what it captures; a backend of ours
+				// knows it only in what its Clear undoes.
+				s.problem = fmt.Sprintf("a start that failed left ports captured (%v): dpcap stop stops them", err)
+			}
 			return Status{}, http.StatusInternalServerError, fmt.Errorf("start capture: %w", err)
 		}
 		if old == nil {
@@ -395,12 +404,16 @@ func (s *Server) Stop() (StopResult, error) {
 	return StopResult{Stopped: true, Message: "capture stopped"}, nil
 }
 
-// clearLocked stops the backend's capture and removes the saved state,
-// even when the backend reports errors, so nothing is left half-marked;
-// but a dataplane that refused to stop still captures: its capture, its
-// port map (the copies still come) and its state stay, marked refused.
+// clearLocked stops the backend's capture and removes the saved state.
+// A backend that failed to stop may capture still: its capture, its port
+// map (the copies may still come) and its state stay, so that a stop
+// again (or, for a dataplane, its restart) ends it; a dataplane's are
+// marked refused unless it says it captures nothing.
 func (s *Server) clearLocked() error {
 	berr := s.backend.Clear()
+	if _, isDP := s.backend.(Dataplane); berr != nil && s.active != nil && !isDP {
+		return fmt.Errorf("stop capture: %w; the capture stays active: dpcap stop tries again", berr)
+	}
 	if berr != nil && s.active != nil && !s.dataplaneStopped() {
 		sv := *s.active
 		if sv.StopRefused.IsZero() {
@@ -495,16 +508,25 @@ func (s *Server) statusLocked() Status {
 	return st
 }
 
-// Shutdown stops capture when the daemon exits; the saved state stays, so
-// the next start applies it again. A dataplane's capture is left running:
-// it lives there, and the next dpcap serve adopts it.
+// Shutdown stops capture when the daemon exits, and releases the backend;
+// the saved state stays, so the next start applies it again. A
+// dataplane's capture is left running: it lives there, and the next dpcap
+// serve adopts it.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer closeBackend(s.backend)
 	if _, ok := s.backend.(Dataplane); ok {
 		return
 	}
 	if err := s.backend.Clear(); err != nil {
 		s.logger.Error("clearing capture at exit", "err", err)
+	}
+}
+
+// closeBackend releases b, if it holds anything (Closer).
+func closeBackend(b Backend) {
+	if c, ok := b.(Closer); ok {
+		_ = c.Close()
 	}
 }

@@ -28,12 +28,17 @@ type recorder struct {
 	program *flowprog.Program
 	failOn  string
 	clears  int
+	// clearErr fails the next Clear, which then stops nothing.
+	clearErr error
+	// notUndone makes failOn's failure one that leaves the ports before
+	// it captured.
+	notUndone bool
 }
 
 func (r *recorder) Name() string { return "recorder" }
 
 // Check knows the ports of req and vm-3.
-func (r *recorder) Check(p *flowprog.Program) error {
+func (r *recorder) Check(_ context.Context, p *flowprog.Program) error {
 	for _, port := range p.Config.Ports() {
 		if !slices.Contains([]string{"vm-1", "vm-2", "vm-3", "pf0"}, port) {
 			return fmt.Errorf("%w %q", ErrUnknownPort, port)
@@ -44,16 +49,28 @@ func (r *recorder) Check(p *flowprog.Program) error {
 
 func (r *recorder) Apply(_ context.Context, p *flowprog.Program) error {
 	for _, port := range p.Config.Ports() {
+		if port == r.failOn && r.notUndone {
+			return NotUndone(fmt.Errorf("port %s refused, and undoing %v failed", port, r.applied))
+		}
 		if port == r.failOn {
 			r.applied = nil
 			return errors.New("port " + port + " refused")
 		}
+		r.applied = append(r.applied, port)
 	}
 	r.applied, r.program = p.Config.Ports(), p
 	return nil
 }
 
-func (r *recorder) Clear() error { r.applied = nil; r.clears++; return nil }
+func (r *recorder) Clear() error {
+	r.clears++
+	if err := r.clearErr; err != nil {
+		r.clearErr = nil
+		return err
+	}
+	r.applied = nil
+	return nil
+}
 
 func (r *recorder) Counters() map[string]PortStatus { return nil }
 
@@ -64,6 +81,19 @@ func newTestServer(t *testing.T, b Backend, dir string) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// activeServer returns a server over a recorder, req started, and its
+// state directory.
+func activeServer(t *testing.T) (*Server, *recorder, string) {
+	t.Helper()
+	dir := t.TempDir()
+	b := &recorder{}
+	s := newTestServer(t, b, dir)
+	if _, _, err := s.Start(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	return s, b, dir
 }
 
 var req = StartRequest{SinkNodeIP: "2001:db8:f::1", DstPort: 3010, VFs: []string{"vm-1", "vm-2"}, PF0: true}
@@ -259,12 +289,7 @@ func TestWriteAtomic(t *testing.T) {
 // check changes nothing; one that fails to apply puts the old capture back;
 // when even that fails, the error and status say the capture was lost.
 func TestReplaceKeepsOrRestoresTheActiveCapture(t *testing.T) {
-	dir := t.TempDir()
-	b := &recorder{}
-	s := newTestServer(t, b, dir)
-	if _, _, err := s.Start(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
+	s, b, dir := activeServer(t)
 	saved, _ := os.ReadFile(filepath.Join(dir, captureFile))
 	stillActive := func(what string) {
 		t.Helper()
@@ -349,5 +374,50 @@ func TestDryRunIsWhatTheServerApplies(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad.err) || serr == nil || serr.Error() != err.Error() || code != http.StatusBadRequest {
 			t.Errorf("%+v: dry run %v; daemon %d %v", bad.r, err, code, serr)
 		}
+	}
+}
+
+// TestFailedStopKeepsTheCapture: a stop the backend fails leaves the
+// capture active, saved and published (its rules are there still), so
+// that dpcap stop can try again and then stops it.
+func TestFailedStopKeepsTheCapture(t *testing.T) {
+	s, b, dir := activeServer(t)
+	b.clearErr = errors.New("rule 3 of vm-2 could not be destroyed")
+	if _, err := s.Stop(); err == nil || !strings.Contains(err.Error(), "rule 3 of vm-2 could not be destroyed") {
+		t.Fatalf("failed stop: %v", err)
+	}
+	if st := s.Status(); !st.Active || len(b.applied) != 3 {
+		t.Fatalf("after a failed stop: active %v, applied %v", st.Active, b.applied)
+	}
+	for _, f := range []string{captureFile, portMapFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("after a failed stop: %v", err)
+		}
+	}
+	if res, err := s.Stop(); err != nil || !res.Stopped || b.clears != 2 || b.applied != nil {
+		t.Fatalf("stop again: %+v %v, %d clears, applied %v", res, err, b.clears, b.applied)
+	}
+	if _, err := os.Stat(filepath.Join(dir, captureFile)); !os.IsNotExist(err) {
+		t.Fatal("state left after the second stop")
+	}
+}
+
+// TestStartNotUndoneCanBeStopped: a failed start a backend could not undo
+// leaves ports captured though no capture is active: status says so, and
+// dpcap stop stops them.
+func TestStartNotUndoneCanBeStopped(t *testing.T) {
+	b := &recorder{failOn: "vm-2", notUndone: true}
+	s := newTestServer(t, b, t.TempDir())
+	if _, _, err := s.Start(context.Background(), req); err == nil || strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("start: %v", err)
+	}
+	if st := s.Status(); st.Active || !strings.Contains(st.Problem, "dpcap stop stops them") {
+		t.Fatalf("status: active %v, problem %q", st.Active, st.Problem)
+	}
+	if res, err := s.Stop(); err != nil || !res.Stopped || b.clears != 1 || b.applied != nil {
+		t.Fatalf("stop: %+v %v, %d clears, applied %v", res, err, b.clears, b.applied)
+	}
+	if st := s.Status(); st.Problem != "" {
+		t.Fatalf("after stop: problem %q", st.Problem)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/atomicfile"
 )
 
 // saved is the persisted active capture.
@@ -36,39 +37,9 @@ type savedTags struct {
 }
 
 // writeAtomic replaces name with data so that a crash leaves the old file
-// or the new one, never a torn one.
+// or the new one, never a torn one; the file has mode whatever the umask.
 func writeAtomic(name string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename, there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(name, data, atomicfile.Options{Perm: mode, ExactPerm: true})
 }
 
 // loadSaved reads the saved capture; ok is false when there is none.

@@ -60,6 +60,7 @@ func NewDecoder(ports map[Kind]uint16) *Decoder {
 const (
 	etherIPv4     = 0x0800
 	etherIPv6     = 0x86DD
+	etherARP      = 0x0806
 	etherTEB      = 0x6558 // transparent Ethernet bridging
 	etherERSPAN12 = 0x88BE
 	etherERSPAN3  = 0x22EB
@@ -118,12 +119,9 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	default:
 		return UnsupportedLinkType
 	}
-	// 802.1Q, 802.1ad and the old QinQ tag, any number deep.
-	for etype == 0x8100 || etype == 0x88A8 || etype == 0x9100 {
-		if len(frame) < off+4 {
-			return TruncatedHeader
-		}
-		etype, off = be16(frame[off+2:off+4]), off+4
+	etype, off, ok := SkipVLANs(frame, etype, off)
+	if !ok {
+		return TruncatedHeader
 	}
 	var (
 		end    int

@@ -457,3 +457,34 @@ func TestSoftwareMirrorMethodsAgree(t *testing.T) {
 		t.Errorf("%d envelopes after the capture stopped: a program was left attached", n)
 	}
 }
+
+// TestStartRefusesEnvelopeAddresses: the envelope's addresses given to
+// dpcap start are the dry run's; a start the daemon applies refuses them
+// (exit 2, one line) rather than ignore them, and the daemon's envelopes
+// keep dpcap serve's.
+func TestStartRefusesEnvelopeAddresses(t *testing.T) {
+	ns := testkit.NewNetNS(t)
+	tmp := t.TempDir()
+	socket := filepath.Join(tmp, "dpcap.sock")
+	startServeArgs(t, ns, socket, []string{"serve", "--backend", "software", "--port", "vm-1=lo", "--socket", socket,
+		"--state-dir", filepath.Join(tmp, "state"), "--underlay-ip", "2001:db8::10", "--router-mac", "0c:42:a1:00:00:01"})
+	start := []string{"start", "--socket", socket, "--sink-node-ip", "::1", "--udp-dst-port", "3010", "--vf", "vm-1"}
+	for _, flag := range [][]string{{"--router-mac", "02:00:00:00:00:09"}, {"--underlay-ip", "2001:db8::99"}, {"--pf-mac", "02:00:00:00:00:08"}} {
+		out, code := dpcap(t, append(start, flag...)...)
+		if code != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(out, flag[0]+" is for --dry-run only") {
+			t.Errorf("start %s: exit %d\n%s", flag[0], code, out)
+		}
+		if st := status(t, socket); st.Active {
+			t.Fatalf("start %s started capture", flag[0])
+		}
+		if out, code := dpcap(t, append(append(start, flag...), "--dry-run")...); code != 0 || !strings.Contains(out, flag[1]) {
+			t.Errorf("start %s --dry-run: exit %d\n%s", flag[0], code, out)
+		}
+	}
+	if out, code := dpcap(t, start...); code != 0 {
+		t.Fatalf("start: exit %d\n%s", code, out)
+	}
+	if st := status(t, socket); !st.Active || st.RouterMAC != "0c:42:a1:00:00:01" || st.UnderlayIP != "2001:db8::10" {
+		t.Errorf("status: active %v, router %s, underlay %s", st.Active, st.RouterMAC, st.UnderlayIP)
+	}
+}

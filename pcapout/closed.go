@@ -1,7 +1,6 @@
 package pcapout
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dpcap/dpcap/capture/pcapfile"
 )
 
 // ClosedFile describes a capture file that is closed and will never be
@@ -214,14 +215,8 @@ func isCapture(name string) bool {
 			return strings.HasPrefix(string(m[:n]), c.magic)
 		}
 	}
-	if n < 4 {
-		return false
-	}
-	switch binary.LittleEndian.Uint32(m[:4]) {
-	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1, ngSHB:
-		return true
-	}
-	return false
+	format, _ := pcapfile.Sniff(m[:n])
+	return format != pcapfile.FormatUnknown
 }
 
 // remove unlinks the file if its name still leads to the inode made, or,

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -93,16 +94,19 @@ func (e *pcapEncoder) packet(_ *output, _ int, ts time.Time, data []byte, length
 func (e *pcapEncoder) trailer(*output, []ifaceStats, time.Time, time.Time) {}
 
 // recordLen: a 16-byte record header.
-func (e *pcapEncoder) recordLen(n int) int { return 16 + n }
+func (e *pcapEncoder) recordLen(n int) int { return pcapfile.RecordHeaderLen + n }
 
 func (e *pcapEncoder) trailerLen(int) int { return 0 }
 
 // pcapngEncoder writes pcapng (little-endian, nanosecond timestamps).
 type pcapngEncoder struct {
+	// snapLen and linkType are the next interface's.
 	snapLen  uint32
 	linkType layers.LinkType
-	app      string
-	ifaces   int
+	// app, hardware and os describe the section ("" leaves hardware and
+	// os out).
+	app, hardware, os string
+	ifaces            int
 	// isbLen0 and isbLen are the sizes of interface 0's statistics block
 	// and of any other's.
 	isbLen0, isbLen int
@@ -110,13 +114,15 @@ type pcapngEncoder struct {
 
 // The pcapng block types and option codes used.
 const (
-	ngSHB = 0x0A0D0D0A
-	ngIDB = 0x00000001
-	ngISB = 0x00000005
-	ngEPB = 0x00000006
+	ngSHB = pcapfile.BlockSectionHeader
+	ngIDB = pcapfile.BlockInterface
+	ngISB = pcapfile.BlockInterfaceStats
+	ngEPB = pcapfile.BlockEnhancedPacket
 
 	optEnd        = 0
 	optComment    = 1
+	shbHardware   = 2
+	shbOS         = 3
 	shbUserAppl   = 4
 	ifName        = 2
 	ifDescription = 3
@@ -175,12 +181,23 @@ func optTime(b []byte, code uint16, t time.Time) []byte {
 	return opt(b, code, le.AppendUint32(le.AppendUint32(nil, uint32(ns>>32)), uint32(ns)))
 }
 
-func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
-	b := le.AppendUint32(nil, 0x1A2B3C4D) // byte-order magic
+// sectionHeader is a section header block's body before its options:
+// version 1.0, length unknown.
+func sectionHeader() []byte {
+	b := le.AppendUint32(nil, pcapfile.ByteOrderMagic)
 	b = le.AppendUint16(b, 1)
 	b = le.AppendUint16(b, 0)
-	b = le.AppendUint64(b, ^uint64(0)) // section length unknown
-	b = opt(b, shbUserAppl, []byte(e.app))
+	return le.AppendUint64(b, ^uint64(0))
+}
+
+func (e *pcapngEncoder) header(o *output, ifaces []Interface) {
+	b := opt(sectionHeader(), shbUserAppl, []byte(e.app))
+	if e.hardware != "" {
+		b = opt(b, shbHardware, []byte(e.hardware))
+	}
+	if e.os != "" {
+		b = opt(b, shbOS, []byte(e.os))
+	}
 	b = opt(b, optEnd, nil)
 	block(o, ngSHB, b)
 	e.ifaces = 0

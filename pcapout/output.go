@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/dpcap/dpcap/internal/atomicfile"
 )
 
 // output is a buffered capture file that never leaves a torn record behind.
@@ -46,7 +47,7 @@ func nameUnusable(err error) bool {
 // header), with permissions for the capturing user and group only.
 //
 // The file is made under a temporary name with O_EXCL and renamed into
-// place once its header is on disk, so that no pre-existing inode is ever
+// place once its header is on disk (internal/atomicfile), so that no pre-existing inode is ever
 // written (a hard link or someone else's file planted at the name keeps its
 // content: the rename only takes the name), a reader of the name never sees
 // a file without a header, and a disk too full for the header leaves
@@ -57,40 +58,33 @@ func (o *output) create(name string, owner *Owner) error {
 	if st, err := os.Lstat(name); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("create %s: %s: %w", name, modeName(st.Mode()), errNotRegular)
 	}
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
+	opts := atomicfile.Options{Perm: 0o640, ExactPerm: true}
+	if owner != nil {
+		opts.Owner = &atomicfile.Owner{UID: owner.UID, GID: owner.GID}
 	}
-	f, err := os.CreateTemp(dir, "."+base+".*.part")
+	f, err := atomicfile.Create(name, opts)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(f.Name())
+	if _, err := f.Write(o.buf); err != nil {
+		f.Abort()
 		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	if err := f.Chmod(0o640); err != nil {
-		return fail(err)
-	}
-	if owner != nil {
-		if err := f.Chown(owner.UID, owner.GID); err != nil {
-			return fail(err)
-		}
-	}
-	if _, err := f.Write(o.buf); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
+	// The header is on disk before the file takes the name, and the name
+	// is on disk before the first packet is written.
+	if err := f.Publish(); err != nil {
+		var le *os.LinkError
 		switch {
+		case !errors.As(err, &le):
 		case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, syscall.EEXIST):
 			err = fmt.Errorf("a directory: %w", errNotRegular)
 		case !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EIO):
 			err = fmt.Errorf("%w: %v", errNameRefused, unwrapPath(err))
 		}
-		return fail(err)
+		f.Abort()
+		return fmt.Errorf("create %s: %w", name, unwrapPath(err))
 	}
-	o.f, o.name, o.seekable = f, name, true
+	o.f, o.name, o.seekable = f.File, name, true
 	o.written, o.buf = int64(len(o.buf)), o.buf[:0]
 	return nil
 }

@@ -2,11 +2,12 @@ package portmap
 
 import (
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 // Match is the port a copy came from, as indexes into the map's Ports plus
@@ -144,10 +145,10 @@ func (x *Identifier) pick(ports []int32, sender netip.Addr) int32 {
 }
 
 // Identify returns the port a copy from sender with flow label tag came
-// from; frame is the inner Ethernet frame. tagged reports whether the tag
-// named a port; a copy whose tag names none matches nothing.
-func (x *Identifier) Identify(sender netip.Addr, tag uint32, frame []byte) (m Match, tagged bool) {
-	f := parseInner(frame)
+// from; f is its inner Ethernet frame, parsed once (decap.ParseFrame).
+// tagged reports whether the tag named a port; a copy whose tag names none
+// matches nothing.
+func (x *Identifier) Identify(sender netip.Addr, tag uint32, f *decap.Frame) (m Match, tagged bool) {
 	if tag != 0 {
 		// A tag the map does not list is a port of a later capture (or a
 		// forged label): its copy must not be named after a port whose
@@ -157,26 +158,26 @@ func (x *Identifier) Identify(sender netip.Addr, tag uint32, frame []byte) (m Ma
 			return Match{}, false
 		}
 		m.Port = n + 1
-		if x.ports[n].Kind == KindPF && f.hasDst6 {
-			m.To = x.towards(sender, f.dst6)
+		if x.ports[n].Kind == KindPF && f.HasIPv6 {
+			m.To = x.towards(sender, f.Dst6)
 		}
 		return m, true
 	}
-	if f.hasMAC {
-		if n := x.pick(x.macs[f.mac], sender); n >= 0 {
+	if f.HasMAC {
+		if n := x.pick(x.macs[f.SrcMAC], sender); n >= 0 {
 			return Match{Port: n + 1}, false
 		}
 	}
-	if f.hasSrc4 {
-		if n := x.pick(x.ipv4[f.src4], sender); n >= 0 {
+	if f.HasSrc4 {
+		if n := x.pick(x.ipv4[f.Src4], sender); n >= 0 {
 			return Match{Port: n + 1}, false
 		}
 	}
-	if f.hasDst6 {
-		if n := x.pick(x.ipv6[f.src6], sender); n >= 0 {
+	if f.HasIPv6 {
+		if n := x.pick(x.ipv6[f.Src6], sender); n >= 0 {
 			return Match{Port: n + 1}, false
 		}
-		if to := x.towards(sender, f.dst6); to != 0 {
+		if to := x.towards(sender, f.Dst6); to != 0 {
 			if pf := x.pick(x.pfs, sender); pf >= 0 {
 				return Match{Port: pf + 1, To: to}, false
 			}
@@ -222,42 +223,4 @@ func (x *Identifier) Names(m Match) (port, to string) {
 		to = x.ports[m.To-1].Name
 	}
 	return port, to
-}
-
-// inner holds what identifies a copy's inner frame.
-type inner struct {
-	mac             [6]byte
-	src4            [4]byte
-	src6, dst6      [16]byte
-	hasMAC, hasSrc4 bool
-	hasDst6         bool // src6 and dst6 are set
-}
-
-// parseInner reads the source MAC and the IP (or ARP sender) addresses of
-// an Ethernet frame, behind any number of VLAN tags.
-func parseInner(b []byte) (f inner) {
-	if len(b) < 14 {
-		return f
-	}
-	f.mac, f.hasMAC = [6]byte(b[6:12]), true
-	etype, off := binary.BigEndian.Uint16(b[12:14]), 14
-	for (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) && len(b) >= off+4 {
-		etype, off = binary.BigEndian.Uint16(b[off+2:off+4]), off+4
-	}
-	ip := b[off:]
-	switch etype {
-	case 0x0800:
-		if len(ip) >= 20 && ip[0]>>4 == 4 {
-			f.src4, f.hasSrc4 = [4]byte(ip[12:16]), true
-		}
-	case 0x86DD:
-		if len(ip) >= 40 && ip[0]>>4 == 6 {
-			f.src6, f.dst6, f.hasDst6 = [16]byte(ip[8:24]), [16]byte(ip[24:40]), true
-		}
-	case 0x0806: // ARP for IPv4 over Ethernet: the sender's protocol address
-		if len(ip) >= 28 && binary.BigEndian.Uint32(ip[0:4]) == 0x00010800 && ip[4] == 6 && ip[5] == 4 {
-			f.src4, f.hasSrc4 = [4]byte(ip[14:18]), true
-		}
-	}
-	return f
 }

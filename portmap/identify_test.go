@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -91,7 +92,7 @@ func TestIdentify(t *testing.T) {
 		{"ipv6 header cut short", hv, 0, testkit.InnerFrame(t, other, "fd00::2", "fd00::1")[:40], "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, tagged := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, tt.frame)
+			got, tagged := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, parsed(tt.frame))
 			if JoinNames(x.Names(got)) != tt.want || tagged != tt.tagged {
 				t.Errorf("Identify = %q (%+v), tagged %v; want %q, %v", JoinNames(x.Names(got)), got, tagged, tt.want, tt.tagged)
 			}
@@ -113,7 +114,7 @@ func TestIdentifyVersion1(t *testing.T) {
 		tag    uint32
 		want   string
 	}{{"2001:db8::10", 1, "vm-1"}, {"2001:db8::11", 1, ""}, {"2001:db8::11", 2, "any-2"}, {"2001:db8::10", 0, ""}} {
-		if got, _ := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, f); JoinNames(x.Names(got)) != tt.want {
+		if got, _ := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, parsed(f)); JoinNames(x.Names(got)) != tt.want {
 			t.Errorf("%s tag %d: %q, want %q", tt.sender, tt.tag, JoinNames(x.Names(got)), tt.want)
 		}
 	}
@@ -136,9 +137,18 @@ func BenchmarkIdentify(b *testing.B) {
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()
-			for b.Loop() {
-				x.Identify(hv, 0, bb.frame)
+			var f decap.Frame
+			for b.Loop() { // the parse included, as the engine does it
+				decap.ParseFrame(bb.frame, &f)
+				x.Identify(hv, 0, &f)
 			}
 		})
 	}
+}
+
+// parsed is frame's headers, as the engine hands them to Identify.
+func parsed(frame []byte) *decap.Frame {
+	var f decap.Frame
+	decap.ParseFrame(frame, &f)
+	return &f
 }

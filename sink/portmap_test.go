@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/portmap"
 )
 
@@ -83,7 +84,7 @@ func TestFollowPortMap(t *testing.T) {
 		t.Helper()
 		select {
 		case x := <-applied:
-			m, _ := x.Identify(netip.MustParseAddr("2001:db8::10"), 100, nil)
+			m, _ := x.Identify(netip.MustParseAddr("2001:db8::10"), 100, &decap.Frame{})
 			return portmap.JoinNames(x.Names(m))
 		case <-time.After(5 * time.Second):
 			return "(no map applied)"

@@ -33,6 +33,7 @@ type sourceKey struct {
 type sources struct {
 	index    map[sourceKey]int
 	ports    *portmap.Identifier // nil without a port map
+	frame    decap.Frame         // the inner frame's headers, parsed once for ports
 	max      int
 	overflow int // the overflow interface, -1 until needed
 }
@@ -43,7 +44,8 @@ type sources struct {
 func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 	k := sourceKey{addr: r.Src, kind: r.Kind, id: r.ID}
 	if s.ports != nil && r.Kind == decap.KindNIC {
-		m, tagged := s.ports.Identify(r.Src, r.ID, frame)
+		decap.ParseFrame(frame, &s.frame)
+		m, tagged := s.ports.Identify(r.Src, r.ID, &s.frame)
 		k.port, k.to = s.ports.Names(m)
 		if r.ID != 0 && !tagged {
 			// Only the map's tags are taken: an unknown one names no port

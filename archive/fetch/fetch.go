@@ -165,7 +165,7 @@ type ifaceKey struct {
 type merge struct {
 	ctx    context.Context
 	q      Query
-	out    writer
+	out    *writer
 	prog   *Progress
 	h      cursors
 	seq    int

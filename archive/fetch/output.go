@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/dpcap/dpcap/internal/atomicfile"
 )
 
 // Output is where a fetch writes: a regular file is written under a
@@ -19,9 +20,9 @@ import (
 // a symbolic link is followed, never overwritten.
 type Output struct {
 	*os.File
-	// target is the regular file renamed to on Commit; empty when the
+	// file is the regular file renamed into place on Commit; nil when the
 	// output is written into directly.
-	target string
+	file *atomicfile.File
 }
 
 // Mode is the mode a regular output file is created with, less the
@@ -136,58 +137,34 @@ func openInto(ctx context.Context, name string) (*Output, error) {
 
 // createTemp creates a new file beside target, to be renamed to it.
 func createTemp(target string) (*Output, error) {
-	dir, base := filepath.Split(target)
-	for range 100 {
-		tmp := filepath.Join(dir, "."+base+"."+strconv.FormatUint(rand.Uint64(), 36)+".part")
-		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, Mode)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", target, err)
-		}
-		return &Output{File: f, target: target}, nil
+	f, err := atomicfile.Create(target, atomicfile.Options{Perm: Mode})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("create %s: no free temporary name in %s", target, dir)
+	return &Output{File: f.File, file: f}, nil
 }
 
 // Name is the file the output ends up in.
 func (o *Output) Name() string {
-	if o.target != "" {
-		return o.target
+	if o.file != nil {
+		return o.file.Target()
 	}
 	return o.File.Name()
 }
 
 // Regular reports whether the output is a regular file, which only a
 // Commit gives its name.
-func (o *Output) Regular() bool { return o.target != "" }
+func (o *Output) Regular() bool { return o.file != nil }
 
-// Commit makes a regular file's output durable and gives it its name; it
-// closes a fifo or device.
+// Commit makes a regular file's output durable (the file, then the
+// directory holding its name) and gives it its name; it closes a fifo or
+// device.
 func (o *Output) Commit() error {
-	if o.target == "" {
-		if err := o.Close(); err != nil {
-			return fmt.Errorf("write %s: %w", o.Name(), err)
-		}
-		return nil
+	if o.file != nil {
+		return o.file.Commit()
 	}
-	tmp := o.File.Name()
-	err := o.Sync()
-	if cerr := o.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, o.target)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", o.target, err)
-	}
-	// The rename is durable once the directory is.
-	if d, err := os.Open(filepath.Dir(o.target)); err == nil {
-		d.Sync()
-		d.Close()
+	if err := o.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", o.Name(), err)
 	}
 	return nil
 }
@@ -195,8 +172,9 @@ func (o *Output) Commit() error {
 // Abort leaves nothing of a regular file's output behind; the file at its
 // name, if any, is untouched.
 func (o *Output) Abort() {
-	o.Close()
-	if o.target != "" {
-		os.Remove(o.File.Name())
+	if o.file != nil {
+		o.file.Abort()
+		return
 	}
+	o.Close()
 }

@@ -5,8 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/bits"
 	"os"
+
+	"github.com/dpcap/dpcap/capture/pcapfile"
 )
 
 // repair cuts a capture file that sinkd was killed while writing back to
@@ -29,14 +30,6 @@ func repair(f *os.File) (int64, error) {
 	return fi.Size() - valid, f.Sync()
 }
 
-// The magic numbers of capture files, read little-endian.
-const (
-	pcapMicro, pcapMicroSwapped = 0xa1b2c3d4, 0xd4c3b2a1
-	pcapNano, pcapNanoSwapped   = 0xa1b23c4d, 0x4d3cb2a1
-	ngSHB                       = 0x0a0d0d0a
-	ngByteOrder                 = 0x1a2b3c4d
-)
-
 // wholeRecords returns the length of r's longest prefix made of whole
 // records (pcap) or blocks (pcapng) after the file header; 0 when not
 // even that is whole, the largest length when r does not begin as a
@@ -46,12 +39,10 @@ func wholeRecords(r *bufio.Reader) (int64, error) {
 	if err != nil {
 		return 0, ignoreEOF(err)
 	}
-	switch binary.LittleEndian.Uint32(head) {
-	case pcapMicro, pcapNano:
-		return pcapRecords(r, binary.LittleEndian)
-	case pcapMicroSwapped, pcapNanoSwapped:
-		return pcapRecords(r, binary.BigEndian)
-	case ngSHB:
+	switch format, order := pcapfile.Sniff(head); format {
+	case pcapfile.FormatPcapMicro, pcapfile.FormatPcapNano:
+		return pcapRecords(r, order)
+	case pcapfile.FormatPcapng:
 		return ngBlocks(r)
 	}
 	return 1<<63 - 1, nil
@@ -60,7 +51,7 @@ func wholeRecords(r *bufio.Reader) (int64, error) {
 // pcapRecords walks a pcap file's records; one longer than the file's
 // snap length or than the packet it holds ends the walk.
 func pcapRecords(r *bufio.Reader, order binary.ByteOrder) (int64, error) {
-	const fileHeader, recordHeader = 24, 16
+	const fileHeader, recordHeader = pcapfile.FileHeaderLen, pcapfile.RecordHeaderLen
 	var h [fileHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, ignoreEOF(err)
@@ -94,18 +85,13 @@ func ngBlocks(r *bufio.Reader) (int64, error) {
 			return valid, ignoreEOF(err)
 		}
 		head := 8
-		if binary.LittleEndian.Uint32(h[:4]) == ngSHB {
+		if binary.LittleEndian.Uint32(h[:4]) == pcapfile.BlockSectionHeader {
 			// A section header says the byte order of its section.
 			head = 12
 			if _, err := io.ReadFull(r, h[8:12]); err != nil {
 				return valid, ignoreEOF(err)
 			}
-			switch binary.LittleEndian.Uint32(h[8:12]) {
-			case ngByteOrder:
-				order = binary.LittleEndian
-			case bits.ReverseBytes32(ngByteOrder):
-				order = binary.BigEndian
-			default:
+			if order = pcapfile.SectionByteOrder(h[8:12]); order == nil {
 				return valid, nil
 			}
 		}

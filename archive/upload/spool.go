@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -228,7 +229,7 @@ func (s *spool) linkFile(name, id string, dev, ino uint64) error {
 
 // copyIn copies the open file f into the spool as id.
 func (s *spool) copyIn(f *os.File, id string) error {
-	err := s.place(id, s.file(id), func(out *os.File) error {
+	err := s.place(s.file(id), func(out *os.File) error {
 		_, err := io.Copy(out, io.NewSectionReader(f, 0, 1<<62))
 		return err
 	})
@@ -247,41 +248,29 @@ func (s *spool) persist(id string, sc sidecar) error {
 	if err := syncDir(filepath.Join(s.dir, "files")); err != nil {
 		return err
 	}
-	err = s.place(id+".json", s.metaFile(id), func(out *os.File) error {
+	err = s.place(s.metaFile(id), func(out *os.File) error {
 		_, err := out.Write(b)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("spool sidecar: %w", err)
 	}
-	return syncDir(filepath.Join(s.dir, "meta"))
+	return nil
 }
 
-// place makes dst through tmp/NAME: written by write, synced, then renamed
-// into place, so that a crash never leaves a partial file at dst (start-up
-// clears tmp).
-func (s *spool) place(name, dst string, write func(*os.File) error) error {
-	tmp := filepath.Join(s.dir, "tmp", name)
-	// A new file, never what lies at the name (start-up clears tmp).
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o640)
+// place makes dst through a new file in tmp/: written by write, synced,
+// renamed into place and its directory synced, so that a crash never
+// leaves a partial file at dst (start-up clears tmp).
+func (s *spool) place(dst string, write func(*os.File) error) error {
+	f, err := atomicfile.Create(dst, atomicfile.Options{Perm: 0o640, TempDir: filepath.Join(s.dir, "tmp")})
 	if err != nil {
 		return err
 	}
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
+	if err := write(f.File); err != nil {
+		f.Abort()
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return f.Commit()
 }
 
 // remove takes id out of the spool.

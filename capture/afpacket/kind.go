@@ -10,7 +10,10 @@ import (
 )
 
 // -i IFACE selects the AF_PACKET ring.
-func init() { capture.Register(capture.Kind{Name: "afpacket", Flag: "i", Open: openKind}) }
+func init() {
+	capture.Register(capture.Kind{Name: "afpacket", Flag: "i", Open: openKind,
+		Usage: "  -i IFACE         capture envelopes on an interface (needs CAP_NET_RAW)\n"})
+}
 
 // openKind opens a ring on cfg.Target, or a PACKET_FANOUT group of
 // cfg.Workers steered by the NIC envelopes' inner flow (the other kinds by

@@ -11,15 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// Classic pcap magic numbers, as read little-endian.
 const (
-	pcapMicro, pcapMicroSwapped = 0xa1b2c3d4, 0xd4c3b2a1
-	pcapNano, pcapNanoSwapped   = 0xa1b23c4d, 0x4d3cb2a1
-)
-
-const (
-	pcapFileHeader   = 24
-	pcapRecordHeader = 16
 	// blockSize is how much of a pcap file one read takes: large reads,
 	// few system calls, packets handed out where they lie. Not larger:
 	// a block the size of the CPU's cache is still there when its records
@@ -53,33 +45,26 @@ func newBlockReader(r io.Reader, head []byte) (*blockReader, bool, error) {
 		return nil, false, nil
 	}
 	b := &blockReader{r: r}
-	switch binary.LittleEndian.Uint32(head) {
-	case pcapMicro:
-		b.order = binary.LittleEndian
-	case pcapNano:
-		b.order, b.nano = binary.LittleEndian, true
-	case pcapMicroSwapped:
-		b.order = binary.BigEndian
-	case pcapNanoSwapped:
-		b.order, b.nano = binary.BigEndian, true
-	default:
+	format, order := Sniff(head)
+	if format != FormatPcapMicro && format != FormatPcapNano {
 		return nil, false, nil
 	}
+	b.order, b.nano = order, format == FormatPcapNano
 	b.buf = make([]byte, blockSize)
 	if err := b.fill(); err != nil && !errors.Is(err, io.EOF) {
 		return nil, true, err
 	}
-	if b.end-b.start < pcapFileHeader {
+	if b.end-b.start < FileHeaderLen {
 		return nil, true, fmt.Errorf("read pcap file header: %w", io.ErrUnexpectedEOF)
 	}
-	h := b.buf[b.start : b.start+pcapFileHeader]
+	h := b.buf[b.start : b.start+FileHeaderLen]
 	if major := b.order.Uint16(h[4:6]); major != 2 {
 		return nil, true, fmt.Errorf("read pcap file header: unknown version %d", major)
 	}
 	// The link type's low 16 bits; the upper ones carry FCS flags.
 	b.link = layers.LinkType(b.order.Uint32(h[20:24]) & 0xffff)
-	b.start += pcapFileHeader
-	b.offset = pcapFileHeader
+	b.start += FileHeaderLen
+	b.offset = FileHeaderLen
 	return b, true, nil
 }
 
@@ -119,7 +104,7 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 			}
 			break
 		}
-		if len(avail) < pcapRecordHeader {
+		if len(avail) < RecordHeaderLen {
 			if b.eof {
 				return n, b.recordError(fmt.Errorf("record header: %w", io.ErrUnexpectedEOF))
 			}
@@ -135,7 +120,7 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 		if incl > maxRecord {
 			return n, b.recordError(fmt.Errorf("captured length %d > %d, the largest snap length", incl, maxRecord))
 		}
-		if len(avail) < pcapRecordHeader+incl {
+		if len(avail) < RecordHeaderLen+incl {
 			if b.eof {
 				return n, b.recordError(fmt.Errorf("%d-byte record: %w", incl, io.ErrUnexpectedEOF))
 			}
@@ -144,7 +129,7 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 			}
 			if b.start == 0 {
 				// One record larger than the whole buffer.
-				b.buf = append(b.buf, make([]byte, pcapRecordHeader+incl)...)
+				b.buf = append(b.buf, make([]byte, RecordHeaderLen+incl)...)
 			}
 			if err := b.fill(); err != nil {
 				return 0, err
@@ -155,15 +140,15 @@ func (b *blockReader) read(pkts []capture.Packet) (int, error) {
 		if !b.nano {
 			sub *= 1000
 		}
-		data := avail[pcapRecordHeader : pcapRecordHeader+incl : pcapRecordHeader+incl]
+		data := avail[RecordHeaderLen : RecordHeaderLen+incl : RecordHeaderLen+incl]
 		pkts[n] = capture.Packet{
 			Data:      data,
 			Length:    int(b.order.Uint32(avail[12:16])),
 			Timestamp: time.Unix(int64(b.order.Uint32(avail[0:4])), sub),
 			LinkType:  b.link,
 		}
-		b.start += pcapRecordHeader + incl
-		b.offset += int64(pcapRecordHeader + incl)
+		b.start += RecordHeaderLen + incl
+		b.offset += int64(RecordHeaderLen + incl)
 		b.records++
 		n++
 	}

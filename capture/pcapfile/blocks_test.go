@@ -16,10 +16,10 @@ import (
 func writePcap(t *testing.T, order binary.ByteOrder, nano bool, n int) string {
 	t.Helper()
 	var b bytes.Buffer
-	h := make([]byte, pcapFileHeader)
-	magic := uint32(pcapMicro)
+	h := make([]byte, FileHeaderLen)
+	magic := MagicMicro
 	if nano {
-		magic = pcapNano
+		magic = MagicNano
 	}
 	order.PutUint32(h[0:], magic)
 	order.PutUint16(h[4:], 2)
@@ -34,12 +34,12 @@ func writePcap(t *testing.T, order binary.ByteOrder, nano bool, n int) string {
 			size = blockSize/2 + r.IntN(maxRecord)
 		}
 		size = min(size, maxRecord)
-		rec := make([]byte, pcapRecordHeader+size)
+		rec := make([]byte, RecordHeaderLen+size)
 		order.PutUint32(rec[0:], uint32(1700000000+i))
 		order.PutUint32(rec[4:], uint32(i*7%1000000))
 		order.PutUint32(rec[8:], uint32(size))
 		order.PutUint32(rec[12:], uint32(size+i%3))
-		for j := pcapRecordHeader; j < len(rec); j++ {
+		for j := RecordHeaderLen; j < len(rec); j++ {
 			rec[j] = byte(i + j)
 		}
 		b.Write(rec)
@@ -104,7 +104,7 @@ func TestBlockReaderMatchesPcapgo(t *testing.T) {
 func TestBlockReaderTruncated(t *testing.T) {
 	name := writePcap(t, binary.LittleEndian, false, 100)
 	data, _ := os.ReadFile(name)
-	for _, cut := range []int{len(data) - 1, len(data) - 1000, pcapFileHeader + 5} {
+	for _, cut := range []int{len(data) - 1, len(data) - 1000, FileHeaderLen + 5} {
 		short := filepath.Join(t.TempDir(), "short.pcap")
 		os.WriteFile(short, data[:cut], 0o644)
 		src, err := OpenSource(short)

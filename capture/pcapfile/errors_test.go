@@ -23,14 +23,14 @@ import (
 func TestErrorsNameThePacket(t *testing.T) {
 	le := binary.LittleEndian
 	record := func(incl, data int) []byte {
-		r := make([]byte, pcapRecordHeader+data)
+		r := make([]byte, RecordHeaderLen+data)
 		le.PutUint32(r[8:], uint32(incl))
 		le.PutUint32(r[12:], uint32(incl))
 		return r
 	}
 	pcap := func(records ...[]byte) []byte {
-		h := make([]byte, pcapFileHeader)
-		le.PutUint32(h[0:], pcapMicro)
+		h := make([]byte, FileHeaderLen)
+		le.PutUint32(h[0:], MagicMicro)
 		le.PutUint16(h[4:], 2)
 		le.PutUint16(h[6:], 4)
 		le.PutUint32(h[16:], maxRecord)

@@ -15,14 +15,6 @@ const MaxInterfaces = 1 << 16
 // a section, which the reader keeps too.
 const maxKeptBytes = 16 << 20
 
-// pcapng block types the reader keeps for the rest of their section.
-const (
-	blockInterface   = 1
-	blockNames       = 4
-	blockSecrets     = 0x0A
-	blockSectionHead = pcapngMagic
-)
-
 // ngLimit passes a pcapng stream through, following its block headers,
 // and ends it with an error before a section's kept blocks exceed the
 // bounds: the reader never parses them.
@@ -65,14 +57,14 @@ func (l *ngLimit) scan(b []byte) int {
 		}
 		start := i - l.nhdr // may be before b: the header began in an earlier read
 		need := 8
-		if l.nhdr >= 4 && binary.LittleEndian.Uint32(l.hdr[:4]) == blockSectionHead {
+		if l.nhdr >= 4 && binary.LittleEndian.Uint32(l.hdr[:4]) == BlockSectionHeader {
 			need = 12 // the byte order mark says how to read the length
 		}
 		for l.nhdr < need && i < len(b) {
 			l.hdr[l.nhdr] = b[i]
 			l.nhdr++
 			i++
-			if l.nhdr == 4 && binary.LittleEndian.Uint32(l.hdr[:4]) == blockSectionHead {
+			if l.nhdr == 4 && binary.LittleEndian.Uint32(l.hdr[:4]) == BlockSectionHeader {
 				need = 12
 			}
 		}
@@ -80,12 +72,7 @@ func (l *ngLimit) scan(b []byte) int {
 			return len(b)
 		}
 		if need == 12 {
-			switch binary.LittleEndian.Uint32(l.hdr[8:12]) {
-			case 0x1A2B3C4D:
-				l.order = binary.LittleEndian
-			case 0x4D3C2B1A:
-				l.order = binary.BigEndian
-			default:
+			if l.order = SectionByteOrder(l.hdr[8:12]); l.order == nil {
 				l.stop = true
 				return len(b)
 			}
@@ -101,11 +88,11 @@ func (l *ngLimit) scan(b []byte) int {
 			return len(b)
 		}
 		switch typ {
-		case blockInterface:
+		case BlockInterface:
 			if l.ifs++; l.ifs > MaxInterfaces {
 				l.err = fmt.Errorf("block at byte %d: more than %d interfaces in a section: not read further", l.off, MaxInterfaces)
 			}
-		case blockNames, blockSecrets:
+		case BlockNames, BlockDecryptSecrets:
 			if l.kept += length; l.kept > maxKeptBytes {
 				l.err = fmt.Errorf("block at byte %d: more than %d MiB of name and secrets blocks in a section: not read further", l.off, maxKeptBytes>>20)
 			}

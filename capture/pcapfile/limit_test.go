@@ -12,7 +12,7 @@ import (
 // ngFile is a pcapng section of order with n interface descriptions, then
 // names bytes of name resolution blocks, then one packet of interface 0.
 func ngFile(order binary.AppendByteOrder, n, names int) []byte {
-	b := order.AppendUint32(nil, pcapngMagic)
+	b := order.AppendUint32(nil, BlockSectionHeader)
 	b = order.AppendUint32(b, 28)
 	b = order.AppendUint32(b, 0x1A2B3C4D)
 	b = order.AppendUint16(b, 1)
@@ -20,7 +20,7 @@ func ngFile(order binary.AppendByteOrder, n, names int) []byte {
 	b = order.AppendUint64(b, ^uint64(0))
 	b = order.AppendUint32(b, 28)
 	for range n {
-		b = order.AppendUint32(b, blockInterface)
+		b = order.AppendUint32(b, BlockInterface)
 		b = order.AppendUint32(b, 20)
 		b = order.AppendUint16(b, 1) // Ethernet
 		b = order.AppendUint16(b, 0)
@@ -28,7 +28,7 @@ func ngFile(order binary.AppendByteOrder, n, names int) []byte {
 		b = order.AppendUint32(b, 20)
 	}
 	for ; names > 0; names -= 1 << 16 {
-		b = order.AppendUint32(b, blockNames)
+		b = order.AppendUint32(b, BlockNames)
 		b = order.AppendUint32(b, 1<<16)
 		b = order.AppendUint16(b, 0) // nrb_record_end
 		b = order.AppendUint16(b, 0)

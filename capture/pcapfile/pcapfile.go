@@ -6,7 +6,6 @@ package pcapfile
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +15,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
-
-// pcapngMagic is the block type of a pcapng section header.
-const pcapngMagic = 0x0A0D0D0A
 
 type packetReader interface {
 	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
@@ -57,7 +53,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read file magic: %w", err)
 	}
-	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
+	if format, _ := Sniff(magic); format == FormatPcapng {
 		// Without mixed link types, pcapgo would silently drop the packets
 		// of interfaces whose link type differs from the first's.
 		ng, err := pcapgo.NewNgReader(&ngLimit{r: br}, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
@@ -70,7 +66,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read pcap file header: %w", err)
 	}
-	return &Reader{r: p, offset: pcapFileHeader}, nil
+	return &Reader{r: p, offset: FileHeaderLen}, nil
 }
 
 // LinkType returns the link type of the packets (of the first interface,
@@ -112,7 +108,7 @@ func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, er
 	}
 	r.packets++
 	if r.ng == nil {
-		r.offset += int64(pcapRecordHeader + len(data))
+		r.offset += int64(RecordHeaderLen + len(data))
 		return data, ci, r.r.LinkType(), nil
 	}
 	iface, err := r.ng.Interface(ci.InterfaceIndex)

@@ -19,6 +19,7 @@ package steer
 import (
 	"fmt"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/cbpf"
 	"golang.org/x/net/bpf"
 )
@@ -136,13 +137,16 @@ func Fanout(n int, nicPort uint16, netOff uint32) ([]bpf.RawInstruction, error) 
 func inner(p *cbpf.Program, n int) {
 	start(p)
 	p.Add(bpf.LoadIndirect{Off: 12, Size: 2}) // ethertype
+	// decap.SkipVLANs walks the tags everywhere else; a fanout program
+	// runs in the kernel and cannot call Go, so it unrolls the walk with
+	// decap's tag identifiers, two tags deep (classic BPF has no loops).
 	for i := range 2 {
 		tag := fmt.Sprintf("tag %d", i)
-		p.JumpIf(bpf.JumpEqual, 0x8100, tag, "")
-		p.JumpIf(bpf.JumpEqual, 0x88A8, tag, "l3")
+		p.JumpIf(bpf.JumpEqual, decap.EtherTypeVLAN, tag, "")
+		p.JumpIf(bpf.JumpEqual, decap.EtherTypeQinQ, tag, "l3")
 		p.Label(tag)
 		// Move the frame's start by the tag, so the offsets below hold.
-		p.Add(bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 4}, bpf.TAX{},
+		p.Add(bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: decap.VLANTagLen}, bpf.TAX{},
 			bpf.StoreScratch{Src: bpf.RegA, N: mBase}, bpf.LoadIndirect{Off: 12, Size: 2})
 	}
 	p.Label("l3")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,35 +54,70 @@ func parse(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (hel
 	return false, nil
 }
 
-const serveUsage = `Usage: dpcap serve --backend dpservice [--dpservice HOST:PORT] [flags]
-       dpcap serve --backend software [--port NAME=IFACE ...] [flags]
-       dpcap serve --backend dpdk --eal 'EAL ARGS' --port pf0=DEV --port NAME=DEV ...
+// serveUsage is dpcap serve's help: the registered backends, each with
+// its own flags, then the flags every backend takes.
+func serveUsage() string {
+	regs := control.Registered()
+	var b strings.Builder
+	for i, r := range regs {
+		lead := "       dpcap serve"
+		if i == 0 {
+			lead = "Usage: dpcap serve"
+		}
+		fmt.Fprintf(&b, "%s --backend %s %s\n", lead, r.Name, r.Synopsis)
+	}
+	if len(regs) == 0 {
+		b.WriteString("Usage: dpcap serve --backend NAME [flags]\n")
+	}
+	b.WriteString(serveAbout)
+	b.WriteString("  --backend NAME      the backend that captures; this dpcap has:\n")
+	for _, r := range regs {
+		b.WriteString(indent(r.Name+": "+r.Summary, "                        ", "                          "))
+	}
+	if len(regs) == 0 {
+		b.WriteString("                        none (built with -tags minimal)\n")
+	}
+	for _, r := range regs {
+		b.WriteString(r.Usage)
+	}
+	b.WriteString(serveFlags)
+	return b.String()
+}
 
+// indent wraps text at 78 columns, its first line after first, the rest
+// after rest.
+func indent(text, first, rest string) string {
+	var b strings.Builder
+	line := first
+	for i, w := range strings.Fields(text) {
+		if i > 0 && len(line)+1+len(w) > 78 {
+			b.WriteString(line + "\n")
+			line = rest + w
+			continue
+		}
+		if i > 0 {
+			line += " "
+		}
+		line += w
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}
+
+const serveAbout = `
 Holds the captured ports and their rules (they die with the process), and
 serves the API dpcap start, stop and status use. The active capture is saved
 in the state directory and applied again when the daemon restarts; the port
 tag map sinkd reads (--port-map) is published there as portmap.json.
 
 Flags:
-  --backend NAME      dpservice: drive dp-service, the dataplane that owns
-                      the NIC, through its gRPC API (ports are its interface
-                      ids and pf0); software: mirror each port's Linux
-                      interface and send the copies as the NIC would;
-                      dpdk: program the NIC's E-Switch with rte_flow
-  --dpservice ADDR    dp-service's gRPC API (default localhost:1337); dpcap
-                      watches it and applies the capture again after it
-                      restarts, once its orchestrator initialized it
-  --mirror METHOD     the software backend's method: auto (default: in the
-                      kernel with tc BPF where allowed, else AF_PACKET), bpf
-                      or af_packet; dpcap status shows the one in use
-  --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
+`
+
+const serveFlags = `  --port NAME=PORT    a port the backend serves (repeat per port; pf0 names
                       the uplink): a Linux interface for software, a DPDK
                       port name (0000:08:00.0_representor_vf0) for dpdk.
                       The software backend without --port serves every
                       interface under its own name (dpcap start --vf tap0)
-  --eal ARGS          the dpdk backend's EAL arguments, e.g. '-a 0000:08:00.0,
-                      representor=vf[0-3],dv_flow_en=1' (primary) or
-                      '--proc-type=secondary --file-prefix dp' (attach)
   --underlay-ip IP    this hypervisor's underlay IPv6 (the envelopes' source
                       in the rendered program; the kernel picks the real one)
   --router-mac MAC    the underlay router's MAC, the envelopes' Ethernet
@@ -103,13 +139,11 @@ Flags:
 func runServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dpcap serve")
 	backend := fs.String("backend", "software", "")
-	method := fs.String("mirror", "auto", "")
+	newBackend := control.BackendFlags(fs)
 	socket := fs.String("socket", defaultSocket, "")
 	stateDir := fs.String("state-dir", defaultStateDir, "")
 	var env control.Envelope
 	envelopeFlags(fs, &env, false)
-	dpsvcAddr := fs.String("dpservice", "", "") // empty: dpservice.DefaultAddress
-	ealArgs := fs.String("eal", "", "")
 	group := fs.String("group", "", "")
 	ports := map[string]string{}
 	fs.Func("port", "", func(v string) error {
@@ -120,20 +154,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		ports[name] = iface
 		return nil
 	})
-	if help, err := parse(fs, args, serveUsage, stdout); help || err != nil {
+	if help, err := parse(fs, args, serveUsage(), stdout); help || err != nil {
 		return err
 	}
+	if len(control.Registered()) == 0 {
+		return errors.New("this dpcap was built without backends (-tags minimal, as make demo builds it); 'make build' builds them")
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	b, closeBackend, err := newBackend(backendFlags{name: *backend, mirror: *method, dpservice: *dpsvcAddr, eal: *ealArgs, ports: ports}, logger)
+	b, err := newBackend(*backend, control.Options{Ports: ports, Logger: logger})
+	if errors.Is(err, control.ErrUsage) {
+		return usageErr{err}
+	}
 	if err != nil {
 		return err
 	}
-	defer closeBackend()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if d, ok := b.(interface{ PFMAC() net.HardwareAddr }); ok {
-		env.PFMAC = d.PFMAC()
-	}
 	srv, err := control.NewServer(ctx, b, *stateDir, env, logger)
 	if err != nil {
 		return err
@@ -172,7 +208,8 @@ Flags:
   --replace           stop an active capture first
   --dry-run           print the program in dpdk-testpmd syntax and exit; needs
                       no daemon. Its envelopes take the addresses the daemon
-                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC;
+                      would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC
+                      (refused without --dry-run: the daemon has its own);
                       its tags are the ports' first choice, which the
                       daemon's (dpcap status) are unless two names collide
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
@@ -215,6 +252,11 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	if err := checkFormat(*format); err != nil {
 		return err
 	}
+	if !*dryRun {
+		if err := daemonsAddresses(fs); err != nil {
+			return usageErr{err}
+		}
+	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
 	p, err := req.Program(env, nil)
@@ -230,6 +272,19 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		return asUsage(err)
 	}
 	return printStatus(stdout, st, *format)
+}
+
+// daemonsAddresses refuses the envelope's addresses given to a start the
+// daemon applies: its envelopes take dpcap serve's (PF0's MAC read from
+// the port), not the client's; the flags are for a dry run's program.
+func daemonsAddresses(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil && slices.Contains([]string{"underlay-ip", "router-mac", "pf-mac"}, f.Name) {
+			err = fmt.Errorf("--%s is for --dry-run only: the daemon's envelopes take the addresses dpcap serve was given (dpcap status shows them)", f.Name)
+		}
+	})
+	return err
 }
 
 // asUsage makes a request the daemon refused as bad (400: a port it does

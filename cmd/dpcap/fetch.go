@@ -21,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+func init() { commands["fetch"] = runFetch }
+
 const fetchUsage = `Usage: dpcap fetch LOCATION... [--port NAME]... [--from T] [--to T] -w FILE
 
 Gets packets back from the capture files of one or many sinks: LOCATION is
@@ -65,7 +67,7 @@ stays as it was.
 
 // fetchFlags are dpcap fetch's options.
 type fetchFlags struct {
-	locations []string
+	locations []location
 	ports     []string
 	from, to  time.Time
 	out       string
@@ -73,6 +75,12 @@ type fetchFlags struct {
 	quiet     bool
 	client    archive.ClientOptions
 	maxSpan   time.Duration
+}
+
+// location is a location as given, parsed once: a bucket's, or a directory.
+type location struct {
+	arg string
+	s3  *archive.Location // nil: arg is a directory
 }
 
 // parseFetch parses dpcap fetch's arguments; locations and flags may come
@@ -116,7 +124,7 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 			return f, err
 		}
 		if args = fs.Args(); len(args) > 0 {
-			f.locations = append(f.locations, args[0])
+			f.locations = append(f.locations, location{arg: args[0]})
 			args = args[1:]
 		}
 	}
@@ -130,11 +138,13 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 	case f.maxSpan < 0:
 		return f, fmt.Errorf("invalid --max-span %v", f.maxSpan)
 	}
-	for _, l := range f.locations {
-		if archive.IsURL(l) {
-			if _, err := archive.ParseURL(l); err != nil {
+	for i, l := range f.locations {
+		if archive.IsURL(l.arg) {
+			loc, err := archive.ParseURL(l.arg)
+			if err != nil {
 				return f, err
 			}
+			f.locations[i].s3 = &loc
 		}
 	}
 	return f, nil
@@ -184,19 +194,18 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	var sources []fetch.Source
 	for _, l := range f.locations {
-		if !archive.IsURL(l) {
-			if st, err := os.Stat(l); err != nil || !st.IsDir() {
-				return usageErr{fmt.Errorf("%s is neither s3://BUCKET/PREFIX nor a directory", l)}
+		if l.s3 == nil {
+			if st, err := os.Stat(l.arg); err != nil || !st.IsDir() {
+				return usageErr{fmt.Errorf("%s is neither s3://BUCKET/PREFIX nor a directory", l.arg)}
 			}
-			sources = append(sources, &fetch.Dir{Path: l})
+			sources = append(sources, &fetch.Dir{Path: l.arg})
 			continue
 		}
-		loc, _ := archive.ParseURL(l)
 		client, err := archive.NewClient(ctx, f.client)
 		if err != nil {
 			return err
 		}
-		sources = append(sources, &fetch.S3{Client: client, Loc: loc, MaxSpan: f.maxSpan})
+		sources = append(sources, &fetch.S3{Client: client, Loc: *l.s3, MaxSpan: f.maxSpan})
 	}
 	var out io.Writer = stdout
 	var file *fetch.Output

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/archive"
 )
 
 func TestParseWhen(t *testing.T) {
@@ -53,7 +55,8 @@ func TestParseFetch(t *testing.T) {
 		ok   func(fetchFlags) bool
 	}{
 		{[]string{"s3://captures/dc1", "--port", "vm-1,vm-2", "--from", "-10m", "-w", "x.pcapng", "/var/lib/dpcap", "--port", "pf0"}, "", func(f fetchFlags) bool {
-			return strings.Join(f.locations, " ") == "s3://captures/dc1 /var/lib/dpcap" && strings.Join(f.ports, " ") == "vm-1 vm-2 pf0" &&
+			return len(f.locations) == 2 && f.locations[0].s3 != nil && *f.locations[0].s3 == archive.Location{Bucket: "captures", Prefix: "dc1"} &&
+				f.locations[1] == location{arg: "/var/lib/dpcap"} && strings.Join(f.ports, " ") == "vm-1 vm-2 pf0" &&
 				f.from.Equal(now.Add(-10*time.Minute)) && f.to.IsZero() && f.out == "x.pcapng" && !f.pcap && f.maxSpan == 24*time.Hour
 		}},
 		{[]string{"d", "-w", "-", "-F", "pcap", "--endpoint", "http://127.0.0.1:9000", "--path-style", "--max-span", "1h"}, "", func(f fetchFlags) bool {

@@ -122,11 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		return runReplay(args[1:], stdout, stderr)
 	}
-	cmds := map[string]func([]string, io.Writer, io.Writer) error{
-		"serve": runServe, "start": runStart, "stop": runStop, "status": runStatus,
-		"fetch": runFetch,
-	}
-	if cmd, ok := cmds[args[0]]; ok {
+	if cmd, ok := commands[args[0]]; ok {
 		err := cmd(args[1:], stdout, stderr)
 		if err == nil {
 			return 0
@@ -146,9 +142,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	if slices.Contains(optional, args[0]) {
+		fmt.Fprintf(stderr, "dpcap %s: this dpcap was built without %s (-tags minimal, as make demo builds it); 'make build' builds it\n", args[0], args[0])
+		return 1
+	}
 	fmt.Fprintf(stderr, "dpcap: unknown command %q (see dpcap --help)\n", args[0])
 	return 2
 }
+
+// commands are dpcap's subcommands but replay and help. A command that a
+// build may leave out with what it needs (fetch and its S3 client, under
+// -tags minimal) adds itself from its file's init and is named in optional.
+var commands = map[string]func([]string, io.Writer, io.Writer) error{
+	"serve": runServe, "start": runStart, "stop": runStop, "status": runStatus,
+}
+
+// optional are the commands a build may leave out.
+var optional = []string{"fetch"}
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	var (

@@ -22,7 +22,8 @@ import (
 
 // usageTemplate is sinkd --help. {{default "NAME"}} is the default of the
 // flag NAME, as its definition states it; {{outputs "SECTION"}} is the
-// usage of the registered outputs (package output) of that section.
+// usage of the registered outputs (package output) of that section,
+// {{inputs}} that of the registered receive paths (package capture).
 const usageTemplate = `Usage: sinkd [flags] -w FILE [EXPRESSION]
        sinkd -i IFACE [flags] -w FILE [EXPRESSION]
        sinkd -r IN.pcap [flags] -w FILE [EXPRESSION]
@@ -79,9 +80,7 @@ Output (tcpdump conventions):
   print a summary.
 
 Input:
-  -r FILE          read envelopes from a capture file
-  -i IFACE         capture envelopes on an interface (needs CAP_NET_RAW)
-  --port N         UDP port of the NIC's envelopes (default {{default "port"}})
+{{inputs}}  --port N         UDP port of the NIC's envelopes (default {{default "port"}})
   --ports LIST     with -r and -i, envelope kinds by UDP port (default
                    {{default "ports"}};
                    KIND=0 turns one off); {{greKinds}}
@@ -141,8 +140,12 @@ type config struct {
 	interval   time.Duration
 	fileCount  int
 	keep       int
-	readFile   string
-	iface      string
+	// input is the receive path the flags select (package capture) and
+	// target the value of its flag: -r's file, -i's interface.
+	input  capture.Kind
+	target string
+	// targets are the receive paths' flags as given, by flag name.
+	targets    map[string]*string
 	port       uint16
 	ports      map[decap.Kind]uint16
 	listen     netip.Addr
@@ -214,8 +217,12 @@ func defineFlags(fs *flag.FlagSet, c *config) output.Config {
 		c.workers = n
 		return nil
 	})
-	fs.StringVar(&c.readFile, "r", "", "")
-	fs.StringVar(&c.iface, "i", "", "")
+	c.targets = map[string]*string{}
+	for _, k := range capture.Kinds() {
+		if k.Flag != "" {
+			c.targets[k.Flag] = fs.String(k.Flag, "", "")
+		}
+	}
 	c.ports = decap.DefaultPorts()
 	textVar(fs, "ports", decap.FormatPorts(c.ports), func(v string) error {
 		c.portList = v
@@ -266,6 +273,20 @@ func parseFlags(args []string) (config, error) {
 // check interprets and checks the flags once parsed; set names those
 // given.
 func (c *config) check(set map[string]bool) error {
+	var given []string
+	for _, k := range capture.Kinds() {
+		if k.Flag != "" && *c.targets[k.Flag] != "" {
+			given = append(given, "-"+k.Flag)
+		}
+	}
+	if len(given) > 1 {
+		return errors.New(strings.Join(given, " and ") + " exclude each other")
+	}
+	var err error
+	if c.input, c.target, err = capture.Select(func(flag string) (string, bool) { return *c.targets[flag], *c.targets[flag] != "" }); err != nil {
+		return err
+	}
+	offline, socket := c.input.Offline, c.input.Flag == ""
 	if set["port"] {
 		c.ports[decap.KindNIC] = c.port
 	}
@@ -295,7 +316,7 @@ func (c *config) check(set map[string]bool) error {
 	default:
 		return fmt.Errorf("invalid --split-by %q: want source (or port)", c.splitBy)
 	}
-	if c.readFile != "" && !set["metrics-addr"] {
+	if offline && !set["metrics-addr"] {
 		c.metricsAddr = "" // a conversion is over before anyone scrapes
 	}
 	switch {
@@ -313,20 +334,18 @@ func (c *config) check(set map[string]bool) error {
 		return errors.New("--keep and -W exclude each other: -G 300 --keep 288 keeps a day of 5-minute files")
 	case c.out == "-" && (c.fileSize > 0 || c.interval > 0 || c.split || c.keep > 0):
 		return errors.New("-C, -G, -z, --keep and --split-by need a file name, not -w -")
-	case c.readFile != "" && c.iface != "":
-		return errors.New("-r and -i exclude each other")
-	case c.readFile != "" && c.interval > 0:
+	case offline && c.interval > 0:
 		return errors.New("-G rotates on the clock, which a file conversion does not follow; use -C")
-	case c.readFile != "" && c.readFile != "-" && c.readFile == c.out:
+	case offline && c.target != "-" && c.target == c.out:
 		// "-" is standard input for -r and standard output for -w.
 		return errors.New("-r and -w name the same file")
-	case portList != "" && c.readFile == "" && c.iface == "":
+	case portList != "" && socket:
 		return errors.New("--ports applies to -r and -i; the UDP socket takes the NIC's envelopes on --port")
-	case c.readFile != "" && sink.Zoned(c.allow):
+	case offline && sink.Zoned(c.allow):
 		return errors.New("--allow zones name arrival interfaces, which a capture file does not record")
-	case set["listen"] && (c.readFile != "" || c.iface != ""):
+	case set["listen"] && !socket:
 		return errors.New("--listen applies to the UDP socket, not to -r or -i")
-	case c.workers > 1 && c.readFile != "":
+	case c.workers > 1 && offline:
 		return errors.New("--workers applies to the UDP socket and -i; -r converts one file")
 	case c.workers > 1 && c.out == "-":
 		return errors.New("--workers N writes a set of files per worker: give -w FILE, not -w -")
@@ -402,6 +421,13 @@ func usage() string {
 			return defaultOf(f)
 		},
 		"greKinds": func(string) string { return strings.Join(decap.KindNames(decap.GRE), ", ") },
+		"inputs": func(string) string {
+			var b strings.Builder
+			for _, k := range capture.Kinds() {
+				b.WriteString(k.Usage)
+			}
+			return b.String()
+		},
 		"outputs": func(section string) string {
 			var b strings.Builder
 			for _, k := range output.Kinds() {

@@ -8,17 +8,12 @@ import (
 	"github.com/dpcap/dpcap/sink"
 )
 
-// openSources opens the input the flags name (capture.Select: the UDP
-// socket, -r's file or -i's ring), one source per worker. It returns the
-// sources, the buffer size of each and a description for the log.
+// openSources opens the input the flags selected (the UDP socket, -r's
+// file, -i's ring), one source per worker. It returns the sources, the
+// buffer size of each and a description for the log.
 func openSources(c config, logger *slog.Logger) ([]capture.Source, int, string, error) {
-	given := map[string]string{"r": c.readFile, "i": c.iface}
-	kind, target, err := capture.Select(func(flag string) (string, bool) { return given[flag], given[flag] != "" })
-	if err != nil {
-		return nil, 0, "", err
-	}
-	in, err := kind.Open(capture.Config{
-		Target: target, Addr: c.listen, Port: c.port, BufferSize: c.bufferSize,
+	in, err := c.input.Open(capture.Config{
+		Target: c.target, Addr: c.listen, Port: c.port, BufferSize: c.bufferSize,
 		Ports: decap.UDPPorts(c.ports), NICPort: c.ports[decap.KindNIC], PortNames: decap.FormatPorts(c.ports),
 		SnapLen: c.snapLen, Workers: c.workers, ArrivalInterface: sink.Zoned(c.allow), Logger: logger,
 	})

@@ -132,7 +132,7 @@ func runCapture(c config, stderr io.Writer) error {
 	stats := func() sink.Stats { return sink.Total(engs...) }
 	if c.metricsAddr != "" {
 		var more []prometheus.Collector
-		if c.readFile == "" {
+		if !c.input.Offline {
 			more = append(more, metrics.NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
 		}
 		more = append(more, outs.Collectors()...)
@@ -150,7 +150,7 @@ func runCapture(c config, stderr io.Writer) error {
 		if err := runAs.Drop(); err != nil {
 			return startError{err}
 		}
-		if mapFile != nil && c.readFile == "" {
+		if mapFile != nil && !c.input.Offline {
 			if err := mapFile.Readable(); err != nil {
 				// Read as root at start; said once, not as a failed
 				// reread a second later.
@@ -181,7 +181,7 @@ func runCapture(c config, stderr io.Writer) error {
 	}
 	reread := make(chan struct{}, 1)
 	defer handleSignals(engs, reread)()
-	if mapFile != nil && c.readFile == "" {
+	if mapFile != nil && !c.input.Offline {
 		// The capture on the hypervisor changes while sinkd runs; its new
 		// map is copied over the old one.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -189,10 +189,10 @@ func runCapture(c config, stderr io.Writer) error {
 		go sink.FollowPortMap(ctx, mapFile, mapCheckInterval, reread, engs.setPortMap, logger)
 	}
 
-	if c.readFile == "" {
+	if !c.input.Offline {
 		logCapturing(logger, c, desc, files.Name(), bufSize, len(engs))
 	}
-	if c.readFile == "" && c.iface == "" {
+	if c.input.Flag == "" {
 		// The silent sink: envelopes the kernel discards never reach the
 		// socket, so only the namespace's counters can tell.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -205,7 +205,7 @@ func runCapture(c config, stderr io.Writer) error {
 	if engs.fileLimitReached() {
 		fmt.Fprintf(stderr, "Maximum file limit reached: %d\n", c.fileCount)
 	}
-	printSummary(stderr, st, c.readFile == "")
+	printSummary(stderr, st, !c.input.Offline)
 	return runErr
 }
 

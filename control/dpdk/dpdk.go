@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/dpcap/dpcap/control"
@@ -28,6 +29,8 @@ type created struct {
 	port string
 	flow *rteflow.Flow
 }
+
+func init() { open = New }
 
 // New initializes the EAL with ealArgs (primary, or secondary with
 // --proc-type=secondary --file-prefix …) and finds the ports, given as
@@ -63,13 +66,9 @@ func (d *Backend) Name() string { return "dpdk" }
 func (d *Backend) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
 
 // Check implements Backend: the PMD validates every rule.
-func (d *Backend) Check(p *flowprog.Program) error {
+func (d *Backend) Check(_ context.Context, p *flowprog.Program) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.check(p)
-}
-
-func (d *Backend) check(p *flowprog.Program) error {
 	if p.Config.RouterMAC == nil {
 		return errors.New("the dpdk backend needs the underlay router's MAC for the envelopes (without it every copy leaves PF0 addressed to 00:00:00:00:00:00 and the router drops it): " +
 			"give dpcap serve --router-mac MAC; on the hypervisor, 'ip -6 route show default' names the router and 'ip -6 neigh show ROUTER' its MAC")
@@ -86,21 +85,22 @@ func (d *Backend) check(p *flowprog.Program) error {
 	return nil
 }
 
-// Apply implements Backend: every rule is validated before any is
-// created; a failed creation destroys what was created, in reverse.
+// Apply implements Backend: its rules passed Check (the PMD validated
+// every one) before any is created; a failed creation destroys what was
+// created, in reverse.
 func (d *Backend) Apply(_ context.Context, p *flowprog.Program) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.flows) > 0 {
 		return errors.New("capture is already applied")
 	}
-	if err := d.check(p); err != nil {
-		return err
-	}
 	for _, r := range p.Install {
 		f, err := d.eal.Create(d.ids[r.Port], d.label(r.Port), r, d.ids)
 		if err != nil {
-			return errors.Join(err, d.destroyAll())
+			if derr := d.destroyAll(); derr != nil {
+				return control.NotUndone(fmt.Errorf("%w; undoing it failed: %w", err, derr))
+			}
+			return err
 		}
 		d.flows = append(d.flows, created{r.Port, f})
 	}
@@ -114,15 +114,20 @@ func (d *Backend) Clear() error {
 	return d.destroyAll()
 }
 
+// destroyAll destroys the rules created; those it fails to destroy stay
+// listed, in order, for a Clear again to destroy.
 func (d *Backend) destroyAll() error {
 	var errs []error
+	var left []created
 	for i := len(d.flows) - 1; i >= 0; i-- {
 		c := d.flows[i]
 		if err := d.eal.Destroy(c.flow, d.label(c.port)); err != nil {
 			errs = append(errs, err)
+			left = append(left, c)
 		}
 	}
-	d.flows = nil
+	slices.Reverse(left)
+	d.flows = left
 	return errors.Join(errs...)
 }
 

@@ -168,9 +168,9 @@ func idList(ifaces []*dpdkpb.Interface) string {
 	return "interfaces " + strings.Join(ids, ", ")
 }
 
-// Check implements control.Backend.
-func (b *Backend) Check(p *flowprog.Program) error {
-	_, err := b.checkPorts(context.Background(), p)
+// Check implements control.Backend; it asks dp-service within ctx.
+func (b *Backend) Check(ctx context.Context, p *flowprog.Program) error {
+	_, err := b.checkPorts(ctx, p)
 	return err
 }
 
@@ -187,8 +187,11 @@ func (b *Backend) Apply(ctx context.Context, p *flowprog.Program) error {
 	return nil
 }
 
+// applyLocked applies a program Check accepted (or, after a restart, the
+// one it accepted then); the interfaces are listed again for the port
+// map, which names their underlay routes.
 func (b *Backend) applyLocked(ctx context.Context, p *flowprog.Program) error {
-	ifaces, err := b.checkPorts(ctx, p)
+	ifaces, err := b.listInterfaces(ctx)
 	if err != nil {
 		return err
 	}

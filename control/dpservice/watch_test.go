@@ -90,3 +90,39 @@ func TestWatchAppliesAgainAfterRestart(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// TestCheckEndsWithTheCallersContext: Check asks dp-service within the
+// caller's context (the client's request), not a context of its own: a
+// caller that gives up is not held for dp-service's slow answer.
+func TestCheckEndsWithTheCallersContext(t *testing.T) {
+	svc := dpservicetest.New(dpservicetest.Options{Offload: true})
+	if err := svc.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	proxy, err := dpservicetest.NewProxy("127.0.0.1:0", svc.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.Delay("ListInterfaces", 3*time.Second)
+	b, err := New(proxy.Addr(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p, err := flowprog.Build(flowprog.Config{Sink: netip.MustParseAddr("2001:db8::9"), DstPort: 3010, PF0: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	err = b.Check(ctx, p)
+	if took := time.Since(began); err == nil || took > 2*time.Second {
+		t.Fatalf("Check with a 200ms context: %v after %v", err, took)
+	}
+	if !strings.Contains(err.Error(), "did not answer ListInterfaces") {
+		t.Fatalf("Check: %v", err)
+	}
+}

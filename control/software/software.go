@@ -81,14 +81,16 @@ func (s *Backend) Name() string { return "software" }
 
 // Check implements Backend: every port is one this daemon serves, its
 // interface exists, and the filter compiles.
-func (s *Backend) Check(p *flowprog.Program) error {
+func (s *Backend) Check(_ context.Context, p *flowprog.Program) error {
 	_, err := s.config(p, true)
 	return err
 }
 
-// config checks p and returns the mirrors' configuration.
+// config returns the mirrors' configuration for p; it fails on what no
+// mirror could capture (a port not served, a filter that does not
+// compile) and, with needIfaces, on a port whose interface is not there.
 func (s *Backend) config(p *flowprog.Program, needIfaces bool) (mirror.Config, error) {
-	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method}
+	cfg := mirror.Config{Sink: netip.AddrPortFrom(p.Config.Sink, p.Config.DstPort), SrcPort: p.Config.SrcPort, Method: s.method, Logger: s.logger}
 	if m := p.Config.Filter; m != nil {
 		prog, err := kernelFilter(m.PcapFilter())
 		if err != nil {
@@ -129,7 +131,9 @@ func (s *Backend) apply(ctx context.Context, p *flowprog.Program, wait bool) err
 	if s.ports != nil {
 		return errors.New("capture is already applied")
 	}
-	cfg, err := s.config(p, !wait)
+	// Apply's program passed Check; Restore's was saved, and its ports
+	// may wait for their interfaces.
+	cfg, err := s.config(p, false)
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,12 @@ package linkwatch
 import (
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dpcap/dpcap/control/software/rtnl"
 )
 
 // ErrOverflow means notifications were lost (the socket's buffer filled):
@@ -29,37 +30,30 @@ type Event struct {
 
 // Watcher reads link notifications of the network namespace it was opened in.
 type Watcher struct {
-	f   *os.File
-	buf []byte
+	c *rtnl.Conn
 }
 
 // Open subscribes to link notifications.
 func Open() (*Watcher, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+	c, err := rtnl.Dial(unix.RTMGRP_LINK)
 	if err != nil {
-		return nil, fmt.Errorf("linkwatch: socket: %w", err)
+		return nil, fmt.Errorf("linkwatch: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("linkwatch: bind RTMGRP_LINK: %w", err)
-	}
-	// Non-blocking, so the runtime's poller waits for it and Close ends a Next.
-	return &Watcher{f: os.NewFile(uintptr(fd), "rtnetlink"), buf: make([]byte, 1<<16)}, nil
+	return &Watcher{c: c}, nil
 }
 
 // Next waits for notifications and returns them. It returns ErrOverflow
 // when some were lost, and os.ErrClosed once Close was called.
 func (w *Watcher) Next() ([]Event, error) {
-	n, err := w.f.Read(w.buf)
+	msgs, err := w.c.Receive()
 	if errors.Is(err, syscall.ENOBUFS) {
 		return nil, ErrOverflow
 	}
+	if errors.Is(err, rtnl.ErrTruncated) {
+		return nil, fmt.Errorf("linkwatch: %w", err)
+	}
 	if err != nil {
 		return nil, err
-	}
-	msgs, err := syscall.ParseNetlinkMessage(w.buf[:n])
-	if err != nil {
-		return nil, fmt.Errorf("linkwatch: %w", err)
 	}
 	var evs []Event
 	for _, m := range msgs {
@@ -68,12 +62,8 @@ func (w *Watcher) Next() ([]Event, error) {
 		}
 		info := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
 		ev := Event{Index: int(info.Index), Deleted: m.Header.Type == unix.RTM_DELLINK}
-		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-		if err != nil {
-			return nil, fmt.Errorf("linkwatch: %w", err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == unix.IFLA_IFNAME {
+		for _, a := range rtnl.Attrs(m.Data[unix.SizeofIfInfomsg:]) {
+			if a.Type == unix.IFLA_IFNAME {
 				ev.Name = string(trimNUL(a.Value))
 			}
 		}
@@ -92,4 +82,4 @@ func trimNUL(b []byte) []byte {
 }
 
 // Close ends the subscription; a Next under way returns.
-func (w *Watcher) Close() error { return w.f.Close() }
+func (w *Watcher) Close() error { return w.c.Close() }

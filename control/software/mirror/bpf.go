@@ -4,7 +4,6 @@ package mirror
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/encapsock"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
@@ -35,6 +35,7 @@ type kernelMirror struct {
 	sink     netip.AddrPort
 	src      netip.AddrPort
 	hop      nextHop
+	logger   *slog.Logger
 	counters *ebpf.Map
 	config   *ebpf.Map // the envelope template
 	progs    []*ebpf.Program
@@ -63,7 +64,7 @@ func nextMark(tag uint32) (uint32, error) {
 
 func startKernel(ctx context.Context, port Port, cfg Config) (*kernelMirror, error) {
 	if !cfg.Sink.Addr().Is6() || cfg.Sink.Addr().Is4In6() {
-		return nil, errors.New("the kernel mirror sends to IPv6 sinks only")
+		return nil, unaddressable{errors.New("the kernel mirror sends to IPv6 sinks only")}
 	}
 	ifi, err := net.InterfaceByName(port.Interface)
 	if err != nil {
@@ -75,7 +76,7 @@ func startKernel(ctx context.Context, port Port, cfg Config) (*kernelMirror, err
 	if err != nil {
 		return nil, err
 	}
-	m := &kernelMirror{port: port, conn: conn, sink: cfg.Sink, stop: make(chan struct{}), done: make(chan struct{})}
+	m := &kernelMirror{port: port, conn: conn, sink: cfg.Sink, logger: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
 	if err := m.attach(ifi, cfg); err != nil {
 		close(m.done)
 		m.Stop()
@@ -102,7 +103,7 @@ func (m *kernelMirror) attach(port *net.Interface, cfg Config) error {
 		return fmt.Errorf("underlay interface %d: %w", hop.ifindex, err)
 	}
 	if under.Flags&net.FlagLoopback != 0 || len(hop.src) != 6 {
-		return fmt.Errorf("the sink %s is not behind an Ethernet interface (%s)", m.sink.Addr(), under.Name)
+		return unaddressable{fmt.Errorf("the sink %s is not behind an Ethernet interface (%s)", m.sink.Addr(), under.Name)}
 	}
 	mark, err := nextMark(m.port.Tag)
 	if err != nil {
@@ -114,12 +115,16 @@ func (m *kernelMirror) attach(port *net.Interface, cfg Config) error {
 	if m.config, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: cfgSize, MaxEntries: 1}); err != nil {
 		return fmt.Errorf("create the envelope map: %w", err)
 	}
-	if err := m.config.Put(uint32(0), m.template()); err != nil {
+	tmpl, err := m.template()
+	if err != nil {
+		return err
+	}
+	if err := m.config.Put(uint32(0), tmpl); err != nil {
 		return fmt.Errorf("write the envelope map: %w", err)
 	}
 	// The largest frame whose envelope fits the underlay's MTU: the
 	// kernel mirror cannot fragment.
-	maxFrame := under.MTU - 40 - 8
+	maxFrame := under.MTU - decap.IPv6HeaderLen - decap.UDPHeaderLen
 	if err := m.load("dpcap_underlay", underlayProgram(port.Index, mark, maxFrame, m.config), under.Index, ebpf.AttachTCXEgress); err != nil {
 		return fmt.Errorf("underlay %s: %w", under.Name, err)
 	}
@@ -168,26 +173,27 @@ func (m *kernelMirror) refresh() {
 			continue
 		}
 		m.hop = hop
-		if err := m.config.Put(uint32(0), m.template()); err != nil {
-			slog.Warn("kernel mirror: update the envelope", "port", m.port.Name, "err", err)
+		tmpl, err := m.template()
+		if err == nil {
+			err = m.config.Put(uint32(0), tmpl)
+		}
+		if err != nil {
+			m.logger.Warn("kernel mirror: update the envelope", "port", m.port.Name, "err", err)
 		}
 	}
 }
 
-// template is the envelope the underlay program copies, all but the flow
-// label and the lengths.
-func (m *kernelMirror) template() []byte {
+// template is the envelope the underlay program copies, padded to
+// cfgSize; the program writes the flow label (the tag) and the lengths.
+func (m *kernelMirror) template() ([]byte, error) {
+	env, err := decap.Envelope{DstMAC: m.hop.dst, SrcMAC: m.hop.src, Src: m.src.Addr(), Dst: m.sink.Addr(),
+		SrcPort: m.src.Port(), DstPort: m.sink.Port()}.Bytes()
+	if err != nil {
+		return nil, err
+	}
 	b := make([]byte, cfgSize)
-	copy(b[0:6], m.hop.dst)
-	copy(b[6:12], m.hop.src)
-	binary.BigEndian.PutUint16(b[12:], 0x86DD)
-	b[20], b[21] = 17, 64 // UDP, hop limit
-	s, d := m.src.Addr().As16(), m.sink.Addr().As16()
-	copy(b[22:], s[:])
-	copy(b[38:], d[:])
-	binary.BigEndian.PutUint16(b[54:], m.src.Port())
-	binary.BigEndian.PutUint16(b[56:], m.sink.Port())
-	return b
+	copy(b, env[:])
+	return b, nil
 }
 
 // probeNeighbour makes the kernel resolve the sink's next hop (an ICMPv6

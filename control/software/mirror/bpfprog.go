@@ -5,6 +5,7 @@ package mirror
 import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/dpcap/dpcap/decap"
 	"golang.org/x/net/bpf"
 )
 
@@ -19,10 +20,9 @@ const (
 
 // Return codes of tc programs (TC_ACT_*, and TCX_* for the same values).
 const (
-	actNext     = -1 // the next program, or the stack
-	actOK       = 0
-	actShot     = 2
-	envelopeLen = 62
+	actNext = -1 // the next program, or the stack
+	actOK   = 0
+	actShot = 2
 )
 
 // Counter slots of a port's per-CPU counter array.
@@ -34,7 +34,7 @@ const (
 
 // cfgSize is the size of the underlay program's configuration: the
 // envelope with the fixed fields filled in, padded to 8 bytes.
-const cfgSize = 64
+const cfgSize = (decap.EnvelopeLen + 7) &^ 7
 
 // markShift puts a port's mark (its magic) above the 20-bit tag in
 // skb->mark while the clone travels from the port to the underlay.
@@ -112,7 +112,7 @@ func underlayProgram(port int, mark uint32, maxFrame int, config *ebpf.Map) asm.
 		asm.JGT.Imm(asm.R8, int32(maxFrame), "drop"),
 		// Room for the envelope in front of the frame.
 		asm.Mov.Reg(asm.R1, regCtx),
-		asm.Mov.Imm(asm.R2, envelopeLen),
+		asm.Mov.Imm(asm.R2, decap.EnvelopeLen),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnSkbChangeHead.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop"),
@@ -126,7 +126,7 @@ func underlayProgram(port int, mark uint32, maxFrame int, config *ebpf.Map) asm.
 		asm.Mov.Reg(asm.R1, regCtx),
 		asm.Mov.Imm(asm.R2, 0),
 		asm.Mov.Reg(asm.R3, asm.R9),
-		asm.Mov.Imm(asm.R4, envelopeLen),
+		asm.Mov.Imm(asm.R4, decap.EnvelopeLen),
 		asm.Mov.Imm(asm.R5, 0),
 		asm.FnSkbStoreBytes.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop"),
@@ -134,17 +134,17 @@ func underlayProgram(port int, mark uint32, maxFrame int, config *ebpf.Map) asm.
 		asm.LoadMem(asm.R2, regCtx, skbData, asm.Word),
 		asm.LoadMem(asm.R3, regCtx, skbDataEnd, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R2),
-		asm.Add.Imm(asm.R1, envelopeLen),
+		asm.Add.Imm(asm.R1, decap.EnvelopeLen),
 		asm.JGT.Reg(asm.R1, asm.R3, "drop"),
 		// Version 6, traffic class 0, the tag as flow label.
 		asm.Or.Imm32(asm.R7, 0x60000000),
 		asm.HostTo(asm.BE, asm.R7, asm.Word),
-		asm.StoreMem(asm.R2, 14, asm.R7, asm.Word),
+		asm.StoreMem(asm.R2, decap.EnvelopeIPv6, asm.R7, asm.Word),
 		// IPv6 payload length = UDP length = 8 + the frame.
-		asm.Add.Imm(asm.R8, 8),
+		asm.Add.Imm(asm.R8, decap.UDPHeaderLen),
 		asm.HostTo(asm.BE, asm.R8, asm.Half),
-		asm.StoreMem(asm.R2, 18, asm.R8, asm.Half),
-		asm.StoreMem(asm.R2, 58, asm.R8, asm.Half),
+		asm.StoreMem(asm.R2, decap.EnvelopePayloadLength, asm.R8, asm.Half),
+		asm.StoreMem(asm.R2, decap.EnvelopeUDPLength, asm.R8, asm.Half),
 		asm.Mov.Imm(asm.R0, actOK),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, actShot).WithSymbol("drop"),

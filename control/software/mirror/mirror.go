@@ -16,11 +16,14 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // The methods a mirror can use; Config.Method chooses.
@@ -45,6 +48,9 @@ type Config struct {
 	Filter []bpf.RawInstruction
 	// Method is MethodAuto, MethodBPF or MethodPacket.
 	Method string
+	// Logger receives what the mirror says on its own (why MethodAuto
+	// fell back, an envelope it could not update): the backend's.
+	Logger *slog.Logger
 }
 
 // Stats count a port's mirroring.
@@ -67,8 +73,8 @@ type Mirror interface {
 }
 
 // Start begins mirroring port with cfg.Method; MethodAuto falls back to the
-// packet mirror, and logs why, when the kernel mirror cannot start. Errors
-// name the port and what failed.
+// packet mirror, and logs why, when the kernel cannot run the kernel
+// mirror (kernelCannot). Errors name the port and what failed.
 func Start(ctx context.Context, port Port, cfg Config) (Mirror, error) {
 	switch cfg.Method {
 	case MethodBPF, MethodAuto:
@@ -76,13 +82,37 @@ func Start(ctx context.Context, port Port, cfg Config) (Mirror, error) {
 		if err == nil {
 			return m, nil
 		}
-		if cfg.Method == MethodBPF {
+		if cfg.Method == MethodBPF || !kernelCannot(err) {
 			return nil, fmt.Errorf("port %s: kernel mirror: %w", port.Name, err)
 		}
-		slog.Warn("kernel mirror unavailable; mirroring through AF_PACKET", "port", port.Name, "reason", err)
+		cfg.Logger.Warn("kernel mirror unavailable; mirroring through AF_PACKET", "port", port.Name, "reason", err)
 	case MethodPacket:
 	default:
 		return nil, fmt.Errorf("unknown mirror method %q: want %s or %s", cfg.Method, MethodBPF, MethodPacket)
 	}
 	return startPacket(ctx, port, cfg)
 }
+
+// kernelCannot tells whether the kernel mirror failed because this kernel
+// or this sink does not allow it, where the packet mirror, which sends
+// through the stack, can still work: BPF or TCX not supported
+// (ebpf.ErrNotSupported: Linux before 6.6, no tcx), not permitted (EPERM:
+// no CAP_BPF or CAP_NET_ADMIN where it runs, a user namespace, a locked
+// down kernel), or a sink it cannot address (IPv4, not behind Ethernet, a
+// next hop not resolved). Anything else, the verifier refusing the
+// mirror's own program above all, is a fault to report, not to hide
+// behind the slower method.
+func kernelCannot(err error) bool {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return false
+	}
+	var ua unaddressable
+	return errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EPERM) || errors.As(err, &ua) || errors.Is(err, errNoNeighbour)
+}
+
+// unaddressable is a sink the kernel mirror cannot address; its message is
+// the error's.
+type unaddressable struct{ error }
+
+func (e unaddressable) Unwrap() error { return e.error }

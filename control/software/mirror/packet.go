@@ -21,6 +21,8 @@ import (
 )
 
 const (
+	// drainTime bounds how long Stop sends what the port received before.
+	drainTime    = 200 * time.Millisecond
 	batchSize    = capture.DefaultBatchSize
 	frameBuf     = 65536
 	pollInterval = 100 * time.Millisecond
@@ -121,8 +123,10 @@ func (m *packetMirror) run() {
 		}
 		m.forward(n)
 	}
-	// What the port received before Stop is still sent.
-	for {
+	// What the port received before Stop is still sent: a socket buffer,
+	// which drains in milliseconds. A port that goes on receiving (at
+	// line rate, or its own copies) would keep the drain from ending.
+	for end := time.Now().Add(drainTime); time.Now().Before(end); {
 		n, err := m.batch.Recv(uintptr(m.fd), batchSize, unix.MSG_DONTWAIT)
 		if err != nil || n == 0 {
 			return

@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dpcap/dpcap/control/software/rtnl"
 )
 
 // nextHop is how an IPv6 datagram to a sink leaves this host, as the
@@ -29,7 +30,12 @@ var errNoNeighbour = errors.New("the next hop's MAC address is not resolved")
 // route get`) and neighbour table (RTM_GETNEIGH) for the next hop to dst.
 func lookupNextHop(dst netip.Addr) (nextHop, error) {
 	var hop nextHop
-	ifindex, gw, err := routeTo(dst)
+	c, err := rtnl.Dial(0)
+	if err != nil {
+		return hop, err
+	}
+	defer c.Close()
+	ifindex, gw, err := routeTo(c, dst)
 	if err != nil {
 		return hop, err
 	}
@@ -41,22 +47,22 @@ func lookupNextHop(dst netip.Addr) (nextHop, error) {
 	if !gw.IsValid() {
 		gw = dst
 	}
-	if hop.dst, err = neighbour(ifindex, gw); err != nil {
+	if hop.dst, err = neighbour(c, ifindex, gw); err != nil {
 		return hop, err
 	}
 	return hop, nil
 }
 
 // routeTo returns the output interface and gateway (if any) to dst.
-func routeTo(dst netip.Addr) (int, netip.Addr, error) {
+func routeTo(c *rtnl.Conn, dst netip.Addr) (int, netip.Addr, error) {
 	var none netip.Addr
 	a := dst.As16()
 	// struct rtmsg, then RTA_DST.
 	req := make([]byte, unix.SizeofRtMsg, unix.SizeofRtMsg+4+16)
 	req[0] = unix.AF_INET6
 	req[1] = 128 // rtm_dst_len
-	req = appendAttr(req, unix.RTA_DST, a[:])
-	msgs, err := netlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_REQUEST, req)
+	req = rtnl.AppendAttr(req, unix.RTA_DST, a[:])
+	msgs, err := c.Execute(unix.RTM_GETROUTE, 0, req)
 	if err != nil {
 		return 0, none, fmt.Errorf("route to %s: %w", dst, err)
 	}
@@ -65,11 +71,11 @@ func routeTo(dst netip.Addr) (int, netip.Addr, error) {
 			continue
 		}
 		oif, gw := 0, none
-		for _, at := range attrs(m.Data[unix.SizeofRtMsg:]) {
-			switch at.Attr.Type {
-			case unix.RTA_OIF:
+		for _, at := range rtnl.Attrs(m.Data[unix.SizeofRtMsg:]) {
+			switch {
+			case at.Type == unix.RTA_OIF && len(at.Value) == 4:
 				oif = int(binary.NativeEndian.Uint32(at.Value))
-			case unix.RTA_GATEWAY:
+			case at.Type == unix.RTA_GATEWAY:
 				gw, _ = netip.AddrFromSlice(at.Value)
 			}
 		}
@@ -82,10 +88,10 @@ func routeTo(dst netip.Addr) (int, netip.Addr, error) {
 
 // neighbour returns the MAC address of addr on ifindex if the kernel has
 // resolved it.
-func neighbour(ifindex int, addr netip.Addr) (net.HardwareAddr, error) {
+func neighbour(c *rtnl.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr, error) {
 	req := make([]byte, unix.SizeofNdMsg)
 	req[0] = unix.AF_INET6
-	msgs, err := netlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, req)
+	msgs, err := c.Execute(unix.RTM_GETNEIGH, unix.NLM_F_DUMP, req)
 	if err != nil {
 		return nil, fmt.Errorf("neighbours: %w", err)
 	}
@@ -100,8 +106,8 @@ func neighbour(ifindex int, addr netip.Addr) (net.HardwareAddr, error) {
 		}
 		var dst netip.Addr
 		var mac net.HardwareAddr
-		for _, at := range attrs(m.Data[unix.SizeofNdMsg:]) {
-			switch at.Attr.Type {
+		for _, at := range rtnl.Attrs(m.Data[unix.SizeofNdMsg:]) {
+			switch at.Type {
 			case unix.NDA_DST:
 				dst, _ = netip.AddrFromSlice(at.Value)
 			case unix.NDA_LLADDR:
@@ -113,83 +119,4 @@ func neighbour(ifindex int, addr netip.Addr) (net.HardwareAddr, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: %w", addr, errNoNeighbour)
-}
-
-// attrs splits rtnetlink attributes (syscall's parser knows only links,
-// addresses and routes).
-func attrs(b []byte) []syscall.NetlinkRouteAttr {
-	var out []syscall.NetlinkRouteAttr
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		if l < 4 || l > len(b) {
-			break
-		}
-		out = append(out, syscall.NetlinkRouteAttr{
-			Attr:  syscall.RtAttr{Len: uint16(l), Type: binary.NativeEndian.Uint16(b[2:4])},
-			Value: b[4:l],
-		})
-		b = b[min((l+3)&^3, len(b)):]
-	}
-	return out
-}
-
-func appendAttr(b []byte, typ uint16, v []byte) []byte {
-	var h [4]byte
-	binary.NativeEndian.PutUint16(h[0:], uint16(4+len(v)))
-	binary.NativeEndian.PutUint16(h[2:], typ)
-	b = append(append(b, h[:]...), v...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-// netlinkRequest sends one rtnetlink request and collects the answer.
-func netlinkRequest(typ uint16, flags uint16, body []byte) ([]syscall.NetlinkMessage, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink socket: %w", err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("netlink bind: %w", err)
-	}
-	msg := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(body))
-	binary.NativeEndian.PutUint32(msg[0:], uint32(unix.NLMSG_HDRLEN+len(body)))
-	binary.NativeEndian.PutUint16(msg[4:], typ)
-	binary.NativeEndian.PutUint16(msg[6:], flags)
-	binary.NativeEndian.PutUint32(msg[8:], 1)
-	msg = append(msg, body...)
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("netlink send: %w", err)
-	}
-	var out []syscall.NetlinkMessage
-	buf := make([]byte, 1<<16)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("netlink receive: %w", err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, fmt.Errorf("netlink parse: %w", err)
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return nil, unix.Errno(-e)
-					}
-				}
-				return out, nil
-			}
-			out = append(out, m)
-			if flags&unix.NLM_F_DUMP == 0 {
-				return out, nil
-			}
-		}
-	}
 }
