@@ -1,6 +1,7 @@
 package pcapout
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -32,7 +33,7 @@ func TestOnOpenAnnouncesEveryFile(t *testing.T) {
 			}
 		}
 	}
-	r, err := Open(Options{Path: filepath.Join(dir, "cap.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(dir, "cap.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestOnOpenAnnouncesEveryFile(t *testing.T) {
 	r.Close()
 
 	heard = nil
-	s, err := NewSplit(Options{Path: filepath.Join(dir, "split.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	s, err := NewSplit(Options{Path: filepath.Join(dir, "split.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRemovedFileWithAnotherLink(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Unix(1700000000, 0)}
 	path := filepath.Join(dir, "cap.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Now: clk.now, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

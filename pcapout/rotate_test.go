@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -21,8 +21,6 @@ import (
 type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // frame returns a distinct frame of n bytes for packet number i.
 func frame(i, n int) []byte {
@@ -45,23 +43,10 @@ func readAll(t *testing.T, name string) []pcapfile.Packet {
 	return pkts
 }
 
-func files(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cap.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 10 << 10, FlushBytes: 4096, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 10 << 10, FlushBytes: 4096, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +56,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 		r.WritePacket(0, ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
 	}
 	r.Close()
-	names := files(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) < 5 {
 		t.Fatalf("files = %v, want several 10 KiB files", names)
 	}
@@ -110,7 +95,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 func TestSizeRotationRing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ring")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 4 << 10, FileCount: 3, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 4 << 10, FileCount: 3, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +103,7 @@ func TestSizeRotationRing(t *testing.T) {
 		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 1000), 1000)
 	}
 	r.Close()
-	if got, want := files(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
+	if got, want := testkit.DirNames(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	// The newest packet is in the file the ring wrote last.
@@ -137,7 +122,7 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "t-%H%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: 10 * time.Second, Now: clk.now, Logger: quietLogger()})
+		Interval: 10 * time.Second, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +141,8 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	}
 	start := clk.t
 	clk.t = clk.t.Add(5 * time.Second)
-	if err := r.Tick(); err != nil || len(files(t, dir)) != 1 || len(closed) != 0 {
-		t.Fatalf("rotated early: %v %v", err, files(t, dir))
+	if err := r.Tick(); err != nil || len(testkit.DirNames(t, dir)) != 1 || len(closed) != 0 {
+		t.Fatalf("rotated early: %v %v", err, testkit.DirNames(t, dir))
 	}
 	// Two idle periods: each still produces its own (empty, valid) file.
 	for range 2 {
@@ -168,7 +153,7 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	}
 	r.Close()
 	want := []string{"t-030400.pcap", "t-030415.pcap", "t-030425.pcap"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	if n := len(readAll(t, filepath.Join(dir, want[0]))); n != 2 {
@@ -204,7 +189,7 @@ func TestTimeRotationFileLimit(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "t-%M%S"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, FileCount: 2, Now: clk.now, Logger: quietLogger()})
+		Interval: time.Second, FileCount: 2, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +202,7 @@ func TestTimeRotationFileLimit(t *testing.T) {
 		t.Fatalf("third period: err = %v, want ErrFileLimit", err)
 	}
 	r.Close()
-	if got := files(t, dir); !slices.Equal(got, []string{"t-0400", "t-0401"}) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, []string{"t-0400", "t-0401"}) {
 		t.Fatalf("files = %v", got)
 	}
 }
@@ -225,7 +210,7 @@ func TestTimeRotationFileLimit(t *testing.T) {
 func TestRotateOnDemandNumbersFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +220,7 @@ func TestRotateOnDemandNumbersFiles(t *testing.T) {
 	}
 	r.Close()
 	want := []string{"out.pcap", "out.pcap1", "out.pcap2", "out.pcap3"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	for i, name := range want {
@@ -247,7 +232,7 @@ func TestRotateOnDemandNumbersFiles(t *testing.T) {
 
 func TestSnapLenCutsButKeepsLength(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.pcap")
-	r, err := Open(Options{Path: path, SnapLen: 96, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, SnapLen: 96, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +262,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.Logger = quietLogger()
+			tt.opts.Logger = slog.New(slog.DiscardHandler)
 			_, err := Open(tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
@@ -290,7 +275,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func BenchmarkWritePacket(b *testing.B) {
-	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

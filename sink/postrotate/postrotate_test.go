@@ -1,7 +1,6 @@
 package postrotate
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/pcapout"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // hook writes a script that marks its file as running in dir, waits
 // while gate exists, and marks it done.
@@ -47,7 +44,7 @@ func TestBoundedJobsAndQueue(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(t.TempDir(), "gate")
 	os.WriteFile(gate, nil, 0o600)
-	r := New(Config{Command: hook(t, dir, gate), Jobs: 2, Queue: 3, Logger: quiet()})
+	r := New(Config{Command: hook(t, dir, gate), Jobs: 2, Queue: 3, Logger: slog.New(slog.DiscardHandler)})
 	start := time.Now()
 	for i := range 7 {
 		r.Handle(pcapout.ClosedFile{Name: "f" + strconv.Itoa(i)})
@@ -82,7 +79,7 @@ func TestStopWaitsBoundedThenLeaves(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(t.TempDir(), "gate")
 	os.WriteFile(gate, nil, 0o600)
-	r := New(Config{Command: hook(t, dir, gate), Jobs: 1, Logger: quiet()})
+	r := New(Config{Command: hook(t, dir, gate), Jobs: 1, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { os.Remove(gate) }) // lets the command left running end
 	r.Handle(pcapout.ClosedFile{Name: "slow"})
 	r.Handle(pcapout.ClosedFile{Name: "queued"})
@@ -108,10 +105,10 @@ func TestStopWaitsBoundedThenLeaves(t *testing.T) {
 // TestFailuresCounted checks a command that fails or cannot start is
 // counted.
 func TestFailuresCounted(t *testing.T) {
-	r := New(Config{Command: "/bin/false", Logger: quiet()})
+	r := New(Config{Command: "/bin/false", Logger: slog.New(slog.DiscardHandler)})
 	r.Handle(pcapout.ClosedFile{Name: "a"})
 	r.Stop(5 * time.Second)
-	missing := New(Config{Command: "/no/such/command", Logger: quiet()})
+	missing := New(Config{Command: "/no/such/command", Logger: slog.New(slog.DiscardHandler)})
 	missing.Handle(pcapout.ClosedFile{Name: "b"})
 	missing.Stop(time.Second)
 	if s, m := r.Stats(), missing.Stats(); s.Failed != 1 || s.Started != 1 || m.Failed != 1 || m.Started != 0 {
