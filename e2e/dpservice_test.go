@@ -391,7 +391,7 @@ func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 	if b, err := exec.Command(bin("sinkd"), "-r", testkit.WritePcap(t, envelopes), "-w", out, "--port-map", portMap).CombinedOutput(); err != nil {
 		t.Fatalf("sinkd -r: %v\n%s", err, b)
 	}
-	got := framesByInterface(t, out)
+	got := testkit.FramesByInterface(t, out)
 	if len(got) != len(want) {
 		t.Errorf("interfaces %v, want %d", slices.Sorted(maps.Keys(got)), len(want))
 	}

@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/flowprog"
@@ -133,35 +130,6 @@ func dpserviceCopies(t *testing.T) (map[string][][]byte, [][]byte) {
 	return want, all
 }
 
-// framesByInterface reads a pcapng file into frames per interface name.
-func framesByInterface(t *testing.T, name string) map[string][][]byte {
-	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][][]byte{}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return got
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ifc, err := r.Interface(ci.InterfaceIndex)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[ifc.Name] = append(got[ifc.Name], bytes.Clone(data))
-	}
-}
-
 // TestUntaggedCopiesNamedByPortMap sends dp-service's untagged copies of
 // two VMs and PF0 and checks the pcapng names every frame's port from the
 // published map: frame for frame, and as tshark counts frames and bytes.
@@ -176,7 +144,7 @@ func TestUntaggedCopiesNamedByPortMap(t *testing.T) {
 	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	got := framesByInterface(t, out)
+	got := testkit.FramesByInterface(t, out)
 	if len(got) != len(want) {
 		t.Errorf("interfaces %d, want %d", len(got), len(want))
 	}

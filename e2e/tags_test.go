@@ -168,7 +168,7 @@ func TestCopiesKeepTheirPortsName(t *testing.T) {
 		if !strings.HasPrefix(file, "cap.pcapng") {
 			continue
 		}
-		for iface, frames := range framesByInterface(t, filepath.Join(sinkDir, file)) {
+		for iface, frames := range testkit.FramesByInterface(t, filepath.Join(sinkDir, file)) {
 			for _, f := range frames {
 				from := byMAC[net.HardwareAddr(f[6:12]).String()]
 				switch {

@@ -1,17 +1,14 @@
 package sink
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/internal/testkit"
@@ -53,29 +50,9 @@ func runSource(t *testing.T, cfg Config, src *fakeSource, ready func(*Engine)) (
 	if st.Accounted() != st.Received || st.Received != uint64(len(pkts)) {
 		t.Errorf("received %d of %d, accounted %d", st.Received, len(pkts), st.Accounted())
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]int{}
-	for {
-		_, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ifc, err := r.Interface(ci.InterfaceIndex)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[ifc.Name]++
+	for ifc, frames := range testkit.FramesByInterface(t, name) {
+		got[ifc] = len(frames)
 	}
 	return st, got
 }

@@ -93,3 +93,33 @@ func VMFrames(t testing.TB) [][]byte {
 	t.Helper()
 	return ReadFrames(t, Testdata("vm-traffic.pcap"))
 }
+
+// FramesByInterface reads a pcapng file into its frames per interface
+// name, failing the test unless the file is complete.
+func FramesByInterface(t testing.TB, name string) map[string][][]byte {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got := map[string][][]byte{}
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return got
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ifc, err := r.Interface(ci.InterfaceIndex)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got[ifc.Name] = append(got[ifc.Name], bytes.Clone(data))
+	}
+}

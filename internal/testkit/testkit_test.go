@@ -107,7 +107,8 @@ func TestTestdata(t *testing.T) {
 	}
 }
 
-// TestReadFrames reads the shipped pcap and a pcapng made from it alike,
+// TestReadFrames reads the shipped pcap and a pcapng made from it alike
+// (and the pcapng by interface name),
 // and refuses a file cut short, as a test's capture file must be whole.
 func TestReadFrames(t *testing.T) {
 	vm := VMFrames(t)
@@ -119,7 +120,8 @@ func TestReadFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := pcapgo.NewNgWriter(f, layers.LinkTypeEthernet)
+	w, err := pcapgo.NewNgWriterInterface(f, pcapgo.NgInterface{Name: "vm-1", LinkType: layers.LinkTypeEthernet, SnapLength: 65535},
+		pcapgo.DefaultNgWriterOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +134,9 @@ func TestReadFrames(t *testing.T) {
 	f.Close()
 	if got := ReadFrames(t, name); !reflect.DeepEqual(got, vm) {
 		t.Errorf("pcapng read back %d frames, not the 74 written", len(got))
+	}
+	if got := FramesByInterface(t, name); len(got) != 1 || !reflect.DeepEqual(got["vm-1"], vm) {
+		t.Errorf("FramesByInterface: %d interfaces, %d frames of vm-1", len(got), len(got["vm-1"]))
 	}
 	b, _ := os.ReadFile(Testdata("vm-traffic.pcap"))
 	cut := filepath.Join(t.TempDir(), "cut.pcap")
