@@ -64,7 +64,7 @@ func TestPlantedNamesAreNeverWritten(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 4 {
-			r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 100), 100)
+			r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
 			r.Rotate() // out.pcap1, out.pcap2, then past 3, 4 and 5 to out.pcap6, out.pcap7
 		}
 		r.Close()
@@ -131,7 +131,7 @@ func TestRingMakesFreshInodes(t *testing.T) {
 		}
 	})
 	for i := range 20 {
-		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 500), 500)
+		r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 500), 500)
 	}
 	r.Close()
 	kept := readAll(t, keep)
@@ -156,7 +156,7 @@ func TestKeepRingOnTheClock(t *testing.T) {
 	r, clk := openKeepRing(t, dir)
 	moved := filepath.Join(t.TempDir(), "moved.pcap")
 	for i := range 8 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		switch i {
 		case 2: // a -z command moves a closed file away
 			if err := os.Rename(filepath.Join(dir, "k-0401.pcap"), moved); err != nil {
@@ -221,9 +221,9 @@ func TestUserNamedFifoIsAStream(t *testing.T) {
 	if !r.Stream() {
 		t.Error("a fifo is not written as a stream")
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 100), 100)
 	r.Rotate() // ignored: a second header would corrupt the stream
-	r.WritePacket(0, time.Unix(2, 0), frame(2, 100), 100)
+	r.WritePacket(0, time.Unix(2, 0), numberedFrame(2, 100), 100)
 	r.Close()
 	b := <-read
 	out := filepath.Join(t.TempDir(), "copy.pcap")
@@ -283,7 +283,7 @@ func TestDevNullIsAStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 100), 100)
 	if err := r.Flush(); err != nil || !r.Stream() {
 		t.Fatalf("flush: %v, stream %v", err, r.Stream())
 	}
@@ -318,7 +318,7 @@ func TestKeepCountsCompressedFiles(t *testing.T) {
 		}
 	})
 	for i := range 8 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		clk.t = clk.t.Add(time.Second)
 		if err := r.Tick(); err != nil {
 			t.Fatal(err)
@@ -348,7 +348,7 @@ func TestKeepRemovesWhatASlowCompressorMakes(t *testing.T) {
 	})
 	done := map[string]bool{}
 	for i := range 12 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		clk.t = clk.t.Add(time.Second)
 		if err := r.Tick(); err != nil {
 			t.Fatal(err)

@@ -75,12 +75,12 @@ func TestRemovedFileWithAnotherLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.t = clk.t.Add(2 * time.Second)
-	r.WritePacket(0, clk.t, frame(1, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(1, 100), 100)
 	r.Flush()
 	if _, err := os.Stat(path + "1"); err != nil {
 		t.Fatalf("no new file after the removal: %v", err)
 	}
-	r.WritePacket(0, clk.t, frame(2, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(2, 100), 100)
 	r.Close()
 	if n := len(readAll(t, path+"1")); n != 1 {
 		t.Errorf("the new file holds %d packets, want 1", n)

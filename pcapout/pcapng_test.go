@@ -77,7 +77,7 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 			r.Filtered(1)
 			r.Filtered(1)
 		}
-		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), frame(i, 1001), 1001)
+		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), numberedFrame(i, 1001), 1001)
 	}
 	r.Close()
 	// Received and accepted count from the start; delivered, per file.
@@ -157,7 +157,7 @@ func TestSplitBySource(t *testing.T) {
 	b := s.AddInterface(Interface{Name: "2001:db8::10 tag 3"})
 	c := s.AddInterface(Interface{Name: "vm-1"}) // another hypervisor's vm-1
 	for i := range 6 {
-		s.WritePacket([]int{a, b, c}[i%3], time.Unix(int64(i), 0), frame(i, 100), 100)
+		s.WritePacket([]int{a, b, c}[i%3], time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
 	}
 	s.Close()
 	want := []string{"out-2001_db8__10_tag_3.pcap", "out-vm-1-2.pcap", "out-vm-1.pcap"}
@@ -182,7 +182,7 @@ func BenchmarkWritePacketPcapng(b *testing.B) {
 	}
 	defer r.Close()
 	r.AddInterface(Interface{Name: "vm-1"})
-	data := frame(1, 1001)
+	data := numberedFrame(1, 1001)
 	ts := time.Now()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -231,7 +231,7 @@ func TestPcapngSizeLimitCountsEveryBlock(t *testing.T) {
 			desc := fmt.Sprintf("source %d %s", i, strings.Repeat("d", 200))
 			ifaces = append(ifaces, r.AddInterface(Interface{Name: fmt.Sprint("src", i), Description: desc}))
 		}
-		r.WritePacket(ifaces[len(ifaces)-1], time.Unix(int64(i), 0), frame(i, 201), 201)
+		r.WritePacket(ifaces[len(ifaces)-1], time.Unix(int64(i), 0), numberedFrame(i, 201), 201)
 	}
 	r.Close()
 	n := 0
@@ -268,10 +268,10 @@ func TestPcapngInterfaceDeclaredWhenFull(t *testing.T) {
 	}
 	a := r.AddInterface(Interface{Name: "a"})
 	for i := 0; r.out.size() < limit-400; i++ {
-		r.WritePacket(a, time.Unix(int64(i), 0), frame(i, 60), 60)
+		r.WritePacket(a, time.Unix(int64(i), 0), numberedFrame(i, 60), 60)
 	}
 	b := r.AddInterface(Interface{Name: "b", Description: strings.Repeat("d", 300)})
-	r.WritePacket(b, time.Unix(100, 0), frame(100, 60), 60)
+	r.WritePacket(b, time.Unix(100, 0), numberedFrame(100, 60), 60)
 	r.Close()
 	for _, name := range testkit.DirNames(t, dir) {
 		if st, _ := os.Stat(filepath.Join(dir, name)); st.Size() > limit {

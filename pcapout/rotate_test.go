@@ -22,8 +22,8 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-// frame returns a distinct frame of n bytes for packet number i.
-func frame(i, n int) []byte {
+// numberedFrame returns a distinct frame of n bytes for packet number i.
+func numberedFrame(i, n int) []byte {
 	b := bytes.Repeat([]byte{byte(i)}, n)
 	copy(b, fmt.Sprintf("%08d", i))
 	return b
@@ -53,7 +53,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	const n = 200
 	ts := time.Unix(1700000000, 123456789)
 	for i := range n {
-		r.WritePacket(0, ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
+		r.WritePacket(0, ts.Add(time.Duration(i)), numberedFrame(i, 60+i*7%1400), 60+i*7%1400)
 	}
 	r.Close()
 	names := testkit.DirNames(t, dir)
@@ -79,7 +79,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 		t.Fatalf("read back %d packets, want %d", len(got), n)
 	}
 	for i, rec := range got {
-		if !bytes.Equal(rec.Data, frame(i, 60+i*7%1400)) {
+		if !bytes.Equal(rec.Data, numberedFrame(i, 60+i*7%1400)) {
 			t.Fatalf("packet %d differs", i)
 		}
 		if !rec.Info.Timestamp.Equal(ts.Add(time.Duration(i))) {
@@ -100,7 +100,7 @@ func TestSizeRotationRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 1000), 1000)
+		r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 1000), 1000)
 	}
 	r.Close()
 	if got, want := testkit.DirNames(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
@@ -134,8 +134,8 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 		closed = append(closed, f)
 	})
 	r.AddInterface(Interface{Name: "vm-1"})
-	r.WritePacket(0, clk.t, frame(1, 100), 100)
-	r.WritePacket(0, clk.t.Add(time.Second), frame(2, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(1, 100), 100)
+	r.WritePacket(0, clk.t.Add(time.Second), numberedFrame(2, 100), 100)
 	if d := r.Deadline(); !d.Equal(clk.t.Add(10 * time.Second)) {
 		t.Fatalf("deadline = %v", d)
 	}
@@ -215,7 +215,7 @@ func TestRotateOnDemandNumbersFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		r.WritePacket(0, time.Unix(1, 0), frame(i, 64), 64)
+		r.WritePacket(0, time.Unix(1, 0), numberedFrame(i, 64), 64)
 		r.Rotate()
 	}
 	r.Close()
@@ -236,7 +236,7 @@ func TestSnapLenCutsButKeepsLength(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 1500), 1500)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 1500), 1500)
 	r.Close()
 	got := readAll(t, path)
 	if len(got) != 1 || len(got[0].Data) != 96 || got[0].Info.Length != 1500 {
@@ -280,7 +280,7 @@ func BenchmarkWritePacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	data := frame(1, 1000)
+	data := numberedFrame(1, 1000)
 	ts := time.Now()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
