@@ -14,24 +14,11 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
-
-// vmFrames are real frames: the test capture of ordinary VM traffic.
-func vmFrames(t testing.TB) [][]byte {
-	t.Helper()
-	pkts, _, err := pcapfile.ReadFile("../testdata/vm-traffic.pcap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for _, p := range pkts {
-		frames = append(frames, p.Data)
-	}
-	return frames
-}
 
 type envelope struct {
 	name  string
@@ -47,7 +34,7 @@ type envelope struct {
 
 // envelopes builds one of every kind around real frames.
 func envelopes(t testing.TB) []envelope {
-	vm := vmFrames(t)
+	vm := testkit.VMFrames(t)
 	in, in2, in3 := vm[30], vm[40], vm[8] // TCP, TCP over IPv6, ICMP
 	ip4 := in3[14:]                       // a bare IPv4 packet
 	nicUDP := func(p []byte) []byte { return udp(40000, 3010, p, 0xBEEF, 0) }
@@ -142,7 +129,7 @@ func TestDecodeEveryLinkType(t *testing.T) {
 }
 
 func TestReasons(t *testing.T) {
-	in := vmFrames(t)[30]
+	in := testkit.VMFrames(t)[30]
 	nic := ether(0x86DD, ipv6(17, udp(1, 3010, in, 0, 0), 0, 0))
 	tests := []struct {
 		name  string
@@ -151,9 +138,9 @@ func TestReasons(t *testing.T) {
 		want  Reason
 	}{
 		{"unknown link type", 147, nic, UnsupportedLinkType},
-		{"ARP", layers.LinkTypeEthernet, vmFrames(t)[4], NotIP},
-		{"ICMPv6", layers.LinkTypeEthernet, vmFrames(t)[0], NotUDPOrGRE},
-		{"DNS: an unmapped port", layers.LinkTypeEthernet, vmFrames(t)[25], UnknownPort},
+		{"ARP", layers.LinkTypeEthernet, testkit.VMFrames(t)[4], NotIP},
+		{"ICMPv6", layers.LinkTypeEthernet, testkit.VMFrames(t)[0], NotUDPOrGRE},
+		{"DNS: an unmapped port", layers.LinkTypeEthernet, testkit.VMFrames(t)[25], UnknownPort},
 		{"GRE carrying IPv4", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x0800, false, nil, nil, in[14:]), nil, 0)), GREUnsupportedProtocol},
 		{"TZSP keepalive", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 4, 0, 1}, 0, 0), nil, 0)), TZSPNotAPacket},
 		{"inner shorter than an Ethernet header", layers.LinkTypeEthernet, ether(0x86DD, ipv6(17, udp(1, 3010, in[:13], 0, 0), 0, 0)), ShortFrame},
@@ -203,7 +190,7 @@ func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
 // TestLengthFields checks the captured length wins over the envelope's
 // length fields, which only cut padding when they are plausible.
 func TestLengthFields(t *testing.T) {
-	in := vmFrames(t)[30]
+	in := testkit.VMFrames(t)[30]
 	padded := cat(ether(0x0800, ipv4(17, udp(1, 3010, in, 0xFFFF, 0), nil, 0)), make([]byte, 6))
 	var r Result
 	if reason := decoder.Decode(layers.LinkTypeEthernet, padded, len(padded), &r); reason != OK || !bytes.Equal(r.Inner, in) {
@@ -242,7 +229,7 @@ func TestSnapLengthCut(t *testing.T) {
 }
 
 func TestDecodePayload(t *testing.T) {
-	in := vmFrames(t)[30]
+	in := testkit.VMFrames(t)[30]
 	var r Result
 	if reason := DecodePayload(KindNIC, in, len(in), &r); reason != OK || !bytes.Equal(r.Inner, in) || r.InnerLength != len(in) {
 		t.Fatalf("nic payload: %v", reason)
@@ -269,7 +256,7 @@ func TestPortsAreConfigurable(t *testing.T) {
 		t.Fatalf("ports %s", got)
 	}
 	d := NewDecoder(ports)
-	in := vmFrames(t)[30]
+	in := testkit.VMFrames(t)[30]
 	var r Result
 	for port, want := range map[uint16]Reason{8472: OK, 4789: UnknownPort, 3010: UnknownPort, 37008: UnknownPort} {
 		f := ether(0x0800, ipv4(17, udp(1, port, vxlan(1, in), 0, 0), nil, 0))
@@ -290,7 +277,7 @@ func TestPortsAreConfigurable(t *testing.T) {
 // TestRealCaptures decodes envelopes tcpdump recorded on a veth and on the
 // "any" device (LINUX_SLL and LINUX_SLL2).
 func TestRealCaptures(t *testing.T) {
-	vm := vmFrames(t)
+	vm := testkit.VMFrames(t)
 	sent := append(append([][]byte{}, vm[:24]...), vm[:8]...) // 24 over IPv6, then 8 over IPv4
 	for _, name := range []string{"nic-ether.pcap", "nic-sll.pcap", "nic-sll2.pcap"} {
 		t.Run(name, func(t *testing.T) {

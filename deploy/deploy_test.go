@@ -16,19 +16,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // binDir holds sinkd and dpcap, built for these tests.
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "dpcap-deploy-bin")
+	dir, err := testkit.Build("", "cmd/sinkd", "cmd/dpcap")
 	if err != nil {
-		panic(err)
-	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Println("deploy: build failed:", err)
 		os.Exit(1)
 	}

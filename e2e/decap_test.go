@@ -16,18 +16,19 @@ import (
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // captureEnvelopes has real tcpdump record the envelopes of the VM traffic
 // that dpcap replay sends from hv to sk, with tcpdump's extra args.
-func captureEnvelopes(t *testing.T, hv, sk *netns, sinks []string, args ...string) string {
+func captureEnvelopes(t *testing.T, hv, sk *testkit.NetNS, sinks []string, args ...string) string {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "envelopes.pcap")
 	td := startTcpdump(t, sk, append([]string{"-U", "-w", name}, args...)...)
 	// A socket at the sink port: replay fails when the sink host refuses
 	// the IPv4 envelopes (ICMP port unreachable).
 	var l net.PacketConn
-	sk.do(t, func() {
+	sk.Do(t, func() {
 		var err error
 		if l, err = net.ListenPacket("udp", ":3010"); err != nil {
 			t.Error(err)
@@ -61,8 +62,8 @@ func convert(t *testing.T, in string, args ...string) (string, string) {
 // TestOfflineMatchesEditcap converts a real tcpdump capture of envelopes on
 // a veth and compares it packet for packet with editcap -C 62 -L.
 func TestOfflineMatchesEditcap(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	in := captureEnvelopes(t, hv, sk, []string{"[2001:db8:1::2]:3010"}, "-i", "e2e0", "udp dst port 3010")
 	ours, summary := convert(t, in)
 	edited := filepath.Join(t.TempDir(), "editcap.pcap")
@@ -87,7 +88,7 @@ func TestOfflineMatchesEditcap(t *testing.T) {
 				len(g.Data), g.Info.Length, g.Info.Timestamp, len(w.Data), w.Info.Length, w.Info.Timestamp)
 		}
 	}
-	equalFrames(t, readFrames(t, ours), vmFrames(t))
+	equalFrames(t, readFrames(t, ours), testkit.VMFrames(t))
 	checkWithTools(t, ours, 74)
 }
 
@@ -95,9 +96,9 @@ func TestOfflineMatchesEditcap(t *testing.T) {
 // and LINUX_SLL with -y) of envelopes over IPv6 and IPv4: exact, where a
 // fixed chop is not.
 func TestOfflineCookedCaptures(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
-	want := append(vmFrames(t), vmFrames(t)...)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	want := append(testkit.VMFrames(t), testkit.VMFrames(t)...)
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -193,13 +194,13 @@ func TestOfflineStdinToStdout(t *testing.T) {
 // TestOfflineCountsWhatItSkips converts a capture of everything on a link:
 // envelopes, ping, ARP and neighbour discovery, and IPv6 fragments.
 func TestOfflineCountsWhatItSkips(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	name := filepath.Join(t.TempDir(), "all.pcap")
 	td := startTcpdump(t, sk, "-U", "-w", name, "-i", "e2e0")
 	replay(t, hv, "[2001:db8:1::2]:3010", vmTraffic)
-	hv.run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.2")
-	big := writePcap(t, [][]byte{bytes.Repeat([]byte{2}, 3000)})
+	hv.Run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.2")
+	big := testkit.WritePcap(t, [][]byte{bytes.Repeat([]byte{2}, 3000)})
 	replay(t, hv, "[2001:db8:1::2]:3010", big) // fragmented on the 1600-byte link
 	time.Sleep(300 * time.Millisecond)
 	td.Process.Signal(syscall.SIGINT)
@@ -220,8 +221,8 @@ func TestOfflineCountsWhatItSkips(t *testing.T) {
 // twice, as it is sent and as it arrives: sinkd -i lo writes each
 // envelope's frame once, and tcpdump -i lo records each envelope once.
 func TestRawModeOnLoopback(t *testing.T) {
-	ns := newNS(t)
-	want := vmFrames(t)
+	ns := testkit.NewNetNS(t)
+	want := testkit.VMFrames(t)
 	out := filepath.Join(t.TempDir(), "lo.pcap")
 	ref := filepath.Join(t.TempDir(), "tcpdump.pcap")
 	d := startSinkd(t, ns, "-i", "lo", "-w", out)
@@ -229,7 +230,7 @@ func TestRawModeOnLoopback(t *testing.T) {
 	replay(t, ns, "[::1]:3010", vmTraffic)
 	d.waitMetric(t, "sinkd_packets_received_total", float64(len(want)))
 	received := d.waitStable(t, "sinkd_packets_received_total")
-	waitFor(t, "tcpdump to write the envelopes", func() bool {
+	testkit.Eventually(t, 10*time.Second, "tcpdump to write the envelopes", func() bool {
 		pkts, _, err := pcapfile.ReadFile(ref)
 		return err == nil && len(pkts) >= len(want)
 	})
@@ -248,9 +249,9 @@ func TestRawModeOnLoopback(t *testing.T) {
 // UDP socket receives them; sinkd -i writes every inner frame byte-exact,
 // including frames behind an 802.1Q tag.
 func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
-	want := vmFrames(t)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	want := testkit.VMFrames(t)
 	envs := unsetLengths(t, hv, sk, want)
 	// The same envelopes behind an 802.1Q tag.
 	for _, e := range envs[:10] {
@@ -283,7 +284,7 @@ func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
 // unsetLengths wraps frames as a NIC that fixes no length field would, for
 // sending from hv to sk over link 1: IPv6 payload length 0 and a garbage
 // UDP length, which no UDP socket receives.
-func unsetLengths(t *testing.T, hv, sk *netns, frames [][]byte) [][]byte {
+func unsetLengths(t *testing.T, hv, sk *testkit.NetNS, frames [][]byte) [][]byte {
 	t.Helper()
 	tmpl := flowprog.Template{
 		DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"),

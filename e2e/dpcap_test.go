@@ -16,6 +16,7 @@ import (
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // dpcapd is a running dpcap serve.
@@ -24,7 +25,7 @@ type dpcapd struct {
 	stderr *syncBuffer
 }
 
-func startServe(t *testing.T, ns *netns, socket, state string, extra ...string) *dpcapd {
+func startServe(t *testing.T, ns *testkit.NetNS, socket, state string, extra ...string) *dpcapd {
 	t.Helper()
 	return startServeArgs(t, ns, socket, append([]string{"serve", "--backend", "software", "--port", "vm-1=tap-vm1",
 		"--socket", socket, "--state-dir", state}, extra...))
@@ -32,9 +33,9 @@ func startServe(t *testing.T, ns *netns, socket, state string, extra ...string) 
 
 // startServeArgs starts dpcap with args in ns and waits until it answers
 // on socket.
-func startServeArgs(t *testing.T, ns *netns, socket string, args []string) *dpcapd {
+func startServeArgs(t *testing.T, ns *testkit.NetNS, socket string, args []string) *dpcapd {
 	t.Helper()
-	d := &dpcapd{cmd: ns.cmd(bin("dpcap"), args...), stderr: &syncBuffer{}}
+	d := &dpcapd{cmd: ns.Cmd(bin("dpcap"), args...), stderr: &syncBuffer{}}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -79,11 +80,11 @@ func status(t *testing.T, socket string) control.Status {
 }
 
 // vmTrafficRound makes the VM send ping (IPv4, IPv6), UDP and TCP.
-func vmTrafficRound(t *testing.T, vm *netns) {
+func vmTrafficRound(t *testing.T, vm *testkit.NetNS) {
 	t.Helper()
-	vm.run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.1")
-	vm.run(t, "ping", "-6", "-c", "2", "-i", "0.2", "2001:db8:10::1")
-	vm.run(t, "bash", "-c", "echo hello >/dev/udp/192.0.2.1/9999; (echo >/dev/tcp/192.0.2.1/8080) 2>/dev/null; true")
+	vm.Run(t, "ping", "-c", "2", "-i", "0.2", "192.0.2.1")
+	vm.Run(t, "ping", "-6", "-c", "2", "-i", "0.2", "2001:db8:10::1")
+	vm.Run(t, "bash", "-c", "echo hello >/dev/udp/192.0.2.1/9999; (echo >/dev/tcp/192.0.2.1/8080) 2>/dev/null; true")
 }
 
 // TestSoftwareBackendTakesInterfaceNames runs the software backend with no
@@ -243,19 +244,19 @@ func TestSoftwareBackendEndToEnd(t *testing.T) {
 // softwareHosts makes a VM joined to a hypervisor by a veth whose
 // hypervisor end, tap-vm1, is the port (192.0.2.1, 2001:db8:10::1), and
 // a sink on the hypervisor's underlay (2001:db8:2::1 -> ::2, MTU 1600).
-func softwareHosts(t *testing.T) (vm, hv, sk *netns) {
+func softwareHosts(t *testing.T) (vm, hv, sk *testkit.NetNS) {
 	t.Helper()
-	vm, hv, sk = newNS(t), newNS(t), newNS(t)
-	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
+	vm, hv, sk = testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.Name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.Name).CombinedOutput(); err != nil {
 		t.Fatalf("veth: %v %s", err, out)
 	}
-	vm.run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
-	vm.run(t, "ip", "addr", "add", "2001:db8:10::10/64", "dev", "vm0", "nodad")
-	hv.run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm1")
-	hv.run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tap-vm1", "nodad")
-	vm.run(t, "ip", "link", "set", "vm0", "up")
-	hv.run(t, "ip", "link", "set", "tap-vm1", "up")
-	linkN(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
+	vm.Run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
+	vm.Run(t, "ip", "addr", "add", "2001:db8:10::10/64", "dev", "vm0", "nodad")
+	hv.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm1")
+	hv.Run(t, "ip", "addr", "add", "2001:db8:10::1/64", "dev", "tap-vm1", "nodad")
+	vm.Run(t, "ip", "link", "set", "vm0", "up")
+	hv.Run(t, "ip", "link", "set", "tap-vm1", "up")
+	testkit.Link(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
 	return vm, hv, sk
 }
 
@@ -302,22 +303,22 @@ func deliberate(f []byte) bool {
 // VM sends on the new tap reach the sink like those before. After a host
 // reboot, the saved capture waits for the VM's tap.
 func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
-	vm, hv, sk := newNS(t), newNS(t), newNS(t)
+	vm, hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
 	// No IPv6 chatter (router solicitations, MLD) when the VM's interface
 	// comes up: only the test's frames cross the tap.
 	for _, c := range []string{"all", "default"} {
-		vm.run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
+		vm.Run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
 	}
 	makeTap := func() {
 		t.Helper()
-		if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.name).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.Name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.Name).CombinedOutput(); err != nil {
 			t.Fatalf("veth: %v %s", err, out)
 		}
-		vm.run(t, "ip", "link", "set", "vm0", "up")
-		hv.run(t, "ip", "link", "set", "tap-vm1", "up")
+		vm.Run(t, "ip", "link", "set", "vm0", "up")
+		hv.Run(t, "ip", "link", "set", "tap-vm1", "up")
 	}
 	makeTap()
-	linkN(t, hv, sk, 1600, 2)
+	testkit.Link(t, hv, sk, 1600, 2)
 	tmp := t.TempDir()
 	socket, capture, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "cap.pcap"), filepath.Join(tmp, "state")
 	serve := startServe(t, hv, socket, state)
@@ -339,8 +340,8 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	}
 	send(20)
 
-	vm.run(t, "ip", "link", "del", "vm0") // the VM stops: its tap goes
-	waitFor(t, "status to report the tap gone", func() bool {
+	vm.Run(t, "ip", "link", "del", "vm0") // the VM stops: its tap goes
+	testkit.Eventually(t, 10*time.Second, "status to report the tap gone", func() bool {
 		st := status(t, socket)
 		return st.Active && len(st.Ports) == 1 && strings.Contains(st.Ports[0].Problem, "interface tap-vm1 is gone")
 	})
@@ -349,7 +350,7 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	}
 
 	makeTap() // the VM starts again, on a new tap of the same name
-	waitFor(t, "status to report the re-attachment", func() bool {
+	testkit.Eventually(t, 10*time.Second, "status to report the re-attachment", func() bool {
 		st := status(t, socket)
 		return len(st.Ports) == 1 && st.Ports[0].Reattached == 1 && st.Ports[0].Problem == ""
 	})
@@ -364,13 +365,13 @@ func TestSoftwareBackendFollowsARecreatedInterface(t *testing.T) {
 	// The host reboots: the daemon starts again before the VM. The saved
 	// capture waits for the tap instead of being lost.
 	serve.stop(t)
-	vm.run(t, "ip", "link", "del", "vm0")
+	vm.Run(t, "ip", "link", "del", "vm0")
 	serve = startServe(t, hv, socket, state)
 	if st := status(t, socket); !st.Active || len(st.Ports) != 1 || !strings.Contains(st.Ports[0].Problem, "interface tap-vm1 is not there") {
 		t.Fatalf("restored without the tap: %+v\n%s", st, serve.stderr)
 	}
 	makeTap()
-	waitFor(t, "the restored capture to attach to the tap", func() bool { return status(t, socket).Ports[0].Problem == "" })
+	testkit.Eventually(t, 10*time.Second, "the restored capture to attach to the tap", func() bool { return status(t, socket).Ports[0].Problem == "" })
 	send(20)
 
 	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 {
@@ -462,7 +463,7 @@ func TestSoftwareMirrorMethodsAgree(t *testing.T) {
 // (exit 2, one line) rather than ignore them, and the daemon's envelopes
 // keep dpcap serve's.
 func TestStartRefusesEnvelopeAddresses(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	tmp := t.TempDir()
 	socket := filepath.Join(tmp, "dpcap.sock")
 	startServeArgs(t, ns, socket, []string{"serve", "--backend", "software", "--port", "vm-1=lo", "--socket", socket,

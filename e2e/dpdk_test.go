@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 const ealNoHardware = "--no-huge --no-pci -m 256 --no-shconf --log-level error"
@@ -75,12 +77,12 @@ func TestDPDKBackendOnPortsThatCannotSample(t *testing.T) {
 		{"net_tap", "--vdev net_tap0,iface=dpcaptap0 --vdev net_tap1,iface=dpcaptap1", "port vm-1 (net_tap1): validate rule (group 1, priority 0; pattern eth; actions sample[raw_encap port_id] jump): attributes refused: transfer is not supported: Operation not supported"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := newNS(t) // net_tap makes interfaces: keep them in a namespace of the test's
+			ns := testkit.NewNetNS(t) // net_tap makes interfaces: keep them in a namespace of the test's
 			dev := strings.Fields(tt.vdevs)
 			pf, vm := strings.Split(dev[1], ",")[0], strings.Split(dev[3], ",")[0]
 			tmp := t.TempDir()
 			socket := filepath.Join(tmp, "dpcap.sock")
-			serve := ns.cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
+			serve := ns.Cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
 				"--port", "pf0="+pf, "--port", "vm-1="+vm, "--socket", socket, "--state-dir", filepath.Join(tmp, "state"), "--underlay-ip", "2001:db8::10")
 			var stderr syncBuffer
 			serve.Stderr = &stderr
@@ -111,14 +113,14 @@ func TestDPDKBackendOnPortsThatCannotSample(t *testing.T) {
 			}
 			serve.Process.Kill()
 			serve.Wait()
-			serve = ns.cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
+			serve = ns.Cmd(bin("dpcap"), "serve", "--backend", "dpdk", "--eal", ealNoHardware+" "+tt.vdevs,
 				"--port", "pf0="+pf, "--port", "vm-1="+vm, "--socket", socket, "--state-dir", filepath.Join(tmp, "state"),
 				"--underlay-ip", "2001:db8::10", "--router-mac", "0c:42:a1:00:00:01")
 			serve.Stderr = &stderr
 			if err := serve.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", socket); return code == 0 })
+			testkit.Eventually(t, 10*time.Second, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", socket); return code == 0 })
 			if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "to router 0c:42:a1:00:00:01, underlay 2001:db8::10") {
 				t.Fatalf("status does not show the router MAC:\n%s", out)
 			}

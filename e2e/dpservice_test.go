@@ -22,6 +22,7 @@ import (
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 )
 
@@ -71,7 +72,7 @@ func (f *dpsvcFixture) startServe(t *testing.T) {
 	}
 	cmd := f.serve
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", f.socket); return code == 0 })
+	testkit.Eventually(t, 10*time.Second, "dpcap serve to answer", func() bool { _, code := dpcap(t, "status", "--socket", f.socket); return code == 0 })
 }
 
 func (f *dpsvcFixture) stopServe(t *testing.T) {
@@ -100,7 +101,7 @@ func (f *dpsvcFixture) orchestrate(t *testing.T, ids ...string) {
 	t.Helper()
 	ctx := context.Background()
 	// The first call after a restart may meet the old connection closing.
-	waitFor(t, "Initialize to succeed", func() bool {
+	testkit.Eventually(t, 10*time.Second, "Initialize to succeed", func() bool {
 		_, err := f.api.Initialize(ctx, &dpdkpb.InitializeRequest{}, grpc.WaitForReady(true))
 		return err == nil
 	})
@@ -124,7 +125,7 @@ func (f *dpsvcFixture) status(t *testing.T) control.Status { return status(t, f.
 func (f *dpsvcFixture) waitDataplane(t *testing.T, what string, cond func(d *control.DataplaneStatus) bool) control.Status {
 	t.Helper()
 	var st control.Status
-	waitFor(t, what, func() bool {
+	testkit.Eventually(t, 10*time.Second, what, func() bool {
 		st = f.status(t)
 		return st.Dataplane != nil && cond(st.Dataplane)
 	})
@@ -272,7 +273,7 @@ func TestDPServiceBackend(t *testing.T) {
 	}
 	f.orchestrate(t, "vm-1", "vm-2")
 	f.waitDataplane(t, "the stuck ports gone", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Stuck) == 0 })
-	waitFor(t, "the stop finished", func() bool { return !f.status(t).Active })
+	testkit.Eventually(t, 10*time.Second, "the stop finished", func() bool { return !f.status(t).Active })
 	for _, name := range []string{"portmap.json", "capture.json"} {
 		if _, err := os.Stat(filepath.Join(f.state, name)); err == nil {
 			t.Errorf("%s left after the capture ended", name)
@@ -387,10 +388,10 @@ func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 		add("pf0 to vm-2", pfFrame(t, "fc00:1::2", "10.0.0.2", "fd00::2", i))
 	}
 	out := filepath.Join(t.TempDir(), "cap.pcapng")
-	if b, err := exec.Command(bin("sinkd"), "-r", writePcap(t, envelopes), "-w", out, "--port-map", portMap).CombinedOutput(); err != nil {
+	if b, err := exec.Command(bin("sinkd"), "-r", testkit.WritePcap(t, envelopes), "-w", out, "--port-map", portMap).CombinedOutput(); err != nil {
 		t.Fatalf("sinkd -r: %v\n%s", err, b)
 	}
-	got := framesByInterface(t, out)
+	got := testkit.FramesByInterface(t, out)
 	if len(got) != len(want) {
 		t.Errorf("interfaces %v, want %d", slices.Sorted(maps.Keys(got)), len(want))
 	}
@@ -488,7 +489,7 @@ func TestDPServiceLateAnswer(t *testing.T) {
 	f.waitDataplane(t, "the restarted dp-service", func(d *control.DataplaneStatus) bool {
 		return d.State == "ready" && len(d.Interfaces) == 2 && len(d.Captured) == 0
 	})
-	waitFor(t, "the refused stop finished", func() bool { return !f.status(t).Active })
+	testkit.Eventually(t, 10*time.Second, "the refused stop finished", func() bool { return !f.status(t).Active })
 	proxy.Delay("CaptureStart", 8*time.Second)
 	proxy.Delay("CaptureStatus", 8*time.Second)
 	out, code = f.start(t, "--vf", "vm-2")

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestStopDrainsTheSocket is the hardening break "packets queued at stop
@@ -15,7 +17,7 @@ import (
 // queue in its socket, then told to stop and thawed (SIGTERM + SIGCONT).
 // Every queued envelope is written, and the summary says so.
 func TestStopDrainsTheSocket(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out)
 	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -49,7 +51,7 @@ func TestStopDrainsTheSocket(t *testing.T) {
 // the file holds exactly the count, and the rest are counted as dropped at
 // stop, in the summary and so in the identity.
 func TestCountDropsWhatIsLeft(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out, "-c", "100")
 	d.cmd.Process.Signal(syscall.SIGSTOP)
@@ -72,9 +74,9 @@ func TestCountDropsWhatIsLeft(t *testing.T) {
 // a zone requires the arrival interface, a zone naming no interface is a
 // usage error, and an IPv4 sender matches its ::ffff: spelling.
 func TestAllowHonoursZones(t *testing.T) {
-	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
-	linkN(t, hv1, sk, 1600, 1) // e2e0
-	linkN(t, hv2, sk, 1600, 2) // e2e1
+	hv1, hv2, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv1, sk, 1600, 1) // e2e0
+	testkit.Link(t, hv2, sk, 1600, 2) // e2e1
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	// hv2's IPv6 address is allowed only as arriving on e2e0, which its
 	// envelopes do not.
@@ -89,10 +91,10 @@ func TestAllowHonoursZones(t *testing.T) {
 	if got := m[`sinkd_packets_dropped_total{reason="source_not_allowed"}`]; got != 74 {
 		t.Errorf("denied %v, want 74 (hv2 over IPv6, on the wrong link)", got)
 	}
-	equalFrames(t, readFrames(t, out), append(vmFrames(t), vmFrames(t)[:5]...))
+	equalFrames(t, readFrames(t, out), append(testkit.VMFrames(t), testkit.VMFrames(t)[:5]...))
 
 	for _, bad := range []string{"fe80::1%nosuch0", "fe80::1%"} {
-		cmd := sk.cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "--metrics-addr", "", "--allow", bad)
+		cmd := sk.Cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "--metrics-addr", "", "--allow", bad)
 		msg, _ := cmd.CombinedOutput()
 		if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(msg), "invalid --allow") {
 			t.Errorf("--allow %s: exit %d: %s", bad, cmd.ProcessState.ExitCode(), msg)
@@ -105,13 +107,13 @@ func TestAllowHonoursZones(t *testing.T) {
 // socket. sinkd exports the namespace's counters that rise and logs, once,
 // that 'sinkd -i IFACE' is the fix.
 func TestSilentSinkSaysWhy(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
-	envs := unsetLengths(t, hv, sk, vmFrames(t))
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	envs := unsetLengths(t, hv, sk, testkit.VMFrames(t))
 	d := startSinkd(t, sk, "-w", filepath.Join(t.TempDir(), "out.pcap"))
 	before := d.metrics(t)[`sinkd_kernel_udp_errors_total{counter="Udp6InErrors"}`]
 	// Keep sending, as a NIC would, until sinkd speaks up.
-	waitFor(t, "the silent-sink warning", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the silent-sink warning", func() bool {
 		sendRaw(t, hv, "e2e0", envs)
 		time.Sleep(200 * time.Millisecond)
 		return strings.Contains(d.stderr.String(), "sinkd -i IFACE")
@@ -202,21 +204,21 @@ func summed(stderr string) map[string]int {
 // is frozen while more queue, and -c ends it mid-queue: the rest are
 // dropped at stop, and the summary adds up too.
 func TestIdentityUnderLoad(t *testing.T) {
-	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
-	linkN(t, hv1, sk, 1600, 1)
-	linkN(t, hv2, sk, 1600, 2)
+	hv1, hv2, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv1, sk, 1600, 1)
+	testkit.Link(t, hv2, sk, 1600, 2)
 	dir := t.TempDir()
 	short := make([][]byte, 200)
 	for i := range short {
 		short[i] = make([]byte, 10) // shorter than an Ethernet header
 	}
-	shortFile := writePcap(t, short)
+	shortFile := testkit.WritePcap(t, short)
 	d := startSinkd(t, sk, "-w", filepath.Join(dir, "out.pcap"), "-C", "10k", "-c", "3000",
 		"--allow", "2001:db8:1::/64", "ip")
 	senders := []*exec.Cmd{
-		hv1.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "60", "--pps", "3000", vmTraffic), // 2040 IPv4 frames
-		hv2.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:2::2]:3010", "--loop", "20", "--pps", "1000", vmTraffic), // not allowed
-		hv1.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "700", shortFile),   // malformed
+		hv1.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "60", "--pps", "3000", vmTraffic), // 2040 IPv4 frames
+		hv2.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:2::2]:3010", "--loop", "20", "--pps", "1000", vmTraffic), // not allowed
+		hv1.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "700", shortFile),   // malformed
 	}
 	scrapeWhileSending(t, d, senders)
 	m := d.waitMetric(t, "sinkd_packets_received_total", 60*74+20*74+5*200)
@@ -248,9 +250,9 @@ func TestIdentityUnderLoad(t *testing.T) {
 // TestStopDrainsTheRing is TestStopDrainsTheSocket for -i: what the
 // capture ring holds when sinkd is told to stop is written.
 func TestStopDrainsTheRing(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
-	want := vmFrames(t)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	want := testkit.VMFrames(t)
 	var envs [][]byte
 	for range 10 {
 		envs = append(envs, unsetLengths(t, hv, sk, want)...)

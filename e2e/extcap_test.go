@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // extcapDir asks tshark where it looks for extcap programs.
@@ -38,9 +40,9 @@ func TestWiresharkLiveView(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "dpcap (dpcap sink: frames the NIC sampled, decapsulated)") {
 		t.Fatalf("tshark -D does not list the interface: %v\n%s", err, out)
 	}
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	capture := filepath.Join(t.TempDir(), "live.pcap")
-	tshark := ns.cmd("tshark", "-i", "dpcap", "-c", "74", "-w", capture)
+	tshark := ns.Cmd("tshark", "-i", "dpcap", "-c", "74", "-w", capture)
 	var stderr syncBuffer
 	tshark.Stderr = &stderr
 	if err := tshark.Start(); err != nil {
@@ -48,8 +50,8 @@ func TestWiresharkLiveView(t *testing.T) {
 	}
 	defer tshark.Process.Kill()
 	// tshark starts sinkd; wait until it listens.
-	waitFor(t, "sinkd under tshark", func() bool {
-		out, _ := ns.cmd("ss", "-Hlun", "sport", "= :3010").Output()
+	testkit.Eventually(t, 10*time.Second, "sinkd under tshark", func() bool {
+		out, _ := ns.Cmd("ss", "-Hlun", "sport", "= :3010").Output()
 		return strings.Contains(string(out), "3010")
 	})
 	replay(t, ns, "[::1]:3010", vmTraffic)
@@ -63,10 +65,10 @@ func TestWiresharkLiveView(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tshark did not capture 74 frames:\n%s", stderr.String())
 	}
-	equalFrames(t, readFrames(t, capture), vmFrames(t))
+	equalFrames(t, readFrames(t, capture), testkit.VMFrames(t))
 	// sinkd ends with tshark.
-	waitFor(t, "sinkd to exit", func() bool {
-		out, _ := ns.cmd("ss", "-Hlun", "sport", "= :3010").Output()
+	testkit.Eventually(t, 10*time.Second, "sinkd to exit", func() bool {
+		out, _ := ns.Cmd("ss", "-Hlun", "sport", "= :3010").Output()
 		return !strings.Contains(string(out), "3010")
 	})
 }

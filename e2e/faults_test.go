@@ -12,13 +12,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestOutputDirectoryRemoved deletes the capture directory under sinkd:
 // the loss is counted, and writing resumes in a new file once the
 // directory is back.
 func TestOutputDirectoryRemoved(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := filepath.Join(t.TempDir(), "captures")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -31,7 +33,7 @@ func TestOutputDirectoryRemoved(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // the check runs about once a second
 	replay(t, ns, "[::1]:3010", vmTraffic)
-	waitFor(t, "the removal noticed", func() bool { return strings.Contains(d.stderr.String(), "was removed") })
+	testkit.Eventually(t, 10*time.Second, "the removal noticed", func() bool { return strings.Contains(d.stderr.String(), "was removed") })
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestOutputDirectoryRemoved(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	names := dirFiles(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) != 1 {
 		t.Fatalf("files after the directory came back: %v\n%s", names, stderr)
 	}
@@ -60,10 +62,10 @@ func TestOutputDirectoryRemoved(t *testing.T) {
 // TestSIGKILLLeavesAReadableFile kills sinkd while it writes: tshark reads
 // the file up to the last complete packet.
 func TestSIGKILLLeavesAReadableFile(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out)
-	sender := ns.cmd(bin("dpcap"), "replay", "--sink", "[::1]:3010", "--loop", "0", "--pps", "50000", vmTraffic)
+	sender := ns.Cmd(bin("dpcap"), "replay", "--sink", "[::1]:3010", "--loop", "0", "--pps", "50000", vmTraffic)
 	if err := sender.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +90,10 @@ func TestSIGKILLLeavesAReadableFile(t *testing.T) {
 // TestSinkRestartWhileSending restarts sinkd while dpcap replay sends on:
 // the sender never fails, and both runs write what they received.
 func TestSinkRestartWhileSending(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	first := startSinkd(t, ns, "-w", filepath.Join(dir, "first.pcap"))
-	sender := ns.cmd(bin("dpcap"), "replay", "--sink", "[::1]:3010", "--loop", "0", "--pps", "2000", vmTraffic)
+	sender := ns.Cmd(bin("dpcap"), "replay", "--sink", "[::1]:3010", "--loop", "0", "--pps", "2000", vmTraffic)
 	var serr syncBuffer
 	sender.Stderr = &serr
 	if err := sender.Start(); err != nil {
@@ -121,10 +123,10 @@ func TestSinkRestartWhileSending(t *testing.T) {
 // TestDaemonKilledWhileCapturing SIGKILLs dpcap serve during a capture:
 // the next daemon applies the saved capture again.
 func TestDaemonKilledWhileCapturing(t *testing.T) {
-	hv := newNS(t)
-	hv.run(t, "ip", "link", "add", "tap-vm1", "type", "veth", "peer", "name", "vm0")
-	hv.run(t, "ip", "link", "set", "tap-vm1", "up")
-	hv.run(t, "ip", "addr", "add", "2001:db8::1/64", "dev", "tap-vm1", "nodad") // a route to the sink
+	hv := testkit.NewNetNS(t)
+	hv.Run(t, "ip", "link", "add", "tap-vm1", "type", "veth", "peer", "name", "vm0")
+	hv.Run(t, "ip", "link", "set", "tap-vm1", "up")
+	hv.Run(t, "ip", "addr", "add", "2001:db8::1/64", "dev", "tap-vm1", "nodad") // a route to the sink
 	tmp := t.TempDir()
 	socket, state := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state")
 	serve := startServe(t, hv, socket, state)
@@ -145,11 +147,11 @@ func TestDaemonKilledWhileCapturing(t *testing.T) {
 // were refused, for one packet as for the file; with sinkd listening there,
 // it exits 0.
 func TestReplayToARefusingSink(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	refusal := regexp.MustCompile(`(?m)^dpcap replay: the sink refused [1-9][0-9]* of the (1|74) packets sent .*192\.0\.2\.2:3010\? \(sinkd -i binds no port: it captures them all the same\)$`)
 	for _, count := range []string{"1", "74"} {
-		out, err := hv.cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--count", count, vmTraffic).CombinedOutput()
+		out, err := hv.Cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--count", count, vmTraffic).CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !refusal.Match(out) {
 			t.Errorf("--count %s to a port nobody listens on: %v\n%s", count, err, out)
@@ -168,12 +170,12 @@ func TestReplayToARefusingSink(t *testing.T) {
 // refusals, takes the report and sends on; sinkd gets every frame after
 // the first.
 func TestReplayAcrossASmallerMTU(t *testing.T) {
-	hv, router, sk := newNS(t), newNS(t), newNS(t)
-	linkN(t, hv, router, 1600, 1) // 192.0.2.1 - .2
-	linkN(t, router, sk, 1300, 2) // 198.51.100.1 - .2
-	router.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	hv.run(t, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2")
-	sk.run(t, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
+	hv, router, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, router, 1600, 1) // 192.0.2.1 - .2
+	testkit.Link(t, router, sk, 1300, 2) // 198.51.100.1 - .2
+	router.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	hv.Run(t, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2")
+	sk.Run(t, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
 	r := rand.New(rand.NewPCG(7, 7))
 	var frames [][]byte
 	for range 50 {
@@ -181,7 +183,7 @@ func TestReplayAcrossASmallerMTU(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, sk, "-w", out)
-	replay(t, hv, "198.51.100.2:3010", writePcap(t, frames), "--pps", "500")
+	replay(t, hv, "198.51.100.2:3010", testkit.WritePcap(t, frames), "--pps", "500")
 	// The first datagram, sent whole with DF set, is the one the router
 	// drops when it reports the smaller MTU.
 	d.waitMetric(t, "sinkd_packets_written_total", float64(len(frames)-1))

@@ -24,6 +24,7 @@ import (
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -42,7 +43,7 @@ func captureDir(t *testing.T) (string, [][]byte) {
 	if err := os.WriteFile(filepath.Join(dir, "vm.pcap"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir, vmFrames(t)
+	return dir, testkit.VMFrames(t)
 }
 
 // writeNgFrames writes frames to a new pcapng file of interfaces named
@@ -283,7 +284,7 @@ func interrupt(t *testing.T, cmd *exec.Cmd, out string, ready func() bool) {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	waitFor(t, "the fetch to be reading", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the fetch to be reading", func() bool {
 		select {
 		case <-done:
 			t.Fatalf("fetch ended before it was interrupted: %v\n%s", cmd.ProcessState, stderr.String())
@@ -327,7 +328,7 @@ func TestFetchInterrupted(t *testing.T) {
 		for i := range frames {
 			frames[i] = randomFrame(r, 1000)
 		}
-		b, err := os.ReadFile(writePcap(t, frames))
+		b, err := os.ReadFile(testkit.WritePcap(t, frames))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +378,7 @@ func TestFetchControlCharacterKeys(t *testing.T) {
 	bucket := "captures"
 	store.MakeBucket(t, client, bucket)
 	loc := archive.Location{Bucket: bucket, Prefix: "e2e"}
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	b, err := os.ReadFile(vmTraffic)
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +422,7 @@ func TestFetchControlCharacterKeys(t *testing.T) {
 func TestFetchEscapesWhatItPrints(t *testing.T) {
 	dir := t.TempDir()
 	evil := filepath.Join(dir, "cap\x1b]0;owned\a.pcapng")
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	writeNgFrames(t, evil, []string{"vm-1\x1b[2J\x1b[31m"}, frames)
 	st, err := os.Stat(evil)
 	if err != nil {
@@ -541,7 +542,7 @@ func TestFetchLocationSymlink(t *testing.T) {
 // mistyped --port shows.
 func TestFetchNoMatch(t *testing.T) {
 	src := t.TempDir()
-	writeNgFrames(t, filepath.Join(src, "cap.pcapng"), []string{"vm-1", "vm-2\x1b[31m"}, vmFrames(t))
+	writeNgFrames(t, filepath.Join(src, "cap.pcapng"), []string{"vm-1", "vm-2\x1b[31m"}, testkit.VMFrames(t))
 	dir := t.TempDir()
 	fresh, earlier := filepath.Join(dir, "fresh.pcapng"), filepath.Join(dir, "earlier.pcapng")
 	if err := os.WriteFile(earlier, []byte("an earlier fetch"), 0o644); err != nil {

@@ -9,14 +9,17 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestAllowOnlyNamedSources sends envelopes from two senders; --allow
 // names one: the other's are counted, never written.
 func TestAllowOnlyNamedSources(t *testing.T) {
-	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
-	linkN(t, hv1, sk, 1600, 1)
-	linkN(t, hv2, sk, 1600, 2)
+	hv1, hv2, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv1, sk, 1600, 1)
+	testkit.Link(t, hv2, sk, 1600, 2)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, sk, "-w", out, "--allow", "2001:db8:1::/64,198.51.100.1")
 	replay(t, hv1, "[2001:db8:1::2]:3010", vmTraffic)              // allowed prefix
@@ -33,13 +36,13 @@ func TestAllowOnlyNamedSources(t *testing.T) {
 	if !strings.Contains(stderr, "74 packets from sources --allow does not name") {
 		t.Errorf("summary:\n%s", stderr)
 	}
-	equalFrames(t, readFrames(t, out), append(vmFrames(t), vmFrames(t)[:5]...))
+	equalFrames(t, readFrames(t, out), append(testkit.VMFrames(t), testkit.VMFrames(t)[:5]...))
 }
 
 // TestRunAsUser starts sinkd as root with -Z nobody: it runs without root,
 // its files belong to nobody, and rotation still works.
 func TestRunAsUser(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
@@ -64,7 +67,7 @@ func TestRunAsUser(t *testing.T) {
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "3")
 	d.waitMetric(t, "sinkd_packets_written_total", 3*74)
 	d.stop(t, syscall.SIGTERM)
-	names := dirFiles(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) < 2 {
 		t.Fatalf("files %v: want rotation", names)
 	}
@@ -85,7 +88,7 @@ func TestRunAsUser(t *testing.T) {
 	if total != 3*74 {
 		t.Errorf("files hold %d packets, want %d", total, 3*74)
 	}
-	bad := ns.cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "-Z", "no-such-user-here", "--metrics-addr", "")
+	bad := ns.Cmd(bin("sinkd"), "-w", filepath.Join(t.TempDir(), "x.pcap"), "-Z", "no-such-user-here", "--metrics-addr", "")
 	if out, _ := bad.CombinedOutput(); bad.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "-Z no-such-user-here") {
 		t.Errorf("an unknown user: exit %d\n%s", bad.ProcessState.ExitCode(), out)
 	}
@@ -95,7 +98,7 @@ func TestRunAsUser(t *testing.T) {
 // can reach, and returns the socket and the daemon's log.
 func serveWithGroup(t *testing.T, group string) (string, *syncBuffer) {
 	t.Helper()
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	for _, d := range []string{dir, filepath.Dir(dir)} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -103,7 +106,7 @@ func serveWithGroup(t *testing.T, group string) (string, *syncBuffer) {
 		}
 	}
 	socket := filepath.Join(dir, "dpcap.sock")
-	serve := ns.cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=lo", "--group", group,
+	serve := ns.Cmd(bin("dpcap"), "serve", "--backend", "software", "--port", "vm-1=lo", "--group", group,
 		"--socket", socket, "--state-dir", filepath.Join(dir, "state"))
 	stderr := &syncBuffer{}
 	serve.Stderr = stderr
@@ -111,7 +114,7 @@ func serveWithGroup(t *testing.T, group string) (string, *syncBuffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
-	waitFor(t, "the API socket", func() bool { _, err := os.Stat(socket); return err == nil })
+	testkit.Eventually(t, 10*time.Second, "the API socket", func() bool { _, err := os.Stat(socket); return err == nil })
 	return socket, stderr
 }
 

@@ -5,9 +5,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,19 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,16 +39,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	dir, err := os.MkdirTemp("", "dpcap-e2e-bin")
+	dir, err := testkit.Build("libpcap,dpdk", "cmd/sinkd", "cmd/dpcap")
 	if err != nil {
-		panic(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil { // tests run the binaries as other users too
-		panic(err)
-	}
-	build := exec.Command("go", "build", "-tags", "libpcap,dpdk", "-o", dir+"/", "../cmd/sinkd", "../cmd/dpcap")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Println("e2e: build failed:", err)
 		os.Exit(1)
 	}
@@ -65,124 +51,6 @@ func TestMain(m *testing.M) {
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
-
-// netns is a network namespace made for one test.
-type netns struct{ name string }
-
-var nsSeq atomic.Int32
-
-func newNS(t *testing.T) *netns {
-	t.Helper()
-	n := &netns{name: fmt.Sprintf("dpcap-e2e-%d-%d", os.Getpid(), nsSeq.Add(1))}
-	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "pids", n.name).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				// The test itself shows up when do() entered the namespace on
-				// the main thread, which Go parks instead of ending.
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		exec.Command("ip", "netns", "del", n.name).Run()
-	})
-	n.run(t, "ip", "link", "set", "lo", "up")
-	return n
-}
-
-func (n *netns) cmd(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
-}
-
-// run runs a command in the namespace and fails the test if it fails.
-func (n *netns) run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := n.cmd(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// do runs fn on an OS thread that has entered the namespace, so sockets fn
-// opens live there. The thread is discarded afterwards.
-func (n *netns) do(t *testing.T, fn func()) {
-	t.Helper()
-	if err := n.enter(fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// enter runs fn on a fresh OS thread inside the namespace.
-func (n *netns) enter(fn func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		f, err := os.Open("/run/netns/" + n.name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n.name, err)
-			return
-		}
-		fn()
-		errc <- nil
-	}()
-	return <-errc
-}
-
-// dial connects from inside the namespace (a socket stays in the
-// namespace it was made in).
-func (n *netns) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
-	if eerr := n.enter(func() { c, err = (&net.Dialer{}).DialContext(ctx, network, addr) }); eerr != nil {
-		return nil, eerr
-	}
-	return c, err
-}
-
-// link joins two namespaces with a veth pair e2e0 addressed 2001:db8:1::1/64
-// and 192.0.2.1/24 on a's side, ::2 and .2 on b's.
-func link(t *testing.T, a, b *netns, mtu int) { linkN(t, a, b, mtu, 1) }
-
-// linkN joins two namespaces with veth pair n (interface e2e<n-1>, subnets
-// 2001:db8:<n>::/64 and, for n = 1, 192.0.2.0/24; 198.51.100.0/24 for 2).
-func linkN(t *testing.T, a, b *netns, mtu, n int) {
-	t.Helper()
-	ifname := fmt.Sprintf("e2e%d", n-1)
-	v4 := map[int]string{1: "192.0.2.", 2: "198.51.100."}[n]
-	if out, err := exec.Command("ip", "link", "add", ifname, "netns", a.name, "mtu", strconv.Itoa(mtu),
-		"type", "veth", "peer", "name", ifname, "netns", b.name, "mtu", strconv.Itoa(mtu)).CombinedOutput(); err != nil {
-		t.Fatalf("ip link add veth: %v: %s", err, out)
-	}
-	for i, ns := range []*netns{a, b} {
-		ns.run(t, "ip", "addr", "add", fmt.Sprintf("2001:db8:%d::%d/64", n, i+1), "dev", ifname, "nodad")
-		if v4 != "" {
-			ns.run(t, "ip", "addr", "add", fmt.Sprintf("%s%d/24", v4, i+1), "dev", ifname)
-		}
-		ns.run(t, "ip", "link", "set", ifname, "up")
-	}
-	// Resolve neighbours before any test traffic: packets sent while
-	// discovery is pending queue in a small per-neighbour buffer and drop.
-	dsts := []string{fmt.Sprintf("2001:db8:%d::2", n)}
-	if v4 != "" {
-		dsts = append(dsts, v4+"2")
-	}
-	for _, dst := range dsts {
-		deadline := time.Now().Add(10 * time.Second)
-		for a.cmd("ping", "-c", "1", "-W", "1", dst).Run() != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("no path from %s to %s", a.name, dst)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-}
 
 // syncBuffer collects a process's output safely.
 type syncBuffer struct {
@@ -204,7 +72,7 @@ func (s *syncBuffer) String() string {
 
 // daemon is a running sinkd.
 type daemon struct {
-	ns          *netns
+	ns          *testkit.NetNS
 	metricsAddr string // its --metrics-addr
 	cmd         *exec.Cmd
 	stderr      *syncBuffer
@@ -215,7 +83,7 @@ type daemon struct {
 const defaultMetricsAddr = "127.0.0.1:9310"
 
 // startSinkd starts sinkd in ns and waits until /readyz answers 200.
-func startSinkd(t *testing.T, ns *netns, args ...string) *daemon {
+func startSinkd(t *testing.T, ns *testkit.NetNS, args ...string) *daemon {
 	t.Helper()
 	d := startSinkdNoWait(t, ns, args...)
 	deadline := time.Now().Add(10 * time.Second)
@@ -235,9 +103,9 @@ func startSinkd(t *testing.T, ns *netns, args ...string) *daemon {
 	}
 }
 
-func startSinkdNoWait(t *testing.T, ns *netns, args ...string) *daemon {
+func startSinkdNoWait(t *testing.T, ns *testkit.NetNS, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr, cmd: ns.cmd(bin("sinkd"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr, cmd: ns.Cmd(bin("sinkd"), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	for i, a := range args[:max(len(args)-1, 0)] {
 		if a == "--metrics-addr" {
 			d.metricsAddr = args[i+1]
@@ -259,7 +127,7 @@ func startSinkdNoWait(t *testing.T, ns *netns, args ...string) *daemon {
 // get fetches a path from sinkd's metrics listener inside its namespace.
 func (d *daemon) get(t *testing.T, path string) (code int, body string) {
 	t.Helper()
-	d.ns.do(t, func() {
+	d.ns.Do(t, func() {
 		c, err := net.DialTimeout("tcp", d.metricsAddr, time.Second)
 		if err != nil {
 			return
@@ -277,24 +145,15 @@ func (d *daemon) get(t *testing.T, path string) (code int, body string) {
 	return code, body
 }
 
-// metrics scrapes /metrics into "name{labels}" → value.
+// metrics scrapes /metrics into "name{labels}" → value, parsed with
+// Prometheus' own text parser.
 func (d *daemon) metrics(t *testing.T) map[string]float64 {
 	t.Helper()
 	code, body := d.get(t, "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "sinkd_") {
-			i := strings.LastIndexByte(line, ' ')
-			v, _ := strconv.ParseFloat(line[i+1:], 64)
-			m[line[:i]] = v
-		}
-	}
-	return m
+	return testkit.Metrics(t, body)
 }
 
 // waitMetric polls until name reaches want.
@@ -352,9 +211,9 @@ func (d *daemon) wait(t *testing.T) (int, string) {
 // runs in immediate mode (a ring block is not held back for its timeout),
 // whose ring slots are sized by the snap length: -s 9300 and -B 32 MiB
 // hold the tests' bursts of envelopes, jumbo frames included.
-func startTcpdump(t *testing.T, ns *netns, args ...string) *exec.Cmd {
+func startTcpdump(t *testing.T, ns *testkit.NetNS, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := ns.cmd("tcpdump", append([]string{"--immediate-mode", "-s", "9300", "-B", "32768"}, args...)...)
+	cmd := ns.Cmd("tcpdump", append([]string{"--immediate-mode", "-s", "9300", "-B", "32768"}, args...)...)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -371,16 +230,16 @@ func startTcpdump(t *testing.T, ns *netns, args ...string) *exec.Cmd {
 }
 
 // replay sends file to sink from ns with dpcap replay.
-func replay(t *testing.T, ns *netns, sink, file string, args ...string) string {
+func replay(t *testing.T, ns *testkit.NetNS, sink, file string, args ...string) string {
 	t.Helper()
-	return ns.run(t, bin("dpcap"), append(append([]string{"replay", "--sink", sink}, args...), file)...)
+	return ns.Run(t, bin("dpcap"), append(append([]string{"replay", "--sink", sink}, args...), file)...)
 }
 
 // sendRaw sends frames as they are on ifname in ns through an AF_PACKET
 // socket, bypassing the sender's IP stack.
-func sendRaw(t *testing.T, ns *netns, ifname string, frames [][]byte) {
+func sendRaw(t *testing.T, ns *testkit.NetNS, ifname string, frames [][]byte) {
 	t.Helper()
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			t.Error(err)
@@ -403,10 +262,10 @@ func sendRaw(t *testing.T, ns *netns, ifname string, frames [][]byte) {
 }
 
 // macOf returns ifname's MAC address in ns.
-func macOf(t *testing.T, ns *netns, ifname string) net.HardwareAddr {
+func macOf(t *testing.T, ns *testkit.NetNS, ifname string) net.HardwareAddr {
 	t.Helper()
 	var mac net.HardwareAddr
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			t.Error(err)
@@ -415,28 +274,6 @@ func macOf(t *testing.T, ns *netns, ifname string) net.HardwareAddr {
 		mac = ifi.HardwareAddr
 	})
 	return mac
-}
-
-// writePcap writes frames to a new Ethernet pcap file.
-func writePcap(t *testing.T, frames [][]byte) string {
-	t.Helper()
-	name := filepath.Join(t.TempDir(), "in.pcap")
-	f, err := os.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	for i, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)*1000), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return name
 }
 
 // randomFrame returns an Ethernet frame of n bytes with random contents
@@ -499,8 +336,6 @@ func checkWithTools(t *testing.T, name string, want int) {
 // vmTraffic is the real capture shipped in testdata.
 const vmTraffic = "../testdata/vm-traffic.pcap"
 
-func vmFrames(t *testing.T) [][]byte { return readFrames(t, vmTraffic) }
-
 func equalFrames(t *testing.T, got, want [][]byte) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -509,16 +344,6 @@ func equalFrames(t *testing.T, got, want [][]byte) {
 	for i := range want {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("frame %d differs: got %d bytes, want %d", i, len(got[i]), len(want[i]))
-		}
-	}
-}
-
-// waitFor polls cond for up to 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

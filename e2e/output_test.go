@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // captureFiles reads every capture file in dir with the tools and returns
@@ -18,7 +20,7 @@ import (
 func captureFiles(t *testing.T, dir string, skip ...string) int {
 	t.Helper()
 	total := 0
-	for _, name := range dirFiles(t, dir) {
+	for _, name := range testkit.DirNames(t, dir) {
 		p := filepath.Join(dir, name)
 		if st, err := os.Lstat(p); err != nil || !st.Mode().IsRegular() || slices.Contains(skip, name) {
 			continue
@@ -34,7 +36,7 @@ func captureFiles(t *testing.T, dir string, skip ...string) int {
 // break 3): sinkd used to block in open() for good. It skips the name,
 // loudly, captures on, and stops on SIGTERM.
 func TestPlantedFifoDoesNotHang(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if err := syscall.Mkfifo(filepath.Join(dir, "out.pcap1"), 0o666); err != nil {
 		t.Fatal(err)
@@ -58,7 +60,7 @@ func TestPlantedFifoDoesNotHang(t *testing.T) {
 // (issue 11, break 8): sinkd used to truncate and fill both. Their inodes
 // keep their content; the names get sinkd's own files.
 func TestPlantedLinksNotWrittenThrough(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	other := t.TempDir()
 	secret := filepath.Join(other, "secret")
@@ -112,7 +114,7 @@ func TestPlantedLinksNotWrittenThrough(t *testing.T) {
 // 11, break 9): -C capture used to stop for good, dropping every packet.
 // sinkd skips the name, loudly, and loses nothing.
 func TestSymlinkAtRotationNameSkipped(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if err := os.Symlink("/nonexistent/elsewhere", filepath.Join(dir, "out.pcap1")); err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestSymlinkAtRotationNameSkipped(t *testing.T) {
 // truncated. Every file there is a valid capture, and once space is back
 // the capture goes on.
 func TestDiskFullLeavesNoHeaderlessFile(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
@@ -165,7 +167,7 @@ func TestDiskFullLeavesNoHeaderlessFile(t *testing.T) {
 	if m["sinkd_write_errors_total"] == 0 {
 		t.Fatalf("the full disk caused no write error: %v", m)
 	}
-	for _, name := range dirFiles(t, caps) {
+	for _, name := range testkit.DirNames(t, caps) {
 		if st, err := os.Stat(filepath.Join(caps, name)); err == nil && st.Size() < 24 {
 			t.Errorf("%s: %d bytes, less than a pcap header", name, st.Size())
 		}
@@ -180,7 +182,7 @@ func TestDiskFullLeavesNoHeaderlessFile(t *testing.T) {
 	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, name := range dirFiles(t, caps) {
+	for _, name := range testkit.DirNames(t, caps) {
 		if strings.HasSuffix(name, ".part") {
 			t.Errorf("temporary file %s left behind", name)
 		}
@@ -196,7 +198,7 @@ func TestDiskFullLeavesNoHeaderlessFile(t *testing.T) {
 // once, the rest queue or are skipped, counted, and SIGTERM waits only
 // --hook-wait, leaving the commands running.
 func TestHooksBoundedAndStopNotHeld(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	started := filepath.Join(t.TempDir(), "started")
 	hook := filepath.Join(t.TempDir(), "hook.sh")
@@ -207,7 +209,7 @@ func TestHooksBoundedAndStopNotHeld(t *testing.T) {
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "20", "--pps", "5000")
 	d.waitMetric(t, "sinkd_packets_written_total", 20*74)
 	time.Sleep(300 * time.Millisecond)
-	files := len(dirFiles(t, dir))
+	files := len(testkit.DirNames(t, dir))
 	m := d.metrics(t)
 	if m["sinkd_hook_commands_running"] != 3 || m["sinkd_hook_commands_started_total"] != 3 ||
 		m["sinkd_hook_files_queued"]+m["sinkd_hook_files_skipped_total"] != float64(files-4) {
@@ -245,16 +247,16 @@ func TestHooksBoundedAndStopNotHeld(t *testing.T) {
 // sinkd used to die of SIGPIPE (exit 141) with no summary. It stops
 // cleanly and accounts for every packet.
 func TestStdoutReaderGone(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	errFile := filepath.Join(t.TempDir(), "stderr")
 	codeFile := filepath.Join(t.TempDir(), "code")
-	pipeline := ns.cmd("sh", "-c", "{ "+bin("sinkd")+" -w - 2>"+errFile+"; echo $? >"+codeFile+"; } | head -c 100 >/dev/null")
+	pipeline := ns.Cmd("sh", "-c", "{ "+bin("sinkd")+" -w - 2>"+errFile+"; echo $? >"+codeFile+"; } | head -c 100 >/dev/null")
 	if err := pipeline.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer pipeline.Process.Kill()
 	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr}
-	waitFor(t, "sinkd", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
+	testkit.Eventually(t, 10*time.Second, "sinkd", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
 	for range 5 { // head has gone after the first 100 bytes; sinkd notices on its next write
 		replay(t, ns, "[::1]:3010", vmTraffic)
 		if _, err := os.Stat(codeFile); err == nil {
@@ -287,13 +289,13 @@ func TestStdoutReaderGone(t *testing.T) {
 // the next packet, and the user's shell with it. It ends within a second,
 // with the summary and exit 0, as tcpdump does on EPIPE.
 func TestStdoutReaderGoneOnAQuietPort(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	var stderr syncBuffer
-	cmd := ns.cmd(bin("sinkd"), "-w", "-")
+	cmd := ns.Cmd(bin("sinkd"), "-w", "-")
 	cmd.Stderr = &stderr
 	p := startIntoHead(t, cmd)
 	d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr}
-	waitFor(t, "sinkd", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
+	testkit.Eventually(t, 10*time.Second, "sinkd", func() bool { code, _ := d.get(t, "/readyz"); return code == 200 })
 	// The file header (24 bytes), the record's (16) and a frame of 60 or
 	// more: 100 bytes or more in one write.
 	replay(t, ns, "[::1]:3010", vmTraffic, "--count", "1")
@@ -380,14 +382,14 @@ func (p *headPipe) exitAfterHead(t *testing.T, stderr fmt.Stringer) (int, time.D
 // TestTimeRingCapturesOn runs -G with --keep (issue 11, break 14): the
 // capture goes on past the ring's size, keeping the newest files.
 func TestTimeRingCapturesOn(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	d := startSinkd(t, ns, "-w", filepath.Join(dir, "g-%H%M%S.pcap"), "-G", "1", "--keep", "2")
 	for range 5 {
 		replay(t, ns, "[::1]:3010", vmTraffic)
 		time.Sleep(700 * time.Millisecond)
-		if n := len(dirFiles(t, dir)); n > 2 {
-			t.Errorf("%d files, want the newest 2: %v", n, dirFiles(t, dir))
+		if n := len(testkit.DirNames(t, dir)); n > 2 {
+			t.Errorf("%d files, want the newest 2: %v", n, testkit.DirNames(t, dir))
 		}
 	}
 	m := d.metrics(t)
@@ -397,7 +399,7 @@ func TestTimeRingCapturesOn(t *testing.T) {
 	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 || strings.Contains(stderr, "Maximum file limit") {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	if n := len(dirFiles(t, dir)); n != 2 {
+	if n := len(testkit.DirNames(t, dir)); n != 2 {
 		t.Errorf("%d files at the end, want 2", n)
 	}
 	captureFiles(t, dir)
@@ -429,7 +431,7 @@ func TestShippedConfigCapturesForever(t *testing.T) {
 	if !strings.Contains(string(unit), "\nRestart=always\n") {
 		t.Error("sinkd.service does not restart on every exit")
 	}
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	args := append([]string{"-w", filepath.Join(dir, "capture-%Y%m%d-%H%M%S.pcapng")}, flags...)
 	d := startSinkd(t, ns, args...)
@@ -448,7 +450,7 @@ func TestShippedConfigCapturesForever(t *testing.T) {
 // name: sinkd used to write into it (it could open it), and may not
 // replace it. It skips the name, loudly, and captures on.
 func TestOthersFileInStickyDirectory(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // twoHypervisors sends tagged and untagged envelopes from two hypervisor
@@ -19,9 +20,9 @@ import (
 // the sink's daemon after it has written everything, and the port map.
 func twoHypervisors(t *testing.T, args ...string) (*daemon, int) {
 	t.Helper()
-	hv1, hv2, sk := newNS(t), newNS(t), newNS(t)
-	linkN(t, hv1, sk, 1600, 1)
-	linkN(t, hv2, sk, 1600, 2)
+	hv1, hv2, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv1, sk, 1600, 1)
+	testkit.Link(t, hv2, sk, 1600, 2)
 	m := flowprog.TagTable{"vm-1": 1, "pf0": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "pf0"})
 	b, _ := json.Marshal(m)
 	mapFile := filepath.Join(t.TempDir(), "ports.json")
@@ -90,7 +91,7 @@ func TestPcapngRotates(t *testing.T) {
 	dir := t.TempDir()
 	d, total := twoHypervisors(t, "-w", filepath.Join(dir, "cap.pcapng"), "-C", "20k")
 	d.stop(t, syscall.SIGTERM)
-	names := dirFiles(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) < 3 {
 		t.Fatalf("files %v: want several", names)
 	}
@@ -120,13 +121,13 @@ func TestSplitBySource(t *testing.T) {
 	files := map[string]int{
 		"cap-vm-1.pcap": 74, "cap-pf0.pcap": 40, "cap-192.0.2.1.pcap": 10, "cap-2001_db8_2__1.pcap": 20,
 	}
-	if got := dirFiles(t, dir); len(got) != len(files) {
+	if got := testkit.DirNames(t, dir); len(got) != len(files) {
 		t.Fatalf("files %v, want %v", got, files)
 	}
 	for name, n := range files {
 		path := filepath.Join(dir, name)
 		checkWithTools(t, path, n)
-		equalFrames(t, readFrames(t, path), vmFrames(t)[:n])
+		equalFrames(t, readFrames(t, path), testkit.VMFrames(t)[:n])
 	}
 }
 
@@ -144,7 +145,7 @@ func TestFilterAgreesWithTcpdump(t *testing.T) {
 			if n == 0 || n == 74 {
 				t.Fatalf("tcpdump picks %d of 74 frames: no test", n)
 			}
-			ns := newNS(t)
+			ns := testkit.NewNetNS(t)
 			out := filepath.Join(t.TempDir(), "out.pcap")
 			d := startSinkd(t, ns, append([]string{"-w", out}, strings.Fields(expr)...)...)
 			replay(t, ns, "[::1]:3010", vmTraffic)

@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -19,10 +17,10 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 )
 
@@ -58,15 +56,6 @@ func publishedMap(t *testing.T) string {
 	return name
 }
 
-func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Clone(buf.Bytes())
-}
-
 // vmFrame is a frame a VM sends: TCP over IPv4 or IPv6 from its primary
 // address, or an ARP request, through dp-service's virtual router.
 func vmFrame(t *testing.T, mac net.HardwareAddr, v4, v6 string, i int) []byte {
@@ -77,14 +66,14 @@ func vmFrame(t *testing.T, mac net.HardwareAddr, v4, v6 string, i int) []byte {
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(v4), DstIP: net.IP{192, 0, 2, 80}}
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(40000 + i), DstPort: 443, Seq: uint32(i), ACK: true, PSH: true, Window: 502}
 		tcp.SetNetworkLayerForChecksum(ip)
-		return serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp, payload)
+		return testkit.Serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp, payload)
 	case 1:
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP(v6), DstIP: net.ParseIP("2001:db8:53::53")}
 		udp := &layers.UDP{SrcPort: layers.UDPPort(50000 + i), DstPort: 53}
 		udp.SetNetworkLayerForChecksum(ip)
-		return serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv6}, ip, udp, payload)
+		return testkit.Serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv6}, ip, udp, payload)
 	}
-	return serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+	return testkit.Serialize(t, &layers.Ethernet{SrcMAC: mac, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 			Operation: layers.ARPRequest, SourceHwAddress: mac, SourceProtAddress: net.ParseIP(v4).To4(),
 			DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 254}})
@@ -103,13 +92,13 @@ func pfFrame(t *testing.T, underlay, v4, v6 string, i int) []byte {
 		ip := &layers.IPv4{Version: 4, TTL: 63, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{198, 51, 100, 7}, DstIP: net.ParseIP(v4)}
 		udp := &layers.UDP{SrcPort: 53, DstPort: layers.UDPPort(50000 + i)}
 		udp.SetNetworkLayerForChecksum(ip)
-		return serialize(t, eth, outer, ip, udp, payload)
+		return testkit.Serialize(t, eth, outer, ip, udp, payload)
 	}
 	outer.NextHeader = layers.IPProtocolIPv6
 	ip := &layers.IPv6{Version: 6, HopLimit: 63, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP("2001:db8:53::53"), DstIP: net.ParseIP(v6)}
 	udp := &layers.UDP{SrcPort: 53, DstPort: layers.UDPPort(50000 + i)}
 	udp.SetNetworkLayerForChecksum(ip)
-	return serialize(t, eth, outer, ip, udp, payload)
+	return testkit.Serialize(t, eth, outer, ip, udp, payload)
 }
 
 // dpserviceCopies returns, per interface name sinkd should give them, the
@@ -141,50 +130,21 @@ func dpserviceCopies(t *testing.T) (map[string][][]byte, [][]byte) {
 	return want, all
 }
 
-// framesByInterface reads a pcapng file into frames per interface name.
-func framesByInterface(t *testing.T, name string) map[string][][]byte {
-	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][][]byte{}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return got
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ifc, err := r.Interface(ci.InterfaceIndex)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[ifc.Name] = append(got[ifc.Name], bytes.Clone(data))
-	}
-}
-
 // TestUntaggedCopiesNamedByPortMap sends dp-service's untagged copies of
 // two VMs and PF0 and checks the pcapng names every frame's port from the
 // published map: frame for frame, and as tshark counts frames and bytes.
 func TestUntaggedCopiesNamedByPortMap(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	want, all := dpserviceCopies(t)
 	out := filepath.Join(t.TempDir(), "cap.pcapng")
 	d := startSinkd(t, sk, "--port-map", publishedMap(t), "-w", out)
-	replay(t, hv, "[2001:db8:1::2]:3010", writePcap(t, all))
+	replay(t, hv, "[2001:db8:1::2]:3010", testkit.WritePcap(t, all))
 	d.waitMetric(t, "sinkd_packets_written_total", float64(len(all)))
 	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	got := framesByInterface(t, out)
+	got := testkit.FramesByInterface(t, out)
 	if len(got) != len(want) {
 		t.Errorf("interfaces %d, want %d", len(got), len(want))
 	}
@@ -218,17 +178,17 @@ func TestUntaggedCopiesNamedByPortMap(t *testing.T) {
 
 // TestSplitByPort writes one file per port, named from the map.
 func TestSplitByPort(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	want, all := dpserviceCopies(t)
 	dir := t.TempDir()
 	d := startSinkd(t, sk, "--port-map", publishedMap(t), "-w", filepath.Join(dir, "cap.pcap"), "--split-by", "port")
-	replay(t, hv, "[2001:db8:1::2]:3010", writePcap(t, all))
+	replay(t, hv, "[2001:db8:1::2]:3010", testkit.WritePcap(t, all))
 	d.waitMetric(t, "sinkd_packets_written_total", float64(len(all)))
 	d.stop(t, syscall.SIGTERM)
 	files := map[string]string{"vm-1": "cap-vm-1.pcap", "vm-2": "cap-vm-2.pcap", "pf0 to vm-1": "cap-pf0_to_vm-1.pcap",
 		"pf0 to vm-2": "cap-pf0_to_vm-2.pcap", hvSource: "cap-2001_db8_1__1.pcap"}
-	if got := dirFiles(t, dir); len(got) != len(files) {
+	if got := testkit.DirNames(t, dir); len(got) != len(files) {
 		t.Errorf("files %v, want %v", got, files)
 	}
 	for name, file := range files {
@@ -240,7 +200,7 @@ func TestSplitByPort(t *testing.T) {
 
 // labelled wraps frame in n envelopes from hv to sk over link 1, the i-th
 // with flow label first+i, as a sender varying the label would.
-func labelled(t *testing.T, hv, sk *netns, frame []byte, first, n int) [][]byte {
+func labelled(t *testing.T, hv, sk *testkit.NetNS, frame []byte, first, n int) [][]byte {
 	t.Helper()
 	var envs [][]byte
 	tmpl := flowprog.Template{DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"), Src: mustAddr(hvSource),
@@ -270,8 +230,8 @@ func openFiles(t *testing.T, pid int) int {
 // with --split-by source opened 19,991 files and starved /metrics. Now
 // sources stop at --max-sources and the rest share one overflow file.
 func TestFlowLabelFloodSplit(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	dir := t.TempDir()
 	d := startSinkd(t, sk, "-w", filepath.Join(dir, "cap.pcap"), "--split-by", "source")
 	frame := vmFrame(t, vm1MAC, "10.0.0.1", "fd00:1::1", 0)
@@ -295,7 +255,7 @@ func TestFlowLabelFloodSplit(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, fmt.Sprintf("%d packets from sources past --max-sources", int(received)-256)) {
 		t.Errorf("exit %d, summary:\n%s", code, stderr)
 	}
-	files := dirFiles(t, dir)
+	files := testkit.DirNames(t, dir)
 	if len(files) != 257 {
 		t.Fatalf("%d files, want 256 sources and the overflow", len(files))
 	}
@@ -306,8 +266,8 @@ func TestFlowLabelFloodSplit(t *testing.T) {
 // labels made every -C 1 file repeat thousands of interface blocks (1.9 MB
 // files). Now each file holds at most the bounded interfaces.
 func TestFlowLabelFloodPcapng(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	dir := t.TempDir()
 	d := startSinkd(t, sk, "-w", filepath.Join(dir, "cap.pcapng"), "-C", "1", "--max-sources", "100")
 	frame := vmFrame(t, vm1MAC, "10.0.0.1", "fd00:1::1", 0)
@@ -318,7 +278,7 @@ func TestFlowLabelFloodPcapng(t *testing.T) {
 	}
 	d.stop(t, syscall.SIGTERM)
 	total, largest, most := 0, int64(0), 0
-	for _, name := range dirFiles(t, dir) {
+	for _, name := range testkit.DirNames(t, dir) {
 		path := filepath.Join(dir, name)
 		st, err := os.Stat(path)
 		if err != nil {
@@ -342,15 +302,15 @@ func TestFlowLabelFloodPcapng(t *testing.T) {
 		t.Errorf("files hold %d frames, sinkd received %v", total, received)
 	}
 	t.Logf("50000 labels: %v received, %d files, the largest %d bytes, at most %d interfaces in one",
-		received, len(dirFiles(t, dir)), largest, most)
+		received, len(testkit.DirNames(t, dir)), largest, most)
 }
 
 // TestHugePortMapName reproduces issue 11's break 5: a name over 65,535
 // bytes wrapped the pcapng option length and capinfos called the file
 // corrupt. Names are cleaned and bounded when the map is loaded.
 func TestHugePortMapName(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	huge := "\x1b]0;owned\x07\x1b[2J" + strings.Repeat("vm-1", 20000) // 80,000 bytes and terminal escapes
 	b, _ := json.Marshal(portmap.Map{Version: 2, Ports: []portmap.Port{{Name: huge, Tag: 1}}})
 	mapFile := filepath.Join(t.TempDir(), "portmap.json")
@@ -391,8 +351,8 @@ func TestHugePortMapName(t *testing.T) {
 // once, as a warning naming the user, not as a failed reread a second
 // later (and then at every look); the map read at start names the copies.
 func TestPortMapUnreadableAsZUser(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	base := t.TempDir()
 	for _, d := range []string{filepath.Dir(base), base} {
 		if err := os.Chmod(d, 0o755); err != nil {

@@ -16,12 +16,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // snmp6 reads one counter of a namespace's /proc/net/snmp6.
-func snmp6(t *testing.T, ns *netns, name string) int {
+func snmp6(t *testing.T, ns *testkit.NetNS, name string) int {
 	t.Helper()
-	for _, line := range strings.Split(ns.run(t, "cat", "/proc/net/snmp6"), "\n") {
+	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp6"), "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
 			v, _ := strconv.Atoi(f[1])
 			return v
@@ -35,9 +37,9 @@ func snmp6(t *testing.T, ns *netns, name string) int {
 // IPv6 is dropped by a plain socket and received by sinkd, with the inner
 // frames of real VM traffic landing byte-exact, over IPv6 and IPv4.
 func TestZeroChecksumAcrossVeth(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
-	want := vmFrames(t)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	want := testkit.VMFrames(t)
 
 	// The wire: tcpdump on the sink's side records the envelopes.
 	wire := filepath.Join(t.TempDir(), "wire.pcap")
@@ -47,7 +49,7 @@ func TestZeroChecksumAcrossVeth(t *testing.T) {
 	// as checksum errors.
 	var got int
 	before := snmp6(t, sk, "Udp6InCsumErrors")
-	sk.do(t, func() {
+	sk.Do(t, func() {
 		c, err := net.ListenUDP("udp6", &net.UDPAddr{Port: 3011})
 		if err != nil {
 			t.Error(err)
@@ -109,8 +111,8 @@ func TestZeroChecksumAcrossVeth(t *testing.T) {
 // TestFrameSizesByteExact sends frames from the 60-byte minimum to 9000-byte
 // jumbo frames across a jumbo-MTU veth and compares every byte.
 func TestFrameSizesByteExact(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 9216)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 9216, 1)
 	r := rand.New(rand.NewPCG(1, 2))
 	sizes := []int{60, 64, 65, 128, 512, 1000, 1514, 1518, 1522, 2048, 4096, 8192, 8999, 9000}
 	for range 200 {
@@ -120,7 +122,7 @@ func TestFrameSizesByteExact(t *testing.T) {
 	for _, n := range sizes {
 		frames = append(frames, randomFrame(r, n))
 	}
-	in := writePcap(t, frames)
+	in := testkit.WritePcap(t, frames)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, sk, "-w", out)
 	start := time.Now()
@@ -154,11 +156,11 @@ func TestFrameSizesByteExact(t *testing.T) {
 // TestMalformedCountedWhileValidLand mixes datagrams too short to hold an
 // Ethernet header with real frames.
 func TestMalformedCountedWhileValidLand(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out)
-	want := vmFrames(t)
-	ns.do(t, func() {
+	want := testkit.VMFrames(t)
+	ns.Do(t, func() {
 		c, err := net.Dial("udp", "[::1]:3010")
 		if err != nil {
 			t.Error(err)
@@ -187,7 +189,7 @@ func TestMalformedCountedWhileValidLand(t *testing.T) {
 
 // TestSIGTERMFlushesAndSummarizes stops sinkd right after a burst.
 func TestSIGTERMFlushesAndSummarizes(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out)
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "20")
@@ -207,8 +209,8 @@ func TestSIGTERMFlushesAndSummarizes(t *testing.T) {
 // TestStdoutStreamsLive pipes sinkd -w - into tcpdump -r - and sees packets
 // decoded while sinkd is still running.
 func TestStdoutStreamsLive(t *testing.T) {
-	ns := newNS(t)
-	sinkd := ns.cmd(bin("sinkd"), "-w", "-")
+	ns := testkit.NewNetNS(t)
+	sinkd := ns.Cmd(bin("sinkd"), "-w", "-")
 	td := exec.Command("tcpdump", "-n", "-l", "-r", "-")
 	pipe, err := sinkd.StdoutPipe()
 	if err != nil {
@@ -246,23 +248,10 @@ func TestStdoutStreamsLive(t *testing.T) {
 	}
 }
 
-func dirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // TestRotationBySize checks tcpdump's -C naming, that each file is valid and
 // under the limit, and that the files together hold every packet in order.
 func TestRotationBySize(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	d := startSinkd(t, ns, "-w", filepath.Join(dir, "cap"), "-C", "100k")
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "30", "--pps", "20000")
@@ -270,7 +259,7 @@ func TestRotationBySize(t *testing.T) {
 	if code, _ := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	names := dirFiles(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) < 5 {
 		t.Fatalf("files %v: want several 100 KiB files", names)
 	}
@@ -294,14 +283,14 @@ func TestRotationBySize(t *testing.T) {
 	}
 	var want [][]byte
 	for range 30 {
-		want = append(want, vmFrames(t)...)
+		want = append(want, testkit.VMFrames(t)...)
 	}
 	equalFrames(t, all, want)
 }
 
 // TestRotationRing checks -C with -W: a ring of exactly W files.
 func TestRotationRing(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	d := startSinkd(t, ns, "-w", filepath.Join(dir, "ring.pcap"), "-C", "40k", "-W", "3")
 	replay(t, ns, "[::1]:3010", vmTraffic, "--loop", "20", "--pps", "20000")
@@ -310,10 +299,10 @@ func TestRotationRing(t *testing.T) {
 	if code, _ := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := dirFiles(t, dir); !slices.Equal(got, []string{"ring.pcap0", "ring.pcap1", "ring.pcap2"}) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, []string{"ring.pcap0", "ring.pcap1", "ring.pcap2"}) {
 		t.Fatalf("files = %v", got)
 	}
-	for _, name := range dirFiles(t, dir) {
+	for _, name := range testkit.DirNames(t, dir) {
 		path := filepath.Join(dir, name)
 		checkWithTools(t, path, len(readFrames(t, path)))
 	}
@@ -326,7 +315,7 @@ func TestRotationRing(t *testing.T) {
 // every file valid, the -z command run on each closed file, and -W ending
 // the capture.
 func TestRotationOnTheClockWhenIdle(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	hookLog := filepath.Join(t.TempDir(), "hook.log")
 	hook := filepath.Join(t.TempDir(), "hook.sh")
@@ -339,7 +328,7 @@ func TestRotationOnTheClockWhenIdle(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "Maximum file limit reached: 3") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	names := dirFiles(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) != 3 {
 		t.Fatalf("files = %v, want 3", names)
 	}
@@ -366,7 +355,7 @@ func TestRotationOnTheClockWhenIdle(t *testing.T) {
 
 // TestSIGHUPRotates checks rotation on demand splits the capture cleanly.
 func TestSIGHUPRotates(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	d := startSinkd(t, ns, "-w", filepath.Join(dir, "out.pcap"))
 	replay(t, ns, "[::1]:3010", vmTraffic)
@@ -380,7 +369,7 @@ func TestSIGHUPRotates(t *testing.T) {
 	}
 	for _, name := range []string{"out.pcap", "out.pcap1"} {
 		path := filepath.Join(dir, name)
-		equalFrames(t, readFrames(t, path), vmFrames(t))
+		equalFrames(t, readFrames(t, path), testkit.VMFrames(t))
 		checkWithTools(t, path, 74)
 	}
 }
@@ -389,7 +378,7 @@ func TestSIGHUPRotates(t *testing.T) {
 // failed writes are counted, every packet is accounted for, writing resumes
 // and the file stays valid.
 func TestWriteErrorsSurvived(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
@@ -439,13 +428,13 @@ func TestWriteErrorsSurvived(t *testing.T) {
 	if len(frames) != written || written < 74 {
 		t.Fatalf("file holds %d packets; sinkd wrote %d (and must have written the last 74)", len(frames), written)
 	}
-	equalFrames(t, frames[len(frames)-74:], vmFrames(t))
+	equalFrames(t, frames[len(frames)-74:], testkit.VMFrames(t))
 	checkWithTools(t, out, written)
 }
 
 // TestStartupErrors checks each start-up failure is one line and exit 2.
 func TestStartupErrors(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	busy := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "a.pcap"))
 	defer busy.stop(t, syscall.SIGTERM)
 	tests := []struct {
@@ -465,7 +454,7 @@ func TestStartupErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := ns.cmd(bin("sinkd"), tt.args...)
+			cmd := ns.Cmd(bin("sinkd"), tt.args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -488,7 +477,7 @@ func TestStartupErrors(t *testing.T) {
 
 // TestMetricsPassPromtool runs Prometheus' own checker over a live scrape.
 func TestMetricsPassPromtool(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	d := startSinkd(t, ns, "-w", filepath.Join(t.TempDir(), "out.pcap"))
 	replay(t, ns, "[::1]:3010", vmTraffic)
 	d.waitMetric(t, "sinkd_packets_written_total", 74)
@@ -509,13 +498,13 @@ func TestMetricsPassPromtool(t *testing.T) {
 // TestCountAndListen checks --listen binds one address only and -c ends the
 // capture by itself after exactly COUNT packets.
 func TestCountAndListen(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, sk, "--listen", "2001:db8:1::2", "-c", "10", "-w", out)
 	// Nothing listens on the IPv4 address: dpcap replay says so. (Paced, so
 	// that the ICMP errors arrive while it still sends.)
-	msg, err := hv.cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--pps", "500", vmTraffic).CombinedOutput()
+	msg, err := hv.Cmd(bin("dpcap"), "replay", "--sink", "192.0.2.2:3010", "--pps", "500", vmTraffic).CombinedOutput()
 	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(msg), "the sink refused") {
 		t.Errorf("replay to a port nobody listens on did not report it (%v):\n%s", err, msg)
 	}
@@ -524,13 +513,13 @@ func TestCountAndListen(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "10 packets captured\n") {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	equalFrames(t, readFrames(t, out), vmFrames(t)[:10])
+	equalFrames(t, readFrames(t, out), testkit.VMFrames(t)[:10])
 }
 
 // TestReplayPaces checks --pps spreads the packets out: the sink's receive
 // timestamps span at least the time the rate implies.
 func TestReplayPaces(t *testing.T) {
-	ns := newNS(t)
+	ns := testkit.NewNetNS(t)
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	d := startSinkd(t, ns, "-w", out)
 	replay(t, ns, "[::1]:3010", vmTraffic, "--pps", "250")

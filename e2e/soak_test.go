@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestSoak runs sinkd under steady load, rotating every 5 seconds, for
@@ -32,15 +31,15 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("DPCAP_SOAK_PPS=%q: want a positive number", v)
 		}
 	}
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	dir := t.TempDir()
 	d := startSinkd(t, sk, "--listen", "2001:db8:1::2", "-G", "5", "-w", filepath.Join(dir, "soak-%Y%m%d-%H%M%S.pcap"))
 	pid := d.cmd.Process.Pid // ip netns exec executes sinkd in its place
 	rss0, fds0 := rssKiB(t, pid), openFiles(t, pid)
 	t.Logf("soak: %ds at %d pps, rotating every 5 s; sinkd RSS %d KiB, %d fds at start", seconds, pps, rss0, fds0)
 
-	sender := hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "0",
+	sender := hv.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "0",
 		"--count", strconv.Itoa(seconds*pps), "--pps", strconv.Itoa(pps), vmTraffic)
 	replayErr := &syncBuffer{}
 	sender.Stderr = replayErr
@@ -57,7 +56,7 @@ func TestSoak(t *testing.T) {
 				t.Fatalf("dpcap replay: %v\n%s", err, replayErr)
 			}
 		case <-tick.C:
-			m := scrape(t, d)
+			m := d.metrics(t)
 			identity(t, m)
 			scrapes++
 			t.Logf("  %d received, %d written, %d socket drops; RSS %d KiB, %d fds, %d files",
@@ -74,7 +73,7 @@ func TestSoak(t *testing.T) {
 	}
 	d.waitStable(t, "sinkd_packets_received_total")
 	rss1, fds1 := rssKiB(t, pid), openFiles(t, pid)
-	m := scrape(t, d)
+	m := d.metrics(t)
 	identity(t, m)
 	received, written, drops := m["sinkd_packets_received_total"], m["sinkd_packets_written_total"], m["sinkd_socket_drops_total"]
 	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
@@ -110,43 +109,6 @@ func TestSoak(t *testing.T) {
 	if rss1 > rss0*3/2+4096 {
 		t.Error("RSS grew")
 	}
-}
-
-// scrape reads d's /metrics with Prometheus' own text parser into
-// "name{labels}" → value, the form identity checks.
-func scrape(t *testing.T, d *daemon) map[string]float64 {
-	t.Helper()
-	code, body := d.get(t, "/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d", code)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	m := map[string]float64{}
-	for name, f := range families {
-		for _, s := range f.GetMetric() {
-			var labels []string
-			for _, l := range s.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			key := name
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch {
-			case s.Counter != nil:
-				m[key] = s.GetCounter().GetValue()
-			case s.Gauge != nil:
-				m[key] = s.GetGauge().GetValue()
-			case s.Untyped != nil:
-				m[key] = s.GetUntyped().GetValue()
-			}
-		}
-	}
-	return m
 }
 
 func soakFiles(t *testing.T, dir string) []string {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // nobody is the -Z user of these tests.
@@ -28,7 +29,7 @@ const nobody = 65534
 // beside it that nobody cannot enter: the stage for sinkd -Z nobody
 // --upload, and for what nobody might plant in its spool.
 type zUpload struct {
-	ns     *netns
+	ns     *testkit.NetNS
 	store  *s3test.Server
 	client *s3.Client
 	dir    string // the capture directory, nobody's
@@ -38,14 +39,14 @@ type zUpload struct {
 
 func newZUpload(t *testing.T) *zUpload {
 	t.Helper()
-	z := &zUpload{ns: newNS(t)}
+	z := &zUpload{ns: testkit.NewNetNS(t)}
 	z.store = s3test.Start(t, s3test.Options{
 		Command: func(name string, args ...string) *exec.Cmd {
-			cmd := z.ns.cmd(name, args...)
+			cmd := z.ns.Cmd(name, args...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{} // no Pdeathsig: see TestUploadAndFetch
 			return cmd
 		},
-		Dial: z.ns.dial,
+		Dial: z.ns.Dial,
 	})
 	z.client = z.store.Client(t)
 	z.store.MakeBucket(t, z.client, "captures")
@@ -186,7 +187,7 @@ func TestZUserLockLinkMakesNothing(t *testing.T) {
 	}
 	d := startSinkdNoWait(t, z.ns, z.args("cap.pcap")...)
 	made := func() bool { _, err := os.Lstat(target); return err == nil }
-	waitFor(t, "sinkd to exit", func() bool {
+	testkit.Eventually(t, 10*time.Second, "sinkd to exit", func() bool {
 		select {
 		case <-d.done:
 			return true
@@ -227,7 +228,7 @@ func TestZUserCannotRaceRootIntoAFile(t *testing.T) {
 	}
 	stopRacer := func() { racer.Process.Kill(); racer.Wait() }
 	defer stopRacer()
-	waitFor(t, "the racer's link", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the racer's link", func() bool {
 		_, err := os.Lstat(filepath.Join(z.spool, "tmp", id))
 		return err == nil
 	})
@@ -315,7 +316,7 @@ func TestZUserSpoolElsewhereAfterSIGKILL(t *testing.T) {
 	if code != 0 || m["sinkd_upload_spool_dropped_files_total"] != 0 || strings.Contains(stderr, "vanished") {
 		t.Errorf("exit %d, %v files given up:\n%s", code, m["sinkd_upload_spool_dropped_files_total"], stderr)
 	}
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames, frames))
 }
 
@@ -326,7 +327,7 @@ func TestZUserSpoolElsewhereAfterSIGKILL(t *testing.T) {
 // read it whole. Both formats.
 func TestKilledWhileWritingReachesBucket(t *testing.T) {
 	z := newZUpload(t)
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	for _, name := range []string{"cap.pcapng", "cap.pcap"} {
 		args := z.args(name)
 		d := startSinkd(t, z.ns, args...)

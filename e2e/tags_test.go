@@ -11,13 +11,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // vmPort is a VM whose port the software backend captures: its own
 // namespace, joined to the hypervisor by a veth whose hypervisor end,
 // tap-vmK, is the port.
 type vmPort struct {
-	ns      *netns
+	ns      *testkit.NetNS
 	name    string // the port's name, vm-K
 	mac     net.HardwareAddr
 	gateway string // the hypervisor's end, which the VM pings
@@ -26,23 +28,23 @@ type vmPort struct {
 // vmPorts makes n VMs on hv: vm-K has MAC 02:00:00:00:00:0K and pings
 // 10.K.0.1 from 10.K.0.2. They run no IPv6, so that only ARP and the
 // pings cross their ports.
-func vmPorts(t *testing.T, hv *netns, n int) []vmPort {
+func vmPorts(t *testing.T, hv *testkit.NetNS, n int) []vmPort {
 	t.Helper()
 	var vms []vmPort
 	for k := 1; k <= n; k++ {
-		vm := vmPort{ns: newNS(t), name: fmt.Sprintf("vm-%d", k), mac: net.HardwareAddr{2, 0, 0, 0, 0, byte(k)}, gateway: fmt.Sprintf("10.%d.0.1", k)}
+		vm := vmPort{ns: testkit.NewNetNS(t), name: fmt.Sprintf("vm-%d", k), mac: net.HardwareAddr{2, 0, 0, 0, 0, byte(k)}, gateway: fmt.Sprintf("10.%d.0.1", k)}
 		for _, c := range []string{"all", "default"} {
-			vm.ns.run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
+			vm.ns.Run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
 		}
 		tap := fmt.Sprintf("tap-vm%d", k)
-		if out, err := exec.Command("ip", "link", "add", "vm0", "address", vm.mac.String(), "netns", vm.ns.name,
-			"type", "veth", "peer", "name", tap, "netns", hv.name).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "link", "add", "vm0", "address", vm.mac.String(), "netns", vm.ns.Name,
+			"type", "veth", "peer", "name", tap, "netns", hv.Name).CombinedOutput(); err != nil {
 			t.Fatalf("veth: %v %s", err, out)
 		}
-		vm.ns.run(t, "ip", "addr", "add", fmt.Sprintf("10.%d.0.2/24", k), "dev", "vm0")
-		hv.run(t, "ip", "addr", "add", vm.gateway+"/24", "dev", tap)
-		vm.ns.run(t, "ip", "link", "set", "vm0", "up")
-		hv.run(t, "ip", "link", "set", tap, "up")
+		vm.ns.Run(t, "ip", "addr", "add", fmt.Sprintf("10.%d.0.2/24", k), "dev", "vm0")
+		hv.Run(t, "ip", "addr", "add", vm.gateway+"/24", "dev", tap)
+		vm.ns.Run(t, "ip", "link", "set", "vm0", "up")
+		hv.Run(t, "ip", "link", "set", tap, "up")
 		vms = append(vms, vm)
 	}
 	return vms
@@ -66,9 +68,9 @@ func isEchoRequest(f []byte) bool {
 // second, and on SIGHUP. No frame is ever named after a port it did not
 // come from.
 func TestCopiesKeepTheirPortsName(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
 	vms := vmPorts(t, hv, 3)
-	linkN(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
+	testkit.Link(t, hv, sk, 1600, 2) // the underlay: 2001:db8:2::1 -> ::2
 	tmp := t.TempDir()
 	socket, state, sinkDir := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state"), filepath.Join(tmp, "sink")
 	if err := os.Mkdir(sinkDir, 0o755); err != nil {
@@ -115,7 +117,7 @@ func TestCopiesKeepTheirPortsName(t *testing.T) {
 	ping := func(ks ...int) {
 		t.Helper()
 		for _, k := range ks {
-			vms[k-1].ns.run(t, "ping", "-c", "2", "-i", "0.2", vms[k-1].gateway)
+			vms[k-1].ns.Run(t, "ping", "-c", "2", "-i", "0.2", vms[k-1].gateway)
 			sent[vms[k-1].name] += 2
 		}
 		sinkd.waitStable(t, "sinkd_packets_written_total")
@@ -162,11 +164,11 @@ func TestCopiesKeepTheirPortsName(t *testing.T) {
 	}
 	const sender = "2001:db8:2::1" // the hypervisor, for copies the map cannot name
 	echoes, inSender := map[string]int{}, 0
-	for _, file := range dirFiles(t, sinkDir) {
+	for _, file := range testkit.DirNames(t, sinkDir) {
 		if !strings.HasPrefix(file, "cap.pcapng") {
 			continue
 		}
-		for iface, frames := range framesByInterface(t, filepath.Join(sinkDir, file)) {
+		for iface, frames := range testkit.FramesByInterface(t, filepath.Join(sinkDir, file)) {
 			for _, f := range frames {
 				from := byMAC[net.HardwareAddr(f[6:12]).String()]
 				switch {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestUploadCredentialsFixedWhileRunning: sinkd -Z nobody --upload starts
@@ -68,7 +69,7 @@ func TestUploadCredentialsFixedWhileRunning(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "uploads resumed") {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames))
 }
 
@@ -83,11 +84,11 @@ type blackHole struct {
 	conns []net.Conn
 }
 
-func startBlackHole(t *testing.T, ns *netns, upstream string) *blackHole {
+func startBlackHole(t *testing.T, ns *testkit.NetNS, upstream string) *blackHole {
 	t.Helper()
 	p := &blackHole{}
 	var err error
-	ns.do(t, func() { p.ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	ns.Do(t, func() { p.ln, err = net.Listen("tcp", "127.0.0.1:0") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func startBlackHole(t *testing.T, ns *netns, upstream string) *blackHole {
 				go io.Copy(io.Discard, c)
 				continue
 			}
-			up, err := ns.dial(context.Background(), "tcp", upstream)
+			up, err := ns.Dial(context.Background(), "tcp", upstream)
 			if err != nil {
 				c.Close()
 				continue
@@ -189,7 +190,7 @@ func TestUploadStallCountedAndResumed(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "uploads resumed") {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	equalFrames(t, z.storedFrames(t), slices.Concat(frames, frames, frames))
 }
 
@@ -237,7 +238,7 @@ func TestUploadWithGzipHook(t *testing.T) {
 	if want := fmt.Sprintf("%d files uploaded", len(left)); !strings.Contains(stderr, want) {
 		t.Errorf("want %q:\n%s", want, stderr)
 	}
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	var all [][]byte
 	for range rounds {
 		all = append(all, frames...)

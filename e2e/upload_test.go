@@ -29,6 +29,7 @@ import (
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // TestUploadAndFetch runs two sinks that upload to one bucket of a real
@@ -37,17 +38,17 @@ import (
 // from the bucket and from the sinks' directories, checked against the
 // frames sent.
 func TestUploadAndFetch(t *testing.T) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	store := s3test.Start(t, s3test.Options{
 		// No Pdeathsig: the tests end threads (netns.do), and one of them
 		// may have started the server; Cleanup ends it.
 		Command: func(name string, args ...string) *exec.Cmd {
-			cmd := sk.cmd(name, args...)
+			cmd := sk.Cmd(name, args...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 			return cmd
 		},
-		Dial: sk.dial,
+		Dial: sk.Dial,
 	})
 	client := store.Client(t)
 	store.MakeBucket(t, client, "captures")
@@ -78,7 +79,7 @@ func TestUploadAndFetch(t *testing.T) {
 	bArgs := sinkArgs("sink-b", "3011", "127.0.0.1:9311")
 	bd := startSinkd(t, sk, bArgs...)
 
-	frames := vmFrames(t)
+	frames := testkit.VMFrames(t)
 	received := 0.0
 	// phase sends vm-1's 74 frames and vm-2's first 30 to both sinks, then
 	// rotates both, so each phase has files of its own.
@@ -128,7 +129,7 @@ func TestUploadAndFetch(t *testing.T) {
 	fetch := func(name string, args ...string) (string, []pcapfile.Packet) {
 		t.Helper()
 		out := filepath.Join(dir, name)
-		cmd := sk.cmd(bin("dpcap"), append(append([]string{"fetch"}, args...), "-w", out)...)
+		cmd := sk.Cmd(bin("dpcap"), append(append([]string{"fetch"}, args...), "-w", out)...)
 		msg, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("dpcap fetch %s: %v\n%s", strings.Join(args, " "), err, msg)

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gopacket/gopacket"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -24,23 +24,14 @@ func flowFrames(t *testing.T, flows, per int) [][]byte {
 	var frames [][]byte
 	for seq := range per {
 		for f := range flows {
-			a, b := net.IP{10, 0, byte(f / 200), byte(f%200 + 1)}, net.IP{10, 1, 0, 1}
-			sport, dport := layers.TCPPort(1000+f), layers.TCPPort(443)
+			a, b := netip.AddrFrom4([4]byte{10, 0, byte(f / 200), byte(f%200 + 1)}), netip.AddrFrom4([4]byte{10, 1, 0, 1})
+			sport, dport := uint16(1000+f), uint16(443)
 			if seq%2 == 1 {
 				a, b, sport, dport = b, a, dport, sport
 			}
-			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: a, DstIP: b}
-			tcp := &layers.TCP{SrcPort: sport, DstPort: dport, ACK: true, Window: 1000}
-			tcp.SetNetworkLayerForChecksum(ip)
 			payload := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(f)), uint32(seq))
-			buf := gopacket.NewSerializeBuffer()
-			err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-				&layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4},
-				ip, tcp, gopacket.Payload(payload))
-			if err != nil {
-				t.Fatal(err)
-			}
-			frames = append(frames, buf.Bytes())
+			frame := testkit.Frame{SrcIP: a, DstIP: b, Proto: layers.IPProtocolTCP, SrcPort: sport, DstPort: dport, Payload: payload}.Bytes(t)
+			frames = append(frames, frame)
 		}
 	}
 	return frames
@@ -101,24 +92,24 @@ func TestWorkers(t *testing.T) {
 }
 
 func testWorkers(t *testing.T, group string, args ...string) {
-	hv, sk := newNS(t), newNS(t)
-	link(t, hv, sk, 1600)
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
 	dir := t.TempDir()
 	const flows, per, loops = 64, 40, 8
-	flowFile := writePcap(t, flowFrames(t, flows, per))
+	flowFile := testkit.WritePcap(t, flowFrames(t, flows, per))
 	short := make([][]byte, 100)
 	for i := range short {
 		short[i] = make([]byte, 10)
 	}
-	shortFile := writePcap(t, short)
+	shortFile := testkit.WritePcap(t, short)
 	d := startSinkd(t, sk, append(args, "--workers", "2", "-w", filepath.Join(dir, "out.pcap"), "-C", "100k", "tcp and net 10.0.0.0/8")...)
 	if !strings.Contains(d.stderr.String(), group) {
 		t.Errorf("the log does not say how it receives:\n%s", d.stderr)
 	}
 	senders := []*exec.Cmd{
-		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", fmt.Sprint(loops), "--pps", "10000", flowFile),
-		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "10", "--pps", "1000", vmTraffic), // not 10/8: filtered
-		hv.cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "500", shortFile),   // malformed
+		hv.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", fmt.Sprint(loops), "--pps", "10000", flowFile),
+		hv.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "10", "--pps", "1000", vmTraffic), // not 10/8: filtered
+		hv.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", "5", "--pps", "500", shortFile),   // malformed
 	}
 	scrapeWhileSending(t, d, senders)
 	sent := flows*per*loops + 10*74 + 5*100

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // makeTargets runs make in the repository for targets and returns the
@@ -149,23 +149,26 @@ func TestDebianPackage(t *testing.T) {
 	}
 
 	// sinkd as the unit starts it, in a namespace; envelopes from another.
-	hv, sk := namespaces(t)
-	cmd := inNS(sk, "sh", "-c", `set -a; . /etc/default/sinkd; exec /usr/bin/sinkd -Z sinkd -w "$SINKD_OUTPUT" $SINKD_FLAGS`)
+	// A "hypervisor" and a sink, joined by the veth pair e2e0 (2001:db8:1::1
+	// and ::2, neighbours resolved).
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	cmd := sk.Cmd("sh", "-c", `set -a; . /etc/default/sinkd; exec /usr/bin/sinkd -Z sinkd -w "$SINKD_OUTPUT" $SINKD_FLAGS`)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	poll(t, "sinkd's /readyz", func() bool { return inNS(sk, "curl", "-sf", "http://127.0.0.1:9310/readyz").Run() == nil })
+	testkit.Eventually(t, 30*time.Second, "sinkd's /readyz", func() bool { return sk.Cmd("curl", "-sf", "http://127.0.0.1:9310/readyz").Run() == nil })
 	if got := procUID(t, cmd.Process.Pid); got != uid {
 		t.Errorf("sinkd runs as uid %d, want sinkd's %d", got, uid)
 	}
-	if out, err := inNS(hv, "/usr/bin/dpcap", "replay", "--sink", "[2001:db8:1::2]:3010", vmTraffic).CombinedOutput(); err != nil {
+	if out, err := hv.Cmd("/usr/bin/dpcap", "replay", "--sink", "[2001:db8:1::2]:3010", vmTraffic).CombinedOutput(); err != nil {
 		t.Fatalf("dpcap replay: %v\n%s", err, out)
 	}
-	poll(t, "sinkd to write 74 packets", func() bool {
-		out, _ := inNS(sk, "curl", "-sf", "http://127.0.0.1:9310/metrics").Output()
+	testkit.Eventually(t, 30*time.Second, "sinkd to write 74 packets", func() bool {
+		out, _ := sk.Cmd("curl", "-sf", "http://127.0.0.1:9310/metrics").Output()
 		return strings.Contains(string(out), "\nsinkd_packets_written_total 74\n")
 	})
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -196,14 +199,14 @@ func TestDebianPackage(t *testing.T) {
 	// The packaged dpcap serve with its default state directory: a capture
 	// started and left saved, as a daemon stopped by the removal leaves it.
 	socket := filepath.Join(t.TempDir(), "dpcap.sock")
-	serve := inNS(hv, "/usr/bin/dpcap", "serve", "--backend", "software", "--socket", socket)
+	serve := hv.Cmd("/usr/bin/dpcap", "serve", "--backend", "software", "--socket", socket)
 	var serveLog bytes.Buffer
 	serve.Stderr = &serveLog
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
-	poll(t, "dpcap serve to answer", func() bool { return exec.Command("/usr/bin/dpcap", "status", "--socket", socket).Run() == nil })
+	testkit.Eventually(t, 30*time.Second, "dpcap serve to answer", func() bool { return exec.Command("/usr/bin/dpcap", "status", "--socket", socket).Run() == nil })
 	if out, err := exec.Command("/usr/bin/dpcap", "start", "--socket", socket, "--sink-node-ip", "2001:db8:1::2", "--udp-dst-port", "3010", "--vf", "e2e0").CombinedOutput(); err != nil {
 		serve.Process.Kill()
 		serve.Wait()
@@ -297,55 +300,6 @@ func procUID(t *testing.T, pid int) int {
 
 // vmTraffic is the real capture shipped in testdata.
 const vmTraffic = "../testdata/vm-traffic.pcap"
-
-// namespaces makes two network namespaces, a "hypervisor" and a sink,
-// joined by the veth pair e2e0 (2001:db8:1::1 and ::2, neighbours
-// resolved), and removes them, and what runs in them, when the test ends.
-func namespaces(t *testing.T) (hv, sk string) {
-	t.Helper()
-	hv, sk = fmt.Sprintf("dpcap-pkg-hv-%d", os.Getpid()), fmt.Sprintf("dpcap-pkg-sk-%d", os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{hv, sk} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() {
-			out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-			for _, pid := range strings.Fields(string(out)) {
-				if n, err := strconv.Atoi(pid); err == nil {
-					syscall.Kill(n, syscall.SIGKILL)
-				}
-			}
-			exec.Command("ip", "netns", "del", ns).Run()
-		})
-	}
-	ip("link", "add", "e2e0", "netns", hv, "mtu", "1600", "type", "veth", "peer", "name", "e2e0", "netns", sk, "mtu", "1600")
-	for i, ns := range []string{hv, sk} {
-		ip("-n", ns, "addr", "add", fmt.Sprintf("2001:db8:1::%d/64", i+1), "dev", "e2e0", "nodad")
-		ip("-n", ns, "link", "set", "e2e0", "up")
-		ip("-n", ns, "link", "set", "lo", "up")
-	}
-	poll(t, "a path to the sink", func() bool { return inNS(hv, "ping", "-c", "1", "-W", "1", "2001:db8:1::2").Run() == nil })
-	return hv, sk
-}
-
-// inNS is a command to run in the network namespace ns.
-func inNS(ns, name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-}
-
-// poll waits up to 30 seconds for cond.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
 
 // TestContainerImage reads the OCI layout make image writes: its config
 // (entrypoint, user, labels), the tag the Kubernetes manifests use, and

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -63,7 +64,7 @@ func TestPlantedNamesAreNeverWritten(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 4 {
-			r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 100), 100)
+			r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
 			r.Rotate() // out.pcap1, out.pcap2, then past 3, 4 and 5 to out.pcap6, out.pcap7
 		}
 		r.Close()
@@ -105,7 +106,7 @@ func TestPlantedNamesAreNeverWritten(t *testing.T) {
 			t.Errorf("skipping %s was not logged:\n%s", kind, log.String())
 		}
 	}
-	for _, n := range files(t, dir) {
+	for _, n := range testkit.DirNames(t, dir) {
 		if strings.HasSuffix(n, ".part") {
 			t.Errorf("temporary file %s left behind", n)
 		}
@@ -117,7 +118,7 @@ func TestPlantedNamesAreNeverWritten(t *testing.T) {
 // keeps that file intact after the ring comes round.
 func TestRingMakesFreshInodes(t *testing.T) {
 	dir := t.TempDir()
-	r, err := Open(Options{Path: filepath.Join(dir, "ring"), LinkType: layers.LinkTypeEthernet, FileSize: 2 << 10, FileCount: 2, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(dir, "ring"), LinkType: layers.LinkTypeEthernet, FileSize: 2 << 10, FileCount: 2, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestRingMakesFreshInodes(t *testing.T) {
 		}
 	})
 	for i := range 20 {
-		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 500), 500)
+		r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 500), 500)
 	}
 	r.Close()
 	kept := readAll(t, keep)
@@ -155,7 +156,7 @@ func TestKeepRingOnTheClock(t *testing.T) {
 	r, clk := openKeepRing(t, dir)
 	moved := filepath.Join(t.TempDir(), "moved.pcap")
 	for i := range 8 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		switch i {
 		case 2: // a -z command moves a closed file away
 			if err := os.Rename(filepath.Join(dir, "k-0401.pcap"), moved); err != nil {
@@ -174,14 +175,14 @@ func TestKeepRingOnTheClock(t *testing.T) {
 		if err := r.Tick(); err != nil {
 			t.Fatal(err)
 		}
-		names := files(t, dir)
+		names := testkit.DirNames(t, dir)
 		if n := len(names); n > 4 {
 			t.Fatalf("after %d periods: %v", i+1, names)
 		}
 	}
 	r.Close()
 	want := []string{"k-0402.pcap", "k-0406.pcap", "k-0407.pcap", "k-0408.pcap"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v (the newest 3 and the one someone replaced)", got, want)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "k-0402.pcap")); string(b) != "mine" {
@@ -199,7 +200,7 @@ func TestUserNamedFifoIsAStream(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(Options{Path: fifo, FileSize: 1000, Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "needs regular files") {
+	if _, err := Open(Options{Path: fifo, FileSize: 1000, Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "needs regular files") {
 		t.Fatalf("rotation into a fifo: %v", err)
 	}
 	read := make(chan []byte)
@@ -213,16 +214,16 @@ func TestUserNamedFifoIsAStream(t *testing.T) {
 		f.Close()
 		read <- b
 	}()
-	r, err := Open(Options{Path: fifo, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: fifo, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !r.Stream() {
 		t.Error("a fifo is not written as a stream")
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 100), 100)
 	r.Rotate() // ignored: a second header would corrupt the stream
-	r.WritePacket(0, time.Unix(2, 0), frame(2, 100), 100)
+	r.WritePacket(0, time.Unix(2, 0), numberedFrame(2, 100), 100)
 	r.Close()
 	b := <-read
 	out := filepath.Join(t.TempDir(), "copy.pcap")
@@ -260,7 +261,7 @@ func TestKeepCountsAnEarlierRunsFiles(t *testing.T) {
 	}
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestKeepCountsAnEarlierRunsFiles(t *testing.T) {
 	}
 	r.Close()
 	want := []string{"k-0098.pcap.gz", "k-0099.pcap", "k-0103.pcap", "k-0400.pcap", "k-0401.pcap", "other.pcap"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 }
@@ -278,11 +279,11 @@ func TestKeepCountsAnEarlierRunsFiles(t *testing.T) {
 // TestDevNullIsAStream checks -w /dev/null (a benchmark's sink) is written
 // as a stream, not replaced.
 func TestDevNullIsAStream(t *testing.T) {
-	r, err := Open(Options{Path: os.DevNull, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: os.DevNull, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 100), 100)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 100), 100)
 	if err := r.Flush(); err != nil || !r.Stream() {
 		t.Fatalf("flush: %v, stream %v", err, r.Stream())
 	}
@@ -317,7 +318,7 @@ func TestKeepCountsCompressedFiles(t *testing.T) {
 		}
 	})
 	for i := range 8 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		clk.t = clk.t.Add(time.Second)
 		if err := r.Tick(); err != nil {
 			t.Fatal(err)
@@ -325,7 +326,7 @@ func TestKeepCountsCompressedFiles(t *testing.T) {
 	}
 	r.Close()
 	want := []string{"k-0401.pcap.gz", "k-0406.pcap.gz", "k-0407.pcap.gz", "k-0408.pcap.gz"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v (the newest 3, compressed, and someone else's)", got, want)
 	}
 }
@@ -347,7 +348,7 @@ func TestKeepRemovesWhatASlowCompressorMakes(t *testing.T) {
 	})
 	done := map[string]bool{}
 	for i := range 12 {
-		r.WritePacket(0, clk.t, frame(i, 100), 100)
+		r.WritePacket(0, clk.t, numberedFrame(i, 100), 100)
 		clk.t = clk.t.Add(time.Second)
 		if err := r.Tick(); err != nil {
 			t.Fatal(err)
@@ -364,7 +365,7 @@ func TestKeepRemovesWhatASlowCompressorMakes(t *testing.T) {
 			}
 			os.Chtimes(name+".gz", mt, mt)
 		}
-		if got := files(t, dir); len(got) > 4 {
+		if got := testkit.DirNames(t, dir); len(got) > 4 {
 			t.Fatalf("after %d periods: %v, want the newest 3 and at most one compressed file", i+1, got)
 		}
 	}
@@ -377,7 +378,7 @@ func openKeepRing(t *testing.T, dir string) (*Rotator, *clock) {
 	t.Helper()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "k-%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, Keep: 3, Now: clk.now, Logger: quietLogger()})
+		Interval: time.Second, Keep: 3, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package pcapout
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -32,7 +33,7 @@ func TestOnOpenAnnouncesEveryFile(t *testing.T) {
 			}
 		}
 	}
-	r, err := Open(Options{Path: filepath.Join(dir, "cap.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(dir, "cap.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestOnOpenAnnouncesEveryFile(t *testing.T) {
 	r.Close()
 
 	heard = nil
-	s, err := NewSplit(Options{Path: filepath.Join(dir, "split.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	s, err := NewSplit(Options{Path: filepath.Join(dir, "split.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRemovedFileWithAnotherLink(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Unix(1700000000, 0)}
 	path := filepath.Join(dir, "cap.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Now: clk.now, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +75,12 @@ func TestRemovedFileWithAnotherLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.t = clk.t.Add(2 * time.Second)
-	r.WritePacket(0, clk.t, frame(1, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(1, 100), 100)
 	r.Flush()
 	if _, err := os.Stat(path + "1"); err != nil {
 		t.Fatalf("no new file after the removal: %v", err)
 	}
-	r.WritePacket(0, clk.t, frame(2, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(2, 100), 100)
 	r.Close()
 	if n := len(readAll(t, path+"1")); n != 1 {
 		t.Errorf("the new file holds %d packets, want 1", n)

@@ -3,6 +3,7 @@ package pcapout
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -59,7 +61,7 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	r, err := Open(Options{Path: filepath.Join(dir, "c.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
-		Application: "dpcap sinkd", FileSize: 6 << 10, Now: clk.now, Logger: quietLogger(),
+		Application: "dpcap sinkd", FileSize: 6 << 10, Now: clk.now, Logger: slog.New(slog.DiscardHandler),
 		OSDrops: func() uint64 { return 7 }})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 			r.Filtered(1)
 			r.Filtered(1)
 		}
-		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), frame(i, 1001), 1001)
+		r.WritePacket(ifaces[i%len(ifaces)], clk.t.Add(time.Duration(i)), numberedFrame(i, 1001), 1001)
 	}
 	r.Close()
 	// Received and accepted count from the start; delivered, per file.
@@ -137,7 +139,7 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 			t.Errorf("%s: gopacket reads %d packets, file has %d", name, n, epbs)
 		}
 	}
-	if got := files(t, dir); len(got) != 2 {
+	if got := testkit.DirNames(t, dir); len(got) != 2 {
 		t.Fatalf("files %v, want two 6 KiB files", got)
 	}
 	if delivered[0]+delivered[1] != 10 {
@@ -147,7 +149,7 @@ func TestPcapngInterfacesAndStatistics(t *testing.T) {
 
 func TestSplitBySource(t *testing.T) {
 	dir := t.TempDir()
-	s, err := NewSplit(Options{Path: filepath.Join(dir, "out.pcap"), LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	s, err := NewSplit(Options{Path: filepath.Join(dir, "out.pcap"), LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,11 +157,11 @@ func TestSplitBySource(t *testing.T) {
 	b := s.AddInterface(Interface{Name: "2001:db8::10 tag 3"})
 	c := s.AddInterface(Interface{Name: "vm-1"}) // another hypervisor's vm-1
 	for i := range 6 {
-		s.WritePacket([]int{a, b, c}[i%3], time.Unix(int64(i), 0), frame(i, 100), 100)
+		s.WritePacket([]int{a, b, c}[i%3], time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
 	}
 	s.Close()
 	want := []string{"out-2001_db8__10_tag_3.pcap", "out-vm-1-2.pcap", "out-vm-1.pcap"}
-	got := files(t, dir)
+	got := testkit.DirNames(t, dir)
 	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("files %v, want %v", got, want)
 	}
@@ -174,13 +176,13 @@ func TestSplitBySource(t *testing.T) {
 }
 
 func BenchmarkWritePacketPcapng(b *testing.B) {
-	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
 	r.AddInterface(Interface{Name: "vm-1"})
-	data := frame(1, 1001)
+	data := numberedFrame(1, 1001)
 	ts := time.Now()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -193,7 +195,7 @@ func BenchmarkWritePacketPcapng(b *testing.B) {
 // cut on a character boundary instead of wrapping the option's length.
 func TestPcapngLongNameIsCut(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "long.pcapng")
-	r, err := Open(Options{Path: name, Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: name, Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +221,7 @@ func TestPcapngSizeLimitCountsEveryBlock(t *testing.T) {
 	dir := t.TempDir()
 	const limit = 3000
 	r, err := Open(Options{Path: filepath.Join(dir, "s.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
-		FileSize: limit, Logger: quietLogger()})
+		FileSize: limit, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,11 +231,11 @@ func TestPcapngSizeLimitCountsEveryBlock(t *testing.T) {
 			desc := fmt.Sprintf("source %d %s", i, strings.Repeat("d", 200))
 			ifaces = append(ifaces, r.AddInterface(Interface{Name: fmt.Sprint("src", i), Description: desc}))
 		}
-		r.WritePacket(ifaces[len(ifaces)-1], time.Unix(int64(i), 0), frame(i, 201), 201)
+		r.WritePacket(ifaces[len(ifaces)-1], time.Unix(int64(i), 0), numberedFrame(i, 201), 201)
 	}
 	r.Close()
 	n := 0
-	for _, name := range files(t, dir) {
+	for _, name := range testkit.DirNames(t, dir) {
 		p := filepath.Join(dir, name)
 		st, err := os.Stat(p)
 		if err != nil {
@@ -260,18 +262,18 @@ func TestPcapngInterfaceDeclaredWhenFull(t *testing.T) {
 	dir := t.TempDir()
 	const limit = 4000
 	r, err := Open(Options{Path: filepath.Join(dir, "f.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet,
-		FileSize: limit, Logger: quietLogger()})
+		FileSize: limit, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := r.AddInterface(Interface{Name: "a"})
 	for i := 0; r.out.size() < limit-400; i++ {
-		r.WritePacket(a, time.Unix(int64(i), 0), frame(i, 60), 60)
+		r.WritePacket(a, time.Unix(int64(i), 0), numberedFrame(i, 60), 60)
 	}
 	b := r.AddInterface(Interface{Name: "b", Description: strings.Repeat("d", 300)})
-	r.WritePacket(b, time.Unix(100, 0), frame(100, 60), 60)
+	r.WritePacket(b, time.Unix(100, 0), numberedFrame(100, 60), 60)
 	r.Close()
-	for _, name := range files(t, dir) {
+	for _, name := range testkit.DirNames(t, dir) {
 		if st, _ := os.Stat(filepath.Join(dir, name)); st.Size() > limit {
 			t.Errorf("%s: %d bytes, over -C %d", name, st.Size(), limit)
 		}

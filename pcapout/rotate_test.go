@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -22,10 +22,8 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// frame returns a distinct frame of n bytes for packet number i.
-func frame(i, n int) []byte {
+// numberedFrame returns a distinct frame of n bytes for packet number i.
+func numberedFrame(i, n int) []byte {
 	b := bytes.Repeat([]byte{byte(i)}, n)
 	copy(b, fmt.Sprintf("%08d", i))
 	return b
@@ -45,33 +43,20 @@ func readAll(t *testing.T, name string) []pcapfile.Packet {
 	return pkts
 }
 
-func files(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cap.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 10 << 10, FlushBytes: 4096, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 10 << 10, FlushBytes: 4096, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 200
 	ts := time.Unix(1700000000, 123456789)
 	for i := range n {
-		r.WritePacket(0, ts.Add(time.Duration(i)), frame(i, 60+i*7%1400), 60+i*7%1400)
+		r.WritePacket(0, ts.Add(time.Duration(i)), numberedFrame(i, 60+i*7%1400), 60+i*7%1400)
 	}
 	r.Close()
-	names := files(t, dir)
+	names := testkit.DirNames(t, dir)
 	if len(names) < 5 {
 		t.Fatalf("files = %v, want several 10 KiB files", names)
 	}
@@ -94,7 +79,7 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 		t.Fatalf("read back %d packets, want %d", len(got), n)
 	}
 	for i, rec := range got {
-		if !bytes.Equal(rec.Data, frame(i, 60+i*7%1400)) {
+		if !bytes.Equal(rec.Data, numberedFrame(i, 60+i*7%1400)) {
 			t.Fatalf("packet %d differs", i)
 		}
 		if !rec.Info.Timestamp.Equal(ts.Add(time.Duration(i))) {
@@ -110,15 +95,15 @@ func TestSizeRotationKeepsEveryPacketWhole(t *testing.T) {
 func TestSizeRotationRing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ring")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 4 << 10, FileCount: 3, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, FileSize: 4 << 10, FileCount: 3, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		r.WritePacket(0, time.Unix(int64(i), 0), frame(i, 1000), 1000)
+		r.WritePacket(0, time.Unix(int64(i), 0), numberedFrame(i, 1000), 1000)
 	}
 	r.Close()
-	if got, want := files(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
+	if got, want := testkit.DirNames(t, dir), []string{"ring0", "ring1", "ring2"}; !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	// The newest packet is in the file the ring wrote last.
@@ -137,7 +122,7 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "t-%H%M%S.pcap"), LinkType: layers.LinkTypeEthernet,
-		Interval: 10 * time.Second, Now: clk.now, Logger: quietLogger()})
+		Interval: 10 * time.Second, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,15 +134,15 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 		closed = append(closed, f)
 	})
 	r.AddInterface(Interface{Name: "vm-1"})
-	r.WritePacket(0, clk.t, frame(1, 100), 100)
-	r.WritePacket(0, clk.t.Add(time.Second), frame(2, 100), 100)
+	r.WritePacket(0, clk.t, numberedFrame(1, 100), 100)
+	r.WritePacket(0, clk.t.Add(time.Second), numberedFrame(2, 100), 100)
 	if d := r.Deadline(); !d.Equal(clk.t.Add(10 * time.Second)) {
 		t.Fatalf("deadline = %v", d)
 	}
 	start := clk.t
 	clk.t = clk.t.Add(5 * time.Second)
-	if err := r.Tick(); err != nil || len(files(t, dir)) != 1 || len(closed) != 0 {
-		t.Fatalf("rotated early: %v %v", err, files(t, dir))
+	if err := r.Tick(); err != nil || len(testkit.DirNames(t, dir)) != 1 || len(closed) != 0 {
+		t.Fatalf("rotated early: %v %v", err, testkit.DirNames(t, dir))
 	}
 	// Two idle periods: each still produces its own (empty, valid) file.
 	for range 2 {
@@ -168,7 +153,7 @@ func TestTimeRotationOnTheClockWhenIdle(t *testing.T) {
 	}
 	r.Close()
 	want := []string{"t-030400.pcap", "t-030415.pcap", "t-030425.pcap"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	if n := len(readAll(t, filepath.Join(dir, want[0]))); n != 2 {
@@ -204,7 +189,7 @@ func TestTimeRotationFileLimit(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{time.Date(2026, 1, 2, 3, 4, 0, 0, time.Local)}
 	r, err := Open(Options{Path: filepath.Join(dir, "t-%M%S"), LinkType: layers.LinkTypeEthernet,
-		Interval: time.Second, FileCount: 2, Now: clk.now, Logger: quietLogger()})
+		Interval: time.Second, FileCount: 2, Now: clk.now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +202,7 @@ func TestTimeRotationFileLimit(t *testing.T) {
 		t.Fatalf("third period: err = %v, want ErrFileLimit", err)
 	}
 	r.Close()
-	if got := files(t, dir); !slices.Equal(got, []string{"t-0400", "t-0401"}) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, []string{"t-0400", "t-0401"}) {
 		t.Fatalf("files = %v", got)
 	}
 }
@@ -225,17 +210,17 @@ func TestTimeRotationFileLimit(t *testing.T) {
 func TestRotateOnDemandNumbersFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.pcap")
-	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		r.WritePacket(0, time.Unix(1, 0), frame(i, 64), 64)
+		r.WritePacket(0, time.Unix(1, 0), numberedFrame(i, 64), 64)
 		r.Rotate()
 	}
 	r.Close()
 	want := []string{"out.pcap", "out.pcap1", "out.pcap2", "out.pcap3"}
-	if got := files(t, dir); !slices.Equal(got, want) {
+	if got := testkit.DirNames(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
 	for i, name := range want {
@@ -247,11 +232,11 @@ func TestRotateOnDemandNumbersFiles(t *testing.T) {
 
 func TestSnapLenCutsButKeepsLength(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.pcap")
-	r, err := Open(Options{Path: path, SnapLen: 96, LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: path, SnapLen: 96, LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.WritePacket(0, time.Unix(1, 0), frame(1, 1500), 1500)
+	r.WritePacket(0, time.Unix(1, 0), numberedFrame(1, 1500), 1500)
 	r.Close()
 	got := readAll(t, path)
 	if len(got) != 1 || len(got[0].Data) != 96 || got[0].Info.Length != 1500 {
@@ -277,7 +262,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.Logger = quietLogger()
+			tt.opts.Logger = slog.New(slog.DiscardHandler)
 			_, err := Open(tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.want)
@@ -290,12 +275,12 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func BenchmarkWritePacket(b *testing.B) {
-	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: quietLogger()})
+	r, err := Open(Options{Path: filepath.Join(b.TempDir(), "b.pcap"), LinkType: layers.LinkTypeEthernet, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	data := frame(1, 1000)
+	data := numberedFrame(1, 1000)
 	ts := time.Now()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()

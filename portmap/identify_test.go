@@ -7,39 +7,10 @@ import (
 	"testing"
 
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
-
-// frame builds an inner Ethernet frame from mac: IPv4 from src to dst, or,
-// for IPv6 addresses, IP-in-IPv6 as the underlay carries a VM's traffic.
-func frame(t testing.TB, mac, src, dst string, vlan bool) []byte {
-	t.Helper()
-	hw, _ := net.ParseMAC(mac)
-	eth := &layers.Ethernet{SrcMAC: hw, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}}
-	ls := []gopacket.SerializableLayer{eth}
-	next := &eth.EthernetType
-	if vlan {
-		eth.EthernetType = layers.EthernetTypeDot1Q
-		tag := &layers.Dot1Q{VLANIdentifier: 7}
-		ls, next = append(ls, tag), &tag.Type
-	}
-	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
-	if s.Is4() {
-		*next = layers.EthernetTypeIPv4
-		ls = append(ls, &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()})
-	} else {
-		*next = layers.EthernetTypeIPv6
-		ls = append(ls, &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv4, SrcIP: s.AsSlice(), DstIP: d.AsSlice()},
-			&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{192, 0, 2, 9}, DstIP: net.IP{10, 0, 0, 1}})
-	}
-	ls = append(ls, gopacket.Payload("payload"))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // arpFrame is an ARP request from mac asking as spa.
 func arpFrame(t testing.TB, mac, spa string) []byte {
@@ -94,31 +65,31 @@ func TestIdentify(t *testing.T) {
 		want   string
 		tagged bool
 	}{
-		{"by ipv4", hv, 0, frame(t, other, "10.0.0.2", "10.0.0.1", false), "vm-2", false},
-		{"by ipv4 behind a VLAN tag", hv, 0, frame(t, other, "10.0.0.2", "10.0.0.1", true), "vm-2", false},
-		{"by ipv6", hv, 0, frame(t, other, "fd00::2", "fd00::1", false), "vm-2", false},
-		{"by mac", hv, 0, frame(t, "02:00:00:00:00:01", "0.0.0.0", "255.255.255.255", false), "vm-1", false},
+		{"by ipv4", hv, 0, testkit.InnerFrame(t, other, "10.0.0.2", "10.0.0.1"), "vm-2", false},
+		{"by ipv4 behind a VLAN tag", hv, 0, testkit.InnerFrame(t, other, "10.0.0.2", "10.0.0.1", 7), "vm-2", false},
+		{"by ipv6", hv, 0, testkit.InnerFrame(t, other, "fd00::2", "fd00::1"), "vm-2", false},
+		{"by mac", hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:01", "0.0.0.0", "255.255.255.255"), "vm-1", false},
 		{"by arp sender", hv, 0, arpFrame(t, other, "10.0.0.2"), "vm-2", false},
-		{"same ipv4, other hypervisor", hv2, 0, frame(t, other, "10.0.0.1", "10.0.0.2", false), "vm-9", false},
-		{"any-source entry", hv2, 0, frame(t, other, "10.9.9.9", "10.0.0.2", false), "anywhere", false},
-		{"pf0 towards a /128 route", hv, 0, frame(t, other, "2001:db8::1", "fc00:1::1", false), "pf0 to vm-1", false},
-		{"pf0 towards a /112 route", hv, 0, frame(t, other, "2001:db8::1", "fc00:1::2:5", false), "pf0 to vm-2", false},
-		{"pf0 of the other hypervisor", hv2, 0, frame(t, other, "2001:db8::1", "fc00:2::99", false), "pf0-b to vm-9", false},
-		{"route of another hypervisor", hv2, 0, frame(t, other, "2001:db8::1", "fc00:1::1", false), "", false},
-		{"underlay to no route", hv, 0, frame(t, other, "2001:db8::1", "fc00:9::1", false), "", false},
-		{"unknown ipv4", hv, 0, frame(t, other, "10.0.0.3", "10.0.0.1", false), "", false},
-		{"unknown sender", "2001:db8::99", 0, frame(t, other, "10.0.0.1", "10.0.0.2", false), "", false},
-		{"tag", hv3, 1, frame(t, other, "10.5.5.5", "10.0.0.2", false), "tagged-vm", true},
-		{"tagged pf towards a route", hv3, 2, frame(t, other, "2001:db8::1", "fc00:3::7", false), "tagged-pf to vm-t", true},
-		{"tagged pf, other traffic", hv3, 2, frame(t, other, "10.5.5.5", "10.0.0.2", false), "tagged-pf", true},
-		{"unknown tag names no port, whatever it carries", hv, 77, frame(t, other, "10.0.0.2", "10.0.0.1", false), "", false},
-		{"unknown tag, a VF's mac", hv, 77, frame(t, "02:00:00:00:00:01", "10.5.5.5", "10.0.0.1", false), "", false},
-		{"unknown tag, towards a route", hv, 77, frame(t, other, "2001:db8::1", "fc00:1::1", false), "", false},
-		{"unknown tag of a tagging hypervisor", hv3, 3, frame(t, other, "10.5.5.5", "10.0.0.2", false), "", false},
-		{"ambiguous ipv4, known mac", hv4, 0, frame(t, "02:00:00:00:00:78", "10.7.7.7", "10.0.0.2", false), "twin-b", false},
-		{"ambiguous ipv4 alone", hv4, 0, frame(t, other, "10.7.7.7", "10.0.0.2", false), "", false},
+		{"same ipv4, other hypervisor", hv2, 0, testkit.InnerFrame(t, other, "10.0.0.1", "10.0.0.2"), "vm-9", false},
+		{"any-source entry", hv2, 0, testkit.InnerFrame(t, other, "10.9.9.9", "10.0.0.2"), "anywhere", false},
+		{"pf0 towards a /128 route", hv, 0, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:1::1"), "pf0 to vm-1", false},
+		{"pf0 towards a /112 route", hv, 0, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:1::2:5"), "pf0 to vm-2", false},
+		{"pf0 of the other hypervisor", hv2, 0, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:2::99"), "pf0-b to vm-9", false},
+		{"route of another hypervisor", hv2, 0, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:1::1"), "", false},
+		{"underlay to no route", hv, 0, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:9::1"), "", false},
+		{"unknown ipv4", hv, 0, testkit.InnerFrame(t, other, "10.0.0.3", "10.0.0.1"), "", false},
+		{"unknown sender", "2001:db8::99", 0, testkit.InnerFrame(t, other, "10.0.0.1", "10.0.0.2"), "", false},
+		{"tag", hv3, 1, testkit.InnerFrame(t, other, "10.5.5.5", "10.0.0.2"), "tagged-vm", true},
+		{"tagged pf towards a route", hv3, 2, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:3::7"), "tagged-pf to vm-t", true},
+		{"tagged pf, other traffic", hv3, 2, testkit.InnerFrame(t, other, "10.5.5.5", "10.0.0.2"), "tagged-pf", true},
+		{"unknown tag names no port, whatever it carries", hv, 77, testkit.InnerFrame(t, other, "10.0.0.2", "10.0.0.1"), "", false},
+		{"unknown tag, a VF's mac", hv, 77, testkit.InnerFrame(t, "02:00:00:00:00:01", "10.5.5.5", "10.0.0.1"), "", false},
+		{"unknown tag, towards a route", hv, 77, testkit.InnerFrame(t, other, "2001:db8::1", "fc00:1::1"), "", false},
+		{"unknown tag of a tagging hypervisor", hv3, 3, testkit.InnerFrame(t, other, "10.5.5.5", "10.0.0.2"), "", false},
+		{"ambiguous ipv4, known mac", hv4, 0, testkit.InnerFrame(t, "02:00:00:00:00:78", "10.7.7.7", "10.0.0.2"), "twin-b", false},
+		{"ambiguous ipv4 alone", hv4, 0, testkit.InnerFrame(t, other, "10.7.7.7", "10.0.0.2"), "", false},
 		{"runt", hv, 0, []byte{1, 2, 3}, "", false},
-		{"ipv6 header cut short", hv, 0, frame(t, other, "fd00::2", "fd00::1", false)[:40], "", false},
+		{"ipv6 header cut short", hv, 0, testkit.InnerFrame(t, other, "fd00::2", "fd00::1")[:40], "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, tagged := x.Identify(netip.MustParseAddr(tt.sender), tt.tag, parsed(tt.frame))
@@ -137,7 +108,7 @@ func TestIdentifyVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	x, _ := NewIdentifier(m)
-	f := frame(t, "02:00:00:00:00:01", "10.0.0.1", "10.0.0.2", false)
+	f := testkit.InnerFrame(t, "02:00:00:00:00:01", "10.0.0.1", "10.0.0.2")
 	for _, tt := range []struct {
 		sender string
 		tag    uint32
@@ -160,9 +131,9 @@ func BenchmarkIdentify(b *testing.B) {
 		name  string
 		frame []byte
 	}{
-		{"vf-ipv4", frame(b, "02:00:00:00:00:99", "10.0.0.2", "10.0.0.1", false)},
-		{"pf-underlay", frame(b, "02:00:00:00:00:99", "2001:db8::1", "fc00:1::1", false)},
-		{"none", frame(b, "02:00:00:00:00:99", "10.0.0.3", "10.0.0.1", false)},
+		{"vf-ipv4", testkit.InnerFrame(b, "02:00:00:00:00:99", "10.0.0.2", "10.0.0.1")},
+		{"pf-underlay", testkit.InnerFrame(b, "02:00:00:00:00:99", "2001:db8::1", "fc00:1::1")},
+		{"none", testkit.InnerFrame(b, "02:00:00:00:00:99", "10.0.0.3", "10.0.0.1")},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture/udp"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -65,17 +66,6 @@ func (f *fixture) wait(t *testing.T) {
 
 func countPackets(t *testing.T, name string) int { return len(readPcap(t, name)) }
 
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestEveryPacketAccountedFor(t *testing.T) {
 	f := start(t, Config{}, pcapout.Options{})
 	frame := make([]byte, 60)
@@ -90,7 +80,7 @@ func TestEveryPacketAccountedFor(t *testing.T) {
 		}
 		sent++
 	}
-	eventually(t, "all datagrams received", func() bool {
+	testkit.Eventually(t, 5*time.Second, "all datagrams received", func() bool {
 		s := f.eng.Stats()
 		if s.KernelDrops > 0 {
 			t.Fatalf("the socket dropped %d datagrams", s.KernelDrops)
@@ -129,9 +119,9 @@ func TestCountStopsAtExactlyCount(t *testing.T) {
 
 func TestRotateAndStopWakeAnIdleEngine(t *testing.T) {
 	f := start(t, Config{}, pcapout.Options{})
-	eventually(t, "engine running", f.eng.Running)
+	testkit.Eventually(t, 5*time.Second, "engine running", f.eng.Running)
 	f.eng.Rotate()
-	eventually(t, "rotation while idle", func() bool {
+	testkit.Eventually(t, 5*time.Second, "rotation while idle", func() bool {
 		_, err := os.Stat(filepath.Join(f.dir, "out.pcap1"))
 		return err == nil
 	})
@@ -143,18 +133,18 @@ func TestRotateAndStopWakeAnIdleEngine(t *testing.T) {
 // follows, yet the file must be written while sinkd idles.
 func TestIdleFlushAfterAFullBatch(t *testing.T) {
 	f := start(t, Config{BatchSize: 16}, pcapout.Options{})
-	eventually(t, "engine running", f.eng.Running)
+	testkit.Eventually(t, 5*time.Second, "engine running", f.eng.Running)
 	for range 16 {
 		f.conn.Write(make([]byte, 64))
 	}
-	eventually(t, "a full batch written while idle", func() bool { return f.eng.Stats().Written == 16 })
+	testkit.Eventually(t, 5*time.Second, "a full batch written while idle", func() bool { return f.eng.Stats().Written == 16 })
 	f.eng.Stop()
 	f.wait(t)
 }
 
 func TestClockRotationWhileIdle(t *testing.T) {
 	f := start(t, Config{}, pcapout.Options{Interval: time.Second, FileSize: 1 << 20})
-	eventually(t, "two rotations with no traffic", func() bool { return f.eng.Stats().Rotations >= 2 })
+	testkit.Eventually(t, 5*time.Second, "two rotations with no traffic", func() bool { return f.eng.Stats().Rotations >= 2 })
 	f.eng.Stop()
 	f.wait(t)
 }

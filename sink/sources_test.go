@@ -1,37 +1,20 @@
 package sink
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/portmap"
 )
-
-// innerFrame is a minimal Ethernet frame from mac carrying an IP header
-// from src to dst (IPv4, or IPv6 next header IP-in-IP).
-func innerFrame(mac byte, src, dst string) []byte {
-	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
-	b := []byte{2, 0, 0, 0, 0, 0xfe, 2, 0, 0, 0, 0, mac, 0x08, 0x00}
-	ip, srcAt, dstAt := []byte{0x45, 8: 64, 9: 17, 19: 0}, 12, 16
-	if !s.Is4() {
-		b[12], b[13] = 0x86, 0xDD
-		ip, srcAt, dstAt = []byte{0x60, 6: 4, 7: 64, 39: 0}, 8, 24
-	}
-	copy(ip[srcAt:], s.AsSlice())
-	copy(ip[dstAt:], d.AsSlice())
-	return append(b, ip...)
-}
 
 // runFake runs an engine over pkts into a pcapng file and returns its
 // stats and, per interface name, the packets written there.
@@ -67,29 +50,9 @@ func runSource(t *testing.T, cfg Config, src *fakeSource, ready func(*Engine)) (
 	if st.Accounted() != st.Received || st.Received != uint64(len(pkts)) {
 		t.Errorf("received %d of %d, accounted %d", st.Received, len(pkts), st.Accounted())
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]int{}
-	for {
-		_, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ifc, err := r.Interface(ci.InterfaceIndex)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[ifc.Name]++
+	for ifc, frames := range testkit.FramesByInterface(t, name) {
+		got[ifc] = len(frames)
 	}
 	return st, got
 }
@@ -114,15 +77,15 @@ func TestSourcesByPortMap(t *testing.T) {
 		return p
 	}
 	var pkts []capture.Packet
-	pkts = append(pkts, send(5, hv, 0, innerFrame(9, "10.0.0.1", "10.0.0.2"))...)    // vm-1 by IPv4
-	pkts = append(pkts, send(4, hv, 0, innerFrame(2, "fe80::2", "ff02::1"))...)      // vm-2 by MAC
-	pkts = append(pkts, send(3, hv, 0, innerFrame(9, "fd00::2", "fd00::1"))...)      // vm-2 by IPv6
-	pkts = append(pkts, send(6, hv, 0, innerFrame(9, "2001:db8::99", "fc00::2"))...) // PF0 towards vm-2
-	pkts = append(pkts, send(2, hv, 0, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)    // no entry
-	pkts = append(pkts, send(7, hv, 99, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // unknown tag
-	pkts = append(pkts, send(3, hv, 99, innerFrame(9, "10.0.0.1", "10.0.0.2"))...)   // unknown tag, vm-1's address
-	pkts = append(pkts, send(8, hv2, 1, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // known tag
-	pkts = append(pkts, send(1, hv2, 2, innerFrame(9, "10.9.9.9", "10.0.0.2"))...)   // unknown tag
+	pkts = append(pkts, send(5, hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.0.0.1", "10.0.0.2"))...)    // vm-1 by IPv4
+	pkts = append(pkts, send(4, hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:02", "fe80::2", "ff02::1"))...)      // vm-2 by MAC
+	pkts = append(pkts, send(3, hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:09", "fd00::2", "fd00::1"))...)      // vm-2 by IPv6
+	pkts = append(pkts, send(6, hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:09", "2001:db8::99", "fc00::2"))...) // PF0 towards vm-2
+	pkts = append(pkts, send(2, hv, 0, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2"))...)    // no entry
+	pkts = append(pkts, send(7, hv, 99, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2"))...)   // unknown tag
+	pkts = append(pkts, send(3, hv, 99, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.0.0.1", "10.0.0.2"))...)   // unknown tag, vm-1's address
+	pkts = append(pkts, send(8, hv2, 1, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2"))...)   // known tag
+	pkts = append(pkts, send(1, hv2, 2, testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2"))...)   // unknown tag
 	st, got := runFake(t, Config{PortMap: &m}, pkts)
 	want := map[string]int{"vm-1": 5, "vm-2": 7, "pf0 to vm-2": 6, "2001:db8::10": 12, "tagged": 8, "2001:db8::11": 1}
 	if len(got) != len(want) {
@@ -157,7 +120,7 @@ func TestSetPortMap(t *testing.T) {
 	var pkts []capture.Packet
 	for _, n := range []struct{ tag, count uint32 }{{100, 3}, {200, 2}, {300, 4}, {100, 5}, {200, 6}, {300, 7}} {
 		for range n.count {
-			pkts = append(pkts, capture.Packet{Data: innerFrame(9, "10.9.9.9", "10.0.0.2"), Src: hv, FlowLabel: n.tag})
+			pkts = append(pkts, capture.Packet{Data: testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2"), Src: hv, FlowLabel: n.tag})
 		}
 	}
 	var eng *Engine
@@ -184,7 +147,7 @@ func TestSetPortMap(t *testing.T) {
 // TestSourcesBounded floods the engine with flow labels: past the bound,
 // every new source shares the overflow interface.
 func TestSourcesBounded(t *testing.T) {
-	frame := innerFrame(9, "10.9.9.9", "10.0.0.2")
+	frame := testkit.InnerFrame(t, "02:00:00:00:00:09", "10.9.9.9", "10.0.0.2")
 	var pkts []capture.Packet
 	for tag := range uint32(5000) {
 		pkts = append(pkts, capture.Packet{Data: frame, Src: netip.MustParseAddrPort("[2001:db8::10]:5000"), FlowLabel: tag})

@@ -31,8 +31,8 @@ type pkt struct {
 	tag   string
 }
 
-// frame is an Ethernet frame carrying tag.
-func frame(tag string) []byte {
+// taggedFrame is an Ethernet frame carrying tag.
+func taggedFrame(tag string) []byte {
 	b := make([]byte, 60)
 	copy(b, []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0xb5})
 	copy(b[14:], tag)
@@ -63,7 +63,7 @@ func writeNg(t *testing.T, name string, ifaces []pcapgo.NgInterface, pkts []pkt)
 		}
 	}
 	for _, p := range pkts {
-		d := frame(p.tag)
+		d := taggedFrame(p.tag)
 		ci := gopacket.CaptureInfo{Timestamp: t0.Add(p.at), CaptureLength: len(d), Length: len(d), InterfaceIndex: p.iface}
 		if err := w.WritePacket(ci, d); err != nil {
 			t.Fatal(err)
@@ -74,8 +74,8 @@ func writeNg(t *testing.T, name string, ifaces []pcapgo.NgInterface, pkts []pkt)
 	}
 }
 
-// writePcap writes a nanosecond pcap file of Ethernet frames.
-func writePcap(t *testing.T, name string, pkts []pkt) {
+// writePcapNanos writes a nanosecond pcap file of Ethernet frames.
+func writePcapNanos(t *testing.T, name string, pkts []pkt) {
 	t.Helper()
 	f, err := os.Create(name)
 	if err != nil {
@@ -87,7 +87,7 @@ func writePcap(t *testing.T, name string, pkts []pkt) {
 		t.Fatal(err)
 	}
 	for _, p := range pkts {
-		d := frame(p.tag)
+		d := taggedFrame(p.tag)
 		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: t0.Add(p.at), CaptureLength: len(d), Length: len(d)}, d); err != nil {
 			t.Fatal(err)
 		}
@@ -282,10 +282,10 @@ func TestMergeDamagedFiles(t *testing.T) {
 func TestPcapSources(t *testing.T) {
 	dir := t.TempDir()
 	one, two, unknown, other := filepath.Join(dir, "one.pcap"), filepath.Join(dir, "two.pcap"), filepath.Join(dir, "unknown.pcap"), filepath.Join(dir, "other.pcap")
-	writePcap(t, one, []pkt{{0, 1 * time.Second, "one1"}, {0, 3 * time.Second, "one2"}})
-	writePcap(t, two, []pkt{{0, 2 * time.Second, "two1"}})
-	writePcap(t, unknown, []pkt{{0, 2500 * time.Millisecond, "unknown1"}})
-	writePcap(t, other, []pkt{{0, 1500 * time.Millisecond, "other1"}})
+	writePcapNanos(t, one, []pkt{{0, 1 * time.Second, "one1"}, {0, 3 * time.Second, "one2"}})
+	writePcapNanos(t, two, []pkt{{0, 2 * time.Second, "two1"}})
+	writePcapNanos(t, unknown, []pkt{{0, 2500 * time.Millisecond, "unknown1"}})
+	writePcapNanos(t, other, []pkt{{0, 1500 * time.Millisecond, "other1"}})
 	trunc := localFile(two, 2*time.Second, 2*time.Second, "vm-1")
 	trunc.Name, trunc.Partial = two+"#truncated", true
 	src := listed{
@@ -332,12 +332,12 @@ func TestDirList(t *testing.T) {
 	}
 	writeNg(t, keyed, []pcapgo.NgInterface{ngIface("vm-1", "")}, []pkt{{0, 10 * time.Second, "k1"}, {0, 20 * time.Second, "k2"}})
 	plain := filepath.Join(dir, "cap.pcap1")
-	writePcap(t, plain, []pkt{{0, 30 * time.Second, "p1"}, {0, 40 * time.Second, "p2"}})
+	writePcapNanos(t, plain, []pkt{{0, 30 * time.Second, "p1"}, {0, 40 * time.Second, "p2"}})
 	if err := os.Chtimes(plain, t0.Add(41*time.Second), t0.Add(41*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	old := filepath.Join(dir, "old.pcap")
-	writePcap(t, old, []pkt{{0, -time.Hour, "o1"}})
+	writePcapNanos(t, old, []pkt{{0, -time.Hour, "o1"}})
 	if err := os.Chtimes(old, t0.Add(-time.Hour), t0.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestDirList(t *testing.T) {
 	if err := os.MkdirAll(spool, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writePcap(t, filepath.Join(spool, "0000-cap.pcap1"), []pkt{{0, 30 * time.Second, "p1"}})
+	writePcapNanos(t, filepath.Join(spool, "0000-cap.pcap1"), []pkt{{0, 30 * time.Second, "p1"}})
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +388,7 @@ func TestToKeepsPacketsAfterALaterOne(t *testing.T) {
 	ng, pc := filepath.Join(dir, "stepped.pcapng"), filepath.Join(dir, "stepped.pcap")
 	pkts := []pkt{{0, 1 * time.Second, "s1"}, {0, 12 * time.Second, "after-to"}, {0, 3 * time.Second, "s2"}, {0, 5 * time.Second, "s3"}, {0, 20 * time.Second, "last"}}
 	writeNg(t, ng, []pcapgo.NgInterface{ngIface("vm-1", "")}, pkts)
-	writePcap(t, pc, pkts)
+	writePcapNanos(t, pc, pkts)
 	q := Query{To: t0.Add(10 * time.Second)}
 	for _, tc := range []struct {
 		f    File

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// writePcap writes n records of random sizes (some larger than a block)
+// writeRawPcap writes n records of random sizes (some larger than a block)
 // in the given byte order and time resolution.
-func writePcap(t *testing.T, order binary.ByteOrder, nano bool, n int) string {
+func writeRawPcap(t *testing.T, order binary.ByteOrder, nano bool, n int) string {
 	t.Helper()
 	var b bytes.Buffer
 	h := make([]byte, FileHeaderLen)
@@ -61,7 +61,7 @@ func TestBlockReaderMatchesPcapgo(t *testing.T) {
 		nano  bool
 	}{{"le-us", binary.LittleEndian, false}, {"be-us", binary.BigEndian, false}, {"le-ns", binary.LittleEndian, true}, {"be-ns", binary.BigEndian, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			name := writePcap(t, tc.order, tc.nano, 3000)
+			name := writeRawPcap(t, tc.order, tc.nano, 3000)
 			want, lt, err := ReadFile(name)
 			if err != nil {
 				t.Fatal(err)
@@ -102,7 +102,7 @@ func TestBlockReaderMatchesPcapgo(t *testing.T) {
 // TestBlockReaderTruncated: a file cut inside a record ends with an error
 // after the complete records, never a short packet.
 func TestBlockReaderTruncated(t *testing.T) {
-	name := writePcap(t, binary.LittleEndian, false, 100)
+	name := writeRawPcap(t, binary.LittleEndian, false, 100)
 	data, _ := os.ReadFile(name)
 	for _, cut := range []int{len(data) - 1, len(data) - 1000, FileHeaderLen + 5} {
 		short := filepath.Join(t.TempDir(), "short.pcap")

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
@@ -24,40 +26,22 @@ func (f flow) reverse() flow {
 	return flow{src: f.dst, dst: f.src, proto: f.proto, sport: f.dport, dport: f.sport}
 }
 
-// frame builds an inner Ethernet frame of f, with the given VLAN tags and,
-// for IPv4, fragment flags and offset.
-func frame(t *testing.T, f flow, vlans []uint16, frag uint16) []byte {
+// flowFrame builds an inner Ethernet frame of f, with the given VLAN tags and,
+// for IPv4, fragment flags and offset. Protocols without a header of
+// testkit's carry the ports where TCP and UDP have them.
+func flowFrame(t *testing.T, f flow, vlans []uint16, frag uint16) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
-	ls := []gopacket.SerializableLayer{eth}
-	etype := layers.EthernetTypeIPv4
-	if f.src.To4() == nil {
-		etype = layers.EthernetTypeIPv6
+	src, _ := netip.AddrFromSlice(f.src)
+	dst, _ := netip.AddrFromSlice(f.dst)
+	fr := testkit.Frame{VLANs: vlans, SrcIP: src, DstIP: dst, Proto: f.proto, SrcPort: f.sport, DstPort: f.dport, Frag: frag,
+		Payload: []byte("payload")}
+	if f.proto != layers.IPProtocolTCP && f.proto != layers.IPProtocolUDP {
+		ports := make([]byte, 8)
+		binary.BigEndian.PutUint16(ports, f.sport)
+		binary.BigEndian.PutUint16(ports[2:], f.dport)
+		fr.Payload = append(ports, fr.Payload...)
 	}
-	prev := &eth.EthernetType
-	for _, id := range vlans {
-		*prev = layers.EthernetTypeDot1Q
-		d := &layers.Dot1Q{VLANIdentifier: id}
-		ls = append(ls, d)
-		prev = &d.Type
-	}
-	*prev = etype
-	if etype == layers.EthernetTypeIPv4 {
-		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: f.proto, SrcIP: f.src, DstIP: f.dst,
-			Flags: layers.IPv4Flag(frag >> 13), FragOffset: frag & 0x1FFF}
-		ls = append(ls, ip)
-	} else {
-		ls = append(ls, &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: f.proto, SrcIP: f.src, DstIP: f.dst})
-	}
-	ports := make([]byte, 8)
-	binary.BigEndian.PutUint16(ports, f.sport)
-	binary.BigEndian.PutUint16(ports[2:], f.dport)
-	ls = append(ls, gopacket.Payload(append(ports, "payload"...)))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return fr.Bytes(t)
 }
 
 // envelope wraps inner in Ether | IP | UDP to port, as the whole frame an
@@ -94,7 +78,7 @@ func newVM(t *testing.T, raw []bpf.RawInstruction) *bpf.VM {
 	return vm
 }
 
-func run(t *testing.T, vm *bpf.VM, pkt []byte) int {
+func pick(t *testing.T, vm *bpf.VM, pkt []byte) int {
 	t.Helper()
 	i, err := vm.Run(pkt)
 	if err != nil {
@@ -128,19 +112,19 @@ func TestReuseportKeepsFlowsTogetherAndSpreadsThem(t *testing.T) {
 		counts := make([]int, n)
 		flows := randomFlows(2000, uint64(n))
 		for _, f := range flows {
-			i := run(t, vm, frame(t, f, nil, 0))
+			i := pick(t, vm, flowFrame(t, f, nil, 0))
 			if i < 0 || i >= n {
 				t.Fatalf("n=%d: flow %+v steered to %d", n, f, i)
 			}
 			counts[i]++
 			for name, same := range map[string][]byte{
-				"the reverse direction":   frame(t, f.reverse(), nil, 0),
-				"a VLAN tag":              frame(t, f, []uint16{100}, 0),
-				"two VLAN tags (QinQ)":    frame(t, f, []uint16{100, 200}, 0),
-				"the reverse, tagged":     frame(t, f.reverse(), []uint16{7}, 0),
-				"a longer frame and tail": append(frame(t, f, nil, 0), make([]byte, 900)...),
+				"the reverse direction":   flowFrame(t, f.reverse(), nil, 0),
+				"a VLAN tag":              flowFrame(t, f, []uint16{100}, 0),
+				"two VLAN tags (QinQ)":    flowFrame(t, f, []uint16{100, 200}, 0),
+				"the reverse, tagged":     flowFrame(t, f.reverse(), []uint16{7}, 0),
+				"a longer frame and tail": append(flowFrame(t, f, nil, 0), make([]byte, 900)...),
 			} {
-				if j := run(t, vm, same); j != i {
+				if j := pick(t, vm, same); j != i {
 					t.Errorf("n=%d: flow %+v: %s goes to %d, the flow to %d", n, f, name, j, i)
 				}
 			}
@@ -160,7 +144,7 @@ func TestReuseportPortsCount(t *testing.T) {
 	vm := newVM(t, mustReuseport(t, 2))
 	seen := map[int]bool{}
 	for port := uint16(1000); port < 1064; port++ {
-		seen[run(t, vm, frame(t, flow{src: net.IP{10, 0, 0, 1}, dst: net.IP{10, 0, 0, 2}, proto: layers.IPProtocolTCP, sport: port, dport: 443}, nil, 0))] = true
+		seen[pick(t, vm, flowFrame(t, flow{src: net.IP{10, 0, 0, 1}, dst: net.IP{10, 0, 0, 2}, proto: layers.IPProtocolTCP, sport: port, dport: 443}, nil, 0))] = true
 	}
 	if len(seen) != 2 {
 		t.Errorf("64 TCP connections between two hosts all went to socket %v", seen)
@@ -173,7 +157,7 @@ func TestReuseportSpreadsFlowsThatCountUp(t *testing.T) {
 	vm := newVM(t, mustReuseport(t, 2))
 	counts := make([]int, 2)
 	for i := range 128 {
-		counts[run(t, vm, frame(t, flow{src: net.IP{10, 0, byte(i / 100), byte(i%100 + 1)}, dst: net.IP{10, 1, 0, 1},
+		counts[pick(t, vm, flowFrame(t, flow{src: net.IP{10, 0, byte(i / 100), byte(i%100 + 1)}, dst: net.IP{10, 1, 0, 1},
 			proto: layers.IPProtocolTCP, sport: uint16(1000 + i), dport: 443}, nil, 0))]++
 	}
 	if counts[0] < 128*35/100 || counts[1] < 128*35/100 {
@@ -187,10 +171,10 @@ func TestReuseportFragmentsFollowTheirAddresses(t *testing.T) {
 		if f.src.To4() == nil {
 			continue
 		}
-		first := run(t, vm, frame(t, f, nil, 0x2000)) // MF, offset 0
+		first := pick(t, vm, flowFrame(t, f, nil, 0x2000)) // MF, offset 0
 		other := f
 		other.sport, other.dport = 1, 2 // a later fragment's bytes are data, not ports
-		if later := run(t, vm, frame(t, other, nil, 185)); later != first {
+		if later := pick(t, vm, flowFrame(t, other, nil, 185)); later != first {
 			t.Errorf("flow %+v: first fragment to %d, a later one to %d", f, first, later)
 		}
 	}
@@ -199,9 +183,9 @@ func TestReuseportFragmentsFollowTheirAddresses(t *testing.T) {
 func TestReuseportShortAndOtherFrames(t *testing.T) {
 	vm := newVM(t, mustReuseport(t, 4))
 	f := flow{src: net.IP{10, 0, 0, 1}, dst: net.IP{10, 0, 0, 2}, proto: layers.IPProtocolTCP, sport: 1, dport: 2}
-	full := frame(t, f, nil, 0)
+	full := flowFrame(t, f, nil, 0)
 	for n := 0; n < len(full); n++ {
-		if i := run(t, vm, full[:n]); i < 0 || i >= 4 {
+		if i := pick(t, vm, full[:n]); i < 0 || i >= 4 {
 			t.Fatalf("a frame cut to %d bytes goes to %d", n, i)
 		}
 	}
@@ -210,7 +194,7 @@ func TestReuseportShortAndOtherFrames(t *testing.T) {
 	copy(arp, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x06})
 	rev := append([]byte(nil), arp...)
 	copy(rev, []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2})
-	if a, b := run(t, vm, arp), run(t, vm, rev); a != b {
+	if a, b := pick(t, vm, arp), pick(t, vm, rev); a != b {
 		t.Errorf("ARP one way to %d, the other to %d", a, b)
 	}
 }
@@ -227,17 +211,17 @@ func TestFanoutMatchesReuseportForNICEnvelopes(t *testing.T) {
 	hv4, sink4 := net.IP{192, 0, 2, 1}, net.IP{192, 0, 2, 2}
 	spread := map[int]bool{}
 	for _, f := range randomFlows(400, 3) {
-		inner := frame(t, f, nil, 0)
-		want := run(t, reuse, inner)
+		inner := flowFrame(t, f, nil, 0)
+		want := pick(t, reuse, inner)
 		for _, env := range [][]byte{envelope(t, hv6, sink6, nicPort, inner), envelope(t, hv4, sink4, nicPort, inner)} {
-			if got := run(t, vm, env); got != want {
+			if got := pick(t, vm, env); got != want {
 				t.Errorf("flow %+v: fanout steers the envelope to %d, reuseport the payload to %d", f, got, want)
 			}
 		}
 		spread[want] = true
 		// Other kinds (VXLAN here) go by the outer addresses: one
 		// sender's envelopes, whatever they carry, to one socket.
-		if a, b := run(t, vm, envelope(t, hv6, sink6, 4789, inner)), run(t, vm, envelope(t, hv6, sink6, 4789, frame(t, randomFlows(1, 9)[0], nil, 0))); a != b {
+		if a, b := pick(t, vm, envelope(t, hv6, sink6, 4789, inner)), pick(t, vm, envelope(t, hv6, sink6, 4789, flowFrame(t, randomFlows(1, 9)[0], nil, 0))); a != b {
 			t.Errorf("VXLAN envelopes of one sender go to %d and %d", a, b)
 		}
 	}
@@ -245,7 +229,7 @@ func TestFanoutMatchesReuseportForNICEnvelopes(t *testing.T) {
 		t.Errorf("400 flows reached only sockets %v", spread)
 	}
 	// Not IP: the first socket.
-	if i := run(t, vm, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06}, make([]byte, 28)...)); i != 0 {
+	if i := pick(t, vm, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06}, make([]byte, 28)...)); i != 0 {
 		t.Errorf("ARP goes to %d", i)
 	}
 }

@@ -10,24 +10,10 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/steer"
+	"github.com/dpcap/dpcap/internal/testkit"
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 )
-
-// innerFrame is an untagged Ethernet frame carrying IPv4 TCP from host a
-// to host b, ports sport and dport, with seq in its payload.
-func innerFrame(a, b byte, sport uint16, seq uint32) []byte {
-	f := make([]byte, 14+20+20+4)
-	f[12], f[13] = 0x08, 0x00
-	ip := f[14:]
-	ip[0], ip[9] = 0x45, 6
-	binary.BigEndian.PutUint16(ip[2:], 20+20+4)
-	copy(ip[12:], []byte{10, 0, 0, a})
-	copy(ip[16:], []byte{10, 0, 1, b})
-	binary.BigEndian.PutUint16(ip[20:], sport)
-	binary.BigEndian.PutUint16(ip[22:], 443)
-	binary.BigEndian.PutUint32(f[len(f)-4:], seq)
-	return f
-}
 
 // TestGroupSteersByInnerFlow sends envelopes of 64 inner flows from one
 // sender (one outer address and port, which the kernel's hash would put on
@@ -65,7 +51,10 @@ func TestGroupSteersByInnerFlow(t *testing.T) {
 	want := map[uint16]int{} // flow (source port) -> socket
 	for seq := range uint32(per) {
 		for f := range uint16(flows) {
-			frame := innerFrame(byte(f%7), byte(f%5), 1000+f, seq)
+			// An untagged IPv4 TCP frame from host f%7 to host f%5, its
+			// number in the flow as its sequence number.
+			frame := testkit.Frame{SrcIP: netip.AddrFrom4([4]byte{10, 0, 0, byte(f % 7)}), DstIP: netip.AddrFrom4([4]byte{10, 0, 1, byte(f % 5)}),
+				Proto: layers.IPProtocolTCP, SrcPort: 1000 + f, DstPort: 443, Seq: seq}.Bytes(t)
 			if seq == 0 {
 				i, _ := vm.Run(frame)
 				want[1000+f] = i
@@ -87,7 +76,7 @@ func TestGroupSteersByInnerFlow(t *testing.T) {
 			}
 			for _, p := range pkts {
 				port := binary.BigEndian.Uint16(p.Data[34:])
-				seq := binary.BigEndian.Uint32(p.Data[len(p.Data)-4:])
+				seq := binary.BigEndian.Uint32(p.Data[38:]) // TCP's sequence number
 				if j, ok := got[port]; ok && j != i {
 					t.Fatalf("flow %d reached sockets %d and %d", port, j, i)
 				}

@@ -1,17 +1,16 @@
 package metrics
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/dpcap/dpcap/capture/udpstat"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
@@ -70,19 +69,7 @@ func TestMetricsValuesAndLint(t *testing.T) {
 		"sinkd_socket_receive_buffer_bytes":                        1 << 20,
 		"sinkd_packets_truncated_total":                            0,
 	}
-	got := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "sinkd_") {
-			i := strings.LastIndexByte(line, ' ')
-			v, err := strconv.ParseFloat(line[i+1:], 64)
-			if err != nil {
-				t.Fatalf("bad sample %q", line)
-			}
-			got[line[:i]] = v
-		}
-	}
+	got := testkit.Metrics(t, body)
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)

@@ -1,7 +1,6 @@
 package postrotate
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/pcapout"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // hook writes a script that marks its file as running in dir, waits
 // while gate exists, and marks it done.
@@ -39,15 +37,6 @@ func count(t *testing.T, dir, prefix string) int {
 	return n
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestBoundedJobsAndQueue closes more files than the bound and the queue
 // hold: at most Jobs commands run at once, the queue runs as they finish,
 // and the files past the queue are skipped and counted.
@@ -55,7 +44,7 @@ func TestBoundedJobsAndQueue(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(t.TempDir(), "gate")
 	os.WriteFile(gate, nil, 0o600)
-	r := New(Config{Command: hook(t, dir, gate), Jobs: 2, Queue: 3, Logger: quiet()})
+	r := New(Config{Command: hook(t, dir, gate), Jobs: 2, Queue: 3, Logger: slog.New(slog.DiscardHandler)})
 	start := time.Now()
 	for i := range 7 {
 		r.Handle(pcapout.ClosedFile{Name: "f" + strconv.Itoa(i)})
@@ -63,7 +52,7 @@ func TestBoundedJobsAndQueue(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Handle blocked for %v", d)
 	}
-	eventually(t, "two commands", func() bool { return count(t, dir, "run.") == 2 })
+	testkit.Eventually(t, 10*time.Second, "two commands", func() bool { return count(t, dir, "run.") == 2 })
 	time.Sleep(200 * time.Millisecond)
 	if n := count(t, dir, "run."); n != 2 {
 		t.Fatalf("%d commands run at once, want 2", n)
@@ -90,11 +79,11 @@ func TestStopWaitsBoundedThenLeaves(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(t.TempDir(), "gate")
 	os.WriteFile(gate, nil, 0o600)
-	r := New(Config{Command: hook(t, dir, gate), Jobs: 1, Logger: quiet()})
+	r := New(Config{Command: hook(t, dir, gate), Jobs: 1, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { os.Remove(gate) }) // lets the command left running end
 	r.Handle(pcapout.ClosedFile{Name: "slow"})
 	r.Handle(pcapout.ClosedFile{Name: "queued"})
-	eventually(t, "the command", func() bool { return count(t, dir, "run.") == 1 })
+	testkit.Eventually(t, 10*time.Second, "the command", func() bool { return count(t, dir, "run.") == 1 })
 	start := time.Now()
 	running, notRun := r.Stop(300 * time.Millisecond)
 	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
@@ -116,10 +105,10 @@ func TestStopWaitsBoundedThenLeaves(t *testing.T) {
 // TestFailuresCounted checks a command that fails or cannot start is
 // counted.
 func TestFailuresCounted(t *testing.T) {
-	r := New(Config{Command: "/bin/false", Logger: quiet()})
+	r := New(Config{Command: "/bin/false", Logger: slog.New(slog.DiscardHandler)})
 	r.Handle(pcapout.ClosedFile{Name: "a"})
 	r.Stop(5 * time.Second)
-	missing := New(Config{Command: "/no/such/command", Logger: quiet()})
+	missing := New(Config{Command: "/no/such/command", Logger: slog.New(slog.DiscardHandler)})
 	missing.Handle(pcapout.ClosedFile{Name: "b"})
 	missing.Stop(time.Second)
 	if s, m := r.Stats(), missing.Stats(); s.Failed != 1 || s.Started != 1 || m.Failed != 1 || m.Started != 0 {

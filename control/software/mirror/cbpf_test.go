@@ -13,9 +13,9 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// frame builds an Ethernet frame: IPv4 (ihl words of header) with proto,
+// ipFrame builds an Ethernet frame: IPv4 (ihl words of header) with proto,
 // then ports, or IPv6 when v6.
-func frame(v6 bool, proto byte, ihl int, sport, dport uint16) []byte {
+func ipFrame(v6 bool, proto byte, ihl int, sport, dport uint16) []byte {
 	b := make([]byte, 14, 128)
 	copy(b[0:12], []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2})
 	if v6 {
@@ -92,15 +92,15 @@ func TestTranslateFilterAgreesWithClassic(t *testing.T) {
 		},
 	}
 	frames := [][]byte{
-		frame(false, 6, 5, 1000, 443),
-		frame(false, 6, 6, 1000, 443),
-		frame(false, 6, 5, 443, 80),
-		frame(false, 17, 5, 1000, 443),
-		frame(false, 17, 5, 400, 0x1f01),
-		frame(false, 17, 5, 100, 0x1f01),
-		frame(true, 17, 0, 1, 2),
-		frame(true, 6, 0, 1, 2),
-		append(frame(true, 6, 0, 1, 2), make([]byte, 100)...),
+		ipFrame(false, 6, 5, 1000, 443),
+		ipFrame(false, 6, 6, 1000, 443),
+		ipFrame(false, 6, 5, 443, 80),
+		ipFrame(false, 17, 5, 1000, 443),
+		ipFrame(false, 17, 5, 400, 0x1f01),
+		ipFrame(false, 17, 5, 100, 0x1f01),
+		ipFrame(true, 17, 0, 1, 2),
+		ipFrame(true, 6, 0, 1, 2),
+		append(ipFrame(true, 6, 0, 1, 2), make([]byte, 100)...),
 	}
 	for name, prog := range programs {
 		raw, err := bpf.Assemble(prog)
