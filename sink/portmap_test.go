@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,49 @@ func TestFollowPortMap(t *testing.T) {
 	put(mapOf("vm-four"), true)
 	if got := name(); got != "vm-four" {
 		t.Fatalf("after the map came back, tag 100 names %q", got)
+	}
+}
+
+// TestFollowPortMapHalfWritten: a map seen half-written in place (cp
+// truncates, then writes) is not reported as refused when the rest follows
+// before the next look; the whole map is taken.
+func TestFollowPortMapHalfWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portmap.json")
+	full := `{"version": 2, "ports": [{"name": "vm-1", "source": "2001:db8::10", "tag": 100}]}`
+	if err := os.WriteFile(path, []byte(full), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &portmap.File{Path: path}
+	if _, _, _, err := f.Reload(true); err != nil {
+		t.Fatal(err)
+	}
+	applied, logs := make(chan *portmap.Identifier, 10), make(logLines, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		FollowPortMap(ctx, f, 20*time.Millisecond, nil, func(x *portmap.Identifier) { applied <- x }, slog.New(logs))
+	}()
+	defer func() { cancel(); <-done }()
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString(full[:30])
+	time.Sleep(30 * time.Millisecond) // a look, on an idle machine
+	w.WriteString(strings.Replace(full, "vm-1", "vm-2", 1)[30:])
+	w.Close()
+	select {
+	case x := <-applied:
+		m, _ := x.Identify(netip.MustParseAddr("2001:db8::10"), 100, &decap.Frame{})
+		if got := portmap.JoinNames(x.Names(m)); got != "vm-2" {
+			t.Errorf("tag 100 names %q, want vm-2", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the whole map was not applied")
+	}
+	if lines := logs.drain(); slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "not read again") }) {
+		t.Errorf("a map being written was reported as refused: %q", lines)
 	}
 }
 
