@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
 )
 
@@ -286,7 +286,7 @@ func TestRawModeTakesWhatSocketsCannot(t *testing.T) {
 // UDP length, which no UDP socket receives.
 func unsetLengths(t *testing.T, hv, sk *testkit.NetNS, frames [][]byte) [][]byte {
 	t.Helper()
-	tmpl := flowprog.Template{
+	tmpl := decap.Envelope{
 		DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"),
 		Src: mustAddr("2001:db8:1::1"), Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010,
 	}
@@ -297,7 +297,7 @@ func unsetLengths(t *testing.T, hv, sk *testkit.NetNS, frames [][]byte) [][]byte
 	binary.BigEndian.PutUint16(b[58:60], 0xDEAD) // the UDP length, never written by the dataplane
 	var envs [][]byte
 	for _, f := range frames {
-		envs = append(envs, flowprog.Encap(nil, &b, f, false))
+		envs = append(envs, decap.Encap(nil, &b, f, false))
 	}
 	return envs
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/control/dpservice/dpdkpb"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
-	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -370,7 +370,7 @@ func TestDPServiceRefusals(t *testing.T) {
 // with the map dpcap serve published: every frame lands on its port.
 func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 	t.Helper()
-	tmpl, err := flowprog.Template{DstMAC: router, SrcMAC: pf0MAC, Src: netip.MustParseAddr("fc00:1::1"),
+	tmpl, err := decap.Envelope{DstMAC: router, SrcMAC: pf0MAC, Src: netip.MustParseAddr("fc00:1::1"),
 		Dst: netip.MustParseAddr("2001:db8:f::9"), DstPort: 3010}.Bytes()
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func checkPublishedMapNamesCopies(t *testing.T, portMap string) {
 	var envelopes [][]byte
 	add := func(name string, f []byte) {
 		want[name] = append(want[name], f)
-		envelopes = append(envelopes, flowprog.Encap(nil, &tmpl, f, true))
+		envelopes = append(envelopes, decap.Encap(nil, &tmpl, f, true))
 	}
 	for i := range 6 {
 		add("vm-1", vmFrame(t, vm1MAC, "10.0.0.1", "fd00::1", i))

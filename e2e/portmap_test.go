@@ -19,7 +19,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/dpcap/dpcap/decap"
-	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -203,7 +202,7 @@ func TestSplitByPort(t *testing.T) {
 func labelled(t *testing.T, hv, sk *testkit.NetNS, frame []byte, first, n int) [][]byte {
 	t.Helper()
 	var envs [][]byte
-	tmpl := flowprog.Template{DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"), Src: mustAddr(hvSource),
+	tmpl := decap.Envelope{DstMAC: macOf(t, sk, "e2e0"), SrcMAC: macOf(t, hv, "e2e0"), Src: mustAddr(hvSource),
 		Dst: mustAddr("2001:db8:1::2"), SrcPort: 3000, DstPort: 3010}
 	for i := range n {
 		tmpl.FlowLabel = uint32(first+i) % (decap.MaxFlowLabel + 1)
@@ -211,7 +210,7 @@ func labelled(t *testing.T, hv, sk *testkit.NetNS, frame []byte, first, n int) [
 		if err != nil {
 			t.Fatal(err)
 		}
-		envs = append(envs, flowprog.Encap(nil, &b, frame, true))
+		envs = append(envs, decap.Encap(nil, &b, frame, true))
 	}
 	return envs
 }

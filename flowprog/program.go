@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/portmap"
 )
 
@@ -281,7 +282,7 @@ type Program struct {
 	Install []Rule
 	// Templates holds each port's envelope (tag in the flow label); Tags
 	// is the map of the ports' tags, in the order of Config.Ports.
-	Templates map[string][TemplateLen]byte
+	Templates map[string][decap.EnvelopeLen]byte
 	Tags      portmap.Map
 }
 
@@ -298,7 +299,7 @@ func Build(cfg Config) (*Program, error) {
 	if _, err := tags.Assign(ports); err != nil {
 		return nil, err
 	}
-	p := &Program{Config: cfg, Templates: map[string][TemplateLen]byte{}, Tags: tags.PortMap(cfg.Underlay, ports)}
+	p := &Program{Config: cfg, Templates: map[string][decap.EnvelopeLen]byte{}, Tags: tags.PortMap(cfg.Underlay, ports)}
 	underlay := cfg.Underlay
 	if !underlay.IsValid() {
 		underlay = netip.IPv6Unspecified()
@@ -312,7 +313,7 @@ func Build(cfg Config) (*Program, error) {
 	}
 	any := []Item{{Type: ItemETH}}
 	for _, port := range ports {
-		t := Template{DstMAC: router, SrcMAC: pf, Src: underlay, Dst: cfg.Sink,
+		t := decap.Envelope{DstMAC: router, SrcMAC: pf, Src: underlay, Dst: cfg.Sink,
 			SrcPort: cfg.SrcPort, DstPort: cfg.DstPort, FlowLabel: tags[port]}
 		b, err := t.Bytes()
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 func baseConfig() Config {
@@ -41,7 +43,7 @@ flow create 0 group 0 priority 1 transfer pattern eth / end actions jump group 1
 	// The sample list carries the port's own template and targets PF0.
 	r := p.Install[0]
 	s := r.Actions[0]
-	if s.Type != ActionSample || s.Ratio != 1 || len(s.Sample) != 2 || s.Sample[1].Port != PF0 || len(s.Sample[0].Data) != TemplateLen {
+	if s.Type != ActionSample || s.Ratio != 1 || len(s.Sample) != 2 || s.Sample[1].Port != PF0 || len(s.Sample[0].Data) != decap.EnvelopeLen {
 		t.Fatalf("VF sample action %+v", s)
 	}
 	if tmpl := p.Templates["vm-1"]; string(s.Sample[0].Data) != string(tmpl[:]) {

@@ -13,7 +13,7 @@ import (
 	"github.com/dpcap/dpcap/decap"
 )
 
-var tmpl = Template{
+var tmpl = decap.Envelope{
 	DstMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 1}, SrcMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 2},
 	Src: netip.MustParseAddr("2001:db8::10"), Dst: netip.MustParseAddr("2001:db8:f::1"),
 	SrcPort: 3000, DstPort: 3010, FlowLabel: 0xABCDE,
@@ -37,7 +37,7 @@ func TestTemplateBytes(t *testing.T) {
 }
 
 func TestTemplateErrors(t *testing.T) {
-	for name, bad := range map[string]Template{
+	for name, bad := range map[string]decap.Envelope{
 		"short MAC":        {DstMAC: net.HardwareAddr{1}, SrcMAC: tmpl.SrcMAC, Src: tmpl.Src, Dst: tmpl.Dst},
 		"IPv4 sink":        {DstMAC: tmpl.DstMAC, SrcMAC: tmpl.SrcMAC, Src: tmpl.Src, Dst: netip.MustParseAddr("192.0.2.1")},
 		"mapped IPv4 sink": {DstMAC: tmpl.DstMAC, SrcMAC: tmpl.SrcMAC, Src: tmpl.Src, Dst: netip.MustParseAddr("::ffff:192.0.2.1")},
@@ -56,8 +56,8 @@ func TestEncapDecapRoundTrip(t *testing.T) {
 	frame := bytes.Repeat([]byte{0xAB}, 1514)
 	d := decap.NewDecoder(decap.DefaultPorts())
 	for _, fix := range []bool{false, true} {
-		env := Encap(nil, &b, frame, fix)
-		if len(env) != TemplateLen+len(frame) {
+		env := decap.Encap(nil, &b, frame, fix)
+		if len(env) != decap.EnvelopeLen+len(frame) {
 			t.Fatalf("envelope is %d bytes", len(env))
 		}
 		var r decap.Result

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 // DefaultPortIDs numbers ports the way a testpmd session with PF0 and its
@@ -62,7 +64,7 @@ func addrOrUnset(a netip.Addr) string {
 }
 
 // encapItems renders an envelope template as raw_encap items.
-func encapItems(t [TemplateLen]byte) string {
+func encapItems(t [decap.EnvelopeLen]byte) string {
 	flow := (uint32(t[15]&0x0F)<<16 | uint32(t[16])<<8 | uint32(t[17]))
 	src, _ := netip.AddrFromSlice(t[22:38])
 	dst, _ := netip.AddrFromSlice(t[38:54])
