@@ -30,6 +30,7 @@ export AWS_ACCESS_KEY_ID=dpcapbench AWS_SECRET_ACCESS_KEY=dpcapbench-secret AWS_
 ep=http://127.0.0.1:9123
 MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
 	ip netns exec $sk "$minio" server --quiet --address 127.0.0.1:9123 "$out/minio-data" >"$out/minio.log" 2>&1 &
+mpid=$!
 for _ in $(seq 300); do
 	ip netns exec $sk bin/tools/s3-make-bucket --endpoint $ep bench 2>/dev/null && break
 	sleep 0.2
@@ -145,4 +146,7 @@ printf '%-44s %8.2f %10s\n' "mergecap + tshark -Y" "$t_tshark" "$(count "$out/fe
 grep "packets of" "$out/fetch-s3.err"
 printf 'dpcap fetch is %.1fx faster than mergecap + tshark from the directory, %.1fx from the bucket\n' \
 	"$(echo "$t_tshark / $t_dir" | bc -l)" "$(echo "$t_tshark / $t_s3" | bc -l)"
+# MinIO stopped first: it writes into its data directory to the end, and
+# removing that under it fails ("Directory not empty").
+kill $mpid && wait $mpid 2>/dev/null || true
 rm -rf "$out/files" "$out/merged.pcapng" "$out/minio-data"
