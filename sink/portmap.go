@@ -17,42 +17,59 @@ import (
 func FollowPortMap(ctx context.Context, f *portmap.File, every time.Duration, reread <-chan struct{}, apply func(*portmap.Identifier), logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	// refused is a failed read not reported yet: a map being written in
-	// place (cp, an editor) can be read half-written, and is refused
-	// only if it stays so for a look.
-	var refused error
+	w := mapFollower{f: f, apply: apply, logger: logger}
 	for {
-		force := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			w.look(false)
 		case <-reread:
-			force = true
+			w.look(true)
 		}
-		m, notes, changed, err := f.Reload(force)
-		if !changed {
-			if refused != nil {
-				logger.Error("port map not read again: the one in use stays", "err", refused)
-				refused = nil
-			}
-			continue
+	}
+}
+
+// mapFollower is FollowPortMap's state between two looks at the file.
+type mapFollower struct {
+	f      *portmap.File
+	apply  func(*portmap.Identifier)
+	logger *slog.Logger
+	// refused is a failed read not reported yet: a map being written in
+	// place (cp, an editor) can be read half-written, and is refused
+	// only if it stays so for a look.
+	refused error
+}
+
+// look reads the file if it changed, or at once when force is set (a
+// reread asked for, whose failure is reported at once).
+func (w *mapFollower) look(force bool) {
+	m, notes, changed, err := w.f.Reload(force)
+	if !changed {
+		w.report() // it stayed so for a look
+		return
+	}
+	w.refused = nil
+	if err != nil {
+		w.refused = err
+		if force {
+			w.report()
 		}
-		refused = nil
-		if err != nil {
-			if force {
-				logger.Error("port map not read again: the one in use stays", "err", err)
-			} else {
-				refused = err
-			}
-			continue
-		}
-		x, more := portmap.NewIdentifier(m)
-		for _, n := range append(notes, more...) {
-			logger.Warn("port map: " + n)
-		}
-		// Logged first, so the line is out before anything the new map names.
-		logger.Info("port map read again", "file", f.Path, "ports", len(m.Ports))
-		apply(x)
+		return
+	}
+	x, more := portmap.NewIdentifier(m)
+	for _, n := range append(notes, more...) {
+		w.logger.Warn("port map: " + n)
+	}
+	// Logged first, so the line is out before anything the new map names.
+	w.logger.Info("port map read again", "file", w.f.Path, "ports", len(m.Ports))
+	w.apply(x)
+}
+
+// report logs the read refused, if any, once.
+func (w *mapFollower) report() {
+	if w.refused != nil {
+		w.logger.Error("port map not read again: the one in use stays", "err", w.refused)
+		w.refused = nil
 	}
 }

@@ -121,7 +121,8 @@ func TestFollowPortMap(t *testing.T) {
 
 // TestFollowPortMapHalfWritten: a map seen half-written in place (cp
 // truncates, then writes) is not reported as refused when the rest follows
-// before the next look; the whole map is taken.
+// before the next look; the whole map is taken. One that stays half-written
+// for a look is reported, once.
 func TestFollowPortMapHalfWritten(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "portmap.json")
 	full := `{"version": 2, "ports": [{"name": "vm-1", "source": "2001:db8::10", "tag": 100}]}`
@@ -132,33 +133,42 @@ func TestFollowPortMapHalfWritten(t *testing.T) {
 	if _, _, _, err := f.Reload(true); err != nil {
 		t.Fatal(err)
 	}
-	applied, logs := make(chan *portmap.Identifier, 10), make(logLines, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		FollowPortMap(ctx, f, 20*time.Millisecond, nil, func(x *portmap.Identifier) { applied <- x }, slog.New(logs))
-	}()
-	defer func() { cancel(); <-done }()
-	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
+	var applied []*portmap.Identifier
+	logs := make(logLines, 100)
+	w := mapFollower{f: f, apply: func(x *portmap.Identifier) { applied = append(applied, x) }, logger: slog.New(logs)}
+	refusals := func() int {
+		lines := logs.drain()
+		return len(slices.DeleteFunc(lines, func(l string) bool { return !strings.Contains(l, "not read again") }))
 	}
-	w.WriteString(full[:30])
-	time.Sleep(30 * time.Millisecond) // a look, on an idle machine
-	w.WriteString(strings.Replace(full, "vm-1", "vm-2", 1)[30:])
-	w.Close()
-	select {
-	case x := <-applied:
-		m, _ := x.Identify(netip.MustParseAddr("2001:db8::10"), 100, &decap.Frame{})
-		if got := portmap.JoinNames(x.Names(m)); got != "vm-2" {
-			t.Errorf("tag 100 names %q, want vm-2", got)
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil { // in place, as cp
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the whole map was not applied")
 	}
-	if lines := logs.drain(); slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "not read again") }) {
-		t.Errorf("a map being written was reported as refused: %q", lines)
+
+	write(full[:30])
+	w.look(false) // reads it half-written
+	write(strings.Replace(full, "vm-1", "vm-2", 1))
+	w.look(false)
+	if n := refusals(); n != 0 || len(applied) != 1 {
+		t.Fatalf("a map read half-written, then whole: %d refusals logged, %d maps applied; want 0, 1", n, len(applied))
+	}
+	m, _ := applied[0].Identify(netip.MustParseAddr("2001:db8::10"), 100, &decap.Frame{})
+	if got := portmap.JoinNames(applied[0].Names(m)); got != "vm-2" {
+		t.Errorf("tag 100 names %q, want vm-2", got)
+	}
+
+	write(full[:30])
+	w.look(false)
+	w.look(false) // it stayed so
+	w.look(false)
+	if n := refusals(); n != 1 || len(applied) != 1 {
+		t.Errorf("a map that stays half-written: %d refusals logged, %d maps applied; want 1, 1", n, len(applied))
+	}
+	w.look(true) // a reread asked for says why at once
+	if n := refusals(); n != 1 {
+		t.Errorf("a reread of a refused map: %d refusals logged, want 1", n)
 	}
 }
 
