@@ -123,22 +123,28 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	if !ok {
 		return TruncatedHeader
 	}
+	// The IP packet ends at end in frame and at wireEnd on the wire: at
+	// what its header says when that is plausible, else where the frame
+	// does (which then counts any Ethernet trailer).
 	var (
-		end    int
-		proto  uint8
-		reason Reason
+		end, wireEnd int
+		sized        bool // wireEnd is what the IP header says
+		proto        uint8
+		reason       Reason
 	)
+	wire := max(length, len(frame))
 	switch etype {
 	case etherIPv4:
-		off, end, proto, reason = d.ipv4(frame, off, r)
+		off, wireEnd, sized, proto, reason = d.ipv4(frame, off, wire, r)
 	case etherIPv6:
-		off, end, proto, reason = d.ipv6(frame, off, r)
+		off, wireEnd, sized, proto, reason = d.ipv6(frame, off, wire, r)
 	default:
 		return NotIP
 	}
 	if reason != OK {
 		return reason
 	}
+	end = min(wireEnd, len(frame))
 	switch proto {
 	case ipProtoUDP:
 		if end-off < 8 {
@@ -149,7 +155,13 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 		if k == KindNone {
 			return UnknownPort
 		}
-		// The UDP length is never read: the NIC may leave it unset.
+		// The UDP length is read only when the IP header gave a length
+		// too: the NIC leaves both unset. A shorter datagram than the IP
+		// packet ends where it says, as Linux and Wireshark take it.
+		if ulen := int(be16(frame[off+4 : off+6])); sized && ulen >= 8 && off+ulen <= wireEnd {
+			wireEnd = off + ulen
+			end = min(wireEnd, len(frame))
+		}
 		off += 8
 		reason = decodeKind(k, d.kinds[k].Decode, frame[off:end], GREHeader{}, r)
 	case ipProtoGRE:
@@ -160,13 +172,17 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	if reason != OK {
 		return reason
 	}
-	r.InnerLength = len(r.Inner)
-	if end == len(frame) && length > len(frame) {
-		// Cut short by the capture's snap length: the rest was on the wire.
-		r.InnerLength += length - len(frame)
-	}
-	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
-		return ShortFrame
+	// Inner ends the IP packet; the snap length may have cut it.
+	r.InnerLength = wireEnd - (end - len(r.Inner))
+	if r.InnerLinkType == layers.LinkTypeEthernet {
+		switch {
+		case r.InnerLength < EtherHeaderLen:
+			return ShortFrame
+		case len(r.Inner) < EtherHeaderLen:
+			// A record without a whole Ethernet header is no frame
+			// any reader can take.
+			return TruncatedInner
+		}
 	}
 	return OK
 }
@@ -216,49 +232,52 @@ func loopbackFamily(lt layers.LinkType, h []byte) uint16 {
 	return 0
 }
 
-// ipv4 parses an IPv4 header at off; it returns the transport offset, the
-// end of the IP packet and the protocol.
-func (d *Decoder) ipv4(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+// ipv4 parses an IPv4 header at off in b, a frame of wire bytes on the
+// wire; it returns the transport offset, the end of the IP packet on the
+// wire, whether that is the header's total length (else wire: the length
+// is implausible) and the protocol.
+func (d *Decoder) ipv4(b []byte, off, wire int, r *Result) (int, int, bool, uint8, Reason) {
 	if len(b) < off+20 {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	h := b[off:]
 	ihl := int(h[0]&0x0F) * 4
 	if h[0]>>4 != 4 || ihl < 20 {
-		return 0, 0, 0, BadIPHeader
+		return 0, 0, false, 0, BadIPHeader
 	}
 	if len(h) < ihl {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	r.Src = netip.AddrFrom4([4]byte(h[12:16]))
 	r.Dst = netip.AddrFrom4([4]byte(h[16:20]))
 	if fo := be16(h[6:8]); fo&0x3FFF != 0 { // more fragments, or an offset
-		return 0, 0, 0, Fragment
+		return 0, 0, false, 0, Fragment
 	}
-	end := len(b)
-	if tot := int(be16(h[2:4])); tot >= ihl && off+tot <= len(b) {
-		end = off + tot // cut Ethernet padding
+	if tot := int(be16(h[2:4])); tot >= ihl && off+tot <= wire {
+		return off + ihl, off + tot, true, h[9], OK // cut Ethernet padding
 	}
-	return off + ihl, end, h[9], OK
+	return off + ihl, wire, false, h[9], OK
 }
 
-// ipv6 parses an IPv6 header and its extension headers at off.
-func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+// ipv6 parses an IPv6 header and its extension headers at off, as ipv4
+// does.
+func (d *Decoder) ipv6(b []byte, off, wire int, r *Result) (int, int, bool, uint8, Reason) {
 	if len(b) < off+40 {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	h := b[off:]
 	if h[0]>>4 != 6 {
-		return 0, 0, 0, BadIPHeader
+		return 0, 0, false, 0, BadIPHeader
 	}
 	r.Src = netip.AddrFrom16([16]byte(h[8:24]))
 	r.Dst = netip.AddrFrom16([16]byte(h[24:40]))
 	flowLabel := be32(h[0:4]) & 0xFFFFF
-	end := len(b)
+	wireEnd, sized := wire, false
 	// The NIC writes payload length 0; only a plausible value cuts padding.
-	if plen := int(be16(h[4:6])); plen != 0 && off+40+plen <= len(b) {
-		end = off + 40 + plen
+	if plen := int(be16(h[4:6])); plen != 0 && off+40+plen <= wire {
+		wireEnd, sized = off+40+plen, true
 	}
+	end := min(wireEnd, len(b))
 	next := h[6]
 	off += 40
 	for {
@@ -266,30 +285,30 @@ func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
 		switch next {
 		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			hlen = (int(b[off+1]) + 1) * 8
 		case 44: // fragment
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			if fo := be16(b[off+2 : off+4]); fo&0xFFF9 != 0 { // an offset, or more fragments
-				return 0, 0, 0, Fragment
+				return 0, 0, false, 0, Fragment
 			}
 			hlen = 8
 		case 51: // authentication header
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			hlen = (int(b[off+1]) + 2) * 4
 		default:
 			if next == ipProtoUDP {
 				r.ID = flowLabel
 			}
-			return off, end, next, OK
+			return off, wireEnd, sized, next, OK
 		}
 		if end-off < hlen {
-			return 0, 0, 0, TruncatedHeader
+			return 0, 0, false, 0, TruncatedHeader
 		}
 		next = b[off]
 		off += hlen

@@ -135,44 +135,52 @@ func TestReasons(t *testing.T) {
 		name  string
 		lt    layers.LinkType
 		frame []byte
-		want  Reason
+		// length is the frame's length on the wire; 0: as captured.
+		length int
+		want   Reason
 	}{
-		{"unknown link type", 147, nic, UnsupportedLinkType},
-		{"ARP", layers.LinkTypeEthernet, testkit.VMFrames(t)[4], NotIP},
-		{"ICMPv6", layers.LinkTypeEthernet, testkit.VMFrames(t)[0], NotUDPOrGRE},
-		{"DNS: an unmapped port", layers.LinkTypeEthernet, testkit.VMFrames(t)[25], UnknownPort},
-		{"GRE carrying IPv4", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x0800, false, nil, nil, in[14:]), nil, 0)), GREUnsupportedProtocol},
-		{"TZSP keepalive", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 4, 0, 1}, 0, 0), nil, 0)), TZSPNotAPacket},
-		{"inner shorter than an Ethernet header", layers.LinkTypeEthernet, ether(0x86DD, ipv6(17, udp(1, 3010, in[:13], 0, 0), 0, 0)), ShortFrame},
-		{"empty", layers.LinkTypeEthernet, nil, TruncatedHeader},
-		{"cut inside the IPv6 header", layers.LinkTypeEthernet, nic[:40], TruncatedHeader},
-		{"cut inside the UDP header", layers.LinkTypeEthernet, nic[:58], TruncatedHeader},
-		{"cut inside a tag", layers.LinkTypeEthernet, ether(0x86DD, nil, [2]uint16{0x8100, 1})[:16], TruncatedHeader},
-		{"IPv4 header length 4", layers.LinkTypeEthernet, func() []byte { b := ether(0x0800, ipv4(17, nil, nil, 0)); b[14] = 0x41; return b }(), BadIPHeader},
-		{"version 4 in an IPv6 frame", layers.LinkTypeEthernet, func() []byte { b := slicesClone(nic); b[14] = 0x40; return b }(), BadIPHeader},
-		{"IPv4 first fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 3010, in, 0, 0), nil, 0x2000)), Fragment},
-		{"IPv4 later fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, in, nil, 185)), Fragment},
-		{"IPv6 fragment", layers.LinkTypeEthernet, ether(0x86DD, ipv6(44, cat([]byte{17, 0, 0, 1}, be32b(9), udp(1, 3010, in, 0, 0)), -1, 0)), Fragment},
-		{"IPv6 extension header overrunning", layers.LinkTypeEthernet, ether(0x86DD, ipv6(0, []byte{17, 200, 0, 0, 0, 0, 0, 0}, -1, 0)), TruncatedHeader},
-		{"VXLAN without the I flag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 4789, cat([]byte{0, 0, 0, 0, 0, 0, 1, 0}, in), 0, 0), nil, 0)), BadVXLANHeader},
-		{"GENEVE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x40, 0}, be16b(0x6558), be32b(0), in), 0, 0), nil, 0)), BadGENEVEHeader},
-		{"GENEVE options overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x3F, 0}, be16b(0x6558), be32b(0)), 0, 0), nil, 0)), TruncatedHeader},
-		{"GENEVE carrying MPLS", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, geneve(1, 0x8847, nil, in), 0, 0), nil, 0)), GENEVEUnsupportedProto},
-		{"GRE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, cat(be16b(1), be16b(0x88BE), in), nil, 0)), BadGREHeader},
-		{"ERSPAN II with version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan3(1, 0, false, in)), nil, 0)), BadERSPANHeader},
-		{"ERSPAN III with version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), cat(erspan2(1, nil), be32b(0), in)), nil, 0)), BadERSPANHeader},
-		{"ERSPAN III frame type 3", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 3, false, in)), nil, 0)), ERSPANUnsupportedFrame},
-		{"ERSPAN III subheader cut", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 0, true, nil)[:14]), nil, 0)), TruncatedHeader},
-		{"TZSP version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{2, 0, 0, 1, 1}, in), 0, 0), nil, 0)), BadTZSPHeader},
-		{"TZSP tag overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 10, 200, 0}, 0, 0), nil, 0)), BadTZSPHeader},
-		{"TZSP without an end tag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 0, 0}, 0, 0), nil, 0)), TruncatedHeader},
-		{"TZSP carrying 802.11", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{1, 0, 0, 18, 1}, in), 0, 0), nil, 0)), TZSPUnsupportedEncap},
+		{"unknown link type", 147, nic, 0, UnsupportedLinkType},
+		{"ARP", layers.LinkTypeEthernet, testkit.VMFrames(t)[4], 0, NotIP},
+		{"ICMPv6", layers.LinkTypeEthernet, testkit.VMFrames(t)[0], 0, NotUDPOrGRE},
+		{"DNS: an unmapped port", layers.LinkTypeEthernet, testkit.VMFrames(t)[25], 0, UnknownPort},
+		{"GRE carrying IPv4", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x0800, false, nil, nil, in[14:]), nil, 0)), 0, GREUnsupportedProtocol},
+		{"TZSP keepalive", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 4, 0, 1}, 0, 0), nil, 0)), 0, TZSPNotAPacket},
+		{"inner shorter than an Ethernet header", layers.LinkTypeEthernet, ether(0x86DD, ipv6(17, udp(1, 3010, in[:13], 0, 0), 0, 0)), 0, ShortFrame},
+		{"capture ends at the VXLAN header", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 4789, vxlan(1, in), 0, 0), nil, 0))[:14+20+8+8], 14 + 20 + 8 + 8 + len(in), TruncatedInner},
+		{"capture ends 13 bytes into the inner frame", layers.LinkTypeEthernet, nic[:62+13], len(nic), TruncatedInner},
+		{"empty", layers.LinkTypeEthernet, nil, 0, TruncatedHeader},
+		{"cut inside the IPv6 header", layers.LinkTypeEthernet, nic[:40], 0, TruncatedHeader},
+		{"cut inside the UDP header", layers.LinkTypeEthernet, nic[:58], 0, TruncatedHeader},
+		{"cut inside a tag", layers.LinkTypeEthernet, ether(0x86DD, nil, [2]uint16{0x8100, 1})[:16], 0, TruncatedHeader},
+		{"IPv4 header length 4", layers.LinkTypeEthernet, func() []byte { b := ether(0x0800, ipv4(17, nil, nil, 0)); b[14] = 0x41; return b }(), 0, BadIPHeader},
+		{"version 4 in an IPv6 frame", layers.LinkTypeEthernet, func() []byte { b := slicesClone(nic); b[14] = 0x40; return b }(), 0, BadIPHeader},
+		{"IPv4 first fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 3010, in, 0, 0), nil, 0x2000)), 0, Fragment},
+		{"IPv4 later fragment", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, in, nil, 185)), 0, Fragment},
+		{"IPv6 fragment", layers.LinkTypeEthernet, ether(0x86DD, ipv6(44, cat([]byte{17, 0, 0, 1}, be32b(9), udp(1, 3010, in, 0, 0)), -1, 0)), 0, Fragment},
+		{"IPv6 extension header overrunning", layers.LinkTypeEthernet, ether(0x86DD, ipv6(0, []byte{17, 200, 0, 0, 0, 0, 0, 0}, -1, 0)), 0, TruncatedHeader},
+		{"VXLAN without the I flag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 4789, cat([]byte{0, 0, 0, 0, 0, 0, 1, 0}, in), 0, 0), nil, 0)), 0, BadVXLANHeader},
+		{"GENEVE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x40, 0}, be16b(0x6558), be32b(0), in), 0, 0), nil, 0)), 0, BadGENEVEHeader},
+		{"GENEVE options overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x3F, 0}, be16b(0x6558), be32b(0)), 0, 0), nil, 0)), 0, TruncatedHeader},
+		{"GENEVE carrying MPLS", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, geneve(1, 0x8847, nil, in), 0, 0), nil, 0)), 0, GENEVEUnsupportedProto},
+		{"GRE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, cat(be16b(1), be16b(0x88BE), in), nil, 0)), 0, BadGREHeader},
+		{"ERSPAN II with version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan3(1, 0, false, in)), nil, 0)), 0, BadERSPANHeader},
+		{"ERSPAN III with version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), cat(erspan2(1, nil), be32b(0), in)), nil, 0)), 0, BadERSPANHeader},
+		{"ERSPAN III frame type 3", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 3, false, in)), nil, 0)), 0, ERSPANUnsupportedFrame},
+		{"ERSPAN III subheader cut", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 0, true, nil)[:14]), nil, 0)), 0, TruncatedHeader},
+		{"TZSP version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{2, 0, 0, 1, 1}, in), 0, 0), nil, 0)), 0, BadTZSPHeader},
+		{"TZSP tag overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 10, 200, 0}, 0, 0), nil, 0)), 0, BadTZSPHeader},
+		{"TZSP without an end tag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, []byte{1, 0, 0, 1, 0, 0}, 0, 0), nil, 0)), 0, TruncatedHeader},
+		{"TZSP carrying 802.11", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 37008, cat([]byte{1, 0, 0, 18, 1}, in), 0, 0), nil, 0)), 0, TZSPUnsupportedEncap},
 	}
 	seen := map[Reason]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var r Result
-			if got := decoder.Decode(tt.lt, tt.frame, len(tt.frame), &r); got != tt.want {
+			length := tt.length
+			if length == 0 {
+				length = len(tt.frame)
+			}
+			if got := decoder.Decode(tt.lt, tt.frame, length, &r); got != tt.want {
 				t.Fatalf("reason %v, want %v", got, tt.want)
 			}
 		})
@@ -212,19 +220,46 @@ func TestLengthFields(t *testing.T) {
 	}
 }
 
-// TestSnapLengthCut decodes envelopes whose capture was cut short.
+// TestSnapLengthCut decodes envelopes whose capture was cut short: the
+// inner frame's length on the wire comes from the outer headers' own
+// lengths, as it does uncut, never from an Ethernet trailer after them.
 func TestSnapLengthCut(t *testing.T) {
-	e := envelopes(t)[0]
-	var r Result
-	if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame[:100], len(e.frame), &r); reason != OK {
-		t.Fatal(reason)
+	in := testkit.VMFrames(t)[30]
+	trailer := make([]byte, 2) // padding after the IP packet, or an FCS
+	vx := func(ulen uint16) []byte { return udp(5000, 4789, vxlan(42, in), ulen, 0) }
+	tests := []struct {
+		name  string
+		frame []byte
+	}{
+		{"nic as the NIC sends it", envelopes(t)[0].frame},
+		{"vxlan over ipv4 with a trailer", cat(ether(0x0800, ipv4(17, vx(uint16(16+len(in))), nil, 0)), trailer)},
+		{"vxlan over ipv6 with a trailer", cat(ether(0x86DD, ipv6(17, vx(uint16(16+len(in))), -1, 0)), trailer)},
+		{"vxlan over ipv4, UDP length left 0", cat(ether(0x0800, ipv4(17, vx(0), nil, 0)), trailer)},
+		// The datagram is shorter than the IP packet says: the rest is
+		// not the UDP payload's, as Linux and Wireshark take it.
+		{"vxlan over ipv4, a UDP length shorter than the IP packet", ether(0x0800, ipv4(17, cat(vx(uint16(16+len(in))), trailer), nil, 0))},
+		{"erspan III over ipv4 with a trailer", cat(ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(3), erspan3(300, 0, false, in)), nil, 0)), trailer)},
 	}
-	if len(r.Inner) != 100-62 || r.InnerLength != len(e.inner) {
-		t.Fatalf("inner %d bytes of %d, want %d of %d", len(r.Inner), r.InnerLength, 100-62, len(e.inner))
-	}
-	// A frame cut to 10 bytes of inner frame is still as long on the wire.
-	if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame[:72], len(e.frame), &r); reason != OK {
-		t.Fatalf("short capture of a long frame: %v", reason)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var whole Result
+			if reason := decoder.Decode(layers.LinkTypeEthernet, tt.frame, len(tt.frame), &whole); reason != OK {
+				t.Fatal(reason)
+			}
+			if whole.InnerLength != len(in) || !bytes.Equal(whole.Inner, in) {
+				t.Fatalf("uncut: inner %d bytes of %d, want %d", len(whole.Inner), whole.InnerLength, len(in))
+			}
+			innerAt := bytes.Index(tt.frame, in)
+			for _, keep := range []int{innerAt + 14, innerAt + 38, len(tt.frame) - 3} {
+				var r Result
+				if reason := decoder.Decode(layers.LinkTypeEthernet, tt.frame[:keep], len(tt.frame), &r); reason != OK {
+					t.Fatalf("cut to %d bytes: %v", keep, reason)
+				}
+				if got := min(keep-innerAt, len(in)); len(r.Inner) != got || r.InnerLength != len(in) {
+					t.Errorf("cut to %d bytes: inner %d bytes of %d, want %d of %d", keep, len(r.Inner), r.InnerLength, got, len(in))
+				}
+			}
+		})
 	}
 }
 

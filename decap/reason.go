@@ -31,6 +31,7 @@ const (
 	ERSPANUnsupportedFrame // ERSPAN III frame type other than Ethernet or IP
 	BadTZSPHeader          // unknown TZSP version, or tags overrunning the packet
 	TZSPUnsupportedEncap   // TZSP carrying something other than Ethernet
+	TruncatedInner         // the capture ends before the inner frame's Ethernet header does
 	NumReasons             // the number of reasons, for arrays indexed by Reason
 )
 
@@ -59,6 +60,7 @@ var reasons = [NumReasons]struct {
 	ERSPANUnsupportedFrame: {"erspan_unsupported_frame_type", true},
 	BadTZSPHeader:          {"bad_tzsp_header", true},
 	TZSPUnsupportedEncap:   {"tzsp_unsupported_encapsulation", true},
+	TruncatedInner:         {"truncated_inner_header", true},
 }
 
 // String returns the reason's metric label.

@@ -3,12 +3,14 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // captureEnvelopes has real tcpdump record the envelopes of the VM traffic
@@ -303,3 +306,69 @@ func unsetLengths(t *testing.T, hv, sk *testkit.NetNS, frames [][]byte) [][]byte
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestOfflineSnapLengthCut converts captures made with a snap length, as
+// tcpdump -s writes them, of VXLAN envelopes over IPv4 whose outer frame
+// has a 2-byte Ethernet trailer: the inner frame's length on the wire is
+// the one Wireshark finds (the UDP length less the UDP and VXLAN headers),
+// cut or not, and a capture that ends before a whole inner Ethernet header
+// is counted as malformed, not written as a record tcpdump cannot read.
+func TestOfflineSnapLengthCut(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	var frames [][]byte
+	for _, in := range [][]byte{vm[30], vm[40], vm[8]} {
+		vxlan := append([]byte{0x08, 0, 0, 0, 0, 0, 42, 0}, in...)
+		f := testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: 4789, Payload: vxlan}.Bytes(t)
+		frames = append(frames, append(f, 0, 0))
+	}
+	const headers = 14 + 20 + 8 + 8 // outer Ethernet, IPv4, UDP, VXLAN
+	for _, tt := range []struct {
+		snap      int
+		written   int
+		malformed string
+	}{
+		{0, 3, ""},
+		{headers + 40, 3, ""},
+		{headers + 13, 0, "packets malformed (truncated_inner_header 3)"},
+		{headers, 0, "packets malformed (truncated_inner_header 3)"},
+	} {
+		t.Run(fmt.Sprintf("snap %d", tt.snap), func(t *testing.T) {
+			in := testkit.WritePcapSnap(t, frames, tt.snap)
+			out, summary := convert(t, in)
+			if !strings.Contains(summary, tt.malformed) {
+				t.Errorf("summary lacks %q:\n%s", tt.malformed, summary)
+			}
+			// What Wireshark takes the inner frames' lengths to be.
+			fields, err := exec.Command("tshark", "-n", "-r", in, "-T", "fields", "-e", "udp.length").Output()
+			if err != nil {
+				t.Fatalf("tshark: %v", err)
+			}
+			var want []int
+			for _, f := range strings.Fields(string(fields)) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatalf("tshark's udp.length %q", f)
+				}
+				want = append(want, n-8-8)
+			}
+			pkts, _, err := pcapfile.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pkts) != tt.written {
+				t.Fatalf("wrote %d packets, want %d\n%s", len(pkts), tt.written, summary)
+			}
+			for i, p := range pkts {
+				if p.Info.Length != want[i] || p.Info.Length != len(frames[i])-headers-2 {
+					t.Errorf("packet %d: original length %d, Wireshark's %d, the inner frame's %d", i, p.Info.Length, want[i], len(frames[i])-headers-2)
+				}
+			}
+			td, err := exec.Command("tcpdump", "-n", "-r", out).CombinedOutput()
+			if err != nil || strings.Contains(string(td), "Invalid header") {
+				t.Errorf("tcpdump -r: %v\n%s", err, td)
+			}
+			checkWithTools(t, out, tt.written)
+		})
+	}
+}

@@ -55,6 +55,7 @@ func TestToyKind(t *testing.T) {
 	envelope := func(header ...byte) []byte {
 		f := slices.Concat(nic[:62], header, inner)
 		binary.BigEndian.PutUint16(f[18:20], uint16(len(f)-54)) // IPv6 payload length
+		binary.BigEndian.PutUint16(f[58:60], uint16(len(f)-54)) // UDP length
 		binary.BigEndian.PutUint16(f[56:58], toyPort)
 		return f
 	}
