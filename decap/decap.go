@@ -21,9 +21,12 @@ type Result struct {
 	Kind Kind
 	// Inner is the encapsulated frame as captured; InnerLength is its
 	// length on the wire (larger when the capture was cut short).
-	Inner         []byte
-	InnerLength   int
-	InnerLinkType layers.LinkType
+	Inner       []byte
+	InnerLength int
+	// InnerEtherType is 0 when Inner is an Ethernet frame; else Inner is
+	// a bare packet of this EtherType (IP, ARP), as GENEVE and ERSPAN III
+	// can carry, which needs an Ethernet header to be written.
+	InnerEtherType uint16
 	// The outer addresses and ports (ports are 0 for GRE).
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
@@ -62,6 +65,7 @@ const (
 	etherIPv6     = 0x86DD
 	etherARP      = 0x0806
 	etherTEB      = 0x6558 // transparent Ethernet bridging
+	minEtherType  = 0x0600 // smaller values in an Ethernet header are lengths
 	etherERSPAN12 = 0x88BE
 	etherERSPAN3  = 0x22EB
 
@@ -174,15 +178,17 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	}
 	// Inner ends the IP packet; the snap length may have cut it.
 	r.InnerLength = wireEnd - (end - len(r.Inner))
-	if r.InnerLinkType == layers.LinkTypeEthernet {
-		switch {
-		case r.InnerLength < EtherHeaderLen:
-			return ShortFrame
-		case len(r.Inner) < EtherHeaderLen:
-			// A record without a whole Ethernet header is no frame
-			// any reader can take.
-			return TruncatedInner
-		}
+	need := 1 // a bare packet's first byte
+	if r.InnerEtherType == 0 {
+		need = EtherHeaderLen
+	}
+	switch {
+	case r.InnerLength < need:
+		return ShortFrame
+	case len(r.Inner) < need:
+		// A record without a whole Ethernet header is no frame any
+		// reader can take.
+		return TruncatedInner
 	}
 	return OK
 }
@@ -199,7 +205,7 @@ func DecodePayload(k Kind, payload []byte, length int, r *Result) Reason {
 		return reason
 	}
 	r.InnerLength = len(r.Inner) + length - len(payload)
-	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
+	if r.InnerEtherType == 0 && r.InnerLength < EtherHeaderLen {
 		return ShortFrame
 	}
 	return OK
@@ -348,10 +354,12 @@ func decodeGENEVE(p []byte, _ GREHeader, r *Result) Reason {
 	}
 	r.ID = be32(p[4:8]) >> 8
 	r.Inner = p[hlen:]
-	switch be16(p[2:4]) {
-	case etherTEB:
-	case etherIPv4, etherIPv6:
-		r.InnerLinkType = layers.LinkTypeRaw
+	// The protocol type is an EtherType (RFC 8926 §3.4): any packet
+	// Ethernet can carry, as Wireshark dissects it.
+	switch proto := be16(p[2:4]); {
+	case proto == etherTEB:
+	case proto >= minEtherType:
+		r.InnerEtherType = proto
 	default:
 		return GENEVEUnsupportedProto
 	}
@@ -437,7 +445,7 @@ func (d *Decoder) decodeGRE(p []byte, r *Result) Reason {
 // decodeKind runs kind k's decoder on p. r.ID keeps what the outer
 // headers said (the NIC's flow label) unless the decoder sets it.
 func decodeKind(k Kind, decode DecodeFunc, p []byte, g GREHeader, r *Result) Reason {
-	r.Kind, r.Inner, r.InnerLinkType = k, nil, layers.LinkTypeEthernet
+	r.Kind, r.Inner, r.InnerEtherType = k, nil, 0
 	return decode(p, g, r)
 }
 
@@ -497,13 +505,18 @@ func decodeERSPAN3(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < hlen {
 		return TruncatedHeader
 	}
+	r.Inner = p[hlen:]
 	switch (w >> 10) & 0x1F { // frame type
-	case 0:
-	case 2:
-		r.InnerLinkType = layers.LinkTypeRaw
+	case 0: // Ethernet
+	case 2: // IP, of either version: the packet says which
+		if len(r.Inner) == 0 {
+			return TruncatedInner
+		}
+		if r.InnerEtherType = ipVersionType(r.Inner[0]); r.InnerEtherType == 0 {
+			return BadIPHeader
+		}
 	default:
 		return ERSPANUnsupportedFrame
 	}
-	r.Inner = p[hlen:]
 	return OK
 }

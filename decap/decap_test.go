@@ -25,41 +25,45 @@ type envelope struct {
 	frame []byte // an Ethernet frame
 	// raw marks envelopes as the NIC sends them (IPv6 payload length 0, UDP
 	// length unset), which Wireshark cannot dissect: what sinkd is for.
-	raw       bool
-	kind      Kind
-	id        uint32
-	inner     []byte
-	innerType layers.LinkType
+	raw   bool
+	kind  Kind
+	id    uint32
+	inner []byte
+	etype uint16 // of a bare inner packet; 0: an Ethernet frame
 }
 
 // envelopes builds one of every kind around real frames.
 func envelopes(t testing.TB) []envelope {
 	vm := testkit.VMFrames(t)
 	in, in2, in3 := vm[30], vm[40], vm[8] // TCP, TCP over IPv6, ICMP
-	ip4 := in3[14:]                       // a bare IPv4 packet
+	ip4, ip6 := in[14:], in3[14:]         // bare IPv4 (TCP) and IPv6 (ICMPv6) packets
+	arp := vm[4][14:]                     // a bare ARP packet
 	nicUDP := func(p []byte) []byte { return udp(40000, 3010, p, 0xBEEF, 0) }
 	hbh := ext6(60, 2)    // hop-by-hop, 16 bytes, then destination options
 	dst := ext6(44, 1)    // destination options, then a fragment header
 	atomic := ext6(17, 1) // fragment header: offset 0, no more fragments
 	atomic[1] = 0         // (its second byte is reserved, not a length)
 	return []envelope{
-		{"nic over ipv6 as the NIC sends it", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0x12345)), true, KindNIC, 0x12345, in, layers.LinkTypeEthernet},
-		{"nic over ipv6 with lengths fixed", ether(0x86DD, ipv6(17, udp(1, 3010, in, uint16(8+len(in)), 0), -1, 0)), false, KindNIC, 0, in, layers.LinkTypeEthernet},
-		{"nic over ipv4 with options", ether(0x0800, ipv4(17, nicUDP(in2), []byte{1, 1, 1, 0, 0x94, 4, 0, 0}, 0x4000)), true, KindNIC, 0, in2, layers.LinkTypeEthernet},
-		{"nic over ipv6 extension headers", ether(0x86DD, ipv6(0, cat(hbh, dst, atomic, nicUDP(in)), -1, 7)), true, KindNIC, 7, in, layers.LinkTypeEthernet},
-		{"nic behind 802.1ad and 802.1Q tags", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0), [2]uint16{0x88A8, 100}, [2]uint16{0x8100, 7}), true, KindNIC, 0, in, layers.LinkTypeEthernet},
-		{"nic behind three tags", ether(0x0800, ipv4(17, nicUDP(in3), nil, 0), [2]uint16{0x9100, 1}, [2]uint16{0x88A8, 2}, [2]uint16{0x8100, 3}), true, KindNIC, 0, in3, layers.LinkTypeEthernet},
-		{"vxlan", ether(0x0800, ipv4(17, udp(5000, 4789, vxlan(42, in), uint16(16+len(in)), 0), nil, 0)), false, KindVXLAN, 42, in, layers.LinkTypeEthernet},
-		{"geneve with options", ether(0x86DD, ipv6(17, udpOK(6081, geneve(77, 0x6558, cat(be16b(0x0102), []byte{3, 1}, be32b(9)), in2)), -1, 0)), false, KindGENEVE, 77, in2, layers.LinkTypeEthernet},
-		{"geneve carrying bare ipv4", ether(0x0800, ipv4(17, udpOK(6081, geneve(78, 0x0800, nil, ip4)), nil, 0)), false, KindGENEVE, 78, ip4, layers.LinkTypeRaw},
-		{"tzsp with tags", ether(0x0800, ipv4(17, udpOK(37008, tzsp(cat([]byte{0, 0}, []byte{10, 2, 0x12, 0x34}), in3)), nil, 0)), false, KindTZSP, 0, in3, layers.LinkTypeEthernet},
-		{"erspan type I", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, nil, in), nil, 0)), false, KindERSPAN1, 0, in, layers.LinkTypeEthernet},
-		{"erspan type II", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan2(77, in)), nil, 0)), false, KindERSPAN2, 77, in, layers.LinkTypeEthernet},
-		{"erspan type II over ipv6", ether(0x86DD, ipv6(47, gre(0x88BE, false, ptr(5), ptr(2), erspan2(1023, in2)), -1, 0)), false, KindERSPAN2, 1023, in2, layers.LinkTypeEthernet},
-		{"erspan type III", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(3), erspan3(300, 0, false, in)), nil, 0)), false, KindERSPAN3, 300, in, layers.LinkTypeEthernet},
-		{"erspan type III with subheader", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(4), erspan3(301, 0, true, in3)), nil, 0)), false, KindERSPAN3, 301, in3, layers.LinkTypeEthernet},
-		{"erspan type III carrying ip", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(5), erspan3(302, 2, false, ip4)), nil, 0)), false, KindERSPAN3, 302, ip4, layers.LinkTypeRaw},
-		{"gre-tap with checksum and key", ether(0x0800, ipv4(47, gre(0x6558, true, ptr(99), nil, in), nil, 0)), false, KindGRETAP, 99, in, layers.LinkTypeEthernet},
+		{"nic over ipv6 as the NIC sends it", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0x12345)), true, KindNIC, 0x12345, in, 0},
+		{"nic over ipv6 with lengths fixed", ether(0x86DD, ipv6(17, udp(1, 3010, in, uint16(8+len(in)), 0), -1, 0)), false, KindNIC, 0, in, 0},
+		{"nic over ipv4 with options", ether(0x0800, ipv4(17, nicUDP(in2), []byte{1, 1, 1, 0, 0x94, 4, 0, 0}, 0x4000)), true, KindNIC, 0, in2, 0},
+		{"nic over ipv6 extension headers", ether(0x86DD, ipv6(0, cat(hbh, dst, atomic, nicUDP(in)), -1, 7)), true, KindNIC, 7, in, 0},
+		{"nic behind 802.1ad and 802.1Q tags", ether(0x86DD, ipv6(17, nicUDP(in), 0, 0), [2]uint16{0x88A8, 100}, [2]uint16{0x8100, 7}), true, KindNIC, 0, in, 0},
+		{"nic behind three tags", ether(0x0800, ipv4(17, nicUDP(in3), nil, 0), [2]uint16{0x9100, 1}, [2]uint16{0x88A8, 2}, [2]uint16{0x8100, 3}), true, KindNIC, 0, in3, 0},
+		{"vxlan", ether(0x0800, ipv4(17, udp(5000, 4789, vxlan(42, in), uint16(16+len(in)), 0), nil, 0)), false, KindVXLAN, 42, in, 0},
+		{"geneve with options", ether(0x86DD, ipv6(17, udpOK(6081, geneve(77, 0x6558, cat(be16b(0x0102), []byte{3, 1}, be32b(9)), in2)), -1, 0)), false, KindGENEVE, 77, in2, 0},
+		{"geneve carrying bare ipv4", ether(0x0800, ipv4(17, udpOK(6081, geneve(78, 0x0800, nil, ip4)), nil, 0)), false, KindGENEVE, 78, ip4, 0x0800},
+		{"geneve carrying bare arp", ether(0x0800, ipv4(17, udpOK(6081, geneve(79, 0x0806, nil, arp)), nil, 0)), false, KindGENEVE, 79, arp, 0x0806},
+		{"geneve carrying bare ipv6", ether(0x86DD, ipv6(17, udpOK(6081, geneve(80, 0x86DD, nil, ip6)), -1, 0)), false, KindGENEVE, 80, ip6, 0x86DD},
+		{"tzsp with tags", ether(0x0800, ipv4(17, udpOK(37008, tzsp(cat([]byte{0, 0}, []byte{10, 2, 0x12, 0x34}), in3)), nil, 0)), false, KindTZSP, 0, in3, 0},
+		{"erspan type I", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, nil, in), nil, 0)), false, KindERSPAN1, 0, in, 0},
+		{"erspan type II", ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan2(77, in)), nil, 0)), false, KindERSPAN2, 77, in, 0},
+		{"erspan type II over ipv6", ether(0x86DD, ipv6(47, gre(0x88BE, false, ptr(5), ptr(2), erspan2(1023, in2)), -1, 0)), false, KindERSPAN2, 1023, in2, 0},
+		{"erspan type III", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(3), erspan3(300, 0, false, in)), nil, 0)), false, KindERSPAN3, 300, in, 0},
+		{"erspan type III with subheader", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(4), erspan3(301, 0, true, in3)), nil, 0)), false, KindERSPAN3, 301, in3, 0},
+		{"erspan type III carrying ip", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(5), erspan3(302, 2, false, ip4)), nil, 0)), false, KindERSPAN3, 302, ip4, 0x0800},
+		{"erspan type III carrying ipv6", ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(6), erspan3(303, 2, false, ip6)), nil, 0)), false, KindERSPAN3, 303, ip6, 0x86DD},
+		{"gre-tap with checksum and key", ether(0x0800, ipv4(47, gre(0x6558, true, ptr(99), nil, in), nil, 0)), false, KindGRETAP, 99, in, 0},
 	}
 }
 
@@ -72,8 +76,8 @@ func TestDecodeEveryKind(t *testing.T) {
 			if reason := decoder.Decode(layers.LinkTypeEthernet, e.frame, len(e.frame), &r); reason != OK {
 				t.Fatalf("reason %v", reason)
 			}
-			if r.Kind != e.kind || r.ID != e.id || r.InnerLinkType != e.innerType {
-				t.Errorf("kind %v id %d inner type %v; want %v %d %v", r.Kind, r.ID, r.InnerLinkType, e.kind, e.id, e.innerType)
+			if r.Kind != e.kind || r.ID != e.id || r.InnerEtherType != e.etype {
+				t.Errorf("kind %v id %d inner EtherType %#x; want %v %d %#x", r.Kind, r.ID, r.InnerEtherType, e.kind, e.id, e.etype)
 			}
 			if !bytes.Equal(r.Inner, e.inner) || r.InnerLength != len(e.inner) {
 				t.Errorf("inner: %d bytes (length %d), want %d", len(r.Inner), r.InnerLength, len(e.inner))
@@ -161,7 +165,9 @@ func TestReasons(t *testing.T) {
 		{"VXLAN without the I flag", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 4789, cat([]byte{0, 0, 0, 0, 0, 0, 1, 0}, in), 0, 0), nil, 0)), 0, BadVXLANHeader},
 		{"GENEVE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x40, 0}, be16b(0x6558), be32b(0), in), 0, 0), nil, 0)), 0, BadGENEVEHeader},
 		{"GENEVE options overrunning", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, cat([]byte{0x3F, 0}, be16b(0x6558), be32b(0)), 0, 0), nil, 0)), 0, TruncatedHeader},
-		{"GENEVE carrying MPLS", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, geneve(1, 0x8847, nil, in), 0, 0), nil, 0)), 0, GENEVEUnsupportedProto},
+		{"GENEVE protocol type 0x0100: a length, not an EtherType", layers.LinkTypeEthernet, ether(0x0800, ipv4(17, udp(1, 6081, geneve(1, 0x0100, nil, in), 0, 0), nil, 0)), 0, GENEVEUnsupportedProto},
+		{"ERSPAN III carrying IP of version 5", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 2, false, []byte{0x50, 0})), nil, 0)), 0, BadIPHeader},
+		{"capture ends at the ERSPAN III header of IP", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), erspan3(1, 2, false, in[14:])), nil, 0))[:14+20+8+12], 14 + 20 + 8 + 12 + len(in) - 14, TruncatedInner},
 		{"GRE version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, cat(be16b(1), be16b(0x88BE), in), nil, 0)), 0, BadGREHeader},
 		{"ERSPAN II with version 2", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x88BE, false, nil, ptr(1), erspan3(1, 0, false, in)), nil, 0)), 0, BadERSPANHeader},
 		{"ERSPAN III with version 1", layers.LinkTypeEthernet, ether(0x0800, ipv4(47, gre(0x22EB, false, nil, ptr(1), cat(erspan2(1, nil), be32b(0), in)), nil, 0)), 0, BadERSPANHeader},
@@ -415,10 +421,18 @@ func TestBuildersAgreeWithTshark(t *testing.T) {
 		if !strings.Contains(protos, wantProto[e.kind]) {
 			t.Errorf("%s: tshark sees %s, want %s", e.name, protos, wantProto[e.kind])
 		}
+		// A bare packet in GENEVE: what Wireshark finds after the
+		// envelope is what the EtherType says, which the sink writes
+		// behind an Ethernet header. (Wireshark leaves ERSPAN III's frame
+		// type IP undissected: data.)
+		if bare := map[uint16]string{0x0800: ":ip:", 0x86DD: ":ipv6:", 0x0806: ":arp:"}[e.etype]; e.kind == KindGENEVE && e.etype != 0 &&
+			!strings.Contains(":"+strings.SplitN(protos, wantProto[e.kind], 2)[1]+":", bare) {
+			t.Errorf("%s: tshark sees %s after %s, want %s", e.name, protos, wantProto[e.kind], bare)
+		}
 		if e.id != 0 && e.kind != KindNIC && !slices.Contains(ids, uint64(e.id)) {
 			t.Errorf("%s: tshark's identifiers %v lack %d", e.name, ids, e.id)
 		}
-		if e.innerType == layers.LinkTypeEthernet {
+		if e.etype == 0 {
 			inner := netHW(e.inner[6:12])
 			if srcs[len(srcs)-1] != inner {
 				t.Errorf("%s: tshark's innermost Ethernet source %s, want %s", e.name, srcs[len(srcs)-1], inner)

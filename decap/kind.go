@@ -17,7 +17,7 @@ const (
 	KindNone    Kind = iota
 	KindNIC          // the NIC's copy: one Ethernet frame as a UDP payload
 	KindVXLAN        // VXLAN (RFC 7348)
-	KindGENEVE       // GENEVE (RFC 8926), with options; Ethernet or bare IP
+	KindGENEVE       // GENEVE (RFC 8926), with options; Ethernet or a bare packet (IP, ARP)
 	KindTZSP         // TaZmen Sniffer Protocol, Ethernet encapsulation
 	KindERSPAN1      // GRE 0x88BE without a sequence number: no ERSPAN header
 	KindERSPAN2      // ERSPAN type II
@@ -45,8 +45,8 @@ type GREHeader struct {
 
 // DecodeFunc takes apart an envelope's own header: p is the UDP payload, or
 // what follows the GRE header (whose fields are in g; zero for UDP). It
-// sets r.Inner, and r.ID and r.InnerLinkType where they are not 0 and
-// Ethernet. A GRE kind returns GREUnsupportedProtocol for a packet that
+// sets r.Inner (a suffix of p), and r.ID and r.InnerEtherType where they
+// are not 0 (an Ethernet frame). A GRE kind returns GREUnsupportedProtocol for a packet that
 // is another kind's under the same protocol type (ERSPAN I and II).
 type DecodeFunc func(p []byte, g GREHeader, r *Result) Reason
 

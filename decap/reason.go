@@ -19,19 +19,19 @@ const (
 	TZSPNotAPacket         // TZSP keepalives and the like
 
 	// Malformed: an envelope, broken.
-	ShortFrame             // the inner frame is shorter than an Ethernet header
+	ShortFrame             // the inner frame is shorter than an Ethernet header, or a bare packet empty
 	TruncatedHeader        // the capture ends inside the envelope's headers
 	BadIPHeader            // wrong IP version or header length
 	Fragment               // a fragment of an envelope (not reassembled)
 	BadVXLANHeader         // the VNI-valid flag is not set
 	BadGENEVEHeader        // unknown GENEVE version
-	GENEVEUnsupportedProto // GENEVE carrying neither Ethernet nor IP
+	GENEVEUnsupportedProto // GENEVE protocol type below 0x0600: not an EtherType
 	BadGREHeader           // GRE version or routing bits set
 	BadERSPANHeader        // ERSPAN version does not match its GRE protocol
 	ERSPANUnsupportedFrame // ERSPAN III frame type other than Ethernet or IP
 	BadTZSPHeader          // unknown TZSP version, or tags overrunning the packet
 	TZSPUnsupportedEncap   // TZSP carrying something other than Ethernet
-	TruncatedInner         // the capture ends before the inner frame's Ethernet header does
+	TruncatedInner         // the capture ends before the inner frame's Ethernet header does, or before a bare packet starts
 	NumReasons             // the number of reasons, for arrays indexed by Reason
 )
 

@@ -372,3 +372,56 @@ func TestOfflineSnapLengthCut(t *testing.T) {
 		})
 	}
 }
+
+// TestOfflineBarePackets converts GENEVE envelopes of bare ARP, IPv4 and
+// IPv6 packets (the protocol type is their EtherType) and ERSPAN III ones
+// of bare IPv4 and IPv6 (frame type IP): each is written behind an
+// Ethernet header of its own EtherType, which tshark then dissects as the
+// packet it is.
+func TestOfflineBarePackets(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	arp, ip4, ip6 := vm[4][14:], vm[30][14:], vm[8][14:]
+	geneve := func(proto uint16, pkt []byte) []byte {
+		hdr := binary.BigEndian.AppendUint16([]byte{0, 0}, proto)
+		return testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: 6081, Payload: slices.Concat(hdr, []byte{0, 0, 7, 0}, pkt)}.Bytes(t)
+	}
+	erspan3 := func(pkt []byte) []byte {
+		gre := []byte{0x10, 0, 0x22, 0xEB, 0, 0, 0, 1}              // sequence number present, ERSPAN III
+		hdr := []byte{0x20, 100, 0, 9, 0, 0, 0, 0, 0, 0, 2 << 2, 0} // version 2, session 9, frame type 2 (IP)
+		return testkit.Frame{SrcIP: mustAddr("2001:db8::1"), DstIP: mustAddr("2001:db8::2"), Proto: layers.IPProtocolGRE,
+			Payload: slices.Concat(gre, hdr, pkt)}.Bytes(t)
+	}
+	tests := []struct {
+		frame  []byte
+		bare   []byte
+		protos string
+	}{
+		{geneve(0x0806, arp), arp, "eth:ethertype:arp"},
+		{geneve(0x0800, ip4), ip4, "eth:ethertype:ip:tcp"},
+		{geneve(0x86DD, ip6), ip6, "eth:ethertype:ipv6:ipv6.hopopts:icmpv6"},
+		{erspan3(ip4), ip4, "eth:ethertype:ip:tcp"},
+		{erspan3(ip6), ip6, "eth:ethertype:ipv6:ipv6.hopopts:icmpv6"},
+	}
+	var frames [][]byte
+	for _, tt := range tests {
+		frames = append(frames, tt.frame)
+	}
+	out, summary := convert(t, testkit.WritePcap(t, frames))
+	got := readFrames(t, out)
+	if len(got) != len(tests) {
+		t.Fatalf("wrote %d packets, want %d\n%s", len(got), len(tests), summary)
+	}
+	fields, err := exec.Command("tshark", "-n", "-r", out, "-T", "fields", "-e", "frame.protocols").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	protos := strings.Fields(string(fields))
+	for i, tt := range tests {
+		if !bytes.Equal(got[i][14:], tt.bare) || i >= len(protos) || protos[i] != tt.protos {
+			t.Errorf("packet %d: %d bytes behind %x, tshark sees %v; want the %d-byte packet, %s",
+				i, len(got[i])-14, got[i][:14], protos, len(tt.bare), tt.protos)
+		}
+	}
+	checkWithTools(t, out, len(tests))
+}
