@@ -1,11 +1,12 @@
 // Package decap takes envelopes apart: the NIC's Ether-over-UDP copies and
-// the other mirroring encapsulations (VXLAN, GENEVE, TZSP, ERSPAN I–III,
-// GRE-TAP), from any outer link type a capture may use.
+// the other mirroring encapsulations (VXLAN, VXLAN-GPE, GENEVE, TZSP,
+// ERSPAN I–III, GRE-TAP), from any outer link type a capture may use.
 //
 // It parses headers instead of chopping a fixed number of bytes, and it
 // trusts the captured length over the envelope's length fields: the NIC
 // leaves IPv6 payload length 0 and the UDP length unset. Length fields are
-// used only to cut Ethernet padding, and only when they are plausible.
+// used only to find where the packet ends on the wire (before Ethernet
+// padding, or past a snap length), and only when they are plausible.
 // Decoding allocates nothing and never panics; every failure is a Reason.
 package decap
 
@@ -327,16 +328,51 @@ func decodeNIC(p []byte, _ GREHeader, r *Result) Reason {
 	return OK
 }
 
+// The flags of a VXLAN header's first byte.
+const (
+	vxlanI   = 0x08 // the VNI is valid
+	vxlanP   = 0x04 // VXLAN-GPE's P: a next protocol follows
+	vxlanVer = 0x30 // VXLAN-GPE's version
+)
+
 // decodeVXLAN takes a VXLAN header (RFC 7348).
 func decodeVXLAN(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < 8 {
 		return TruncatedHeader
 	}
-	if p[0]&0x08 == 0 {
+	switch {
+	case p[0]&vxlanI == 0:
+		return BadVXLANHeader
+	case p[0]&vxlanP != 0:
+		// Its payload need not be Ethernet: NSH, MPLS...
+		return VXLANGPEOnVXLANPort
+	}
+	r.ID = be32(p[4:8]) >> 8
+	r.Inner = p[8:]
+	return OK
+}
+
+// decodeVXLANGPE takes a VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe):
+// VXLAN's, with a version and a next protocol, which decides the payload
+// as Wireshark takes it, whatever the P flag says.
+func decodeVXLANGPE(p []byte, _ GREHeader, r *Result) Reason {
+	if len(p) < 8 {
+		return TruncatedHeader
+	}
+	if p[0]&vxlanI == 0 || p[0]&vxlanVer != 0 {
 		return BadVXLANHeader
 	}
 	r.ID = be32(p[4:8]) >> 8
 	r.Inner = p[8:]
+	switch p[3] { // next protocol
+	case 1:
+		r.InnerEtherType = etherIPv4
+	case 2:
+		r.InnerEtherType = etherIPv6
+	case 3: // Ethernet
+	default: // NSH (4), MPLS (5), ...
+		return VXLANGPEUnsupportedProto
+	}
 	return OK
 }
 

@@ -3,6 +3,8 @@ package decap
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,15 +16,16 @@ type Kind uint8
 
 // The built-in envelope kinds; their descriptors are in builtin.
 const (
-	KindNone    Kind = iota
-	KindNIC          // the NIC's copy: one Ethernet frame as a UDP payload
-	KindVXLAN        // VXLAN (RFC 7348)
-	KindGENEVE       // GENEVE (RFC 8926), with options; Ethernet or a bare packet (IP, ARP)
-	KindTZSP         // TaZmen Sniffer Protocol, Ethernet encapsulation
-	KindERSPAN1      // GRE 0x88BE without a sequence number: no ERSPAN header
-	KindERSPAN2      // ERSPAN type II
-	KindERSPAN3      // ERSPAN type III, with the optional platform subheader
-	KindGRETAP       // GRE transparent Ethernet bridging (0x6558)
+	KindNone     Kind = iota
+	KindNIC           // the NIC's copy: one Ethernet frame as a UDP payload
+	KindVXLAN         // VXLAN (RFC 7348)
+	KindGENEVE        // GENEVE (RFC 8926), with options; Ethernet or a bare packet (IP, ARP)
+	KindTZSP          // TaZmen Sniffer Protocol, Ethernet encapsulation
+	KindERSPAN1       // GRE 0x88BE without a sequence number: no ERSPAN header
+	KindERSPAN2       // ERSPAN type II
+	KindERSPAN3       // ERSPAN type III, with the optional platform subheader
+	KindGRETAP        // GRE transparent Ethernet bridging (0x6558)
+	KindVXLANGPE      // VXLAN-GPE: Ethernet, IPv4 or IPv6 (draft-ietf-nvo3-vxlan-gpe)
 	numBuiltin
 )
 
@@ -73,14 +76,15 @@ type Descriptor struct {
 var builtin = [numBuiltin]Descriptor{
 	// 3010 is what dp-service's users configure for the NIC's copies;
 	// the ID is the IPv6 flow label, which the outer header carries.
-	KindNIC:     {Name: "nic", Transport: UDP, Port: DefaultNICPort, IDLabel: "tag", Decode: decodeNIC},
-	KindVXLAN:   {Name: "vxlan", Transport: UDP, Port: 4789, IDLabel: "vni", Decode: decodeVXLAN},
-	KindGENEVE:  {Name: "geneve", Transport: UDP, Port: 6081, IDLabel: "vni", Decode: decodeGENEVE},
-	KindTZSP:    {Name: "tzsp", Transport: UDP, Port: 37008, Decode: decodeTZSP},
-	KindERSPAN1: {Name: "erspan1", Transport: GRE, GREProtocol: etherERSPAN12, Decode: decodeERSPAN1},
-	KindERSPAN2: {Name: "erspan2", Transport: GRE, GREProtocol: etherERSPAN12, IDLabel: "session", Decode: decodeERSPAN2},
-	KindERSPAN3: {Name: "erspan3", Transport: GRE, GREProtocol: etherERSPAN3, IDLabel: "session", Decode: decodeERSPAN3},
-	KindGRETAP:  {Name: "gretap", Transport: GRE, GREProtocol: etherTEB, IDLabel: "key", Decode: decodeGRETAP},
+	KindNIC:      {Name: "nic", Transport: UDP, Port: DefaultNICPort, IDLabel: "tag", Decode: decodeNIC},
+	KindVXLAN:    {Name: "vxlan", Transport: UDP, Port: 4789, IDLabel: "vni", Decode: decodeVXLAN},
+	KindGENEVE:   {Name: "geneve", Transport: UDP, Port: 6081, IDLabel: "vni", Decode: decodeGENEVE},
+	KindTZSP:     {Name: "tzsp", Transport: UDP, Port: 37008, Decode: decodeTZSP},
+	KindERSPAN1:  {Name: "erspan1", Transport: GRE, GREProtocol: etherERSPAN12, Decode: decodeERSPAN1},
+	KindERSPAN2:  {Name: "erspan2", Transport: GRE, GREProtocol: etherERSPAN12, IDLabel: "session", Decode: decodeERSPAN2},
+	KindERSPAN3:  {Name: "erspan3", Transport: GRE, GREProtocol: etherERSPAN3, IDLabel: "session", Decode: decodeERSPAN3},
+	KindGRETAP:   {Name: "gretap", Transport: GRE, GREProtocol: etherTEB, IDLabel: "key", Decode: decodeGRETAP},
+	KindVXLANGPE: {Name: "vxlan-gpe", Transport: UDP, Port: 4790, IDLabel: "vni", Decode: decodeVXLANGPE},
 }
 
 // DefaultNICPort is the UDP port of the NIC's copies unless told otherwise.
@@ -249,10 +253,10 @@ func ParsePorts(s string, ports map[Kind]uint16) error {
 
 // FormatPorts renders ports in ParsePorts' syntax, sorted by kind name.
 func FormatPorts(ports map[Kind]uint16) string {
-	var items []string
-	for k, p := range ports {
-		items = append(items, fmt.Sprintf("%s=%d", k, p))
+	kinds := slices.SortedFunc(maps.Keys(ports), func(a, b Kind) int { return strings.Compare(a.String(), b.String()) })
+	items := make([]string, len(kinds))
+	for i, k := range kinds {
+		items[i] = fmt.Sprintf("%s=%d", k, ports[k])
 	}
-	sort.Strings(items)
 	return strings.Join(items, ",")
 }
