@@ -44,13 +44,16 @@ type Decoder struct {
 	gre   []Kind       // the GRE kinds, in order
 }
 
-// NewDecoder returns a decoder for UDP envelopes on the given ports (a
-// kind with port 0 is off) and for every GRE kind, which needs no port.
-func NewDecoder(ports map[Kind]uint16) *Decoder {
+// NewDecoder returns a decoder for UDP envelopes on the given ports
+// (ParsePorts has checked that each belongs to one kind) and for every GRE
+// kind, which needs no port.
+func NewDecoder(ports Ports) *Decoder {
 	d := &Decoder{kinds: *table.Load()}
-	for k, p := range ports {
-		if p != 0 && k.UDP() {
-			d.ports[p] = k
+	for k, ps := range ports {
+		for _, p := range ps {
+			if p != 0 && k.UDP() {
+				d.ports[p] = k
+			}
 		}
 	}
 	for k, desc := range d.kinds {

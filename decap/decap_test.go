@@ -297,16 +297,16 @@ func TestDecodePayload(t *testing.T) {
 
 func TestPortsAreConfigurable(t *testing.T) {
 	ports := DefaultPorts()
-	if err := ParsePorts("vxlan=8472,nic=4000,tzsp=0", ports); err != nil {
+	if err := ParsePorts("vxlan=8472,nic=4000,tzsp=0,vxlan=4789", ports); err != nil {
 		t.Fatal(err)
 	}
-	if got := FormatPorts(ports); got != "geneve=6081,nic=4000,tzsp=0,vxlan=8472,vxlan-gpe=4790" {
+	if got := FormatPorts(ports); got != "geneve=6081,nic=4000,tzsp=0,vxlan=4789,vxlan=8472,vxlan-gpe=4790" {
 		t.Fatalf("ports %s", got)
 	}
 	d := NewDecoder(ports)
 	in := testkit.VMFrames(t)[30]
 	var r Result
-	for port, want := range map[uint16]Reason{8472: OK, 4789: UnknownPort, 3010: UnknownPort, 37008: UnknownPort} {
+	for port, want := range map[uint16]Reason{8472: OK, 4789: OK, 3010: UnknownPort, 37008: UnknownPort} {
 		f := ether(0x0800, ipv4(17, udp(1, port, vxlan(1, in), 0, 0), nil, 0))
 		if port == 37008 {
 			f = ether(0x0800, ipv4(17, udp(1, port, tzsp(nil, in), 0, 0), nil, 0))
@@ -315,10 +315,63 @@ func TestPortsAreConfigurable(t *testing.T) {
 			t.Errorf("port %d: %v, want %v", port, got, want)
 		}
 	}
-	for _, bad := range []string{"vxlan", "erspan2=1", "nic=65536", "bogus=1", "nic=x"} {
-		if err := ParsePorts(bad, DefaultPorts()); err == nil {
-			t.Errorf("ParsePorts(%q) accepted", bad)
-		}
+	if got := UDPPorts(ports); !slices.Equal(got, []uint16{4000, 4789, 4790, 6081, 8472}) {
+		t.Errorf("UDPPorts %v", got)
+	}
+}
+
+// TestParsePorts checks that every port given is taken, and a port that
+// would belong to two kinds is refused with a line that says how to
+// resolve it.
+func TestParsePorts(t *testing.T) {
+	nic4789 := func() Ports { p := DefaultPorts(); p[KindNIC] = []uint16{4789}; return p } // --port 4789
+	tests := []struct {
+		list  string
+		ports Ports // DefaultPorts when nil
+		want  string
+		err   string
+	}{
+		{list: "vxlan=4789,vxlan=8472", want: "geneve=6081,nic=3010,tzsp=37008,vxlan=4789,vxlan=8472,vxlan-gpe=4790"},
+		{list: "vxlan=8472", want: "geneve=6081,nic=3010,tzsp=37008,vxlan=8472,vxlan-gpe=4790"},
+		{list: "vxlan=6081,geneve=0", want: "geneve=0,nic=3010,tzsp=37008,vxlan=6081,vxlan-gpe=4790"},
+		{list: "vxlan=6081,geneve=6082", want: "geneve=6082,nic=3010,tzsp=37008,vxlan=6081,vxlan-gpe=4790"},
+		{list: "geneve=4789,vxlan=4790,vxlan-gpe=0", want: "geneve=4789,nic=3010,tzsp=37008,vxlan=4790,vxlan-gpe=0"},
+		{list: "", want: "geneve=6081,nic=3010,tzsp=37008,vxlan=4789,vxlan-gpe=4790"},
+		{list: "nic=4789,vxlan=0", ports: nic4789(), want: "geneve=6081,nic=4789,tzsp=37008,vxlan=0,vxlan-gpe=4790"},
+		{list: "vxlan=4789,geneve=4789", err: `invalid port mapping "geneve=4789": port 4789 is given to vxlan and to geneve: give each port one kind`},
+		{list: "vxlan=4789,vxlan=4789", err: `invalid port mapping "vxlan=4789": port 4789 is given to vxlan twice`},
+		{list: "vxlan=0,vxlan=8472", err: `invalid port mapping "vxlan=8472": vxlan=0 turns vxlan off, but the list also gives it a port`},
+		{list: "vxlan=8472,vxlan=0", err: `invalid port mapping "vxlan=0": vxlan=0 turns vxlan off, but the list also gives it a port`},
+		{list: "vxlan=6081", err: "port 6081 is both vxlan's and geneve's (geneve's default): add geneve=0 or geneve=PORT to --ports"},
+		{list: "vxlan-gpe=4789", err: "port 4789 is both vxlan's and vxlan-gpe's (vxlan's default): add vxlan=0 or vxlan=PORT to --ports"},
+		{list: "", ports: nic4789(), err: "port 4789 is both nic's and vxlan's (vxlan's default): add vxlan=0 or vxlan=PORT to --ports"},
+		{list: "vxlan=4789", ports: nic4789(), err: "port 4789 is both nic's and vxlan's (which --ports does not name): add nic=0 or nic=PORT to --ports"},
+		{list: "vxlan", err: "want KIND=PORT"},
+		{list: "erspan2=1", err: "kind must be one of nic, vxlan, geneve, tzsp, vxlan-gpe"},
+		{list: "nic=65536", err: "port must be 0-65535"},
+		{list: "bogus=1", err: "kind must be one of"},
+		{list: "nic=x", err: "port must be 0-65535"},
+		{list: "vxlan=4789,", err: "want KIND=PORT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.list, func(t *testing.T) {
+			ports := tt.ports
+			if ports == nil {
+				ports = DefaultPorts()
+			}
+			before := FormatPorts(ports)
+			err := ParsePorts(tt.list, ports)
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("ParsePorts(%q): %v", tt.list, err)
+			case tt.err == "" && FormatPorts(ports) != tt.want:
+				t.Fatalf("ParsePorts(%q): %s, want %s", tt.list, FormatPorts(ports), tt.want)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n")):
+				t.Fatalf("ParsePorts(%q): %v, want an error line containing %q", tt.list, err, tt.err)
+			case tt.err != "" && FormatPorts(ports) != before:
+				t.Fatalf("ParsePorts(%q) failed but changed the ports to %s", tt.list, FormatPorts(ports))
+			}
+		})
 	}
 }
 

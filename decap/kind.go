@@ -3,9 +3,6 @@ package decap
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,30 +187,6 @@ func (k Kind) String() string {
 // port); the others travel in GRE.
 func (k Kind) UDP() bool { return k.Descriptor().Transport == UDP }
 
-// DefaultPorts are the well-known UDP ports of each UDP kind (0 for those
-// off by default).
-func DefaultPorts() map[Kind]uint16 {
-	ports := map[Kind]uint16{}
-	for _, k := range Kinds() {
-		if d := k.Descriptor(); d.Transport == UDP {
-			ports[k] = d.Port
-		}
-	}
-	return ports
-}
-
-// UDPPorts lists the ports of ports' UDP kinds that are on, sorted.
-func UDPPorts(ports map[Kind]uint16) []uint16 {
-	var list []uint16
-	for k, p := range ports {
-		if p != 0 && k.UDP() {
-			list = append(list, p)
-		}
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
-	return list
-}
-
 // KindNames lists the names of the kinds of one transport, in kind order.
 func KindNames(t Transport) []string {
 	var names []string
@@ -223,40 +196,4 @@ func KindNames(t Transport) []string {
 		}
 	}
 	return names
-}
-
-// ParsePorts applies a list like "vxlan=8472,geneve=0" to ports: each UDP
-// kind gets the port given; port 0 turns the kind off.
-func ParsePorts(s string, ports map[Kind]uint16) error {
-	for _, item := range strings.Split(s, ",") {
-		name, port, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok {
-			return fmt.Errorf("invalid port mapping %q: want KIND=PORT", item)
-		}
-		k := KindNone
-		for _, i := range Kinds() {
-			if i.String() == name && i.UDP() {
-				k = i
-			}
-		}
-		if k == KindNone {
-			return fmt.Errorf("invalid port mapping %q: kind must be one of %s", item, strings.Join(KindNames(UDP), ", "))
-		}
-		var p uint16
-		if _, err := fmt.Sscan(port, &p); err != nil {
-			return fmt.Errorf("invalid port mapping %q: port must be 0-65535", item)
-		}
-		ports[k] = p
-	}
-	return nil
-}
-
-// FormatPorts renders ports in ParsePorts' syntax, sorted by kind name.
-func FormatPorts(ports map[Kind]uint16) string {
-	kinds := slices.SortedFunc(maps.Keys(ports), func(a, b Kind) int { return strings.Compare(a.String(), b.String()) })
-	items := make([]string, len(kinds))
-	for i, k := range kinds {
-		items[i] = fmt.Sprintf("%s=%d", k, ports[k])
-	}
-	return strings.Join(items, ",")
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -448,4 +449,39 @@ func TestOfflineVXLANGPE(t *testing.T) {
 		}
 	}
 	checkWithTools(t, out, len(want))
+}
+
+// TestOfflinePortsOfAKind converts VXLAN envelopes to two ports with
+// --ports naming both, and has sinkd refuse, with one line and exit
+// status 2, a --ports that gives a port to two kinds.
+func TestOfflinePortsOfAKind(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	var frames, want [][]byte
+	for i, port := range []uint16{4789, 8472, 4789, 8472, 6081} {
+		in := vm[30+i]
+		frames = append(frames, testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: port, Payload: append([]byte{0x08, 0, 0, 0, 0, 0, 42, 0}, in...)}.Bytes(t))
+		want = append(want, in)
+	}
+	in := testkit.WritePcap(t, frames)
+	out, summary := convert(t, in, "--ports", "vxlan=4789,vxlan=8472,vxlan=6081,geneve=0")
+	equalFrames(t, readFrames(t, out), want)
+	checkWithTools(t, out, len(want))
+	if !strings.Contains(summary, "5 packets captured") {
+		t.Errorf("summary:\n%s", summary)
+	}
+
+	for _, tt := range []struct{ ports, err string }{
+		{"vxlan=4789,geneve=4789", `sinkd: --ports: invalid port mapping "geneve=4789": port 4789 is given to vxlan and to geneve: give each port one kind (see sinkd --help)`},
+		{"vxlan=6081", "sinkd: --ports: port 6081 is both vxlan's and geneve's (geneve's default): add geneve=0 or geneve=PORT to --ports (see sinkd --help)"},
+	} {
+		cmd := exec.Command(bin("sinkd"), "-r", in, "-w", filepath.Join(t.TempDir(), "out.pcap"), "--ports", tt.ports)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || stderr.String() != tt.err+"\n" {
+			t.Errorf("sinkd --ports %s: %v, stderr %q; want exit status 2 and %q", tt.ports, err, stderr.String(), tt.err)
+		}
+	}
 }
