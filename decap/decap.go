@@ -338,7 +338,10 @@ const (
 	vxlanVer = 0x30 // VXLAN-GPE's version
 )
 
-// decodeVXLAN takes a VXLAN header (RFC 7348).
+// decodeVXLAN takes a VXLAN header (RFC 7348), whose reserved bits are
+// ignored, as the RFC and Wireshark do: only a VXLAN-GPE header (the P
+// flag) whose next protocol is one of GPE's other than Ethernet is
+// refused, as its payload is no Ethernet frame.
 func decodeVXLAN(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < 8 {
 		return TruncatedHeader
@@ -346,8 +349,7 @@ func decodeVXLAN(p []byte, _ GREHeader, r *Result) Reason {
 	switch {
 	case p[0]&vxlanI == 0:
 		return BadVXLANHeader
-	case p[0]&vxlanP != 0:
-		// Its payload need not be Ethernet: NSH, MPLS...
+	case p[0]&vxlanP != 0 && (p[3] == 1 || p[3] == 2 || p[3] == 4 || p[3] == 5): // IPv4, IPv6, NSH, MPLS
 		return VXLANGPEOnVXLANPort
 	}
 	r.ID = be32(p[4:8]) >> 8

@@ -31,7 +31,7 @@ const (
 	ERSPANUnsupportedFrame   // ERSPAN III frame type other than Ethernet or IP
 	BadTZSPHeader            // unknown TZSP version, or tags overrunning the packet
 	TZSPUnsupportedEncap     // TZSP carrying something other than Ethernet
-	VXLANGPEOnVXLANPort      // a VXLAN-GPE header (the P flag) on a port mapped to vxlan
+	VXLANGPEOnVXLANPort      // a VXLAN-GPE header of IP, NSH or MPLS on a port mapped to vxlan
 	VXLANGPEUnsupportedProto // VXLAN-GPE carrying neither Ethernet nor IP (NSH, MPLS, ...)
 	TruncatedInner           // the capture ends before the inner frame's Ethernet header does, or before a bare packet starts
 	NumReasons               // the number of reasons, for arrays indexed by Reason

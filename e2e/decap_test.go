@@ -430,7 +430,8 @@ func TestOfflineBarePackets(t *testing.T) {
 // TestOfflineVXLANGPE converts VXLAN-GPE envelopes on its port 4790 of
 // Ethernet, IPv4 and IPv6 (the last two written behind an Ethernet header
 // of their EtherType), counts those of NSH, and refuses a VXLAN-GPE header
-// on the VXLAN port, whose payload is no Ethernet frame.
+// of NSH on the VXLAN port, whose payload is no Ethernet frame; one of
+// Ethernet there is VXLAN's, as Wireshark takes it.
 func TestOfflineVXLANGPE(t *testing.T) {
 	vm := testkit.VMFrames(t)
 	eth, ip4, ip6 := vm[30], vm[30][14:], vm[8][14:]
@@ -439,9 +440,9 @@ func TestOfflineVXLANGPE(t *testing.T) {
 		return testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
 			SrcPort: 5000, DstPort: port, Payload: slices.Concat([]byte{0x0C, 0, 0, next, 0, 0, 9, 0}, pkt)}.Bytes(t)
 	}
-	in := testkit.WritePcap(t, [][]byte{gpe(4790, 3, eth), gpe(4790, 1, ip4), gpe(4790, 2, ip6), gpe(4790, 4, nsh), gpe(4789, 4, nsh)})
+	in := testkit.WritePcap(t, [][]byte{gpe(4790, 3, eth), gpe(4790, 1, ip4), gpe(4790, 2, ip6), gpe(4790, 4, nsh), gpe(4789, 4, nsh), gpe(4789, 3, eth)})
 	out, summary := convert(t, in)
-	want := [][]byte{eth, slices.Concat(make([]byte, 12), []byte{0x08, 0}, ip4), slices.Concat(make([]byte, 12), []byte{0x86, 0xDD}, ip6)}
+	want := [][]byte{eth, slices.Concat(make([]byte, 12), []byte{0x08, 0}, ip4), slices.Concat(make([]byte, 12), []byte{0x86, 0xDD}, ip6), eth}
 	equalFrames(t, readFrames(t, out), want)
 	for _, s := range []string{"2 packets malformed", "vxlan_gpe_on_vxlan_port 1", "vxlan_gpe_unsupported_protocol 1"} {
 		if !strings.Contains(summary, s) {
