@@ -80,6 +80,7 @@ var corpus = []corpusFile{
 	{name: "derived/vxlan-snap60.pcap"},
 	{name: "derived/vxlan-trailer-snap100.pcap"},
 	{name: "derived/geneve-ipv6-fragments.pcap"},
+	{name: "derived/tzsp.pcap"},
 }
 
 // knownDiff is a difference from tshark that an item of issue 21 fixes:

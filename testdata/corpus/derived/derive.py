@@ -64,14 +64,6 @@ def write_pcapng_pow2(path, linktype, pkts, exp):
             f.write(block(6, body + pad4(data)))
 
 
-def ipv4_udp_dport(frame, port):
-    """Sets the UDP destination port of an Ethernet/IPv4/UDP frame and
-    zeroes its checksum (optional over IPv4)."""
-    ihl = (frame[14] & 0x0F) * 4
-    udp = 14 + ihl
-    return frame[:udp + 2] + struct.pack(">H", port) + frame[udp + 4:udp + 6] + b"\0\0" + frame[udp + 8:]
-
-
 def ipv6_fragments(frame, mtu, ident):
     """Splits an Ethernet/IPv6 frame's payload into fragments of at most
     mtu bytes of IPv6 packet each (RFC 8200 §4.5)."""
@@ -86,6 +78,30 @@ def ipv6_fragments(frame, mtu, ident):
         hdr = ip6[:4] + struct.pack(">H", 8 + len(chunk)) + bytes([44]) + ip6[7:]
         out.append(eth + hdr + fh + chunk)
     return out
+
+
+def ipv4_checksum(hdr):
+    hdr = hdr[:10] + b"\0\0" + hdr[12:]
+    s = sum(struct.unpack(">%dH" % (len(hdr) // 2), hdr))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return hdr[:10] + struct.pack(">H", ~s & 0xFFFF) + hdr[12:]
+
+
+def vxlan_to_tzsp(frame, count):
+    """Rewraps the Ethernet frame of an Ethernet/IPv4/UDP/VXLAN envelope
+    in TZSP (version 1, a received packet, Ethernet) to UDP 37008, with
+    a padding byte, a packet-count tag and the end tag."""
+    ihl = (frame[14] & 0x0F) * 4
+    udp = 14 + ihl
+    ulen = struct.unpack(">H", frame[udp + 4:udp + 6])[0]
+    inner = frame[udp + 16:udp + ulen]
+    tzsp = bytes([1, 0, 0, 1, 0, 40, 4]) + struct.pack(">I", count) + bytes([1])
+    payload = tzsp + inner
+    udph = frame[udp:udp + 2] + struct.pack(">HHH", 37008, 8 + len(payload), 0)
+    ip = frame[14:udp]
+    ip = ip[:2] + struct.pack(">H", ihl + 8 + len(payload)) + ip[4:]
+    return frame[:14] + ipv4_checksum(ip) + udph + payload
 
 
 def editcap(*args):
@@ -116,10 +132,12 @@ def main():
     write_pcap("derived/vxlan-trailer-snap100.pcap", lt,
                [(s, u, o, d[:100]) for s, u, o, d in trailer], snaplen=100)
 
-    # VXLAN-GPE carrying NSH moved to VXLAN's port 4789.
-    lt, _, pkts = read_pcap("tcpdump/nsh-over-vxlan-gpe.pcap")
-    write_pcap("derived/nsh-over-vxlan-gpe-port-4789.pcap", lt,
-               [(s, u, o, ipv4_udp_dport(d, 4789)) for s, u, o, d in pkts])
+    # TZSP, which no project's suite has a capture of: the VXLAN
+    # envelopes' frames rewrapped.
+    lt, _, pkts = read_pcap("tcpdump/vxlan.pcap")
+    tzsp = [vxlan_to_tzsp(d, i) for i, (_, _, _, d) in enumerate(pkts)]
+    write_pcap("derived/tzsp.pcap", lt,
+               [(s, u, len(t), t) for (s, u, _, _), t in zip(pkts, tzsp)])
 
     # Outer IPv6 fragments: the 6,986-byte GENEVE envelope cut into
     # fragments of a 1,280-byte MTU, sent last fragment first.
