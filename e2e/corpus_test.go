@@ -104,6 +104,7 @@ const (
 	diffRefused = "refused" // sinkd could not read the file
 )
 
+// frameRange returns the frame numbers from..to.
 func frameRange(from, to int) []int {
 	var fs []int
 	for f := from; f <= to; f++ {
@@ -164,11 +165,10 @@ func TestCorpusMatchesTshark(t *testing.T) {
 				frames += len(views[c.name].inner)
 				mu.Unlock()
 				for _, d := range compareCorpusFile(t, c, views[c.name]) {
-					key := fmt.Sprintf("%s#%d:%s", c.name, d.frame, d.what)
 					if k, ok := findKnown(c.name, d.frame, d.what); ok {
 						t.Logf("known difference (%s): %s", k.item, d)
 						mu.Lock()
-						seen[key] = true
+						seen[diffKey(c.name, d.frame, d.what)] = true
 						mu.Unlock()
 						continue
 					}
@@ -182,18 +182,23 @@ func TestCorpusMatchesTshark(t *testing.T) {
 	}
 	t.Logf("%d files, %d inner frames decoded by tshark, %d known differences", len(corpus), frames, len(seen))
 	for _, k := range knownDiffs {
-		frames := k.frames
-		if frames == nil {
-			frames = []int{0}
+		fs := k.frames
+		if fs == nil {
+			fs = []int{0}
 		}
-		for _, f := range frames {
-			if !seen[fmt.Sprintf("%s#%d:%s", k.file, f, k.what)] {
+		for _, f := range fs {
+			if !seen[diffKey(k.file, f, k.what)] {
 				t.Errorf("%s frame %d (%s): no longer differs from tshark; remove it from knownDiffs (fixed by: %s)", k.file, f, k.what, k.item)
 			}
 		}
 	}
 }
 
+func diffKey(file string, frame int, what string) string {
+	return fmt.Sprintf("%s#%d:%s", file, frame, what)
+}
+
+// findKnown returns the known difference that covers one met.
 func findKnown(file string, frame int, what string) (knownDiff, bool) {
 	for _, k := range knownDiffs {
 		if k.file == file && k.what == what && (slices.Contains(k.frames, frame) || k.frames == nil && frame == 0) {
@@ -258,6 +263,12 @@ func compareCorpusFile(t *testing.T, c corpusFile, view tsharkView) []corpusDiff
 // timestamps differ (a wrong clock shifts every frame) is compared as is.
 func diffInner(file string, want, got []innerFrame) []corpusDiff {
 	var diffs []corpusDiff
+	missing := func(w innerFrame) {
+		diffs = append(diffs, corpusDiff{file, w.frame, diffMissing, fmt.Sprintf("tshark decodes a %d-byte inner frame, sinkd wrote none", w.length)})
+	}
+	extra := func(g innerFrame) {
+		diffs = append(diffs, corpusDiff{file, g.frame, diffExtra, fmt.Sprintf("sinkd wrote a %d-byte frame (%d captured) that tshark does not decode", g.length, len(g.data))})
+	}
 	indexAt := func(fs []innerFrame, from int, ns int64) int {
 		for k := from; k < len(fs) && k < from+16; k++ {
 			if fs[k].ns == ns {
@@ -270,11 +281,11 @@ func diffInner(file string, want, got []innerFrame) []corpusDiff {
 	for i < len(want) || j < len(got) {
 		switch {
 		case j == len(got):
-			diffs = append(diffs, corpusDiff{file, want[i].frame, diffMissing, fmt.Sprintf("tshark decodes a %d-byte inner frame, sinkd wrote none", want[i].length)})
+			missing(want[i])
 			i++
 			continue
 		case i == len(want):
-			diffs = append(diffs, corpusDiff{file, got[j].frame, diffExtra, fmt.Sprintf("sinkd wrote a %d-byte frame (%d captured) that tshark does not decode", got[j].length, len(got[j].data))})
+			extra(got[j])
 			j++
 			continue
 		}
@@ -282,13 +293,13 @@ func diffInner(file string, want, got []innerFrame) []corpusDiff {
 		if w.ns != g.ns {
 			if k := indexAt(got, j, w.ns); k > j {
 				for ; j < k; j++ {
-					diffs = append(diffs, corpusDiff{file, got[j].frame, diffExtra, fmt.Sprintf("sinkd wrote a %d-byte frame (%d captured) that tshark does not decode", got[j].length, len(got[j].data))})
+					extra(got[j])
 				}
 				continue
 			}
 			if k := indexAt(want, i, g.ns); k > i {
 				for ; i < k; i++ {
-					diffs = append(diffs, corpusDiff{file, want[i].frame, diffMissing, fmt.Sprintf("tshark decodes a %d-byte inner frame, sinkd wrote none", want[i].length)})
+					missing(want[i])
 				}
 				continue
 			}
