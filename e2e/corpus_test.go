@@ -27,8 +27,9 @@ type corpusFile struct {
 	tshark []string // tshark's extra arguments (-d for a port not its default), or tsharkAlone
 }
 
-// tsharkAlone has tshark read a file by itself: mergecap rewrites
-// power-of-two timestamps (pcapng if_tsresol 2^-n) by a few nanoseconds.
+// tsharkAlone has tshark read a file by itself: mergecap (4.0) rewrites
+// power-of-two timestamps (pcapng if_tsresol 2^-n) by up to a microsecond,
+// and fails on a file whose second section has interfaces of its own.
 const tsharkAlone = "alone"
 
 // corpus is every capture the comparison reads.
@@ -81,6 +82,7 @@ var corpus = []corpusFile{
 	{name: "derived/vxlan-trailer-snap100.pcap"},
 	{name: "derived/geneve-ipv6-fragments.pcap"},
 	{name: "derived/tzsp.pcap"},
+	{name: "derived/sections-linktypes.pcapng", tshark: []string{tsharkAlone}},
 }
 
 // knownDiff is a difference from tshark that an item of issue 21 fixes:
@@ -471,7 +473,7 @@ type tsharkView struct {
 // run over their concatenation (mergecap -a: the same library reads them
 // as tshark would), split again by capinfos' packet counts; a file with
 // its own tshark arguments, or whose timestamps mergecap would rewrite, is
-// decoded alone.
+// decoded alone (tsharkAlone).
 func tsharkViews(t *testing.T, files []corpusFile) map[string]tsharkView {
 	views := map[string]tsharkView{}
 	var merged []string

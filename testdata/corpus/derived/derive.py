@@ -16,6 +16,8 @@ import struct
 import subprocess
 
 LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
 
 
 def read_pcap(path):
@@ -80,6 +82,23 @@ def ipv6_fragments(frame, mtu, ident):
     return out
 
 
+def write_pcapng_sections(path, sections):
+    """Writes a pcapng of several sections, each a list of interfaces
+    (linktype, if_tsresol exponent of ten, [(sec, usec, origlen, data)]),
+    each interface's packets in turn."""
+    with open(path, "wb") as f:
+        for interfaces in sections:
+            f.write(block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+            for linktype, exp, _ in interfaces:
+                opts = struct.pack("<HH", 9, 1) + pad4(bytes([exp])) + struct.pack("<HH", 0, 0)
+                f.write(block(1, struct.pack("<HHI", linktype, 0, 0) + opts))
+            for i, (_, exp, pkts) in enumerate(interfaces):
+                for sec, usec, orig, data in pkts:
+                    ts = sec * 10**exp + usec * 10**exp // 1000000
+                    body = struct.pack("<IIIII", i, ts >> 32, ts & 0xFFFFFFFF, len(data), orig)
+                    f.write(block(6, body + pad4(data)))
+
+
 def ipv4_checksum(hdr):
     hdr = hdr[:10] + b"\0\0" + hdr[12:]
     s = sum(struct.unpack(">%dH" % (len(hdr) // 2), hdr))
@@ -131,6 +150,19 @@ def main():
     trailer = [(s, u, o + 4, d + b"\0\0\0\0") for s, u, o, d in pkts]
     write_pcap("derived/vxlan-trailer-snap100.pcap", lt,
                [(s, u, o, d[:100]) for s, u, o, d in trailer], snaplen=100)
+
+    # pcapng of two sections and three link types: GENEVE over Ethernet
+    # (microseconds); then VXLAN over LINKTYPE_RAW (nanoseconds) and
+    # ERSPAN II over LINUX_SLL (microseconds).
+    _, _, geneve = read_pcap("tcpdump/geneve.pcap")
+    _, _, vxlan = read_pcap("tcpdump/vxlan.pcap")
+    _, _, erspan = read_pcap("zeek/erspanII.pcap")
+    raw = [(s, u, o - 14, d[14:]) for s, u, o, d in vxlan]
+    sll = [(s, u, o + 2, struct.pack(">HHH", 0, 1, 6) + d[6:12] + b"\0\0" + d[12:]) for s, u, o, d in erspan]
+    write_pcapng_sections("derived/sections-linktypes.pcapng", [
+        [(LINKTYPE_ETHERNET, 6, geneve[:10])],
+        [(LINKTYPE_RAW, 9, raw), (LINKTYPE_LINUX_SLL, 6, sll)],
+    ])
 
     # TZSP, which no project's suite has a capture of: the VXLAN
     # envelopes' frames rewrapped.
