@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -29,7 +30,8 @@ type corpusFile struct {
 
 // tsharkAlone has tshark read a file by itself: mergecap (4.0) rewrites
 // power-of-two timestamps (pcapng if_tsresol 2^-n) by up to a microsecond,
-// and fails on a file whose second section has interfaces of its own.
+// gives simple packet blocks a time of 0, and fails on a file whose second
+// section has interfaces of its own.
 const tsharkAlone = "alone"
 
 // corpus is every capture the comparison reads.
@@ -82,6 +84,7 @@ var corpus = []corpusFile{
 	{name: "derived/vxlan-trailer-snap100.pcap"},
 	{name: "derived/geneve-ipv6-fragments.pcap"},
 	{name: "derived/tzsp.pcap"},
+	{name: "derived/vxlan-simple-blocks.pcapng", tshark: []string{tsharkAlone}},
 	{name: "derived/sections-linktypes.pcapng", tshark: []string{tsharkAlone}},
 }
 
@@ -120,6 +123,7 @@ const (
 	itemTsresol   = "issue 21: pcapng power-of-two if_tsresol timestamps"
 	itemGzip      = "issue 21: gzip-compressed pcapng"
 	itemModPcap   = "issue 21: modified (Kuznetzov) pcap"
+	itemSPB       = "issue 21: pcapng simple packet blocks' timestamps"
 	itemShort     = "issue 21: a capture ending at or just after the tunnel header is malformed"
 	itemSnapLen   = "issue 21: a snaplen-cut envelope's original length from the inner headers"
 	itemGPE       = "issue 21: VXLAN-GPE (check the VXLAN flags)"
@@ -134,6 +138,8 @@ var knownDiffs = []knownDiff{
 	// "Unknown magic a0d0d0a".
 	{"derived/vxlan.pcapng.gz", nil, diffRefused, itemGzip},
 	{"derived/vxlan-modified.pcap", nil, diffRefused, itemModPcap},
+	// The conversion's wall-clock time, another on every run.
+	{"derived/vxlan-simple-blocks.pcapng", frameRange(1, 10), diffTime, itemSPB},
 	// Records of 10 and 0 captured bytes, where tshark finds no whole
 	// Ethernet header.
 	{"derived/vxlan-snap60.pcap", frameRange(1, 10), diffExtra, itemShort},
@@ -257,7 +263,34 @@ func compareCorpusFile(t *testing.T, c corpusFile, view tsharkView) []corpusDiff
 	for i, p := range pkts {
 		got[i] = innerFrame{frame: view.firstAt[p.Info.Timestamp.UnixNano()], ns: p.Info.Timestamp.UnixNano(), length: p.Info.Length, data: p.Data}
 	}
-	return diffInner(c.name, want, got)
+	diffs := diffInner(c.name, want, got)
+	if slices.ContainsFunc(want, func(w innerFrame) bool { return w.ns == noTime }) {
+		diffs = append(diffs, sameTimesTwice(t, c.name, args, want, got)...)
+	}
+	return diffs
+}
+
+// sameTimesTwice converts a file holding packets without a time (tshark
+// shows none) again: whatever time sinkd gives them, it must give it
+// every time.
+func sameTimesTwice(t *testing.T, file string, args []string, want, got []innerFrame) []corpusDiff {
+	out := filepath.Join(t.TempDir(), "again.pcap")
+	args = slices.Clone(args)
+	args[slices.Index(args, "-w")+1] = out
+	if msg, err := exec.Command(bin("sinkd"), args...).CombinedOutput(); err != nil {
+		t.Fatalf("sinkd %s: %v: %s", strings.Join(args, " "), err, msg)
+	}
+	again, _, err := pcapfile.ReadFile(out)
+	if err != nil {
+		t.Fatalf("read sinkd's output of %s: %v", file, err)
+	}
+	var diffs []corpusDiff
+	for i := range min(len(got), len(again), len(want)) {
+		if ns := again[i].Info.Timestamp.UnixNano(); ns != got[i].ns && want[i].ns == noTime {
+			diffs = append(diffs, corpusDiff{file, want[i].frame, diffTime, fmt.Sprintf("a packet without a time: sinkd gave it %d ns, then %d ns on a second run", got[i].ns, ns)})
+		}
+	}
+	return diffs
 }
 
 // diffInner walks both lists in order. Frames are paired by timestamp; one
@@ -292,7 +325,7 @@ func diffInner(file string, want, got []innerFrame) []corpusDiff {
 			continue
 		}
 		w, g := want[i], got[j]
-		if w.ns != g.ns {
+		if w.ns != g.ns && w.ns != noTime {
 			if k := indexAt(got, j, w.ns); k > j {
 				for ; j < k; j++ {
 					extra(got[j])
@@ -504,7 +537,7 @@ func tsharkViews(t *testing.T, files []corpusFile) map[string]tsharkView {
 		// blocks, without a time, as frames.
 		n, k := counts[name], 0
 		for ; k < len(pkts) && n > 0; k++ {
-			if pkts[k].ns >= 0 {
+			if !pkts[k].block {
 				n--
 			}
 		}
@@ -522,7 +555,7 @@ func tsharkViews(t *testing.T, files []corpusFile) map[string]tsharkView {
 		views[name] = splitView(pkts[:k])
 		pkts = pkts[k:]
 	}
-	pkts = slices.DeleteFunc(pkts, func(p tsharkDecoded) bool { return p.ns < 0 })
+	pkts = slices.DeleteFunc(pkts, func(p tsharkDecoded) bool { return p.block })
 	if len(pkts) != 0 {
 		t.Fatalf("tshark read %d packets more than capinfos counts in the corpus", len(pkts))
 	}
@@ -532,7 +565,7 @@ func tsharkViews(t *testing.T, files []corpusFile) map[string]tsharkView {
 func splitView(pkts []tsharkDecoded) tsharkView {
 	v := tsharkView{firstAt: map[int64]int{}}
 	for _, p := range pkts {
-		if _, ok := v.firstAt[p.ns]; !ok && p.ns >= 0 {
+		if _, ok := v.firstAt[p.ns]; !ok && p.ns != noTime {
 			v.firstAt[p.ns] = p.number
 		}
 		if p.inner != nil {
@@ -545,9 +578,13 @@ func splitView(pkts []tsharkDecoded) tsharkView {
 // tsharkDecoded is one packet as tshark decodes it.
 type tsharkDecoded struct {
 	number int
-	ns     int64
+	ns     int64       // noTime for a pcapng simple packet block
 	inner  *innerFrame // nil: no envelope
+	block  bool        // a pcapng custom block, not a packet
 }
+
+// noTime is the timestamp of a packet that has none.
+const noTime int64 = math.MinInt64
 
 // tsharkDecode has tshark decode in, outer fragments reassembled.
 func tsharkDecode(t *testing.T, in string, extra []string) []tsharkDecoded {
@@ -567,16 +604,20 @@ func tsharkDecode(t *testing.T, in string, extra []string) []tsharkDecoded {
 	for i, p := range pkts {
 		f := p.layers[0]
 		number := f.field("frame.number")
-		var epoch string
-		if json.Unmarshal(f.fields["frame.time_epoch"], &epoch) != nil {
-			// Not a packet: a pcapng block tshark shows as one (a
-			// custom block), without a time.
-			decoded[i] = tsharkDecoded{number: number, ns: -1}
+		if _, ok := f.fields["frame.cb_pen"]; ok {
+			// Not a packet: a pcapng custom block, which tshark
+			// shows as a frame.
+			decoded[i] = tsharkDecoded{number: number, ns: noTime, block: true}
 			continue
 		}
-		ns, err := parseEpoch(epoch)
-		if err != nil {
-			t.Fatalf("%s frame %d: %v", in, number, err)
+		ns := noTime // a simple packet block has none
+		if epoch, ok := f.fields["frame.time_epoch"]; ok {
+			var s string
+			json.Unmarshal(epoch, &s)
+			var err error
+			if ns, err = parseEpoch(s); err != nil {
+				t.Fatalf("%s frame %d: %v", in, number, err)
+			}
 		}
 		decoded[i] = tsharkDecoded{number: number, ns: ns}
 		if inner, ok := innerOf(t, in, p, number); ok {

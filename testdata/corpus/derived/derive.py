@@ -99,6 +99,15 @@ def write_pcapng_sections(path, sections):
                     f.write(block(6, body + pad4(data)))
 
 
+def write_pcapng_simple(path, linktype, pkts):
+    """Writes pkts as pcapng simple packet blocks, which carry no time."""
+    with open(path, "wb") as f:
+        f.write(block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        f.write(block(1, struct.pack("<HHI", linktype, 0, 0)))
+        for _, _, orig, data in pkts:
+            f.write(block(3, struct.pack("<I", orig) + pad4(data)))
+
+
 def ipv4_checksum(hdr):
     hdr = hdr[:10] + b"\0\0" + hdr[12:]
     s = sum(struct.unpack(">%dH" % (len(hdr) // 2), hdr))
@@ -163,6 +172,9 @@ def main():
         [(LINKTYPE_ETHERNET, 6, geneve[:10])],
         [(LINKTYPE_RAW, 9, raw), (LINKTYPE_LINUX_SLL, 6, sll)],
     ])
+
+    # pcapng simple packet blocks: no timestamps.
+    write_pcapng_simple("derived/vxlan-simple-blocks.pcapng", LINKTYPE_ETHERNET, vxlan)
 
     # TZSP, which no project's suite has a capture of: the VXLAN
     # envelopes' frames rewrapped.
