@@ -84,6 +84,7 @@ var corpus = []corpusFile{
 	{name: "derived/vxlan-trailer-snap100.pcap"},
 	{name: "derived/geneve-ipv6-fragments.pcap"},
 	{name: "derived/tzsp.pcap"},
+	{name: "derived/vxlan-qinq.pcap"},
 	{name: "derived/vxlan-simple-blocks.pcapng", tshark: []string{tsharkAlone}},
 	{name: "derived/sections-linktypes.pcapng", tshark: []string{tsharkAlone}},
 }

@@ -173,6 +173,10 @@ def main():
         [(LINKTYPE_RAW, 9, raw), (LINKTYPE_LINUX_SLL, 6, sll)],
     ])
 
+    # VLAN tags on the outer frames: an 802.1ad tag then an 802.1Q one.
+    qinq = [(s, u, o + 8, d[:12] + struct.pack(">HHHH", 0x88A8, 100, 0x8100, 200) + d[12:]) for s, u, o, d in vxlan]
+    write_pcap("derived/vxlan-qinq.pcap", LINKTYPE_ETHERNET, qinq)
+
     # pcapng simple packet blocks: no timestamps.
     write_pcapng_simple("derived/vxlan-simple-blocks.pcapng", LINKTYPE_ETHERNET, vxlan)
 
