@@ -2,6 +2,7 @@ package pcapfile
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -142,5 +143,154 @@ func TestPowerOfTwoResolutions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPcapngVersions: a section of version 1.x is read (pcapgo skipped
+// any but 1.0 without a word), as tcpdump reads it; one of another major
+// version ends the reading with an error that names it, after the
+// packets before it, as tcpdump does.
+func TestPcapngVersions(t *testing.T) {
+	frame := testkit.ReadFrames(t, nicEther)[0]
+	for _, tt := range []struct {
+		name     string
+		versions [][2]uint16
+		packets  int
+		err      string // "" for none
+	}{
+		{"1.0 then 1.2", [][2]uint16{{1, 0}, {1, 2}}, 2, ""},
+		{"1.0 then 1.1", [][2]uint16{{1, 0}, {1, 1}}, 2, ""},
+		{"1.2 alone", [][2]uint16{{1, 2}}, 1, ""},
+		{"1.0 then 2.0 then 1.0", [][2]uint16{{1, 0}, {2, 0}, {1, 0}}, 1, "section at byte 228: pcapng version 2.0, unknown: not read further"},
+		{"2.0 first", [][2]uint16{{2, 0}, {1, 0}}, 0, "read pcapng section header: section at byte 0: pcapng version 2.0, unknown"},
+	} {
+		for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
+			t.Run(tt.name+"/"+order.String(), func(t *testing.T) {
+				ng := &testkit.Pcapng{Order: order}
+				for i, v := range tt.versions {
+					ng.Section(v[0], v[1]).Interface(0).Packet(0, uint64(1700000000+i)*1e6, frame)
+				}
+				name := writeTemp(t, "v.pcapng", ng.Bytes())
+				pkts, err := readAll(t, name)
+				if len(pkts) != tt.packets || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("%d packets, error %v; want %d, %q", len(pkts), err, tt.packets, tt.err)
+				}
+				out, terr := exec.Command("tcpdump", "-n", "-r", name).CombinedOutput()
+				lines := strings.Count(string(out), "IP6 ")
+				if lines != tt.packets || (terr == nil && !strings.Contains(string(out), "version")) != (tt.err == "") {
+					t.Errorf("tcpdump printed %d packets (%v), we read %d:\n%s", lines, terr, len(pkts), out)
+				}
+			})
+		}
+	}
+}
+
+// TestSimplePacketTime: a simple packet block, which has no timestamp, is
+// stamped the Unix epoch, as libpcap stamps it and editcap writes it, not
+// the zero time (which pcapgo's writer replaces with the time of writing).
+func TestSimplePacketTime(t *testing.T) {
+	frames := testkit.ReadFrames(t, nicEther)
+	ng := (&testkit.Pcapng{Order: binary.BigEndian}).Section(1, 0).Interface(0).
+		Packet(0, 1700000000_000001, frames[0]).SimplePacket(frames[1]).SimplePacket(frames[2])
+	name := writeTemp(t, "spb.pcapng", ng.Bytes())
+	pkts, err := readAll(t, name)
+	if err != nil || len(pkts) != 3 {
+		t.Fatalf("%d packets, %v", len(pkts), err)
+	}
+	edited := filepath.Join(t.TempDir(), "edited.pcap")
+	if out, err := exec.Command("editcap", "-F", "pcap", name, edited).CombinedOutput(); err != nil {
+		t.Fatalf("editcap: %v\n%s", err, out)
+	}
+	want, _, err := ReadFile(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pkts {
+		if !p.Info.Timestamp.Equal(want[i].Info.Timestamp) || !bytes.Equal(p.Data, want[i].Data) {
+			t.Errorf("packet %d: %s, editcap writes %s", i+1, epoch(p.Info.Timestamp), epoch(want[i].Info.Timestamp))
+		}
+	}
+	if !pkts[1].Info.Timestamp.Equal(time.Unix(0, 0)) {
+		t.Errorf("a simple packet block at %v, want the Unix epoch", pkts[1].Info.Timestamp)
+	}
+}
+
+// TestModifiedPcap reads the modified (Kuznetzov) pcap format in both byte
+// orders as tshark does: the records of the classic file it was made from,
+// and a cut file's error at the record's real offset.
+func TestModifiedPcap(t *testing.T) {
+	orig, err := os.ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
+		t.Run(order.String(), func(t *testing.T) {
+			mod := testkit.ModifiedPcap(t, orig, order)
+			name := writeTemp(t, "mod.pcap", mod)
+			pkts, err := readAll(t, name)
+			if err != nil || len(pkts) != len(want) {
+				t.Fatalf("%d packets (%v), want %d", len(pkts), err, len(want))
+			}
+			for i, p := range pkts {
+				w := want[i]
+				if !bytes.Equal(p.Data, w.Data) || p.Info.Length != w.Info.Length || !p.Info.Timestamp.Equal(w.Info.Timestamp) {
+					t.Fatalf("packet %d: %d/%d bytes at %v, want %d/%d at %v", i+1, len(p.Data), p.Info.Length, p.Info.Timestamp, len(w.Data), w.Info.Length, w.Info.Timestamp)
+				}
+			}
+			got, ref := tsharkTimes(t, name), tsharkTimes(t, nicEther)
+			if strings.Join(got, " ") != strings.Join(ref, " ") {
+				t.Errorf("tshark reads the modified file's times as %v, the original's as %v", got, ref)
+			}
+			// Cut in the third record's data: its header is at 24 + two
+			// records of 24-byte headers.
+			third := int64(FileHeaderLen + 2*24 + len(want[0].Data) + len(want[1].Data))
+			_, err = readAll(t, writeTemp(t, "cut.pcap", mod[:third+30]))
+			var re *RecordError
+			if !errors.As(err, &re) || re.Packet != 3 || re.Offset != third {
+				t.Errorf("cut file: %v, want packet 3 at byte %d", err, third)
+			}
+		})
+	}
+}
+
+// TestGzip reads gzip-compressed pcap, pcapng and modified pcap as the
+// uncompressed files.
+func TestGzip(t *testing.T) {
+	orig, err := os.ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ng := filepath.Join(t.TempDir(), "in.pcapng")
+	if out, err := exec.Command("editcap", "-F", "pcapng", nicEther, ng).CombinedOutput(); err != nil {
+		t.Fatalf("editcap: %v\n%s", err, out)
+	}
+	ngBytes, err := os.ReadFile(ng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"pcap": orig, "pcapng": ngBytes, "modified pcap": testkit.ModifiedPcap(t, orig, binary.BigEndian)} {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(b)
+		zw.Close()
+		pkts, err := readAll(t, writeTemp(t, "in.gz", z.Bytes()))
+		if err != nil || len(pkts) != len(want) {
+			t.Errorf("gzip %s: %d packets (%v), want %d", name, len(pkts), err, len(want))
+			continue
+		}
+		for i, p := range pkts {
+			if !bytes.Equal(p.Data, want[i].Data) || !p.Info.Timestamp.Equal(want[i].Info.Timestamp) {
+				t.Errorf("gzip %s: packet %d differs", name, i+1)
+				break
+			}
+		}
 	}
 }

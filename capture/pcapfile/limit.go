@@ -109,7 +109,7 @@ func (l *ngLimit) next() error {
 		if major != versionMajor {
 			// A new major version may frame its blocks anew: no next
 			// section can be found with certainty.
-			return fmt.Errorf("section at byte %d: pcapng version %d.%d unknown (tcpdump and Wireshark read 1.x): not read further", off, major, minor)
+			return fmt.Errorf("section at byte %d: pcapng version %d.%d, unknown: not read further", off, major, minor)
 		}
 		l.order.PutUint16(h[14:16], 0)
 	case BlockInterface:
