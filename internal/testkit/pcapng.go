@@ -90,7 +90,7 @@ func ModifiedPcap(t testing.TB, pcap []byte, order binary.AppendByteOrder) []byt
 		out = order.AppendUint32(out, in.Uint32(pcap[o:]))
 	}
 	for i, o := 0, 24; o < len(pcap); i++ {
-		if o+16 > len(pcap) {
+		if o+16 > len(pcap) || o+16+int(in.Uint32(pcap[o+8:])) > len(pcap) {
 			t.Fatal("ModifiedPcap: a cut record")
 		}
 		for f := 0; f < 16; f += 4 {
