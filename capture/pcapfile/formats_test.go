@@ -294,3 +294,36 @@ func TestGzip(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeInterfaceDescription: ngLimit holds an interface description
+// whole; one of 1 MiB of options reads (as in tcpdump and tshark), one
+// past libpcap's 16 MiB bound ends the reading with an error saying so.
+func TestLargeInterfaceDescription(t *testing.T) {
+	frame := testkit.ReadFrames(t, nicEther)[0]
+	for _, tt := range []struct {
+		options int // of 64 KiB
+		err     string
+	}{{16, ""}, {260, "an interface description of 17039384 bytes, more than 16 MiB"}} {
+		le := binary.LittleEndian
+		head := (&testkit.Pcapng{Order: le}).Section(1, 0).Bytes()
+		idb := le.AppendUint32(nil, BlockInterface)
+		idb = le.AppendUint32(idb, 0) // the length, below
+		idb = le.AppendUint16(idb, 1)
+		idb = le.AppendUint16(idb, 0)
+		idb = le.AppendUint32(idb, 0)
+		for range tt.options {
+			idb = le.AppendUint16(idb, 1) // opt_comment
+			idb = le.AppendUint16(idb, 65532)
+			idb = append(idb, bytes.Repeat([]byte{'x'}, 65532)...)
+		}
+		idb = le.AppendUint32(idb, 0)
+		le.PutUint32(idb[4:], uint32(len(idb)+4))
+		idb = le.AppendUint32(idb, uint32(len(idb)+4))
+		pkt := (&testkit.Pcapng{Order: le}).Packet(0, 1, frame).Bytes()
+		name := writeTemp(t, "idb.pcapng", bytes.Join([][]byte{head, idb, pkt}, nil))
+		pkts, err := readAll(t, name)
+		if tt.err == "" && (err != nil || len(pkts) != 1) || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%d KiB of options: %d packets, %v; want %q", tt.options*64, len(pkts), err, tt.err)
+		}
+	}
+}

@@ -18,8 +18,8 @@ const MaxInterfaces = 1 << 16
 const maxKeptBytes = 16 << 20
 
 // maxInterfaceBlock bounds an interface description, which ngLimit holds
-// whole to read its options; Wireshark refuses any block past 400 KB.
-const maxInterfaceBlock = 1 << 20
+// whole to read its options: libpcap refuses any block past 16 MiB.
+const maxInterfaceBlock = 16 << 20
 
 // The pcapng details ngLimit reads.
 const (
@@ -117,7 +117,7 @@ func (l *ngLimit) next() error {
 			return fmt.Errorf("block at byte %d: more than %d interfaces in a section: not read further", off, MaxInterfaces)
 		}
 		if length > maxInterfaceBlock {
-			return fmt.Errorf("block at byte %d: an interface description of %d bytes, more than %d KiB: not read further", off, length, maxInterfaceBlock>>10)
+			return fmt.Errorf("block at byte %d: an interface description of %d bytes, more than %d MiB: not read further", off, length, maxInterfaceBlock>>20)
 		}
 		if h, err = l.readHead(int(length)); h == nil {
 			return err
