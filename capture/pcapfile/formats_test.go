@@ -80,6 +80,20 @@ func tsharkTimes(t *testing.T, name string) []string {
 	return strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 }
 
+// nicEtherFile is the bytes of nicEther and its packets.
+func nicEtherFile(t *testing.T) ([]byte, []Packet) {
+	t.Helper()
+	b, err := os.ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, _, err := ReadFile(nicEther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, pkts
+}
+
 func epoch(ts time.Time) string { return fmt.Sprintf("%d.%09d", ts.Unix(), ts.Nanosecond()) }
 
 // TestPowerOfTwoResolutions: pcapng timestamps in units of 2^-k s (if_tsresol
@@ -219,14 +233,7 @@ func TestSimplePacketTime(t *testing.T) {
 // orders as tshark does: the records of the classic file it was made from,
 // and a cut file's error at the record's real offset.
 func TestModifiedPcap(t *testing.T) {
-	orig, err := os.ReadFile(nicEther)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _, err := ReadFile(nicEther)
-	if err != nil {
-		t.Fatal(err)
-	}
+	orig, want := nicEtherFile(t)
 	for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
 		t.Run(order.String(), func(t *testing.T) {
 			mod := testkit.ModifiedPcap(t, orig, order)
@@ -260,19 +267,12 @@ func TestModifiedPcap(t *testing.T) {
 // TestGzip reads gzip-compressed pcap, pcapng and modified pcap as the
 // uncompressed files.
 func TestGzip(t *testing.T) {
-	orig, err := os.ReadFile(nicEther)
-	if err != nil {
-		t.Fatal(err)
-	}
+	orig, want := nicEtherFile(t)
 	ng := filepath.Join(t.TempDir(), "in.pcapng")
 	if out, err := exec.Command("editcap", "-F", "pcapng", nicEther, ng).CombinedOutput(); err != nil {
 		t.Fatalf("editcap: %v\n%s", err, out)
 	}
 	ngBytes, err := os.ReadFile(ng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _, err := ReadFile(nicEther)
 	if err != nil {
 		t.Fatal(err)
 	}
