@@ -32,6 +32,9 @@ const (
 	BlockInterfaceStats uint32 = 5
 	BlockEnhancedPacket uint32 = 6
 	BlockDecryptSecrets uint32 = 0x0A
+
+	// gzipMagic begins a gzip-compressed file of any format.
+	gzipMagic = "\x1f\x8b"
 )
 
 // Format is a capture file's format, as its first four bytes tell it.

@@ -37,7 +37,7 @@ type Reader struct {
 // or cut short there.
 type RecordError struct {
 	Packet int   // the packet's number in the file, from 1 (Wireshark's frame number)
-	Offset int64 // the record's offset in the file; -1 when unknown (pcapng)
+	Offset int64 // the record's offset in the (decompressed) file; -1 when unknown (pcapng)
 	Err    error
 }
 
@@ -54,7 +54,7 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // file header.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+	if magic, err := br.Peek(len(gzipMagic)); err == nil && string(magic) == gzipMagic {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("read gzip header: %w", err)
