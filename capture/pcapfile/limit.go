@@ -159,15 +159,22 @@ func (l *ngLimit) next() error {
 // stream ends within the n bytes: those read still pass, then the rest
 // of the stream, and the reader says the file ends early.
 func (l *ngLimit) readHead(n int) ([]byte, error) {
-	have := len(l.held)
-	l.held = slices.Grow(l.held, n-have)[:n]
-	got, err := io.ReadFull(l.r, l.held[have:])
-	l.held = l.held[:have+got]
+	var err error
+	for len(l.held) < n && err == nil {
+		// Grown as the bytes come: a short file claiming a large block
+		// costs no more than it holds.
+		at := len(l.held)
+		l.held = slices.Grow(l.held, min(n-at, 64<<10))
+		l.held = l.held[:min(n, cap(l.held))]
+		var got int
+		got, err = io.ReadFull(l.r, l.held[at:])
+		l.held = l.held[:at+got]
+	}
 	l.out = l.held
 	switch {
 	case err == nil:
 		return l.held, nil
-	case err == io.EOF && have == 0:
+	case err == io.EOF && len(l.held) == 0:
 		return nil, io.EOF
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		return nil, l.pass()
