@@ -327,3 +327,36 @@ func TestLargeInterfaceDescription(t *testing.T) {
 		}
 	}
 }
+
+// TestPowerOfTwoStatistics: an interface's statistics in units of 2^-30 s
+// (their time, isb_starttime and isb_endtime) read to the nanosecond too.
+func TestPowerOfTwoStatistics(t *testing.T) {
+	frame := testkit.ReadFrames(t, nicEther)[0]
+	const sec, frac = 1795291901, 987666666 // 2^-30 s
+	units := uint64(sec)<<30 | frac
+	want := time.Unix(sec, frac*1e9>>30) // 919836262 ns, as tshark reads a packet at it
+	for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
+		ng := (&testkit.Pcapng{Order: order}).Section(1, 0).Interface(0x80|30).Interface(6).
+			Packet(0, units, frame).Stats(0, units, units-1<<30, units+1<<30).Stats(1, 1e6, 0, 2e6)
+		r, err := NewReader(bytes.NewReader(ng.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for err == nil {
+			_, _, _, err = r.ReadPacket()
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Fatal(err)
+		}
+		ifc, err := r.Interface(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := ifc.Statistics; !s.LastUpdate.Equal(want) || !s.StartTime.Equal(want.Add(-time.Second)) || !s.EndTime.Equal(want.Add(time.Second)) {
+			t.Errorf("%v: statistics at %v from %v to %v, want %v ± 1 s", order, s.LastUpdate, s.StartTime, s.EndTime, want)
+		}
+		if ifc, _ = r.Interface(1); !ifc.Statistics.LastUpdate.Equal(time.Unix(1, 0)) || !ifc.Statistics.EndTime.Equal(time.Unix(2, 0)) {
+			t.Errorf("%v: a microsecond interface's statistics at %v to %v, want 1 s to 2 s", order, ifc.Statistics.LastUpdate, ifc.Statistics.EndTime)
+		}
+	}
+}

@@ -25,6 +25,8 @@ const maxInterfaceBlock = 16 << 20
 const (
 	blockPacket       uint32 = 2 // obsolete, with a 16-bit interface id
 	optTsresol        uint16 = 9 // if_tsresol
+	optStartTime      uint16 = 2 // isb_starttime
+	optEndTime        uint16 = 3 // isb_endtime
 	versionMajor             = 1
 	tsresolBinary            = 0x80 // if_tsresol's flag: a negative power of 2
 	tsresolNanosecond        = 9
@@ -37,8 +39,8 @@ const (
 // read wrong: a section's minor version (pcapgo skips any section but
 // 1.0; libpcap reads every 1.x), and a power-of-two timestamp resolution,
 // which pcapgo multiplies instead of scaling: the interface's if_tsresol
-// becomes nanoseconds and each packet's timestamp is scaled to them,
-// rounded down as Wireshark does.
+// becomes nanoseconds and each packet's and statistics' timestamp is
+// scaled to them, rounded down as Wireshark does.
 type ngLimit struct {
 	r     io.Reader
 	order binary.ByteOrder
@@ -75,8 +77,8 @@ func (l *ngLimit) Read(p []byte) (int, error) {
 }
 
 // next reads the next block's head into held: the whole block for an
-// interface description, the fields up to the timestamp for a packet,
-// the header (and a section's version) for any other.
+// interface description or statistics, the fields up to the timestamp
+// for a packet, the header (and a section's version) for any other.
 func (l *ngLimit) next() error {
 	off := l.off
 	l.held = l.held[:0]
@@ -134,14 +136,36 @@ func (l *ngLimit) next() error {
 		if typ == blockPacket {
 			id = int(l.order.Uint16(h[8:10]))
 		}
-		if id < len(l.ifs) && l.ifs[id] >= 0 {
-			ts := uint64(l.order.Uint32(h[12:16]))<<32 | uint64(l.order.Uint32(h[16:20]))
-			ns, ok := binaryToNanos(ts, uint(l.ifs[id]))
-			if !ok {
-				return fmt.Errorf("block at byte %d: timestamp %d of 2^-%d s is past the year 2554: not read further", off, ts, l.ifs[id])
+		if err := l.toNanos(h[12:20], id, off); err != nil {
+			return err
+		}
+	case BlockInterfaceStats:
+		// Its time and isb_starttime and isb_endtime are in the
+		// interface's units too.
+		if length > maxInterfaceBlock {
+			return fmt.Errorf("block at byte %d: interface statistics of %d bytes, more than %d MiB: not read further", off, length, maxInterfaceBlock>>20)
+		}
+		if h, err = l.readHead(int(length)); h == nil {
+			return err
+		}
+		id := int(l.order.Uint32(h[8:12]))
+		if length < 24 {
+			break
+		}
+		if err := l.toNanos(h[12:20], id, off); err != nil {
+			return err
+		}
+		for o := 20; o+4 <= len(h)-4; {
+			code, n := l.order.Uint16(h[o:o+2]), int(l.order.Uint16(h[o+2:o+4]))
+			if code == 0 || o+4+n > len(h)-4 {
+				break
 			}
-			l.order.PutUint32(h[12:16], uint32(ns>>32))
-			l.order.PutUint32(h[16:20], uint32(ns))
+			if (code == optStartTime || code == optEndTime) && n == 8 {
+				if err := l.toNanos(h[o+4:o+12], id, off); err != nil {
+					return err
+				}
+			}
+			o += 4 + (n+3)&^3
 		}
 	case BlockNames, BlockDecryptSecrets:
 		if l.kept += length; l.kept > maxKeptBytes {
@@ -211,6 +235,23 @@ func (l *ngLimit) tsresol(b []byte) int {
 		o += 4 + (n+3)&^3
 	}
 	return exp
+}
+
+// toNanos rewrites a timestamp (high and low 32 bits) of interface id,
+// in a block at off, from the interface's power-of-two units to
+// nanoseconds; one of another interface it leaves alone.
+func (l *ngLimit) toNanos(b []byte, id int, off int64) error {
+	if id >= len(l.ifs) || l.ifs[id] < 0 {
+		return nil
+	}
+	ts := uint64(l.order.Uint32(b[0:4]))<<32 | uint64(l.order.Uint32(b[4:8]))
+	ns, ok := binaryToNanos(ts, uint(l.ifs[id]))
+	if !ok {
+		return fmt.Errorf("block at byte %d: timestamp %d of 2^-%d s is past the year 2554: not read further", off, ts, l.ifs[id])
+	}
+	l.order.PutUint32(b[0:4], uint32(ns>>32))
+	l.order.PutUint32(b[4:8], uint32(ns))
+	return nil
 }
 
 // binaryToNanos converts ts units of 2^-exp s to nanoseconds, rounded

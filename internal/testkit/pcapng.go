@@ -65,6 +65,25 @@ func (p *Pcapng) SimplePacket(data []byte) *Pcapng {
 	return p
 }
 
+// Stats appends an interface statistics block of interface iface at ts,
+// with isb_starttime start and isb_endtime end (units of its resolution).
+func (p *Pcapng) Stats(iface uint32, ts, start, end uint64) *Pcapng {
+	b := p.Order.AppendUint32(nil, iface)
+	b = p.Order.AppendUint32(b, uint32(ts>>32))
+	b = p.Order.AppendUint32(b, uint32(ts))
+	for _, o := range []struct {
+		code uint16
+		v    uint64
+	}{{2, start}, {3, end}} {
+		b = p.Order.AppendUint16(b, o.code)
+		b = p.Order.AppendUint16(b, 8)
+		b = p.Order.AppendUint32(b, uint32(o.v>>32))
+		b = p.Order.AppendUint32(b, uint32(o.v))
+	}
+	p.block(5, p.Order.AppendUint32(b, 0)) // opt_endofopt
+	return p
+}
+
 // Bytes returns the file.
 func (p *Pcapng) Bytes() []byte { return p.b }
 
