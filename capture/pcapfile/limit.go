@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"iter"
 	"math/bits"
 	"slices"
 )
@@ -155,17 +156,12 @@ func (l *ngLimit) next() error {
 		if err := l.toNanos(h[12:20], id, off); err != nil {
 			return err
 		}
-		for o := 20; o+4 <= len(h)-4; {
-			code, n := l.order.Uint16(h[o:o+2]), int(l.order.Uint16(h[o+2:o+4]))
-			if code == 0 || o+4+n > len(h)-4 {
-				break
-			}
-			if (code == optStartTime || code == optEndTime) && n == 8 {
-				if err := l.toNanos(h[o+4:o+12], id, off); err != nil {
+		for code, v := range l.options(h, 20) {
+			if (code == optStartTime || code == optEndTime) && len(v) == 8 {
+				if err := l.toNanos(v, id, off); err != nil {
 					return err
 				}
 			}
-			o += 4 + (n+3)&^3
 		}
 	case BlockNames, BlockDecryptSecrets:
 		if l.kept += length; l.kept > maxKeptBytes {
@@ -219,22 +215,33 @@ func (l *ngLimit) pass() error {
 // the reader says what is wrong.
 func (l *ngLimit) tsresol(b []byte) int {
 	exp := -1
-	for o := 16; o+4 <= len(b)-4; {
-		code, n := l.order.Uint16(b[o:o+2]), int(l.order.Uint16(b[o+2:o+4]))
-		if code == 0 || o+4+n > len(b)-4 {
-			break
-		}
-		if code == optTsresol && n >= 1 {
-			if v := b[o+4]; v&tsresolBinary != 0 {
-				exp = int(v &^ tsresolBinary)
-				b[o+4] = tsresolNanosecond
-			} else {
-				exp = -1
+	for code, v := range l.options(b, 16) {
+		if code == optTsresol && len(v) >= 1 {
+			exp = -1
+			if v[0]&tsresolBinary != 0 {
+				exp = int(v[0] &^ tsresolBinary)
+				v[0] = tsresolNanosecond
 			}
 		}
-		o += 4 + (n+3)&^3
 	}
 	return exp
+}
+
+// options yields the options of block b, whose first is at from: each
+// code and value (in the block: a change writes it); the end-of-options
+// code or an option that does not fit before the trailing length ends
+// them.
+func (l *ngLimit) options(b []byte, from int) iter.Seq2[uint16, []byte] {
+	return func(yield func(uint16, []byte) bool) {
+		end := len(b) - 4
+		for o := from; o+4 <= end; {
+			code, n := l.order.Uint16(b[o:o+2]), int(l.order.Uint16(b[o+2:o+4]))
+			if code == 0 || o+4+n > end || !yield(code, b[o+4:o+4+n]) {
+				return
+			}
+			o += 4 + (n+3)&^3
+		}
+	}
 }
 
 // toNanos rewrites a timestamp (high and low 32 bits) of interface id,
