@@ -197,4 +197,3 @@ func TestOfflineReassemblesOuterFragments(t *testing.T) {
 		t.Errorf("tshark shows %d inner packets written:\n%.300q\nand %d reassembled from the input:\n%.300q", len(got), got, len(ref), ref)
 	}
 }
-
