@@ -73,7 +73,7 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		fragEvicted: d("fragments_evicted_total", "Outer IP fragments dropped, by reason: timeout, memory, overlap, duplicate, "+
 			"too_big, invalid, incomplete (at the end of the capture).", "reason"),
 		reassembled: d("datagrams_reassembled_total", "Outer IP datagrams reassembled from fragments."),
-		fragBytes:   d("fragment_bytes_held", "Bytes the reassembly of outer IP fragments holds, of its budget."),
+		fragBytes:   d("fragments_held_bytes", "Bytes the reassembly of outer IP fragments holds, of its budget."),
 	}
 }
 
