@@ -44,11 +44,11 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	if s.Overflowed > 0 {
 		fmt.Fprintf(w, "%d packets from sources past --max-sources, in the interface \"overflow\"\n", s.Overflowed)
 	}
-	if f := s.Fragments; f.Completing > 0 || f.EvictedTotal() > 0 {
+	if f := s.Fragments; f.Completing > 0 {
 		fmt.Fprintf(w, "%d fragments reassembled into %d packets\n", f.Absorbed+f.Completing, f.Completing)
-		if n := f.EvictedTotal(); n > 0 {
-			fmt.Fprintf(w, "%d fragments dropped%s\n", n, evictions(f))
-		}
+	}
+	if n := s.Fragments.EvictedTotal(); n > 0 {
+		fmt.Fprintf(w, "%d fragments dropped%s\n", n, evictions(s.Fragments))
 	}
 	if s.UnknownTags > 0 {
 		fmt.Fprintf(w, "%d packets with a tag the port map does not list, named after their sender\n", s.UnknownTags)
