@@ -22,7 +22,7 @@ const (
 	ShortFrame             // the inner frame is shorter than an Ethernet header
 	TruncatedHeader        // the capture ends inside the envelope's headers
 	BadIPHeader            // wrong IP version or header length
-	Fragment               // a fragment of an envelope (not reassembled)
+	Fragment               // a fragment of an envelope that was not reassembled (sink reassembles outer fragments)
 	BadVXLANHeader         // the VNI-valid flag is not set
 	BadGENEVEHeader        // unknown GENEVE version
 	GENEVEUnsupportedProto // GENEVE carrying neither Ethernet nor IP
