@@ -13,7 +13,7 @@ DEMO_TOOLS  := tcpdump:tcpdump
 BUILD_TOOLS := gcc:gcc /usr/include/pcap/pcap.h:libpcap-dev pkg-config:pkg-config \
                /usr/include/dpdk/rte_flow.h:libdpdk-dev
 # What the tests, benchmarks and the soak run besides.
-TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark capinfos:wireshark-common editcap:wireshark-common \
+TEST_TOOLS  := $(DEMO_TOOLS) $(BUILD_TOOLS) tshark:tshark capinfos:wireshark-common editcap:wireshark-common mergecap:wireshark-common \
                ip:iproute2 promtool:prometheus ping:iputils-ping bc:bc python3:python3 \
                dpdk-testpmd:dpdk-dev systemd-analyze:systemd runuser:util-linux \
                node:nodejs npm:npm curl:curl

@@ -31,6 +31,9 @@ type Result struct {
 	// The outer addresses and ports (ports are 0 for GRE).
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
+	// IPOffset is where the outer IP header starts in the frame: a
+	// Fragment's IP packet, for reassembly, is frame[IPOffset:].
+	IPOffset int
 	// ID is the envelope's own identifier: the IPv6 flow label for the
 	// NIC's copies, the VNI for VXLAN and GENEVE, the session ID for ERSPAN
 	// II and III, the GRE key for GRE-TAP.
@@ -141,6 +144,7 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 		reason       Reason
 	)
 	wire := max(length, len(frame))
+	r.IPOffset = off
 	switch etype {
 	case etherIPv4:
 		off, wireEnd, sized, proto, reason = d.ipv4(frame, off, wire, r)

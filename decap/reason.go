@@ -22,7 +22,7 @@ const (
 	ShortFrame               // the inner frame is shorter than an Ethernet header, or a bare packet empty
 	TruncatedHeader          // the capture ends inside the envelope's headers
 	BadIPHeader              // wrong IP version or header length
-	Fragment                 // a fragment of an envelope (not reassembled)
+	Fragment                 // a fragment of an envelope that was not reassembled (sink reassembles outer fragments)
 	BadVXLANHeader           // the VNI-valid flag is not set, or an unknown VXLAN-GPE version
 	BadGENEVEHeader          // unknown GENEVE version
 	GENEVEUnsupportedProto   // GENEVE protocol type below 0x0600: not an EtherType

@@ -140,9 +140,11 @@ func TestSilentSinkSaysWhy(t *testing.T) {
 // packets received.
 func identity(t *testing.T, m map[string]float64) float64 {
 	t.Helper()
-	sum := m["sinkd_packets_written_total"] + m["sinkd_packets_buffered"] + m["sinkd_packets_filtered_total"]
+	sum := m["sinkd_packets_written_total"] + m["sinkd_packets_buffered"] + m["sinkd_packets_filtered_total"] +
+		m["sinkd_fragments_held"] + m["sinkd_fragments_absorbed_total"]
 	for k, v := range m {
-		for _, p := range []string{"sinkd_packets_malformed_total{", "sinkd_packets_skipped_total{", "sinkd_packets_dropped_total{"} {
+		for _, p := range []string{"sinkd_packets_malformed_total{", "sinkd_packets_skipped_total{", "sinkd_packets_dropped_total{",
+			"sinkd_fragments_evicted_total{"} {
 			if strings.HasPrefix(k, p) {
 				sum += v
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -84,6 +85,7 @@ func TestProcess(t *testing.T) {
 	type want struct {
 		written, filtered, denied, truncated uint64
 		rejected                             map[decap.Reason]uint64
+		evicted                              map[reassembly.Eviction]uint64
 		ifaces                               []string
 	}
 	tests := []struct {
@@ -140,8 +142,9 @@ func TestProcess(t *testing.T) {
 				frame(layers.LinkTypeEthernet, envelope), frame(147, envelope), frame(layers.LinkTypeEthernet, envelope[:40]),
 				frame(layers.LinkTypeEthernet, arp), frame(layers.LinkTypeEthernet, icmp6), frame(layers.LinkTypeEthernet, dns),
 			}, frame(layers.LinkTypeEthernet, fragments[0].Data)),
+			// A lone fragment is held, then incomplete at the end.
 			want: want{written: 1, rejected: map[decap.Reason]uint64{decap.UnsupportedLinkType: 1, decap.TruncatedHeader: 1,
-				decap.NotIP: 1, decap.NotUDPOrGRE: 1, decap.UnknownPort: 1, decap.Fragment: 1}},
+				decap.NotIP: 1, decap.NotUDPOrGRE: 1, decap.UnknownPort: 1}, evicted: map[reassembly.Eviction]uint64{reassembly.Incomplete: 1}},
 		},
 		{
 			name: "the decoder's sender is checked against --allow",
@@ -164,13 +167,16 @@ func TestProcess(t *testing.T) {
 			cfg:    Config{Decoder: scripted{}},
 			frames: true,
 			pkts:   everyReason(),
+			// The scripted fragment is no IP packet: the reassembler
+			// finds it invalid.
 			want: want{written: 1, rejected: func() map[decap.Reason]uint64 {
 				m := map[decap.Reason]uint64{}
 				for r := decap.OK + 1; r < decap.NumReasons; r++ {
 					m[r] = 1
 				}
+				m[decap.Fragment] = 0
 				return m
-			}()},
+			}(), evicted: map[reassembly.Eviction]uint64{reassembly.Invalid: 1}},
 		},
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -211,6 +217,11 @@ func TestProcess(t *testing.T) {
 			for r := decap.OK + 1; r < decap.NumReasons; r++ {
 				if s.Rejected[r] != w.rejected[r] {
 					t.Errorf("%v: %d, want %d", r, s.Rejected[r], w.rejected[r])
+				}
+			}
+			for ev := range reassembly.NumEvictions {
+				if s.Fragments.Evicted[ev] != w.evicted[ev] {
+					t.Errorf("fragments evicted %v: %d, want %d", ev, s.Fragments.Evicted[ev], w.evicted[ev])
 				}
 			}
 			if len(rec.ifaces) != len(w.ifaces) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 	"github.com/dpcap/dpcap/pcapout"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -53,6 +54,10 @@ type Config struct {
 	// inner frames carry (portmap.Identifier); when it is given, only its
 	// tags are taken.
 	PortMap *portmap.Map
+	// Reassembly bounds the reassembly of outer IP fragments, which the
+	// sources of whole frames hold (a UDP socket gets datagrams the kernel
+	// reassembled); the zero value takes reassembly's defaults.
+	Reassembly reassembly.Config
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
 	// Allow, when set, takes envelopes only from these sources: anyone who
@@ -94,7 +99,8 @@ type Engine struct {
 	snap      Stats
 	sources   sources
 	res       decap.Result
-	ether     []byte // a synthetic Ethernet header and a bare IP packet
+	frag      *reassembly.Reassembler // outer fragments of whole frames
+	ether     []byte                  // a synthetic Ethernet header and a bare IP packet
 	rotateReq atomic.Bool
 	newPorts  atomic.Pointer[portmap.Identifier] // a port map read again, for Run to take
 	stopReq   atomic.Bool
@@ -121,6 +127,13 @@ func New(cfg Config) *Engine {
 		cfg.Decoder = decap.NewDecoder(decap.DefaultPorts())
 	}
 	e := &Engine{cfg: cfg, framing: cfg.Source.Framing(), sources: sources{index: map[sourceKey]int{}, max: cfg.MaxSources, overflow: -1}}
+	if e.framing.Kind != capture.Payloads {
+		rc := cfg.Reassembly
+		if rc.Protocol == nil {
+			rc.Protocol = envelopeTransport
+		}
+		e.frag = reassembly.New(rc)
+	}
 	if cfg.PortMap != nil {
 		var notes []string
 		e.sources.ports, notes = portmap.NewIdentifier(*cfg.PortMap)
@@ -183,6 +196,7 @@ func (e *Engine) Run() error {
 	defer e.running.Store(false)
 	defer e.publish()
 	defer e.cfg.Output.Close()
+	defer e.flushFragments()
 	end, err := e.capture()
 	if err != nil || end == endOfInput {
 		return err
@@ -307,6 +321,16 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.framing.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
+			if reason == decap.Fragment {
+				if !e.allowed(r.Src, p.IfIndex) {
+					a.Denied++
+					continue
+				}
+				var held bool
+				if reason, held = e.reassemble(p, r); held {
+					continue // counted by the reassembler
+				}
+			}
 			if reason == decap.OK && !e.allowed(r.Src, p.IfIndex) {
 				a.Denied++
 				continue
@@ -337,7 +361,46 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 	}
 	a.Received += uint64(len(pkts))
 	e.handed += ok
+	if e.frag != nil && e.frag.Pending() && len(pkts) > 0 {
+		// The clock moves on with every packet, fragment or not.
+		e.frag.Expire(pkts[len(pkts)-1].Timestamp)
+	}
 	return ok
+}
+
+// reassemble gives the fragment p to the reassembler. When it completes a
+// datagram, r becomes the decoding of that datagram, to be written with
+// p's timestamp (the packet in which Wireshark shows a reassembled
+// datagram is the one completing it); otherwise held reports that the
+// reassembler counted p.
+func (e *Engine) reassemble(p *capture.Packet, r *decap.Result) (reason decap.Reason, held bool) {
+	ip, o := e.frag.Add(p.Data[r.IPOffset:], p.Timestamp)
+	switch o {
+	case reassembly.Complete:
+		return e.cfg.Decoder.Decode(layers.LinkTypeRaw, ip, len(ip), r), false
+	case reassembly.OtherProtocol:
+		return decap.NotUDPOrGRE, false
+	}
+	return decap.Fragment, true
+}
+
+// envelopeTransport reports whether fragments of an outer IP protocol
+// (IPv6: the first header after the fragment header) can hold envelopes:
+// UDP, GRE, or the IPv6 extension headers decap walks to them.
+func envelopeTransport(proto uint8) bool {
+	switch proto {
+	case 17, 47, 0, 43, 51, 60, 135, 139, 140:
+		return true
+	}
+	return false
+}
+
+// flushFragments counts the fragments of datagrams still incomplete when
+// the capture ends.
+func (e *Engine) flushFragments() {
+	if e.frag != nil {
+		e.frag.Flush()
+	}
 }
 
 // allowed reports whether envelopes from src, arrived on interface

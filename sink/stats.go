@@ -4,15 +4,21 @@ import (
 	"errors"
 
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 )
 
 // Stats is a snapshot of an engine's accounting. Every received packet is
 // in exactly one of: written, buffered (handed to the writer, not yet on
 // disk), rejected (malformed or skipped), filtered, denied (--allow),
-// dropped on a write error, or dropped because the capture stopped before
-// it could be written. Within one snapshot the identity
+// dropped on a write error, dropped because the capture stopped before
+// it could be written, or, for an outer IP fragment, held (its datagram
+// incomplete), absorbed into a reassembled datagram or evicted. The
+// fragment completing a datagram is the packet the datagram became, counted
+// by what became of it (written, filtered...). Within one snapshot the
+// identity
 //
 //	Received = Written + Buffered + sum(Rejected) + Filtered + Denied + WriteDropped + Stopped
+//	         + Fragments.Held + Fragments.Absorbed + sum(Fragments.Evicted)
 //
 // holds exactly (Accounted), and snapshots of several engines add up
 // (Add), so that one report can cover several receive paths.
@@ -30,7 +36,9 @@ type Stats struct {
 	// Stopped counts the packets still queued when the capture stopped
 	// that could not be written in time (or, after -c, the file limit or
 	// the reader's departure, at all).
-	Stopped     uint64
+	Stopped uint64
+	// Fragments counts the outer IP fragments the reassembler took.
+	Fragments   reassembly.Stats
 	Truncated   uint64 // written, but cut to the snap length
 	WriteErrors uint64
 	Rotations   uint64
@@ -62,6 +70,7 @@ func (s *Stats) Add(o Stats) {
 	}
 	s.WriteDropped += o.WriteDropped
 	s.Stopped += o.Stopped
+	s.Fragments.Add(o.Fragments)
 	s.Truncated += o.Truncated
 	s.WriteErrors += o.WriteErrors
 	s.Rotations += o.Rotations
@@ -76,6 +85,7 @@ func (s *Stats) Add(o Stats) {
 // in every snapshot.
 func (s Stats) Accounted() uint64 {
 	n := s.Written + s.Buffered + s.Filtered + s.Denied + s.WriteDropped + s.Stopped
+	n += s.Fragments.Held + s.Fragments.Absorbed + s.Fragments.EvictedTotal()
 	for _, v := range s.Rejected {
 		n += v
 	}
@@ -131,6 +141,9 @@ func (e *Engine) publish() {
 	s.WriteErrors = o.WriteErrors.Load()
 	s.Rotations = o.Rotations.Load()
 	s.Buffered = e.handed - s.Written - s.WriteDropped
+	if e.frag != nil {
+		s.Fragments = e.frag.Stats()
+	}
 	e.snapMu.Lock()
 	e.snap = s
 	e.snapMu.Unlock()

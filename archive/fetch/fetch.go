@@ -276,7 +276,7 @@ func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error)
 		return nil, fmt.Errorf("open %s: %w", f.Name, err)
 	}
 	rc = counter{rc, ctx, &m.prog.Bytes}
-	r, err := newReader(rc)
+	r, err := pcapfile.NewReader(rc) // gzip-compressed or not (sinkd -z gzip)
 	if err != nil && ctx.Err() != nil {
 		rc.Close()
 		return nil, ctx.Err()

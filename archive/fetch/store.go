@@ -1,8 +1,6 @@
 package fetch
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -292,7 +290,7 @@ func firstPacket(name string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer f.Close()
-	r, err := newReader(f)
+	r, err := pcapfile.NewReader(f) // gzip-compressed or not (sinkd -z gzip)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -307,19 +305,6 @@ func firstPacket(name string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return ci.Timestamp, nil
-}
-
-// newReader reads a capture file, gzip-compressed or not (sinkd -z gzip).
-func newReader(r io.Reader) (*pcapfile.Reader, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return pcapfile.NewReader(zr)
-	}
-	return pcapfile.NewReader(br)
 }
 
 // gone reports whether err says a listed file no longer exists.

@@ -9,9 +9,16 @@ const (
 	// order: microsecond or nanosecond timestamps.
 	MagicMicro uint32 = 0xa1b2c3d4
 	MagicNano  uint32 = 0xa1b23c4d
+	// MagicModified begins a modified (Kuznetzov) pcap file: microsecond
+	// timestamps, records with modifiedRecordHeaderLen-byte headers.
+	MagicModified uint32 = 0xa1b2cd34
 	// FileHeaderLen and RecordHeaderLen are pcap's header sizes.
 	FileHeaderLen   = 24
 	RecordHeaderLen = 16
+	// modifiedRecordHeaderLen is a modified pcap record header's size:
+	// pcap's, then the interface index (4 bytes), protocol (2), packet
+	// type (1) and padding (1) of Alexey Kuznetzov's patched libpcap.
+	modifiedRecordHeaderLen = 24
 
 	// BlockSectionHeader begins a pcapng section; it reads the same in
 	// either byte order.
@@ -25,6 +32,9 @@ const (
 	BlockInterfaceStats uint32 = 5
 	BlockEnhancedPacket uint32 = 6
 	BlockDecryptSecrets uint32 = 0x0A
+
+	// gzipMagic begins a gzip-compressed file of any format.
+	gzipMagic = "\x1f\x8b"
 )
 
 // Format is a capture file's format, as its first four bytes tell it.
@@ -36,6 +46,7 @@ const (
 	FormatPcapMicro        // pcap, microsecond timestamps
 	FormatPcapNano         // pcap, nanosecond timestamps
 	FormatPcapng
+	FormatPcapModified // modified (Kuznetzov) pcap, microsecond timestamps
 )
 
 // Sniff tells a capture file's format from its first four bytes and, for
@@ -56,6 +67,10 @@ func Sniff(head []byte) (Format, binary.ByteOrder) {
 		return FormatPcapNano, binary.LittleEndian
 	case be == MagicNano:
 		return FormatPcapNano, binary.BigEndian
+	case le == MagicModified:
+		return FormatPcapModified, binary.LittleEndian
+	case be == MagicModified:
+		return FormatPcapModified, binary.BigEndian
 	}
 	return FormatUnknown, nil
 }

@@ -1,15 +1,18 @@
-// Package pcapfile reads capture files in either format tcpdump and
-// Wireshark write: pcap (micro- or nanosecond, either byte order) and
-// pcapng, told apart by their magic number.
+// Package pcapfile reads capture files in the formats tcpdump and
+// Wireshark read: pcap (micro- or nanosecond, either byte order, and the
+// modified pcap of Kuznetzov's patched libpcap) and pcapng, told apart by
+// their magic number, each also gzip-compressed.
 package pcapfile
 
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -27,13 +30,14 @@ type Reader struct {
 	ng      *pcapgo.NgReader // set for pcapng, whose interfaces each have a link type
 	packets int              // packets read
 	offset  int64            // pcap: the file offset of the next record
+	recHdr  int              // pcap: the size of a record header
 }
 
 // RecordError is a packet record that cannot be read: the file is corrupt
 // or cut short there.
 type RecordError struct {
 	Packet int   // the packet's number in the file, from 1 (Wireshark's frame number)
-	Offset int64 // the record's offset in the file; -1 when unknown (pcapng)
+	Offset int64 // the record's offset in the (decompressed) file; -1 when unknown (pcapng)
 	Err    error
 }
 
@@ -46,27 +50,40 @@ func (e *RecordError) Error() string {
 
 func (e *RecordError) Unwrap() error { return e.Err }
 
-// NewReader detects the format of r and reads its file header.
+// NewReader detects the format of r, gzip-compressed or not, and reads its
+// file header.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, err := br.Peek(len(gzipMagic)); err == nil && string(magic) == gzipMagic {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("read gzip header: %w", err)
+		}
+		br = bufio.NewReaderSize(zr, 1<<20)
+	}
 	magic, err := br.Peek(4)
 	if err != nil {
 		return nil, fmt.Errorf("read file magic: %w", err)
 	}
-	if format, _ := Sniff(magic); format == FormatPcapng {
+	var in io.Reader = br
+	recHdr := RecordHeaderLen
+	switch format, order := Sniff(magic); format {
+	case FormatPcapng:
 		// Without mixed link types, pcapgo would silently drop the packets
 		// of interfaces whose link type differs from the first's.
-		ng, err := pcapgo.NewNgReader(&ngLimit{r: br}, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
+		ng, err := pcapgo.NewNgReader(&ngLimit{r: br}, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("read pcapng section header: %w", err)
 		}
 		return &Reader{r: ng, ng: ng, offset: -1}, nil
+	case FormatPcapModified:
+		in, recHdr = &modifiedPcap{r: br, order: order}, modifiedRecordHeaderLen
 	}
-	p, err := pcapgo.NewReader(br)
+	p, err := pcapgo.NewReader(in)
 	if err != nil {
 		return nil, fmt.Errorf("read pcap file header: %w", err)
 	}
-	return &Reader{r: p, offset: FileHeaderLen}, nil
+	return &Reader{r: p, offset: FileHeaderLen, recHdr: recHdr}, nil
 }
 
 // LinkType returns the link type of the packets (of the first interface,
@@ -108,8 +125,14 @@ func (r *Reader) ReadPacket() ([]byte, gopacket.CaptureInfo, layers.LinkType, er
 	}
 	r.packets++
 	if r.ng == nil {
-		r.offset += int64(RecordHeaderLen + len(data))
+		r.offset += int64(r.recHdr + len(data))
 		return data, ci, r.r.LinkType(), nil
+	}
+	if ci.Timestamp.IsZero() {
+		// pcapgo's time of a simple packet block, which has none: the
+		// Unix epoch, as libpcap gives it and Wireshark writes it (a
+		// writer would take the zero time for now).
+		ci.Timestamp = time.Unix(0, 0).UTC()
 	}
 	iface, err := r.ng.Interface(ci.InterfaceIndex)
 	if err != nil {

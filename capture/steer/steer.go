@@ -75,11 +75,13 @@ func Reuseport(n int) ([]bpf.RawInstruction, error) {
 // Fanout returns the program for a PACKET_FANOUT_CBPF group of n AF_PACKET
 // sockets, which sees the whole outer frame (the kernel takes the result
 // modulo n). A NIC envelope (IPv6 or unfragmented IPv4, UDP to one of
-// nicPorts) is
-// steered by its inner frame, as Reuseport does; any other IP packet (the
-// other envelope kinds, whose headers vary in length) by its outer
+// nicPorts) is steered by its inner frame, as Reuseport does; any other IP packet (the
+// other envelope kinds, whose headers vary in length, and every outer
+// fragment, of which only the first holds the UDP header) by its outer
 // addresses, so one sender's envelopes of those kinds stay on one socket,
-// in order; anything else goes to the first socket. netOff is where loads
+// in order, and the worker reassembling a datagram gets all its
+// fragments (the IP ID is left out on purpose: one sender's reassembled
+// envelopes stay in order too); anything else goes to the first socket. netOff is where loads
 // find the outer IP header: NetOff in the kernel, 14 to run the program on
 // whole untagged Ethernet frames in a user-space VM. Without nicPorts (the
 // NIC kind turned off) every IP packet goes by its outer addresses.

@@ -255,3 +255,66 @@ func mustReuseport(t *testing.T, n int) []bpf.RawInstruction {
 	}
 	return raw
 }
+
+// outerFragments cuts a whole envelope made by envelope into a first
+// fragment (the outer headers and the UDP header, to the NIC port) and a
+// later one (bytes of the inner frame where the UDP header was): every
+// fragment of one outer datagram.
+func outerFragments(env []byte, r *rand.Rand) (first, later []byte) {
+	first, later = append([]byte(nil), env...), append([]byte(nil), env...)
+	if env[12] == 0x08 { // IPv4: MF at offset 0, then offset 185 (1480 bytes)
+		binary.BigEndian.PutUint16(first[14+6:], 0x2000)
+		binary.BigEndian.PutUint16(later[14+6:], 185)
+		for i := 14 + 20; i < len(later); i++ {
+			later[i] = byte(r.Uint32())
+		}
+		return first, later
+	}
+	// IPv6: a fragment header between the IPv6 and UDP headers.
+	frag := func(b []byte, off uint16, more bool) []byte {
+		fh := []byte{b[14+6], 0, 0, 0, 0, 0, 0x12, 0x34}
+		if more {
+			off |= 1
+		}
+		binary.BigEndian.PutUint16(fh[2:], off)
+		b[14+6] = 44
+		return append(append(append([]byte(nil), b[:54]...), fh...), b[54:]...)
+	}
+	first, later = frag(first, 0, true), frag(later, 1448, false)
+	for i := 14 + 48; i < len(later); i++ {
+		later[i] = byte(r.Uint32())
+	}
+	return first, later
+}
+
+func TestFanoutKeepsOuterFragmentsTogether(t *testing.T) {
+	// The fragments of one outer datagram must reach the worker that
+	// reassembles it: the first fragment holds the NIC port, a later one
+	// holds no UDP header at all; both go by the outer addresses.
+	const n = 4
+	fan, err := Fanout(n, []uint16{nicPort}, 14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, fan)
+	r := rand.New(rand.NewPCG(5, 1))
+	spread := map[int]bool{}
+	for i, f := range randomFlows(400, 11) {
+		var hv, sk net.IP
+		if i%2 == 0 {
+			hv, sk = net.IP{192, 0, byte(r.Uint32()), byte(r.Uint32())}, net.IP{192, 0, 2, 2}
+		} else {
+			hv, sk = net.ParseIP("2001:db8::"), net.ParseIP("2001:db8::2")
+			hv[14], hv[15] = byte(r.Uint32()), byte(r.Uint32())
+		}
+		first, later := outerFragments(envelope(t, hv, sk, nicPort, flowFrame(t, f, nil, 0)), r)
+		a, b := pick(t, vm, first), pick(t, vm, later)
+		if a != b {
+			t.Errorf("sender %v: the first fragment goes to %d, a later one to %d", hv, a, b)
+		}
+		spread[a] = true
+	}
+	if len(spread) != n {
+		t.Errorf("400 senders' fragments reached only sockets %v", spread)
+	}
+}

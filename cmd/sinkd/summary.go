@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 	"github.com/dpcap/dpcap/sink"
 )
 
@@ -43,6 +44,12 @@ func printSummary(w io.Writer, s sink.Stats, live bool) {
 	if s.Overflowed > 0 {
 		fmt.Fprintf(w, "%d packets from sources past --max-sources, in the interface \"overflow\"\n", s.Overflowed)
 	}
+	if f := s.Fragments; f.Completing > 0 {
+		fmt.Fprintf(w, "%d fragments reassembled into %d packets\n", f.Absorbed+f.Completing, f.Completing)
+	}
+	if n := s.Fragments.EvictedTotal(); n > 0 {
+		fmt.Fprintf(w, "%d fragments dropped%s\n", n, evictions(s.Fragments))
+	}
 	if s.UnknownTags > 0 {
 		fmt.Fprintf(w, "%d packets with a tag the port map does not list, named after their sender\n", s.UnknownTags)
 	}
@@ -58,6 +65,17 @@ func reasons(s sink.Stats, malformed bool) string {
 	}
 	if len(parts) == 0 {
 		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// evictions lists the nonzero counts of dropped fragments: " (timeout 2)".
+func evictions(f reassembly.Stats) string {
+	var parts []string
+	for e := range reassembly.NumEvictions {
+		if f.Evicted[e] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", e, f.Evicted[e]))
+		}
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }

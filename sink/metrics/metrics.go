@@ -13,6 +13,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture/udpstat"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,6 +36,8 @@ type Collector struct {
 	dropped, socketDrops, rotated, writeErrors   *prometheus.Desc
 	rcvBuf                                       *prometheus.Desc
 	sources, overflowed, unknownTags             *prometheus.Desc
+	fragHeld, fragAbsorbed, fragEvicted          *prometheus.Desc
+	reassembled, fragBytes                       *prometheus.Desc
 }
 
 // NewCollector returns a collector over stats. receiveBuffer is the socket
@@ -64,13 +67,21 @@ func NewCollector(stats StatsFunc, receiveBuffer int, logger *slog.Logger) *Coll
 		sources:     d("sources", "Sources with an interface (or files) of their own; at most --max-sources."),
 		overflowed:  d("source_overflow_packets_total", "Packets of sources past --max-sources, in the shared interface \"overflow\"."),
 		unknownTags: d("unknown_tag_packets_total", "Packets whose flow label the port map does not list: named after their sender, not after a port."),
+		fragHeld:    d("fragments_held", "Outer IP fragments held for datagrams still incomplete."),
+		fragAbsorbed: d("fragments_absorbed_total", "Outer IP fragments put into a reassembled datagram, other than the one completing it "+
+			"(which is counted as the packet the datagram became)."),
+		fragEvicted: d("fragments_evicted_total", "Outer IP fragments dropped, by reason: timeout, memory, overlap, duplicate, "+
+			"too_big, invalid, incomplete (at the end of the capture).", "reason"),
+		reassembled: d("datagrams_reassembled_total", "Outer IP datagrams reassembled from fragments."),
+		fragBytes:   d("fragments_held_bytes", "Bytes the reassembly of outer IP fragments holds, of its budget."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.written, c.bytes, c.malformed, c.skipped, c.truncated, c.filtered,
-		c.buffered, c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf, c.sources, c.overflowed, c.unknownTags} {
+		c.buffered, c.dropped, c.socketDrops, c.rotated, c.writeErrors, c.rcvBuf, c.sources, c.overflowed, c.unknownTags,
+		c.fragHeld, c.fragAbsorbed, c.fragEvicted, c.reassembled, c.fragBytes} {
 		ch <- d
 	}
 }
@@ -108,6 +119,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.sources, prometheus.GaugeValue, float64(s.Sources))
 	counter(c.overflowed, s.Overflowed)
 	counter(c.unknownTags, s.UnknownTags)
+	f := s.Fragments
+	ch <- prometheus.MustNewConstMetric(c.fragHeld, prometheus.GaugeValue, float64(f.Held))
+	counter(c.fragAbsorbed, f.Absorbed)
+	for e := range reassembly.NumEvictions {
+		counter(c.fragEvicted, f.Evicted[e], e.String())
+	}
+	counter(c.reassembled, f.Completing)
+	ch <- prometheus.MustNewConstMetric(c.fragBytes, prometheus.GaugeValue, float64(f.Bytes))
 }
 
 // KernelUDPCollector exports the UDP error counters of sinkd's network

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dpcap/dpcap/capture/udpstat"
 	"github.com/dpcap/dpcap/decap"
+	"github.com/dpcap/dpcap/decap/reassembly"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -47,6 +48,8 @@ func TestMetricsValuesAndLint(t *testing.T) {
 	st.Rejected[decap.ShortFrame] = 2
 	st.WriteDropped, st.KernelDrops, st.Rotations, st.WriteErrors = 1, 5, 3, 1
 	st.Stopped, st.Denied, st.Buffered = 4, 6, 8
+	st.Fragments.Held, st.Fragments.Absorbed, st.Fragments.Completing, st.Fragments.Bytes = 2, 3, 1, 4096
+	st.Fragments.Evicted[reassembly.Overlap] = 9
 	var ready atomic.Bool
 	ready.Store(true)
 	base := serve(t, st, &ready)
@@ -68,6 +71,12 @@ func TestMetricsValuesAndLint(t *testing.T) {
 		"sinkd_write_errors_total":                                 1,
 		"sinkd_socket_receive_buffer_bytes":                        1 << 20,
 		"sinkd_packets_truncated_total":                            0,
+		"sinkd_fragments_held":                                     2,
+		"sinkd_fragments_absorbed_total":                           3,
+		"sinkd_datagrams_reassembled_total":                        1,
+		"sinkd_fragments_held_bytes":                               4096,
+		`sinkd_fragments_evicted_total{reason="overlap"}`:          9,
+		`sinkd_fragments_evicted_total{reason="incomplete"}`:       0,
 	}
 	got := testkit.Metrics(t, body)
 	for k, v := range want {
