@@ -38,12 +38,12 @@ type Config struct {
 	Addr netip.Addr
 	Port uint16
 	// Ports are the UDP ports of the envelope kinds (--ports), for the
-	// kernel filter of a path that sees whole frames; NICPort is the NIC
+	// kernel filter of a path that sees whole frames; NICPorts are the NIC
 	// envelopes' among them, for steering, and PortNames names them all
 	// for the log ("nic=3010, ..."). (capture cannot import decap, whose
 	// tests read capture files.)
 	Ports     []uint16
-	NICPort   uint16
+	NICPorts  []uint16
 	PortNames string
 	// BufferSize is each source's socket buffer or ring, in bytes.
 	BufferSize int

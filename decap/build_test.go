@@ -79,6 +79,11 @@ func vxlan(vni uint32, inner []byte) []byte {
 	return cat([]byte{0x08, 0, 0, 0}, be32b(vni<<8), inner)
 }
 
+// vxlanGPE builds a VXLAN-GPE header: flags I and P, the next protocol.
+func vxlanGPE(vni uint32, next byte, inner []byte) []byte {
+	return cat([]byte{0x0C, 0, 0, next}, be32b(vni<<8), inner)
+}
+
 // geneve builds a GENEVE header; opts must be a multiple of 4 bytes.
 func geneve(vni uint32, proto uint16, opts, inner []byte) []byte {
 	return cat([]byte{byte(len(opts) / 4), 0}, be16b(proto), be32b(vni<<8), opts, inner)

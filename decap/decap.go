@@ -1,11 +1,12 @@
 // Package decap takes envelopes apart: the NIC's Ether-over-UDP copies and
-// the other mirroring encapsulations (VXLAN, GENEVE, TZSP, ERSPAN I–III,
-// GRE-TAP), from any outer link type a capture may use.
+// the other mirroring encapsulations (VXLAN, VXLAN-GPE, GENEVE, TZSP,
+// ERSPAN I–III, GRE-TAP), from any outer link type a capture may use.
 //
 // It parses headers instead of chopping a fixed number of bytes, and it
 // trusts the captured length over the envelope's length fields: the NIC
 // leaves IPv6 payload length 0 and the UDP length unset. Length fields are
-// used only to cut Ethernet padding, and only when they are plausible.
+// used only to find where the packet ends on the wire (before Ethernet
+// padding, or past a snap length), and only when they are plausible.
 // Decoding allocates nothing and never panics; every failure is a Reason.
 package decap
 
@@ -21,9 +22,12 @@ type Result struct {
 	Kind Kind
 	// Inner is the encapsulated frame as captured; InnerLength is its
 	// length on the wire (larger when the capture was cut short).
-	Inner         []byte
-	InnerLength   int
-	InnerLinkType layers.LinkType
+	Inner       []byte
+	InnerLength int
+	// InnerEtherType is 0 when Inner is an Ethernet frame; else Inner is
+	// a bare packet of this EtherType (IP, ARP), as GENEVE and ERSPAN III
+	// can carry, which needs an Ethernet header to be written.
+	InnerEtherType uint16
 	// The outer addresses and ports (ports are 0 for GRE).
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
@@ -43,13 +47,16 @@ type Decoder struct {
 	gre   []Kind       // the GRE kinds, in order
 }
 
-// NewDecoder returns a decoder for UDP envelopes on the given ports (a
-// kind with port 0 is off) and for every GRE kind, which needs no port.
-func NewDecoder(ports map[Kind]uint16) *Decoder {
+// NewDecoder returns a decoder for UDP envelopes on the given ports
+// (ParsePorts has checked that each belongs to one kind) and for every GRE
+// kind, which needs no port.
+func NewDecoder(ports Ports) *Decoder {
 	d := &Decoder{kinds: *table.Load()}
-	for k, p := range ports {
-		if p != 0 && k.UDP() {
-			d.ports[p] = k
+	for k, ps := range ports {
+		for _, p := range ps {
+			if p != 0 && k.UDP() {
+				d.ports[p] = k
+			}
 		}
 	}
 	for k, desc := range d.kinds {
@@ -65,6 +72,7 @@ const (
 	etherIPv6     = 0x86DD
 	etherARP      = 0x0806
 	etherTEB      = 0x6558 // transparent Ethernet bridging
+	minEtherType  = 0x0600 // smaller values in an Ethernet header are lengths
 	etherERSPAN12 = 0x88BE
 	etherERSPAN3  = 0x22EB
 
@@ -126,23 +134,29 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	if !ok {
 		return TruncatedHeader
 	}
+	// The IP packet ends at end in frame and at wireEnd on the wire: at
+	// what its header says when that is plausible, else where the frame
+	// does (which then counts any Ethernet trailer).
 	var (
-		end    int
-		proto  uint8
-		reason Reason
+		end, wireEnd int
+		sized        bool // wireEnd is what the IP header says
+		proto        uint8
+		reason       Reason
 	)
+	wire := max(length, len(frame))
 	r.IPOffset = off
 	switch etype {
 	case etherIPv4:
-		off, end, proto, reason = d.ipv4(frame, off, r)
+		off, wireEnd, sized, proto, reason = d.ipv4(frame, off, wire, r)
 	case etherIPv6:
-		off, end, proto, reason = d.ipv6(frame, off, r)
+		off, wireEnd, sized, proto, reason = d.ipv6(frame, off, wire, r)
 	default:
 		return NotIP
 	}
 	if reason != OK {
 		return reason
 	}
+	end = min(wireEnd, len(frame))
 	switch proto {
 	case ipProtoUDP:
 		if end-off < 8 {
@@ -153,7 +167,13 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 		if k == KindNone {
 			return UnknownPort
 		}
-		// The UDP length is never read: the NIC may leave it unset.
+		// The UDP length is read only when the IP header gave a length
+		// too: the NIC leaves both unset. A shorter datagram than the IP
+		// packet ends where it says, as Linux and Wireshark take it.
+		if ulen := int(be16(frame[off+4 : off+6])); sized && ulen >= 8 && off+ulen <= wireEnd {
+			wireEnd = off + ulen
+			end = min(wireEnd, len(frame))
+		}
 		off += 8
 		reason = decodeKind(k, d.kinds[k].Decode, frame[off:end], GREHeader{}, r)
 	case ipProtoGRE:
@@ -164,13 +184,19 @@ func (d *Decoder) Decode(lt layers.LinkType, frame []byte, length int, r *Result
 	if reason != OK {
 		return reason
 	}
-	r.InnerLength = len(r.Inner)
-	if end == len(frame) && length > len(frame) {
-		// Cut short by the capture's snap length: the rest was on the wire.
-		r.InnerLength += length - len(frame)
+	// Inner ends the IP packet; the snap length may have cut it.
+	r.InnerLength = wireEnd - (end - len(r.Inner))
+	need := 1 // a bare packet's first byte
+	if r.InnerEtherType == 0 {
+		need = EtherHeaderLen
 	}
-	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
+	switch {
+	case r.InnerLength < need:
 		return ShortFrame
+	case len(r.Inner) < need:
+		// A record without a whole Ethernet header is no frame any
+		// reader can take.
+		return TruncatedInner
 	}
 	return OK
 }
@@ -187,7 +213,7 @@ func DecodePayload(k Kind, payload []byte, length int, r *Result) Reason {
 		return reason
 	}
 	r.InnerLength = len(r.Inner) + length - len(payload)
-	if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
+	if r.InnerEtherType == 0 && r.InnerLength < EtherHeaderLen {
 		return ShortFrame
 	}
 	return OK
@@ -220,49 +246,52 @@ func loopbackFamily(lt layers.LinkType, h []byte) uint16 {
 	return 0
 }
 
-// ipv4 parses an IPv4 header at off; it returns the transport offset, the
-// end of the IP packet and the protocol.
-func (d *Decoder) ipv4(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+// ipv4 parses an IPv4 header at off in b, a frame of wire bytes on the
+// wire; it returns the transport offset, the end of the IP packet on the
+// wire, whether that is the header's total length (else wire: the length
+// is implausible) and the protocol.
+func (d *Decoder) ipv4(b []byte, off, wire int, r *Result) (int, int, bool, uint8, Reason) {
 	if len(b) < off+20 {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	h := b[off:]
 	ihl := int(h[0]&0x0F) * 4
 	if h[0]>>4 != 4 || ihl < 20 {
-		return 0, 0, 0, BadIPHeader
+		return 0, 0, false, 0, BadIPHeader
 	}
 	if len(h) < ihl {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	r.Src = netip.AddrFrom4([4]byte(h[12:16]))
 	r.Dst = netip.AddrFrom4([4]byte(h[16:20]))
 	if fo := be16(h[6:8]); fo&0x3FFF != 0 { // more fragments, or an offset
-		return 0, 0, 0, Fragment
+		return 0, 0, false, 0, Fragment
 	}
-	end := len(b)
-	if tot := int(be16(h[2:4])); tot >= ihl && off+tot <= len(b) {
-		end = off + tot // cut Ethernet padding
+	if tot := int(be16(h[2:4])); tot >= ihl && off+tot <= wire {
+		return off + ihl, off + tot, true, h[9], OK // cut Ethernet padding
 	}
-	return off + ihl, end, h[9], OK
+	return off + ihl, wire, false, h[9], OK
 }
 
-// ipv6 parses an IPv6 header and its extension headers at off.
-func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
+// ipv6 parses an IPv6 header and its extension headers at off, as ipv4
+// does.
+func (d *Decoder) ipv6(b []byte, off, wire int, r *Result) (int, int, bool, uint8, Reason) {
 	if len(b) < off+40 {
-		return 0, 0, 0, TruncatedHeader
+		return 0, 0, false, 0, TruncatedHeader
 	}
 	h := b[off:]
 	if h[0]>>4 != 6 {
-		return 0, 0, 0, BadIPHeader
+		return 0, 0, false, 0, BadIPHeader
 	}
 	r.Src = netip.AddrFrom16([16]byte(h[8:24]))
 	r.Dst = netip.AddrFrom16([16]byte(h[24:40]))
 	flowLabel := be32(h[0:4]) & 0xFFFFF
-	end := len(b)
+	wireEnd, sized := wire, false
 	// The NIC writes payload length 0; only a plausible value cuts padding.
-	if plen := int(be16(h[4:6])); plen != 0 && off+40+plen <= len(b) {
-		end = off + 40 + plen
+	if plen := int(be16(h[4:6])); plen != 0 && off+40+plen <= wire {
+		wireEnd, sized = off+40+plen, true
 	}
+	end := min(wireEnd, len(b))
 	next := h[6]
 	off += 40
 	for {
@@ -270,30 +299,30 @@ func (d *Decoder) ipv6(b []byte, off int, r *Result) (int, int, uint8, Reason) {
 		switch next {
 		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			hlen = (int(b[off+1]) + 1) * 8
 		case 44: // fragment
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			if fo := be16(b[off+2 : off+4]); fo&0xFFF9 != 0 { // an offset, or more fragments
-				return 0, 0, 0, Fragment
+				return 0, 0, false, 0, Fragment
 			}
 			hlen = 8
 		case 51: // authentication header
 			if end-off < 8 {
-				return 0, 0, 0, TruncatedHeader
+				return 0, 0, false, 0, TruncatedHeader
 			}
 			hlen = (int(b[off+1]) + 2) * 4
 		default:
 			if next == ipProtoUDP {
 				r.ID = flowLabel
 			}
-			return off, end, next, OK
+			return off, wireEnd, sized, next, OK
 		}
 		if end-off < hlen {
-			return 0, 0, 0, TruncatedHeader
+			return 0, 0, false, 0, TruncatedHeader
 		}
 		next = b[off]
 		off += hlen
@@ -306,16 +335,53 @@ func decodeNIC(p []byte, _ GREHeader, r *Result) Reason {
 	return OK
 }
 
-// decodeVXLAN takes a VXLAN header (RFC 7348).
+// The flags of a VXLAN header's first byte.
+const (
+	vxlanI   = 0x08 // the VNI is valid
+	vxlanP   = 0x04 // VXLAN-GPE's P: a next protocol follows
+	vxlanVer = 0x30 // VXLAN-GPE's version
+)
+
+// decodeVXLAN takes a VXLAN header (RFC 7348), whose reserved bits are
+// ignored, as the RFC and Wireshark do: only a VXLAN-GPE header (the P
+// flag) whose next protocol is one of GPE's other than Ethernet is
+// refused, as its payload is no Ethernet frame.
 func decodeVXLAN(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < 8 {
 		return TruncatedHeader
 	}
-	if p[0]&0x08 == 0 {
+	switch {
+	case p[0]&vxlanI == 0:
+		return BadVXLANHeader
+	case p[0]&vxlanP != 0 && (p[3] == 1 || p[3] == 2 || p[3] == 4 || p[3] == 5): // IPv4, IPv6, NSH, MPLS
+		return VXLANGPEOnVXLANPort
+	}
+	r.ID = be32(p[4:8]) >> 8
+	r.Inner = p[8:]
+	return OK
+}
+
+// decodeVXLANGPE takes a VXLAN-GPE header (draft-ietf-nvo3-vxlan-gpe):
+// VXLAN's, with a version and a next protocol, which decides the payload
+// as Wireshark takes it, whatever the P flag says.
+func decodeVXLANGPE(p []byte, _ GREHeader, r *Result) Reason {
+	if len(p) < 8 {
+		return TruncatedHeader
+	}
+	if p[0]&vxlanI == 0 || p[0]&vxlanVer != 0 {
 		return BadVXLANHeader
 	}
 	r.ID = be32(p[4:8]) >> 8
 	r.Inner = p[8:]
+	switch p[3] { // next protocol
+	case 1:
+		r.InnerEtherType = etherIPv4
+	case 2:
+		r.InnerEtherType = etherIPv6
+	case 3: // Ethernet
+	default: // NSH (4), MPLS (5), ...
+		return VXLANGPEUnsupportedProto
+	}
 	return OK
 }
 
@@ -333,10 +399,12 @@ func decodeGENEVE(p []byte, _ GREHeader, r *Result) Reason {
 	}
 	r.ID = be32(p[4:8]) >> 8
 	r.Inner = p[hlen:]
-	switch be16(p[2:4]) {
-	case etherTEB:
-	case etherIPv4, etherIPv6:
-		r.InnerLinkType = layers.LinkTypeRaw
+	// The protocol type is an EtherType (RFC 8926 §3.4): any packet
+	// Ethernet can carry, as Wireshark dissects it.
+	switch proto := be16(p[2:4]); {
+	case proto == etherTEB:
+	case proto >= minEtherType:
+		r.InnerEtherType = proto
 	default:
 		return GENEVEUnsupportedProto
 	}
@@ -422,7 +490,7 @@ func (d *Decoder) decodeGRE(p []byte, r *Result) Reason {
 // decodeKind runs kind k's decoder on p. r.ID keeps what the outer
 // headers said (the NIC's flow label) unless the decoder sets it.
 func decodeKind(k Kind, decode DecodeFunc, p []byte, g GREHeader, r *Result) Reason {
-	r.Kind, r.Inner, r.InnerLinkType = k, nil, layers.LinkTypeEthernet
+	r.Kind, r.Inner, r.InnerEtherType = k, nil, 0
 	return decode(p, g, r)
 }
 
@@ -482,13 +550,18 @@ func decodeERSPAN3(p []byte, _ GREHeader, r *Result) Reason {
 	if len(p) < hlen {
 		return TruncatedHeader
 	}
+	r.Inner = p[hlen:]
 	switch (w >> 10) & 0x1F { // frame type
-	case 0:
-	case 2:
-		r.InnerLinkType = layers.LinkTypeRaw
+	case 0: // Ethernet
+	case 2: // IP, of either version: the packet says which
+		if len(r.Inner) == 0 {
+			return TruncatedInner
+		}
+		if r.InnerEtherType = ipVersionType(r.Inner[0]); r.InnerEtherType == 0 {
+			return BadIPHeader
+		}
 	default:
 		return ERSPANUnsupportedFrame
 	}
-	r.Inner = p[hlen:]
 	return OK
 }

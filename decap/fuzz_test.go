@@ -44,8 +44,11 @@ func FuzzDecode(f *testing.F) {
 			if r.InnerLength < len(r.Inner) || r.Kind == KindNone || r.Kind.String() == "unknown" {
 				t.Fatalf("inner %d bytes of %d, kind %v", len(r.Inner), r.InnerLength, r.Kind)
 			}
-			if r.InnerLinkType == layers.LinkTypeEthernet && r.InnerLength < EtherHeaderLen {
-				t.Fatalf("accepted a %d-byte Ethernet frame", r.InnerLength)
+			if r.InnerEtherType == 0 && len(r.Inner) < EtherHeaderLen {
+				t.Fatalf("accepted a %d-byte Ethernet frame (%d bytes captured)", r.InnerLength, len(r.Inner))
+			}
+			if r.InnerEtherType != 0 && (r.InnerEtherType < 0x0600 || len(r.Inner) == 0) {
+				t.Fatalf("accepted a bare packet of EtherType %#x, %d bytes captured", r.InnerEtherType, len(r.Inner))
 			}
 		}
 	})

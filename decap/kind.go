@@ -3,7 +3,6 @@ package decap
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,15 +13,16 @@ type Kind uint8
 
 // The built-in envelope kinds; their descriptors are in builtin.
 const (
-	KindNone    Kind = iota
-	KindNIC          // the NIC's copy: one Ethernet frame as a UDP payload
-	KindVXLAN        // VXLAN (RFC 7348)
-	KindGENEVE       // GENEVE (RFC 8926), with options; Ethernet or bare IP
-	KindTZSP         // TaZmen Sniffer Protocol, Ethernet encapsulation
-	KindERSPAN1      // GRE 0x88BE without a sequence number: no ERSPAN header
-	KindERSPAN2      // ERSPAN type II
-	KindERSPAN3      // ERSPAN type III, with the optional platform subheader
-	KindGRETAP       // GRE transparent Ethernet bridging (0x6558)
+	KindNone     Kind = iota
+	KindNIC           // the NIC's copy: one Ethernet frame as a UDP payload
+	KindVXLAN         // VXLAN (RFC 7348)
+	KindGENEVE        // GENEVE (RFC 8926), with options; Ethernet or a bare packet (IP, ARP)
+	KindTZSP          // TaZmen Sniffer Protocol, Ethernet encapsulation
+	KindERSPAN1       // GRE 0x88BE without a sequence number: no ERSPAN header
+	KindERSPAN2       // ERSPAN type II
+	KindERSPAN3       // ERSPAN type III, with the optional platform subheader
+	KindGRETAP        // GRE transparent Ethernet bridging (0x6558)
+	KindVXLANGPE      // VXLAN-GPE: Ethernet, IPv4 or IPv6 (draft-ietf-nvo3-vxlan-gpe)
 	numBuiltin
 )
 
@@ -45,8 +45,8 @@ type GREHeader struct {
 
 // DecodeFunc takes apart an envelope's own header: p is the UDP payload, or
 // what follows the GRE header (whose fields are in g; zero for UDP). It
-// sets r.Inner, and r.ID and r.InnerLinkType where they are not 0 and
-// Ethernet. A GRE kind returns GREUnsupportedProtocol for a packet that
+// sets r.Inner (a suffix of p), and r.ID and r.InnerEtherType where they
+// are not 0 (an Ethernet frame). A GRE kind returns GREUnsupportedProtocol for a packet that
 // is another kind's under the same protocol type (ERSPAN I and II).
 type DecodeFunc func(p []byte, g GREHeader, r *Result) Reason
 
@@ -73,14 +73,15 @@ type Descriptor struct {
 var builtin = [numBuiltin]Descriptor{
 	// 3010 is what dp-service's users configure for the NIC's copies;
 	// the ID is the IPv6 flow label, which the outer header carries.
-	KindNIC:     {Name: "nic", Transport: UDP, Port: DefaultNICPort, IDLabel: "tag", Decode: decodeNIC},
-	KindVXLAN:   {Name: "vxlan", Transport: UDP, Port: 4789, IDLabel: "vni", Decode: decodeVXLAN},
-	KindGENEVE:  {Name: "geneve", Transport: UDP, Port: 6081, IDLabel: "vni", Decode: decodeGENEVE},
-	KindTZSP:    {Name: "tzsp", Transport: UDP, Port: 37008, Decode: decodeTZSP},
-	KindERSPAN1: {Name: "erspan1", Transport: GRE, GREProtocol: etherERSPAN12, Decode: decodeERSPAN1},
-	KindERSPAN2: {Name: "erspan2", Transport: GRE, GREProtocol: etherERSPAN12, IDLabel: "session", Decode: decodeERSPAN2},
-	KindERSPAN3: {Name: "erspan3", Transport: GRE, GREProtocol: etherERSPAN3, IDLabel: "session", Decode: decodeERSPAN3},
-	KindGRETAP:  {Name: "gretap", Transport: GRE, GREProtocol: etherTEB, IDLabel: "key", Decode: decodeGRETAP},
+	KindNIC:      {Name: "nic", Transport: UDP, Port: DefaultNICPort, IDLabel: "tag", Decode: decodeNIC},
+	KindVXLAN:    {Name: "vxlan", Transport: UDP, Port: 4789, IDLabel: "vni", Decode: decodeVXLAN},
+	KindGENEVE:   {Name: "geneve", Transport: UDP, Port: 6081, IDLabel: "vni", Decode: decodeGENEVE},
+	KindTZSP:     {Name: "tzsp", Transport: UDP, Port: 37008, Decode: decodeTZSP},
+	KindERSPAN1:  {Name: "erspan1", Transport: GRE, GREProtocol: etherERSPAN12, Decode: decodeERSPAN1},
+	KindERSPAN2:  {Name: "erspan2", Transport: GRE, GREProtocol: etherERSPAN12, IDLabel: "session", Decode: decodeERSPAN2},
+	KindERSPAN3:  {Name: "erspan3", Transport: GRE, GREProtocol: etherERSPAN3, IDLabel: "session", Decode: decodeERSPAN3},
+	KindGRETAP:   {Name: "gretap", Transport: GRE, GREProtocol: etherTEB, IDLabel: "key", Decode: decodeGRETAP},
+	KindVXLANGPE: {Name: "vxlan-gpe", Transport: UDP, Port: 4790, IDLabel: "vni", Decode: decodeVXLANGPE},
 }
 
 // DefaultNICPort is the UDP port of the NIC's copies unless told otherwise.
@@ -186,30 +187,6 @@ func (k Kind) String() string {
 // port); the others travel in GRE.
 func (k Kind) UDP() bool { return k.Descriptor().Transport == UDP }
 
-// DefaultPorts are the well-known UDP ports of each UDP kind (0 for those
-// off by default).
-func DefaultPorts() map[Kind]uint16 {
-	ports := map[Kind]uint16{}
-	for _, k := range Kinds() {
-		if d := k.Descriptor(); d.Transport == UDP {
-			ports[k] = d.Port
-		}
-	}
-	return ports
-}
-
-// UDPPorts lists the ports of ports' UDP kinds that are on, sorted.
-func UDPPorts(ports map[Kind]uint16) []uint16 {
-	var list []uint16
-	for k, p := range ports {
-		if p != 0 && k.UDP() {
-			list = append(list, p)
-		}
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
-	return list
-}
-
 // KindNames lists the names of the kinds of one transport, in kind order.
 func KindNames(t Transport) []string {
 	var names []string
@@ -219,40 +196,4 @@ func KindNames(t Transport) []string {
 		}
 	}
 	return names
-}
-
-// ParsePorts applies a list like "vxlan=8472,geneve=0" to ports: each UDP
-// kind gets the port given; port 0 turns the kind off.
-func ParsePorts(s string, ports map[Kind]uint16) error {
-	for _, item := range strings.Split(s, ",") {
-		name, port, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok {
-			return fmt.Errorf("invalid port mapping %q: want KIND=PORT", item)
-		}
-		k := KindNone
-		for _, i := range Kinds() {
-			if i.String() == name && i.UDP() {
-				k = i
-			}
-		}
-		if k == KindNone {
-			return fmt.Errorf("invalid port mapping %q: kind must be one of %s", item, strings.Join(KindNames(UDP), ", "))
-		}
-		var p uint16
-		if _, err := fmt.Sscan(port, &p); err != nil {
-			return fmt.Errorf("invalid port mapping %q: port must be 0-65535", item)
-		}
-		ports[k] = p
-	}
-	return nil
-}
-
-// FormatPorts renders ports in ParsePorts' syntax, sorted by kind name.
-func FormatPorts(ports map[Kind]uint16) string {
-	var items []string
-	for k, p := range ports {
-		items = append(items, fmt.Sprintf("%s=%d", k, p))
-	}
-	sort.Strings(items)
-	return strings.Join(items, ",")
 }

@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // captureEnvelopes has real tcpdump record the envelopes of the VM traffic
@@ -304,3 +308,225 @@ func unsetLengths(t *testing.T, hv, sk *testkit.NetNS, frames [][]byte) [][]byte
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestOfflineSnapLengthCut converts captures made with a snap length, as
+// tcpdump -s writes them, of VXLAN envelopes over IPv4 whose outer frame
+// has a 2-byte Ethernet trailer: the inner frame's length on the wire is
+// the one Wireshark finds (the UDP length less the UDP and VXLAN headers),
+// cut or not, and a capture that ends before a whole inner Ethernet header
+// is counted as malformed, not written as a record tcpdump cannot read.
+func TestOfflineSnapLengthCut(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	var frames [][]byte
+	for _, in := range [][]byte{vm[30], vm[40], vm[8]} {
+		vxlan := append([]byte{0x08, 0, 0, 0, 0, 0, 42, 0}, in...)
+		f := testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: 4789, Payload: vxlan}.Bytes(t)
+		frames = append(frames, append(f, 0, 0))
+	}
+	const headers = 14 + 20 + 8 + 8 // outer Ethernet, IPv4, UDP, VXLAN
+	for _, tt := range []struct {
+		snap      int
+		written   int
+		malformed string
+	}{
+		{0, 3, ""},
+		{headers + 40, 3, ""},
+		{headers + 13, 0, "packets malformed (truncated_inner_header 3)"},
+		{headers, 0, "packets malformed (truncated_inner_header 3)"},
+	} {
+		t.Run(fmt.Sprintf("snap %d", tt.snap), func(t *testing.T) {
+			in := testkit.WritePcapSnap(t, frames, tt.snap)
+			out, summary := convert(t, in)
+			if !strings.Contains(summary, tt.malformed) {
+				t.Errorf("summary lacks %q:\n%s", tt.malformed, summary)
+			}
+			// What Wireshark takes the inner frames' lengths to be.
+			fields, err := exec.Command("tshark", "-n", "-r", in, "-T", "fields", "-e", "udp.length").Output()
+			if err != nil {
+				t.Fatalf("tshark: %v", err)
+			}
+			var want []int
+			for _, f := range strings.Fields(string(fields)) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatalf("tshark's udp.length %q", f)
+				}
+				want = append(want, n-8-8)
+			}
+			pkts, _, err := pcapfile.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pkts) != tt.written {
+				t.Fatalf("wrote %d packets, want %d\n%s", len(pkts), tt.written, summary)
+			}
+			for i, p := range pkts {
+				if p.Info.Length != want[i] || p.Info.Length != len(frames[i])-headers-2 {
+					t.Errorf("packet %d: original length %d, Wireshark's %d, the inner frame's %d", i, p.Info.Length, want[i], len(frames[i])-headers-2)
+				}
+			}
+			td, err := exec.Command("tcpdump", "-n", "-r", out).CombinedOutput()
+			if err != nil || strings.Contains(string(td), "Invalid header") {
+				t.Errorf("tcpdump -r: %v\n%s", err, td)
+			}
+			checkWithTools(t, out, tt.written)
+		})
+	}
+}
+
+// TestOfflineBarePackets converts GENEVE envelopes of bare ARP, IPv4 and
+// IPv6 packets (the protocol type is their EtherType) and ERSPAN III ones
+// of bare IPv4 and IPv6 (frame type IP): each is written behind an
+// Ethernet header of its own EtherType, which tshark then dissects as the
+// packet it is.
+func TestOfflineBarePackets(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	arp, ip4, ip6 := vm[4][14:], vm[30][14:], vm[8][14:]
+	geneve := func(proto uint16, pkt []byte) []byte {
+		hdr := binary.BigEndian.AppendUint16([]byte{0, 0}, proto)
+		return testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: 6081, Payload: slices.Concat(hdr, []byte{0, 0, 7, 0}, pkt)}.Bytes(t)
+	}
+	erspan3 := func(pkt []byte) []byte {
+		gre := []byte{0x10, 0, 0x22, 0xEB, 0, 0, 0, 1}              // sequence number present, ERSPAN III
+		hdr := []byte{0x20, 100, 0, 9, 0, 0, 0, 0, 0, 0, 2 << 2, 0} // version 2, session 9, frame type 2 (IP)
+		return testkit.Frame{SrcIP: mustAddr("2001:db8::1"), DstIP: mustAddr("2001:db8::2"), Proto: layers.IPProtocolGRE,
+			Payload: slices.Concat(gre, hdr, pkt)}.Bytes(t)
+	}
+	tests := []struct {
+		frame  []byte
+		bare   []byte
+		protos string
+	}{
+		{geneve(0x0806, arp), arp, "eth:ethertype:arp"},
+		{geneve(0x0800, ip4), ip4, "eth:ethertype:ip:tcp"},
+		{geneve(0x86DD, ip6), ip6, "eth:ethertype:ipv6:ipv6.hopopts:icmpv6"},
+		{erspan3(ip4), ip4, "eth:ethertype:ip:tcp"},
+		{erspan3(ip6), ip6, "eth:ethertype:ipv6:ipv6.hopopts:icmpv6"},
+	}
+	var frames [][]byte
+	for _, tt := range tests {
+		frames = append(frames, tt.frame)
+	}
+	out, summary := convert(t, testkit.WritePcap(t, frames))
+	got := readFrames(t, out)
+	if len(got) != len(tests) {
+		t.Fatalf("wrote %d packets, want %d\n%s", len(got), len(tests), summary)
+	}
+	fields, err := exec.Command("tshark", "-n", "-r", out, "-T", "fields", "-e", "frame.protocols").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	protos := strings.Fields(string(fields))
+	for i, tt := range tests {
+		if !bytes.Equal(got[i][14:], tt.bare) || i >= len(protos) || protos[i] != tt.protos {
+			t.Errorf("packet %d: %d bytes behind %x, tshark sees %v; want the %d-byte packet, %s",
+				i, len(got[i])-14, got[i][:14], protos, len(tt.bare), tt.protos)
+		}
+	}
+	checkWithTools(t, out, len(tests))
+}
+
+// TestOfflineVXLANGPE converts VXLAN-GPE envelopes on its port 4790 of
+// Ethernet, IPv4 and IPv6 (the last two written behind an Ethernet header
+// of their EtherType), counts those of NSH, and refuses a VXLAN-GPE header
+// of NSH on the VXLAN port, whose payload is no Ethernet frame; one of
+// Ethernet there is VXLAN's, as Wireshark takes it.
+func TestOfflineVXLANGPE(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	eth, ip4, ip6 := vm[30], vm[30][14:], vm[8][14:]
+	nsh := slices.Concat([]byte{0x0F, 0xC6, 0x01, 0x03, 0, 0, 1, 0xFF}, eth) // NSH MD type 2 carrying Ethernet
+	gpe := func(port uint16, next byte, pkt []byte) []byte {
+		return testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: port, Payload: slices.Concat([]byte{0x0C, 0, 0, next, 0, 0, 9, 0}, pkt)}.Bytes(t)
+	}
+	in := testkit.WritePcap(t, [][]byte{gpe(4790, 3, eth), gpe(4790, 1, ip4), gpe(4790, 2, ip6), gpe(4790, 4, nsh), gpe(4789, 4, nsh), gpe(4789, 3, eth)})
+	out, summary := convert(t, in)
+	want := [][]byte{eth, slices.Concat(make([]byte, 12), []byte{0x08, 0}, ip4), slices.Concat(make([]byte, 12), []byte{0x86, 0xDD}, ip6), eth}
+	equalFrames(t, readFrames(t, out), want)
+	for _, s := range []string{"2 packets malformed", "vxlan_gpe_on_vxlan_port 1", "vxlan_gpe_unsupported_protocol 1"} {
+		if !strings.Contains(summary, s) {
+			t.Errorf("summary lacks %q:\n%s", s, summary)
+		}
+	}
+	checkWithTools(t, out, len(want))
+}
+
+// TestOfflinePortsOfAKind converts VXLAN envelopes to two ports with
+// --ports naming both, and has sinkd refuse, with one line and exit
+// status 2, a --ports that gives a port to two kinds.
+func TestOfflinePortsOfAKind(t *testing.T) {
+	vm := testkit.VMFrames(t)
+	var frames, want [][]byte
+	for i, port := range []uint16{4789, 8472, 4789, 8472, 6081} {
+		in := vm[30+i]
+		frames = append(frames, testkit.Frame{SrcIP: mustAddr("192.0.2.1"), DstIP: mustAddr("192.0.2.2"), Proto: layers.IPProtocolUDP,
+			SrcPort: 5000, DstPort: port, Payload: append([]byte{0x08, 0, 0, 0, 0, 0, 42, 0}, in...)}.Bytes(t))
+		want = append(want, in)
+	}
+	in := testkit.WritePcap(t, frames)
+	out, summary := convert(t, in, "--ports", "vxlan=4789,vxlan=8472,vxlan=6081,geneve=0")
+	equalFrames(t, readFrames(t, out), want)
+	checkWithTools(t, out, len(want))
+	if !strings.Contains(summary, "5 packets captured") {
+		t.Errorf("summary:\n%s", summary)
+	}
+
+	for _, tt := range []struct{ ports, err string }{
+		{"vxlan=4789,geneve=4789", `sinkd: --ports: invalid port mapping "geneve=4789": port 4789 is given to vxlan and to geneve: give each port one kind (see sinkd --help)`},
+		{"vxlan=6081", "sinkd: --ports: port 6081 is both vxlan's and geneve's (geneve's default): add geneve=0 or geneve=PORT to --ports (see sinkd --help)"},
+	} {
+		cmd := exec.Command(bin("sinkd"), "-r", in, "-w", filepath.Join(t.TempDir(), "out.pcap"), "--ports", tt.ports)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || stderr.String() != tt.err+"\n" {
+			t.Errorf("sinkd --ports %s: %v, stderr %q; want exit status 2 and %q", tt.ports, err, stderr.String(), tt.err)
+		}
+	}
+}
+
+// TestRawModeTwoNICPorts has sinkd -i take NIC envelopes on two ports
+// (--ports nic=3010,nic=3011) with two workers: the kernel filter lets
+// both up, and the steering program sends both copies of a frame, one to
+// each port, to the worker its inner flow picks.
+func TestRawModeTwoNICPorts(t *testing.T) {
+	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, hv, sk, 1600, 1)
+	frames := testkit.VMFrames(t)
+	envs := unsetLengths(t, hv, sk, frames)
+	for _, e := range envs[:len(frames)] {
+		e = slices.Clone(e)
+		binary.BigEndian.PutUint16(e[decap.EnvelopeDstPort:], 3011)
+		envs = append(envs, e)
+	}
+	dir := t.TempDir()
+	d := startSinkd(t, sk, "-i", "e2e0", "--ports", "nic=3010,nic=3011", "--workers", "2", "-w", filepath.Join(dir, "out.pcap"))
+	sendRaw(t, hv, "e2e0", envs)
+	d.waitMetric(t, "sinkd_packets_written_total", float64(len(envs)))
+	if code, stderr := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd -i: exit %d\n%s", code, stderr)
+	}
+	total := 0
+	for w := range 2 {
+		got := readFrames(t, filepath.Join(dir, fmt.Sprintf("out-w%d.pcap", w)))
+		if len(got) == 0 {
+			t.Errorf("worker %d wrote nothing: the inner flows were not spread", w)
+		}
+		copies := map[string]int{}
+		for _, f := range got {
+			copies[string(f)]++
+		}
+		for f, n := range copies {
+			if n%2 != 0 {
+				t.Errorf("worker %d has %d copies of a %d-byte frame: the two ports' copies went to different workers", w, n, len(f))
+			}
+		}
+		total += len(got)
+	}
+	if total != len(envs) {
+		t.Errorf("the workers wrote %d frames, want %d", total, len(envs))
+	}
+}

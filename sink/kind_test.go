@@ -55,13 +55,14 @@ func TestToyKind(t *testing.T) {
 	envelope := func(header ...byte) []byte {
 		f := slices.Concat(nic[:62], header, inner)
 		binary.BigEndian.PutUint16(f[18:20], uint16(len(f)-54)) // IPv6 payload length
+		binary.BigEndian.PutUint16(f[58:60], uint16(len(f)-54)) // UDP length
 		binary.BigEndian.PutUint16(f[56:58], toyPort)
 		return f
 	}
 	good := envelope(0xD0, 0, 0, 5)
 	broken := good[:64] // ends inside the toy's header
 
-	if toy.String() != "toy" || !toy.UDP() || decap.DefaultPorts()[toy] != toyPort {
+	if toy.String() != "toy" || !toy.UDP() || !slices.Equal(decap.DefaultPorts()[toy], []uint16{toyPort}) {
 		t.Fatalf("kind %v: UDP %v, default port %d", toy, toy.UDP(), decap.DefaultPorts()[toy])
 	}
 	var r decap.Result
@@ -71,11 +72,11 @@ func TestToyKind(t *testing.T) {
 	}
 
 	ports := decap.DefaultPorts()
-	if err := decap.ParsePorts("toy=8000", ports); err != nil || ports[toy] != 8000 {
+	if err := decap.ParsePorts("toy=8000", ports); err != nil || !slices.Equal(ports[toy], []uint16{8000}) {
 		t.Fatalf("--ports toy=8000: %v, port %d", err, ports[toy])
 	}
 	for _, tt := range []struct {
-		ports map[decap.Kind]uint16
+		ports decap.Ports
 		pass  bool
 	}{{decap.DefaultPorts(), true}, {ports, false}} {
 		raw, err := afpacket.Filter(decap.UDPPorts(tt.ports), false)

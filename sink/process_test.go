@@ -43,7 +43,7 @@ type scripted struct{}
 func (scripted) Decode(_ layers.LinkType, frame []byte, _ int, r *decap.Result) decap.Reason {
 	reason := decap.Reason(frame[0])
 	if reason == decap.OK {
-		*r = decap.Result{Inner: frame[1:], InnerLength: len(frame) - 1, InnerLinkType: layers.LinkTypeEthernet,
+		*r = decap.Result{Inner: frame[1:], InnerLength: len(frame) - 1,
 			Src: netip.MustParseAddr("2001:db8::1")}
 	}
 	return reason

@@ -341,8 +341,8 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			continue
 		}
 		inner, length := r.Inner, r.InnerLength
-		if r.InnerLinkType != layers.LinkTypeEthernet {
-			inner, length = e.withEther(inner), length+decap.EtherHeaderLen
+		if r.InnerEtherType != 0 {
+			inner, length = e.withEther(r.InnerEtherType, inner), length+decap.EtherHeaderLen
 		}
 		iface := 0
 		if e.cfg.PerSource {
@@ -417,17 +417,14 @@ func (e *Engine) allowed(src netip.Addr, ifindex int) bool {
 	return false
 }
 
-// withEther puts a bare IP packet (GENEVE or ERSPAN III can carry one)
-// behind an Ethernet header with zero addresses, so that the output keeps
-// one link type that every reader understands.
-func (e *Engine) withEther(ip []byte) []byte {
+// withEther puts a bare packet of EtherType etype (IP or ARP, which
+// GENEVE or ERSPAN III can carry) behind an Ethernet header with zero
+// addresses, so that the output keeps one link type that every reader
+// understands.
+func (e *Engine) withEther(etype uint16, pkt []byte) []byte {
 	if e.ether == nil {
 		e.ether = make([]byte, decap.EtherHeaderLen, decap.EtherHeaderLen+65536)
 	}
-	etype := uint16(0x0800)
-	if len(ip) > 0 && ip[0]>>4 == 6 {
-		etype = 0x86DD
-	}
 	e.ether[12], e.ether[13] = byte(etype>>8), byte(etype)
-	return append(e.ether[:decap.EtherHeaderLen], ip...)
+	return append(e.ether[:decap.EtherHeaderLen], pkt...)
 }

@@ -46,7 +46,7 @@ func TestFilterBeforeBind(t *testing.T) {
 	const port = 3010 // the captures' port; nothing is sent to it
 	floodPort := uint16(flooded.LocalAddr().(*net.UDPAddr).Port)
 	filter := vm(t, []uint16{port})
-	prog, err := steer.Fanout(2, port, steer.NetOff)
+	prog, err := steer.Fanout(2, []uint16{port}, steer.NetOff)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,11 +75,7 @@ func variants(t *testing.T, envs [][]byte) [][]byte {
 // pass, and the VM traffic that is not enveloped must not.
 func TestFilterNeverRejectsAnEnvelope(t *testing.T) {
 	ports := decap.DefaultPorts()
-	var list []uint16
-	for _, p := range ports {
-		list = append(list, p)
-	}
-	filter := vm(t, list)
+	filter := vm(t, decap.UDPPorts(ports))
 	d := decap.NewDecoder(ports)
 	envs := frames(t, "../../testdata/envelopes/*.pcap")
 	all := append(slices.Clone(envs), variants(t, envs)...)

@@ -13,7 +13,7 @@ func TestGroupsOnOneInterfaceStayApart(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("AF_PACKET needs root (CAP_NET_RAW)")
 	}
-	prog, err := steer.Fanout(2, 3010, steer.NetOff)
+	prog, err := steer.Fanout(2, []uint16{3010}, steer.NetOff)
 	if err != nil {
 		t.Fatal(err)
 	}

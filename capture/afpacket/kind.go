@@ -28,7 +28,7 @@ func openKind(cfg capture.Config) (capture.Opened, error) {
 		}
 		return capture.Opened{Sources: []capture.Source{src}, BufferSize: cfg.BufferSize, Desc: desc}, nil
 	}
-	prog, err := steer.Fanout(cfg.Workers, cfg.NICPort, steer.NetOff)
+	prog, err := steer.Fanout(cfg.Workers, cfg.NICPorts, steer.NetOff)
 	if err != nil {
 		return capture.Opened{}, err
 	}

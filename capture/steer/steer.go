@@ -74,8 +74,8 @@ func Reuseport(n int) ([]bpf.RawInstruction, error) {
 
 // Fanout returns the program for a PACKET_FANOUT_CBPF group of n AF_PACKET
 // sockets, which sees the whole outer frame (the kernel takes the result
-// modulo n). A NIC envelope (IPv6 or unfragmented IPv4, UDP to nicPort) is
-// steered by its inner frame, as Reuseport does; any other IP packet (the
+// modulo n). A NIC envelope (IPv6 or unfragmented IPv4, UDP to one of
+// nicPorts) is steered by its inner frame, as Reuseport does; any other IP packet (the
 // other envelope kinds, whose headers vary in length, and every outer
 // fragment, of which only the first holds the UDP header) by its outer
 // addresses, so one sender's envelopes of those kinds stay on one socket,
@@ -83,9 +83,9 @@ func Reuseport(n int) ([]bpf.RawInstruction, error) {
 // fragments (the IP ID is left out on purpose: one sender's reassembled
 // envelopes stay in order too); anything else goes to the first socket. netOff is where loads
 // find the outer IP header: NetOff in the kernel, 14 to run the program on
-// whole untagged Ethernet frames in a user-space VM. With nicPort 0 (the NIC
-// kind turned off) every IP packet goes by its outer addresses.
-func Fanout(n int, nicPort uint16, netOff uint32) ([]bpf.RawInstruction, error) {
+// whole untagged Ethernet frames in a user-space VM. Without nicPorts (the
+// NIC kind turned off) every IP packet goes by its outer addresses.
+func Fanout(n int, nicPorts []uint16, netOff uint32) ([]bpf.RawInstruction, error) {
 	if n < 1 || n > MaxSockets {
 		return nil, fmt.Errorf("steer %d sockets: want 1-%d", n, MaxSockets)
 	}
@@ -99,7 +99,7 @@ func Fanout(n int, nicPort uint16, netOff uint32) ([]bpf.RawInstruction, error) 
 	p.Add(bpf.LoadAbsolute{Off: netOff + 6, Size: 1})
 	p.JumpIf(bpf.JumpEqual, 17, "", "by outer6")
 	p.Add(bpf.LoadAbsolute{Off: netOff + 42, Size: 2})
-	p.JumpIf(bpf.JumpEqual, uint32(nicPort), "", "by outer6")
+	jumpIfNone(&p, nicPorts, "by outer6")
 	p.Add(bpf.LoadConstant{Dst: bpf.RegX, Val: netOff + 48})
 	p.Jump("inner")
 	p.Label("by outer6")
@@ -117,7 +117,7 @@ func Fanout(n int, nicPort uint16, netOff uint32) ([]bpf.RawInstruction, error) 
 	p.Add(bpf.LoadAbsolute{Off: netOff + 6, Size: 2})
 	p.JumpIf(bpf.JumpBitsSet, 0x3FFF, "by outer4", "")
 	p.Add(bpf.LoadMemShift{Off: netOff}, bpf.LoadIndirect{Off: netOff + 2, Size: 2})
-	p.JumpIf(bpf.JumpEqual, uint32(nicPort), "", "by outer4")
+	jumpIfNone(&p, nicPorts, "by outer4")
 	p.Add(bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: netOff + 8}, bpf.TAX{})
 	p.Jump("inner")
 	p.Label("by outer4")
@@ -201,6 +201,16 @@ func mixA(p *cbpf.Program) {
 		bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: mixMul},
 		bpf.StoreScratch{Src: bpf.RegA, N: mTmp}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
 		bpf.LoadScratch{Dst: bpf.RegX, N: mTmp}, bpf.ALUOpX{Op: bpf.ALUOpXor})
+}
+
+// jumpIfNone jumps to none unless A holds one of ports.
+func jumpIfNone(p *cbpf.Program, ports []uint16, none string) {
+	match := "nic port, else " + none
+	for _, port := range ports {
+		p.JumpIf(bpf.JumpEqual, uint32(port), match, "")
+	}
+	p.Jump(none)
+	p.Label(match)
 }
 
 // noPorts sets both ports to 0: fragments and protocols without ports.

@@ -202,7 +202,8 @@ func TestReuseportShortAndOtherFrames(t *testing.T) {
 func TestFanoutMatchesReuseportForNICEnvelopes(t *testing.T) {
 	const n = 4
 	reuse := newVM(t, mustReuseport(t, n))
-	fan, err := Fanout(n, nicPort, 14)
+	const nicPort2 = 4000 // a second NIC port (--ports nic=3010,nic=4000)
+	fan, err := Fanout(n, []uint16{nicPort, nicPort2}, 14)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,8 @@ func TestFanoutMatchesReuseportForNICEnvelopes(t *testing.T) {
 	for _, f := range randomFlows(400, 3) {
 		inner := flowFrame(t, f, nil, 0)
 		want := pick(t, reuse, inner)
-		for _, env := range [][]byte{envelope(t, hv6, sink6, nicPort, inner), envelope(t, hv4, sink4, nicPort, inner)} {
+		for _, env := range [][]byte{envelope(t, hv6, sink6, nicPort, inner), envelope(t, hv4, sink4, nicPort, inner),
+			envelope(t, hv6, sink6, nicPort2, inner), envelope(t, hv4, sink4, nicPort2, inner)} {
 			if got := pick(t, vm, env); got != want {
 				t.Errorf("flow %+v: fanout steers the envelope to %d, reuseport the payload to %d", f, got, want)
 			}
@@ -239,7 +241,7 @@ func TestBadGroups(t *testing.T) {
 		if _, err := Reuseport(n); err == nil {
 			t.Errorf("Reuseport(%d) succeeded", n)
 		}
-		if _, err := Fanout(n, nicPort, NetOff); err == nil {
+		if _, err := Fanout(n, []uint16{nicPort}, NetOff); err == nil {
 			t.Errorf("Fanout(%d) succeeded", n)
 		}
 	}
@@ -290,7 +292,7 @@ func TestFanoutKeepsOuterFragmentsTogether(t *testing.T) {
 	// reassembles it: the first fragment holds the NIC port, a later one
 	// holds no UDP header at all; both go by the outer addresses.
 	const n = 4
-	fan, err := Fanout(n, nicPort, 14)
+	fan, err := Fanout(n, []uint16{nicPort}, 14)
 	if err != nil {
 		t.Fatal(err)
 	}

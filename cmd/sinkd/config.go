@@ -82,9 +82,11 @@ Output (tcpdump conventions):
 Input:
 {{inputs}}  --port N         UDP port of the NIC's envelopes (default {{default "port"}})
   --ports LIST     with -r and -i, envelope kinds by UDP port (default
-                   {{default "ports"}};
-                   KIND=0 turns one off); {{greKinds}}
-                   need no port
+                   {{default "ports"}});
+                   a kind named gets exactly the ports given for it
+                   (vxlan=4789,vxlan=8472), KIND=0 turns it off, the
+                   others keep theirs; a port goes to one kind only.
+                   {{greKinds}} need no port
   --listen ADDR    listen on ADDR only (default: all IPv6 and IPv4 addresses)
   --allow CIDRS    take envelopes only from these sources (comma-separated
                    prefixes); by default anyone who reaches the port can
@@ -147,7 +149,7 @@ type config struct {
 	// targets are the receive paths' flags as given, by flag name.
 	targets    map[string]*string
 	port       uint16
-	ports      map[decap.Kind]uint16
+	ports      decap.Ports
 	listen     netip.Addr
 	bufferSize int
 	// metricsAddr is --metrics-addr; empty with -r unless given.
@@ -288,15 +290,17 @@ func (c *config) check(set map[string]bool) error {
 	}
 	offline, socket := c.input.Offline, c.input.Flag == ""
 	if set["port"] {
-		c.ports[decap.KindNIC] = c.port
+		c.ports[decap.KindNIC] = []uint16{c.port}
 	}
 	portList := ""
 	if set["ports"] {
 		portList = c.portList
 	}
-	if portList != "" {
+	if !socket {
+		// The socket takes the NIC's envelopes on --port alone: no
+		// other kind's port can clash with it.
 		if err := decap.ParsePorts(portList, c.ports); err != nil {
-			return err
+			return fmt.Errorf("--ports: %w", err)
 		}
 	}
 	switch {

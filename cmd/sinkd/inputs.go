@@ -14,7 +14,7 @@ import (
 func openSources(c config, logger *slog.Logger) ([]capture.Source, int, string, error) {
 	in, err := c.input.Open(capture.Config{
 		Target: c.target, Addr: c.listen, Port: c.port, BufferSize: c.bufferSize,
-		Ports: decap.UDPPorts(c.ports), NICPort: c.ports[decap.KindNIC], PortNames: decap.FormatPorts(c.ports),
+		Ports: decap.UDPPorts(c.ports), NICPorts: c.ports[decap.KindNIC], PortNames: decap.FormatPorts(c.ports),
 		SnapLen: c.snapLen, Workers: c.workers, ArrivalInterface: sink.Zoned(c.allow), Logger: logger,
 	})
 	return in.Sources, in.BufferSize, in.Desc, err

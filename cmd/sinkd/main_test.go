@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/pcapout"
 )
 
@@ -46,6 +47,18 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-w", "-", "-z", "gzip"}, "need a file name", nil},
 		{[]string{"-w", "x", "--port", "0"}, "invalid port", nil},
 		{[]string{"-w", "x", "--listen", "host.example"}, "invalid listen address", nil},
+		{[]string{"-r", "in.pcap", "-w", "x", "--ports", "vxlan=4789,vxlan=8472"}, "", func(o config) bool {
+			return decap.FormatPorts(o.ports) == "geneve=6081,nic=3010,tzsp=37008,vxlan=4789,vxlan=8472,vxlan-gpe=4790"
+		}},
+		{[]string{"-i", "eth1", "-w", "x", "--port", "4000", "--ports", "nic=4001,nic=4002"}, "", func(o config) bool {
+			return decap.FormatPorts(o.ports) == "geneve=6081,nic=4001,nic=4002,tzsp=37008,vxlan=4789,vxlan-gpe=4790"
+		}},
+		{[]string{"-r", "in.pcap", "-w", "x", "--ports", "vxlan=4789,geneve=4789"}, "--ports: invalid port mapping \"geneve=4789\": port 4789 is given to vxlan and to geneve", nil},
+		{[]string{"-r", "in.pcap", "-w", "x", "--ports", "vxlan=6081"}, "--ports: port 6081 is both vxlan's and geneve's (geneve's default): add geneve=0 or geneve=PORT to --ports", nil},
+		{[]string{"-i", "eth1", "-w", "x", "--port", "4789"}, "--ports: port 4789 is both nic's and vxlan's (vxlan's default): add vxlan=0 or vxlan=PORT to --ports", nil},
+		{[]string{"-i", "eth1", "-w", "x", "--port", "4789", "--ports", "vxlan=8472"}, "", func(o config) bool {
+			return decap.FormatPorts(o.ports) == "geneve=6081,nic=4789,tzsp=37008,vxlan=8472,vxlan-gpe=4790"
+		}},
 		{[]string{"-w", "x", "--buffer-size", "3x"}, "invalid size", nil},
 		{[]string{"-w", "x", "--buffer-size", "4g"}, "invalid size", nil},
 		{[]string{"-w", "x", "-q"}, "flag provided but not defined: -q", nil},

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"os"
@@ -33,6 +34,15 @@ func DirNames(t testing.TB, dir string) []string {
 // stamped 1700000000 s plus i µs, and returns its name.
 func WritePcap(t testing.TB, frames [][]byte) string {
 	t.Helper()
+	return WritePcapSnap(t, frames, 0)
+}
+
+// WritePcapSnap is WritePcap with the snap length snap, as tcpdump -s
+// writes: each record holds at most snap bytes of its frame and keeps the
+// frame's whole length. Snap 0 writes the frames whole under a snap
+// length of 65535.
+func WritePcapSnap(t testing.TB, frames [][]byte, snap int) string {
+	t.Helper()
 	name := filepath.Join(t.TempDir(), "in.pcap")
 	f, err := os.Create(name)
 	if err != nil {
@@ -40,12 +50,16 @@ func WritePcap(t testing.TB, frames [][]byte) string {
 	}
 	defer f.Close()
 	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+	if err := w.WriteFileHeader(uint32(cmp.Or(snap, 65535)), layers.LinkTypeEthernet); err != nil {
 		t.Fatal(err)
 	}
 	for i, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)*1000), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
+		data := fr
+		if snap > 0 && len(data) > snap {
+			data = data[:snap]
+		}
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, int64(i)*1000), CaptureLength: len(data), Length: len(fr)}
+		if err := w.WritePacket(ci, data); err != nil {
 			t.Fatal(err)
 		}
 	}
