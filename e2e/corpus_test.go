@@ -90,17 +90,6 @@ var corpus = []corpusFile{
 	{name: "derived/sections-linktypes.pcapng", tshark: []string{tsharkAlone}},
 }
 
-// knownDiff is a difference from tshark that an item of issue 21 fixes:
-// the test passes only while each still occurs, so that the list shrinks
-// as the fixes merge. frames are tshark's frame numbers in the input (0:
-// the whole file).
-type knownDiff struct {
-	file   string
-	frames []int
-	what   string // one of the diff kinds below
-	item   string // the issue's item that removes it
-}
-
 // The kinds of difference.
 const (
 	diffMissing = "missing" // tshark decodes an inner frame, sinkd wrote none
@@ -120,8 +109,6 @@ func frameRange(from, to int) []int {
 	return fs
 }
 
-var knownDiffs = []knownDiff{}
-
 // TestCorpusMatchesTshark converts every capture of the public corpus with
 // sinkd -r and compares what it writes, frame for frame, with the inner
 // frames tshark decodes in the same file: bytes, original length and
@@ -129,8 +116,7 @@ var knownDiffs = []knownDiff{}
 func TestCorpusMatchesTshark(t *testing.T) {
 	var (
 		mu     sync.Mutex
-		seen   = map[string]bool{} // file, frame, kind of the known differences met
-		frames int                 // inner frames tshark decodes in the corpus
+		frames int // inner frames tshark decodes in the corpus
 	)
 	views := tsharkViews(t, corpus)
 	t.Run("files", func(t *testing.T) {
@@ -141,13 +127,6 @@ func TestCorpusMatchesTshark(t *testing.T) {
 				frames += len(views[c.name].inner)
 				mu.Unlock()
 				for _, d := range compareCorpusFile(t, c, views[c.name]) {
-					if k, ok := findKnown(c.name, d.frame, d.what); ok {
-						t.Logf("known difference (%s): %s", k.item, d)
-						mu.Lock()
-						seen[diffKey(c.name, d.frame, d.what)] = true
-						mu.Unlock()
-						continue
-					}
 					t.Errorf("%s", d)
 				}
 			})
@@ -156,32 +135,7 @@ func TestCorpusMatchesTshark(t *testing.T) {
 	if frames == 0 {
 		t.Fatal("tshark decodes no inner frame in the whole corpus: the comparison compared nothing")
 	}
-	t.Logf("%d files, %d inner frames decoded by tshark, %d known differences", len(corpus), frames, len(seen))
-	for _, k := range knownDiffs {
-		fs := k.frames
-		if fs == nil {
-			fs = []int{0}
-		}
-		for _, f := range fs {
-			if !seen[diffKey(k.file, f, k.what)] {
-				t.Errorf("%s frame %d (%s): no longer differs from tshark; remove it from knownDiffs (fixed by: %s)", k.file, f, k.what, k.item)
-			}
-		}
-	}
-}
-
-func diffKey(file string, frame int, what string) string {
-	return fmt.Sprintf("%s#%d:%s", file, frame, what)
-}
-
-// findKnown returns the known difference that covers one met.
-func findKnown(file string, frame int, what string) (knownDiff, bool) {
-	for _, k := range knownDiffs {
-		if k.file == file && k.what == what && (slices.Contains(k.frames, frame) || k.frames == nil && frame == 0) {
-			return k, true
-		}
-	}
-	return knownDiff{}, false
+	t.Logf("%d files, %d inner frames decoded by tshark", len(corpus), frames)
 }
 
 // innerFrame is one frame as a capture file holds it.
