@@ -16,12 +16,6 @@ import (
 // fails (disk full, I/O error) the file is cut back to the end of the last
 // chunk that was written whole, so it stays a valid capture, and the
 // packets of the failed chunk are reported as lost.
-//
-// A regular file's full chunk may be written in the background (launch)
-// while the next fills: the kernel's copy into the page cache then runs
-// beside the packet path instead of stopping it. One chunk at most is in
-// flight; it is settled before anything else is written, truncated or
-// closed, so chunks land in order at known offsets.
 type output struct {
 	f        *os.File
 	name     string
@@ -31,18 +25,6 @@ type output struct {
 	pending  int   // packets in buf
 	records  int   // packets written or buffered
 	hdrLen   int   // a stream's header, at the start of buf until written
-
-	flying     []byte // the chunk being written in the background, or nil
-	flyingPkts int    // its packets
-	alt        []byte // the other buffer: buf's when flying is settled
-	chunks     chan chunk
-	results    chan error
-}
-
-// chunk is a background write.
-type chunk struct {
-	b   []byte
-	off int64
 }
 
 // errNotRegular marks a name held by something other than a regular file
@@ -152,48 +134,7 @@ func (o *output) Write(p []byte) (int, error) {
 }
 
 // size returns the file's size once everything buffered is written.
-func (o *output) size() int64 { return o.written + int64(len(o.flying)+len(o.buf)) }
-
-// launch writes buf in the background and gives the output its other
-// buffer to fill; a regular file's only, with nothing in flight.
-func (o *output) launch() {
-	if o.chunks == nil {
-		o.chunks, o.results = make(chan chunk), make(chan error, 1)
-		go writeChunks(o.f, o.chunks, o.results)
-	}
-	if o.alt == nil {
-		o.alt = make([]byte, 0, cap(o.buf))
-	}
-	o.flying, o.flyingPkts = o.buf, o.pending
-	o.buf, o.alt, o.pending = o.alt, nil, 0
-	o.chunks <- chunk{b: o.flying, off: o.written}
-}
-
-// writeChunks writes each chunk it is sent to f, and sends back the result.
-func writeChunks(f *os.File, chunks <-chan chunk, results chan<- error) {
-	for c := range chunks {
-		_, err := f.WriteAt(c.b, c.off)
-		results <- err
-	}
-}
-
-// settle waits for the chunk in flight, if any, and returns what flush
-// returns for it.
-func (o *output) settle() (pkts, bytes int, err error) {
-	if o.flying == nil {
-		return 0, 0, nil
-	}
-	err = <-o.results
-	pkts, bytes = o.flyingPkts, len(o.flying)
-	o.alt, o.flying, o.flyingPkts = o.flying[:0], nil, 0
-	if err != nil {
-		o.records -= pkts
-		_ = o.f.Truncate(o.written) // drop whatever part of the chunk reached the disk
-		return pkts, 0, fmt.Errorf("write %s: %w", o.name, unwrapPath(err))
-	}
-	o.written += int64(bytes)
-	return pkts, bytes, nil
-}
+func (o *output) size() int64 { return o.written + int64(len(o.buf)) }
 
 // flush writes the buffer. It returns the packets and bytes now on disk, or,
 // on failure, the packets lost and the error.
@@ -241,12 +182,7 @@ func (o *output) keep() int {
 	return 0
 }
 
-// close closes the file; a chunk in flight must have been settled.
 func (o *output) close() error {
-	if o.chunks != nil {
-		close(o.chunks)
-		o.chunks = nil
-	}
 	if o.f == os.Stdout {
 		return nil
 	}

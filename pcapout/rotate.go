@@ -124,10 +124,9 @@ type Rotator struct {
 	opened    time.Time // when the current -G period began
 	failUntil time.Time // no write is tried before this, after a failure
 	failing   bool
-	lost      uint64 // packets lost in the current failure episode
-	closed    error  // the reader of a stream went away
-	spare     []byte // the last file's write buffers, for the next
-	spareAlt  []byte
+	lost      uint64    // packets lost in the current failure episode
+	closed    error     // the reader of a stream went away
+	spare     []byte    // the last file's write buffer, for the next
 	checked   time.Time // when the file was last seen to have a name
 }
 
@@ -270,7 +269,7 @@ func (r *Rotator) openNext(skips int) error {
 	// The write buffer passes from file to file: a capture rotating every
 	// few seconds should not make garbage of half a megabyte each time.
 	if need := r.opts.FlushBytes + r.opts.SnapLen + 64; cap(r.spare) >= need {
-		out.buf, out.alt, r.spare, r.spareAlt = r.spare[:0], r.spareAlt, nil, nil
+		out.buf, r.spare = r.spare[:0], nil
 	} else {
 		out.buf = make([]byte, 0, need)
 	}
@@ -289,7 +288,7 @@ func (r *Rotator) openNext(skips int) error {
 		err = r.create(out, skips)
 	}
 	if err != nil {
-		r.spare, r.spareAlt = out.buf, out.alt
+		r.spare = out.buf
 		return err
 	}
 	r.out = out
@@ -358,7 +357,7 @@ func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) 
 	r.out.pending++
 	r.out.records++
 	if len(r.out.buf) >= r.opts.FlushBytes {
-		r.flush(true)
+		r.Flush()
 	}
 }
 
@@ -366,29 +365,18 @@ func (r *Rotator) WritePacket(iface int, ts time.Time, data []byte, length int) 
 // second and the packets arriving meanwhile are counted as dropped. It
 // returns ErrReaderGone once a stream's reader went away; write errors of
 // files are counted and survived.
-func (r *Rotator) Flush() error { return r.flush(false) }
-
-// flush is Flush; with background, a regular file's chunk is written while
-// the next one fills (WritePacket's full buffer), and is counted once it
-// is settled: at the next flush, or Flush, rotation or Close.
-func (r *Rotator) flush(background bool) error {
+func (r *Rotator) Flush() error {
 	if r.closed != nil {
 		if r.out != nil {
 			r.drop(r.out.discard())
 		}
 		return r.closed
 	}
-	r.settle()
 	if r.out == nil || len(r.out.buf) == 0 {
 		return nil
 	}
 	if r.failing && r.opts.Now().Before(r.failUntil) {
 		r.drop(r.out.discard())
-		return nil
-	}
-	if background && r.out.seekable {
-		r.out.launch()
-		r.checkUnlinked()
 		return nil
 	}
 	pkts, bytes, err := r.out.flush()
@@ -398,22 +386,6 @@ func (r *Rotator) flush(background bool) error {
 		r.drop(pkts)
 		return r.closed
 	}
-	if r.account(pkts, bytes, err) {
-		r.checkUnlinked()
-	}
-	return nil
-}
-
-// settle waits for the chunk in flight, if any, and counts it.
-func (r *Rotator) settle() {
-	if r.out != nil && r.out.flying != nil {
-		r.account(r.out.settle())
-	}
-}
-
-// account counts a write's packets as written, or as dropped when it
-// failed, pausing writing for a second; it reports whether it succeeded.
-func (r *Rotator) account(pkts, bytes int, err error) bool {
 	if err != nil {
 		r.stats.WriteErrors.Add(1)
 		r.drop(pkts)
@@ -422,7 +394,7 @@ func (r *Rotator) account(pkts, bytes int, err error) bool {
 			r.failing = true
 			r.opts.Logger.Error("write failed; dropping packets until writing works again", "err", err)
 		}
-		return false
+		return nil
 	}
 	if r.failing {
 		r.failing = false
@@ -431,7 +403,8 @@ func (r *Rotator) account(pkts, bytes int, err error) bool {
 	}
 	r.stats.Packets.Add(uint64(pkts))
 	r.stats.Bytes.Add(uint64(bytes))
-	return true
+	r.checkUnlinked()
+	return nil
 }
 
 // checkUnlinked starts a new file, about once a second, when the current
@@ -542,12 +515,11 @@ func (r *Rotator) closeCurrent() {
 	if len(r.sources) > 0 {
 		r.enc.trailer(r.out, r.interfaceStats(), r.started, r.opts.Now())
 	}
-	r.settle()
 	r.failUntil = time.Time{} // a last try for what is buffered
 	r.Flush()
 	out := r.out
 	r.out = nil
-	r.spare, r.spareAlt = out.buf, out.alt
+	r.spare = out.buf
 	if out.seekable {
 		r.closing(out)
 	}

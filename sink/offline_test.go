@@ -36,7 +36,7 @@ func BenchmarkOffline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng := New(Config{Source: src, Output: out, Decoder: decap.NewDecoder(decap.DefaultPorts()), Offline: true, Logger: logger})
+	eng := New(Config{Source: src, Output: out, Decoder: decap.NewDecoder(decap.DefaultPorts()), Logger: logger})
 	b.SetBytes(size / int64(b.N))
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -61,11 +61,7 @@ type Config struct {
 	// Count stops the capture after this many packets are written (-c).
 	Count uint64
 	// Stream flushes the output after every batch (-w -, a fifo).
-	Stream bool
-	// Offline says the input is a file (-r), whose short batch is the end
-	// of a block read rather than an empty queue: the output is then
-	// written in full chunks, not flushed after it.
-	Offline   bool
+	Stream    bool
 	BatchSize int
 	// DrainTimeout bounds the writing of what is still queued after Stop
 	// (DefaultDrainTimeout when zero, none when negative); what is left
@@ -229,9 +225,9 @@ func (e *Engine) capture() (ending, error) {
 			return endOfInput, err
 		}
 		e.written += e.process(pkts)
-		if e.cfg.Stream || len(pkts) < max && !e.cfg.Offline {
-			// A live source's short batch means its queue is empty: write
-			// now, so the file is current whenever sinkd is idle.
+		if e.cfg.Stream || len(pkts) < max {
+			// A short batch means the queue is empty: write now, so the
+			// file is current whenever sinkd is idle.
 			if err := out.Flush(); errors.Is(err, pcapout.ErrReaderGone) {
 				e.cfg.Logger.Info("stopping", "err", err)
 				return endDiscard, nil

@@ -124,7 +124,7 @@ func runCapture(c config, stderr io.Writer) error {
 			Source: src, Decoder: newDecoder(c), Output: files[i],
 			PerSource: c.split || c.format == pcapout.FormatPcapng, MaxSources: c.maxSources, PortMap: portMap,
 			Filter: flts[i], Allow: c.allow,
-			Count: c.count, Stream: files[i].Stream(), Offline: c.input.Offline, Logger: logger,
+			Count: c.count, Stream: files[i].Stream(), Logger: logger,
 		})
 	}
 	// Metrics and the summary report the sum of the workers' snapshots,
