@@ -219,7 +219,7 @@ big=$out/offline-$offline.pcap
 bytes=$(stat -c %s "$big")
 cat "$big" >/dev/null # into the page cache, for every contender alike
 echo "== offline conversion of $offline envelopes ($((bytes / 1000000)) MB, 60-1514 B frames): $rounds rounds, the three in turn"
-echo "   in each; every run writes a new file (the last run's removed first: truncating or replacing 500 MB"
+echo "   in each, a different one first; every run writes a new file (the last run's removed first: truncating or replacing 500 MB"
 echo "   would be timed too) and starts after a sync (not timed: no run pays for another's writeback)"
 # offline_run NAME: one run of contender NAME; prints its wall seconds.
 offline_run() {
@@ -236,8 +236,12 @@ offline_run() {
 	echo "$t1 - $t0" | bc -l
 }
 : >"$out/offline-runs.txt"
+# Each round starts with the next contender, so that none always runs
+# after the same one (a run after a large removal is often slower here).
+contenders=(sinkd editcap cat)
 for r in $(seq "$rounds"); do
-	for c in sinkd editcap cat; do
+	for i in 0 1 2; do
+		c=${contenders[(r + i) % 3]}
 		echo "$r $c $(offline_run $c)" >>"$out/offline-runs.txt"
 	done
 done
