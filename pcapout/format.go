@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -71,24 +70,30 @@ type encoder interface {
 	trailerLen(ifaces int) int
 }
 
-// pcapEncoder writes nanosecond pcap through gopacket's writer.
+// pcapEncoder writes nanosecond pcap.
 type pcapEncoder struct {
 	snapLen  uint32
 	linkType layers.LinkType
-	w        *pcapgo.Writer
-	ci       gopacket.CaptureInfo
 }
 
 func (e *pcapEncoder) header(o *output, _ []Interface) {
-	e.w = pcapgo.NewWriterNanos(o)
-	_ = e.w.WriteFileHeader(e.snapLen, e.linkType) // an output buffers; it cannot fail
+	_ = pcapgo.NewWriterNanos(o).WriteFileHeader(e.snapLen, e.linkType) // an output buffers; it cannot fail
 }
 
 func (e *pcapEncoder) addInterface(*output, Interface) {}
 
-func (e *pcapEncoder) packet(_ *output, _ int, ts time.Time, data []byte, length int) {
-	e.ci.Timestamp, e.ci.CaptureLength, e.ci.Length = ts, len(data), length
-	_ = e.w.WritePacket(e.ci, data) // lengths are consistent and an output buffers
+// packet appends a record as pcapgo's Writer writes it (a zero time is the
+// time of writing), in one append, without copying a CaptureInfo per
+// packet.
+func (e *pcapEncoder) packet(o *output, _ int, ts time.Time, data []byte, length int) {
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	b := le.AppendUint32(o.buf, uint32(ts.Unix()))
+	b = le.AppendUint32(b, uint32(ts.Nanosecond()))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(length))
+	o.buf = append(b, data...)
 }
 
 func (e *pcapEncoder) trailer(*output, []ifaceStats, time.Time, time.Time) {}

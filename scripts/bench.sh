@@ -21,6 +21,7 @@
 #                  to repeat those when the machine is quiet
 #   BENCH_SENDERS  sender counts for the loss curve (default "1 2 4")
 #   BENCH_OFFLINE  envelopes in the offline file (default 1550000, 600 MB)
+#   BENCH_OFFLINE_ROUNDS  rounds of the offline contenders (default 5)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
 #                  CPU comparison (default 300000 frames at 100000/s, 3 rounds)
 set -euo pipefail
@@ -40,7 +41,10 @@ echo
 fi
 
 hv=dpcap-bench-hv sk=dpcap-bench-sk ifname=b0
-. scripts/netns.sh
+# The namespaces, for the sections that send packets.
+if only live || only drain || only loss || only software || only mirror; then
+	. scripts/netns.sh
+fi
 
 # cpu PID: user+system seconds the process has used so far.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -209,37 +213,58 @@ fi
 if only offline; then
 echo
 offline=${BENCH_OFFLINE:-1550000}
+rounds=${BENCH_OFFLINE_ROUNDS:-5}
 big=$out/offline-$offline.pcap
 [ -f "$big" ] || python3 scripts/make-bench-input.py "$big" "$offline"
 bytes=$(stat -c %s "$big")
-# median3 CMD...: the median wall time of three runs, in seconds. Each
-# starts with no dirty pages (sync, not timed): otherwise the contenders
-# that run later pay for the earlier ones' writeback.
-median3() {
-	local times=()
-	for _ in 1 2 3; do
-		local t0 t1
-		sync
-		t0=$(date +%s.%N)
-		"$@" >/dev/null 2>&1
-		t1=$(date +%s.%N)
-		times+=("$(echo "$t1 - $t0" | bc -l)")
-	done
-	printf '%s\n' "${times[@]}" | sort -g | sed -n 2p
-}
 cat "$big" >/dev/null # into the page cache, for every contender alike
-echo "== offline conversion of $offline envelopes ($((bytes / 1000000)) MB, 60-1514 B frames), median of 3 runs"
-t_sinkd=$(median3 bin/sinkd -r "$big" -w "$out/offline-sinkd.pcap")
-t_editcap=$(median3 editcap -C 62 -F pcap "$big" "$out/offline-editcap.pcap")
-t_cp=$(median3 sh -c 'cat "$1" > "$2"' cat "$big" "$out/offline-cp.pcap")
-printf '%-28s %8s %10s %12s\n' "" "wall s" "MB/s" "packets/s"
-for row in "sinkd -r:$t_sinkd" "editcap -C 62:$t_editcap" "cat > OUT (the copy limit):$t_cp"; do
-	name=${row%%:*} t=${row##*:}
-	printf '%-28s %8.3f %10.0f %12.0f\n' "$name" "$t" "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "$offline / $t" | bc -l)"
+echo "== offline conversion of $offline envelopes ($((bytes / 1000000)) MB, 60-1514 B frames): $rounds rounds, the three in turn"
+echo "   in each, a different one first; every run writes a new file (the last run's removed first: truncating or replacing 500 MB"
+echo "   would be timed too) and starts after a sync (not timed: no run pays for another's writeback)"
+# offline_run NAME: one run of contender NAME; prints its wall seconds.
+offline_run() {
+	local o=$out/offline-out-$1.pcap t0 t1
+	rm -f "$o"
+	sync
+	t0=$EPOCHREALTIME
+	case $1 in
+	sinkd) bin/sinkd -r "$big" -w "$o" ;;
+	editcap) editcap -C 62 -F pcap "$big" "$o" ;;
+	cat) cat "$big" >"$o" ;;
+	esac >/dev/null 2>&1
+	t1=$EPOCHREALTIME
+	echo "$t1 - $t0" | bc -l
+}
+: >"$out/offline-runs.txt"
+# Each round starts with the next contender, so that none always runs
+# after the same one (a run after a large removal is often slower here).
+contenders=(sinkd editcap cat)
+for r in $(seq "$rounds"); do
+	for i in 0 1 2; do
+		c=${contenders[(r + i) % 3]}
+		echo "$r $c $(offline_run $c)" >>"$out/offline-runs.txt"
+	done
 done
-printf 'sinkd -r is %.2fx editcap'"'"'s throughput and takes %.2fx the time of cat\n' \
-	"$(echo "$t_editcap / $t_sinkd" | bc -l)" "$(echo "$t_sinkd / $t_cp" | bc -l)"
-rm -f "$out"/offline-sinkd.pcap "$out"/offline-editcap.pcap "$out"/offline-cp.pcap
+rm -f "$out"/offline-out-*.pcap
+python3 - "$out/offline-runs.txt" "$bytes" "$offline" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r, c, t = line.split()
+    runs.setdefault(c, {})[int(r)] = float(t)
+size, packets = int(sys.argv[2]), int(sys.argv[3])
+names = {"sinkd": "sinkd -r", "editcap": "editcap -C 62", "cat": "cat IN > OUT"}
+print(f"{'':14s} {'median s':>8s} {'min-max s':>13s} {'MB/s':>6s} {'packets/s':>10s}   runs (s)")
+for c in ("sinkd", "editcap", "cat"):
+    t = list(runs[c].values())
+    m = statistics.median(t)
+    print(f"{names[c]:14s} {m:8.3f} {min(t):6.3f}-{max(t):6.3f} {size / m / 1e6:6.0f} {packets / m:10.0f}   "
+          + " ".join(f"{x:.3f}" for x in t))
+for what, a, b in (("sinkd -r's time / cat's", "sinkd", "cat"), ("editcap's time / sinkd -r's", "editcap", "sinkd")):
+    per = [runs[a][r] / runs[b][r] for r in sorted(runs[a])]
+    print(f"{what}: {statistics.median(per):.2f}x (median of the rounds; each round {' '.join(f'{x:.2f}' for x in per)})")
+PY
+rm -f "$out/offline-runs.txt"
 fi
 
 # The software backend: frames arrive on a port (a veth from a "vm"
