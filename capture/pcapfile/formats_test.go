@@ -301,9 +301,17 @@ func TestGzip(t *testing.T) {
 func TestLargeInterfaceDescription(t *testing.T) {
 	frame := testkit.ReadFrames(t, nicEther)[0]
 	for _, tt := range []struct {
-		options int // of 64 KiB
+		options int // of 64 KiB, in each description
+		count   int // descriptions in the section
 		err     string
-	}{{16, ""}, {260, "an interface description of 17039384 bytes, more than 16 MiB"}} {
+	}{
+		{16, 1, ""},
+		{260, 1, "an interface description of 17039384 bytes, more than 16 MiB"},
+		{16, 15, ""},
+		// The reader keeps every description's options: a gzip file of a
+		// megabyte would otherwise take gigabytes.
+		{16, 17, "more than 16 MiB of interface descriptions, name and secrets blocks"},
+	} {
 		le := binary.LittleEndian
 		head := (&testkit.Pcapng{Order: le}).Section(1, 0).Bytes()
 		idb := le.AppendUint32(nil, BlockInterface)
@@ -320,10 +328,10 @@ func TestLargeInterfaceDescription(t *testing.T) {
 		le.PutUint32(idb[4:], uint32(len(idb)+4))
 		idb = le.AppendUint32(idb, uint32(len(idb)+4))
 		pkt := (&testkit.Pcapng{Order: le}).Packet(0, 1, frame).Bytes()
-		name := writeTemp(t, "idb.pcapng", bytes.Join([][]byte{head, idb, pkt}, nil))
+		name := writeTemp(t, "idb.pcapng", bytes.Join([][]byte{head, bytes.Repeat(idb, tt.count), pkt}, nil))
 		pkts, err := readAll(t, name)
 		if tt.err == "" && (err != nil || len(pkts) != 1) || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("%d KiB of options: %d packets, %v; want %q", tt.options*64, len(pkts), err, tt.err)
+			t.Errorf("%d descriptions of %d KiB of options: %d packets, %v; want %q", tt.count, tt.options*64, len(pkts), err, tt.err)
 		}
 	}
 }

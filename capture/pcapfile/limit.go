@@ -10,12 +10,14 @@ import (
 )
 
 // MaxInterfaces bounds the interfaces one pcapng section may describe:
-// each costs the reader about a kilobyte, so a small compressed file of
-// a million descriptions would take a gigabyte.
+// the reader keeps each one's state, so a small compressed file of a
+// million descriptions would take gigabytes.
 const MaxInterfaces = 1 << 16
 
-// maxKeptBytes bounds the name resolution and decryption secrets blocks of
-// a section, which the reader keeps too.
+// maxKeptBytes bounds the blocks of a section the reader keeps for the
+// whole section: interface descriptions (their options' strings), name
+// resolution and decryption secrets. A gzip file of a megabyte can hold
+// far more.
 const maxKeptBytes = 16 << 20
 
 // maxInterfaceBlock bounds an interface description, which ngLimit holds
@@ -53,6 +55,12 @@ type ngLimit struct {
 	off   int64  // offset of the next block
 	err   error
 	stop  bool // a header the reader refuses: follow no further
+}
+
+// keptTooMuch is the error of a section whose kept blocks pass
+// maxKeptBytes at the block at off.
+func (l *ngLimit) keptTooMuch(off int64) error {
+	return fmt.Errorf("block at byte %d: more than %d MiB of interface descriptions, name and secrets blocks in a section: not read further", off, maxKeptBytes>>20)
 }
 
 func (l *ngLimit) Read(p []byte) (int, error) {
@@ -122,6 +130,9 @@ func (l *ngLimit) next() error {
 		if length > maxInterfaceBlock {
 			return fmt.Errorf("block at byte %d: an interface description of %d bytes, more than %d MiB: not read further", off, length, maxInterfaceBlock>>20)
 		}
+		if l.kept += length; l.kept > maxKeptBytes {
+			return l.keptTooMuch(off)
+		}
 		if h, err = l.readHead(int(length)); h == nil {
 			return err
 		}
@@ -165,7 +176,7 @@ func (l *ngLimit) next() error {
 		}
 	case BlockNames, BlockDecryptSecrets:
 		if l.kept += length; l.kept > maxKeptBytes {
-			return fmt.Errorf("block at byte %d: more than %d MiB of name and secrets blocks in a section: not read further", off, maxKeptBytes>>20)
+			return l.keptTooMuch(off)
 		}
 	}
 	l.left = length - int64(len(h))

@@ -52,7 +52,7 @@ type sevenBytes struct{ r io.Reader }
 func (o sevenBytes) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p), 7)]) }
 
 // A pcapng section with more interfaces than MaxInterfaces, or more kept
-// blocks than maxKeptBytes, ends in an error that says so, before the
+// blocks (interface descriptions, names) than maxKeptBytes, ends in an error that says so, before the
 // reader keeps them; up to the bounds the file reads whole, in either
 // byte order and however the stream is cut.
 func TestNgLimits(t *testing.T) {
@@ -64,8 +64,8 @@ func TestNgLimits(t *testing.T) {
 		{"interfaces at the bound", MaxInterfaces, 0, ""},
 		{"interfaces past the bound", MaxInterfaces + 1, 0, "more than 65536 interfaces"},
 		{"a million interfaces", 1_000_000, 0, "more than 65536 interfaces"},
-		{"names at the bound", 1, maxKeptBytes, ""},
-		{"names past the bound", 1, maxKeptBytes + 1<<16, "more than 16 MiB of name"},
+		{"names and an interface at the bound", 1, maxKeptBytes - 1<<16, ""},
+		{"names past the bound", 1, maxKeptBytes + 1<<16, "more than 16 MiB of interface descriptions, name and secrets blocks"},
 	} {
 		for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
 			for _, slow := range []bool{false, true} {
