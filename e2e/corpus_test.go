@@ -100,15 +100,6 @@ const (
 	diffRefused = "refused" // sinkd could not read the file
 )
 
-// frameRange returns the frame numbers from..to.
-func frameRange(from, to int) []int {
-	var fs []int
-	for f := from; f <= to; f++ {
-		fs = append(fs, f)
-	}
-	return fs
-}
-
 // TestCorpusMatchesTshark converts every capture of the public corpus with
 // sinkd -r and compares what it writes, frame for frame, with the inner
 // frames tshark decodes in the same file: bytes, original length and
@@ -635,4 +626,3 @@ func parseEpoch(s string) (int64, error) {
 	return secs*1_000_000_000 + ns, nil
 }
 
-var _ = frameRange

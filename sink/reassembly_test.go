@@ -159,3 +159,23 @@ func BenchmarkEngineFrames(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestEnvelopeTransport: only fragments that can hold an envelope are held
+// for reassembly; IPv6's extension header numbers mean other protocols in
+// IPv4 (0 is HOPOPT there, never a header before UDP).
+func TestEnvelopeTransport(t *testing.T) {
+	for _, tt := range []struct {
+		v6    bool
+		proto uint8
+		want  bool
+	}{
+		{false, 17, true}, {false, 47, true}, {true, 17, true}, {true, 47, true},
+		{true, 0, true}, {true, 43, true}, {true, 51, true}, {true, 60, true},
+		{false, 0, false}, {false, 43, false}, {false, 51, false}, {false, 60, false},
+		{false, 6, false}, {true, 6, false}, {true, 58, false},
+	} {
+		if got := envelopeTransport(tt.v6, tt.proto); got != tt.want {
+			t.Errorf("envelopeTransport(v6 %v, %d) = %v, want %v", tt.v6, tt.proto, got, tt.want)
+		}
+	}
+}

@@ -386,11 +386,13 @@ func (e *Engine) reassemble(p *capture.Packet, r *decap.Result) (reason decap.Re
 
 // envelopeTransport reports whether fragments of an outer IP protocol
 // (IPv6: the first header after the fragment header) can hold envelopes:
-// UDP, GRE, or the IPv6 extension headers decap walks to them.
-func envelopeTransport(proto uint8) bool {
+// UDP, GRE, or, in IPv6, the extension headers decap walks to them.
+func envelopeTransport(v6 bool, proto uint8) bool {
 	switch proto {
-	case 17, 47, 0, 43, 51, 60, 135, 139, 140:
+	case 17, 47:
 		return true
+	case 0, 43, 51, 60, 135, 139, 140:
+		return v6
 	}
 	return false
 }

@@ -65,10 +65,10 @@ type Config struct {
 	Timeout      time.Duration
 	MaxBytes     int
 	MaxDatagrams int
-	// Protocol, when set, says which protocols (the IPv6 fragment
-	// header's next header) to reassemble; fragments of others are
-	// returned as OtherProtocol and not counted.
-	Protocol func(proto uint8) bool
+	// Protocol, when set, says which protocols (IPv4's protocol field, or
+	// the IPv6 fragment header's next header, with v6 set) to reassemble;
+	// fragments of others are returned as OtherProtocol and not counted.
+	Protocol func(v6 bool, proto uint8) bool
 }
 
 // Eviction says why fragments were dropped.
@@ -237,7 +237,7 @@ func (r *Reassembler) Add(ip []byte, ts time.Time) ([]byte, Outcome) {
 		r.stats.Evicted[Invalid]++
 		return nil, Dropped
 	}
-	if r.cfg.Protocol != nil && !r.cfg.Protocol(f.proto()) {
+	if r.cfg.Protocol != nil && !r.cfg.Protocol(f.key.v6, f.proto()) {
 		return nil, OtherProtocol
 	}
 	end := f.off + len(f.payload)

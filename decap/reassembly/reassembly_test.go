@@ -249,7 +249,7 @@ func TestReassemble(t *testing.T) {
 }
 
 func TestOtherProtocolIsNotTaken(t *testing.T) {
-	r := New(Config{Protocol: func(p uint8) bool { return p == 17 }})
+	r := New(Config{Protocol: func(_ bool, p uint8) bool { return p == 17 }})
 	f := fragments(t, datagram4(1, 6, payload(100)), 48)
 	if _, o := r.Add(f[0], t0); o != OtherProtocol {
 		t.Fatalf("outcome %d", o)
