@@ -625,4 +625,3 @@ func parseEpoch(s string) (int64, error) {
 	}
 	return secs*1_000_000_000 + ns, nil
 }
-
