@@ -104,7 +104,7 @@ e2e: test-deps
 
 # Every parser that sees network or file input, each for FUZZTIME.
 FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capture/pcapfile \
-           FuzzStartRequest:./control FuzzPortMap:./control
+           FuzzAdd:./decap/reassembly FuzzStartRequest:./control FuzzPortMap:./control
 
 fuzz:
 	@for f in $(FUZZERS); do \
