@@ -295,6 +295,34 @@ func TestGzip(t *testing.T) {
 	}
 }
 
+// TestLargePacketBlock: a packet block past libpcap's 16 MiB bound ends
+// the reading with an error before it is read, plain or gzip-compressed:
+// pcapgo would take several times its length in memory, and a gzip file
+// of 400 KB can declare 400 MiB.
+func TestLargePacketBlock(t *testing.T) {
+	frame := testkit.ReadFrames(t, nicEther)[0]
+	for _, tt := range []struct {
+		size int
+		err  string
+	}{
+		{1 << 20, ""},
+		{16<<20 + 4, "more than 16 MiB: not read further"},
+	} {
+		ng := (&testkit.Pcapng{Order: binary.LittleEndian}).Section(1, 0).Interface(6).
+			Packet(0, 1, frame).Packet(0, 2, make([]byte, tt.size)).Bytes()
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(ng)
+		zw.Close()
+		for name, b := range map[string][]byte{"pcapng": ng, "gzip pcapng": z.Bytes()} {
+			pkts, err := readAll(t, writeTemp(t, "big.pcapng", b))
+			if tt.err == "" && (err != nil || len(pkts) != 2) || tt.err != "" && (len(pkts) != 1 || err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Errorf("%s, a block of %d bytes: %d packets, %v; want %q", name, tt.size, len(pkts), err, tt.err)
+			}
+		}
+	}
+}
+
 // TestLargeInterfaceDescription: ngLimit holds an interface description
 // whole; one of 1 MiB of options reads (as in tcpdump and tshark), one
 // past libpcap's 16 MiB bound ends the reading with an error saying so.
@@ -306,7 +334,7 @@ func TestLargeInterfaceDescription(t *testing.T) {
 		err     string
 	}{
 		{16, 1, ""},
-		{260, 1, "an interface description of 17039384 bytes, more than 16 MiB"},
+		{260, 1, "17039384 bytes, more than 16 MiB"},
 		{16, 15, ""},
 		// The reader keeps every description's options: a gzip file of a
 		// megabyte would otherwise take gigabytes.

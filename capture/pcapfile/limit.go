@@ -20,9 +20,10 @@ const MaxInterfaces = 1 << 16
 // far more.
 const maxKeptBytes = 16 << 20
 
-// maxInterfaceBlock bounds an interface description, which ngLimit holds
-// whole to read its options: libpcap refuses any block past 16 MiB.
-const maxInterfaceBlock = 16 << 20
+// maxBlock bounds every block, as libpcap bounds them (16 MiB): ngLimit
+// holds an interface description whole to read its options, and pcapgo
+// reads a packet block whole, taking several times its length in memory.
+const maxBlock = 16 << 20
 
 // The pcapng details ngLimit reads.
 const (
@@ -114,6 +115,9 @@ func (l *ngLimit) next() error {
 	if length < 12 || length%4 != 0 {
 		return l.pass() // the reader says what is wrong
 	}
+	if length > maxBlock {
+		return fmt.Errorf("block at byte %d: %d bytes, more than %d MiB: not read further", off, length, maxBlock>>20)
+	}
 	switch typ {
 	case BlockSectionHeader:
 		major, minor := l.order.Uint16(h[12:14]), l.order.Uint16(h[14:16])
@@ -126,9 +130,6 @@ func (l *ngLimit) next() error {
 	case BlockInterface:
 		if len(l.ifs) >= MaxInterfaces {
 			return fmt.Errorf("block at byte %d: more than %d interfaces in a section: not read further", off, MaxInterfaces)
-		}
-		if length > maxInterfaceBlock {
-			return fmt.Errorf("block at byte %d: an interface description of %d bytes, more than %d MiB: not read further", off, length, maxInterfaceBlock>>20)
 		}
 		if l.kept += length; l.kept > maxKeptBytes {
 			return l.keptTooMuch(off)
@@ -154,9 +155,6 @@ func (l *ngLimit) next() error {
 	case BlockInterfaceStats:
 		// Its time and isb_starttime and isb_endtime are in the
 		// interface's units too.
-		if length > maxInterfaceBlock {
-			return fmt.Errorf("block at byte %d: interface statistics of %d bytes, more than %d MiB: not read further", off, length, maxInterfaceBlock>>20)
-		}
 		if h, err = l.readHead(int(length)); h == nil {
 			return err
 		}
