@@ -25,8 +25,9 @@ type Result struct {
 	Inner       []byte
 	InnerLength int
 	// InnerEtherType is 0 when Inner is an Ethernet frame; else Inner is
-	// a bare packet of this EtherType (IP, ARP), as GENEVE and ERSPAN III
-	// can carry, which needs an Ethernet header to be written.
+	// a bare packet of this EtherType: IP, as GENEVE, VXLAN-GPE and ERSPAN
+	// III carry, or any other GENEVE carries (ARP); written, it needs an
+	// Ethernet header.
 	InnerEtherType uint16
 	// The outer addresses and ports (ports are 0 for GRE).
 	Src, Dst         netip.Addr
@@ -76,8 +77,10 @@ const (
 	etherERSPAN12 = 0x88BE
 	etherERSPAN3  = 0x22EB
 
-	ipProtoUDP = 17
-	ipProtoGRE = 47
+	ipProtoUDP      = 17
+	ipProtoGRE      = 47
+	ipProtoFragment = 44 // IPv6's fragment header
+	ipProtoAH       = 51 // IPv6's authentication header
 
 	// EtherHeaderLen is the length of an Ethernet header without tags.
 	EtherHeaderLen = 14
@@ -296,13 +299,13 @@ func (d *Decoder) ipv6(b []byte, off, wire int, r *Result) (int, int, bool, uint
 	off += 40
 	for {
 		var hlen int
-		switch next {
-		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
+		switch {
+		case IPv6Extension(next):
 			if end-off < 8 {
 				return 0, 0, false, 0, TruncatedHeader
 			}
-			hlen = (int(b[off+1]) + 1) * 8
-		case 44: // fragment
+			hlen = IPv6ExtensionLen(next, b[off:])
+		case next == ipProtoFragment:
 			if end-off < 8 {
 				return 0, 0, false, 0, TruncatedHeader
 			}
@@ -310,11 +313,6 @@ func (d *Decoder) ipv6(b []byte, off, wire int, r *Result) (int, int, bool, uint
 				return 0, 0, false, 0, Fragment
 			}
 			hlen = 8
-		case 51: // authentication header
-			if end-off < 8 {
-				return 0, 0, false, 0, TruncatedHeader
-			}
-			hlen = (int(b[off+1]) + 2) * 4
 		default:
 			if next == ipProtoUDP {
 				r.ID = flowLabel
@@ -327,6 +325,27 @@ func (d *Decoder) ipv6(b []byte, off, wire int, r *Result) (int, int, bool, uint
 		next = b[off]
 		off += hlen
 	}
+}
+
+// IPv6Extension reports whether next, an IPv6 next-header value, names an
+// extension header that may stand between the IPv6 header and the
+// transport: hop-by-hop, routing, destination options, mobility, HIP,
+// shim6 or authentication. The fragment header is not one of them.
+func IPv6Extension(next uint8) bool {
+	switch next {
+	case 0, 43, 60, 135, 139, 140, ipProtoAH:
+		return true
+	}
+	return false
+}
+
+// IPv6ExtensionLen returns the length of the extension header of type next
+// (IPv6Extension) at the start of h, which holds at least 8 bytes.
+func IPv6ExtensionLen(next uint8, h []byte) int {
+	if next == ipProtoAH { // in 4-byte units, less 2
+		return (int(h[1]) + 2) * 4
+	}
+	return (int(h[1]) + 1) * 8
 }
 
 // decodeNIC takes the NIC's copy: the payload is the frame.

@@ -321,19 +321,17 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			r.Src, r.SrcPort, r.DstPort, r.ID = p.Src.Addr(), p.Src.Port(), e.framing.Port, p.FlowLabel
 		} else {
 			reason = e.cfg.Decoder.Decode(p.LinkType, p.Data, p.Length, r)
+			// A fragment's sender is checked before it is held; the
+			// datagram it completes has the same.
+			if (reason == decap.OK || reason == decap.Fragment) && !e.allowed(r.Src, p.IfIndex) {
+				a.Denied++
+				continue
+			}
 			if reason == decap.Fragment {
-				if !e.allowed(r.Src, p.IfIndex) {
-					a.Denied++
-					continue
-				}
 				var held bool
 				if reason, held = e.reassemble(p, r); held {
 					continue // counted by the reassembler
 				}
-			}
-			if reason == decap.OK && !e.allowed(r.Src, p.IfIndex) {
-				a.Denied++
-				continue
 			}
 		}
 		if reason != decap.OK {
@@ -388,13 +386,7 @@ func (e *Engine) reassemble(p *capture.Packet, r *decap.Result) (reason decap.Re
 // (IPv6: the first header after the fragment header) can hold envelopes:
 // UDP, GRE, or, in IPv6, the extension headers decap walks to them.
 func envelopeTransport(v6 bool, proto uint8) bool {
-	switch proto {
-	case 17, 47:
-		return true
-	case 0, 43, 51, 60, 135, 139, 140:
-		return v6
-	}
-	return false
+	return proto == 17 || proto == 47 || v6 && decap.IPv6Extension(proto)
 }
 
 // flushFragments counts the fragments of datagrams still incomplete when
@@ -419,8 +411,8 @@ func (e *Engine) allowed(src netip.Addr, ifindex int) bool {
 	return false
 }
 
-// withEther puts a bare packet of EtherType etype (IP or ARP, which
-// GENEVE or ERSPAN III can carry) behind an Ethernet header with zero
+// withEther puts a bare packet of EtherType etype (IP, which GENEVE,
+// VXLAN-GPE and ERSPAN III carry, or anything else GENEVE does) behind an Ethernet header with zero
 // addresses, so that the output keeps one link type that every reader
 // understands.
 func (e *Engine) withEther(etype uint16, pkt []byte) []byte {

@@ -34,6 +34,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"time"
+
+	"github.com/dpcap/dpcap/decap"
 )
 
 // Defaults for a zero Config field.
@@ -126,13 +128,7 @@ func (s *Stats) Add(o Stats) {
 }
 
 // Taken sums the places a fragment Add took can be.
-func (s Stats) Taken() uint64 {
-	n := s.Held + s.Completing + s.Absorbed
-	for _, v := range s.Evicted {
-		n += v
-	}
-	return n
-}
+func (s Stats) Taken() uint64 { return s.Held + s.Completing + s.Absorbed + s.EvictedTotal() }
 
 // EvictedTotal sums the fragments dropped.
 func (s Stats) EvictedTotal() uint64 {
@@ -507,12 +503,10 @@ func parse6(ip []byte, f *fragment) bool {
 	next, at, off := b[6], 6, 40
 	for off+8 <= len(b) {
 		var hlen int
-		switch next {
-		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
-			hlen = (int(b[off+1]) + 1) * 8
-		case 51: // authentication header
-			hlen = (int(b[off+1]) + 2) * 4
-		case 44:
+		switch {
+		case decap.IPv6Extension(next):
+			hlen = decap.IPv6ExtensionLen(next, b[off:])
+		case next == 44: // the fragment header
 			fo := binary.BigEndian.Uint16(b[off+2 : off+4])
 			f.nextHdr, f.next = b[off], at
 			f.off, f.more = int(fo&^7), fo&1 != 0
