@@ -17,10 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/decap"
 	"github.com/dpcap/dpcap/internal/testkit"
-	"github.com/gopacket/gopacket/layers"
 )
 
 // captureEnvelopes has real tcpdump record the envelopes of the VM traffic
@@ -342,12 +343,8 @@ func TestOfflineSnapLengthCut(t *testing.T) {
 				t.Errorf("summary lacks %q:\n%s", tt.malformed, summary)
 			}
 			// What Wireshark takes the inner frames' lengths to be.
-			fields, err := exec.Command("tshark", "-n", "-r", in, "-T", "fields", "-e", "udp.length").Output()
-			if err != nil {
-				t.Fatalf("tshark: %v", err)
-			}
 			var want []int
-			for _, f := range strings.Fields(string(fields)) {
+			for _, f := range tsharkFields(t, in, "-e", "udp.length") {
 				n, err := strconv.Atoi(f)
 				if err != nil {
 					t.Fatalf("tshark's udp.length %q", f)
@@ -414,11 +411,7 @@ func TestOfflineBarePackets(t *testing.T) {
 	if len(got) != len(tests) {
 		t.Fatalf("wrote %d packets, want %d\n%s", len(got), len(tests), summary)
 	}
-	fields, err := exec.Command("tshark", "-n", "-r", out, "-T", "fields", "-e", "frame.protocols").Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	protos := strings.Fields(string(fields))
+	protos := tsharkFields(t, out, "-e", "frame.protocols")
 	for i, tt := range tests {
 		if !bytes.Equal(got[i][14:], tt.bare) || i >= len(protos) || protos[i] != tt.protos {
 			t.Errorf("packet %d: %d bytes behind %x, tshark sees %v; want the %d-byte packet, %s",

@@ -21,14 +21,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/dpcap/dpcap/archive"
-	"github.com/dpcap/dpcap/capture/pcapfile"
-	"github.com/dpcap/dpcap/internal/s3test"
-	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+
+	"github.com/dpcap/dpcap/archive"
+	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/internal/s3test"
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // captureDir returns a directory holding a copy of the shipped capture,

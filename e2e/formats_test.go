@@ -13,17 +13,6 @@ import (
 	"github.com/dpcap/dpcap/internal/testkit"
 )
 
-// tsharkEpochs is each packet's frame.time_epoch as tshark reads name
-// ("" for a packet without a timestamp).
-func tsharkEpochs(t *testing.T, name string) []string {
-	t.Helper()
-	out, err := exec.Command("tshark", "-n", "-r", name, "-T", "fields", "-e", "frame.time_epoch").Output()
-	if err != nil {
-		t.Fatalf("tshark -r %s: %v", name, err)
-	}
-	return strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-}
-
 // TestOfflineCaptureFormats converts the same envelopes from the formats
 // and containers tshark reads that sinkd -r refused or misread:
 // gzip-compressed pcapng, modified (Kuznetzov) pcap, pcapng in units of
@@ -85,7 +74,7 @@ func TestOfflineCaptureFormats(t *testing.T) {
 			out, summary := convert(t, tt.file, "-F", "pcapng")
 			equalFrames(t, readFrames(t, out), want)
 			checkWithTools(t, out, len(want))
-			wantTimes, got := tsharkEpochs(t, tt.file), tsharkEpochs(t, out)
+			wantTimes, got := tsharkFields(t, tt.file, "-e", "frame.time_epoch"), tsharkFields(t, out, "-e", "frame.time_epoch")
 			for i := range wantTimes {
 				if wantTimes[i] == "" {
 					wantTimes[i] = "0.000000000"

@@ -12,9 +12,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // outerPacket wraps inner in an outer IP packet of one envelope kind:
@@ -161,13 +162,8 @@ func fragmentedCapture(t *testing.T) (frames, inner [][]byte) {
 // inner UDP payload: the last of the frame's UDP layers.
 func tsharkPayloads(t *testing.T, name string) []string {
 	t.Helper()
-	out, err := exec.Command("tshark", "-n", "-r", name, "-d", "udp.port==3010,eth", "-Y", "udp.dstport == 9",
-		"-T", "fields", "-e", "frame.time_epoch", "-e", "udp.payload").Output()
-	if err != nil {
-		t.Fatalf("tshark -r %s: %v", name, err)
-	}
 	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, l := range tsharkFields(t, name, "-d", "udp.port==3010,eth", "-Y", "udp.dstport == 9", "-e", "frame.time_epoch", "-e", "udp.payload") {
 		f := strings.Split(l, "\t")
 		p := strings.Split(f[len(f)-1], ",")
 		lines = append(lines, f[0]+" "+p[len(p)-1])

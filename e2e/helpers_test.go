@@ -20,9 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/dpcap/dpcap/internal/testkit"
-	"golang.org/x/sys/unix"
 )
 
 var binDir string
@@ -346,4 +347,15 @@ func equalFrames(t *testing.T, got, want [][]byte) {
 			t.Fatalf("frame %d differs: got %d bytes, want %d", i, len(got[i]), len(want[i]))
 		}
 	}
+}
+
+// tsharkFields is what tshark -n -r name, with args (-e FIELD, -Y, -d...)
+// and -T fields, prints: one line per packet, its fields tab-separated.
+func tsharkFields(t *testing.T, name string, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("tshark", append([]string{"-n", "-r", name, "-T", "fields"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", name, err)
+	}
+	return strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/internal/s3test"
 	"github.com/dpcap/dpcap/internal/testkit"

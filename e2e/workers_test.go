@@ -12,8 +12,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 // flowFrames returns flows inner TCP conversations of per frames each,
