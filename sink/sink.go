@@ -60,6 +60,9 @@ type Config struct {
 	Reassembly reassembly.Config
 	// Filter keeps only the inner frames it matches; nil keeps all.
 	Filter Filter
+	// Tap, when set, sees every frame written, with its source (live
+	// viewers); sources are then told apart without PerSource too.
+	Tap Tap
 	// Allow, when set, takes envelopes only from these sources: anyone who
 	// reaches the sink port could otherwise inject packets.
 	Allow []AllowRule
@@ -342,9 +345,10 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 		if r.InnerEtherType != 0 {
 			inner, length = e.withEther(r.InnerEtherType, inner), length+decap.EtherHeaderLen
 		}
-		iface := 0
-		if e.cfg.PerSource {
-			iface = e.sources.lookup(r, inner, e)
+		iface, src := 0, 0
+		if e.cfg.PerSource || e.cfg.Tap != nil {
+			src = e.sources.lookup(r, inner, e)
+			iface = e.sources.iface[src]
 		}
 		if e.cfg.Filter != nil && !e.cfg.Filter.Match(inner) {
 			a.Filtered++
@@ -355,7 +359,13 @@ func (e *Engine) process(pkts []capture.Packet) uint64 {
 			a.Truncated++
 		}
 		e.cfg.Output.WritePacket(iface, p.Timestamp, inner, length)
+		if e.cfg.Tap != nil {
+			e.cfg.Tap.Frame(src, p.Timestamp, inner, length)
+		}
 		ok++
+	}
+	if e.cfg.Tap != nil {
+		e.cfg.Tap.Flush()
 	}
 	a.Received += uint64(len(pkts))
 	e.handed += ok

@@ -27,20 +27,22 @@ type sourceKey struct {
 	port, to string
 }
 
-// sources numbers the sources seen as output interfaces, at most max of
-// them; the sources past that share one overflow interface. Only the
-// engine's goroutine uses it.
+// sources numbers the sources seen, at most max of them; the sources past
+// that share one overflow source. Each has an interface of the output
+// (with Config.PerSource; interface 0 otherwise) and is declared to the
+// tap. Only the engine's goroutine uses it.
 type sources struct {
 	index    map[sourceKey]int
+	iface    []int               // the output interface of each source
 	ports    *portmap.Identifier // nil without a port map
 	frame    decap.Frame         // the inner frame's headers, parsed once for ports
 	max      int
-	overflow int // the overflow interface, -1 until needed
+	overflow int // the overflow source, -1 until needed
 }
 
-// lookup returns the interface of r's source, whose inner Ethernet frame
-// is frame, declaring it on first sight. It counts copies whose tag the
-// port map does not list, and those past the bound.
+// lookup returns r's source, whose inner Ethernet frame is frame,
+// declaring it on first sight. It counts copies whose tag the port map
+// does not list, and those past the bound.
 func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 	k := sourceKey{addr: r.Src, kind: r.Kind, id: r.ID}
 	if s.ports != nil && r.Kind == decap.KindNIC {
@@ -61,16 +63,31 @@ func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 	if len(s.index) >= s.max {
 		e.acc.Overflowed++
 		if s.overflow < 0 {
-			s.overflow = e.cfg.Output.AddInterface(pcapout.Interface{Name: "overflow",
-				Description: fmt.Sprintf("copies of every source past the first %d (--max-sources)", s.max)})
+			s.overflow = s.declare(e, SourceInfo{Interface: pcapout.Interface{Name: "overflow",
+				Description: fmt.Sprintf("copies of every source past the first %d (--max-sources)", s.max)}})
 			e.cfg.Logger.Warn("too many sources: copies of new ones go to the overflow interface",
 				"max_sources", s.max, "first", e.describe(k, r.DstPort).Name)
 		}
 		return s.overflow
 	}
-	i := e.cfg.Output.AddInterface(e.describe(k, r.DstPort))
+	i := s.declare(e, SourceInfo{Interface: e.describe(k, r.DstPort), Port: k.port, To: k.to})
 	s.index[k] = i
 	e.acc.Sources++
+	return i
+}
+
+// declare numbers a new source and declares it to the output, when each
+// source has an interface there, and to the tap.
+func (s *sources) declare(e *Engine, si SourceInfo) int {
+	iface := 0
+	if e.cfg.PerSource {
+		iface = e.cfg.Output.AddInterface(si.Interface)
+	}
+	s.iface = append(s.iface, iface)
+	i := len(s.iface) - 1
+	if e.cfg.Tap != nil {
+		e.cfg.Tap.Source(i, si)
+	}
 	return i
 }
 

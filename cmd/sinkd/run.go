@@ -123,7 +123,7 @@ func runCapture(c config, stderr io.Writer) error {
 		engs[i] = sink.New(sink.Config{
 			Source: src, Decoder: newDecoder(c), Output: files[i],
 			PerSource: c.split || c.format == pcapout.FormatPcapng, MaxSources: c.maxSources, PortMap: portMap,
-			Filter: flts[i], Allow: c.allow,
+			Filter: flts[i], Allow: c.allow, Tap: outs.Tap(),
 			Count: c.count, Stream: files[i].Stream(), Logger: logger,
 		})
 	}

@@ -19,10 +19,12 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/sink"
 )
 
 // Consumer takes the capture files sinkd writes, each once it is closed
@@ -63,6 +65,12 @@ type (
 	// Measured has metrics of its own, served on sinkd's /metrics.
 	Measured interface {
 		Collector() prometheus.Collector
+	}
+	// Tapper sees the inner frames as the engines write them (live
+	// viewers): Tap returns the tap of one engine, called once for each
+	// before the capture starts.
+	Tapper interface {
+		Tap() sink.Tap
 	}
 )
 
@@ -222,6 +230,45 @@ func (c *Chain) Collectors() []prometheus.Collector {
 		}
 	}
 	return cs
+}
+
+// Tap returns the tap of one engine: the taps of the outputs that are
+// Tappers, or nil when none is.
+func (c *Chain) Tap() sink.Tap {
+	var taps tee
+	for _, o := range c.list {
+		if t, ok := o.(Tapper); ok {
+			taps = append(taps, t.Tap())
+		}
+	}
+	switch len(taps) {
+	case 0:
+		return nil
+	case 1:
+		return taps[0]
+	}
+	return taps
+}
+
+// tee is several outputs' taps of one engine.
+type tee []sink.Tap
+
+func (t tee) Source(i int, s sink.SourceInfo) {
+	for _, x := range t {
+		x.Source(i, s)
+	}
+}
+
+func (t tee) Frame(src int, ts time.Time, data []byte, length int) {
+	for _, x := range t {
+		x.Frame(src, ts, data, length)
+	}
+}
+
+func (t tee) Flush() {
+	for _, x := range t {
+		x.Flush()
+	}
 }
 
 // Chown prepares, as root, what the outputs open as the user uid.
