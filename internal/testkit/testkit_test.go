@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -160,3 +161,37 @@ type fakeT struct {
 func (f *fakeT) Helper()               {}
 func (f *fakeT) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
 func (f *fakeT) Fatal(...any)          { f.failed = true; panic("fatal") }
+
+// TestCerts serves TLS with the certificates NewCerts makes and checks
+// that a client trusting its CA connects and one trusting another does not.
+func TestCerts(t *testing.T) {
+	c := NewCerts(t, "127.0.0.1", "localhost")
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), c.ClientConfig())
+	if err != nil {
+		t.Fatalf("a client trusting the CA: %v", err)
+	}
+	conn.Close()
+	if conn, err := tls.Dial("tcp", ln.Addr().String(), NewCerts(t, "127.0.0.1").ClientConfig()); err == nil {
+		conn.Close()
+		t.Error("a client trusting another CA connected")
+	}
+}
