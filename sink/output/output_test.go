@@ -72,7 +72,7 @@ func TestChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := cfg.New("x", nil)
+	ch, err := cfg.New(Env{Out: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestChainTap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := cfg.New("x", nil)
+	ch, err := cfg.New(Env{Out: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
