@@ -112,6 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if isExtcap(args) {
+		return runExtcap(args, stdout, stderr)
+	}
 	args, err := commandFirst(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "dpcap: %v (see dpcap --help)\n", err)

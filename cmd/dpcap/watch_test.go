@@ -4,19 +4,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
-	"github.com/dpcap/dpcap/internal/testkit"
-	"github.com/dpcap/dpcap/pcapout"
-	"github.com/gopacket/gopacket/layers"
 )
 
 func TestParseWatch(t *testing.T) {
@@ -57,40 +50,6 @@ func TestParseWatch(t *testing.T) {
 			}
 		})
 	}
-}
-
-// liveSink is a TLS server answering /v1/stream with three frames, and
-// 401 without the token.
-func liveSink(t *testing.T, token string) (url, ca string) {
-	t.Helper()
-	certs := testkit.NewCerts(t, "127.0.0.1")
-	cert, err := tls.LoadX509KeyPair(certs.Cert, certs.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body bytes.Buffer
-	s := pcapout.NewStream(&body, pcapout.StreamOptions{Format: pcapout.FormatPcapng})
-	if _, err := s.AddInterface(pcapout.Interface{Name: "vm-1"}, layers.LinkTypeEthernet, 262144); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := s.WritePacket(0, time.Unix(1700000000, int64(i)), make([]byte, 60), 60); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			http.Error(w, "no or unknown token", http.StatusUnauthorized)
-			return
-		}
-		w.Write(body.Bytes())
-	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv.URL, certs.CA
 }
 
 func TestWatchCommand(t *testing.T) {
