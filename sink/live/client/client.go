@@ -168,8 +168,7 @@ func (e *StatusError) Error() string {
 // Retryable reports whether asking again later may succeed: the sink is
 // busy or failing, not refusing the viewer.
 func (e *StatusError) Retryable() bool {
-	return e.Code == http.StatusServiceUnavailable || e.Code == http.StatusTooManyRequests ||
-		e.Code == http.StatusBadGateway || e.Code == http.StatusGatewayTimeout || e.Code == http.StatusInternalServerError
+	return e.Code >= 500 || e.Code == http.StatusTooManyRequests
 }
 
 // get sends a GET for path and query; a response other than 200 is a
