@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -64,12 +65,13 @@ func (l *liveSink) start(t *testing.T, out string) *daemon {
 }
 
 // watch starts dpcap watch in the viewer's namespace with the sink's URL,
-// CA and token file before args.
-func (l *liveSink) watch(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+// CA and token file before args, its standard output to stdout (nil:
+// none).
+func (l *liveSink) watch(t *testing.T, stdout *os.File, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := l.hv.Cmd(bin("dpcap"), append([]string{"watch", l.url, "--ca", l.ca, "--token-file", l.tokenFile}, args...)...)
 	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestWatchGetsThePortsFrames(t *testing.T) {
 	dir := t.TempDir()
 	files, watched := filepath.Join(dir, "sink.pcapng"), filepath.Join(dir, "watched.pcapng")
 	d := l.start(t, files)
-	cmd, stderr := l.watch(t, "--port", "vm-1", "-c", "74", "-w", watched)
+	cmd, stderr := l.watch(t, nil, "--port", "vm-1", "-c", "74", "-w", watched)
 	d.waitMetric(t, "sinkd_live_viewers", 1)
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "2", "--count", "40")
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
@@ -160,15 +162,15 @@ func TestWatchReconnectsWhenTheSinkRestarts(t *testing.T) {
 	}
 	defer watched.Close()
 	d := l.start(t, filepath.Join(dir, "first.pcapng"))
-	cmd, stderr := l.watch(t, "--port", "vm-1", "-w", "-")
-	cmd.Stdout = watched
+	cmd, stderr := l.watch(t, watched, "--port", "vm-1", "-w", "-")
 	d.waitMetric(t, "sinkd_live_viewers", 1)
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
 	testkit.Eventually(t, 20*time.Second, "74 frames watched", func() bool { return framesIn(watched.Name()) == 74 })
 
 	d.stop(t, syscall.SIGKILL)
-	testkit.Eventually(t, 20*time.Second, "the watch to see the sink go", func() bool {
-		return strings.Contains(stderr.String(), "sink went away: ")
+	// Asked again while it is away: 0.5 s, then twice as long.
+	testkit.Eventually(t, 20*time.Second, "the watch to find the sink away twice", func() bool {
+		return strings.Contains(stderr.String(), "; reconnecting in 1s\n")
 	})
 	d = l.start(t, filepath.Join(dir, "second.pcapng"))
 	testkit.Eventually(t, 30*time.Second, "the watch to reconnect", func() bool {
@@ -190,7 +192,9 @@ func TestWatchReconnectsWhenTheSinkRestarts(t *testing.T) {
 		t.Errorf("the frames' sections: %s", sections)
 	}
 	msgs := stderr.String()
-	for _, want := range []string{"dpcap watch: sink went away: ", "; reconnecting in ", "dpcap watch: reconnected\n",
+	t.Logf("dpcap watch said:\n%s", msgs)
+	for _, want := range []string{"dpcap watch: sink went away: the stream broke off: unexpected EOF; reconnecting in 500ms\n",
+		"dpcap watch: sink went away: dial tcp [2001:db8:1::2]:9311: connect: connection refused; reconnecting in 1s\n", "dpcap watch: reconnected\n",
 		"114 frames received, written to standard output\n", "1 reconnections\n"} {
 		if !strings.Contains(msgs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, msgs)
@@ -299,4 +303,48 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 	}
 	equalFrames(t, readFrames(t, viaTshark), want)
 	d.stop(t, syscall.SIGTERM)
+}
+
+// TestWatchCountsItsLosses stops a viewer while the sink sends more than
+// its queue holds: the sink loses the viewer's frames, and the watch's
+// summary says as many as the sink counted, from the statistics blocks of
+// its stream; what it received and lost are what sinkd wrote.
+func TestWatchCountsItsLosses(t *testing.T) {
+	l := newLiveSink(t)
+	l.args = append(l.args, "--live-queue", "64k")
+	dir := t.TempDir()
+	watched := filepath.Join(dir, "watched.pcapng")
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	cmd, stderr := l.watch(t, nil, "--port", "vm-1", "-w", watched)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	cmd.Process.Signal(syscall.SIGSTOP)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--loop", "200", "--pps", "50000")
+	cmd.Process.Signal(syscall.SIGCONT)
+	var m map[string]float64
+	testkit.Eventually(t, 30*time.Second, "every frame written sent or lost", func() bool {
+		m = d.metrics(t)
+		return m["sinkd_packets_written_total"] > 0 &&
+			m["sinkd_live_frames_sent_total"]+m[`sinkd_live_frames_lost_total{reason="queue_full"}`] == m["sinkd_packets_written_total"]
+	})
+	sent, lost := m["sinkd_live_frames_sent_total"], m[`sinkd_live_frames_lost_total{reason="queue_full"}`]
+	if lost == 0 {
+		t.Fatalf("the sink lost nothing for the stopped viewer: %v sent", sent)
+	}
+	// sinkd's end gives the stream its last statistics.
+	d.stop(t, syscall.SIGTERM)
+	testkit.Eventually(t, 20*time.Second, "the watch to see the sink go", func() bool {
+		return strings.Contains(stderr.String(), "sink went away: the stream ended")
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch exit %d:\n%s", code, stderr)
+	}
+	want := fmt.Sprintf("%.0f frames received, written to %s\n%.0f frames lost at the sink for this viewer (its queue was full", sent, watched, lost)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("summary:\n%s\nwant %q", stderr, want)
+	}
+	if n := len(readFrames(t, watched)); n != int(sent) {
+		t.Errorf("%s holds %d frames, the sink sent %v", watched, n, sent)
+	}
+	t.Logf("%v written, %v sent, %v lost:\n%s", m["sinkd_packets_written_total"], sent, lost, stderr)
 }

@@ -184,6 +184,11 @@ func (s *Sink) get(ctx context.Context, path string, q url.Values) (*http.Respon
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	resp, err := s.http.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// What failed, without the request's URL and expression.
+		err = ue.Err
+	}
 	if err != nil {
 		return nil, s.redact(err)
 	}

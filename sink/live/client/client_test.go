@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -62,17 +61,13 @@ func (st *stream) frames(t *testing.T, iface, first, n int) {
 	}
 }
 
-// isb appends an interface statistics block with isb_ifdrop.
-func (st *stream) isb(iface uint32, drop uint64) {
-	le := binary.LittleEndian
-	body := le.AppendUint32(nil, iface)
-	body = le.AppendUint64(body, 0)
-	body = le.AppendUint16(le.AppendUint16(body, 5), 8)
-	body = le.AppendUint64(body, drop)
-	body = append(body, 0, 0, 0, 0) // opt_endofopt
-	n := uint32(12 + len(body))
-	b := le.AppendUint32(le.AppendUint32(nil, 5), n)
-	st.Write(le.AppendUint32(append(b, body...), n))
+// isb writes an interface statistics block with isb_ifdrop, as a sink
+// tells a viewer its losses.
+func (st *stream) isb(t *testing.T, iface int, drop uint64) {
+	t.Helper()
+	if err := st.s.WriteStats(iface, pcapout.InterfaceStats{Received: 100, Dropped: drop}, time.Unix(1700000000, 0), time.Unix(1700000001, 0)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sinkServer is a TLS server on addr ("" for any) answering handler.
@@ -161,11 +156,11 @@ func TestWatchCountsFramesAndLosses(t *testing.T) {
 	st := newStream(pcapout.FormatPcapng)
 	a := st.iface(t, "vm-1")
 	st.frames(t, a, 0, 5)
-	st.isb(uint32(a), 3)
+	st.isb(t, a, 3)
 	b := st.iface(t, "vm-2")
 	st.frames(t, b, 5, 2)
-	st.isb(uint32(b), 4)
-	st.isb(uint32(a), 7) // counts since the viewer came: 7, not 3+7
+	st.isb(t, b, 4)
+	st.isb(t, a, 7) // counts since the viewer came: 7, not 3+7
 	sent := st.Bytes()
 	var query url.Values
 	var auth string
@@ -260,7 +255,7 @@ func TestWatchReconnects(t *testing.T) {
 			second := newStream(format)
 			second.frames(t, second.iface(t, "vm-1"), 3, 4)
 			if !pcap {
-				second.isb(0, 2)
+				second.isb(t, 0, 2)
 			}
 			var count atomic.Value
 			l := &logs{}

@@ -174,7 +174,7 @@ func (w *watch) stream(ctx context.Context) (streamed bool, err error) {
 		case rerr != nil && w.done():
 			return true, nil
 		case rerr != nil:
-			return true, w.sink.redact(rerr)
+			return true, w.sink.redact(fmt.Errorf("the stream broke off: %w", rerr))
 		}
 	}
 }
