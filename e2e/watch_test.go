@@ -311,7 +311,8 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 // its stream; what it received and lost are what sinkd wrote.
 func TestWatchCountsItsLosses(t *testing.T) {
 	l := newLiveSink(t)
-	l.args = append(l.args, "--live-queue", "64k")
+	// A write timeout far beyond the stop: the viewer is slow, not gone.
+	l.args = append(l.args, "--live-queue", "64k", "--live-write-timeout", "60s")
 	dir := t.TempDir()
 	watched := filepath.Join(dir, "watched.pcapng")
 	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
