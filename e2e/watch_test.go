@@ -349,3 +349,31 @@ func TestWatchCountsItsLosses(t *testing.T) {
 	}
 	t.Logf("%v written, %v sent, %v lost:\n%s", m["sinkd_packets_written_total"], sent, lost, stderr)
 }
+
+// TestWatchCounterOnATerminal runs dpcap watch -w FILE on a terminal
+// (script's pseudo-terminal): it counts the frames on one line, as tcpdump
+// -w does, and clears it for the summary.
+func TestWatchCounterOnATerminal(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	watched := filepath.Join(dir, "watched.pcapng")
+	cmd := l.hv.Cmd("script", "-qfec", strings.Join([]string{bin("dpcap"), "watch", l.url, "--ca", l.ca,
+		"--token-file", l.tokenFile, "--port", "vm-1", "-c", "74", "-w", watched}, " "), "/dev/null")
+	term := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = term, term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testkit.Eventually(t, 20*time.Second, "the counter", func() bool { return strings.Contains(term.String(), "\r\x1b[KGot 0") })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, cmd, term); code != 0 {
+		t.Fatalf("exit %d:\n%q", code, term)
+	}
+	if out := term.String(); !strings.Contains(out, "\r\x1b[K74 frames received, written to "+watched) {
+		t.Errorf("the terminal got %q", out)
+	}
+	checkWithTools(t, watched, 74)
+}
