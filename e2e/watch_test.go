@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -120,8 +121,22 @@ func TestWatchGetsThePortsFrames(t *testing.T) {
 		t.Errorf("summary:\n%s", stderr)
 	}
 
-	// The wrong token: one line, exit 1, no file.
+	// pcap: the frames as records after one header.
 	d = l.start(t, filepath.Join(dir, "sink2.pcapng"))
+	asPcap := filepath.Join(dir, "watched.pcap")
+	cmd, stderr = l.watch(t, nil, "--port", "vm-1", "-c", "20", "--format", "pcap", "-w", asPcap)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "20")
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch --format pcap exit %d:\n%s", code, stderr)
+	}
+	checkWithTools(t, asPcap, 20)
+	equalFrames(t, readFrames(t, asPcap), testkit.VMFrames(t)[:20])
+	if b, err := os.ReadFile(asPcap); err != nil || binary.LittleEndian.Uint32(b) != pcapfile.MagicNano {
+		t.Errorf("%s is not nanosecond pcap: %v", asPcap, err)
+	}
+
+	// The wrong token: one line, exit 1, no file.
 	wrong := filepath.Join(dir, "wrong")
 	if err := os.WriteFile(wrong, []byte("not-the-token-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
