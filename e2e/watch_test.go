@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -120,8 +121,22 @@ func TestWatchGetsThePortsFrames(t *testing.T) {
 		t.Errorf("summary:\n%s", stderr)
 	}
 
-	// The wrong token: one line, exit 1, no file.
+	// pcap: the frames as records after one header.
 	d = l.start(t, filepath.Join(dir, "sink2.pcapng"))
+	asPcap := filepath.Join(dir, "watched.pcap")
+	cmd, stderr = l.watch(t, nil, "--port", "vm-1", "-c", "20", "--format", "pcap", "-w", asPcap)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "20")
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch --format pcap exit %d:\n%s", code, stderr)
+	}
+	checkWithTools(t, asPcap, 20)
+	equalFrames(t, readFrames(t, asPcap), testkit.VMFrames(t)[:20])
+	if b, err := os.ReadFile(asPcap); err != nil || binary.LittleEndian.Uint32(b) != pcapfile.MagicNano {
+		t.Errorf("%s is not nanosecond pcap: %v", asPcap, err)
+	}
+
+	// The wrong token: one line, exit 1, no file.
 	wrong := filepath.Join(dir, "wrong")
 	if err := os.WriteFile(wrong, []byte("not-the-token-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
@@ -311,7 +326,8 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 // its stream; what it received and lost are what sinkd wrote.
 func TestWatchCountsItsLosses(t *testing.T) {
 	l := newLiveSink(t)
-	l.args = append(l.args, "--live-queue", "64k")
+	// A write timeout far beyond the stop: the viewer is slow, not gone.
+	l.args = append(l.args, "--live-queue", "64k", "--live-write-timeout", "60s")
 	dir := t.TempDir()
 	watched := filepath.Join(dir, "watched.pcapng")
 	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
@@ -347,4 +363,32 @@ func TestWatchCountsItsLosses(t *testing.T) {
 		t.Errorf("%s holds %d frames, the sink sent %v", watched, n, sent)
 	}
 	t.Logf("%v written, %v sent, %v lost:\n%s", m["sinkd_packets_written_total"], sent, lost, stderr)
+}
+
+// TestWatchCounterOnATerminal runs dpcap watch -w FILE on a terminal
+// (script's pseudo-terminal): it counts the frames on one line, as tcpdump
+// -w does, and clears it for the summary.
+func TestWatchCounterOnATerminal(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	watched := filepath.Join(dir, "watched.pcapng")
+	cmd := l.hv.Cmd("script", "-qfec", strings.Join([]string{bin("dpcap"), "watch", l.url, "--ca", l.ca,
+		"--token-file", l.tokenFile, "--port", "vm-1", "-c", "74", "-w", watched}, " "), "/dev/null")
+	term := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = term, term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testkit.Eventually(t, 20*time.Second, "the counter", func() bool { return strings.Contains(term.String(), "\r\x1b[KGot 0") })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, cmd, term); code != 0 {
+		t.Fatalf("exit %d:\n%q", code, term)
+	}
+	if out := term.String(); !strings.Contains(out, "\r\x1b[K74 frames received, written to "+watched) {
+		t.Errorf("the terminal got %q", out)
+	}
+	checkWithTools(t, watched, 74)
 }
