@@ -135,6 +135,7 @@ const (
 	isbStart      = 2
 	isbEnd        = 3
 	isbIfRecv     = 4
+	isbIfDrop     = 5
 	isbFilterOK   = 6
 	isbOSDrop     = 7
 	isbUsrDeliv   = 8
@@ -274,14 +275,20 @@ func (e *pcapngEncoder) trailer(o *output, stats []ifaceStats, start, end time.T
 	}
 }
 
-// isb appends interface i's statistics block.
-func (e *pcapngEncoder) isb(o *output, i int, s ifaceStats, start, end time.Time) {
+// isbHead is the start of interface i's statistics block, up to its
+// counts: the interface, the time and the time span.
+func isbHead(i int, start, end time.Time) []byte {
 	ns := uint64(end.UnixNano())
 	b := le.AppendUint32(nil, uint32(i))
 	b = le.AppendUint32(b, uint32(ns>>32))
 	b = le.AppendUint32(b, uint32(ns))
 	b = optTime(b, isbStart, start)
-	b = optTime(b, isbEnd, end)
+	return optTime(b, isbEnd, end)
+}
+
+// isb appends interface i's statistics block.
+func (e *pcapngEncoder) isb(o *output, i int, s ifaceStats, start, end time.Time) {
+	b := isbHead(i, start, end)
 	b = optU64(b, isbIfRecv, s.Received)
 	b = optU64(b, isbFilterOK, s.Received-s.Filtered)
 	if i == 0 {

@@ -44,6 +44,24 @@ func NewStream(w io.Writer, opts StreamOptions) *Stream {
 	return &Stream{w: w, opts: opts}
 }
 
+// Begin writes the stream's header now, before any interface: a pcapng
+// section header, or a pcap file header of link type lt and snap length
+// snap, which a pcap stream's interfaces then share. A live stream begins
+// so that its reader starts at once.
+func (s *Stream) Begin(lt layers.LinkType, snap uint32) error {
+	switch {
+	case s.enc != nil:
+		return nil
+	case s.opts.Format == FormatPcapng:
+		s.ng = &pcapngEncoder{app: s.opts.Application, hardware: s.opts.Hardware, os: s.opts.OS}
+		s.enc = s.ng
+	default:
+		s.enc = &pcapEncoder{snapLen: snap, linkType: lt}
+	}
+	s.enc.header(&s.buf, nil)
+	return s.flush(s.opts.FlushSize)
+}
+
 // AddInterface declares an interface of link type lt whose packets are
 // at most snap bytes, and returns its index. The first starts the stream;
 // in pcap, it alone is declared: its link type is the file's, and the
@@ -52,15 +70,12 @@ func (s *Stream) AddInterface(ifc Interface, lt layers.LinkType, snap uint32) (i
 	switch {
 	case s.opts.Format == FormatPcapng:
 		if s.ng == nil {
-			s.ng = &pcapngEncoder{app: s.opts.Application, hardware: s.opts.Hardware, os: s.opts.OS}
-			s.enc = s.ng
-			s.ng.header(&s.buf, nil)
+			_ = s.Begin(lt, snap) // buffered: a write comes below
 		}
 		s.ng.linkType, s.ng.snapLen = lt, snap
 		s.ng.addInterface(&s.buf, ifc)
 	case s.enc == nil:
-		s.enc = &pcapEncoder{snapLen: capture.MaxSnapLen, linkType: lt}
-		s.enc.header(&s.buf, nil)
+		_ = s.Begin(lt, capture.MaxSnapLen)
 	}
 	s.ifaces++
 	return s.ifaces - 1, s.flush(s.opts.FlushSize)
@@ -78,6 +93,35 @@ func (s *Stream) WritePacket(iface int, ts time.Time, data []byte, length int) e
 	s.enc.packet(&s.buf, iface, ts, data, length)
 	return s.flush(s.opts.FlushSize)
 }
+
+// InterfaceStats are one interface's counts for a stream's reader, in a
+// pcapng interface statistics block.
+type InterfaceStats struct {
+	// Received is isb_ifrecv, Dropped isb_ifdrop and Accepted
+	// isb_filteraccept.
+	Received, Dropped, Accepted uint64
+}
+
+// WriteStats writes interface iface's statistics block for the span from
+// start to end, in pcapng; a pcap stream has nowhere to write them.
+func (s *Stream) WriteStats(iface int, st InterfaceStats, start, end time.Time) error {
+	switch {
+	case s.ng == nil:
+		return nil
+	case iface < 0 || iface >= s.ifaces:
+		return fmt.Errorf("interface %d of %d", iface, s.ifaces)
+	}
+	b := isbHead(iface, start, end)
+	b = optU64(b, isbIfRecv, st.Received)
+	b = optU64(b, isbIfDrop, st.Dropped)
+	b = optU64(b, isbFilterOK, st.Accepted)
+	b = opt(b, optEnd, nil)
+	block(&s.buf, ngISB, b)
+	return s.flush(s.opts.FlushSize)
+}
+
+// Flush writes what is buffered now.
+func (s *Stream) Flush() error { return s.flush(1) }
 
 // Close writes what is buffered. A stream without interfaces is a file
 // header alone: pcap for Ethernet, or a pcapng section header without

@@ -1,8 +1,13 @@
 package pcapout
 
 import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+
 	"bufio"
 	"bytes"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"testing"
 	"time"
 
@@ -97,6 +102,66 @@ func TestStreamWritesWhatPcapgoWrites(t *testing.T) {
 			if !bytes.Equal(got.Bytes(), want.Bytes()) {
 				t.Errorf("%v, %d interfaces: %d bytes, pcapgo %d, differ", format, n, got.Len(), want.Len())
 			}
+		}
+	}
+}
+
+// TestStreamLive checks what a live stream adds: the header at once
+// (Begin), writes as asked (Flush) and statistics blocks with
+// isb_ifdrop, which a pcap stream leaves out.
+func TestStreamLive(t *testing.T) {
+	for _, format := range []Format{FormatPcap, FormatPcapng} {
+		name := filepath.Join(t.TempDir(), "live")
+		f, err := os.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewStream(f, StreamOptions{Format: format, Application: "sinkd", FlushSize: 1 << 20})
+		if err := s.Begin(layers.LinkTypeEthernet, 128); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := f.Stat(); st.Size() == 0 {
+			t.Fatalf("%s: nothing written after Begin and Flush", format)
+		}
+		ts := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+		i, _ := s.AddInterface(Interface{Name: "vm-1"}, layers.LinkTypeEthernet, 128)
+		if err := s.WritePacket(i, ts, numberedFrame(1, 128), 1000); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteStats(i, InterfaceStats{Received: 9, Dropped: 5, Accepted: 1}, ts, ts.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteStats(i+1, InterfaceStats{}, ts, ts); err == nil && format == FormatPcapng {
+			t.Errorf("statistics of an undeclared interface written")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		pkts, _, err := pcapfile.ReadFile(name)
+		if err != nil || len(pkts) != 1 || len(pkts[0].Data) != 128 || pkts[0].Info.Length != 1000 || !pkts[0].Info.Timestamp.Equal(ts) {
+			t.Fatalf("%s: read back %d packets, %v", format, len(pkts), err)
+		}
+		if format == FormatPcap {
+			continue
+		}
+		var isbs int
+		for _, b := range blocks(t, name) {
+			if b.typ != ngISB {
+				continue
+			}
+			isbs++
+			o := options(b.body, 12)
+			got := [3]uint64{binary.LittleEndian.Uint64(o[isbIfRecv]), binary.LittleEndian.Uint64(o[isbIfDrop]), binary.LittleEndian.Uint64(o[isbFilterOK])}
+			if got != [3]uint64{9, 5, 1} || o[isbOSDrop] != nil || o[isbUsrDeliv] != nil {
+				t.Errorf("statistics block: recv, drop, accept %v, options %v", got, o)
+			}
+		}
+		if isbs != 1 {
+			t.Errorf("%d statistics blocks, want 1", isbs)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/dpcap/dpcap/portmap"
 	"github.com/dpcap/dpcap/sink"
 	"github.com/dpcap/dpcap/sink/metrics"
+	"github.com/dpcap/dpcap/sink/output"
 )
 
 // mapCheckInterval is how often --port-map's file is looked at for a new
@@ -113,7 +114,7 @@ func runCapture(c config, stderr io.Writer) error {
 	// The engines close the files as the capture ends; this closes them
 	// when it never starts.
 	defer files.Close()
-	outs, err := c.outputs.New(c.out, logger)
+	outs, err := c.outputs.New(output.Env{Out: c.out, Logger: logger, PortMap: portMap})
 	if err != nil {
 		return startError{err}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
 	"github.com/dpcap/dpcap/sink"
 )
 
@@ -84,6 +85,8 @@ type Env struct {
 	// Changes says that an output after this one may change or remove the
 	// files Next takes (-z gzip).
 	Changes bool
+	// PortMap is --port-map's map as read at start; nil without one.
+	PortMap *portmap.Map
 }
 
 // Kind is a kind of output: its flags and how it is made from them.
@@ -185,13 +188,16 @@ func (c Config) Check(out string, set map[string]bool) (Config, error) {
 	return on, nil
 }
 
-// New makes the outputs of c, each handing files on to the next.
-func (c Config) New(out string, logger *slog.Logger) (*Chain, error) {
+// New makes the outputs of c, each handing files on to the next, with
+// base's Out, Logger and PortMap.
+func (c Config) New(base Env) (*Chain, error) {
 	ch := &Chain{list: make([]Consumer, len(c))}
 	next := func(pcapout.ClosedFile) {}
 	changes := false
 	for i := len(c) - 1; i >= 0; i-- {
-		cons, err := c[i].flags.New(Env{Out: out, Logger: logger, Next: next, Changes: changes})
+		env := base
+		env.Next, env.Changes = next, changes
+		cons, err := c[i].flags.New(env)
 		if err != nil {
 			return nil, err
 		}

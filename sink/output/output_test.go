@@ -2,6 +2,7 @@ package output
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/sink"
 )
 
 // events records what the test kinds saw, in order.
@@ -70,7 +72,7 @@ func TestChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := cfg.New("x", nil)
+	ch, err := cfg.New(Env{Out: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +110,49 @@ func TestChain(t *testing.T) {
 	}
 	if sum.String() != "gzip stopped\nstream stopped\nstore stopped\n" {
 		t.Errorf("summary %q", sum.String())
+	}
+}
+
+// Tap makes every test kind a Tapper.
+func (r *recorder) Tap() sink.Tap { return recordingTap(r.name) }
+
+// recordingTap records what one engine offers it.
+type recordingTap string
+
+func (t recordingTap) Source(i int, s sink.SourceInfo) {
+	events = append(events, fmt.Sprintf("%s source %d %s", t, i, s.Interface.Name))
+}
+func (t recordingTap) Frame(src int, _ time.Time, data []byte, _ int) {
+	events = append(events, fmt.Sprintf("%s frame %d %x", t, src, data))
+}
+func (t recordingTap) Flush() { events = append(events, string(t)+" flush") }
+
+// TestChainTap checks that an engine's tap reaches every output that is a
+// Tapper, each in the order of the chain.
+func TestChainTap(t *testing.T) {
+	cfg, err := Define(flag.NewFlagSet("sinkd", flag.ContinueOnError)).Check("x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := cfg.New(Env{Out: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = nil
+	tap := ch.Tap()
+	tap.Source(0, sink.SourceInfo{Interface: pcapout.Interface{Name: "vm-1"}})
+	tap.Frame(0, time.Unix(1, 0), []byte{1, 2}, 2)
+	tap.Flush()
+	var want []string
+	for _, ev := range []string{"source 0 vm-1", "frame 0 0102", "flush"} {
+		for _, k := range []string{"store", "stream", "gzip"} {
+			want = append(want, k+" "+ev)
+		}
+	}
+	if !slices.Equal(events, want) {
+		t.Errorf("events\n%s\nwant\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+	}
+	if (&Chain{}).Tap() != nil {
+		t.Error("a chain without Tappers has a tap")
 	}
 }
