@@ -231,12 +231,14 @@ metric() {
 # probe_field LINE KEY: the value after KEY in a live-probe line.
 probe_field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$1"; }
 # live_sinkd: sinkd writing $out/viewers.pcap with --live on the sink's
-# loopback; sets spid once it captures.
+# loopback; sets spid once it captures. A stalled viewer stays for the
+# whole run (--live-write-timeout would end its stream after 10 s: on a
+# loaded machine a run can take that long).
 live_sinkd() {
 	rm -f "$out/viewers.pcap"
 	: >"$out/viewers-sinkd.err"
 	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w "$out/viewers.pcap" --metrics-addr 127.0.0.1:9312 \
-		--live 127.0.0.1:9311 2>"$out/viewers-sinkd.err" &
+		--live 127.0.0.1:9311 --live-write-timeout 10m 2>"$out/viewers-sinkd.err" &
 	spid=$!
 	ready $spid "$out/viewers-sinkd.err"
 }
