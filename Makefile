@@ -155,9 +155,11 @@ image: stage
 	$(BIN)/tools/mkimage --out $(BIN)/image --tar $(BIN)/dpcap-image.tar --tag $(IMAGE) \
 		--version $(VERSION) --revision $(REVISION) $(STAGE)/sinkd $(STAGE)/dpcap
 
-# Wireshark and tshark then list the interface "dpcap" (a live view).
+# Wireshark and tshark then list the interfaces "dpcap" (a live view of
+# a local capture) and "dpcap-live" (a remote sink's, through sinkd --live).
 install-extcap: build
 	ln -sf $(abspath $(BIN)/sinkd) "$$(tshark -G folders | awk -F'\t' '/^Extcap path/ {print $$NF}')/dpcap-sink"
+	ln -sf $(abspath $(BIN)/dpcap) "$$(tshark -G folders | awk -F'\t' '/^Extcap path/ {print $$NF}')/dpcap-live"
 
 # Regenerates the Go code of dp-service's API (control/dpservice/dpdkpb)
 # from its .proto; needs protoc (Debian: protobuf-compiler).

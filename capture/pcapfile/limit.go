@@ -165,7 +165,7 @@ func (l *ngLimit) next() error {
 		if err := l.toNanos(h[12:20], id, off); err != nil {
 			return err
 		}
-		for code, v := range l.options(h, 20) {
+		for code, v := range options(l.order, h, 20) {
 			if (code == optStartTime || code == optEndTime) && len(v) == 8 {
 				if err := l.toNanos(v, id, off); err != nil {
 					return err
@@ -224,7 +224,7 @@ func (l *ngLimit) pass() error {
 // the reader says what is wrong.
 func (l *ngLimit) tsresol(b []byte) int {
 	exp := -1
-	for code, v := range l.options(b, 16) {
+	for code, v := range options(l.order, b, 16) {
 		if code == optTsresol && len(v) >= 1 {
 			exp = -1
 			if v[0]&tsresolBinary != 0 {
@@ -240,11 +240,11 @@ func (l *ngLimit) tsresol(b []byte) int {
 // code and value (in the block: a change writes it); the end-of-options
 // code or an option that does not fit before the trailing length ends
 // them.
-func (l *ngLimit) options(b []byte, from int) iter.Seq2[uint16, []byte] {
+func options(order binary.ByteOrder, b []byte, from int) iter.Seq2[uint16, []byte] {
 	return func(yield func(uint16, []byte) bool) {
 		end := len(b) - 4
 		for o := from; o+4 <= end; {
-			code, n := l.order.Uint16(b[o:o+2]), int(l.order.Uint16(b[o+2:o+4]))
+			code, n := order.Uint16(b[o:o+2]), int(order.Uint16(b[o+2:o+4]))
 			if code == 0 || o+4+n > end || !yield(code, b[o+4:o+4+n]) {
 				return
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/archive/fetch"
-	"github.com/dpcap/dpcap/internal/pipewatch"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
 	"golang.org/x/sys/unix"
@@ -89,15 +88,7 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 	f := fetchFlags{maxSpan: 24 * time.Hour}
 	fs := newFlags("dpcap fetch")
 	fs.StringVar(&f.out, "w", "", "")
-	fs.Func("port", "", func(v string) error {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p == "" {
-				return fmt.Errorf("empty port name in %q", v)
-			}
-			f.ports = append(f.ports, p)
-		}
-		return nil
-	})
+	fs.Func("port", "", portNames(&f.ports))
 	when := func(dst *time.Time) func(string) error {
 		return func(v string) (err error) {
 			*dst, err = parseWhen(v, now)
@@ -148,6 +139,19 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 		}
 	}
 	return f, nil
+}
+
+// portNames parses --port: names, repeated or separated by commas.
+func portNames(dst *[]string) func(string) error {
+	return func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				return fmt.Errorf("empty port name in %q", v)
+			}
+			*dst = append(*dst, p)
+		}
+		return nil
+	}
 }
 
 // parseWhen reads a point in time as an operator types it.
@@ -207,40 +211,20 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		}
 		sources = append(sources, &fetch.S3{Client: client, Loc: *l.s3, MaxSpan: f.maxSpan})
 	}
-	var out io.Writer = stdout
-	var file *fetch.Output
-	stream, _ := stdout.(*os.File) // what a reader may leave: -w -, a fifo, /dev/stdout
-	if f.out != "-" {
-		if file, err = fetch.Create(ctx, f.out); err != nil {
-			return err
-		}
-		out, stream = file, nil
-		if !file.Regular() {
-			stream = file.File
-		}
+	ctx, out, err := openCapOut(ctx, f.out, stdout)
+	if err != nil {
+		return err
 	}
-	if stream != nil {
-		// A reader that goes away (fetch -w - | head) stops the fetch at
-		// once, not at its next write, which a slow or stalled input may
-		// never bring; a write meanwhile fails with EPIPE, not SIGPIPE.
-		var unwatch func()
-		if ctx, unwatch, err = pipewatch.Watch(ctx, stream); err != nil {
-			if file != nil {
-				file.Abort()
-			}
-			return err
-		}
-		defer unwatch()
-		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	}
+	defer out.unwatch()
+	file := out.file
 	prog := &fetch.Progress{}
 	done := make(chan struct{})
 	if !f.quiet && isTerminal(stderr) {
-		go showProgress(stderr, prog, done)
+		go showLine(stderr, done, func() string { return progressLine(prog) })
 	}
 	sum, err := fetch.Run(ctx, fetch.Config{
 		Sources: sources, Query: fetch.Query{Ports: f.ports, From: f.from, To: f.to},
-		Output: out, Pcap: f.pcap, Progress: prog,
+		Output: out.Writer, Pcap: f.pcap, Progress: prog,
 	})
 	close(done)
 	if ctx.Err() != nil {
@@ -265,7 +249,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printFetchSummary(stderr, sum, written)
-	if stream != nil && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE)) {
+	if out.readerGone(ctx, err) {
 		fmt.Fprintln(stderr, "stopped: the reader of the output went away")
 		return nil
 	}
@@ -326,8 +310,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// showProgress redraws one line on the terminal until done.
-func showProgress(w io.Writer, p *fetch.Progress, done <-chan struct{}) {
+// showLine redraws one line on the terminal, every 200 ms, until done.
+func showLine(w io.Writer, done <-chan struct{}, line func() string) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -336,10 +320,15 @@ func showProgress(w io.Writer, p *fetch.Progress, done <-chan struct{}) {
 			fmt.Fprint(w, "\r\033[K")
 			return
 		case <-t.C:
-			fmt.Fprintf(w, "\r\033[Kfiles %d/%d, %.1f MB read, %d packets read, %d kept",
-				p.FilesDone.Load(), p.Files.Load(), float64(p.Bytes.Load())/1e6, p.PacketsRead.Load(), p.PacketsKept.Load())
+			fmt.Fprint(w, "\r\033[K"+line())
 		}
 	}
+}
+
+// progressLine says how far a fetch is.
+func progressLine(p *fetch.Progress) string {
+	return fmt.Sprintf("files %d/%d, %.1f MB read, %d packets read, %d kept",
+		p.FilesDone.Load(), p.Files.Load(), float64(p.Bytes.Load())/1e6, p.PacketsRead.Load(), p.PacketsKept.Load())
 }
 
 // printFetchSummary says what the fetch did; out is where its packets are,

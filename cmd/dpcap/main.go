@@ -30,6 +30,8 @@ Commands:
   status   show the capture, its ports, tags and counters
   fetch    get a port's packets of a time window back from the files of
            one or many sinks (s3:// or local directories), merged in order
+  watch    stream a sink's frames live (sinkd --live), into a file or
+           Wireshark, reconnecting when the sink restarts
   replay   send a capture file's frames to a sink, wrapped as the NIC wraps
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
 
@@ -110,6 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if isExtcap(args) {
+		return runExtcap(args, stdout, stderr)
+	}
 	args, err := commandFirst(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "dpcap: %v (see dpcap --help)\n", err)
@@ -158,7 +163,7 @@ var commands = map[string]func([]string, io.Writer, io.Writer) error{
 }
 
 // optional are the commands a build may leave out.
-var optional = []string{"fetch"}
+var optional = []string{"fetch", "watch"}
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	var (

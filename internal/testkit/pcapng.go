@@ -124,3 +124,62 @@ func ModifiedPcap(t testing.TB, pcap []byte, order binary.AppendByteOrder) []byt
 	}
 	return out
 }
+
+// InterfaceStats are the counts of a pcapng interface statistics block;
+// an option left out counts 0.
+type InterfaceStats struct {
+	Recv, Drop, FilterAccept uint64
+}
+
+// PcapngStats reads a little-endian pcapng stream and returns, by
+// interface name, the counts of each interface's last statistics block,
+// and how many statistics blocks there are. It fails the test on a block
+// that does not frame.
+func PcapngStats(t testing.TB, b []byte) (map[string]InterfaceStats, int) {
+	t.Helper()
+	le := binary.LittleEndian
+	var names []string
+	stats := map[string]InterfaceStats{}
+	n := 0
+	for len(b) > 0 {
+		if len(b) < 12 {
+			t.Fatalf("pcapng: %d trailing bytes", len(b))
+		}
+		typ, size := le.Uint32(b), int(le.Uint32(b[4:]))
+		if size < 12 || size%4 != 0 || size > len(b) || int(le.Uint32(b[size-4:])) != size {
+			t.Fatalf("pcapng: block of type %#x: bad length %d", typ, size)
+		}
+		body := b[8 : size-4]
+		b = b[size:]
+		off := map[uint32]int{1: 8, 5: 12}[typ]
+		if off == 0 {
+			continue
+		}
+		opts := map[uint16][]byte{}
+		for o := off; o+4 <= len(body); {
+			code, l := le.Uint16(body[o:]), int(le.Uint16(body[o+2:]))
+			if code == 0 || o+4+l > len(body) {
+				break
+			}
+			opts[code] = body[o+4 : o+4+l]
+			o += 4 + (l+3)&^3
+		}
+		u64 := func(code uint16) uint64 {
+			if v := opts[code]; len(v) == 8 {
+				return le.Uint64(v)
+			}
+			return 0
+		}
+		if typ == 1 {
+			names = append(names, string(opts[2]))
+			continue
+		}
+		i := int(le.Uint32(body))
+		if i >= len(names) {
+			t.Fatalf("pcapng: statistics of interface %d of %d", i, len(names))
+		}
+		stats[names[i]] = InterfaceStats{Recv: u64(4), Drop: u64(5), FilterAccept: u64(6)}
+		n++
+	}
+	return stats, n
+}

@@ -1,0 +1,118 @@
+package pcapfile
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Unit is one piece of a capture stream as it lies in it: a pcap file
+// header or record, or a pcapng block.
+type Unit uint8
+
+// The units a Splitter tells apart.
+const (
+	UnitFileHeader Unit = iota + 1 // a pcap file header
+	UnitRecord                     // a pcap record
+	UnitSection                    // a pcapng section header block
+	UnitInterface                  // an interface description block
+	UnitPacket                     // an enhanced, simple or obsolete packet block
+	UnitStats                      // an interface statistics block
+	UnitOther                      // any other pcapng block
+)
+
+// The pcapng block types a Splitter counts as packets beyond the
+// enhanced packet block, and the statistics option it reads.
+const (
+	blockSimplePacket uint32 = 3
+	optIfDrop         uint16 = 5 // isb_ifdrop
+)
+
+// Splitter cuts a pcap or pcapng stream into its units without copying
+// or changing them, for a reader that passes the stream on whole units at
+// a time (a live viewer's, which must never pass half a block when its
+// connection breaks). Its zero value expects the start of a stream.
+type Splitter struct {
+	format Format
+	order  binary.ByteOrder // the pcap file's, or the current section's
+}
+
+// Next returns the unit that b begins with and its length; n is 0 when b
+// does not hold the whole unit yet. A stream that is no capture, or a
+// unit longer than a reader accepts, is an error.
+func (s *Splitter) Next(b []byte) (u Unit, n int, err error) {
+	if len(b) < 12 {
+		return 0, 0, nil
+	}
+	if s.format == FormatUnknown {
+		switch s.format, s.order = Sniff(b); s.format {
+		case FormatPcapMicro, FormatPcapNano:
+		case FormatPcapng:
+		default:
+			s.format = FormatUnknown
+			return 0, 0, fmt.Errorf("neither pcap nor pcapng (begins %x)", b[:4])
+		}
+		if s.format != FormatPcapng {
+			return whole(UnitFileHeader, FileHeaderLen, b)
+		}
+	}
+	if s.format != FormatPcapng {
+		if len(b) < RecordHeaderLen {
+			return 0, 0, nil
+		}
+		incl := s.order.Uint32(b[8:12])
+		if incl > maxRecord {
+			return 0, 0, fmt.Errorf("pcap record of %d bytes, more than %d", incl, maxRecord)
+		}
+		return whole(UnitRecord, RecordHeaderLen+int(incl), b)
+	}
+	typ := binary.LittleEndian.Uint32(b[:4])
+	if typ == BlockSectionHeader {
+		if s.order = SectionByteOrder(b[8:12]); s.order == nil {
+			return 0, 0, fmt.Errorf("pcapng section header with byte-order magic %x", b[8:12])
+		}
+	}
+	typ, length := s.order.Uint32(b[:4]), s.order.Uint32(b[4:8])
+	if length < 12 || length%4 != 0 || length > maxBlock {
+		return 0, 0, fmt.Errorf("pcapng block of type %#x and length %d", typ, length)
+	}
+	switch typ {
+	case BlockSectionHeader:
+		u = UnitSection
+	case BlockInterface:
+		u = UnitInterface
+	case BlockEnhancedPacket, blockSimplePacket, blockPacket:
+		u = UnitPacket
+	case BlockInterfaceStats:
+		u = UnitStats
+	default:
+		u = UnitOther
+	}
+	return whole(u, int(length), b)
+}
+
+// whole returns u and n when b holds n bytes.
+func whole(u Unit, n int, b []byte) (Unit, int, error) {
+	if len(b) < n {
+		return u, 0, nil
+	}
+	return u, n, nil
+}
+
+// Format is the stream's format; FormatUnknown before its first unit.
+func (s *Splitter) Format() Format { return s.format }
+
+// IfDrop reads an interface statistics block (a UnitStats of this
+// stream): its interface and isb_ifdrop, the packets lost on the way to
+// the reader; ok is false when the block has none.
+func (s *Splitter) IfDrop(block []byte) (iface uint32, drop uint64, ok bool) {
+	if len(block) < 24 {
+		return 0, 0, false
+	}
+	iface = s.order.Uint32(block[8:12])
+	for code, v := range options(s.order, block, 20) {
+		if code == optIfDrop && len(v) == 8 {
+			drop, ok = s.order.Uint64(v), true
+		}
+	}
+	return iface, drop, ok
+}

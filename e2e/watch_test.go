@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
+)
+
+// liveToken is the viewers' token in the live tests.
+const liveToken = "e2e-live-token-0123456789abcdef"
+
+// liveSink is sinkd --live in a sink namespace, with TLS and a token,
+// and a viewer's namespace linked to it (the hypervisor's, which also
+// sends the copies).
+type liveSink struct {
+	hv, sk    *testkit.NetNS
+	url       string
+	ca        string
+	tokenFile string
+	args      []string // sinkd's, but -w
+}
+
+// newLiveSink prepares a sink serving vm-1 (tag 1) and vm-2 (tag 2).
+func newLiveSink(t *testing.T) *liveSink {
+	t.Helper()
+	if out, _ := exec.Command(bin("sinkd"), "--help").CombinedOutput(); !strings.Contains(string(out), "--live") {
+		t.Skip("sinkd has no --live (sink/live's server is not merged yet)")
+	}
+	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t)}
+	testkit.Link(t, l.hv, l.sk, 1600, 1)
+	certs := testkit.NewCerts(t, "2001:db8:1::2")
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	l.tokenFile = filepath.Join(dir, "token")
+	mapFile := filepath.Join(dir, "ports.json")
+	b, _ := json.Marshal(flowprog.TagTable{"vm-1": 1, "vm-2": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"}))
+	for name, content := range map[string]string{
+		tokens: "# name token ports\nnoc " + liveToken + " *\n", l.tokenFile: liveToken + "\n", mapFile: string(b),
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.url, l.ca = "https://[2001:db8:1::2]:9311", certs.CA
+	l.args = []string{"--port-map", mapFile, "--live", "[2001:db8:1::2]:9311",
+		"--live-cert", certs.Cert, "--live-key", certs.Key, "--live-tokens", tokens}
+	return l
+}
+
+// start starts sinkd writing to out.
+func (l *liveSink) start(t *testing.T, out string) *daemon {
+	t.Helper()
+	return startSinkd(t, l.sk, append(l.args, "-w", out)...)
+}
+
+// watch starts dpcap watch in the viewer's namespace with the sink's URL,
+// CA and token file before args, its standard output to stdout (nil:
+// none).
+func (l *liveSink) watch(t *testing.T, stdout *os.File, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := l.hv.Cmd(bin("dpcap"), append([]string{"watch", l.url, "--ca", l.ca, "--token-file", l.tokenFile}, args...)...)
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, stderr
+}
+
+// waitExit waits for cmd to exit and returns its status.
+func waitExit(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) int {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit:\n%s", cmd.Args[0], stderr)
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// TestWatchGetsThePortsFrames: dpcap watch -w FILE --port vm-1 gets
+// exactly the frames sinkd wrote for vm-1, and not vm-2's; a wrong token
+// is refused in one line.
+func TestWatchGetsThePortsFrames(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	files, watched := filepath.Join(dir, "sink.pcapng"), filepath.Join(dir, "watched.pcapng")
+	d := l.start(t, files)
+	cmd, stderr := l.watch(t, nil, "--port", "vm-1", "-c", "74", "-w", watched)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "2", "--count", "40")
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch exit %d:\n%s", code, stderr)
+	}
+	if code, out := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("sinkd exit %d: %s", code, out)
+	}
+	checkWithTools(t, watched, 74)
+	equalFrames(t, readFrames(t, watched), testkit.FramesByInterface(t, files)["vm-1"])
+	equalFrames(t, readFrames(t, watched), testkit.VMFrames(t))
+	if names := strings.Join(tsharkFields(t, watched, "-e", "frame.interface_name"), " "); names != strings.TrimSpace(strings.Repeat("vm-1 ", 74)) {
+		t.Errorf("interfaces of the frames watched: %.200s", names)
+	}
+	if !strings.Contains(stderr.String(), "74 frames received, written to "+watched+"\n0 frames lost at the sink for this viewer\n0 reconnections\n") {
+		t.Errorf("summary:\n%s", stderr)
+	}
+
+	// The wrong token: one line, exit 1, no file.
+	d = l.start(t, filepath.Join(dir, "sink2.pcapng"))
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-token-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := filepath.Join(dir, "refused.pcapng")
+	cmd = l.hv.Cmd(bin("dpcap"), "watch", l.url, "--ca", l.ca, "--token-file", wrong, "-w", refused)
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), "401") ||
+		strings.Contains(string(out), "not-the-token") {
+		t.Errorf("a wrong token: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(refused); !os.IsNotExist(err) {
+		t.Errorf("%s made: %v", refused, err)
+	}
+	d.stop(t, syscall.SIGTERM)
+}
+
+// framesIn counts the frames of a capture still being written, once it
+// reads whole.
+func framesIn(name string) int {
+	pkts, _, err := pcapfile.ReadFile(name)
+	if err != nil {
+		return -1
+	}
+	return len(pkts)
+}
+
+// TestWatchReconnectsWhenTheSinkRestarts kills sinkd under a running
+// dpcap watch and starts it again on the same address: the watch says it
+// reconnects, and its output is one capture holding the frames of both
+// runs, each once.
+func TestWatchReconnectsWhenTheSinkRestarts(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	watched, err := os.Create(filepath.Join(dir, "watched.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watched.Close()
+	d := l.start(t, filepath.Join(dir, "first.pcapng"))
+	cmd, stderr := l.watch(t, watched, "--port", "vm-1", "-w", "-")
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	testkit.Eventually(t, 20*time.Second, "74 frames watched", func() bool { return framesIn(watched.Name()) == 74 })
+
+	d.stop(t, syscall.SIGKILL)
+	// Asked again while it is away: 0.5 s, then twice as long.
+	testkit.Eventually(t, 20*time.Second, "the watch to find the sink away twice", func() bool {
+		return strings.Contains(stderr.String(), "; reconnecting in 1s\n")
+	})
+	d = l.start(t, filepath.Join(dir, "second.pcapng"))
+	testkit.Eventually(t, 30*time.Second, "the watch to reconnect", func() bool {
+		return strings.Contains(stderr.String(), "dpcap watch: reconnected\n")
+	})
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "40")
+	testkit.Eventually(t, 20*time.Second, "114 frames watched", func() bool { return framesIn(watched.Name()) == 114 })
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch exit %d:\n%s", code, stderr)
+	}
+	checkWithTools(t, watched.Name(), 114)
+	vm := testkit.VMFrames(t)
+	equalFrames(t, readFrames(t, watched.Name()), append(vm[:74:74], vm[:40]...))
+	// Each connection a section of its own, which tshark reads on.
+	sections := strings.Join(tsharkFields(t, watched.Name(), "-e", "frame.section_number"), " ")
+	if want := strings.TrimSpace(strings.Repeat("1 ", 74) + strings.Repeat("2 ", 40)); sections != want {
+		t.Errorf("the frames' sections: %s", sections)
+	}
+	msgs := stderr.String()
+	t.Logf("dpcap watch said:\n%s", msgs)
+	for _, want := range []string{"dpcap watch: sink went away: the stream broke off: unexpected EOF; reconnecting in 500ms\n",
+		"dpcap watch: sink went away: dial tcp [2001:db8:1::2]:9311: connect: connection refused; reconnecting in 1s\n", "dpcap watch: reconnected\n",
+		"114 frames received, written to standard output\n", "1 reconnections\n"} {
+		if !strings.Contains(msgs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, msgs)
+		}
+	}
+	d.stop(t, syscall.SIGTERM)
+}
+
+// TestWiresharkRemoteLiveView drives dpcap's extcap as Wireshark does:
+// it lists the sink's ports (the environment names the sink), offers
+// their options and reloads them, and captures the chosen port with the
+// capture filter applied on the sink into a fifo that tshark reads; and
+// tshark itself captures through it.
+func TestWiresharkRemoteLiveView(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	env := append(os.Environ(), "DPCAP_LIVE_URL="+l.url, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.ca)
+	extcap := func(args ...string) string {
+		t.Helper()
+		cmd := l.hv.Cmd(bin("dpcap"), args...)
+		cmd.Env = env
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || stderr.String() != "" {
+			t.Fatalf("dpcap %v: %v\n%s", args, err, stderr.String())
+		}
+		return string(out)
+	}
+	ifaces := extcap("--extcap-interfaces", "--extcap-version=4.0")
+	for _, want := range []string{"interface {value=dpcap-live}", "interface {value=dpcap-live-vm-1}{display=dpcap live: vm-1", "interface {value=dpcap-live-vm-2}"} {
+		if !strings.Contains(ifaces, want) {
+			t.Errorf("--extcap-interfaces lacks %q:\n%s", want, ifaces)
+		}
+	}
+	if config := extcap("--extcap-config", "--extcap-interface", "dpcap-live"); !strings.Contains(config, "value {arg=4}{value=vm-1}") ||
+		strings.Contains(config, liveToken) {
+		t.Errorf("--extcap-config:\n%s", config)
+	}
+	env = os.Environ() // a reload is given the options' values
+	if reload := extcap("--extcap-config", "--extcap-interface", "dpcap-live", "--extcap-reload-option", "port",
+		"--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca); !strings.Contains(reload, "value {arg=4}{value=vm-2}{display=vm-2") {
+		t.Errorf("--extcap-reload-option port:\n%s", reload)
+	}
+
+	// The capture filter is the sink's expression: only vm-1's UDP
+	// frames come, as tcpdump selects them from what was sent.
+	wantFile := filepath.Join(dir, "want.pcap")
+	if out, err := exec.Command("tcpdump", "-r", vmTraffic, "-w", wantFile, "udp").CombinedOutput(); err != nil {
+		t.Fatalf("tcpdump: %v\n%s", err, out)
+	}
+	want := readFrames(t, wantFile)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := filepath.Join(dir, "got.pcapng")
+	tshark := l.hv.Cmd("tshark", "-i", fifo, "-c", "6", "-w", got)
+	tsharkErr := &syncBuffer{}
+	tshark.Stderr = tsharkErr
+	if err := tshark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live", "--fifo", fifo,
+		"--extcap-capture-filter", "udp", "--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca, "--port", "vm-1")
+	captureErr := &syncBuffer{}
+	capture.Stderr = captureErr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capture.Process.Kill(); capture.Wait() })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "2")
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, tshark, tsharkErr); code != 0 {
+		t.Fatalf("tshark exit %d:\n%s", code, tsharkErr)
+	}
+	// The fifo's reader gone, the extcap ends, quietly.
+	if code := waitExit(t, capture, captureErr); code != 0 || captureErr.String() != "" {
+		t.Errorf("extcap exit %d, stderr %q", code, captureErr)
+	}
+	equalFrames(t, readFrames(t, got), want)
+
+	// tshark starting the extcap itself, from its folder.
+	link := filepath.Join(extcapDir(t), "dpcap-live-e2e")
+	os.Remove(link)
+	if err := os.Symlink(bin("dpcap"), link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(link) })
+	viaTshark := filepath.Join(dir, "via-tshark.pcapng")
+	tshark = l.hv.Cmd("tshark", "-i", "dpcap-live-vm-1", "-f", "udp", "-c", "6", "-w", viaTshark)
+	tshark.Env = append(os.Environ(), "DPCAP_LIVE_URL="+l.url, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.ca)
+	tsharkErr = &syncBuffer{}
+	tshark.Stderr = tsharkErr
+	if err := tshark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, tshark, tsharkErr); code != 0 {
+		t.Fatalf("tshark -i dpcap-live-vm-1 exit %d:\n%s", code, tsharkErr)
+	}
+	equalFrames(t, readFrames(t, viaTshark), want)
+	d.stop(t, syscall.SIGTERM)
+}
+
+// TestWatchCountsItsLosses stops a viewer while the sink sends more than
+// its queue holds: the sink loses the viewer's frames, and the watch's
+// summary says as many as the sink counted, from the statistics blocks of
+// its stream; what it received and lost are what sinkd wrote.
+func TestWatchCountsItsLosses(t *testing.T) {
+	l := newLiveSink(t)
+	l.args = append(l.args, "--live-queue", "64k")
+	dir := t.TempDir()
+	watched := filepath.Join(dir, "watched.pcapng")
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	cmd, stderr := l.watch(t, nil, "--port", "vm-1", "-w", watched)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	cmd.Process.Signal(syscall.SIGSTOP)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--loop", "200", "--pps", "50000")
+	cmd.Process.Signal(syscall.SIGCONT)
+	var m map[string]float64
+	testkit.Eventually(t, 30*time.Second, "every frame written sent or lost", func() bool {
+		m = d.metrics(t)
+		return m["sinkd_packets_written_total"] > 0 &&
+			m["sinkd_live_frames_sent_total"]+m[`sinkd_live_frames_lost_total{reason="queue_full"}`] == m["sinkd_packets_written_total"]
+	})
+	sent, lost := m["sinkd_live_frames_sent_total"], m[`sinkd_live_frames_lost_total{reason="queue_full"}`]
+	if lost == 0 {
+		t.Fatalf("the sink lost nothing for the stopped viewer: %v sent", sent)
+	}
+	// sinkd's end gives the stream its last statistics.
+	d.stop(t, syscall.SIGTERM)
+	testkit.Eventually(t, 20*time.Second, "the watch to see the sink go", func() bool {
+		return strings.Contains(stderr.String(), "sink went away: the stream ended")
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch exit %d:\n%s", code, stderr)
+	}
+	want := fmt.Sprintf("%.0f frames received, written to %s\n%.0f frames lost at the sink for this viewer (its queue was full", sent, watched, lost)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("summary:\n%s\nwant %q", stderr, want)
+	}
+	if n := len(readFrames(t, watched)); n != int(sent) {
+		t.Errorf("%s holds %d frames, the sink sent %v", watched, n, sent)
+	}
+	t.Logf("%v written, %v sent, %v lost:\n%s", m["sinkd_packets_written_total"], sent, lost, stderr)
+}
