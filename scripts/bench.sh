@@ -43,7 +43,7 @@ only() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if only go; then
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
-go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./pcapout | grep -E '^Benchmark'
+go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./sink/live ./pcapout | grep -E '^Benchmark'
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
 fi
