@@ -27,36 +27,63 @@ const (
 	liveAddr    = "[2001:db8:1::2]:9311"
 )
 
-// liveSink is sinkd in namespace sk with --live, envelopes coming from hv
-// over link 1, dp-service's port map.
+// liveSink is sinkd in namespace sk with --live, envelopes and viewers
+// coming from hv over link 1.
 type liveSink struct {
 	hv, sk *testkit.NetNS
 	d      *daemon
-	out    string // the pcapng file
+	out    string // the pcapng file startLiveSink writes
 	certs  testkit.Certs
 	base   string // the live endpoint's URL
+	// tokenFile holds the NOC's token, for dpcap watch.
+	tokenFile string
+	args      []string // sinkd's flags, but -w
 }
 
-// startLiveSink starts sinkd with --live on liveAddr, with TLS and tokens,
-// or on [::1]:9311 with neither when plain is set; more are more flags.
-func startLiveSink(t *testing.T, plain bool, more ...string) *liveSink {
+// newLiveSink prepares sinkd with portMap and --live on liveAddr, with
+// TLS and tokens, or on [::1]:9311 with neither when plain is set; more
+// are more flags.
+func newLiveSink(t *testing.T, portMap string, plain bool, more ...string) *liveSink {
 	t.Helper()
-	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(t.TempDir(), "cap.pcapng")}
+	dir := t.TempDir()
+	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(dir, "cap.pcapng"),
+		tokenFile: filepath.Join(dir, "token")}
 	testkit.Link(t, l.hv, l.sk, 1600, 1)
-	args := []string{"--port-map", publishedMap(t), "-w", l.out}
+	l.args = []string{"--port-map", portMap}
 	if plain {
 		l.base = "http://[::1]:9311"
-		args = append(args, "--live", "[::1]:9311")
+		l.args = append(l.args, "--live", "[::1]:9311")
 	} else {
 		l.certs = testkit.NewCerts(t, "2001:db8:1::2")
-		tokens := filepath.Join(t.TempDir(), "tokens")
-		if err := os.WriteFile(tokens, []byte("# name token ports\nnoc "+liveNOC+" *\ntenant-2 "+liveTenant2+" vm-2\n"), 0o600); err != nil {
-			t.Fatal(err)
+		tokens := filepath.Join(dir, "tokens")
+		for name, content := range map[string]string{
+			tokens:      "# name token ports\nnoc " + liveNOC + " *\ntenant-2 " + liveTenant2 + " vm-2\n",
+			l.tokenFile: liveNOC + "\n",
+		} {
+			if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		l.base = "https://" + liveAddr
-		args = append(args, "--live", liveAddr, "--live-cert", l.certs.Cert, "--live-key", l.certs.Key, "--live-tokens", tokens)
+		l.args = append(l.args, "--live", liveAddr, "--live-cert", l.certs.Cert, "--live-key", l.certs.Key, "--live-tokens", tokens)
 	}
-	l.d = startSinkd(t, l.sk, append(args, more...)...)
+	l.args = append(l.args, more...)
+	return l
+}
+
+// start starts sinkd writing to out.
+func (l *liveSink) start(t *testing.T, out string) *daemon {
+	t.Helper()
+	l.d = startSinkd(t, l.sk, append(l.args, "-w", out)...)
+	return l.d
+}
+
+// startLiveSink starts sinkd with dp-service's port map (publishedMap)
+// writing to l.out.
+func startLiveSink(t *testing.T, plain bool, more ...string) *liveSink {
+	t.Helper()
+	l := newLiveSink(t, publishedMap(t), plain, more...)
+	l.start(t, l.out)
 	return l
 }
 
