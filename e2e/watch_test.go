@@ -360,3 +360,51 @@ func TestWatchCounterOnATerminal(t *testing.T) {
 	}
 	checkWithTools(t, watched, 74)
 }
+
+// TestWiresharkRemoteViewAcrossARestart kills sinkd under the extcap
+// capturing into tshark's fifo and starts it again: the extcap
+// reconnects, quietly, and tshark reads on through the new section.
+func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
+	l := newLiveSink(t)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "first.pcapng"))
+	fifo, got, logFile := filepath.Join(dir, "fifo"), filepath.Join(dir, "got.pcapng"), filepath.Join(dir, "extcap.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tshark := l.hv.Cmd("tshark", "-i", fifo, "-c", "114", "-w", got)
+	tsharkErr := &syncBuffer{}
+	tshark.Stderr = tsharkErr
+	if err := tshark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live-vm-1", "--fifo", fifo,
+		"--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca, "--log-file", logFile)
+	captureErr := &syncBuffer{}
+	capture.Stderr = captureErr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capture.Process.Kill(); capture.Wait() })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	d.waitMetric(t, "sinkd_live_frames_sent_total", 74)
+	d.waitStable(t, "sinkd_live_bytes_sent_total") // in the kernel's hands, which a SIGKILL leaves them in
+	d.stop(t, syscall.SIGKILL)
+	d = l.start(t, filepath.Join(dir, "second.pcapng"))
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "40")
+	if code := waitExit(t, tshark, tsharkErr); code != 0 {
+		t.Fatalf("tshark exit %d:\n%s", code, tsharkErr)
+	}
+	if code := waitExit(t, capture, captureErr); code != 0 || captureErr.String() != "" {
+		t.Errorf("extcap exit %d, stderr %q", code, captureErr)
+	}
+	vm := testkit.VMFrames(t)
+	equalFrames(t, readFrames(t, got), append(vm[:74:74], vm[:40]...))
+	log, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(log), "dpcap: sink went away: the stream broke off") || !strings.Contains(string(log), "dpcap: reconnected\n") {
+		t.Errorf("the extcap's log: %v\n%s", err, log)
+	}
+}
