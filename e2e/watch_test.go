@@ -365,7 +365,7 @@ func TestWatchCounterOnATerminal(t *testing.T) {
 // capturing into tshark's fifo and starts it again: the extcap
 // reconnects, quietly, and tshark reads on through the new section.
 func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
-	l := newLiveSink(t)
+	l := newLiveSink(t, taggedMap(t), false)
 	dir := t.TempDir()
 	d := l.start(t, filepath.Join(dir, "first.pcapng"))
 	fifo, got, logFile := filepath.Join(dir, "fifo"), filepath.Join(dir, "got.pcapng"), filepath.Join(dir, "extcap.log")
@@ -380,7 +380,7 @@ func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
 	}
 	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
 	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live-vm-1", "--fifo", fifo,
-		"--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca, "--log-file", logFile)
+		"--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA, "--log-file", logFile)
 	captureErr := &syncBuffer{}
 	capture.Stderr = captureErr
 	if err := capture.Start(); err != nil {
