@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,10 +26,11 @@ import (
 
 // Server holds the active capture and serves the API.
 type Server struct {
-	backend  Backend
-	stateDir string
-	logger   *slog.Logger
-	env      Envelope
+	backend     Backend
+	stateDir    string
+	logger      *slog.Logger
+	env         Envelope
+	maxDuration time.Duration
 
 	limits apiLimits
 
@@ -37,14 +39,32 @@ type Server struct {
 	program *flowprog.Program
 	problem string
 	tags    flowprog.TagTable // the ports' tags for good, as in tagsFile
+	timer   *time.Timer       // fires at the active capture's deadline
+	closed  bool              // Shutdown ran: the backend is released
 }
 
-// NewServer returns a server over backend, keeping its state in stateDir.
-// A capture saved there by an earlier run is applied again; if that fails,
-// Status says why, and Stop clears it. The server owns backend from here:
-// Shutdown, or a failed NewServer, releases it. PF0's MAC in env is the
-// one a PFMACSource reads, where the backend is one.
-func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelope, logger *slog.Logger) (*Server, error) {
+// Config is what a Server is given beyond its backend.
+type Config struct {
+	// StateDir is where the capture, the port map and the tags are kept.
+	StateDir string
+	// Envelope is what the envelopes carry; PF0's MAC in it is the one a
+	// PFMACSource reads, where the backend is one.
+	Envelope Envelope
+	// MaxDuration is the ceiling on a capture's length: a start asking
+	// for more, or for no bound, is refused, and one asking for nothing
+	// is bounded by it. Zero: no ceiling.
+	MaxDuration time.Duration
+	Logger      *slog.Logger
+}
+
+// NewServer returns a server over backend, keeping its state in
+// cfg.StateDir. A capture saved there by an earlier run is stopped if its
+// deadline has passed, before anything else, else applied again (bounded
+// by the ceiling); if that fails, Status says why, and Stop clears it. The
+// server owns backend from here: Shutdown, or a failed NewServer, releases
+// it.
+func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error) {
+	stateDir, env, logger := cfg.StateDir, cfg.Envelope, cfg.Logger
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
 		closeBackend(backend)
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -57,7 +77,7 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 	if src, ok := backend.(PFMACSource); ok {
 		env.PFMAC = src.PFMAC()
 	}
-	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits, tags: tags}
+	s := &Server{backend: backend, stateDir: stateDir, env: env, maxDuration: cfg.MaxDuration, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
 	switch {
 	case err != nil:
@@ -66,6 +86,18 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 		p, err := s.build(sv.Request)
 		if err == nil {
 			err = s.keepTags(p) // new to a capture saved before tags were kept
+		}
+		if err == nil && !sv.Deadline.IsZero() && !time.Now().Before(sv.Deadline) {
+			// Down past the deadline: the capture ends, never applied
+			// again. A dataplane's runs there still: its stop is asked.
+			s.active, s.program = &sv, p
+			if err := s.stopLocked(byDeadline); err != nil {
+				logger.Error("the capture's deadline has passed but it could not be stopped", "by", byDeadline, "id", sv.ID, "err", err)
+			}
+			break
+		}
+		if err == nil {
+			s.boundLocked(&sv, p)
 		}
 		if d, isDP := backend.(Dataplane); isDP && err == nil {
 			s.active, s.program = &sv, p
@@ -98,7 +130,29 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 			go s.retryStop()
 		}
 	}
+	if s.active != nil && s.active.StopRefused.IsZero() {
+		s.mu.Lock()
+		s.armLocked(0)
+		s.mu.Unlock()
+	}
 	return s, nil
+}
+
+// boundLocked bounds a saved capture by the ceiling from now on: one saved
+// unbounded (or before deadlines were) or beyond a ceiling lowered since.
+func (s *Server) boundLocked(sv *saved, p *flowprog.Program) {
+	if s.maxDuration <= 0 {
+		return
+	}
+	limit := time.Now().UTC().Add(s.maxDuration)
+	if !sv.Deadline.IsZero() && !sv.Deadline.After(limit) {
+		return
+	}
+	sv.Deadline = limit
+	s.logger.Warn("the saved capture is bounded by --max-duration", "id", sv.ID, "deadline", limit.Format(time.RFC3339))
+	if err := s.save(sv, p); err != nil {
+		s.logger.Error("saving the capture's deadline", "err", err)
+	}
 }
 
 // retryStop asks the dataplane again to stop a capture whose stop it
@@ -109,11 +163,9 @@ func (s *Server) retryStop() {
 	if s.active == nil || s.active.StopRefused.IsZero() {
 		return
 	}
-	if err := s.clearLocked(); err != nil {
+	if err := s.stopLocked(cmp.Or(s.active.StoppedBy, byStop)); err != nil {
 		s.logger.Warn("the capture's stop is refused still", "err", err)
-		return
 	}
-	s.logger.Info("capture stopped")
 }
 
 // reapply applies a capture that was running before: a saved one at start,
@@ -140,10 +192,11 @@ func (s *Server) republish() {
 		return
 	}
 	if !s.active.StopRefused.IsZero() && s.dataplaneStopped() {
+		id := s.active.ID
 		if err := s.forgetLocked(); err != nil {
 			s.logger.Error("removing the stopped capture's state", "err", err)
 		}
-		s.logger.Info("capture stopped: the dataplane captures nothing now")
+		s.logger.Info("capture stopped: the dataplane captures nothing now", "id", id)
 		return
 	}
 	if err := s.writePortMap(s.program); err != nil {
@@ -305,6 +358,10 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	if err != nil {
 		return Status{}, http.StatusBadRequest, err
 	}
+	deadline, code, err := s.deadlineOf(r, time.Now())
+	if err != nil {
+		return Status{}, code, err
+	}
 	if s.active != nil && !r.Replace {
 		return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
 			strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
@@ -340,7 +397,8 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	r.Replace = false
-	sv := &saved{Request: r, Started: time.Now().UTC()}
+	now := time.Now().UTC()
+	sv := &saved{Request: r, Started: now, ID: NewID(now), Deadline: deadline.UTC()}
 	if err := s.save(sv, p); err != nil {
 		_ = s.backend.Clear()
 		if old == nil {
@@ -349,7 +407,8 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	s.active, s.program, s.problem = sv, p, ""
-	s.logger.Info("capture started", "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP)
+	s.armLocked(0)
+	s.logger.Info("capture started", "id", sv.ID, "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP, "deadline", deadlineText(sv.Deadline))
 	return s.statusLocked(), 0, nil
 }
 
@@ -397,10 +456,9 @@ func (s *Server) Stop() (StopResult, error) {
 	if s.active == nil && s.problem == "" && len(s.stuckLocked()) == 0 {
 		return StopResult{Message: "capture is not active"}, nil
 	}
-	if err := s.clearLocked(); err != nil {
+	if err := s.stopLocked(byStop); err != nil {
 		return StopResult{}, err
 	}
-	s.logger.Info("capture stopped")
 	return StopResult{Stopped: true, Message: "capture stopped"}, nil
 }
 
@@ -409,7 +467,7 @@ func (s *Server) Stop() (StopResult, error) {
 // map (the copies may still come) and its state stay, so that a stop
 // again (or, for a dataplane, its restart) ends it; a dataplane's are
 // marked refused unless it says it captures nothing.
-func (s *Server) clearLocked() error {
+func (s *Server) clearLocked(by string) error {
 	berr := s.backend.Clear()
 	if _, isDP := s.backend.(Dataplane); berr != nil && s.active != nil && !isDP {
 		return fmt.Errorf("stop capture: %w; the capture stays active: dpcap stop tries again", berr)
@@ -417,7 +475,7 @@ func (s *Server) clearLocked() error {
 	if berr != nil && s.active != nil && !s.dataplaneStopped() {
 		sv := *s.active
 		if sv.StopRefused.IsZero() {
-			sv.StopRefused = time.Now().UTC()
+			sv.StopRefused, sv.StoppedBy = time.Now().UTC(), by
 		}
 		if err := s.save(&sv, s.program); err != nil {
 			return fmt.Errorf("stop capture: %w (and saving that it goes on: %v)", berr, err)
@@ -441,6 +499,7 @@ func (s *Server) forgetLocked() error {
 		}
 	}
 	s.active, s.program, s.problem = nil, nil, ""
+	s.armLocked(0)
 	return ferr
 }
 
@@ -480,6 +539,9 @@ func (s *Server) stuckLocked() []string {
 
 func (s *Server) statusLocked() Status {
 	st := Status{Backend: s.backend.Name(), Problem: s.problem, RouterMAC: macString(s.env.RouterMAC), PFMAC: macString(s.env.PFMAC)}
+	if s.maxDuration > 0 {
+		st.MaxDuration = s.maxDuration.String()
+	}
 	if s.env.Underlay.IsValid() {
 		st.UnderlayIP = s.env.Underlay.String()
 	}
@@ -491,6 +553,10 @@ func (s *Server) statusLocked() Status {
 		return st
 	}
 	st.Active, st.Request, st.Started, st.StopRefused = true, s.active.Request, s.active.Started, s.active.StopRefused
+	st.ID, st.Deadline = s.active.ID, s.active.Deadline
+	if !st.Deadline.IsZero() {
+		st.TimeLeft = max(time.Until(st.Deadline).Round(time.Second), 0).String()
+	}
 	// What runs is what the dataplane says runs.
 	if st.Dataplane != nil && st.Dataplane.Differs != "" && st.StopRefused.IsZero() {
 		st.Active = false
@@ -516,6 +582,10 @@ func (s *Server) Shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer closeBackend(s.backend)
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	if _, ok := s.backend.(Dataplane); ok {
 		return
 	}
