@@ -79,6 +79,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 	}
 	s := &Server{backend: backend, stateDir: stateDir, env: env, maxDuration: cfg.MaxDuration, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
+	stopAsked := false // a dataplane was asked to stop at start-up
 	switch {
 	case err != nil:
 		s.problem = fmt.Sprintf("the saved capture cannot be read: %v", err)
@@ -90,7 +91,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 		if err == nil && !sv.Deadline.IsZero() && !time.Now().Before(sv.Deadline) {
 			// Down past the deadline: the capture ends, never applied
 			// again. A dataplane's runs there still: its stop is asked.
-			s.active, s.program = &sv, p
+			s.active, s.program, stopAsked = &sv, p, true
 			if err := s.stopLocked(byDeadline); err != nil {
 				logger.Error("the capture's deadline has passed but it could not be stopped", "by", byDeadline, "id", sv.ID, "err", err)
 			}
@@ -126,7 +127,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 	}
 	if d, ok := backend.(Dataplane); ok {
 		go d.Watch(ctx, s.republish)
-		if s.active != nil && !s.active.StopRefused.IsZero() {
+		if s.active != nil && !s.active.StopRefused.IsZero() && !stopAsked {
 			go s.retryStop()
 		}
 	}
@@ -437,15 +438,20 @@ func (s *Server) restoreLocked(ctx context.Context, old *saved, p *flowprog.Prog
 }
 
 func (s *Server) save(sv *saved, p *flowprog.Program) error {
-	b, err := json.MarshalIndent(sv, "", "  ")
-	if err != nil {
-		return err
-	}
 	// The port map first: a saved capture always has its map.
 	if err := s.writePortMap(p); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.stateDir, captureFile), b, 0o600)
+	return writeState(s.stateDir, sv)
+}
+
+// writeState saves sv alone, its port map as published.
+func writeState(dir string, sv *saved) error {
+	b, err := json.MarshalIndent(sv, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, captureFile), b, 0o600)
 }
 
 // Stop stops capture on every port and forgets it. Stopping when nothing
@@ -477,7 +483,9 @@ func (s *Server) clearLocked(by string) error {
 		if sv.StopRefused.IsZero() {
 			sv.StopRefused, sv.StoppedBy = time.Now().UTC(), by
 		}
-		if err := s.save(&sv, s.program); err != nil {
+		// The map published at the start stays: at start-up, the
+		// dataplane's interfaces it names are not known yet.
+		if err := writeState(s.stateDir, &sv); err != nil {
 			return fmt.Errorf("stop capture: %w (and saving that it goes on: %v)", berr, err)
 		}
 		s.active = &sv

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
 	"github.com/dpcap/dpcap/internal/testkit"
 )
 
@@ -165,4 +166,57 @@ func stopLines(log string) []string {
 		out = append(out, strings.Join(kept, " "))
 	}
 	return out
+}
+
+// TestDPServiceDeadline: with dp-service, the deadline asks CaptureStop
+// as dpcap stop does, and meets its stop defect the same way: the capture
+// is marked refused (status NOT STOPPED, its port map kept) and ends once
+// dp-service restarts. A dpcap serve started after a deadline passed asks
+// for the stop at start-up, once, before anything else.
+func TestDPServiceDeadline(t *testing.T) {
+	f := newDPService(t, dpservicetest.Options{Offload: true})
+	f.orchestrate(t, "vm-1", "vm-2")
+	f.waitDataplane(t, "dp-service ready", func(d *control.DataplaneStatus) bool { return d.State == "ready" && len(d.Interfaces) == 2 })
+	stops := f.svc.Calls("CaptureStop")
+	if out, code := f.start(t, "--vf", "vm-1,vm-2", "--for", "2s"); code != 0 || !strings.Contains(out, "captures vm-1, vm-2") {
+		t.Fatalf("start --for 2s: exit %d\n%s", code, out)
+	}
+	testkit.Eventually(t, 30*time.Second, "the deadline to call CaptureStop", func() bool { return f.svc.Calls("CaptureStop") > stops })
+	st := f.waitDataplane(t, "the refused stop in status", func(d *control.DataplaneStatus) bool { return len(d.Stuck) == 2 })
+	if st.StopRefused.IsZero() {
+		t.Fatalf("after the deadline: %+v", st)
+	}
+	if out, _ := dpcap(t, "status", "--socket", f.socket); !strings.Contains(out, "NOT STOPPED: dp-service still captures vm-1, vm-2") {
+		t.Fatalf("status after the deadline's refused stop:\n%s", out)
+	}
+	log := f.serveLog.String()
+	if !strings.Contains(log, `msg="the capture's deadline has passed but it could not be stopped" by=deadline`) || !strings.Contains(log, "210 ALREADY_ACTIVE") {
+		t.Fatalf("the log does not say the deadline's stop was refused:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(f.state, "portmap.json")); err != nil {
+		t.Fatalf("the port map went while dp-service still captures: %v", err)
+	}
+	// dpcap stop is the same stop, refused the same way.
+	out, code := dpcap(t, "stop", "--socket", f.socket)
+	oneLine(t, "stop after the deadline", out, code, 1, "did not stop capture", "210 ALREADY_ACTIVE", "still captures vm-1, vm-2")
+	if err := f.svc.Restart(); err != nil { // what ends it
+		t.Fatal(err)
+	}
+	f.orchestrate(t, "vm-1", "vm-2")
+	testkit.Eventually(t, 10*time.Second, "the capture to end", func() bool { return !f.status(t).Active })
+
+	// dpcap serve is down past the deadline: it asks for the stop at
+	// start-up (once), and applies nothing.
+	if out, code := f.start(t, "--vf", "vm-1", "--for", "2s"); code != 0 {
+		t.Fatalf("start --for 2s: exit %d\n%s", code, out)
+	}
+	deadline := f.status(t).Deadline
+	f.stopServe(t) // dp-service's capture outlives it
+	testkit.Eventually(t, 30*time.Second, "the deadline to pass", func() bool { return time.Now().After(deadline) })
+	starts, stops := f.svc.Calls("CaptureStart"), f.svc.Calls("CaptureStop")
+	f.startServe(t)
+	st = f.waitDataplane(t, "the start-up stop refused", func(d *control.DataplaneStatus) bool { return len(d.Stuck) == 1 })
+	if st.StopRefused.IsZero() || f.svc.Calls("CaptureStop") != stops+1 || f.svc.Calls("CaptureStart") != starts {
+		t.Fatalf("after a start-up past the deadline: %+v; %d CaptureStop, %d CaptureStart calls\n%s", st, f.svc.Calls("CaptureStop")-stops, f.svc.Calls("CaptureStart")-starts, f.serveLog)
+	}
 }
