@@ -120,7 +120,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 			s.active, s.program = &sv, p
 			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
 			// The map on disk may be older than the table's tags.
-			if err := s.writePortMap(p); err != nil {
+			if err := s.writePortMap(p, sv.ID); err != nil {
 				logger.Error("publishing the port map", "err", err)
 			}
 		}
@@ -200,22 +200,27 @@ func (s *Server) republish() {
 		s.logger.Info("capture stopped: the dataplane captures nothing now", "id", id)
 		return
 	}
-	if err := s.writePortMap(s.program); err != nil {
+	if err := s.writePortMap(s.program, s.active.ID); err != nil {
 		s.logger.Error("publishing the port map", "err", err)
 	}
 }
 
 // portMap is what identifies the captured ports' copies: the program's
-// tags, or what the dataplane knows.
-func (s *Server) portMap(p *flowprog.Program) portmap.Map {
+// tags, or what the dataplane knows; each port names the capture id.
+func (s *Server) portMap(p *flowprog.Program, id string) portmap.Map {
+	m := p.Tags
 	if d, ok := s.backend.(Dataplane); ok {
-		return d.PortMap(p)
+		m = d.PortMap(p)
 	}
-	return p.Tags
+	m.Ports = slices.Clone(m.Ports) // the program's own stay as built
+	for i := range m.Ports {
+		m.Ports[i].Capture = id
+	}
+	return m
 }
 
-func (s *Server) writePortMap(p *flowprog.Program) error {
-	m, err := json.MarshalIndent(s.portMap(p), "", "  ")
+func (s *Server) writePortMap(p *flowprog.Program, id string) error {
+	m, err := json.MarshalIndent(s.portMap(p, id), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -439,7 +444,7 @@ func (s *Server) restoreLocked(ctx context.Context, old *saved, p *flowprog.Prog
 
 func (s *Server) save(sv *saved, p *flowprog.Program) error {
 	// The port map first: a saved capture always has its map.
-	if err := s.writePortMap(p); err != nil {
+	if err := s.writePortMap(p, sv.ID); err != nil {
 		return err
 	}
 	return writeState(s.stateDir, sv)
@@ -569,7 +574,7 @@ func (s *Server) statusLocked() Status {
 	if st.Dataplane != nil && st.Dataplane.Differs != "" && st.StopRefused.IsZero() {
 		st.Active = false
 	}
-	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
+	st.PortMap, st.PortMapFile = s.portMap(s.program, s.active.ID), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
 	for _, t := range st.PortMap.Ports {
 		if t.Kind == portmap.KindVF && !slices.Contains(s.program.Config.VFs, t.Name) {

@@ -28,8 +28,21 @@ const retryDeadline = 10 * time.Second
 func NewID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+	return now.UTC().Format(idLayout) + "-" + hex.EncodeToString(b[:])
 }
+
+// IDTime returns the start time an id made by NewID carries, to the
+// second; ok is false for another string.
+func IDTime(id string) (t time.Time, ok bool) {
+	if len(id) < len(idLayout) {
+		return t, false
+	}
+	t, err := time.Parse(idLayout, id[:len(idLayout)])
+	return t, err == nil
+}
+
+// idLayout is the time at the head of a capture id.
+const idLayout = "20060102-150405"
 
 // deadlineOf says when a capture r asks for stops, by the daemon's
 // ceiling: zero for never. A request for more than the ceiling, or for no

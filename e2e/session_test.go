@@ -1,21 +1,28 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
+	"github.com/dpcap/dpcap/internal/s3test"
 	"github.com/dpcap/dpcap/internal/testkit"
+	"github.com/dpcap/dpcap/portmap"
 )
 
 // tcxPrograms counts the programs attached to ifname's TCX ingress in ns:
@@ -219,4 +226,142 @@ func TestDPServiceDeadline(t *testing.T) {
 	if st.StopRefused.IsZero() || f.svc.Calls("CaptureStop") != stops+1 || f.svc.Calls("CaptureStart") != starts {
 		t.Fatalf("after a start-up past the deadline: %+v; %d CaptureStop, %d CaptureStart calls\n%s", st, f.svc.Calls("CaptureStop")-stops, f.svc.Calls("CaptureStart")-starts, f.serveLog)
 	}
+}
+
+// TestCaptureIDTravels: every start gets an id, shown by start and
+// status; it is in the port map dpcap serve publishes, in the pcapng
+// interface descriptions of sinkd's files (capinfos and tshark show it)
+// and in the uploads' metadata; and dpcap fetch --capture ID, from MinIO
+// or from the sink's directory, returns each of two sessions on the same
+// port with its frames and no other's, though one file holds both.
+func TestCaptureIDTravels(t *testing.T) {
+	vm, hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	// No IPv6 chatter from the VM: only the test's frames cross the port.
+	for _, c := range []string{"all", "default"} {
+		vm.Run(t, "sysctl", "-qw", "net.ipv6.conf."+c+".disable_ipv6=1")
+	}
+	if out, err := exec.Command("ip", "link", "add", "vm0", "netns", vm.Name, "type", "veth", "peer", "name", "tap-vm1", "netns", hv.Name).CombinedOutput(); err != nil {
+		t.Fatalf("veth: %v %s", err, out)
+	}
+	vm.Run(t, "ip", "link", "set", "vm0", "up")
+	hv.Run(t, "ip", "link", "set", "tap-vm1", "up")
+	testkit.Link(t, hv, sk, 1600, 2)
+	store := s3test.Start(t, s3test.Options{
+		Command: func(name string, args ...string) *exec.Cmd {
+			cmd := sk.Cmd(name, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+			return cmd
+		},
+		Dial: sk.Dial,
+	})
+	client := store.Client(t)
+	store.MakeBucket(t, client, "captures")
+	for _, kv := range store.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	tmp := t.TempDir()
+	socket, state, sinkDir := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state"), filepath.Join(tmp, "sink")
+	if err := os.Mkdir(sinkDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, hv, socket, state)
+	const bucket = "s3://captures/e2e"
+
+	r := rand.New(rand.NewPCG(23, 0))
+	var sinkd *daemon
+	sent := map[string][][]byte{}
+	var ids []string
+	for session := range 2 {
+		reads := 0
+		if sinkd != nil {
+			reads = strings.Count(sinkd.stderr.String(), "port map read again")
+		}
+		st := startBounded(t, socket, "--for", "1m")
+		if st.ID == "" || (session > 0 && st.ID <= ids[0]) {
+			t.Fatalf("session %d: id %q after %q", session, st.ID, ids)
+		}
+		ids = append(ids, st.ID)
+		if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "id:      "+st.ID+"\n") {
+			t.Fatalf("status shows no id:\n%s", out)
+		}
+		m, err := portmap.Load(filepath.Join(state, "portmap.json"))
+		if err != nil || len(m.Ports) != 1 || m.Ports[0].Capture != st.ID {
+			t.Fatalf("the published port map does not name capture %s: %+v %v", st.ID, m, err)
+		}
+		if session == 0 {
+			sinkd = startSinkd(t, sk, "--listen", "2001:db8:2::2", "-w", filepath.Join(sinkDir, "cap.pcapng"), "--port-map", filepath.Join(state, "portmap.json"),
+				"--upload", bucket, "--upload-endpoint", store.Endpoint(), "--upload-path-style", "--upload-sink-id", "sink-a", "--upload-retry-max", "1s")
+		} else {
+			// The sink takes the new map within a second (docs/PORTMAP.md).
+			testkit.Eventually(t, 10*time.Second, "sinkd to read the second session's map", func() bool {
+				return strings.Count(sinkd.stderr.String(), "port map read again") > reads
+			})
+		}
+		var frames [][]byte
+		for i := range 15 {
+			frames = append(frames, randomFrame(r, 60+i*31+session))
+		}
+		sendRaw(t, vm, "vm0", frames)
+		sent[st.ID] = frames
+		sinkd.waitMetric(t, "sinkd_packets_received_total", float64(15*(session+1)))
+		if out, code := dpcap(t, "stop", "--socket", socket); code != 0 {
+			t.Fatalf("dpcap stop: exit %d\n%s", code, out)
+		}
+	}
+	if code, stderr := sinkd.stop(t, syscall.SIGTERM); code != 0 || !strings.Contains(stderr, "files uploaded") {
+		t.Fatalf("sinkd: exit %d\n%s", code, stderr)
+	}
+
+	// One file holds both sessions, on two interfaces named vm-1.
+	file := filepath.Join(sinkDir, "cap.pcapng")
+	info, err := exec.Command("capinfos", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("capinfos: %v\n%s", err, info)
+	}
+	for _, id := range ids {
+		if !strings.Contains(string(info), "; dpcap capture "+id+"\n") {
+			t.Errorf("capinfos does not show capture %s:\n%s", id, info)
+		}
+	}
+	lines := tsharkFields(t, file, "-e", "frame.interface_name", "-e", "frame.interface_description")
+	if len(lines) != 30 {
+		t.Fatalf("tshark reads %d frames, want 30", len(lines))
+	}
+	for i, l := range lines {
+		if name, desc, _ := strings.Cut(l, "\t"); name != "vm-1" || !strings.HasSuffix(desc, "; dpcap capture "+ids[i/15]) {
+			t.Errorf("frame %d: interface %q, want vm-1 of capture %s", i+1, l, ids[i/15])
+		}
+	}
+	h, err := client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("captures"), Key: aws.String(onlyKey(t, listKeys(t, client, "captures")))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Metadata["dpcap-captures"]; got != ids[0]+","+ids[1] {
+		t.Errorf("the upload's dpcap-captures metadata is %q, want %s,%s", got, ids[0], ids[1])
+	}
+
+	for _, id := range ids {
+		for _, loc := range [][]string{{bucket, "--endpoint", store.Endpoint(), "--path-style"}, {sinkDir}} {
+			out := filepath.Join(tmp, "fetched-"+id+".pcapng")
+			cmd := sk.Cmd(bin("dpcap"), append(append([]string{"fetch"}, loc...), "--capture", id, "-w", out)...)
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("dpcap fetch %s --capture %s: %v\n%s", loc[0], id, err, msg)
+			}
+			equalFrames(t, readFrames(t, out), sent[id])
+		}
+	}
+	// An id no file holds matches nothing.
+	if msg, err := sk.Cmd(bin("dpcap"), "fetch", sinkDir, "--capture", "20200101-000000-000000", "-w", filepath.Join(tmp, "none.pcapng")).CombinedOutput(); err == nil || !strings.Contains(string(msg), "no packet matched") {
+		t.Errorf("fetch of an id never used: %v\n%s", err, msg)
+	}
+}
+
+// onlyKey returns the one key of keys.
+func onlyKey(t *testing.T, keys []string) string {
+	t.Helper()
+	if len(keys) != 1 {
+		t.Fatalf("%d objects, want 1: %q", len(keys), keys)
+	}
+	return keys[0]
 }

@@ -213,6 +213,15 @@ func JoinNames(port, to string) string {
 	return port + " to " + to
 }
 
+// Capture returns the capture id of m's port ("" for none): the map's
+// string, no allocation.
+func (x *Identifier) Capture(m Match) string {
+	if m.Port == 0 {
+		return ""
+	}
+	return x.ports[m.Port-1].Capture
+}
+
 // Names names a match: the port's name, and for a PF copy headed to a VF,
 // the VF's ("" when none). They are the map's strings: no allocation.
 func (x *Identifier) Names(m Match) (port, to string) {
