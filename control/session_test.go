@@ -222,3 +222,44 @@ func TestNoCeiling(t *testing.T) {
 		t.Fatalf("--for and --until: %d %v", code, err)
 	}
 }
+
+// TestCaptureIDInThePortMap: every start gets an id of its own, later ids
+// sorting after earlier ones; the port map published names it on every
+// port, and a restart keeps it.
+func TestCaptureIDInThePortMap(t *testing.T) {
+	dir := t.TempDir()
+	s := sessionServer(t, &recorder{}, dir, time.Hour, io.Discard)
+	var ids []string
+	for range 3 {
+		r := req
+		r.Replace = true
+		st, _, err := s.Start(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := IDTime(st.ID); !ok || len(ids) > 0 && st.ID <= ids[len(ids)-1] && st.ID[:15] != ids[len(ids)-1][:15] {
+			t.Fatalf("id %q after %q", st.ID, ids)
+		}
+		for _, id := range ids {
+			if id == st.ID {
+				t.Fatalf("id %s given twice", id)
+			}
+		}
+		ids = append(ids, st.ID)
+		m, err := portmap.Load(filepath.Join(dir, portMapFile))
+		if err != nil || len(m.Ports) != 3 {
+			t.Fatalf("port map: %+v %v", m, err)
+		}
+		for _, p := range append(m.Ports, st.PortMap.Ports...) {
+			if p.Capture != st.ID {
+				t.Fatalf("port %s names capture %q, want %s", p.Name, p.Capture, st.ID)
+			}
+		}
+	}
+	s.Shutdown()
+	again := sessionServer(t, &recorder{}, dir, time.Hour, io.Discard)
+	m, err := portmap.Load(filepath.Join(dir, portMapFile))
+	if err != nil || again.Status().ID != ids[2] || m.Ports[0].Capture != ids[2] {
+		t.Fatalf("after a restart: status id %q, map %+v %v, want %s", again.Status().ID, m, err, ids[2])
+	}
+}
