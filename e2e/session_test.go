@@ -305,6 +305,16 @@ func TestCaptureIDTravels(t *testing.T) {
 		sendRaw(t, vm, "vm0", frames)
 		sent[st.ID] = frames
 		sinkd.waitMetric(t, "sinkd_packets_received_total", float64(15*(session+1)))
+		// /metrics labels the map's current capture only.
+		var infos []string
+		for k := range sinkd.metrics(t) {
+			if strings.HasPrefix(k, "sinkd_port_map_capture_info") {
+				infos = append(infos, k)
+			}
+		}
+		if want := `sinkd_port_map_capture_info{capture="` + st.ID + `"}`; len(infos) != 1 || infos[0] != want {
+			t.Errorf("capture info metrics %q, want %s", infos, want)
+		}
 		if out, code := dpcap(t, "stop", "--socket", socket); code != 0 {
 			t.Fatalf("dpcap stop: exit %d\n%s", code, out)
 		}

@@ -222,6 +222,17 @@ func (x *Identifier) Capture(m Match) string {
 	return x.ports[m.Port-1].Capture
 }
 
+// Captures returns the capture ids the map names, each once.
+func (x *Identifier) Captures() []string {
+	var ids []string
+	for _, p := range x.ports {
+		if p.Capture != "" && !slices.Contains(ids, p.Capture) {
+			ids = append(ids, p.Capture)
+		}
+	}
+	return ids
+}
+
 // Names names a match: the port's name, and for a PF copy headed to a VF,
 // the VF's ("" when none). They are the map's strings: no allocation.
 func (x *Identifier) Names(m Match) (port, to string) {
