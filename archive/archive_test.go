@@ -22,7 +22,7 @@ func TestMetaHeaders(t *testing.T) {
 		file      string
 	}{
 		{"plain", Meta{Sink: "sink-a", Host: "host a", File: "/var/lib/dpcap/cap.pcapng3", Format: "pcapng", First: first, Last: first.Add(time.Minute),
-			Packets: 7, Bytes: 4096, Sources: []string{"vm-1", "pf0", "vm,2 ü"}, Captures: []string{"20261207-213045-3fa9c2", "20261207-213112-00aa01"}}, false, "/var/lib/dpcap/cap.pcapng3"},
+			Packets: 7, Bytes: 4096, Sources: []string{"vm-1", "pf0", "vm,2 ü"}, Captures: []string{"20261207-213045.123-3fa9c2", "20261207-213112-00aa01"}}, false, "/var/lib/dpcap/cap.pcapng3"},
 		{"huge", Meta{Sink: "sink-a", Host: strings.Repeat("h", 300), File: long, Format: "pcapng", First: first, Last: first,
 			Sources: many, Captures: many}, true, ".../cap.pcapng3"},
 	} {
@@ -64,7 +64,7 @@ func TestMetaHeaders(t *testing.T) {
 					t.Errorf("capture %q read back as %q", id, m.Captures)
 				}
 			}
-			if m.HasCapture("20200101-000000-000000") != tc.truncated {
+			if m.HasCapture("20200101-000000.000-000000") != tc.truncated {
 				t.Errorf("captures %q hold an id never listed", m.Captures)
 			}
 		})

@@ -41,6 +41,7 @@ type Server struct {
 	tags    flowprog.TagTable // the ports' tags for good, as in tagsFile
 	timer   *time.Timer       // fires at the active capture's deadline
 	closed  bool              // Shutdown ran: the backend is released
+	lastID  string            // the last capture id given (nextID)
 }
 
 // Config is what a Server is given beyond its backend.
@@ -79,6 +80,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 	}
 	s := &Server{backend: backend, stateDir: stateDir, env: env, maxDuration: cfg.MaxDuration, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
+	s.lastID = sv.ID
 	stopAsked := false // a dataplane was asked to stop at start-up
 	switch {
 	case err != nil:
@@ -404,7 +406,7 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	}
 	r.Replace = false
 	now := time.Now().UTC()
-	sv := &saved{Request: r, Started: now, ID: NewID(now), Deadline: deadline.UTC()}
+	sv := &saved{Request: r, Started: now, ID: s.nextID(now), Deadline: deadline.UTC()}
 	if err := s.save(sv, p); err != nil {
 		_ = s.backend.Clear()
 		if old == nil {

@@ -22,9 +22,9 @@ const (
 // ended as after dpcap stop, once it captures nothing).
 const retryDeadline = 10 * time.Second
 
-// NewID returns a capture id: the start's UTC time to the second, then 24
-// random bits (20261207-213045-3fa9c2). Ids sort by start time, and two
-// starts in one second differ but by chance one in 16 million.
+// NewID returns a capture id: the start's UTC time to the millisecond,
+// then 24 random bits (20261207-213045.123-3fa9c2). Ids sort by start
+// time; the server makes each sort after the one before (nextID).
 func NewID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
@@ -42,7 +42,20 @@ func IDTime(id string) (t time.Time, ok bool) {
 }
 
 // idLayout is the time at the head of a capture id.
-const idLayout = "20060102-150405"
+const idLayout = "20060102-150405.000"
+
+// nextID returns an id for a capture started at now that sorts after
+// every id this server gave: starts within a millisecond get the next one.
+// Called with s.mu held.
+func (s *Server) nextID(now time.Time) string {
+	id := NewID(now)
+	for id <= s.lastID {
+		now = now.Add(time.Millisecond)
+		id = NewID(now)
+	}
+	s.lastID = id
+	return id
+}
 
 // deadlineOf says when a capture r asks for stops, by the daemon's
 // ceiling: zero for never. A request for more than the ceiling, or for no

@@ -20,7 +20,6 @@ import (
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/control/dpservice/dpservicetest"
-	"github.com/dpcap/dpcap/internal/s3test"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -246,20 +245,7 @@ func TestCaptureIDTravels(t *testing.T) {
 	vm.Run(t, "ip", "link", "set", "vm0", "up")
 	hv.Run(t, "ip", "link", "set", "tap-vm1", "up")
 	testkit.Link(t, hv, sk, 1600, 2)
-	store := s3test.Start(t, s3test.Options{
-		Command: func(name string, args ...string) *exec.Cmd {
-			cmd := sk.Cmd(name, args...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{}
-			return cmd
-		},
-		Dial: sk.Dial,
-	})
-	client := store.Client(t)
-	store.MakeBucket(t, client, "captures")
-	for _, kv := range store.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	store, client := storeIn(t, sk)
 	tmp := t.TempDir()
 	socket, state, sinkDir := filepath.Join(tmp, "dpcap.sock"), filepath.Join(tmp, "state"), filepath.Join(tmp, "sink")
 	if err := os.Mkdir(sinkDir, 0o755); err != nil {
@@ -362,7 +348,7 @@ func TestCaptureIDTravels(t *testing.T) {
 		}
 	}
 	// An id no file holds matches nothing.
-	if msg, err := sk.Cmd(bin("dpcap"), "fetch", sinkDir, "--capture", "20200101-000000-000000", "-w", filepath.Join(tmp, "none.pcapng")).CombinedOutput(); err == nil || !strings.Contains(string(msg), "no packet matched") {
+	if msg, err := sk.Cmd(bin("dpcap"), "fetch", sinkDir, "--capture", "20200101-000000.000-000000", "-w", filepath.Join(tmp, "none.pcapng")).CombinedOutput(); err == nil || !strings.Contains(string(msg), "no packet matched") {
 		t.Errorf("fetch of an id never used: %v\n%s", err, msg)
 	}
 }

@@ -288,7 +288,7 @@ func TestCaptureInDescription(t *testing.T) {
 		desc string
 		id   string
 	}{
-		{Interface{Description: "nic envelopes from 2001:db8::10", Capture: "20261207-213045-3fa9c2"}, "nic envelopes from 2001:db8::10; dpcap capture 20261207-213045-3fa9c2", "20261207-213045-3fa9c2"},
+		{Interface{Description: "nic envelopes from 2001:db8::10", Capture: "20261207-213045.123-3fa9c2"}, "nic envelopes from 2001:db8::10; dpcap capture 20261207-213045.123-3fa9c2", "20261207-213045.123-3fa9c2"},
 		{Interface{Capture: "x"}, "dpcap capture x", "x"},
 		{Interface{Description: "nic envelopes"}, "nic envelopes", ""},
 		{Interface{Description: "not a dpcap capture here"}, "not a dpcap capture here", ""},
