@@ -99,8 +99,8 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 			}
 			break
 		}
-		if err == nil {
-			s.boundLocked(&sv, p)
+		if err == nil && sv.StopRefused.IsZero() {
+			s.boundLocked(&sv)
 		}
 		if d, isDP := backend.(Dataplane); isDP && err == nil {
 			s.active, s.program = &sv, p
@@ -120,7 +120,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 			logger.Error("capture not restored", "err", err)
 		} else {
 			s.active, s.program = &sv, p
-			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
+			logger.Info("capture restored", "id", sv.ID, "ports", strings.Join(p.Config.Ports(), ","), "deadline", deadlineText(sv.Deadline))
 			// The map on disk may be older than the table's tags.
 			if err := s.writePortMap(p, sv.ID); err != nil {
 				logger.Error("publishing the port map", "err", err)
@@ -143,7 +143,7 @@ func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error
 
 // boundLocked bounds a saved capture by the ceiling from now on: one saved
 // unbounded (or before deadlines were) or beyond a ceiling lowered since.
-func (s *Server) boundLocked(sv *saved, p *flowprog.Program) {
+func (s *Server) boundLocked(sv *saved) {
 	if s.maxDuration <= 0 {
 		return
 	}
@@ -153,7 +153,7 @@ func (s *Server) boundLocked(sv *saved, p *flowprog.Program) {
 	}
 	sv.Deadline = limit
 	s.logger.Warn("the saved capture is bounded by --max-duration", "id", sv.ID, "deadline", limit.Format(time.RFC3339))
-	if err := s.save(sv, p); err != nil {
+	if err := writeState(s.stateDir, sv); err != nil {
 		s.logger.Error("saving the capture's deadline", "err", err)
 	}
 }

@@ -106,6 +106,11 @@ func TestBoundedCaptureStopsItself(t *testing.T) {
 	if out, _ := dpcap(t, "status", "--socket", socket); !strings.Contains(out, "capture: NOT ACTIVE") {
 		t.Fatalf("status after the deadline:\n%s", out)
 	}
+	if at := stoppedAt(t, serve.stderr.String()); at.Before(st.Deadline.Truncate(time.Millisecond)) { // logged to the millisecond
+		t.Fatalf("stopped at %v, before the deadline %v", at, st.Deadline)
+	} else {
+		t.Logf("stopped %v after the deadline", at.Sub(st.Deadline))
+	}
 	if n := tcxPrograms(t, hv, "tap-vm1"); n != 0 {
 		t.Fatalf("%d programs left on tap-vm1 after the deadline", n)
 	}
@@ -153,6 +158,22 @@ func TestBoundedCaptureStopsItself(t *testing.T) {
 	if after := sinkd.waitStable(t, "sinkd_packets_received_total"); after != before {
 		t.Errorf("%v copies reached the sink after the start-up stop", after-before)
 	}
+}
+
+// stoppedAt returns the time of dpcap serve's first "capture stopped" line.
+func stoppedAt(t *testing.T, log string) time.Time {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if f := strings.Fields(line); strings.Contains(line, `msg="capture stopped"`) && strings.HasPrefix(f[0], "time=") {
+			at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return at
+		}
+	}
+	t.Fatalf("no capture stopped line in:\n%s", log)
+	return time.Time{}
 }
 
 // stopLines returns dpcap serve's "capture stopped" lines, without their

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +301,42 @@ func TestCaptureInDescription(t *testing.T) {
 		if got := CaptureOf(tt.desc); got != tt.id {
 			t.Errorf("CaptureOf(%q) = %q, want %q", tt.desc, got, tt.id)
 		}
+	}
+}
+
+// TestClosedFilesNameTheirCaptures: a file closed says the capture ids of
+// its sources with packets, once each; pcap files of --split-by too,
+// whose sidecar is all that tells a pcap file's capture.
+func TestClosedFilesNameTheirCaptures(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	var closed []string
+	record := func(f ClosedFile) { closed = append(closed, strings.Join(f.Captures, "|")) }
+
+	r, err := Open(Options{Path: filepath.Join(dir, "one.pcapng"), Format: FormatPcapng, LinkType: layers.LinkTypeEthernet, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.OnClose(record)
+	for i, ifc := range []Interface{{Name: "vm-1", Capture: "a"}, {Name: "vm-1", Capture: "b"}, {Name: "vm-2"}, {Name: "vm-3", Capture: "a"}, {Name: "vm-4", Capture: "c"}} {
+		n := r.AddInterface(ifc)
+		if i < 4 { // vm-4 has no packet
+			r.WritePacket(n, time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
+		}
+	}
+	r.Close()
+
+	s, err := NewSplit(Options{Path: filepath.Join(dir, "out.pcap"), LinkType: layers.LinkTypeEthernet, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.OnClose(record)
+	for i, ifc := range []Interface{{Name: "vm-1", Capture: "a"}, {Name: "vm-1", Capture: "b"}, {Name: "vm-2"}} {
+		s.WritePacket(s.AddInterface(ifc), time.Unix(int64(i), 0), numberedFrame(i, 100), 100)
+	}
+	s.Close()
+	// The split's files close in the order their sources came.
+	if want := []string{"a|b", "a", "b", ""}; !slices.Equal(closed, want) {
+		t.Errorf("closed files name captures %q, want %q", closed, want)
 	}
 }
