@@ -27,9 +27,9 @@ const (
 	liveAddr    = "[2001:db8:1::2]:9311"
 )
 
-// liveSink is sinkd in namespace sk with --live, envelopes coming from hv
+// liveServer is sinkd in namespace sk with --live, envelopes coming from hv
 // over link 1, dp-service's port map.
-type liveSink struct {
+type liveServer struct {
 	hv, sk *testkit.NetNS
 	d      *daemon
 	out    string // the pcapng file
@@ -37,11 +37,11 @@ type liveSink struct {
 	base   string // the live endpoint's URL
 }
 
-// startLiveSink starts sinkd with --live on liveAddr, with TLS and tokens,
+// startLiveServer starts sinkd with --live on liveAddr, with TLS and tokens,
 // or on [::1]:9311 with neither when plain is set; more are more flags.
-func startLiveSink(t *testing.T, plain bool, more ...string) *liveSink {
+func startLiveServer(t *testing.T, plain bool, more ...string) *liveServer {
 	t.Helper()
-	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(t.TempDir(), "cap.pcapng")}
+	l := &liveServer{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(t.TempDir(), "cap.pcapng")}
 	testkit.Link(t, l.hv, l.sk, 1600, 1)
 	args := []string{"--port-map", publishedMap(t), "-w", l.out}
 	if plain {
@@ -69,7 +69,7 @@ type curl struct {
 }
 
 // curlArgs are curl's arguments for path of l's endpoint with token.
-func (l *liveSink) curlArgs(path, token string, more ...string) []string {
+func (l *liveServer) curlArgs(path, token string, more ...string) []string {
 	args := []string{"-sN", "-g"}
 	if l.certs.CA != "" {
 		args = append(args, "--cacert", l.certs.CA)
@@ -83,7 +83,7 @@ func (l *liveSink) curlArgs(path, token string, more ...string) []string {
 // startCurl starts a viewer from ns whose body goes to a file; with
 // tshark, through 'tee FILE | tshark -r -', whose frame count
 // tsharkCount then returns.
-func (l *liveSink) startCurl(t *testing.T, ns *testkit.NetNS, path, token string, tshark bool) *curl {
+func (l *liveServer) startCurl(t *testing.T, ns *testkit.NetNS, path, token string, tshark bool) *curl {
 	t.Helper()
 	c := &curl{file: filepath.Join(t.TempDir(), "live"), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	if tshark {
@@ -209,7 +209,7 @@ func samePackets(t *testing.T, what string, got, want []packet, snap int, pcap b
 // the files' interface names and timestamps and final statistics; pcap
 // with an expression and a snap length applied on the sink.
 func TestLiveTLS(t *testing.T) {
-	l := startLiveSink(t, false)
+	l := startLiveServer(t, false)
 	ng := l.startCurl(t, l.hv, "/v1/stream?port=vm-1", liveNOC, true)
 	pc := l.startCurl(t, l.hv, "/v1/stream?port=vm-2&format=pcap&snaplen=60&filter=tcp", liveNOC, true)
 	l.d.waitMetric(t, "sinkd_live_viewers", 2)
@@ -264,7 +264,7 @@ func TestLiveTLS(t *testing.T) {
 // capture; tenant-2's token gets 403 for vm-1 and, asking for every port,
 // sees vm-2's frames and never vm-1's.
 func TestLiveTokens(t *testing.T) {
-	l := startLiveSink(t, false)
+	l := startLiveServer(t, false)
 	refused := []struct {
 		path, token string
 		status      int
@@ -309,7 +309,7 @@ func TestLiveTokens(t *testing.T) {
 // are counted in /metrics and, once it runs again, in its stream's
 // statistics.
 func TestLiveStalledViewer(t *testing.T) {
-	l := startLiveSink(t, true, "--live-queue", "2m", "--live-write-timeout", "5m")
+	l := startLiveServer(t, true, "--live-queue", "2m", "--live-write-timeout", "5m")
 	var viewers []*curl
 	for range 3 {
 		viewers = append(viewers, l.startCurl(t, l.sk, "/v1/stream?port=vm-1", "", false))
@@ -368,7 +368,7 @@ func TestLiveStalledViewer(t *testing.T) {
 // before their request is whole, leave sinkd with the descriptors and
 // goroutines it had.
 func TestLiveConnectCycles(t *testing.T) {
-	l := startLiveSink(t, true)
+	l := startLiveServer(t, true)
 	pid := l.d.cmd.Process.Pid
 	cycle := func(i int) {
 		l.sk.Do(t, func() {
