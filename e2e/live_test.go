@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -436,4 +437,114 @@ func TestLiveExposure(t *testing.T) {
 	if names := testkit.DirNames(t, dir); len(names) != 0 {
 		t.Errorf("files made: %v", names)
 	}
+}
+
+// TestLiveFilesUnchanged: the files sinkd writes are byte for byte the
+// same with viewers as without, and the viewers get their frames. sinkd
+// converts envelopes from its standard input, which holds the second half
+// back until the viewers are connected.
+func TestLiveFilesUnchanged(t *testing.T) {
+	one, err := os.ReadFile("../testdata/envelopes/nic-ether.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its records again and again, 3 MiB: sinkd -r reads its input a MiB
+	// at a time.
+	in := bytes.Clone(one)
+	for len(in) < 3<<20 {
+		in = append(in, one[24:]...)
+	}
+	for _, format := range []string{"pcap", "pcapng"} {
+		var files [2][]byte
+		for i, viewers := range []int{0, 2} {
+			ns := testkit.NewNetNS(t)
+			out := filepath.Join(t.TempDir(), "cap."+format)
+			l := &liveServer{sk: ns, base: "http://[::1]:9311", out: out}
+			cmd := ns.Cmd(bin("sinkd"), "-r", "-", "-F", format, "-w", out, "--metrics-addr", defaultMetricsAddr, "--live", "[::1]:9311")
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stderr := &syncBuffer{}
+			cmd.Stderr = stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			half := len(in) / 2
+			if _, err := stdin.Write(in[:half]); err != nil {
+				t.Fatal(err)
+			}
+			var curls []*curl
+			if viewers > 0 {
+				curls = append(curls, l.startCurl(t, ns, "/v1/stream", "", false), l.startCurl(t, ns, "/v1/stream?format=pcap", "", false))
+				d := &daemon{ns: ns, metricsAddr: defaultMetricsAddr, stderr: stderr}
+				testkit.Eventually(t, 10*time.Second, "sinkd's /metrics", func() bool { code, _ := d.get(t, "/metrics"); return code == 200 })
+				d.waitMetric(t, "sinkd_live_viewers", float64(viewers))
+			}
+			stdin.Write(in[half:])
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("sinkd: %v\n%s", err, stderr)
+			}
+			for _, c := range curls {
+				c.wait(t)
+			}
+			if files[i], err = os.ReadFile(out); err != nil {
+				t.Fatal(err)
+			}
+			if viewers == 0 {
+				continue
+			}
+			// The viewers came as sinkd waited for the second half: they
+			// get the file's frames from then on.
+			file, ng, pc := readPackets(t, out), readPackets(t, curls[0].file), readPackets(t, curls[1].file)
+			if len(ng) < len(file)/3 || len(pc) != len(ng) {
+				t.Fatalf("%d frames in the file, %d and %d to the viewers", len(file), len(ng), len(pc))
+			}
+			if format == "pcap" { // a pcap file names no interface
+				for j := range ng {
+					ng[j].iface = ""
+				}
+			}
+			samePackets(t, format+" file, pcapng viewer", ng, file[len(file)-len(ng):], 0, false)
+			samePackets(t, format+" file, pcap viewer", pc, file[len(file)-len(pc):], 0, true)
+		}
+		if format == "pcapng" {
+			files[0], files[1] = withoutClock(t, files[0]), withoutClock(t, files[1])
+		}
+		if !bytes.Equal(files[0], files[1]) {
+			t.Errorf("%s: the file with viewers (%d bytes) differs from the one without (%d bytes)", format, len(files[1]), len(files[0]))
+		}
+	}
+}
+
+// withoutClock returns a little-endian pcapng file with the times of its
+// statistics blocks zeroed: they are the clock's when the file closed, which
+// two runs never share.
+func withoutClock(t *testing.T, b []byte) []byte {
+	t.Helper()
+	b = bytes.Clone(b)
+	le := binary.LittleEndian
+	for off := 0; off < len(b); {
+		typ, size := le.Uint32(b[off:]), int(le.Uint32(b[off+4:]))
+		if size < 12 || off+size > len(b) {
+			t.Fatalf("pcapng: bad block at %d", off)
+		}
+		if typ == 5 { // interface statistics: timestamp, then options
+			clear(b[off+12 : off+20])
+			for o := off + 20; o+4 <= off+size-4; {
+				code, l := le.Uint16(b[o:]), int(le.Uint16(b[o+2:]))
+				if code == 0 {
+					break
+				}
+				if code == 2 || code == 3 { // isb_starttime, isb_endtime
+					clear(b[o+4 : o+4+l])
+				}
+				o += 4 + (l+3)&^3
+			}
+		}
+		off += size
+	}
+	return b
 }
