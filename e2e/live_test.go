@@ -437,6 +437,22 @@ func TestLiveExposure(t *testing.T) {
 	if names := testkit.DirNames(t, dir); len(names) != 0 {
 		t.Errorf("files made: %v", names)
 	}
+
+	// An address in use: a start error, in one line.
+	ns := testkit.NewNetNS(t)
+	ns.Do(t, func() {
+		ln, err := net.Listen("tcp", "[::1]:9311")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer ln.Close()
+		out, err := exec.Command(bin("sinkd"), "-w", filepath.Join(dir, "y.pcap"), "--metrics-addr", "", "--live", "[::1]:9311").CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || string(out) != "sinkd: --live [::1]:9311: listen tcp [::1]:9311: bind: address already in use\n" {
+			t.Errorf("--live on an address in use: %v: %q", err, out)
+		}
+	})
 }
 
 // TestLiveFilesUnchanged: the files sinkd writes are byte for byte the
