@@ -564,3 +564,48 @@ func withoutClock(t *testing.T, b []byte) []byte {
 	}
 	return b
 }
+
+// TestLiveWorkers: with --workers 2, a viewer gets every worker's frames,
+// each worker's in the order its files have them (a flow stays on one
+// worker: its frames come in order).
+func TestLiveWorkers(t *testing.T) {
+	l := startLiveServer(t, true, "--workers", "2")
+	v := l.startCurl(t, l.sk, "/v1/stream", "", false)
+	l.d.waitMetric(t, "sinkd_live_viewers", 1)
+	const flows, per, loops = 64, 40, 2
+	sender := l.hv.Cmd(bin("dpcap"), "replay", "--sink", "[2001:db8:1::2]:3010", "--loop", strconv.Itoa(loops), "--pps", "10000",
+		testkit.WritePcap(t, flowFrames(t, flows, per)))
+	if out, err := sender.CombinedOutput(); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	written := l.d.waitStable(t, "sinkd_packets_written_total")
+	if code, stderr := l.d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	v.wait(t)
+	got := readPackets(t, v.file)
+	if len(got) != int(written) {
+		t.Fatalf("the viewer got %d frames, sinkd wrote %v", len(got), written)
+	}
+	// Each frame's worker, by its bytes: a flow's frames go to one worker.
+	worker := map[string]int{}
+	var files [2][]packet
+	for w := range files {
+		files[w] = readPackets(t, strings.TrimSuffix(l.out, ".pcapng")+fmt.Sprintf("-w%d.pcapng", w))
+		for _, p := range files[w] {
+			worker[string(p.data)] = w
+		}
+		if len(files[w]) == 0 {
+			t.Fatalf("worker %d wrote nothing", w)
+		}
+	}
+	for w := range files {
+		var mine []packet
+		for _, p := range got {
+			if worker[string(p.data)] == w {
+				mine = append(mine, p)
+			}
+		}
+		samePackets(t, fmt.Sprintf("worker %d's frames", w), mine, files[w], 0, false)
+	}
+}
