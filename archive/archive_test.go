@@ -22,9 +22,9 @@ func TestMetaHeaders(t *testing.T) {
 		file      string
 	}{
 		{"plain", Meta{Sink: "sink-a", Host: "host a", File: "/var/lib/dpcap/cap.pcapng3", Format: "pcapng", First: first, Last: first.Add(time.Minute),
-			Packets: 7, Bytes: 4096, Sources: []string{"vm-1", "pf0", "vm,2 ü"}}, false, "/var/lib/dpcap/cap.pcapng3"},
+			Packets: 7, Bytes: 4096, Sources: []string{"vm-1", "pf0", "vm,2 ü"}, Captures: []string{"20261207-213045.123-3fa9c2", "20261207-213112-00aa01"}}, false, "/var/lib/dpcap/cap.pcapng3"},
 		{"huge", Meta{Sink: "sink-a", Host: strings.Repeat("h", 300), File: long, Format: "pcapng", First: first, Last: first,
-			Sources: many}, true, ".../cap.pcapng3"},
+			Sources: many, Captures: many}, true, ".../cap.pcapng3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.m.Headers()
@@ -56,6 +56,16 @@ func TestMetaHeaders(t *testing.T) {
 				if s != tc.m.Sources[i] {
 					t.Errorf("source %d: %q, want %q", i, s, tc.m.Sources[i])
 				}
+			}
+			// Captures that do not fit, or are no ids, are "any": such a
+			// file is read for every capture.
+			for _, id := range tc.m.Captures {
+				if !m.HasCapture(id) {
+					t.Errorf("capture %q read back as %q", id, m.Captures)
+				}
+			}
+			if m.HasCapture("20200101-000000.000-000000") != tc.truncated {
+				t.Errorf("captures %q hold an id never listed", m.Captures)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ type Meta struct {
 	// SourcesTruncated says Sources lists only some of them: S3 allows
 	// 2 KiB of metadata.
 	SourcesTruncated bool `json:"sources_truncated,omitempty"`
+	// Captures are the ids of the dpcap captures whose copies the file
+	// holds (the port map's, in pcapng interface descriptions), each
+	// once; dpcap fetch --capture reads only files that list its id.
+	Captures []string `json:"captures,omitempty"`
 }
 
 // The metadata names, without S3's x-amz-meta- prefix.
@@ -42,6 +47,7 @@ const (
 	metaBytes     = "dpcap-bytes"
 	metaSources   = "dpcap-sources"
 	metaTruncated = "dpcap-sources-truncated"
+	metaCaptures  = "dpcap-captures"
 )
 
 // MetaLimit is S3's bound on an object's user metadata: the bytes of every
@@ -75,6 +81,10 @@ func (m Meta) Headers() map[string]string {
 		// A path this long is for people: its end says most.
 		h[metaFile] = cut(escape(".../"+path.Base(m.File)), fileBudget)
 	}
+	if c := capturesHeader(m.Captures); c != "" {
+		// Before the sources: fetch --capture trusts a file's list.
+		h[metaCaptures] = c
+	}
 	budget := MetaLimit - len(metaPrefix+metaSources) - len(metaPrefix+metaTruncated+"true")
 	for k, v := range h {
 		budget -= len(metaPrefix) + len(k) + len(v)
@@ -97,6 +107,26 @@ func (m Meta) Headers() map[string]string {
 		h[metaTruncated] = "true"
 	}
 	return h
+}
+
+// captureBudget bounds the capture ids' header: a file holds the copies
+// of a capture or two (one started after another while the file was
+// open); past the budget, the header says "*", any capture, and fetch
+// reads the file.
+const captureBudget = 256
+
+func capturesHeader(ids []string) string {
+	v := strings.Join(ids, ",")
+	if len(v) > captureBudget || strings.ContainsFunc(v, func(r rune) bool { return r == '*' || r > 0x7e || r < 0x21 }) {
+		return "*"
+	}
+	return v
+}
+
+// HasCapture tells whether the file may hold copies of capture id: it
+// lists the id, or more captures than its metadata could list.
+func (m Meta) HasCapture(id string) bool {
+	return slices.Contains(m.Captures, id) || slices.Contains(m.Captures, "*")
 }
 
 // cut shortens a percent-encoded value to at most n bytes, never inside an
@@ -145,6 +175,9 @@ func ParseMeta(h map[string]string) (Meta, error) {
 	}
 	if m.Bytes, err = strconv.ParseUint(get(metaBytes), 10, 64); err != nil {
 		return m, fmt.Errorf("metadata %s: %w", metaBytes, err)
+	}
+	if c := get(metaCaptures); c != "" {
+		m.Captures = strings.Split(c, ",")
 	}
 	if s := get(metaSources); s != "" {
 		for _, e := range strings.Split(s, ",") {

@@ -26,6 +26,12 @@ type StartRequest struct {
 	Filter string `json:"filter,omitempty"`
 	// Replace stops an active capture first instead of refusing.
 	Replace bool `json:"replace,omitempty"`
+	// For bounds the capture's length: a Go duration ("3s", "2m"); "0s"
+	// asks for no bound. Until is the deadline itself. Without either, the
+	// daemon's ceiling (Config.MaxDuration) bounds the capture, if it has
+	// one. Either way the daemon stops the capture at the deadline.
+	For   string    `json:"for,omitempty"`
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Program is the NIC program a request asks for, with the envelope's
@@ -94,7 +100,17 @@ type Status struct {
 	RouterMAC  string       `json:"router_mac,omitempty"`
 	PFMAC      string       `json:"pf_mac,omitempty"`
 	Request    StartRequest `json:"request,omitzero"`
-	Ports      []PortStatus `json:"ports,omitempty"`
+	// ID names the capture: it is in the port map, the files and the
+	// uploads of its packets (dpcap fetch --capture).
+	ID string `json:"id,omitempty"`
+	// Deadline is when the daemon stops the capture (zero: never), and
+	// TimeLeft how long until then, to the second ("2m58s").
+	Deadline time.Time `json:"deadline,omitzero"`
+	TimeLeft string    `json:"time_left,omitempty"`
+	// MaxDuration is the daemon's ceiling on a capture's length
+	// (dpcap serve --max-duration); empty when it has none.
+	MaxDuration string       `json:"max_duration,omitempty"`
+	Ports       []PortStatus `json:"ports,omitempty"`
 	// PortMap is the tag map sinkd reads with --port-map; PortMapFile is
 	// where the daemon publishes it.
 	PortMap     portmap.Map `json:"port_map,omitzero"`

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,10 +26,11 @@ import (
 
 // Server holds the active capture and serves the API.
 type Server struct {
-	backend  Backend
-	stateDir string
-	logger   *slog.Logger
-	env      Envelope
+	backend     Backend
+	stateDir    string
+	logger      *slog.Logger
+	env         Envelope
+	maxDuration time.Duration
 
 	limits apiLimits
 
@@ -37,14 +39,33 @@ type Server struct {
 	program *flowprog.Program
 	problem string
 	tags    flowprog.TagTable // the ports' tags for good, as in tagsFile
+	timer   *time.Timer       // fires at the active capture's deadline
+	closed  bool              // Shutdown ran: the backend is released
+	lastID  string            // the last capture id given (nextID)
 }
 
-// NewServer returns a server over backend, keeping its state in stateDir.
-// A capture saved there by an earlier run is applied again; if that fails,
-// Status says why, and Stop clears it. The server owns backend from here:
-// Shutdown, or a failed NewServer, releases it. PF0's MAC in env is the
-// one a PFMACSource reads, where the backend is one.
-func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelope, logger *slog.Logger) (*Server, error) {
+// Config is what a Server is given beyond its backend.
+type Config struct {
+	// StateDir is where the capture, the port map and the tags are kept.
+	StateDir string
+	// Envelope is what the envelopes carry; PF0's MAC in it is the one a
+	// PFMACSource reads, where the backend is one.
+	Envelope Envelope
+	// MaxDuration is the ceiling on a capture's length: a start asking
+	// for more, or for no bound, is refused, and one asking for nothing
+	// is bounded by it. Zero: no ceiling.
+	MaxDuration time.Duration
+	Logger      *slog.Logger
+}
+
+// NewServer returns a server over backend, keeping its state in
+// cfg.StateDir. A capture saved there by an earlier run is stopped if its
+// deadline has passed, before anything else, else applied again (bounded
+// by the ceiling); if that fails, Status says why, and Stop clears it. The
+// server owns backend from here: Shutdown, or a failed NewServer, releases
+// it.
+func NewServer(ctx context.Context, backend Backend, cfg Config) (*Server, error) {
+	stateDir, env, logger := cfg.StateDir, cfg.Envelope, cfg.Logger
 	if err := os.MkdirAll(stateDir, 0o750); err != nil {
 		closeBackend(backend)
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -57,8 +78,10 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 	if src, ok := backend.(PFMACSource); ok {
 		env.PFMAC = src.PFMAC()
 	}
-	s := &Server{backend: backend, stateDir: stateDir, env: env, logger: logger, limits: defaultLimits, tags: tags}
+	s := &Server{backend: backend, stateDir: stateDir, env: env, maxDuration: cfg.MaxDuration, logger: logger, limits: defaultLimits, tags: tags}
 	sv, ok, err := loadSaved(stateDir)
+	s.lastID = sv.ID
+	stopAsked := false // a dataplane was asked to stop at start-up
 	switch {
 	case err != nil:
 		s.problem = fmt.Sprintf("the saved capture cannot be read: %v", err)
@@ -66,6 +89,18 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 		p, err := s.build(sv.Request)
 		if err == nil {
 			err = s.keepTags(p) // new to a capture saved before tags were kept
+		}
+		if err == nil && !sv.Deadline.IsZero() && !time.Now().Before(sv.Deadline) {
+			// Down past the deadline: the capture ends, never applied
+			// again. A dataplane's runs there still: its stop is asked.
+			s.active, s.program, stopAsked = &sv, p, true
+			if err := s.stopLocked(byDeadline); err != nil {
+				logger.Error("the capture's deadline has passed but it could not be stopped", "by", byDeadline, "id", sv.ID, "err", err)
+			}
+			break
+		}
+		if err == nil {
+			s.boundLocked(&sv, p)
 		}
 		if d, isDP := backend.(Dataplane); isDP && err == nil {
 			s.active, s.program = &sv, p
@@ -87,18 +122,40 @@ func NewServer(ctx context.Context, backend Backend, stateDir string, env Envelo
 			s.active, s.program = &sv, p
 			logger.Info("capture restored", "ports", strings.Join(p.Config.Ports(), ","))
 			// The map on disk may be older than the table's tags.
-			if err := s.writePortMap(p); err != nil {
+			if err := s.writePortMap(p, sv.ID); err != nil {
 				logger.Error("publishing the port map", "err", err)
 			}
 		}
 	}
 	if d, ok := backend.(Dataplane); ok {
 		go d.Watch(ctx, s.republish)
-		if s.active != nil && !s.active.StopRefused.IsZero() {
+		if s.active != nil && !s.active.StopRefused.IsZero() && !stopAsked {
 			go s.retryStop()
 		}
 	}
+	if s.active != nil && s.active.StopRefused.IsZero() {
+		s.mu.Lock()
+		s.armLocked(0)
+		s.mu.Unlock()
+	}
 	return s, nil
+}
+
+// boundLocked bounds a saved capture by the ceiling from now on: one saved
+// unbounded (or before deadlines were) or beyond a ceiling lowered since.
+func (s *Server) boundLocked(sv *saved, p *flowprog.Program) {
+	if s.maxDuration <= 0 {
+		return
+	}
+	limit := time.Now().UTC().Add(s.maxDuration)
+	if !sv.Deadline.IsZero() && !sv.Deadline.After(limit) {
+		return
+	}
+	sv.Deadline = limit
+	s.logger.Warn("the saved capture is bounded by --max-duration", "id", sv.ID, "deadline", limit.Format(time.RFC3339))
+	if err := s.save(sv, p); err != nil {
+		s.logger.Error("saving the capture's deadline", "err", err)
+	}
 }
 
 // retryStop asks the dataplane again to stop a capture whose stop it
@@ -109,11 +166,9 @@ func (s *Server) retryStop() {
 	if s.active == nil || s.active.StopRefused.IsZero() {
 		return
 	}
-	if err := s.clearLocked(); err != nil {
+	if err := s.stopLocked(cmp.Or(s.active.StoppedBy, byStop)); err != nil {
 		s.logger.Warn("the capture's stop is refused still", "err", err)
-		return
 	}
-	s.logger.Info("capture stopped")
 }
 
 // reapply applies a capture that was running before: a saved one at start,
@@ -140,28 +195,34 @@ func (s *Server) republish() {
 		return
 	}
 	if !s.active.StopRefused.IsZero() && s.dataplaneStopped() {
+		id := s.active.ID
 		if err := s.forgetLocked(); err != nil {
 			s.logger.Error("removing the stopped capture's state", "err", err)
 		}
-		s.logger.Info("capture stopped: the dataplane captures nothing now")
+		s.logger.Info("capture stopped: the dataplane captures nothing now", "id", id)
 		return
 	}
-	if err := s.writePortMap(s.program); err != nil {
+	if err := s.writePortMap(s.program, s.active.ID); err != nil {
 		s.logger.Error("publishing the port map", "err", err)
 	}
 }
 
 // portMap is what identifies the captured ports' copies: the program's
-// tags, or what the dataplane knows.
-func (s *Server) portMap(p *flowprog.Program) portmap.Map {
+// tags, or what the dataplane knows; each port names the capture id.
+func (s *Server) portMap(p *flowprog.Program, id string) portmap.Map {
+	m := p.Tags
 	if d, ok := s.backend.(Dataplane); ok {
-		return d.PortMap(p)
+		m = d.PortMap(p)
 	}
-	return p.Tags
+	m.Ports = slices.Clone(m.Ports) // the program's own stay as built
+	for i := range m.Ports {
+		m.Ports[i].Capture = id
+	}
+	return m
 }
 
-func (s *Server) writePortMap(p *flowprog.Program) error {
-	m, err := json.MarshalIndent(s.portMap(p), "", "  ")
+func (s *Server) writePortMap(p *flowprog.Program, id string) error {
+	m, err := json.MarshalIndent(s.portMap(p, id), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -305,6 +366,10 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 	if err != nil {
 		return Status{}, http.StatusBadRequest, err
 	}
+	deadline, code, err := s.deadlineOf(r, time.Now())
+	if err != nil {
+		return Status{}, code, err
+	}
 	if s.active != nil && !r.Replace {
 		return Status{}, http.StatusConflict, fmt.Errorf("capture is active on %s since %s: stop it first, or start with --replace",
 			strings.Join(s.program.Config.Ports(), ", "), s.active.Started.Format(time.RFC3339))
@@ -340,7 +405,8 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	r.Replace = false
-	sv := &saved{Request: r, Started: time.Now().UTC()}
+	now := time.Now().UTC()
+	sv := &saved{Request: r, Started: now, ID: s.nextID(now), Deadline: deadline.UTC()}
 	if err := s.save(sv, p); err != nil {
 		_ = s.backend.Clear()
 		if old == nil {
@@ -349,7 +415,8 @@ func (s *Server) Start(ctx context.Context, r StartRequest) (Status, int, error)
 		return Status{}, http.StatusInternalServerError, s.restoreLocked(ctx, old, oldProgram, err)
 	}
 	s.active, s.program, s.problem = sv, p, ""
-	s.logger.Info("capture started", "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP)
+	s.armLocked(0)
+	s.logger.Info("capture started", "id", sv.ID, "ports", strings.Join(p.Config.Ports(), ","), "sink", r.SinkNodeIP, "deadline", deadlineText(sv.Deadline))
 	return s.statusLocked(), 0, nil
 }
 
@@ -378,15 +445,20 @@ func (s *Server) restoreLocked(ctx context.Context, old *saved, p *flowprog.Prog
 }
 
 func (s *Server) save(sv *saved, p *flowprog.Program) error {
+	// The port map first: a saved capture always has its map.
+	if err := s.writePortMap(p, sv.ID); err != nil {
+		return err
+	}
+	return writeState(s.stateDir, sv)
+}
+
+// writeState saves sv alone, its port map as published.
+func writeState(dir string, sv *saved) error {
 	b, err := json.MarshalIndent(sv, "", "  ")
 	if err != nil {
 		return err
 	}
-	// The port map first: a saved capture always has its map.
-	if err := s.writePortMap(p); err != nil {
-		return err
-	}
-	return writeAtomic(filepath.Join(s.stateDir, captureFile), b, 0o600)
+	return writeAtomic(filepath.Join(dir, captureFile), b, 0o600)
 }
 
 // Stop stops capture on every port and forgets it. Stopping when nothing
@@ -397,10 +469,9 @@ func (s *Server) Stop() (StopResult, error) {
 	if s.active == nil && s.problem == "" && len(s.stuckLocked()) == 0 {
 		return StopResult{Message: "capture is not active"}, nil
 	}
-	if err := s.clearLocked(); err != nil {
+	if err := s.stopLocked(byStop); err != nil {
 		return StopResult{}, err
 	}
-	s.logger.Info("capture stopped")
 	return StopResult{Stopped: true, Message: "capture stopped"}, nil
 }
 
@@ -409,7 +480,7 @@ func (s *Server) Stop() (StopResult, error) {
 // map (the copies may still come) and its state stay, so that a stop
 // again (or, for a dataplane, its restart) ends it; a dataplane's are
 // marked refused unless it says it captures nothing.
-func (s *Server) clearLocked() error {
+func (s *Server) clearLocked(by string) error {
 	berr := s.backend.Clear()
 	if _, isDP := s.backend.(Dataplane); berr != nil && s.active != nil && !isDP {
 		return fmt.Errorf("stop capture: %w; the capture stays active: dpcap stop tries again", berr)
@@ -417,9 +488,11 @@ func (s *Server) clearLocked() error {
 	if berr != nil && s.active != nil && !s.dataplaneStopped() {
 		sv := *s.active
 		if sv.StopRefused.IsZero() {
-			sv.StopRefused = time.Now().UTC()
+			sv.StopRefused, sv.StoppedBy = time.Now().UTC(), by
 		}
-		if err := s.save(&sv, s.program); err != nil {
+		// The map published at the start stays: at start-up, the
+		// dataplane's interfaces it names are not known yet.
+		if err := writeState(s.stateDir, &sv); err != nil {
 			return fmt.Errorf("stop capture: %w (and saving that it goes on: %v)", berr, err)
 		}
 		s.active = &sv
@@ -441,6 +514,7 @@ func (s *Server) forgetLocked() error {
 		}
 	}
 	s.active, s.program, s.problem = nil, nil, ""
+	s.armLocked(0)
 	return ferr
 }
 
@@ -480,6 +554,9 @@ func (s *Server) stuckLocked() []string {
 
 func (s *Server) statusLocked() Status {
 	st := Status{Backend: s.backend.Name(), Problem: s.problem, RouterMAC: macString(s.env.RouterMAC), PFMAC: macString(s.env.PFMAC)}
+	if s.maxDuration > 0 {
+		st.MaxDuration = s.maxDuration.String()
+	}
 	if s.env.Underlay.IsValid() {
 		st.UnderlayIP = s.env.Underlay.String()
 	}
@@ -491,11 +568,15 @@ func (s *Server) statusLocked() Status {
 		return st
 	}
 	st.Active, st.Request, st.Started, st.StopRefused = true, s.active.Request, s.active.Started, s.active.StopRefused
+	st.ID, st.Deadline = s.active.ID, s.active.Deadline
+	if !st.Deadline.IsZero() {
+		st.TimeLeft = max(time.Until(st.Deadline).Round(time.Second), 0).String()
+	}
 	// What runs is what the dataplane says runs.
 	if st.Dataplane != nil && st.Dataplane.Differs != "" && st.StopRefused.IsZero() {
 		st.Active = false
 	}
-	st.PortMap, st.PortMapFile = s.portMap(s.program), filepath.Join(s.stateDir, portMapFile)
+	st.PortMap, st.PortMapFile = s.portMap(s.program, s.active.ID), filepath.Join(s.stateDir, portMapFile)
 	counters := s.backend.Counters()
 	for _, t := range st.PortMap.Ports {
 		if t.Kind == portmap.KindVF && !slices.Contains(s.program.Config.VFs, t.Name) {
@@ -516,6 +597,10 @@ func (s *Server) Shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer closeBackend(s.backend)
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	if _, ok := s.backend.(Dataplane); ok {
 		return
 	}

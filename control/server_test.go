@@ -76,7 +76,7 @@ func (r *recorder) Counters() map[string]PortStatus { return nil }
 
 func newTestServer(t *testing.T, b Backend, dir string) *Server {
 	t.Helper()
-	s, err := NewServer(context.Background(), b, dir, Envelope{Underlay: netip.MustParseAddr("2001:db8::10")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := NewServer(context.Background(), b, Config{StateDir: dir, Envelope: Envelope{Underlay: netip.MustParseAddr("2001:db8::10")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestBrokenTagTable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, tagsFile), []byte(`{"tags": {"vm-1": 20, "vm-2": 20}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewServer(context.Background(), &recorder{}, dir, Envelope{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := NewServer(context.Background(), &recorder{}, Config{StateDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), "tags.json: tag 20 is held by both vm-1 and vm-2") {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -343,7 +343,7 @@ func TestDryRunIsWhatTheServerApplies(t *testing.T) {
 	env := Envelope{Underlay: netip.MustParseAddr("2001:db8::10"),
 		RouterMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 2}, PFMAC: net.HardwareAddr{0x0c, 0x42, 0xa1, 0, 0, 1}}
 	b := &recorder{}
-	s, err := NewServer(context.Background(), b, t.TempDir(), env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := NewServer(context.Background(), b, Config{StateDir: t.TempDir(), Envelope: env, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,13 @@ import (
 type saved struct {
 	Request StartRequest `json:"request"`
 	Started time.Time    `json:"started"`
+	// ID names the capture (newID).
+	ID string `json:"id,omitempty"`
+	// Deadline is when the daemon stops the capture; zero: never.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// StoppedBy says who asked for the stop a dataplane refused: the
+	// stop it gets once the dataplane lets it is theirs.
+	StoppedBy string `json:"stopped_by,omitempty"`
 	// StopRefused is when a dataplane refused to stop the capture, which
 	// goes on there: it is stopped for good once the dataplane captures
 	// nothing, and never applied again.

@@ -89,10 +89,11 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 	if err := json.Unmarshal(b, &dash); err != nil {
 		t.Fatalf("the dashboard is not JSON: %v", err)
 	}
-	// With the optional parts whose metrics appear only when used: -z and
-	// uploads (to a store that is not there).
+	// With the optional parts whose metrics appear only when used: -z,
+	// uploads (to a store that is not there) and live viewers.
 	body := sinkdMetrics(t, "-w", filepath.Join(t.TempDir(), "x.pcap"), "-C", "1m", "-z", "true",
-		"--upload", "s3://captures/x", "--upload-endpoint", "http://127.0.0.1:9", "--upload-path-style")
+		"--upload", "s3://captures/x", "--upload-endpoint", "http://127.0.0.1:9", "--upload-path-style",
+		"--live", loopbackAddr(t))
 	metric := regexp.MustCompile(`sinkd_[a-z_]+`)
 	used := 0
 	for _, p := range dash.Panels {
@@ -107,6 +108,28 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 	}
 	if used < 8 {
 		t.Errorf("the dashboard queries only %d metrics", used)
+	}
+}
+
+// TestGrafanaDashboardShowsLiveViewers checks the dashboard queries every
+// metric of live viewers docs/LIVE.md lists.
+func TestGrafanaDashboardShowsLiveViewers(t *testing.T) {
+	doc, err := os.ReadFile("../docs/LIVE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dash, err := os.ReadFile("grafana/sinkd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := regexp.MustCompile("(?m)^\\| `(sinkd_live_[a-z_]+)").FindAllStringSubmatch(string(doc), -1)
+	if len(listed) < 5 {
+		t.Fatalf("docs/LIVE.md lists only %d live metrics", len(listed))
+	}
+	for _, m := range listed {
+		if !regexp.MustCompile(`"expr": "[^"]*\b` + m[1] + `\b`).Match(dash) {
+			t.Errorf("the dashboard does not show %s", m[1])
+		}
 	}
 }
 
@@ -137,6 +160,18 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
+// loopbackAddr returns a TCP address on loopback that was free a moment
+// ago.
+func loopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // sinkdMetrics starts sinkd with args on loopback ports of its own, waits
 // until it is ready and returns its /metrics.
 func sinkdMetrics(t *testing.T, args ...string) string {
@@ -145,13 +180,8 @@ func sinkdMetrics(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, addr := udp.LocalAddr().(*net.UDPAddr).Port, tcp.Addr().String()
+	port, addr := udp.LocalAddr().(*net.UDPAddr).Port, loopbackAddr(t)
 	udp.Close()
-	tcp.Close()
 	var stderr strings.Builder
 	cmd := exec.Command(filepath.Join(binDir, "sinkd"), append(args, "--listen", "127.0.0.1", "--port", fmt.Sprint(port), "--metrics-addr", addr)...)
 	cmd.Stderr = &stderr

@@ -28,36 +28,63 @@ const (
 	liveAddr    = "[2001:db8:1::2]:9311"
 )
 
-// liveServer is sinkd in namespace sk with --live, envelopes coming from hv
-// over link 1, dp-service's port map.
-type liveServer struct {
+// liveSink is sinkd in namespace sk with --live, envelopes and viewers
+// coming from hv over link 1.
+type liveSink struct {
 	hv, sk *testkit.NetNS
 	d      *daemon
-	out    string // the pcapng file
+	out    string // the pcapng file startLiveSink writes
 	certs  testkit.Certs
 	base   string // the live endpoint's URL
+	// tokenFile holds the NOC's token, for dpcap watch.
+	tokenFile string
+	args      []string // sinkd's flags, but -w
 }
 
-// startLiveServer starts sinkd with --live on liveAddr, with TLS and tokens,
-// or on [::1]:9311 with neither when plain is set; more are more flags.
-func startLiveServer(t *testing.T, plain bool, more ...string) *liveServer {
+// newLiveSink prepares sinkd with portMap and --live on liveAddr, with
+// TLS and tokens, or on [::1]:9311 with neither when plain is set; more
+// are more flags.
+func newLiveSink(t *testing.T, portMap string, plain bool, more ...string) *liveSink {
 	t.Helper()
-	l := &liveServer{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(t.TempDir(), "cap.pcapng")}
+	dir := t.TempDir()
+	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t), out: filepath.Join(dir, "cap.pcapng"),
+		tokenFile: filepath.Join(dir, "token")}
 	testkit.Link(t, l.hv, l.sk, 1600, 1)
-	args := []string{"--port-map", publishedMap(t), "-w", l.out}
+	l.args = []string{"--port-map", portMap}
 	if plain {
 		l.base = "http://[::1]:9311"
-		args = append(args, "--live", "[::1]:9311")
+		l.args = append(l.args, "--live", "[::1]:9311")
 	} else {
 		l.certs = testkit.NewCerts(t, "2001:db8:1::2")
-		tokens := filepath.Join(t.TempDir(), "tokens")
-		if err := os.WriteFile(tokens, []byte("# name token ports\nnoc "+liveNOC+" *\ntenant-2 "+liveTenant2+" vm-2\n"), 0o600); err != nil {
-			t.Fatal(err)
+		tokens := filepath.Join(dir, "tokens")
+		for name, content := range map[string]string{
+			tokens:      "# name token ports\nnoc " + liveNOC + " *\ntenant-2 " + liveTenant2 + " vm-2\n",
+			l.tokenFile: liveNOC + "\n",
+		} {
+			if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		l.base = "https://" + liveAddr
-		args = append(args, "--live", liveAddr, "--live-cert", l.certs.Cert, "--live-key", l.certs.Key, "--live-tokens", tokens)
+		l.args = append(l.args, "--live", liveAddr, "--live-cert", l.certs.Cert, "--live-key", l.certs.Key, "--live-tokens", tokens)
 	}
-	l.d = startSinkd(t, l.sk, append(args, more...)...)
+	l.args = append(l.args, more...)
+	return l
+}
+
+// start starts sinkd writing to out.
+func (l *liveSink) start(t *testing.T, out string) *daemon {
+	t.Helper()
+	l.d = startSinkd(t, l.sk, append(l.args, "-w", out)...)
+	return l.d
+}
+
+// startLiveSink starts sinkd with dp-service's port map (publishedMap)
+// writing to l.out.
+func startLiveSink(t *testing.T, plain bool, more ...string) *liveSink {
+	t.Helper()
+	l := newLiveSink(t, publishedMap(t), plain, more...)
+	l.start(t, l.out)
 	return l
 }
 
@@ -70,7 +97,7 @@ type curl struct {
 }
 
 // curlArgs are curl's arguments for path of l's endpoint with token.
-func (l *liveServer) curlArgs(path, token string, more ...string) []string {
+func (l *liveSink) curlArgs(path, token string, more ...string) []string {
 	args := []string{"-sN", "-g"}
 	if l.certs.CA != "" {
 		args = append(args, "--cacert", l.certs.CA)
@@ -84,7 +111,7 @@ func (l *liveServer) curlArgs(path, token string, more ...string) []string {
 // startCurl starts a viewer from ns whose body goes to a file; with
 // tshark, through 'tee FILE | tshark -r -', whose frame count
 // tsharkCount then returns.
-func (l *liveServer) startCurl(t *testing.T, ns *testkit.NetNS, path, token string, tshark bool) *curl {
+func (l *liveSink) startCurl(t *testing.T, ns *testkit.NetNS, path, token string, tshark bool) *curl {
 	t.Helper()
 	c := &curl{file: filepath.Join(t.TempDir(), "live"), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	if tshark {
@@ -210,7 +237,7 @@ func samePackets(t *testing.T, what string, got, want []packet, snap int, pcap b
 // the files' interface names and timestamps and final statistics; pcap
 // with an expression and a snap length applied on the sink.
 func TestLiveTLS(t *testing.T) {
-	l := startLiveServer(t, false)
+	l := startLiveSink(t, false)
 	ng := l.startCurl(t, l.hv, "/v1/stream?port=vm-1", liveNOC, true)
 	pc := l.startCurl(t, l.hv, "/v1/stream?port=vm-2&format=pcap&snaplen=60&filter=tcp", liveNOC, true)
 	l.d.waitMetric(t, "sinkd_live_viewers", 2)
@@ -265,7 +292,7 @@ func TestLiveTLS(t *testing.T) {
 // capture; tenant-2's token gets 403 for vm-1 and, asking for every port,
 // sees vm-2's frames and never vm-1's.
 func TestLiveTokens(t *testing.T) {
-	l := startLiveServer(t, false)
+	l := startLiveSink(t, false)
 	refused := []struct {
 		path, token string
 		status      int
@@ -310,7 +337,7 @@ func TestLiveTokens(t *testing.T) {
 // are counted in /metrics and, once it runs again, in its stream's
 // statistics.
 func TestLiveStalledViewer(t *testing.T) {
-	l := startLiveServer(t, true, "--live-queue", "2m", "--live-write-timeout", "5m")
+	l := startLiveSink(t, true, "--live-queue", "2m", "--live-write-timeout", "5m")
 	var viewers []*curl
 	for range 3 {
 		viewers = append(viewers, l.startCurl(t, l.sk, "/v1/stream?port=vm-1", "", false))
@@ -369,7 +396,7 @@ func TestLiveStalledViewer(t *testing.T) {
 // before their request is whole, leave sinkd with the descriptors and
 // goroutines it had.
 func TestLiveConnectCycles(t *testing.T) {
-	l := startLiveServer(t, true)
+	l := startLiveSink(t, true)
 	pid := l.d.cmd.Process.Pid
 	cycle := func(i int) {
 		l.sk.Do(t, func() {
@@ -437,7 +464,6 @@ func TestLiveExposure(t *testing.T) {
 	if names := testkit.DirNames(t, dir); len(names) != 0 {
 		t.Errorf("files made: %v", names)
 	}
-
 	// An address in use: a start error, in one line.
 	ns := testkit.NewNetNS(t)
 	ns.Do(t, func() {
@@ -475,7 +501,7 @@ func TestLiveFilesUnchanged(t *testing.T) {
 		for i, viewers := range []int{0, 2} {
 			ns := testkit.NewNetNS(t)
 			out := filepath.Join(t.TempDir(), "cap."+format)
-			l := &liveServer{sk: ns, base: "http://[::1]:9311", out: out}
+			l := &liveSink{sk: ns, base: "http://[::1]:9311", out: out}
 			cmd := ns.Cmd(bin("sinkd"), "-r", "-", "-F", format, "-w", out, "--metrics-addr", defaultMetricsAddr, "--live", "[::1]:9311")
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
@@ -569,7 +595,7 @@ func withoutClock(t *testing.T, b []byte) []byte {
 // each worker's in the order its files have them (a flow stays on one
 // worker: its frames come in order).
 func TestLiveWorkers(t *testing.T) {
-	l := startLiveServer(t, true, "--workers", "2")
+	l := startLiveSink(t, true, "--workers", "2")
 	v := l.startCurl(t, l.sk, "/v1/stream", "", false)
 	l.d.waitMetric(t, "sinkd_live_viewers", 1)
 	const flows, per, loops = 64, 40, 2

@@ -40,22 +40,7 @@ import (
 func TestUploadAndFetch(t *testing.T) {
 	hv, sk := testkit.NewNetNS(t), testkit.NewNetNS(t)
 	testkit.Link(t, hv, sk, 1600, 1)
-	store := s3test.Start(t, s3test.Options{
-		// No Pdeathsig: the tests end threads (netns.do), and one of them
-		// may have started the server; Cleanup ends it.
-		Command: func(name string, args ...string) *exec.Cmd {
-			cmd := sk.Cmd(name, args...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{}
-			return cmd
-		},
-		Dial: sk.Dial,
-	})
-	client := store.Client(t)
-	store.MakeBucket(t, client, "captures")
-	for _, kv := range store.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	store, client := storeIn(t, sk)
 	m := flowprog.TagTable{"vm-1": 1, "vm-2": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"})
 	b, _ := json.Marshal(m)
 	dir := t.TempDir()
@@ -159,6 +144,29 @@ func TestUploadAndFetch(t *testing.T) {
 	// C of sink-b included (sent while the store was down, SIGKILLed).
 	_, pkts = fetch("all.pcapng", append(s3args, "--port", "vm-1")...)
 	checkFetched(t, pkts, frames, 6)
+}
+
+// storeIn starts MinIO in ns with a bucket "captures", and puts its
+// credentials in the environment of the test's commands.
+func storeIn(t *testing.T, ns *testkit.NetNS) (*s3test.Server, *s3.Client) {
+	t.Helper()
+	store := s3test.Start(t, s3test.Options{
+		// No Pdeathsig: the tests end threads (netns.do), and one of them
+		// may have started the server; Cleanup ends it.
+		Command: func(name string, args ...string) *exec.Cmd {
+			cmd := ns.Cmd(name, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+			return cmd
+		},
+		Dial: ns.Dial,
+	})
+	client := store.Client(t)
+	store.MakeBucket(t, client, "captures")
+	for _, kv := range store.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return store, client
 }
 
 // checkFetched checks that pkts are copies of want, n times over, in

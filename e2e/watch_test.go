@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -17,51 +18,19 @@ import (
 	"github.com/dpcap/dpcap/internal/testkit"
 )
 
-// liveToken is the viewers' token in the live tests.
-const liveToken = "e2e-live-token-0123456789abcdef"
-
-// liveSink is sinkd --live in a sink namespace, with TLS and a token,
-// and a viewer's namespace linked to it (the hypervisor's, which also
-// sends the copies).
-type liveSink struct {
-	hv, sk    *testkit.NetNS
-	url       string
-	ca        string
-	tokenFile string
-	args      []string // sinkd's, but -w
-}
-
-// newLiveSink prepares a sink serving vm-1 (tag 1) and vm-2 (tag 2).
-func newLiveSink(t *testing.T) *liveSink {
+// taggedMap is the port map of dpcap's own backends on the hypervisor
+// 2001:db8:1::1: vm-1 tag 1, vm-2 tag 2.
+func taggedMap(t *testing.T) string {
 	t.Helper()
-	if out, _ := exec.Command(bin("sinkd"), "--help").CombinedOutput(); !strings.Contains(string(out), "--live") {
-		t.Skip("sinkd has no --live (sink/live's server is not merged yet)")
+	b, err := json.Marshal(flowprog.TagTable{"vm-1": 1, "vm-2": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	l := &liveSink{hv: testkit.NewNetNS(t), sk: testkit.NewNetNS(t)}
-	testkit.Link(t, l.hv, l.sk, 1600, 1)
-	certs := testkit.NewCerts(t, "2001:db8:1::2")
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	l.tokenFile = filepath.Join(dir, "token")
-	mapFile := filepath.Join(dir, "ports.json")
-	b, _ := json.Marshal(flowprog.TagTable{"vm-1": 1, "vm-2": 2}.PortMap(netip.MustParseAddr("2001:db8:1::1"), []string{"vm-1", "vm-2"}))
-	for name, content := range map[string]string{
-		tokens: "# name token ports\nnoc " + liveToken + " *\n", l.tokenFile: liveToken + "\n", mapFile: string(b),
-	} {
-		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	name := filepath.Join(t.TempDir(), "ports.json")
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	l.url, l.ca = "https://[2001:db8:1::2]:9311", certs.CA
-	l.args = []string{"--port-map", mapFile, "--live", "[2001:db8:1::2]:9311",
-		"--live-cert", certs.Cert, "--live-key", certs.Key, "--live-tokens", tokens}
-	return l
-}
-
-// start starts sinkd writing to out.
-func (l *liveSink) start(t *testing.T, out string) *daemon {
-	t.Helper()
-	return startSinkd(t, l.sk, append(l.args, "-w", out)...)
+	return name
 }
 
 // watch starts dpcap watch in the viewer's namespace with the sink's URL,
@@ -69,7 +38,7 @@ func (l *liveSink) start(t *testing.T, out string) *daemon {
 // none).
 func (l *liveSink) watch(t *testing.T, stdout *os.File, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := l.hv.Cmd(bin("dpcap"), append([]string{"watch", l.url, "--ca", l.ca, "--token-file", l.tokenFile}, args...)...)
+	cmd := l.hv.Cmd(bin("dpcap"), append([]string{"watch", l.base, "--ca", l.certs.CA, "--token-file", l.tokenFile}, args...)...)
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
@@ -96,7 +65,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) int {
 // exactly the frames sinkd wrote for vm-1, and not vm-2's; a wrong token
 // is refused in one line.
 func TestWatchGetsThePortsFrames(t *testing.T) {
-	l := newLiveSink(t)
+	l := newLiveSink(t, taggedMap(t), false)
 	dir := t.TempDir()
 	files, watched := filepath.Join(dir, "sink.pcapng"), filepath.Join(dir, "watched.pcapng")
 	d := l.start(t, files)
@@ -120,14 +89,28 @@ func TestWatchGetsThePortsFrames(t *testing.T) {
 		t.Errorf("summary:\n%s", stderr)
 	}
 
-	// The wrong token: one line, exit 1, no file.
+	// pcap: the frames as records after one header.
 	d = l.start(t, filepath.Join(dir, "sink2.pcapng"))
+	asPcap := filepath.Join(dir, "watched.pcap")
+	cmd, stderr = l.watch(t, nil, "--port", "vm-1", "-c", "20", "--format", "pcap", "-w", asPcap)
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "20")
+	if code := waitExit(t, cmd, stderr); code != 0 {
+		t.Fatalf("dpcap watch --format pcap exit %d:\n%s", code, stderr)
+	}
+	checkWithTools(t, asPcap, 20)
+	equalFrames(t, readFrames(t, asPcap), testkit.VMFrames(t)[:20])
+	if b, err := os.ReadFile(asPcap); err != nil || binary.LittleEndian.Uint32(b) != pcapfile.MagicNano {
+		t.Errorf("%s is not nanosecond pcap: %v", asPcap, err)
+	}
+
+	// The wrong token: one line, exit 1, no file.
 	wrong := filepath.Join(dir, "wrong")
 	if err := os.WriteFile(wrong, []byte("not-the-token-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	refused := filepath.Join(dir, "refused.pcapng")
-	cmd = l.hv.Cmd(bin("dpcap"), "watch", l.url, "--ca", l.ca, "--token-file", wrong, "-w", refused)
+	cmd = l.hv.Cmd(bin("dpcap"), "watch", l.base, "--ca", l.certs.CA, "--token-file", wrong, "-w", refused)
 	out, err := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 1 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), "401") ||
 		strings.Contains(string(out), "not-the-token") {
@@ -154,7 +137,7 @@ func framesIn(name string) int {
 // reconnects, and its output is one capture holding the frames of both
 // runs, each once.
 func TestWatchReconnectsWhenTheSinkRestarts(t *testing.T) {
-	l := newLiveSink(t)
+	l := newLiveSink(t, taggedMap(t), false)
 	dir := t.TempDir()
 	watched, err := os.Create(filepath.Join(dir, "watched.pcapng"))
 	if err != nil {
@@ -209,10 +192,10 @@ func TestWatchReconnectsWhenTheSinkRestarts(t *testing.T) {
 // capture filter applied on the sink into a fifo that tshark reads; and
 // tshark itself captures through it.
 func TestWiresharkRemoteLiveView(t *testing.T) {
-	l := newLiveSink(t)
+	l := newLiveSink(t, taggedMap(t), false)
 	dir := t.TempDir()
 	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
-	env := append(os.Environ(), "DPCAP_LIVE_URL="+l.url, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.ca)
+	env := append(os.Environ(), "DPCAP_LIVE_URL="+l.base, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.certs.CA)
 	extcap := func(args ...string) string {
 		t.Helper()
 		cmd := l.hv.Cmd(bin("dpcap"), args...)
@@ -232,12 +215,12 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 		}
 	}
 	if config := extcap("--extcap-config", "--extcap-interface", "dpcap-live"); !strings.Contains(config, "value {arg=4}{value=vm-1}") ||
-		strings.Contains(config, liveToken) {
+		strings.Contains(config, liveNOC) {
 		t.Errorf("--extcap-config:\n%s", config)
 	}
 	env = os.Environ() // a reload is given the options' values
 	if reload := extcap("--extcap-config", "--extcap-interface", "dpcap-live", "--extcap-reload-option", "port",
-		"--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca); !strings.Contains(reload, "value {arg=4}{value=vm-2}{display=vm-2") {
+		"--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA); !strings.Contains(reload, "value {arg=4}{value=vm-2}{display=vm-2") {
 		t.Errorf("--extcap-reload-option port:\n%s", reload)
 	}
 
@@ -261,7 +244,7 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 	}
 	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
 	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live", "--fifo", fifo,
-		"--extcap-capture-filter", "udp", "--url", l.url, "--token-file", l.tokenFile, "--ca", l.ca, "--port", "vm-1")
+		"--extcap-capture-filter", "udp", "--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA, "--port", "vm-1")
 	captureErr := &syncBuffer{}
 	capture.Stderr = captureErr
 	if err := capture.Start(); err != nil {
@@ -289,7 +272,7 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 	t.Cleanup(func() { os.Remove(link) })
 	viaTshark := filepath.Join(dir, "via-tshark.pcapng")
 	tshark = l.hv.Cmd("tshark", "-i", "dpcap-live-vm-1", "-f", "udp", "-c", "6", "-w", viaTshark)
-	tshark.Env = append(os.Environ(), "DPCAP_LIVE_URL="+l.url, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.ca)
+	tshark.Env = append(os.Environ(), "DPCAP_LIVE_URL="+l.base, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.certs.CA)
 	tsharkErr = &syncBuffer{}
 	tshark.Stderr = tsharkErr
 	if err := tshark.Start(); err != nil {
@@ -310,8 +293,9 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 // summary says as many as the sink counted, from the statistics blocks of
 // its stream; what it received and lost are what sinkd wrote.
 func TestWatchCountsItsLosses(t *testing.T) {
-	l := newLiveSink(t)
-	l.args = append(l.args, "--live-queue", "64k")
+	l := newLiveSink(t, taggedMap(t), false)
+	// A write timeout far beyond the stop: the viewer is slow, not gone.
+	l.args = append(l.args, "--live-queue", "64k", "--live-write-timeout", "60s")
 	dir := t.TempDir()
 	watched := filepath.Join(dir, "watched.pcapng")
 	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
@@ -347,4 +331,80 @@ func TestWatchCountsItsLosses(t *testing.T) {
 		t.Errorf("%s holds %d frames, the sink sent %v", watched, n, sent)
 	}
 	t.Logf("%v written, %v sent, %v lost:\n%s", m["sinkd_packets_written_total"], sent, lost, stderr)
+}
+
+// TestWatchCounterOnATerminal runs dpcap watch -w FILE on a terminal
+// (script's pseudo-terminal): it counts the frames on one line, as tcpdump
+// -w does, and clears it for the summary.
+func TestWatchCounterOnATerminal(t *testing.T) {
+	l := newLiveSink(t, taggedMap(t), false)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "sink.pcapng"))
+	watched := filepath.Join(dir, "watched.pcapng")
+	cmd := l.hv.Cmd("script", "-qfec", strings.Join([]string{bin("dpcap"), "watch", l.base, "--ca", l.certs.CA,
+		"--token-file", l.tokenFile, "--port", "vm-1", "-c", "74", "-w", watched}, " "), "/dev/null")
+	term := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = term, term
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testkit.Eventually(t, 20*time.Second, "the counter", func() bool { return strings.Contains(term.String(), "\r\x1b[KGot 0") })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	if code := waitExit(t, cmd, term); code != 0 {
+		t.Fatalf("exit %d:\n%q", code, term)
+	}
+	if out := term.String(); !strings.Contains(out, "\r\x1b[K74 frames received, written to "+watched) {
+		t.Errorf("the terminal got %q", out)
+	}
+	checkWithTools(t, watched, 74)
+}
+
+// TestWiresharkRemoteViewAcrossARestart kills sinkd under the extcap
+// capturing into tshark's fifo and starts it again: the extcap
+// reconnects, quietly, and tshark reads on through the new section.
+func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
+	l := newLiveSink(t, taggedMap(t), false)
+	dir := t.TempDir()
+	d := l.start(t, filepath.Join(dir, "first.pcapng"))
+	fifo, got, logFile := filepath.Join(dir, "fifo"), filepath.Join(dir, "got.pcapng"), filepath.Join(dir, "extcap.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tshark := l.hv.Cmd("tshark", "-i", fifo, "-c", "114", "-w", got)
+	tsharkErr := &syncBuffer{}
+	tshark.Stderr = tsharkErr
+	if err := tshark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live-vm-1", "--fifo", fifo,
+		"--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA, "--log-file", logFile)
+	captureErr := &syncBuffer{}
+	capture.Stderr = captureErr
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capture.Process.Kill(); capture.Wait() })
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
+	d.waitMetric(t, "sinkd_live_frames_sent_total", 74)
+	d.waitStable(t, "sinkd_live_bytes_sent_total") // in the kernel's hands, which a SIGKILL leaves them in
+	d.stop(t, syscall.SIGKILL)
+	d = l.start(t, filepath.Join(dir, "second.pcapng"))
+	d.waitMetric(t, "sinkd_live_viewers", 1)
+	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1", "--count", "40")
+	if code := waitExit(t, tshark, tsharkErr); code != 0 {
+		t.Fatalf("tshark exit %d:\n%s", code, tsharkErr)
+	}
+	if code := waitExit(t, capture, captureErr); code != 0 || captureErr.String() != "" {
+		t.Errorf("extcap exit %d, stderr %q", code, captureErr)
+	}
+	vm := testkit.VMFrames(t)
+	equalFrames(t, readFrames(t, got), append(vm[:74:74], vm[:40]...))
+	log, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(log), "dpcap: sink went away: the stream broke off") || !strings.Contains(string(log), "dpcap: reconnected\n") {
+		t.Errorf("the extcap's log: %v\n%s", err, log)
+	}
 }

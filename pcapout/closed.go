@@ -25,8 +25,10 @@ type ClosedFile struct {
 	First, Last time.Time
 	// Packets and Bytes are what the file holds, headers included.
 	Packets, Bytes uint64
-	// Interfaces names the sources with packets in the file.
+	// Interfaces names the sources with packets in the file, and
+	// Captures the capture ids of those that have one, each once.
 	Interfaces []string
+	Captures   []string
 }
 
 // announce tells the subscribers out is closed.
@@ -41,6 +43,9 @@ func (r *Rotator) announce(out *output) {
 	for _, s := range r.sources {
 		if s.delivered > 0 {
 			cf.Interfaces = append(cf.Interfaces, s.Name)
+			if s.Capture != "" && !slices.Contains(cf.Captures, s.Capture) {
+				cf.Captures = append(cf.Captures, s.Capture)
+			}
 		}
 	}
 	for _, f := range r.subs {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -45,6 +46,40 @@ func ParseFormat(s string) (Format, error) {
 // Interface is one source of packets: a pcapng interface description.
 type Interface struct {
 	Name, Description string
+	// Capture is the id of the dpcap capture whose copies the source
+	// carries (the port map's). pcapng writes it at the end of the
+	// description, "...; dpcap capture ID", which capinfos and tshark
+	// (frame.interface_description) show and CaptureOf reads back.
+	Capture string
+}
+
+// captureNote introduces the capture id in a description.
+const captureNote = "dpcap capture "
+
+// description is the interface's description as written, the capture id
+// at its end.
+func (ifc Interface) description() string {
+	switch {
+	case ifc.Capture == "":
+		return ifc.Description
+	case ifc.Description == "":
+		return captureNote + ifc.Capture
+	}
+	return ifc.Description + "; " + captureNote + ifc.Capture
+}
+
+// CaptureOf returns the capture id a pcapng interface's description ends
+// with ("" for none).
+func CaptureOf(description string) string {
+	i := strings.LastIndex(description, captureNote)
+	if i < 0 || i > 0 && !strings.HasSuffix(description[:i], "; ") {
+		return ""
+	}
+	id := description[i+len(captureNote):]
+	if id == "" || strings.ContainsAny(id, " ;") {
+		return ""
+	}
+	return id
 }
 
 // ifaceStats are the counts written in a pcapng interface statistics
@@ -219,8 +254,8 @@ func (e *pcapngEncoder) addInterface(o *output, ifc Interface) {
 	if ifc.Name != "" {
 		b = opt(b, ifName, []byte(ifc.Name))
 	}
-	if ifc.Description != "" {
-		b = opt(b, ifDescription, []byte(ifc.Description))
+	if d := ifc.description(); d != "" {
+		b = opt(b, ifDescription, []byte(d))
 	}
 	b = opt(b, ifTsresol, []byte{9})
 	b = opt(b, optEnd, nil)

@@ -279,3 +279,26 @@ func TestPcapngInterfaceDeclaredWhenFull(t *testing.T) {
 		}
 	}
 }
+
+// The capture id ends the description as written, and is read back from
+// it; a description that only mentions the words is no id.
+func TestCaptureInDescription(t *testing.T) {
+	for _, tt := range []struct {
+		ifc  Interface
+		desc string
+		id   string
+	}{
+		{Interface{Description: "nic envelopes from 2001:db8::10", Capture: "20261207-213045.123-3fa9c2"}, "nic envelopes from 2001:db8::10; dpcap capture 20261207-213045.123-3fa9c2", "20261207-213045.123-3fa9c2"},
+		{Interface{Capture: "x"}, "dpcap capture x", "x"},
+		{Interface{Description: "nic envelopes"}, "nic envelopes", ""},
+		{Interface{Description: "not a dpcap capture here"}, "not a dpcap capture here", ""},
+		{Interface{Description: "a; dpcap capture "}, "a; dpcap capture ", ""},
+	} {
+		if got := tt.ifc.description(); got != tt.desc {
+			t.Errorf("%+v: description %q, want %q", tt.ifc, got, tt.desc)
+		}
+		if got := CaptureOf(tt.desc); got != tt.id {
+			t.Errorf("CaptureOf(%q) = %q, want %q", tt.desc, got, tt.id)
+		}
+	}
+}

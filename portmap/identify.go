@@ -213,6 +213,26 @@ func JoinNames(port, to string) string {
 	return port + " to " + to
 }
 
+// Capture returns the capture id of m's port ("" for none): the map's
+// string, no allocation.
+func (x *Identifier) Capture(m Match) string {
+	if m.Port == 0 {
+		return ""
+	}
+	return x.ports[m.Port-1].Capture
+}
+
+// Captures returns the capture ids the map names, each once.
+func (x *Identifier) Captures() []string {
+	var ids []string
+	for _, p := range x.ports {
+		if p.Capture != "" && !slices.Contains(ids, p.Capture) {
+			ids = append(ids, p.Capture)
+		}
+	}
+	return ids
+}
+
 // Names names a match: the port's name, and for a PF copy headed to a VF,
 // the VF's ("" when none). They are the map's strings: no allocation.
 func (x *Identifier) Names(m Match) (port, to string) {

@@ -68,6 +68,9 @@ type Port struct {
 	// UnderlayRoute is a VF's underlay address range: a PF0 copy whose
 	// inner IPv6 destination is in it is traffic towards this VF.
 	UnderlayRoute netip.Prefix `json:"underlay_route,omitzero"`
+	// Capture is the id of the capture the port is in (dpcap status
+	// shows it), which sinkd writes with the port's copies.
+	Capture string `json:"capture,omitempty"`
 }
 
 // Map is the published map, as JSON (docs/PORTMAP.md):
@@ -134,6 +137,9 @@ func (p Port) validate(version int) error {
 	case p.UnderlayRoute.IsValid() && !p.UnderlayRoute.Addr().Is6():
 		return fmt.Errorf("%q: underlay_route %v is not an IPv6 prefix", p.Name, p.UnderlayRoute)
 	}
+	if !ValidCapture(p.Capture) {
+		return fmt.Errorf("%q: capture %.80q is not an id: at most %d letters, digits, '-', '_' or '.'", p.Name, p.Capture, MaxCaptureLen)
+	}
 	if p.MAC != "" {
 		if hw, err := net.ParseMAC(p.MAC); err != nil || len(hw) != 6 {
 			return fmt.Errorf("%q: mac %q is not an Ethernet address", p.Name, p.MAC)
@@ -147,6 +153,25 @@ func anySource(a netip.Addr) string {
 		return a.String()
 	}
 	return "any source"
+}
+
+// MaxCaptureLen bounds a capture id: it goes into file metadata, object
+// metadata and metric labels.
+const MaxCaptureLen = 64
+
+// ValidCapture tells whether id can be a capture id (empty: none): at most
+// MaxCaptureLen ASCII letters, digits, '-', '_' and '.', so that it needs
+// no cleaning or escaping wherever it goes.
+func ValidCapture(id string) bool {
+	if len(id) > MaxCaptureLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Lookup returns the name of tag from src: an entry for src itself, else

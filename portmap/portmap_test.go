@@ -61,14 +61,14 @@ func TestLoad(t *testing.T) {
 	// Version 2 as dp-service's backend publishes it, with a field from the future.
 	m, err = Load(writeMap(t, `{"version": 2, "ports": [
 		{"name": "vm-1", "source": "2001:db8::10", "kind": "vf", "ipv4": "::ffff:10.0.0.1", "ipv6": "fd00::1",
-		 "underlay_route": "fc00:1::1:0/112", "mac": "02:AA:00:00:00:01", "later": true},
+		 "underlay_route": "fc00:1::1:0/112", "mac": "02:AA:00:00:00:01", "capture": "20261207-213045.123-3fa9c2", "later": true},
 		{"name": "pf0", "source": "2001:db8::10", "kind": "pf"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Port{Name: "vm-1", Source: netip.MustParseAddr("2001:db8::10"), Kind: KindVF,
 		IPv4: netip.MustParseAddr("10.0.0.1"), IPv6: netip.MustParseAddr("fd00::1"),
-		UnderlayRoute: netip.MustParsePrefix("fc00:1::1:0/112"), MAC: "02:aa:00:00:00:01"}
+		UnderlayRoute: netip.MustParsePrefix("fc00:1::1:0/112"), MAC: "02:aa:00:00:00:01", Capture: "20261207-213045.123-3fa9c2"}
 	if m.Ports[0] != want {
 		t.Errorf("version 2: %+v\nwant %+v", m.Ports[0], want)
 	}
@@ -87,6 +87,8 @@ func TestLoad(t *testing.T) {
 		{`{"version": 2, "ports": [{"name": "a", "ipv6": "10.0.0.1"}]}`, "not an IPv6"},
 		{`{"version": 2, "ports": [{"name": "a", "underlay_route": "10.0.0.0/8"}]}`, "not an IPv6 prefix"},
 		{`{"version": 2, "ports": [{"name": "a", "mac": "02:00:00:00:00:00:00:01"}]}`, "not an Ethernet"},
+		{`{"version": 2, "ports": [{"name": "a", "capture": "id; dpcap capture other"}]}`, "is not an id"},
+		{`{"version": 2, "ports": [{"name": "a", "capture": "` + strings.Repeat("1", MaxCaptureLen+1) + `"}]}`, "is not an id"},
 		{`{"version": 2, "ports": [{"name": "a"}]} trailing`, "invalid character"},
 		{`not json`, "invalid character"},
 		{`{"version": 2, "ports": [{"name": "` + strings.Repeat("x", MaxBytes) + `"}]}`, "larger than"},

@@ -7,7 +7,10 @@
 # Then the receiver's own limit: envelopes queued while sinkd (UDP, -i; one
 # worker and --workers 2) and tcpdump -w are stopped (SIGSTOP), and the CPU
 # and wall time each takes to drain them;
-# and the loss curve as more senders join. Then offline conversion: sinkd
+# and the loss curve as more senders join. Then live viewers (sinkd
+# --live): sinkd's CPU per packet with 0, 1 and 4 viewers and a stalled
+# one on the same stream, the files unchanged, and the latency from an
+# envelope's arrival to the viewer. Then offline conversion: sinkd
 # -r against editcap -C 62 and cat on the same 600 MB file. Last, the
 # software backend, and the hypervisor CPU per mirrored packet of its
 # kernel (BPF) and AF_PACKET mirrors. Then captures in object storage
@@ -16,12 +19,17 @@
 #   BENCH_PACKETS  packets per rate (default 300000)
 #   BENCH_RATES    packets/s to try; 0 = as fast as dpcap replay sends
 #   BENCH_DRAIN    envelopes queued for the drain test (default 100000)
-#   BENCH_ONLY     the sections to run, of: go live drain loss offline
-#                  software mirror upload (default all), e.g. "drain mirror"
-#                  to repeat those when the machine is quiet
+#   BENCH_ONLY     the sections to run, of: go live drain loss viewers
+#                  offline software mirror upload (default all), e.g.
+#                  "drain mirror" to repeat those when the machine is quiet
 #   BENCH_SENDERS  sender counts for the loss curve (default "1 2 4")
 #   BENCH_OFFLINE  envelopes in the offline file (default 1550000, 600 MB)
 #   BENCH_OFFLINE_ROUNDS  rounds of the offline contenders (default 5)
+#   BENCH_VIEWER_RATES, BENCH_VIEWER_ROUNDS  the viewers' CPU comparison
+#                  (default "100000 0": $BENCH_PACKETS at 100000/s and as
+#                  fast as dpcap replay sends; 3 rounds)
+#   BENCH_LATENCY_RATES  packets/s of the latency runs (default
+#                  "10000 100000"; 5 s of packets each, 3 rounds)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
 #                  CPU comparison (default 300000 frames at 100000/s, 3 rounds)
 set -euo pipefail
@@ -35,14 +43,14 @@ only() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if only go; then
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
-go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./pcapout | grep -E '^Benchmark'
+go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./sink/live ./pcapout | grep -E '^Benchmark'
 go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
 echo
 fi
 
 hv=dpcap-bench-hv sk=dpcap-bench-sk ifname=b0
 # The namespaces, for the sections that send packets.
-if only live || only drain || only loss || only software || only mirror; then
+if only live || only drain || only loss || only viewers || only software || only mirror; then
 	. scripts/netns.sh
 fi
 
@@ -208,6 +216,187 @@ for k in ${BENCH_SENDERS:-1 2 4}; do
 		"$(field "$out/tcpdump.err" "packets captured")" "$(field "$out/tcpdump.err" "dropped by kernel")"
 done
 echo "senders share the machine's 2 cores with both receivers: the receivers drop when starved, not only when slow."
+fi
+
+if only viewers; then
+go build -o bin/tools/ ./internal/cmd/live-probe
+vrates=${BENCH_VIEWER_RATES:-"100000 0"}
+vrounds=${BENCH_VIEWER_ROUNDS:-3}
+stream=http://127.0.0.1:9311/v1/stream
+# metric NAME: sinkd's metric NAME, summed over its labels.
+metric() {
+	ip netns exec $sk curl -sf --noproxy '*' http://127.0.0.1:9312/metrics |
+		awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+# probe_field LINE KEY: the value after KEY in a live-probe line.
+probe_field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$1"; }
+# live_sinkd: sinkd writing $out/viewers.pcap with --live on the sink's
+# loopback; sets spid once it captures. A stalled viewer stays for the
+# whole run (--live-write-timeout would end its stream after 10 s: on a
+# loaded machine a run can take that long).
+live_sinkd() {
+	rm -f "$out/viewers.pcap"
+	: >"$out/viewers-sinkd.err"
+	ip netns exec $sk bin/sinkd --listen 2001:db8:1::2 -w "$out/viewers.pcap" --metrics-addr 127.0.0.1:9312 \
+		--live 127.0.0.1:9311 --live-write-timeout 10m 2>"$out/viewers-sinkd.err" &
+	spid=$!
+	ready $spid "$out/viewers-sinkd.err"
+}
+# wait_viewers N PID...: waits until sinkd counts N viewers connected
+# (sinkd_live_viewers); fails when a viewer PID exits first or after 60 s.
+wait_viewers() {
+	local n=$1 i p
+	shift
+	for ((i = 0; i < 1200; i++)); do
+		[ "$(metric sinkd_live_viewers)" = "$n" ] && return 0
+		for p in "$@"; do
+			if ! kill -0 "$p" 2>/dev/null; then
+				echo "viewers: viewer $p exited before sinkd counted it" >&2
+				return 1
+			fi
+		done
+		sleep 0.05
+	done
+	echo "viewers: sinkd did not count $n viewers within 60 s (it counts $(metric sinkd_live_viewers))" >&2
+	return 1
+}
+# replay_at RATE COUNT: dpcap replay sends COUNT envelopes at RATE/s (0:
+# as fast as it can) from testdata/vm-traffic.pcap to sinkd.
+replay_at() {
+	local pps_flag=()
+	[ "$1" != 0 ] && pps_flag=(--pps "$1")
+	ip netns exec $hv bin/dpcap replay --sink "[2001:db8:1::2]:3010" --loop 0 --count "$2" "${pps_flag[@]}" \
+		testdata/vm-traffic.pcap 2>"$out/replay.err"
+}
+# viewers_run CASE RATE ROUND: one run of CASE (0, 1 or 4 viewers, or
+# "stalled": one viewer stopped with SIGSTOP) with curl as the viewers;
+# appends a line to viewers-runs.txt and prints it.
+viewers_run() {
+	local c=$1 rate=$2 r=$3 n=$1 stalled=0 vpids=() i c0 c1 fsent flost disc view=()
+	[ "$c" = stalled ] && n=1 stalled=1
+	rm -f "$out"/viewer-*.pcapng
+	live_sinkd
+	for ((i = 1; i <= n; i++)); do
+		ip netns exec $sk curl -sN --noproxy '*' -o "$out/viewer-$i.pcapng" "$stream" &
+		vpids+=($!)
+	done
+	wait_viewers "$n" "${vpids[@]}"
+	[ $stalled = 1 ] && kill -STOP "${vpids[0]}"
+	c0=$(cpu $spid)
+	replay_at "$rate" "$packets"
+	c1=$(cpu_settled $spid)
+	fsent=$(metric sinkd_live_frames_sent_total)
+	flost=$(metric sinkd_live_frames_lost_total)
+	[ $stalled = 1 ] && kill -CONT "${vpids[0]}"
+	kill -TERM $spid
+	wait $spid || true
+	wait "${vpids[@]}" || true
+	for ((i = 1; i <= n; i++)); do
+		local v
+		v=$(bin/tools/live-probe -r "$out/viewer-$i.pcapng" 2>/dev/null || echo "packets - lost - cut - sha256 -")
+		view+=("$(probe_field "$v" packets)/$(probe_field "$v" lost)/$(probe_field "$v" sha256 | cut -c1-12)")
+	done
+	local f label=$rate line
+	f=$(bin/tools/live-probe -r "$out/viewers.pcap")
+	[ "$rate" = 0 ] && label="max($(awk '/^sent/ {print $(NF-1)}' "$out/replay.err" | tr -d '('))"
+	line="$r $rate $label $c $(awk '/^sent/ {print $2}' "$out/replay.err") $(field "$out/viewers-sinkd.err" "packets captured")"
+	line+=" $(field "$out/viewers-sinkd.err" "dropped by kernel") $(echo "$c1 - $c0" | bc -l)"
+	line+=" $fsent $flost $(probe_field "$f" sha256 | cut -c1-12) ${view[*]:--}"
+	echo "$line" >>"$out/viewers-runs.txt"
+	echo "$line"
+}
+echo
+echo "== live viewers: sinkd -w FILE --live 127.0.0.1:9311 with 0, 1 and 4 viewers (curl -sN) and one stalled (SIGSTOP)"
+echo "   $packets envelopes per run from testdata/vm-traffic.pcap; $vrounds rounds, the cases in turn, each round starting with the next"
+echo "   viewers: frames in each viewer's stream / lost at the sink for it (its last ISB) / its frames' hash"
+printf '%s\n' "round rate label case sent captured kernel-drops cpu-s live-sent live-lost file-hash viewers..."
+: >"$out/viewers-runs.txt"
+cases=(0 1 4 stalled)
+for r in $(seq "$vrounds"); do
+	for rate in $vrates; do
+		for i in 0 1 2 3; do
+			viewers_run "${cases[(r + i) % 4]}" "$rate" "$r"
+		done
+	done
+done
+python3 - "$out/viewers-runs.txt" <<'PY'
+import statistics, sys
+runs = {}
+labels = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    r, rate, label, case, sent, cap, drops, cpu, fsent, flost, fhash = f[:11]
+    views = [v.split("/") for v in f[11:] if v != "-"]
+    labels.setdefault(rate, []).append(label)
+    runs[rate, case, int(r)] = dict(sent=int(sent), cap=int(cap), drops=int(drops or 0), cpu=float(cpu),
+                                    fsent=int(fsent), flost=int(flost), fhash=fhash, views=views)
+print()
+print("medians over the rounds; ns/pkt = sinkd's CPU (user+system, SIGCONT of the replay to the last packet) per packet captured;")
+print("x0 = ns/pkt over the 0-viewer run's of the same round (median of the rounds); same file = the file's frames hash as")
+print("the 0-viewer run's of the same round; viewers = frames each got (min), lost at the sink (sum, sinkd_live_frames_lost_total)")
+print(f"{'rate pps':16s} {'viewers':8s} {'sent':>7s} {'captured':>8s} {'drops':>6s} {'cpu s':>6s} {'ns/pkt':>7s} {'x0':>5s} "
+      f"{'frames got':>10s} {'lost':>7s} {'= file':>6s} {'same file':>9s}")
+for rate in dict.fromkeys(r for r, _, _ in runs):
+    rs = sorted({r for (x, _, r) in runs if x == rate})
+    label = statistics.median_low(labels[rate]) if rate != "0" else "max"
+    for case in ("0", "1", "4", "stalled"):
+        rr = [runs[rate, case, r] for r in rs if (rate, case, r) in runs]
+        med = lambda k: statistics.median(x[k] for x in rr)
+        ns = [x["cpu"] / x["cap"] * 1e9 for x in rr if x["cap"]]
+        x0 = [runs[rate, case, r]["cpu"] / runs[rate, case, r]["cap"] / (runs[rate, "0", r]["cpu"] / runs[rate, "0", r]["cap"])
+              for r in rs if runs[rate, "0", r]["cpu"] > 0 and runs[rate, case, r]["cap"] and runs[rate, "0", r]["cap"]]
+        got = [min(int(v[0]) for v in x["views"]) for x in rr if x["views"] and all(v[0] != "-" for v in x["views"])]
+        asfile = sum(all(v[2] == x["fhash"] for v in x["views"]) for x in rr if x["views"])
+        same = sum(x["fhash"] == runs[rate, "0", r]["fhash"] for r, x in zip(rs, rr))
+        print(f"{label:16s} {case:8s} {med('sent'):7.0f} {med('cap'):8.0f} {med('drops'):6.0f} {med('cpu'):6.2f} "
+              f"{statistics.median(ns):7.0f} {statistics.median(x0):5.2f} "
+              f"{(f'{statistics.median(got):.0f}' if got else '-'):>10s} {med('flost'):7.0f} "
+              f"{(f'{asfile}/{len(rr)}' if case != '0' else '-'):>6s} {same}/{len(rr):<7d}")
+PY
+echo "= file: runs in which every viewer's frames hash as the file's (a stalled viewer's cannot: it lost frames)."
+
+# The latency: one live-probe viewer, alone and beside a stalled curl.
+echo
+echo "== latency from an envelope's arrival (the kernel's receive time sinkd stamps) to the viewer (live-probe)"
+printf '%-10s %-14s %6s %8s %6s %9s %9s %9s\n' "rate pps" "viewers" "round" "frames" "lost" "median us" "p99 us" "max us"
+: >"$out/latency-runs.txt"
+for r in $(seq "$vrounds"); do
+	for rate in ${BENCH_LATENCY_RATES:-10000 100000}; do
+		for c in probe probe+stalled; do
+			live_sinkd
+			lpids=()
+			ip netns exec $sk bin/tools/live-probe "$stream" >"$out/probe.out" 2>"$out/probe.err" &
+			lpids+=($!)
+			if [ $c = probe+stalled ]; then
+				ip netns exec $sk curl -sN --noproxy '*' -o /dev/null "$stream" &
+				lpids+=($!)
+			fi
+			wait_viewers ${#lpids[@]} "${lpids[@]}"
+			[ $c = probe+stalled ] && kill -STOP "${lpids[1]}"
+			replay_at "$rate" $((rate * 5 < packets ? rate * 5 : packets))
+			cpu_settled $spid >/dev/null
+			[ $c = probe+stalled ] && kill -CONT "${lpids[1]}"
+			kill -TERM $spid
+			wait $spid || true
+			wait "${lpids[@]}" || true
+			p=$(cat "$out/probe.out")
+			[ -n "$p" ] || { cat "$out/probe.err" >&2; exit 1; }
+			printf '%-10s %-14s %6s %8s %6s %9s %9s %9s\n' "$rate" "$c" "$r" "$(probe_field "$p" packets)" "$(probe_field "$p" lost)" \
+				"$(probe_field "$p" median)" "$(probe_field "$p" p99)" "$(probe_field "$p" max)"
+			echo "$rate $c $(probe_field "$p" median) $(probe_field "$p" p99)" >>"$out/latency-runs.txt"
+		done
+	done
+done
+python3 - "$out/latency-runs.txt" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    rate, c, med, p99 = line.split()
+    runs.setdefault((rate, c), []).append((int(med), int(p99)))
+for (rate, c), v in runs.items():
+    print(f"{rate:>7s} pps, {c:14s}: median {statistics.median(x[0] for x in v):.0f} us, p99 {statistics.median(x[1] for x in v):.0f} us (medians of the rounds)")
+PY
+rm -f "$out"/viewer-*.pcapng "$out/viewers.pcap"
 fi
 
 if only offline; then

@@ -19,12 +19,16 @@ const DefaultMaxSources = 256
 // sourceKey identifies where envelopes come from: the sender, the kind of
 // envelope and its identifier (a port's tag, a VNI, a session), and the
 // port of the map the copy came from (for a PF copy towards a VF, that VF
-// too), by name: a map read again keeps the interfaces of its names.
+// too), by name: a map read again keeps the interfaces of its names, in
+// the same capture.
 type sourceKey struct {
 	addr     netip.Addr
 	kind     decap.Kind
 	id       uint32
 	port, to string
+	// capture is the port's capture id: a new capture of a port is a
+	// source of its own, so that its copies never carry another's id.
+	capture string
 }
 
 // sources numbers the sources seen, at most max of them; the sources past
@@ -49,6 +53,7 @@ func (s *sources) lookup(r *decap.Result, frame []byte, e *Engine) int {
 		decap.ParseFrame(frame, &s.frame)
 		m, tagged := s.ports.Identify(r.Src, r.ID, &s.frame)
 		k.port, k.to = s.ports.Names(m)
+		k.capture = s.ports.Capture(m)
 		if r.ID != 0 && !tagged {
 			// Only the map's tags are taken: an unknown one names no port
 			// and joins the sender's untagged copies instead of making a
@@ -112,5 +117,5 @@ func (e *Engine) describe(k sourceKey, port uint16) pcapout.Interface {
 	if k.kind.UDP() {
 		desc += fmt.Sprintf(", to UDP port %d", port)
 	}
-	return pcapout.Interface{Name: name, Description: desc}
+	return pcapout.Interface{Name: name, Description: desc, Capture: k.capture}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/pcapout"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -30,6 +31,10 @@ type Query struct {
 	// From (inclusive) and To (exclusive) bound the packets' time; zero
 	// leaves that side open.
 	From, To time.Time
+	// Capture, when set, keeps only the copies of that dpcap capture: of
+	// pcapng interfaces whose description names it, and of pcap files
+	// of one source (--split-by) whose metadata lists it alone.
+	Capture string
 }
 
 // overlaps reports whether f's time range meets q's window.
@@ -115,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		sum.Listed += len(fs)
 		sum.Skipped += skipped
 		for _, f := range fs {
-			if f.matchesPorts(cfg.Query.Ports) {
+			if f.matches(cfg.Query) {
 				files = append(files, f)
 				continue
 			}
@@ -295,6 +300,9 @@ func (m *merge) open(ctx context.Context, f File, sum *Summary) (*cursor, error)
 			name = f.Sources[0]
 			ok = ok || slices.Contains(m.q.Ports, name) && !f.Partial
 		}
+		// A pcap file says nothing of its packets' capture: only its
+		// metadata, for one source, can.
+		ok = ok && (m.q.Capture == "" || len(f.Sources) == 1 && slices.Equal(f.Captures, []string{m.q.Capture}))
 		if !ok {
 			c.close()
 			sum.Unfilterable = append(sum.Unfilterable, f.Name)
@@ -380,6 +388,9 @@ func (m *merge) mapInterface(c *cursor, idx int, lt layers.LinkType) (int, error
 	}
 	if len(m.q.Ports) > 0 && !slices.Contains(m.q.Ports, ifc.Name) {
 		see(m.seen, ifc.Name)
+		return -1, nil
+	}
+	if m.q.Capture != "" && pcapout.CaptureOf(ifc.Description) != m.q.Capture {
 		return -1, nil
 	}
 	return m.iface(ifaceKey{name: ifc.Name, desc: ifc.Description, link: lt, snap: ifc.SnapLength})

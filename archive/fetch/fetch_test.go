@@ -404,3 +404,33 @@ func TestToKeepsPacketsAfterALaterOne(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureQuery: a capture's copies are those of the interfaces whose
+// description names it, in a file of several captures too; a file whose
+// metadata lists other captures only is not opened; a pcap file counts
+// only when it is one source's and its metadata lists the capture alone.
+func TestCaptureQuery(t *testing.T) {
+	const a, b = "20261207-213045.123-3fa9c2", "20261207-213112.001-00aa01"
+	dir := t.TempDir()
+	both, onlyB, pcapA, pcapMixed := filepath.Join(dir, "both.pcapng"), filepath.Join(dir, "b.pcapng"), filepath.Join(dir, "a.pcap"), filepath.Join(dir, "mixed.pcap")
+	writeNg(t, both, []pcapgo.NgInterface{ngIface("vm-1", "nic envelopes; dpcap capture "+a), ngIface("vm-1", "nic envelopes; dpcap capture "+b), ngIface("vm-2", "nic envelopes")}, []pkt{
+		{0, 1 * time.Second, "a1"}, {2, 2 * time.Second, "x1"}, {1, 3 * time.Second, "b1"}, {0, 4 * time.Second, "a2"},
+	})
+	writeNg(t, onlyB, []pcapgo.NgInterface{ngIface("vm-1", "dpcap capture "+b)}, []pkt{{0, 5 * time.Second, "b2"}})
+	writePcapNanos(t, pcapA, []pkt{{0, 6 * time.Second, "a3"}})
+	writePcapNanos(t, pcapMixed, []pkt{{0, 7 * time.Second, "m1"}})
+	withCaptures := func(f File, ids ...string) File { f.Captures = ids; return f }
+	src := listed{
+		localFile(both, 1*time.Second, 4*time.Second, "vm-1", "vm-2"),
+		withCaptures(localFile(onlyB, 5*time.Second, 5*time.Second, "vm-1"), b),
+		withCaptures(localFile(pcapA, 6*time.Second, 6*time.Second, "vm-1"), a),
+		withCaptures(localFile(pcapMixed, 7*time.Second, 7*time.Second, "vm-1", "vm-2"), a, b),
+	}
+	out, sum := run(t, Query{Capture: a}, false, src)
+	checkPackets(t, readBack(t, out), []string{"vm-1@1s:a1", "vm-1@4s:a2", "vm-1@6s:a3"})
+	if sum.Read != 3 || !slices.Equal(sum.Unfilterable, []string{pcapMixed}) {
+		t.Errorf("capture a: %d files read (want 3: b.pcapng holds b only), unfilterable %q", sum.Read, sum.Unfilterable)
+	}
+	out, _ = run(t, Query{Capture: b, Ports: []string{"vm-1"}}, false, src)
+	checkPackets(t, readBack(t, out), []string{"vm-1@3s:b1", "vm-1@5s:b2"})
+}

@@ -36,6 +36,9 @@ type File struct {
 	Sources []string
 	// Partial says Sources may miss some names.
 	Partial bool
+	// Captures are the capture ids of its copies (archive.Meta), nil
+	// when unknown; known, a file without the query's is not read.
+	Captures []string
 	// Unordered says the file's packets may not be in time order: its
 	// last packet is older than its first (the sink's clock stepped
 	// back). Its First and Last are then zero: it may hold any time.
@@ -109,7 +112,7 @@ pages:
 			}
 		}
 	}
-	if len(q.Ports) > 0 {
+	if len(q.Ports) > 0 || q.Capture != "" {
 		if err := s.sources(ctx, files); err != nil {
 			return nil, 0, err
 		}
@@ -147,6 +150,10 @@ func (s *S3) sources(ctx context.Context, files []File) error {
 				f.Sources, f.Partial = m.Sources, m.SourcesTruncated
 				if f.Sources == nil {
 					f.Sources = []string{}
+				}
+				f.Captures = m.Captures
+				if f.Captures == nil {
+					f.Captures = []string{}
 				}
 			}
 		}(&files[i])
@@ -323,6 +330,15 @@ func (f *File) setRange(first, last time.Time) {
 		return
 	}
 	f.First, f.Last = first, last
+}
+
+// matches reports whether f may hold packets of q: of its capture, and
+// of one of its ports.
+func (f File) matches(q Query) bool {
+	if q.Capture != "" && f.Captures != nil && !(archive.Meta{Captures: f.Captures}).HasCapture(q.Capture) {
+		return false
+	}
+	return f.matchesPorts(q.Ports)
 }
 
 // matchesPorts reports whether f may hold packets of one of ports.

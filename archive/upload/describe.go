@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/pcapout"
 )
 
 // describe reads a capture file for what its sidecar would have said: its
@@ -34,7 +36,7 @@ func describe(name string) (archive.Meta, error) {
 		}
 		if err != nil {
 			err = fmt.Errorf("%s: after %d packets: %w", name, m.Packets, err)
-			m.Sources = interfaceNames(r)
+			m.Sources, m.Captures = interfaceNames(r)
 			return m, err
 		}
 		if m.Packets == 0 {
@@ -43,16 +45,24 @@ func describe(name string) (archive.Meta, error) {
 		m.Last = ci.Timestamp
 		m.Packets++
 	}
-	m.Sources = interfaceNames(r)
+	m.Sources, m.Captures = interfaceNames(r)
 	return m, nil
 }
 
-func interfaceNames(r *pcapfile.Reader) []string {
-	var names []string
+// interfaceNames returns the names of a pcapng file's interfaces, and the
+// capture ids their descriptions end with, each once.
+func interfaceNames(r *pcapfile.Reader) (names, captures []string) {
 	for i := range r.NumInterfaces() {
-		if ifc, err := r.Interface(i); err == nil && ifc.Name != "" {
+		ifc, err := r.Interface(i)
+		if err != nil {
+			continue
+		}
+		if ifc.Name != "" {
 			names = append(names, ifc.Name)
 		}
+		if c := pcapout.CaptureOf(ifc.Description); c != "" && !slices.Contains(captures, c) {
+			captures = append(captures, c)
+		}
 	}
-	return names
+	return names, captures
 }

@@ -989,7 +989,7 @@ func (u *Uploader) Handle(f pcapout.ClosedFile) {
 	}
 	u.add(archive.Meta{
 		File: f.Name, Format: f.Format.String(), First: f.First, Last: f.Last,
-		Packets: f.Packets, Sources: f.Interfaces,
+		Packets: f.Packets, Sources: f.Interfaces, Captures: f.Captures,
 	}, closed)
 }
 

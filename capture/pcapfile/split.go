@@ -32,8 +32,9 @@ const (
 // a time (a live viewer's, which must never pass half a block when its
 // connection breaks). Its zero value expects the start of a stream.
 type Splitter struct {
-	format Format
-	order  binary.ByteOrder // the pcap file's, or the current section's
+	format     Format
+	order      binary.ByteOrder // the pcap file's, or the current section's
+	pastHeader bool             // a pcap file's header was handed out
 }
 
 // Next returns the unit that b begins with and its length; n is 0 when b
@@ -45,17 +46,18 @@ func (s *Splitter) Next(b []byte) (u Unit, n int, err error) {
 	}
 	if s.format == FormatUnknown {
 		switch s.format, s.order = Sniff(b); s.format {
-		case FormatPcapMicro, FormatPcapNano:
-		case FormatPcapng:
+		case FormatPcapMicro, FormatPcapNano, FormatPcapng:
 		default:
 			s.format = FormatUnknown
 			return 0, 0, fmt.Errorf("neither pcap nor pcapng (begins %x)", b[:4])
 		}
-		if s.format != FormatPcapng {
-			return whole(UnitFileHeader, FileHeaderLen, b)
-		}
 	}
 	if s.format != FormatPcapng {
+		if !s.pastHeader {
+			u, n, err = whole(UnitFileHeader, FileHeaderLen, b)
+			s.pastHeader = n > 0
+			return u, n, err
+		}
 		if len(b) < RecordHeaderLen {
 			return 0, 0, nil
 		}
@@ -90,10 +92,10 @@ func (s *Splitter) Next(b []byte) (u Unit, n int, err error) {
 	return whole(u, int(length), b)
 }
 
-// whole returns u and n when b holds n bytes.
+// whole returns u and n when b holds n bytes, else u and 0.
 func whole(u Unit, n int, b []byte) (Unit, int, error) {
 	if len(b) < n {
-		return u, 0, nil
+		n = 0
 	}
 	return u, n, nil
 }

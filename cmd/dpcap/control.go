@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/flowprog"
@@ -134,6 +135,15 @@ const serveFlags = `  --port NAME=PORT    a port the backend serves (repeat per 
   --state-dir DIR     where the capture, the port map and the ports' tags are
                       kept (default /var/lib/dpcap-serve): dpcap serve's alone,
                       never a directory captures are written to
+  --max-duration D    the longest capture a start may ask for (default 1h): a
+                      longer --for or --until, or --for 0 (no bound), is
+                      refused; a start without either is bounded by it (and
+                      says so). The NIC copies every frame of a captured port
+                      until told to stop, so a capture someone forgot ends by
+                      itself; 0 lets starts ask for no bound. The daemon
+                      stops every capture at its deadline, client or not,
+                      and at start-up one whose deadline passed while it was
+                      down, before applying anything
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -142,6 +152,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	newBackend := control.BackendFlags(fs)
 	socket := fs.String("socket", defaultSocket, "")
 	stateDir := fs.String("state-dir", defaultStateDir, "")
+	maxDuration := fs.Duration("max-duration", time.Hour, "")
 	var env control.Envelope
 	envelopeFlags(fs, &env, false)
 	group := fs.String("group", "", "")
@@ -162,6 +173,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if help, err := parse(fs, args, serveUsage(), stdout); help || err != nil {
 		return err
 	}
+	if *maxDuration < 0 {
+		return usageErr{fmt.Errorf("invalid --max-duration %v: 0 (no ceiling) or more", *maxDuration)}
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	b, err := newBackend(*backend, control.Options{Ports: ports, Logger: logger})
 	if errors.Is(err, control.ErrUsage) {
@@ -172,7 +186,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	srv, err := control.NewServer(ctx, b, *stateDir, env, logger)
+	srv, err := control.NewServer(ctx, b, control.Config{StateDir: *stateDir, Envelope: env, MaxDuration: *maxDuration, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -199,6 +213,11 @@ sink, each port's envelope tagged in its IPv6 flow label. All or nothing:
 on any failure no port is left captured. Refused while a capture is active
 (stop it first, or --replace).
 
+Every capture ends: dpcap serve stops it at its deadline (--for, --until),
+whether or not a client is there. Without either, its --max-duration
+(default 1h) is the bound, and a start asking for more than that ceiling
+is refused. The capture gets an id, which start and status show.
+
 Flags:
   --sink-node-ip IP   the sink's IPv6 address
   --udp-dst-port N    the sink's UDP port (sinkd --port)
@@ -208,6 +227,12 @@ Flags:
   --filter MATCH      sample only matching frames, the rest go on unsampled:
                       proto=tcp|udp,src=PREFIX,dst=PREFIX,sport=N,dport=N,ip=4|6
   --replace           stop an active capture first
+  --for D             stop the capture after D (90s, 2m, 1h); 0 asks for no
+                      bound, which dpcap serve refuses unless its
+                      --max-duration is 0
+  --until T           stop it at T: RFC 3339 (2026-11-23T10:02:00Z), a local
+                      date and time (2026-11-23 10:02) or a time of today
+                      (10:02), as dpcap fetch --from takes it
   --dry-run           print the program in dpdk-testpmd syntax and exit; needs
                       no daemon. Its envelopes take the addresses the daemon
                       would: --underlay-ip IP, --router-mac MAC, --pf-mac MAC
@@ -243,6 +268,27 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	fs.Func("pf", "", func(v string) (err error) { req.PF0, err = flowprog.ParsePF(v); return err })
 	fs.StringVar(&req.Filter, "filter", "", "")
 	fs.BoolVar(&req.Replace, "replace", false, "")
+	fs.Func("for", "", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("invalid --for %q: want a duration like 90s, 2m or 1h", v)
+		}
+		req.For = d.String()
+		return nil
+	})
+	now := time.Now()
+	fs.Func("until", "", func(v string) (err error) {
+		if strings.HasPrefix(v, "-") || v == "now" {
+			return fmt.Errorf("invalid --until %q: want a time to come", v)
+		}
+		if req.Until, err = parseWhen(v, now); err != nil {
+			return err
+		}
+		if !req.Until.After(now) {
+			return fmt.Errorf("--until %s has passed", req.Until.Format(time.RFC3339))
+		}
+		return nil
+	})
 	dryRun := fs.Bool("dry-run", false, "")
 	var env control.Envelope
 	envelopeFlags(fs, &env, true)
@@ -258,6 +304,9 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		if err := daemonsAddresses(fs); err != nil {
 			return usageErr{err}
 		}
+	}
+	if req.For != "" && !req.Until.IsZero() {
+		return usageErr{errors.New("give --for or --until, not both")}
 	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
@@ -342,7 +391,7 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 	fs := newFlags("dpcap status")
 	socket := fs.String("socket", defaultSocket, "")
 	format := fs.String("o", "table", "")
-	if help, err := parse(fs, args, "Usage: dpcap status [-o table|json|yaml] [--socket PATH]\n\nShows whether capture is active, the sink, the ports, their tags and counters.\n", stdout); help || err != nil {
+	if help, err := parse(fs, args, "Usage: dpcap status [-o table|json|yaml] [--socket PATH]\n\nShows whether capture is active, its id, deadline and time left, the sink,\nthe ports, their tags and counters.\n", stdout); help || err != nil {
 		return err
 	}
 	if err := checkFormat(*format); err != nil {

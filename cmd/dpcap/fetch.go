@@ -15,14 +15,16 @@ import (
 
 	"github.com/dpcap/dpcap/archive"
 	"github.com/dpcap/dpcap/archive/fetch"
+	"github.com/dpcap/dpcap/control"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/pcapout"
+	"github.com/dpcap/dpcap/portmap"
 	"golang.org/x/sys/unix"
 )
 
 func init() { commands["fetch"] = runFetch }
 
-const fetchUsage = `Usage: dpcap fetch LOCATION... [--port NAME]... [--from T] [--to T] -w FILE
+const fetchUsage = `Usage: dpcap fetch LOCATION... [--port NAME]... [--capture ID] [--from T] [--to T] -w FILE
 
 Gets packets back from the capture files of one or many sinks: LOCATION is
 s3://BUCKET/PREFIX (where sinkd --upload puts them) or a local directory of
@@ -43,6 +45,11 @@ Flags:
                    (/dev/fd/N) is written into; anything else is refused
   --port NAME      a port to keep; repeat or separate with commas
                    (default: every port)
+  --capture ID     keep the copies of one capture (the id dpcap start and
+                   status show): of its ports, from its start on, across
+                   sinks; files whose metadata lists other captures only
+                   are not read, pcap files only with one source each
+                   (sinkd --split-by) and the id in their metadata
   --from T, --to T the window: RFC 3339 (2026-11-23T10:02:00Z), a local
                    date and time (2026-11-23T10:02, "2026-11-23 10:02"), a
                    time of today (10:02, 10:02:30), a duration before now
@@ -68,6 +75,7 @@ stays as it was.
 type fetchFlags struct {
 	locations []location
 	ports     []string
+	capture   string
 	from, to  time.Time
 	out       string
 	pcap      bool
@@ -89,6 +97,13 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 	fs := newFlags("dpcap fetch")
 	fs.StringVar(&f.out, "w", "", "")
 	fs.Func("port", "", portNames(&f.ports))
+	fs.Func("capture", "", func(v string) error {
+		if !portmap.ValidCapture(v) || v == "" {
+			return fmt.Errorf("invalid capture id %q", v)
+		}
+		f.capture = v
+		return nil
+	})
 	when := func(dst *time.Time) func(string) error {
 		return func(v string) (err error) {
 			*dst, err = parseWhen(v, now)
@@ -124,6 +139,11 @@ func parseFetch(args []string, now time.Time) (fetchFlags, error) {
 		return f, errors.New("no location: give s3://BUCKET/PREFIX or a directory")
 	case f.out == "":
 		return f, errors.New("no output: give -w FILE (or -w - for standard output)")
+	}
+	if start, ok := control.IDTime(f.capture); ok && start.After(f.from) {
+		f.from = start // nothing of it is older
+	}
+	switch {
 	case !f.from.IsZero() && !f.to.IsZero() && !f.from.Before(f.to):
 		return f, fmt.Errorf("empty window: --from %s is not before --to %s", f.from.Format(time.RFC3339Nano), f.to.Format(time.RFC3339Nano))
 	case f.maxSpan < 0:
@@ -152,35 +172,6 @@ func portNames(dst *[]string) func(string) error {
 		}
 		return nil
 	}
-}
-
-// parseWhen reads a point in time as an operator types it.
-func parseWhen(v string, now time.Time) (time.Time, error) {
-	if v == "now" {
-		return now, nil
-	}
-	if strings.HasPrefix(v, "-") {
-		d, err := time.ParseDuration(v[1:])
-		if err != nil || d <= 0 {
-			return time.Time{}, fmt.Errorf("invalid time %q: a duration before now is -15m, -2h", v)
-		}
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, v, now.Location()); err == nil {
-			return t, nil
-		}
-	}
-	for _, layout := range []string{"15:04:05.999999999", "15:04"} {
-		if t, err := time.ParseInLocation(layout, v, now.Location()); err == nil {
-			y, m, d := now.Date()
-			return time.Date(y, m, d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), now.Location()), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-11-23T10:02:00Z), 2026-11-23 10:02, 10:02, -15m or now", v)
 }
 
 func runFetch(args []string, stdout, stderr io.Writer) error {
@@ -223,7 +214,7 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 		go showLine(stderr, done, func() string { return progressLine(prog) })
 	}
 	sum, err := fetch.Run(ctx, fetch.Config{
-		Sources: sources, Query: fetch.Query{Ports: f.ports, From: f.from, To: f.to},
+		Sources: sources, Query: fetch.Query{Ports: f.ports, Capture: f.capture, From: f.from, To: f.to},
 		Output: out.Writer, Pcap: f.pcap, Progress: prog,
 	})
 	close(done)

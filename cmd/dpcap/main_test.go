@@ -29,6 +29,13 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"-o", "json", "stop"}, "flag provided but not defined: -o"},
 		{[]string{"--socket", "/x", "replay", "f"}, "flag provided but not defined: -socket"},
 		{[]string{"-o", "csv", "status"}, "invalid output format"},
+		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--for", "soon"}, `invalid --for "soon"`},
+		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--for", "-1m"}, `invalid --for "-1m"`},
+		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--until", "-5m"}, "want a time to come"},
+		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--until", "2020-01-01T00:00:00Z"}, "--until 2020-01-01T00:00:00Z has passed"},
+		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--for", "1m", "--until", "2999-01-01 10:00"}, "give --for or --until, not both"},
+		{[]string{"serve", "--max-duration", "-1h"}, "invalid --max-duration -1h0m0s"},
+		{[]string{"fetch", "/tmp", "--capture", "a b", "-w", "x"}, `invalid capture id "a b"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -69,6 +69,10 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 	if st.Problem != "" {
 		fmt.Fprintf(w, "problem: %s\n", esc(st.Problem))
 	}
+	if st.ID != "" {
+		fmt.Fprintf(w, "id:      %s\n", esc(st.ID))
+	}
+	fmt.Fprintf(w, "stops:   %s\n", stops(st))
 	fmt.Fprintf(w, "sink:    [%s]:%d, UDP source port %d\n", esc(r.SinkNodeIP), r.DstPort, r.SrcPort)
 	if r.Filter != "" {
 		fmt.Fprintf(w, "filter:  %s\n", esc(r.Filter))
@@ -112,6 +116,18 @@ func printStatus(w io.Writer, st control.Status, format string) error {
 		}
 	}
 	return printDataplane(w, d)
+}
+
+// stops says when dpcap serve stops the capture, and why then.
+func stops(st control.Status) string {
+	if st.Deadline.IsZero() {
+		return "never: no bound was asked for, and dpcap serve has no --max-duration"
+	}
+	s := fmt.Sprintf("%s (in %s)", st.Deadline.Local().Format(time.RFC3339), esc(st.TimeLeft))
+	if st.Request.For == "" && st.Request.Until.IsZero() {
+		s += fmt.Sprintf(", dpcap serve's --max-duration %s: no --for or --until was given", esc(st.MaxDuration))
+	}
+	return s
 }
 
 // printEnvelope shows the envelope's Ethernet addresses, where the daemon

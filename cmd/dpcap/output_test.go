@@ -55,3 +55,45 @@ func TestErrorsEscaped(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// TestStatusShowsTheDeadline: the table says when the capture stops and
+// why then (the ceiling, when no bound was asked for), or that it never
+// does; -o yaml and json show the same fields.
+func TestStatusShowsTheDeadline(t *testing.T) {
+	deadline := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)
+	base := control.Status{Active: true, Backend: "software", ID: "20261207-213045.123-3fa9c2", Started: deadline.Add(-time.Hour)}
+	for _, tt := range []struct {
+		name string
+		st   func(control.Status) control.Status
+		want string
+	}{
+		{"--for", func(s control.Status) control.Status {
+			s.Request.For, s.Deadline, s.TimeLeft, s.MaxDuration = "2m", deadline, "1m58s", "1h0m0s"
+			return s
+		}, "stops:   " + deadline.Local().Format(time.RFC3339) + " (in 1m58s)\n"},
+		{"ceiling", func(s control.Status) control.Status {
+			s.Deadline, s.TimeLeft, s.MaxDuration = deadline, "59m59s", "1h0m0s"
+			return s
+		}, "(in 59m59s), dpcap serve's --max-duration 1h0m0s: no --for or --until was given\n"},
+		{"never", func(s control.Status) control.Status { return s }, "stops:   never: no bound was asked for, and dpcap serve has no --max-duration\n"},
+	} {
+		st := tt.st(base)
+		var b bytes.Buffer
+		if err := printStatus(&b, st, "table"); err != nil {
+			t.Fatal(err)
+		}
+		if out := b.String(); !strings.Contains(out, "id:      20261207-213045.123-3fa9c2\n") || !strings.Contains(out, tt.want) {
+			t.Errorf("%s: the table lacks the id or %q:\n%s", tt.name, tt.want, out)
+		}
+		for _, format := range []string{"json", "yaml"} {
+			b.Reset()
+			if err := printStatus(&b, st, format); err != nil {
+				t.Fatal(err)
+			}
+			out := b.String()
+			if !strings.Contains(out, "20261207-213045.123-3fa9c2") || st.TimeLeft != "" && (!strings.Contains(out, st.TimeLeft) || !strings.Contains(out, "2026-12-07T22:00:00Z")) {
+				t.Errorf("%s: -o %s lacks the id, deadline or time left:\n%s", tt.name, format, out)
+			}
+		}
+	}
+}

@@ -131,12 +131,23 @@ func runCapture(c config, stderr io.Writer) error {
 	// Metrics and the summary report the sum of the workers' snapshots,
 	// each of which accounts for its packets exactly.
 	stats := func() sink.Stats { return sink.Total(engs...) }
+	// The map's capture ids, a label of their own (bounded).
+	captures := metrics.NewCaptureCollector()
+	setPortMap := engs.setPortMap
+	if portMap != nil {
+		x, _ := portmap.NewIdentifier(*portMap)
+		captures.Set(x)
+		setPortMap = func(x *portmap.Identifier) { engs.setPortMap(x); captures.Set(x) }
+	}
 	if c.metricsAddr != "" {
 		var more []prometheus.Collector
 		if !c.input.Offline {
 			more = append(more, metrics.NewKernelUDPCollector(udpstat.DefaultProcNet, logger))
 		}
 		more = append(more, outs.Collectors()...)
+		if portMap != nil {
+			more = append(more, captures)
+		}
 		srv, err := metrics.Listen(c.metricsAddr, metrics.NewCollector(stats, bufSize, logger), engs.running, logger, more...)
 		if err != nil {
 			return startError{err}
@@ -187,7 +198,7 @@ func runCapture(c config, stderr io.Writer) error {
 		// map is copied over the old one.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go sink.FollowPortMap(ctx, mapFile, mapCheckInterval, reread, engs.setPortMap, logger)
+		go sink.FollowPortMap(ctx, mapFile, mapCheckInterval, reread, setPortMap, logger)
 	}
 
 	if !c.input.Offline {
