@@ -337,7 +337,7 @@ func TestLiveTokens(t *testing.T) {
 // are counted in /metrics and, once it runs again, in its stream's
 // statistics.
 func TestLiveStalledViewer(t *testing.T) {
-	l := startLiveSink(t, true, "--live-queue", "2m", "--live-write-timeout", "5m")
+	l := startLiveSink(t, true, "--live-queue", "16m", "--live-write-timeout", "5m")
 	var viewers []*curl
 	for range 3 {
 		viewers = append(viewers, l.startCurl(t, l.sk, "/v1/stream?port=vm-1", "", false))
@@ -349,7 +349,8 @@ func TestLiveStalledViewer(t *testing.T) {
 	}
 	defer stopped.cmd.Process.Signal(syscall.SIGCONT)
 	// vm-1's frames of 1,200 bytes: 48 MB in all, more than the stopped
-	// viewer's socket buffers and queue hold.
+	// viewer's socket buffers and queue hold (16 MiB: the running viewers
+	// may fall behind by a second and a half on a loaded machine).
 	var frames [][]byte
 	for i := range 1000 {
 		frames = append(frames, append(vmFrame(t, vm1MAC, "10.0.0.1", "fd00:1::1", i), make([]byte, 1100)...))
@@ -434,7 +435,7 @@ func TestLiveConnectCycles(t *testing.T) {
 	var fds, g int
 	testkit.Eventually(t, 30*time.Second, "sinkd's descriptors and goroutines back where they were", func() bool {
 		fds, g = count()
-		return fds <= fds0+2 && g <= g0+2
+		return fds <= fds0+4 && g <= g0+4
 	})
 	m := l.d.metrics(t)
 	if m[`sinkd_live_requests_total{result="streamed"}`] != 501 || m[`sinkd_live_requests_total{result="bad_request"}`] != 250 || m["sinkd_live_viewers"] != 0 {
