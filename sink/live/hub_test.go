@@ -232,7 +232,7 @@ func TestNoViewerNoCost(t *testing.T) {
 		run()
 		taken, _ = v.take(taken[:0])
 		for _, b := range taken {
-			h.putBatch(b)
+			v.recycle(b)
 		}
 	}
 	keepUp() // the first batch grows its buffers
@@ -270,7 +270,7 @@ func BenchmarkTap(b *testing.B) {
 						var closed bool
 						taken, closed = v.take(taken[:0])
 						for _, x := range taken {
-							h.putBatch(x)
+							v.recycle(x)
 						}
 						if closed {
 							return

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/capture/pcapfile"
+	"github.com/dpcap/dpcap/filter"
 	"github.com/dpcap/dpcap/internal/testkit"
 	"github.com/dpcap/dpcap/portmap"
 	"github.com/dpcap/dpcap/sink"
@@ -210,6 +211,9 @@ func TestStreamCount(t *testing.T) {
 // its last frames, then an interface statistics block per port with its
 // counts (received = accepted + filtered, none lost), then its end.
 func TestStopEndsStreams(t *testing.T) {
+	if !filter.Available {
+		t.Skip("expressions need libpcap: -tags libpcap")
+	}
 	s, base := startServer(t, Config{})
 	f := feed(s.Hub(), 100, time.Millisecond)
 	resp := get(t, "GET", base+"/v1/stream?filter=ip", nocToken)

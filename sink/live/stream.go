@@ -143,7 +143,7 @@ func (st *streamer) write(batches []*batch) (done bool, err error) {
 			sent++
 			done = st.req.count > 0 && st.sent+sent >= st.req.count
 		}
-		st.hub.putBatch(b)
+		st.v.recycle(b)
 		batches[i] = nil
 	}
 	if sent+filtered > 0 {
