@@ -29,6 +29,8 @@
 #                  (default "100000 0": $BENCH_PACKETS at 100000/s and as
 #                  fast as dpcap replay sends; 3 rounds)
 #   BENCH_VIEWER_CASES  its cases (default "0 1 4 stalled"; 0 must be one)
+#   BENCH_VIEWER_WARM  envelopes sent before each measured run (default
+#                  50000; 0 none): a stalled viewer's queue fills by then
 #   BENCH_LATENCY_RATES  packets/s of the latency runs (default
 #                  "10000 100000"; 5 s of packets each, 3 rounds; "" none)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
@@ -225,6 +227,7 @@ if only viewers; then
 go build -o bin/tools/ ./internal/cmd/live-probe
 vrates=${BENCH_VIEWER_RATES:-"100000 0"}
 vrounds=${BENCH_VIEWER_ROUNDS:-3}
+vwarm=${BENCH_VIEWER_WARM:-50000}
 stream=http://127.0.0.1:9311/v1/stream
 # metric NAME: sinkd's metric NAME, summed over its labels.
 metric() {
@@ -275,7 +278,7 @@ replay_at() {
 # "stalled": one viewer stopped with SIGSTOP) with curl as the viewers;
 # appends a line to viewers-runs.txt and prints it.
 viewers_run() {
-	local c=$1 rate=$2 r=$3 n=$1 stalled=0 vpids=() i c0 c1 fsent flost disc view=()
+	local c=$1 rate=$2 r=$3 n=$1 stalled=0 vpids=() i c0 c1 w0 d0 s0 l0 cap drops fsent flost view=()
 	[ "$c" = stalled ] && n=1 stalled=1
 	rm -f "$out"/viewer-*.pcapng
 	live_sinkd
@@ -285,11 +288,19 @@ viewers_run() {
 	done
 	wait_viewers "$n" "${vpids[@]}"
 	[ $stalled = 1 ] && kill -STOP "${vpids[0]}"
+	# Not measured: a stalled viewer's queue and socket buffers fill (once
+	# per stall, bounded by --live-queue), the live ones' batches warm up.
+	if [ "$vwarm" != 0 ]; then
+		replay_at 0 "$vwarm"
+		cpu_settled $spid >/dev/null
+	fi
+	w0=$(metric sinkd_packets_written_total) d0=$(metric sinkd_socket_drops_total)
+	s0=$(metric sinkd_live_frames_sent_total) l0=$(metric sinkd_live_frames_lost_total)
 	c0=$(cpu $spid)
 	replay_at "$rate" "$packets"
 	c1=$(cpu_settled $spid)
-	fsent=$(metric sinkd_live_frames_sent_total)
-	flost=$(metric sinkd_live_frames_lost_total)
+	cap=$(($(metric sinkd_packets_written_total) - w0)) drops=$(($(metric sinkd_socket_drops_total) - d0))
+	fsent=$(($(metric sinkd_live_frames_sent_total) - s0)) flost=$(($(metric sinkd_live_frames_lost_total) - l0))
 	[ $stalled = 1 ] && kill -CONT "${vpids[0]}"
 	kill -TERM $spid
 	wait $spid || true
@@ -302,16 +313,17 @@ viewers_run() {
 	local f label=$rate line
 	f=$(bin/tools/live-probe -r "$out/viewers.pcap")
 	[ "$rate" = 0 ] && label="max($(awk '/^sent/ {print $(NF-1)}' "$out/replay.err" | tr -d '('))"
-	line="$r $rate $label $c $(awk '/^sent/ {print $2}' "$out/replay.err") $(field "$out/viewers-sinkd.err" "packets captured")"
-	line+=" $(field "$out/viewers-sinkd.err" "dropped by kernel") $(echo "$c1 - $c0" | bc -l)"
+	line="$r $rate $label $c $(awk '/^sent/ {print $2}' "$out/replay.err") $cap $drops $(echo "$c1 - $c0" | bc -l)"
 	line+=" $fsent $flost $(probe_field "$f" sha256 | cut -c1-12) ${view[*]:--}"
 	echo "$line" >>"$out/viewers-runs.txt"
 	echo "$line"
 }
 echo
 echo "== live viewers: sinkd -w FILE --live 127.0.0.1:9311 with 0, 1 and 4 viewers (curl -sN) and one stalled (SIGSTOP)"
-echo "   $packets envelopes per run from testdata/vm-traffic.pcap; $vrounds rounds, the cases in turn, each round starting with the next"
-echo "   viewers: frames in each viewer's stream / lost at the sink for it (its last ISB) / its frames' hash"
+echo "   $packets envelopes per run from testdata/vm-traffic.pcap; $vrounds rounds, the cases in turn, each round starting with the next;"
+echo "   each run first sends $vwarm envelopes as fast as it can, not measured (the stalled viewer's queue fills)"
+echo "   captured, drops, cpu, live-sent and live-lost: of the measured envelopes (sinkd's metrics)"
+echo "   viewers: frames in each viewer's stream (all runs' envelopes) / lost at the sink for it (its last ISB) / its frames' hash"
 printf '%s\n' "round rate label case sent captured kernel-drops cpu-s live-sent live-lost file-hash viewers..."
 : >"$out/viewers-runs.txt"
 cases=(${BENCH_VIEWER_CASES:-0 1 4 stalled})
@@ -334,7 +346,7 @@ for line in open(sys.argv[1]):
     runs[rate, case, int(r)] = dict(sent=int(sent), cap=int(cap), drops=int(drops or 0), cpu=float(cpu),
                                     fsent=int(fsent), flost=int(flost), fhash=fhash, views=views)
 print()
-print("medians over the rounds; ns/pkt = sinkd's CPU (user+system, SIGCONT of the replay to the last packet) per packet captured;")
+print("medians over the rounds; ns/pkt = sinkd's CPU (user+system, from the measured replay's start until sinkd settles) per packet captured;")
 print("x0 = ns/pkt over the 0-viewer run's of the same round (median of the rounds); same file = the file's frames hash as")
 print("the 0-viewer run's of the same round; viewers = frames each got (min), lost at the sink (sum, sinkd_live_frames_lost_total)")
 print(f"{'rate pps':16s} {'viewers':8s} {'sent':>7s} {'captured':>8s} {'drops':>6s} {'cpu s':>6s} {'ns/pkt':>7s} {'x0':>5s} "
