@@ -158,10 +158,10 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 	}
 	defer out.unwatch()
 	prog := &client.Progress{}
-	done := make(chan struct{})
+	stopLine := func() {}
 	counting := !f.quiet && f.out != "-" && isTerminal(stderr)
 	if counting {
-		go showLine(stderr, done, func() string { return countLine(prog) })
+		stopLine = showLine(stderr, func() string { return countLine(prog) })
 	}
 	logf := func(format string, args ...any) {
 		if counting {
@@ -170,7 +170,7 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "dpcap watch: %s\n", termtext.Escape(fmt.Sprintf(format, args...)))
 	}
 	sum, err := sink.Watch(ctx, f.req, out, client.Options{Logf: logf, Progress: prog})
-	close(done)
+	stopLine()
 	gone := out.readerGone(ctx, err)
 	if gone {
 		err = nil

@@ -303,3 +303,30 @@ func BenchmarkTap(b *testing.B) {
 		})
 	}
 }
+
+// TestFullNeverOutlivesTheQueue: a tap that finds a viewer's queue full
+// while the viewer takes it must not leave the queue marked full once it
+// is empty: the taps would then count every frame lost, without waking
+// the viewer, until its next statistics tick.
+func TestFullNeverOutlivesTheQueue(t *testing.T) {
+	h := NewHub(2 * (100 + frameOverhead))
+	v := newViewer(h, selection{scope: everyone(t)}, 65535, false)
+	one := func() *batch {
+		b := h.getBatch(0)
+		b.add(0, time.Unix(1, 0), frameOf(1, 100), 100)
+		return b
+	}
+	for i := range 20000 {
+		v.take(nil)
+		v.put(one())
+		v.put(one()) // the queue is full
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); v.put(one()) }() // does not fit, or fits after the take
+		go func() { defer wg.Done(); v.take(nil) }()
+		wg.Wait()
+		if v.full.Load() && !v.pending() {
+			t.Fatalf("round %d: the queue is empty and marked full", i)
+		}
+	}
+}

@@ -69,7 +69,7 @@ func (q queueValue) String() string {
 func (q queueValue) Set(v string) error {
 	n, err := units.ParseBytes(v, 1, math.MaxInt32, false)
 	if err != nil {
-		return fmt.Errorf("--live-queue: %w", err)
+		return err // the flag package names the flag
 	}
 	q.f.queue, q.f.queueText = n, v
 	return nil

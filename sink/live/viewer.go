@@ -82,8 +82,10 @@ const maxFree = 8
 func (v *viewer) put(b *batch) (bool, *batch) {
 	v.mu.Lock()
 	if v.closed || v.queued+b.size() > v.max {
-		v.mu.Unlock()
+		// Under the lock: a take meanwhile would find it set, not
+		// have it set after, on an empty queue.
 		v.full.Store(true)
+		v.mu.Unlock()
 		return false, nil
 	}
 	v.queue = append(v.queue, b)

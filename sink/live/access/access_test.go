@@ -19,6 +19,8 @@ import (
 const (
 	nocToken    = "noc-0123456789abcdef"
 	tenantToken = "tenant-a-secret-token"
+	// swappedToken is a token as base64 writes it.
+	swappedToken = "q2Vj+cmV0/dG9rZW4x=="
 )
 
 func writeTokens(t *testing.T, dir, text string, mode os.FileMode) string {
@@ -105,7 +107,10 @@ func TestLoadRefuses(t *testing.T) {
 		{"noc sha256:abcd *\n", 0o600, "line 1 (noc): invalid sha256"},
 		{"noc " + nocToken + " *\nnoc " + tenantToken + " vm-1\n", 0o600, "line 2: name noc given twice"},
 		{"noc " + nocToken + " *\nb " + sum(nocToken) + " vm-1\n", 0o600, "line 2 (b): the same token as an earlier line"},
-		{"n/x " + nocToken + " *\n", 0o600, `invalid name "n/x"`},
+		{"n/x " + nocToken + " *\n", 0o600, "line 1: invalid name"},
+		// The columns swapped: the token, in the name's place, is not
+		// quoted back.
+		{swappedToken + " noc *\n", 0o600, "line 1: invalid name"},
 		{"noc " + nocToken + " vm-1,,vm-2\n", 0o600, `invalid ports "vm-1,,vm-2"`},
 	}
 	for _, tt := range tests {
@@ -114,7 +119,7 @@ func TestLoadRefuses(t *testing.T) {
 			t.Errorf("%q: %v, want %q", tt.text, err, tt.want)
 			continue
 		}
-		for _, secret := range []string{nocToken, tenantToken, "short-secret"} {
+		for _, secret := range []string{nocToken, tenantToken, "short-secret", swappedToken} {
 			if strings.Contains(err.Error(), secret) {
 				t.Errorf("the error quotes a token: %v", err)
 			}
