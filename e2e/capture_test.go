@@ -264,3 +264,43 @@ func cut(s, prefix string) string {
 	}
 	return strings.Join(kept, "\n")
 }
+
+// TestCaptureSinkIsThisHost: without --sink, dpcap capture runs on the
+// host the copies come to (here the sink's namespace; dpcap serve's
+// socket is a file) and receives them itself, through a sinkd of its own
+// on loopback: the frames the VM sent, as it sent them, the ports named
+// by dpcap serve's map, the sinkd gone afterwards.
+func TestCaptureSinkIsThisHost(t *testing.T) {
+	vm, hv, sk := softwareHosts(t)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "dpcap.sock")
+	startServe(t, hv, socket, filepath.Join(dir, "state"))
+	stopSending := numbered(t, vm, dir)
+	out := filepath.Join(dir, "out.pcapng")
+	cmd := sk.Cmd(bin("dpcap"), "capture", "--socket", socket, "--vf", "vm-1", "--sink-node-ip", "2001:db8:2::2", "--udp-dst-port", "3010",
+		"--for", "3s", "-w", out)
+	b, err := cmd.CombinedOutput()
+	sent := stopSending()
+	if err != nil {
+		t.Fatalf("dpcap capture: %v\n%s", err, b)
+	}
+	t.Logf("%s", b)
+	if st := status(t, socket); st.Active || tcxPrograms(t, hv, "tap-vm1") != 0 {
+		t.Fatal("the capture is left")
+	}
+	n := checkSentRun(t, out, sent)
+	if len(n) < 30 {
+		t.Fatalf("%d numbered frames", len(n))
+	}
+	if names := tsharkFields(t, out, "-e", "frame.interface_name"); names[0] != "vm-1" {
+		t.Fatalf("interfaces named %q, want vm-1", names[0])
+	}
+	frames := strconv.Itoa(len(readFrames(t, out)))
+	if !strings.Contains(string(b), "vm-1: "+frames+" received by the sink, "+frames+" written; lost: 0 at the NIC") {
+		t.Fatalf("summary:\n%s", b)
+	}
+	// The sinkd it ran is gone: its UDP port is free again.
+	if out := sk.Run(t, "ss", "-Hlnu", "sport = :3010"); strings.TrimSpace(out) != "" {
+		t.Fatalf("something still listens on UDP port 3010:\n%s", out)
+	}
+}

@@ -109,8 +109,8 @@ func parseCapture(args []string, stdoutTTY bool) (captureFlags, error) {
 	switch {
 	case len(f.view.req.Ports) == 0:
 		return f, errors.New("no port: give --vf NAMES or --pf 0")
-	case f.view.sink == "":
-		return f, errors.New("no sink: give --sink URL, the live endpoint of a sinkd --live, e.g. https://sink-1:9311")
+	case f.view.sink == "" && (f.view.auth.TokenFile != "" || f.view.auth.CA != ""):
+		return f, errors.New("--token-file and --ca are for --sink: the sinkd this command runs without it needs neither")
 	}
 	if err := oneDeadline(f.start); err != nil {
 		return f, err
@@ -144,12 +144,20 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 		}
 		return usageErr{err}
 	}
+	sigCtx, stopSignals := interruptible()
+	defer stopSignals()
+	var local *localSink
+	if f.view.sink == "" {
+		if local, err = startLocalSink(sigCtx, f.start); err != nil {
+			return err
+		}
+		defer local.stop()
+		f.view.sink = local.url
+	}
 	sink, err := client.NewSink(f.view.sink, f.view.auth)
 	if err != nil {
 		return usageErr{err}
 	}
-	sigCtx, stopSignals := interruptible()
-	defer stopSignals()
 	// The stream outlives a signal by the drain: the copies on their way.
 	outCtx, out, err := openCapOut(context.Background(), f.view.out, stdout)
 	if err != nil {
@@ -204,6 +212,12 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 		return asUsage(err)
 	}
 	logf("capture %s of %s started%s", st.ID, strings.Join(f.view.req.Ports, ", "), until(st.Deadline))
+	if local != nil {
+		// The daemon's tags, should they differ from the program's.
+		if err := local.publish(st.PortMap); err != nil {
+			logf("the port map of the local sinkd: %v", err)
+		}
+	}
 	done := make(chan struct{})
 	if counting {
 		go showLine(stderr, done, func() string { return countLine(prog) })

@@ -37,7 +37,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"serve", "--max-duration", "-1h"}, "invalid --max-duration -1h0m0s"},
 		{[]string{"fetch", "/tmp", "--capture", "a b", "-w", "x"}, `invalid capture id "a b"`},
 		{[]string{"capture", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x"}, "no port: give --vf NAMES or --pf 0"},
-		{[]string{"capture", "--vf", "vm-1", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x"}, "no sink: give --sink URL"},
+		{[]string{"capture", "--vf", "vm-1", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--ca", "ca.pem", "-w", "x"}, "--token-file and --ca are for --sink"},
 		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--udp-dst-port", "1", "-w", "x"}, "no sink: give --sink-node-ip"},
 		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "-w", "x"}, "no UDP port: give --udp-dst-port"},
 		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x", "--for", "soon"}, `invalid --for "soon"`},
