@@ -21,38 +21,45 @@ import (
 
 func init() { commands["capture"] = runCapture }
 
-const captureUsage = `Usage: dpcap capture --vf NAMES [--pf 0] [--for D|--until T] --sink URL
-                     --sink-node-ip IP --udp-dst-port N [-c COUNT] [-w FILE|-]
-                     [EXPRESSION]
+const captureUsage = `Usage: dpcap capture --vf NAMES [--pf 0] [--for D|--until T]
+                     --sink-node-ip IP --udp-dst-port N [--sink URL]
+                     [-c COUNT] [-w FILE|-] [EXPRESSION]
        dpcap capture start|stop|status [flags]
 
 One command from "capture vm-1 for two minutes" to the packets: it starts
-the capture through dpcap serve (all ports or none), reads the ports'
-frames live from the sink (sinkd --live, the stream dpcap watch reads),
-writes them, and stops the capture at its deadline, after -c COUNT frames,
-or at Ctrl-C or SIGTERM, as dpcap stop does. The deadline is dpcap
-serve's too: if this command dies, the daemon still stops the capture
-then. EXPRESSION is a tcpdump expression the sink applies (not the NIC:
-every frame of the ports is copied to the sink), e.g.
+the capture through dpcap serve (all ports or none: nothing is started if
+one is refused), reads the ports' frames live from the sink, writes them,
+and stops the capture at its deadline, after -c COUNT frames, or at
+Ctrl-C or SIGTERM, as dpcap stop does. The deadline is dpcap serve's too:
+if this command dies, the daemon still stops the capture then.
+EXPRESSION is a tcpdump expression the sink applies (not the NIC: every
+frame of the ports is copied to the sink), e.g.
 
   dpcap capture --vf vm-1 --for 2m --sink https://sink-1:9311 \
       --sink-node-ip 2001:db8::5 --udp-dst-port 3010 'tcp port 443' -w - |
       wireshark -k -i -
 
-The sink is a running sinkd with --live and --port-map reading dpcap
-serve's port map, wherever it runs: elsewhere (https://sink-1:9311), or on
-this host (http://[::1]:9311, which needs neither TLS nor a token). The
-command asks it for exactly the started ports, before it starts the
-capture, so the output has every frame the sink wrote for them from the
-first. It starts no sinkd of its own: the sink that writes the files is
-the one watched, and its counts are the ones shown.
+Where the sink is:
+  elsewhere         --sink https://HOST:PORT is the live endpoint of the
+                    sinkd --sink-node-ip and --udp-dst-port name (sinkd
+                    --live, with --port-map reading dpcap serve's map), as
+                    dpcap watch reads it: the command asks it for exactly
+                    the started ports
+  this host         without --sink, the command runs a sinkd of its own on
+                    --sink-node-ip (an address of this host) and
+                    --udp-dst-port, with the capture's port map and --live
+                    on a loopback port, and reads it the same way; it ends
+                    with the command. sinkd must be beside dpcap or on
+                    $PATH
+Either way the stream is asked for before the capture starts, so the
+output has every frame the sink got for the ports from the first.
 
 At the end, a summary per port: the frames the sink received for it while
 the command watched (isb_ifrecv), the frames written, and those lost: at
 the NIC or in the kernel (dpcap status's failed and dropped), at the sink
 for this viewer (its queue was full), and filtered out by EXPRESSION.
 Exit status 0 when frames were written, 1 when none were (or the start was
-refused: nothing is started then), 2 for a usage error.
+refused), 2 for a usage error.
 
 'dpcap capture start', 'capture stop' and 'capture status' are dpcap
 start, stop and status, with their flags (dpservice-cli's spelling:
@@ -63,19 +70,19 @@ Flags:
   --pf 0              capture PF0 (the uplink) too
   --for D             stop the capture after D (90s, 2m); without --for or
   --until T           --until, dpcap serve's --max-duration bounds it
-  --sink URL          the sink's live endpoint: https://HOST:PORT, or
-                      http:// on loopback
   --sink-node-ip IP   the sink's IPv6 address, where the NIC sends the copies
   --udp-dst-port N    the sink's UDP port (sinkd --port)
   --udp-src-port N    the envelopes' source port
+  --sink URL          the sink's live endpoint: https://HOST:PORT, or
+                      http:// on loopback (default: a sinkd of its own)
   -c COUNT            stop after COUNT frames
   -w FILE             where to write; "-" for standard output (the default
                       when it is not a terminal), as dpcap watch's -w
   -s SNAPLEN          bytes kept of each frame, 1-262144 (default: all)
   --format F          pcapng (default: an interface per port) or pcap
-  --token-file F      the sink's bearer token, alone in file F (default:
+  --token-file F      --sink's bearer token, alone in file F (default:
                       $DPCAP_LIVE_TOKEN, else the file $DPCAP_LIVE_TOKEN_FILE)
-  --ca F              the CA certificates (PEM) to trust for the sink's
+  --ca F              the CA certificates (PEM) to trust for --sink's
                       (default: $DPCAP_LIVE_CA, else the system's)
   -q                  no packet counter
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
