@@ -145,10 +145,6 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 	}
 	f, err := parseCapture(args, isTerminal(stdout))
 	if err != nil {
-		var ue usageErr
-		if errors.As(err, &ue) {
-			return err
-		}
 		return usageErr{err}
 	}
 	sigCtx, stopSignals := interruptible()
