@@ -39,7 +39,7 @@ Commands:
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
 
 Global flags, before or after the command:
-  --socket PATH    dpcap serve's API socket (serve, start, stop, status)
+  --socket PATH    dpcap serve's API socket (serve, start, stop, status, capture)
   -o FORMAT        table, json or yaml (start, status)
 
 Run 'dpcap COMMAND --help' for a command's flags.
