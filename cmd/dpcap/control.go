@@ -246,6 +246,49 @@ Flags:
 func runStart(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dpcap start")
 	var req control.StartRequest
+	requestFlags(fs, &req)
+	fs.StringVar(&req.Filter, "filter", "", "")
+	fs.BoolVar(&req.Replace, "replace", false, "")
+	dryRun := fs.Bool("dry-run", false, "")
+	var env control.Envelope
+	envelopeFlags(fs, &env, true)
+	socket := fs.String("socket", defaultSocket, "")
+	format := fs.String("o", "table", "")
+	if help, err := parse(fs, args, startUsage, stdout); help || err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	if !*dryRun {
+		if err := daemonsAddresses(fs); err != nil {
+			return usageErr{err}
+		}
+	}
+	if err := oneDeadline(req); err != nil {
+		return err
+	}
+	// Validate here too, so that a bad request is a usage error with or
+	// without a daemon.
+	p, err := req.Program(env, nil)
+	if err != nil {
+		return usageErr{err}
+	}
+	if *dryRun {
+		fmt.Fprint(stdout, p.Testpmd(p.DefaultPortIDs()))
+		return nil
+	}
+	st, err := control.NewClient(*socket).Start(context.Background(), req)
+	if err != nil {
+		return asUsage(err)
+	}
+	return printStatus(stdout, st, *format)
+}
+
+// requestFlags adds the flags of a start request to fs: dpservice-cli's
+// (--sink-node-ip, --udp-dst-port, --udp-src-port, --vf, --pf) and the
+// deadline's (--for, --until), as dpcap start and dpcap capture take them.
+func requestFlags(fs *flag.FlagSet, req *control.StartRequest) {
 	fs.StringVar(&req.SinkNodeIP, "sink-node-ip", "", "")
 	portFlag := func(name string, dst *uint16) {
 		fs.Func(name, "", func(v string) error {
@@ -266,8 +309,6 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fs.Func("pf", "", func(v string) (err error) { req.PF0, err = flowprog.ParsePF(v); return err })
-	fs.StringVar(&req.Filter, "filter", "", "")
-	fs.BoolVar(&req.Replace, "replace", false, "")
 	fs.Func("for", "", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -289,40 +330,14 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
-	dryRun := fs.Bool("dry-run", false, "")
-	var env control.Envelope
-	envelopeFlags(fs, &env, true)
-	socket := fs.String("socket", defaultSocket, "")
-	format := fs.String("o", "table", "")
-	if help, err := parse(fs, args, startUsage, stdout); help || err != nil {
-		return err
-	}
-	if err := checkFormat(*format); err != nil {
-		return err
-	}
-	if !*dryRun {
-		if err := daemonsAddresses(fs); err != nil {
-			return usageErr{err}
-		}
-	}
+}
+
+// oneDeadline refuses a request with both --for and --until.
+func oneDeadline(req control.StartRequest) error {
 	if req.For != "" && !req.Until.IsZero() {
 		return usageErr{errors.New("give --for or --until, not both")}
 	}
-	// Validate here too, so that a bad request is a usage error with or
-	// without a daemon.
-	p, err := req.Program(env, nil)
-	if err != nil {
-		return usageErr{err}
-	}
-	if *dryRun {
-		fmt.Fprint(stdout, p.Testpmd(p.DefaultPortIDs()))
-		return nil
-	}
-	st, err := control.NewClient(*socket).Start(context.Background(), req)
-	if err != nil {
-		return asUsage(err)
-	}
-	return printStatus(stdout, st, *format)
+	return nil
 }
 
 // daemonsAddresses refuses the envelope's addresses given to a start the
