@@ -221,9 +221,9 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 			logf("the port map of the local sinkd: %v", err)
 		}
 	}
-	done := make(chan struct{})
+	stopLine := func() {}
 	if counting {
-		go showLine(stderr, done, func() string { return countLine(prog) })
+		stopLine = showLine(stderr, func() string { return countLine(prog) })
 	}
 	last := st
 	var deadline <-chan time.Time
@@ -258,7 +258,7 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 		endWatch()
 		res = <-watched
 	}
-	close(done)
+	stopLine()
 	logf("%s: %s", why, stopped)
 	gone := out.readerGone(outCtx, res.err)
 	if gone {
