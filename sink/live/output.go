@@ -117,7 +117,13 @@ func (f *flags) Check(_ string, set map[string]bool) (bool, error) {
 func (f *flags) New(env output.Env) (output.Consumer, error) {
 	cfg := Config{Addr: f.addr, MaxViewers: f.maxViewers, Queue: int(f.queue), WriteTimeout: f.writeTimeout, Logger: env.Logger}
 	if f.cert != "" {
-		t, err := access.LoadTLS(f.cert, f.key)
+		t, err := access.LoadTLS(f.cert, f.key, func(err error) {
+			if err != nil {
+				env.Logger.Warn("--live-cert and --live-key cannot be read again: the pair read last stays", "cert", f.cert, "key", f.key, "err", err)
+				return
+			}
+			env.Logger.Info("--live-cert and --live-key read again", "cert", f.cert, "key", f.key)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("--live-cert: %w", err)
 		}

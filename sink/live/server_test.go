@@ -312,3 +312,25 @@ func TestPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestHeadBound: a request's line and headers are taken up to 12
+// KiB (maxHeaderBytes and the 4 KiB net/http reads beyond it), as
+// docs/LIVE.md says; beyond, 431 and nothing streamed.
+func TestRequestHeadBound(t *testing.T) {
+	_, base := startServer(t, Config{})
+	for _, tt := range []struct {
+		pad    int
+		status int
+	}{{11 << 10, http.StatusOK}, {12 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /v1/ports HTTP/1.1\r\nHost: sinkd\r\nAuthorization: Bearer %s\r\nX-Pad: %s\r\n\r\n", nocToken, strings.Repeat("a", tt.pad))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || resp.StatusCode != tt.status {
+			t.Errorf("a header of %d bytes: %v %v, want %d", tt.pad, resp, err, tt.status)
+		}
+	}
+}
