@@ -56,10 +56,11 @@ once). While writing to a file with standard error on a terminal, a
 counter shows the frames received. At the end (Ctrl-C, SIGTERM, -c, or
 the reader of the output gone) a summary: frames received, frames the
 sink lost for this viewer (its queue was full: a slow network or reader),
-reconnections. Exit status 0 when frames came, 1 when none came or the
-sink refused (401: no or unknown token; 403: a port outside the token's
-scope), 2 for a usage error, also one the sink found (400: a bad
-expression, port or snap length).
+reconnections. Exit status 0 when frames came and the watch ended
+without an error, 1 when none came, the sink refused (401: no or unknown
+token; 403: a port outside the token's scope) or the output failed, 2 for a
+usage error, also one the sink found (400: a bad expression, port or snap
+length).
 `
 
 // watchFlags are dpcap watch's options.

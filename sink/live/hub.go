@@ -30,6 +30,9 @@ type Hub struct {
 type counters struct {
 	viewers, served             atomic.Int64
 	sent, filtered, lost, bytes atomic.Uint64
+	// ended counts the frames queued for a viewer when its stream ended
+	// (it left, -c was reached, a write failed): taken, never sent.
+	ended atomic.Uint64
 	requests                    [numResults]atomic.Uint64
 	disconnects                 [numReasons]atomic.Uint64
 }
@@ -93,6 +96,17 @@ func (h *Hub) remove(v *viewer) {
 	}
 	h.viewers.Store(&vs)
 	h.stats.viewers.Add(-1)
+}
+
+// leave removes v, whose stream ended: the batches the taps queued for
+// it meanwhile go back to the pool, their frames counted as ended.
+func (h *Hub) leave(v *viewer) {
+	h.remove(v)
+	batches, _ := v.take(nil)
+	for _, b := range batches {
+		h.stats.ended.Add(uint64(len(b.frames)))
+		h.putBatch(b)
+	}
 }
 
 // connected returns the viewers connected now.

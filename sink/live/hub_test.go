@@ -2,6 +2,7 @@ package live
 
 import (
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -328,5 +329,48 @@ func TestFullNeverOutlivesTheQueue(t *testing.T) {
 		if v.full.Load() && !v.pending() {
 			t.Fatalf("round %d: the queue is empty and marked full", i)
 		}
+	}
+}
+
+// discardOut is a stream's output that keeps nothing.
+type discardOut struct{ io.Writer }
+
+func (discardOut) Flush() error { return nil }
+
+// TestStreamEndedCounted: the frames queued for a viewer when its stream
+// ends, those after its count in the batches it took and those still in
+// its queue when it leaves, are counted as ended, so that every frame
+// offered to it is sent, filtered, lost or ended.
+func TestStreamEndedCounted(t *testing.T) {
+	const perBatch, size = 4, 100
+	h := NewHub(1 << 20)
+	tp := h.Tap().(*tap)
+	tp.Source(0, vm1)
+	v := connect(t, h, 65535)
+	ts := time.Unix(1700000000, 0)
+	batch := func() {
+		for i := range perBatch {
+			tp.Frame(0, ts, frameOf(i, size), size)
+		}
+		tp.Flush()
+	}
+	for range 3 {
+		batch()
+	}
+	st := newStreamer(h, v, request{sel: v.sel, snap: 65535, format: pcapout.FormatPcapng, count: 5}, discardOut{io.Discard})
+	st.s = pcapout.NewStream(st.w, pcapout.StreamOptions{Format: pcapout.FormatPcapng})
+	taken, _ := v.take(nil)
+	done, err := st.write(taken)
+	if !done || err != nil {
+		t.Fatalf("done %v, %v", done, err)
+	}
+	batch() // queued after the stream ended
+	h.leave(v)
+	sent, ended := h.stats.sent.Load(), h.stats.ended.Load()
+	if sent != 5 || ended != 4*perBatch-5 || sent+ended+h.stats.lost.Load()+h.stats.filtered.Load() != 4*perBatch {
+		t.Errorf("sent %d, ended %d, lost %d, filtered %d of %d offered", sent, ended, h.stats.lost.Load(), h.stats.filtered.Load(), 4*perBatch)
+	}
+	if len(h.connected()) != 0 {
+		t.Error("the viewer is still connected")
 	}
 }

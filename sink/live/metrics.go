@@ -51,7 +51,7 @@ func newCollector(h *Hub) *collector {
 		requests:    d("requests_total", "Requests for a live stream, by result: streamed, unauthorized, forbidden, bad_request, too_many_viewers.", "result"),
 		sent:        d("frames_sent_total", "Frames sent to live viewers."),
 		filtered:    d("frames_filtered_total", "Frames a live viewer's expression did not match."),
-		lost:        d("frames_lost_total", "Frames lost for a live viewer, by reason: queue_full (its queue was full).", "reason"),
+		lost:        d("frames_lost_total", "Frames lost for a live viewer, by reason: queue_full (its queue was full), stream_ended (queued when its stream ended).", "reason"),
 		bytes:       d("bytes_sent_total", "Bytes of live streams sent."),
 		disconnects: d("disconnects_total", "Live streams ended, by reason: client_gone, slow_client, count, sink_stopped.", "reason"),
 	}
@@ -77,6 +77,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sent, s.sent.Load())
 	counter(c.filtered, s.filtered.Load())
 	counter(c.lost, s.lost.Load(), "queue_full")
+	counter(c.lost, s.ended.Load(), "stream_ended")
 	counter(c.bytes, s.bytes.Load())
 	for r := range numReasons {
 		counter(c.disconnects, s.disconnects[r].Load(), reasonNames[r])

@@ -199,12 +199,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	s.cfg.Logger.Info("live viewer", "token", g.Name, "remote", r.RemoteAddr, "ports", strings.Join(req.sel.ports, ","),
 		"filter", req.expr, "snaplen", req.snap, "format", req.format)
 	why, err := st.run(r.Context())
-	s.hub.remove(v)
-	// Batches the taps queued meanwhile go back to the pool.
-	batches, _ := v.take(nil)
-	for _, b := range batches {
-		s.hub.putBatch(b)
-	}
+	s.hub.leave(v)
 	s.hub.stats.disconnects[why].Add(1)
 	if why == countReached || why == sinkStopped {
 		h.Set("Dpcap-Frames", strconv.FormatUint(st.sent, 10))

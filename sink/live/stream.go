@@ -136,11 +136,12 @@ func writeReason(err error) reason {
 // write encodes the batches and gives them back; done says count frames
 // were sent.
 func (st *streamer) write(batches []*batch) (done bool, err error) {
-	var sent, filtered uint64
+	var sent, filtered, unsent uint64
 	for i, b := range batches {
 		for _, f := range b.frames {
 			if err != nil || done {
-				break
+				unsent++
+				continue
 			}
 			data := b.bytes(f)
 			iface := st.interfaceOf(b.engine, int(f.src))
@@ -153,7 +154,8 @@ func (st *streamer) write(batches []*batch) (done bool, err error) {
 				data = data[:st.req.snap]
 			}
 			if err = st.s.WritePacket(iface, time.Unix(0, f.ts), data, int(f.len)); err != nil {
-				break
+				unsent++
+				continue
 			}
 			st.stats[iface].Accepted++
 			sent++
@@ -168,6 +170,7 @@ func (st *streamer) write(batches []*batch) (done bool, err error) {
 	st.sent += sent
 	st.hub.stats.sent.Add(sent)
 	st.hub.stats.filtered.Add(filtered)
+	st.hub.stats.ended.Add(unsent)
 	return done, err
 }
 
