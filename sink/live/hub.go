@@ -32,9 +32,9 @@ type counters struct {
 	sent, filtered, lost, bytes atomic.Uint64
 	// ended counts the frames queued for a viewer when its stream ended
 	// (it left, -c was reached, a write failed): taken, never sent.
-	ended atomic.Uint64
-	requests                    [numResults]atomic.Uint64
-	disconnects                 [numReasons]atomic.Uint64
+	ended       atomic.Uint64
+	requests    [numResults]atomic.Uint64
+	disconnects [numReasons]atomic.Uint64
 }
 
 // NewHub returns a hub whose viewers each queue at most queue bytes of
