@@ -1,0 +1,142 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/internal/testkit"
+)
+
+// lister is a recorder that lists its ports (PortLister).
+type lister struct{ *recorder }
+
+func (lister) Ports(context.Context) ([]string, error) {
+	return []string{"pf0", "vm-1", "vm-2", "vm-3"}, nil
+}
+
+// tlsServer serves a server over b on a loopback TCP port with mutual TLS
+// and returns its URL and CA; log gets the daemon's lines.
+func tlsServer(t *testing.T, b Backend, log *logBuffer) (string, testkit.Certs) {
+	t.Helper()
+	certs := testkit.NewCerts(t, "127.0.0.1")
+	cfg, err := ServerTLS(certs.Cert, certs.Key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := ListenTLS("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sessionServer(t, b, t.TempDir(), 0, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return "https://" + ln.Addr().String(), certs
+}
+
+// TestMutualTLS: over TCP, a client whose certificate the daemon's CA
+// signed gets in (and the log names it for start and stop); one without a
+// certificate, or with one another CA signed, is refused at the handshake.
+func TestMutualTLS(t *testing.T) {
+	log := &logBuffer{}
+	url, certs := tlsServer(t, lister{&recorder{}}, log)
+	cert, key := certs.ClientCert(t, "operator-1")
+	good, err := ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewRemoteClient(url, good)
+	ctx := context.Background()
+	if _, err := c.Start(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Ports(ctx)
+	if err != nil || l.Backend != "recorder" || strings.Join(l.Ports, ",") != "pf0,vm-1,vm-2,vm-3" {
+		t.Errorf("ports: %+v, %v", l, err)
+	}
+	if _, err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`msg="start asked" client="CN=operator-1"`, `msg="stop asked" client="CN=operator-1"`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+
+	other := testkit.NewCerts(t, "127.0.0.1")
+	ocert, okey := other.ClientCert(t, "intruder")
+	for name, files := range map[string][2]string{"no certificate": {"", ""}, "another CA's certificate": {ocert, okey}} {
+		cfg, err := ClientTLS(files[0], files[1], certs.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewRemoteClient(url, cfg).Status(ctx)
+		var alert tls.AlertError
+		var op *net.OpError
+		switch {
+		case err == nil:
+			t.Errorf("%s: got in", name)
+		case !errors.As(err, &alert) && !(errors.As(err, &op) && strings.Contains(op.Err.Error(), "tls: ")):
+			t.Errorf("%s: refused, but not at the handshake: %v", name, err)
+		default:
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	if strings.Contains(log.String(), "intruder") {
+		t.Errorf("a refused client reached the API:\n%s", log.String())
+	}
+}
+
+// TestListenTLSNeedsClientCertificates: the API is never served on TCP
+// without client certificates required.
+func TestListenTLSNeedsClientCertificates(t *testing.T) {
+	certs := testkit.NewCerts(t, "127.0.0.1")
+	pair, err := tls.LoadX509KeyPair(certs.Cert, certs.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []*tls.Config{nil, {Certificates: []tls.Certificate{pair}},
+		{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, ClientCAs: certs.Pool}} {
+		if ln, err := ListenTLS("127.0.0.1:0", cfg); err == nil {
+			ln.Close()
+			t.Errorf("listening with %+v", cfg)
+		}
+	}
+	if _, err := ServerTLS(certs.Cert, certs.Key, certs.Key); err == nil {
+		t.Error("a client CA file without certificates was taken")
+	}
+}
+
+// TestPortsNotListed: a backend that cannot list its ports says so.
+func TestPortsNotListed(t *testing.T) {
+	url, certs := tlsServer(t, &recorder{}, &logBuffer{})
+	cert, key := certs.ClientCert(t, "operator-1")
+	cfg, err := ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = NewRemoteClient(url, cfg).Ports(ctx)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != 501 || ae.Message != "the recorder backend cannot list its ports" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
