@@ -32,16 +32,7 @@ func tlsServer(t *testing.T, b Backend, log *logBuffer) (string, testkit.Certs) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sessionServer(t, b, t.TempDir(), 0, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	serveOn(t, sessionServer(t, b, t.TempDir(), 0, log), ln)
 	return "https://" + ln.Addr().String(), certs
 }
 

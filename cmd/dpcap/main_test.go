@@ -35,6 +35,13 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--until", "2020-01-01T00:00:00Z"}, "--until 2020-01-01T00:00:00Z has passed"},
 		{[]string{"start", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--vf", "a", "--for", "1m", "--until", "2999-01-01 10:00"}, "give --for or --until, not both"},
 		{[]string{"serve", "--max-duration", "-1h"}, "invalid --max-duration -1h0m0s"},
+		{[]string{"serve", "--listen-tls", ":9312", "--tls-cert", "c"}, "--listen-tls needs --tls-cert, --tls-key and --client-ca"},
+		{[]string{"status", "--host", "http://hv-1:9312"}, `invalid host "http://hv-1:9312": want https://NAME:PORT`},
+		{[]string{"status", "--host", "https://hv-1"}, `invalid host "https://hv-1"`},
+		{[]string{"status", "--host", "https://hv-1:9312", "--host", "https://hv-1:9312/"}, "host https://hv-1:9312 is given twice"},
+		{[]string{"stop", "--host", "https://hv-1:9312", "--socket", "/s"}, "give --socket or --host/--hosts, not both"},
+		{[]string{"status", "--hosts", "/no/such/hosts"}, "--hosts: open /no/such/hosts: no such file or directory"},
+		{[]string{"status", "--host", "https://hv-1:9312", "--cert", "c.pem"}, "a client certificate needs both its certificate and its key file"},
 		{[]string{"fetch", "/tmp", "--capture", "a b", "-w", "x"}, `invalid capture id "a b"`},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,169 @@
+package hosts
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/flowprog"
+	"github.com/dpcap/dpcap/internal/testkit"
+)
+
+func TestParseFile(t *testing.T) {
+	tests := []struct {
+		name, file string
+		want       []string
+		err        string
+	}{
+		{"comments and blanks", "# hypervisors\n\nhttps://hv-1:9312  # rack 1\n  https://[2001:db8::2]:9312/\n", []string{"https://hv-1:9312", "https://[2001:db8::2]:9312"}, ""},
+		{"empty", "# none yet\n", nil, ""},
+		{"not https", "https://hv-1:9312\nhttp://hv-2:9312\n", nil, `line 2: invalid host "http://hv-2:9312"`},
+		{"no port", "https://hv-1\n", nil, `line 1: invalid host "https://hv-1"`},
+		{"a path", "https://hv-1:9312/v1\n", nil, "line 1: invalid host"},
+		{"a bare name", "hv-1:9312\n", nil, "line 1: invalid host"},
+		{"two on a line", "https://hv-1:9312 https://hv-2:9312\n", nil, "line 1: invalid host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseFile(strings.NewReader(tt.file))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("err %v, want one line with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := New([]string{"https://a:1", "https://a:1"}, nil, time.Second); err == nil {
+		t.Error("a host given twice was taken")
+	}
+}
+
+// ports is a backend that serves the ports it lists, and records what it
+// applied.
+type ports struct {
+	names   []string
+	applied []string
+}
+
+func (p *ports) Name() string { return "ports" }
+func (p *ports) Check(_ context.Context, prog *flowprog.Program) error {
+	for _, n := range prog.Config.Ports() {
+		if !slices.Contains(p.names, n) {
+			return control.ErrUnknownPort
+		}
+	}
+	return nil
+}
+func (p *ports) Apply(_ context.Context, prog *flowprog.Program) error {
+	p.applied = prog.Config.Ports()
+	return nil
+}
+func (p *ports) Clear() error                            { p.applied = nil; return nil }
+func (p *ports) Counters() map[string]control.PortStatus { return nil }
+func (p *ports) Ports(context.Context) ([]string, error) { return p.names, nil }
+
+// serve runs a dpcap serve over b with mutual TLS on loopback, certificates
+// by certs, and returns its URL.
+func serve(t *testing.T, certs testkit.Certs, b control.Backend) string {
+	t.Helper()
+	cfg, err := control.ServerTLS(certs.Cert, certs.Key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := control.ListenTLS("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := control.NewServer(context.Background(), b, control.Config{StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; s.Shutdown() })
+	return "https://" + ln.Addr().String()
+}
+
+// TestStartWhereThePortsAre: a start goes to the hosts of its ports only;
+// a port on no host or on two, or a host that does not answer, is refused
+// in one line naming them, and nothing is started anywhere.
+func TestStartWhereThePortsAre(t *testing.T) {
+	certs := testkit.NewCerts(t, "127.0.0.1")
+	hv1, hv2 := &ports{names: []string{"vm-1", "vm-both"}}, &ports{names: []string{"vm-2", "vm-3", "vm-both"}}
+	urls := []string{serve(t, certs, hv1), serve(t, certs, hv2)}
+	cert, key := certs.ClientCert(t, "operator")
+	cfg, err := control.ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := New(urls, cfg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := control.StartRequest{SinkNodeIP: "2001:db8::1", DstPort: 3010, For: "1m"}
+
+	for _, tt := range []struct {
+		vfs  []string
+		want string
+	}{
+		{[]string{"vm-9"}, "port vm-9 is on none of the hosts"},
+		{[]string{"vm-2", "vm-both"}, "port vm-both is on " + Name(urls[0]) + " and " + Name(urls[1])},
+	} {
+		r := req
+		r.VFs = tt.vfs
+		_, err := set.Start(ctx, r)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("start %v: %v, want one line with %q", tt.vfs, err, tt.want)
+		}
+	}
+	if hv1.applied != nil || hv2.applied != nil {
+		t.Fatalf("a refused start applied %v and %v", hv1.applied, hv2.applied)
+	}
+
+	r := req
+	r.VFs = []string{"vm-3", "vm-2"}
+	sts, err := set.Start(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 1 || sts[0].Host != urls[1] || !sts[0].Status.Active || !slices.Equal(hv2.applied, []string{"vm-3", "vm-2"}) || hv1.applied != nil {
+		t.Errorf("started %+v; hv-1 applied %v, hv-2 %v", sts, hv1.applied, hv2.applied)
+	}
+	all := set.Status(ctx)
+	if len(all) != 2 || all[0].Status.Active || !all[1].Status.Active || all[1].Status.ID != sts[0].Status.ID {
+		t.Errorf("status %+v", all)
+	}
+
+	// A third host nothing listens on: named, in status and in a start.
+	t.Run("dead host", func(t *testing.T) {
+		deadSet, err := New(append(slices.Clone(urls), "https://127.0.0.1:1"), cfg, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := deadSet.Status(ctx)
+		if st[2].Error == "" || st[2].Status != nil || st[0].Status == nil {
+			t.Errorf("status %+v", st)
+		}
+		r := req
+		r.VFs = []string{"vm-1"}
+		if _, err := deadSet.Start(ctx, r); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1: ") || hv1.applied != nil {
+			t.Errorf("start with a dead host: %v; hv-1 applied %v", err, hv1.applied)
+		}
+	})
+	stopped := set.Stop(ctx)
+	if stopped[0].Result.Stopped || !stopped[1].Result.Stopped || hv2.applied != nil {
+		t.Errorf("stop %+v", stopped)
+	}
+}
