@@ -53,6 +53,7 @@ func TestParseFile(t *testing.T) {
 type ports struct {
 	names   []string
 	applied []string
+	refuse  string // a port Apply refuses
 }
 
 func (p *ports) Name() string { return "ports" }
@@ -65,6 +66,9 @@ func (p *ports) Check(_ context.Context, prog *flowprog.Program) error {
 	return nil
 }
 func (p *ports) Apply(_ context.Context, prog *flowprog.Program) error {
+	if slices.Contains(prog.Config.Ports(), p.refuse) {
+		return errors.New("the NIC refused " + p.refuse)
+	}
 	p.applied = prog.Config.Ports()
 	return nil
 }
@@ -165,5 +169,35 @@ func TestStartWhereThePortsAre(t *testing.T) {
 	stopped := set.Stop(ctx)
 	if stopped[0].Result.Stopped || !stopped[1].Result.Stopped || hv2.applied != nil {
 		t.Errorf("stop %+v", stopped)
+	}
+}
+
+// TestStartAllOrNothing: when one host refuses its part of a start, the
+// hosts that started stop again, and the error says so.
+func TestStartAllOrNothing(t *testing.T) {
+	certs := testkit.NewCerts(t, "127.0.0.1")
+	hv1, hv2 := &ports{names: []string{"vm-1"}}, &ports{names: []string{"vm-2"}, refuse: "vm-2"}
+	urls := []string{serve(t, certs, hv1), serve(t, certs, hv2)}
+	cert, key := certs.ClientCert(t, "operator")
+	cfg, err := control.ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := New(urls, cfg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = set.Start(context.Background(), control.StartRequest{SinkNodeIP: "2001:db8::1", DstPort: 3010, For: "1m", VFs: []string{"vm-1", "vm-2"}})
+	want := Name(urls[1]) + ": start capture: the NIC refused vm-2 (nothing was changed); " + Name(urls[0]) + ", which had started, was stopped"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	for i, st := range set.Status(context.Background()) {
+		if st.Status == nil || st.Status.Active {
+			t.Errorf("host %d after the refused start: %+v", i, st)
+		}
+	}
+	if hv1.applied != nil {
+		t.Errorf("hv-1 still captures %v", hv1.applied)
 	}
 }
