@@ -2,6 +2,7 @@ package hosts
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -99,12 +100,11 @@ func serve(t *testing.T, certs testkit.Certs, b control.Backend) string {
 	return "https://" + ln.Addr().String()
 }
 
-// TestStartWhereThePortsAre: a start goes to the hosts of its ports only;
-// a port on no host or on two, or a host that does not answer, is refused
-// in one line naming them, and nothing is started anywhere.
-func TestStartWhereThePortsAre(t *testing.T) {
+// twoHosts serves hv1 and hv2 and returns the set of both, their URLs and
+// the configuration of a client their CA signed.
+func twoHosts(t *testing.T, hv1, hv2 *ports) (*Set, []string, *tls.Config) {
+	t.Helper()
 	certs := testkit.NewCerts(t, "127.0.0.1")
-	hv1, hv2 := &ports{names: []string{"vm-1", "vm-both"}}, &ports{names: []string{"vm-2", "vm-3", "vm-both"}}
 	urls := []string{serve(t, certs, hv1), serve(t, certs, hv2)}
 	cert, key := certs.ClientCert(t, "operator")
 	cfg, err := control.ClientTLS(cert, key, certs.CA)
@@ -115,6 +115,15 @@ func TestStartWhereThePortsAre(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return set, urls, cfg
+}
+
+// TestStartWhereThePortsAre: a start goes to the hosts of its ports only;
+// a port on no host or on two, or a host that does not answer, is refused
+// in one line naming them, and nothing is started anywhere.
+func TestStartWhereThePortsAre(t *testing.T) {
+	hv1, hv2 := &ports{names: []string{"vm-1", "vm-both"}}, &ports{names: []string{"vm-2", "vm-3", "vm-both"}}
+	set, urls, cfg := twoHosts(t, hv1, hv2)
 	ctx := context.Background()
 	req := control.StartRequest{SinkNodeIP: "2001:db8::1", DstPort: 3010, For: "1m"}
 
@@ -175,19 +184,9 @@ func TestStartWhereThePortsAre(t *testing.T) {
 // TestStartAllOrNothing: when one host refuses its part of a start, the
 // hosts that started stop again, and the error says so.
 func TestStartAllOrNothing(t *testing.T) {
-	certs := testkit.NewCerts(t, "127.0.0.1")
 	hv1, hv2 := &ports{names: []string{"vm-1"}}, &ports{names: []string{"vm-2"}, refuse: "vm-2"}
-	urls := []string{serve(t, certs, hv1), serve(t, certs, hv2)}
-	cert, key := certs.ClientCert(t, "operator")
-	cfg, err := control.ClientTLS(cert, key, certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := New(urls, cfg, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = set.Start(context.Background(), control.StartRequest{SinkNodeIP: "2001:db8::1", DstPort: 3010, For: "1m", VFs: []string{"vm-1", "vm-2"}})
+	set, urls, _ := twoHosts(t, hv1, hv2)
+	_, err := set.Start(context.Background(), control.StartRequest{SinkNodeIP: "2001:db8::1", DstPort: 3010, For: "1m", VFs: []string{"vm-1", "vm-2"}})
 	want := Name(urls[1]) + ": start capture: the NIC refused vm-2 (nothing was changed); " + Name(urls[0]) + ", which had started, was stopped"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
