@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -198,5 +199,56 @@ func TestStartAllOrNothing(t *testing.T) {
 	}
 	if hv1.applied != nil {
 		t.Errorf("hv-1 still captures %v", hv1.applied)
+	}
+}
+
+// TestHostsAnswerInParallel: hosts that accept a connection and never
+// answer are each named once the timeout has passed, asked at once (both
+// within one timeout, not two), and the host that answers is shown.
+func TestHostsAnswerInParallel(t *testing.T) {
+	var urls []string
+	held := make(chan net.Conn, 64) // accepted, never answered
+	t.Cleanup(func() {
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				held <- c
+			}
+		}()
+		urls = append(urls, "https://"+ln.Addr().String())
+	}
+	_, live, cfg := twoHosts(t, &ports{}, &ports{})
+	const timeout = 2 * time.Second
+	all, err := New(append(urls, live[0]), cfg, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	sts := all.Status(context.Background())
+	took := time.Since(begin)
+	t.Logf("3 hosts, 2 silent, timeout %v: answered in %v", timeout, took)
+	for i, u := range urls {
+		if want := "no answer from " + u + " within 2s"; sts[i].Error != want || sts[i].Status != nil {
+			t.Errorf("silent host %d: %+v, want %q", i, sts[i], want)
+		}
+	}
+	if sts[2].Status == nil || sts[2].Error != "" {
+		t.Errorf("the live host: %+v", sts[2])
+	}
+	if took < timeout || took > timeout+time.Second {
+		t.Errorf("took %v with a timeout of %v: the hosts were not asked at once", took, timeout)
 	}
 }
