@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +131,45 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestRenewedServerCertificate: a renewed certificate written over the
+// files is served from the next handshake on, without a restart.
+func TestRenewedServerCertificate(t *testing.T) {
+	url, certs := tlsServer(t, lister{&recorder{}}, &logBuffer{})
+	cert, key := certs.ClientCert(t, "operator-1")
+	cfg, err := ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := served()
+	newCert, newKey := certs.ServerCert(t, "127.0.0.1")
+	later := time.Now().Add(time.Minute) // a changed modification time, however coarse
+	for _, f := range [][2]string{{newCert, certs.Cert}, {newKey, certs.Key}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f[1], later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := served(); after == before {
+		t.Errorf("still serving certificate %s after the renewal", before)
+	}
+	if _, err := NewRemoteClient(url, cfg).Status(context.Background()); err != nil {
+		t.Errorf("after the renewal: %v", err)
+	}
 }

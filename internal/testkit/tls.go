@@ -58,6 +58,14 @@ func NewCerts(t testing.TB, hosts ...string) Certs {
 	if err := os.WriteFile(c.CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	c.Cert, c.Key = c.ServerCert(t, hosts...)
+	return c
+}
+
+// ServerCert makes another server certificate for hosts signed by c's CA
+// (a renewal), and returns its certificate and key files.
+func (c Certs) ServerCert(t testing.TB, hosts ...string) (cert, key string) {
+	t.Helper()
 	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: hosts[0]}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -66,8 +74,7 @@ func NewCerts(t testing.TB, hosts ...string) Certs {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	c.Cert, c.Key = c.sign(t, "server", tmpl)
-	return c
+	return c.sign(t, "server-"+rand.Text(), tmpl)
 }
 
 // ClientCert makes a client certificate for name (its subject's common
