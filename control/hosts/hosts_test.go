@@ -207,27 +207,13 @@ func TestStartAllOrNothing(t *testing.T) {
 // within one timeout, not two), and the host that answers is shown.
 func TestHostsAnswerInParallel(t *testing.T) {
 	var urls []string
-	held := make(chan net.Conn, 64) // accepted, never answered
-	t.Cleanup(func() {
-		for len(held) > 0 {
-			(<-held).Close()
-		}
-	})
 	for range 2 {
+		// The kernel completes the connections; nobody reads them.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				held <- c
-			}
-		}()
 		urls = append(urls, "https://"+ln.Addr().String())
 	}
 	_, live, cfg := twoHosts(t, &ports{}, &ports{})
