@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,9 +18,16 @@ import (
 // ServerTLS returns the configuration of the API's TCP listener: TLS 1.2 or
 // later with certFile and keyFile, read again when renewed (as sinkd's
 // live endpoint does), and a client certificate required and verified
-// against the authorities in clientCAFile.
-func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	cfg, err := access.LoadTLS(certFile, keyFile)
+// against the authorities in clientCAFile. logger hears of each renewal
+// read, or that did not load.
+func ServerTLS(certFile, keyFile, clientCAFile string, logger *slog.Logger) (*tls.Config, error) {
+	cfg, err := access.LoadTLS(certFile, keyFile, func(err error) {
+		if err != nil {
+			logger.Warn("--tls-cert and --tls-key cannot be read again: the pair read last stays", "cert", certFile, "key", keyFile, "err", err)
+			return
+		}
+		logger.Info("--tls-cert and --tls-key read again", "cert", certFile, "key", keyFile)
+	})
 	if err != nil {
 		return nil, err
 	}

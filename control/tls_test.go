@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -25,7 +27,7 @@ func (lister) Ports(context.Context) ([]string, error) {
 func tlsServer(t *testing.T, b Backend, log *logBuffer) (string, testkit.Certs) {
 	t.Helper()
 	certs := testkit.NewCerts(t, "127.0.0.1")
-	cfg, err := ServerTLS(certs.Cert, certs.Key, certs.CA)
+	cfg, err := ServerTLS(certs.Cert, certs.Key, certs.CA, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestListenTLSNeedsClientCertificates(t *testing.T) {
 			t.Errorf("listening with %+v", cfg)
 		}
 	}
-	if _, err := ServerTLS(certs.Cert, certs.Key, certs.Key); err == nil {
+	if _, err := ServerTLS(certs.Cert, certs.Key, certs.Key, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
 		t.Error("a client CA file without certificates was taken")
 	}
 }
@@ -136,7 +138,8 @@ func (l *logBuffer) String() string {
 // TestRenewedServerCertificate: a renewed certificate written over the
 // files is served from the next handshake on, without a restart.
 func TestRenewedServerCertificate(t *testing.T) {
-	url, certs := tlsServer(t, lister{&recorder{}}, &logBuffer{})
+	log := &logBuffer{}
+	url, certs := tlsServer(t, lister{&recorder{}}, log)
 	cert, key := certs.ClientCert(t, "operator-1")
 	cfg, err := ClientTLS(cert, key, certs.CA)
 	if err != nil {
@@ -168,6 +171,9 @@ func TestRenewedServerCertificate(t *testing.T) {
 	}
 	if after := served(); after == before {
 		t.Errorf("still serving certificate %s after the renewal", before)
+	}
+	if !strings.Contains(log.String(), `msg="--tls-cert and --tls-key read again"`) {
+		t.Errorf("the renewal is not logged:\n%s", log.String())
 	}
 	if _, err := NewRemoteClient(url, cfg).Status(context.Background()); err != nil {
 		t.Errorf("after the renewal: %v", err)

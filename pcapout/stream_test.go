@@ -1,17 +1,16 @@
 package pcapout
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
-
-	"bufio"
-	"bytes"
-	"github.com/dpcap/dpcap/capture/pcapfile"
 	"testing"
 	"time"
 
 	"github.com/dpcap/dpcap/capture"
+	"github.com/dpcap/dpcap/capture/pcapfile"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"

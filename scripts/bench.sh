@@ -28,8 +28,11 @@
 #   BENCH_VIEWER_RATES, BENCH_VIEWER_ROUNDS  the viewers' CPU comparison
 #                  (default "100000 0": $BENCH_PACKETS at 100000/s and as
 #                  fast as dpcap replay sends; 3 rounds)
+#   BENCH_VIEWER_CASES  its cases (default "0 1 4 stalled"; 0 must be one)
+#   BENCH_VIEWER_WARM  envelopes sent before each measured run (default
+#                  50000; 0 none): a stalled viewer's queue fills by then
 #   BENCH_LATENCY_RATES  packets/s of the latency runs (default
-#                  "10000 100000"; 5 s of packets each, 3 rounds)
+#                  "10000 100000"; 5 s of packets each, 3 rounds; "" none)
 #   BENCH_MIRROR_PACKETS, BENCH_MIRROR_PPS, BENCH_MIRROR_ROUNDS  the mirror
 #                  CPU comparison (default 300000 frames at 100000/s, 3 rounds)
 set -euo pipefail
@@ -43,8 +46,10 @@ only() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if only go; then
 echo "== Go benchmarks (allocs/op must be 0 on the hot path)"
-go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./sink/live ./pcapout | grep -E '^Benchmark'
-go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter | grep -E '^Benchmark'
+go test -tags libpcap -run '^$' -bench . -benchmem -benchtime 20000x ./capture/udp ./sink ./pcapout | grep -E '^Benchmark'
+# The live taps' batches come from a pool that 20000 frames do not warm
+# (440-510 ns/op then, 30 ns/op after a second): their own benchtime.
+go test -tags libpcap -run '^$' -bench . -benchmem ./decap ./filter ./sink/live | grep -E '^Benchmark'
 echo
 fi
 
@@ -222,6 +227,7 @@ if only viewers; then
 go build -o bin/tools/ ./internal/cmd/live-probe
 vrates=${BENCH_VIEWER_RATES:-"100000 0"}
 vrounds=${BENCH_VIEWER_ROUNDS:-3}
+vwarm=${BENCH_VIEWER_WARM:-50000}
 stream=http://127.0.0.1:9311/v1/stream
 # metric NAME: sinkd's metric NAME, summed over its labels.
 metric() {
@@ -272,7 +278,7 @@ replay_at() {
 # "stalled": one viewer stopped with SIGSTOP) with curl as the viewers;
 # appends a line to viewers-runs.txt and prints it.
 viewers_run() {
-	local c=$1 rate=$2 r=$3 n=$1 stalled=0 vpids=() i c0 c1 fsent flost disc view=()
+	local c=$1 rate=$2 r=$3 n=$1 stalled=0 vpids=() i c0 c1 w0 d0 s0 l0 cap drops fsent flost view=()
 	[ "$c" = stalled ] && n=1 stalled=1
 	rm -f "$out"/viewer-*.pcapng
 	live_sinkd
@@ -282,11 +288,19 @@ viewers_run() {
 	done
 	wait_viewers "$n" "${vpids[@]}"
 	[ $stalled = 1 ] && kill -STOP "${vpids[0]}"
+	# Not measured: a stalled viewer's queue and socket buffers fill (once
+	# per stall, bounded by --live-queue), the live ones' batches warm up.
+	if [ "$vwarm" != 0 ]; then
+		replay_at 0 "$vwarm"
+		cpu_settled $spid >/dev/null
+	fi
+	w0=$(metric sinkd_packets_written_total) d0=$(metric sinkd_socket_drops_total)
+	s0=$(metric sinkd_live_frames_sent_total) l0=$(metric sinkd_live_frames_lost_total)
 	c0=$(cpu $spid)
 	replay_at "$rate" "$packets"
 	c1=$(cpu_settled $spid)
-	fsent=$(metric sinkd_live_frames_sent_total)
-	flost=$(metric sinkd_live_frames_lost_total)
+	cap=$(($(metric sinkd_packets_written_total) - w0)) drops=$(($(metric sinkd_socket_drops_total) - d0))
+	fsent=$(($(metric sinkd_live_frames_sent_total) - s0)) flost=$(($(metric sinkd_live_frames_lost_total) - l0))
 	[ $stalled = 1 ] && kill -CONT "${vpids[0]}"
 	kill -TERM $spid
 	wait $spid || true
@@ -299,27 +313,28 @@ viewers_run() {
 	local f label=$rate line
 	f=$(bin/tools/live-probe -r "$out/viewers.pcap")
 	[ "$rate" = 0 ] && label="max($(awk '/^sent/ {print $(NF-1)}' "$out/replay.err" | tr -d '('))"
-	line="$r $rate $label $c $(awk '/^sent/ {print $2}' "$out/replay.err") $(field "$out/viewers-sinkd.err" "packets captured")"
-	line+=" $(field "$out/viewers-sinkd.err" "dropped by kernel") $(echo "$c1 - $c0" | bc -l)"
+	line="$r $rate $label $c $(awk '/^sent/ {print $2}' "$out/replay.err") $cap $drops $(echo "$c1 - $c0" | bc -l)"
 	line+=" $fsent $flost $(probe_field "$f" sha256 | cut -c1-12) ${view[*]:--}"
 	echo "$line" >>"$out/viewers-runs.txt"
 	echo "$line"
 }
 echo
 echo "== live viewers: sinkd -w FILE --live 127.0.0.1:9311 with 0, 1 and 4 viewers (curl -sN) and one stalled (SIGSTOP)"
-echo "   $packets envelopes per run from testdata/vm-traffic.pcap; $vrounds rounds, the cases in turn, each round starting with the next"
-echo "   viewers: frames in each viewer's stream / lost at the sink for it (its last ISB) / its frames' hash"
+echo "   $packets envelopes per run from testdata/vm-traffic.pcap; $vrounds rounds, the cases in turn, each round starting with the next;"
+echo "   each run first sends $vwarm envelopes as fast as it can, not measured (the stalled viewer's queue fills)"
+echo "   captured, drops, cpu, live-sent and live-lost: of the measured envelopes (sinkd's metrics)"
+echo "   viewers: frames in each viewer's stream (all runs' envelopes) / lost at the sink for it (its last ISB) / its frames' hash"
 printf '%s\n' "round rate label case sent captured kernel-drops cpu-s live-sent live-lost file-hash viewers..."
 : >"$out/viewers-runs.txt"
-cases=(0 1 4 stalled)
+cases=(${BENCH_VIEWER_CASES:-0 1 4 stalled})
 for r in $(seq "$vrounds"); do
 	for rate in $vrates; do
-		for i in 0 1 2 3; do
-			viewers_run "${cases[(r + i) % 4]}" "$rate" "$r"
+		for i in "${!cases[@]}"; do
+			viewers_run "${cases[(r + i) % ${#cases[@]}]}" "$rate" "$r"
 		done
 	done
 done
-python3 - "$out/viewers-runs.txt" <<'PY'
+python3 - "$out/viewers-runs.txt" "${cases[@]}" <<'PY'
 import statistics, sys
 runs = {}
 labels = {}
@@ -331,7 +346,7 @@ for line in open(sys.argv[1]):
     runs[rate, case, int(r)] = dict(sent=int(sent), cap=int(cap), drops=int(drops or 0), cpu=float(cpu),
                                     fsent=int(fsent), flost=int(flost), fhash=fhash, views=views)
 print()
-print("medians over the rounds; ns/pkt = sinkd's CPU (user+system, SIGCONT of the replay to the last packet) per packet captured;")
+print("medians over the rounds; ns/pkt = sinkd's CPU (user+system, from the measured replay's start until sinkd settles) per packet captured;")
 print("x0 = ns/pkt over the 0-viewer run's of the same round (median of the rounds); same file = the file's frames hash as")
 print("the 0-viewer run's of the same round; viewers = frames each got (min), lost at the sink (sum, sinkd_live_frames_lost_total)")
 print(f"{'rate pps':16s} {'viewers':8s} {'sent':>7s} {'captured':>8s} {'drops':>6s} {'cpu s':>6s} {'ns/pkt':>7s} {'x0':>5s} "
@@ -339,7 +354,7 @@ print(f"{'rate pps':16s} {'viewers':8s} {'sent':>7s} {'captured':>8s} {'drops':>
 for rate in dict.fromkeys(r for r, _, _ in runs):
     rs = sorted({r for (x, _, r) in runs if x == rate})
     label = statistics.median_low(labels[rate]) if rate != "0" else "max"
-    for case in ("0", "1", "4", "stalled"):
+    for case in sys.argv[2:]:
         rr = [runs[rate, case, r] for r in rs if (rate, case, r) in runs]
         med = lambda k: statistics.median(x[k] for x in rr)
         ns = [x["cpu"] / x["cap"] * 1e9 for x in rr if x["cap"]]
@@ -361,7 +376,7 @@ echo "== latency from an envelope's arrival (the kernel's receive time sinkd sta
 printf '%-10s %-14s %6s %8s %6s %9s %9s %9s\n' "rate pps" "viewers" "round" "frames" "lost" "median us" "p99 us" "max us"
 : >"$out/latency-runs.txt"
 for r in $(seq "$vrounds"); do
-	for rate in ${BENCH_LATENCY_RATES:-10000 100000}; do
+	for rate in ${BENCH_LATENCY_RATES-10000 100000}; do
 		for c in probe probe+stalled; do
 			live_sinkd
 			lpids=()

@@ -21,10 +21,13 @@ const (
 )
 
 // The pcapng block types a Splitter counts as packets beyond the
-// enhanced packet block, and the statistics option it reads.
+// enhanced packet block, and the options it reads.
 const (
 	blockSimplePacket uint32 = 3
+	optIfName         uint16 = 2 // if_name
+	optIfRecv         uint16 = 4 // isb_ifrecv
 	optIfDrop         uint16 = 5 // isb_ifdrop
+	optFilterAccept   uint16 = 6 // isb_filteraccept
 )
 
 // Splitter cuts a pcap or pcapng stream into its units without copying
@@ -103,18 +106,64 @@ func whole(u Unit, n int, b []byte) (Unit, int, error) {
 // Format is the stream's format; FormatUnknown before its first unit.
 func (s *Splitter) Format() Format { return s.format }
 
-// IfDrop reads an interface statistics block (a UnitStats of this
-// stream): its interface and isb_ifdrop, the packets lost on the way to
-// the reader; ok is false when the block has none.
-func (s *Splitter) IfDrop(block []byte) (iface uint32, drop uint64, ok bool) {
+// IfStats are an interface statistics block's counts.
+type IfStats struct {
+	// Recv is isb_ifrecv, Drop isb_ifdrop and Accept isb_filteraccept;
+	// each Has says the block had it.
+	Recv, Drop, Accept          uint64
+	HasRecv, HasDrop, HasAccept bool
+}
+
+// IfStats reads an interface statistics block (a UnitStats of this
+// stream): its interface and counts; ok is false for a block too short to
+// be one.
+func (s *Splitter) IfStats(block []byte) (iface uint32, st IfStats, ok bool) {
 	if len(block) < 24 {
-		return 0, 0, false
+		return 0, st, false
 	}
 	iface = s.order.Uint32(block[8:12])
 	for code, v := range options(s.order, block, 20) {
-		if code == optIfDrop && len(v) == 8 {
-			drop, ok = s.order.Uint64(v), true
+		if len(v) != 8 {
+			continue
+		}
+		n := s.order.Uint64(v)
+		switch code {
+		case optIfRecv:
+			st.Recv, st.HasRecv = n, true
+		case optIfDrop:
+			st.Drop, st.HasDrop = n, true
+		case optFilterAccept:
+			st.Accept, st.HasAccept = n, true
 		}
 	}
-	return iface, drop, ok
+	return iface, st, true
+}
+
+// Interface reads a packet block's interface (a UnitPacket of this
+// pcapng stream); ok is false for a block too short to say.
+func (s *Splitter) Interface(block []byte) (iface uint32, ok bool) {
+	if len(block) < 12 {
+		return 0, false
+	}
+	switch s.order.Uint32(block[:4]) {
+	case BlockEnhancedPacket:
+		return s.order.Uint32(block[8:12]), true
+	case blockPacket:
+		return uint32(s.order.Uint16(block[8:10])), true
+	}
+	return 0, true // a simple packet block: the first interface
+}
+
+// IfName reads an interface description block's if_name (a UnitInterface
+// of this stream); empty when it has none.
+func (s *Splitter) IfName(block []byte) string {
+	if len(block) < 20 {
+		return ""
+	}
+	for code, v := range options(s.order, block, 16) {
+		if code == optIfName {
+			return string(v)
+		}
+	}
+	return ""
 }

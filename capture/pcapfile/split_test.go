@@ -3,7 +3,9 @@ package pcapfile_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,8 @@ import (
 
 // split cuts stream as a reader of a connection does, given one byte more
 // at a time: no unit before it is whole. It returns the units and each
-// statistics block's interface and isb_ifdrop.
-func split(t *testing.T, stream []byte) (units []pcapfile.Unit, drops []uint64) {
+// interface's name and statistics block's counts, as notes.
+func split(t *testing.T, stream []byte) (units []pcapfile.Unit, notes []string) {
 	t.Helper()
 	var sp pcapfile.Splitter
 	start := 0
@@ -33,19 +35,22 @@ func split(t *testing.T, stream []byte) (units []pcapfile.Unit, drops []uint64) 
 			t.Fatalf("a unit of %d bytes at byte %d, given %d", n, start, end-start)
 		}
 		units = append(units, u)
-		if u == pcapfile.UnitStats {
-			iface, drop, ok := sp.IfDrop(stream[start:end])
+		switch u {
+		case pcapfile.UnitInterface:
+			notes = append(notes, "if "+sp.IfName(stream[start:end]))
+		case pcapfile.UnitStats:
+			iface, st, ok := sp.IfStats(stream[start:end])
 			if !ok {
-				t.Fatalf("statistics at byte %d without isb_ifdrop", start)
+				t.Fatalf("statistics at byte %d unread", start)
 			}
-			drops = append(drops, uint64(iface)*1000+drop)
+			notes = append(notes, fmt.Sprintf("stats %d %+v", iface, st))
 		}
 		start = end
 	}
 	if start != len(stream) {
 		t.Fatalf("%d bytes left over", len(stream)-start)
 	}
-	return units, drops
+	return units, notes
 }
 
 func TestSplitter(t *testing.T) {
@@ -62,19 +67,20 @@ func TestSplitter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.WriteStats(1, pcapout.InterfaceStats{Dropped: 7}, time.Unix(1, 0), time.Unix(2, 0)); err != nil {
+	if err := s.WriteStats(1, pcapout.InterfaceStats{Received: 9, Dropped: 7, Accepted: 2}, time.Unix(1, 0), time.Unix(2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	// A second section, big-endian, with a simple packet block and
-	// statistics without isb_ifdrop.
+	// an interface without a name.
 	be := (&testkit.Pcapng{Order: binary.BigEndian}).Section(1, 0).Interface(9).SimplePacket(frame).Packet(0, 5, frame)
-	ngUnits, ngDrops := split(t, append(ng.Bytes(), be.Bytes()...))
+	ngUnits, ngNotes := split(t, append(ng.Bytes(), be.Bytes()...))
 	want := []pcapfile.Unit{pcapfile.UnitSection, pcapfile.UnitInterface, pcapfile.UnitInterface,
 		pcapfile.UnitPacket, pcapfile.UnitPacket, pcapfile.UnitPacket, pcapfile.UnitStats,
 		pcapfile.UnitSection, pcapfile.UnitInterface, pcapfile.UnitPacket, pcapfile.UnitPacket}
-	if !equalUnits(ngUnits, want) || len(ngDrops) != 1 || ngDrops[0] != 1007 {
-		t.Errorf("pcapng: units %v, drops %v; want %v, [1007]", ngUnits, ngDrops, want)
+	wantNotes := []string{"if vm-1", "if vm-2", "stats 1 {Recv:9 Drop:7 Accept:2 HasRecv:true HasDrop:true HasAccept:true}", "if "}
+	if !equalUnits(ngUnits, want) || !slices.Equal(ngNotes, wantNotes) {
+		t.Errorf("pcapng: units %v, notes %q; want %v, %q", ngUnits, ngNotes, want, wantNotes)
 	}
 
 	pcap, err := os.ReadFile(testkit.WritePcap(t, [][]byte{frame, frame[:20]}))

@@ -63,3 +63,23 @@ func openCapOut(ctx context.Context, name string, stdout io.Writer) (context.Con
 func (o *capOut) readerGone(ctx context.Context, err error) bool {
 	return o.piped && (context.Cause(ctx) == pipewatch.ErrReaderGone || errors.Is(err, syscall.EPIPE))
 }
+
+// keep keeps what came to the output, whatever ended the command, and
+// says where it is ("" for nowhere): a file with frames is committed; one
+// without any is not made (nor replaces one).
+func (o *capOut) keep(frames uint64) (string, error) {
+	if o.file == nil {
+		return "standard output", nil
+	}
+	if frames == 0 {
+		o.file.Abort()
+		return "", nil
+	}
+	if err := o.file.Commit(); err != nil {
+		if o.file.Regular() {
+			return "", err
+		}
+		return o.file.Name(), err
+	}
+	return o.file.Name(), nil
+}

@@ -221,7 +221,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	ln = control.Guard(ln, control.Peers{GID: gid, Logger: logger})
 	lns := []net.Listener{ln}
 	if *listenTLS != "" {
-		cfg, err := control.ServerTLS(*tlsCert, *tlsKey, *clientCA)
+		cfg, err := control.ServerTLS(*tlsCert, *tlsKey, *clientCA, logger)
 		if err != nil {
 			return err
 		}
@@ -289,49 +289,9 @@ Flags:
 func runStart(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dpcap start")
 	var req control.StartRequest
-	fs.StringVar(&req.SinkNodeIP, "sink-node-ip", "", "")
-	portFlag := func(name string, dst *uint16) {
-		fs.Func(name, "", func(v string) error {
-			n, err := strconv.ParseUint(v, 10, 16)
-			if err != nil || n == 0 {
-				return fmt.Errorf("invalid %s %q: want 1-65535", name, v)
-			}
-			*dst = uint16(n)
-			return nil
-		})
-	}
-	portFlag("udp-dst-port", &req.DstPort)
-	portFlag("udp-src-port", &req.SrcPort)
-	fs.Func("vf", "", func(v string) error {
-		for _, n := range strings.Split(v, ",") {
-			req.VFs = append(req.VFs, strings.TrimSpace(n))
-		}
-		return nil
-	})
-	fs.Func("pf", "", func(v string) (err error) { req.PF0, err = flowprog.ParsePF(v); return err })
+	requestFlags(fs, &req)
 	fs.StringVar(&req.Filter, "filter", "", "")
 	fs.BoolVar(&req.Replace, "replace", false, "")
-	fs.Func("for", "", func(v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return fmt.Errorf("invalid --for %q: want a duration like 90s, 2m or 1h", v)
-		}
-		req.For = d.String()
-		return nil
-	})
-	now := time.Now()
-	fs.Func("until", "", func(v string) (err error) {
-		if strings.HasPrefix(v, "-") || v == "now" {
-			return fmt.Errorf("invalid --until %q: want a time to come", v)
-		}
-		if req.Until, err = parseWhen(v, now); err != nil {
-			return err
-		}
-		if !req.Until.After(now) {
-			return fmt.Errorf("--until %s has passed", req.Until.Format(time.RFC3339))
-		}
-		return nil
-	})
 	dryRun := fs.Bool("dry-run", false, "")
 	var env control.Envelope
 	envelopeFlags(fs, &env, true)
@@ -353,8 +313,8 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 			return usageErr{err}
 		}
 	}
-	if req.For != "" && !req.Until.IsZero() {
-		return usageErr{errors.New("give --for or --until, not both")}
+	if err := oneDeadline(req); err != nil {
+		return err
 	}
 	// Validate here too, so that a bad request is a usage error with or
 	// without a daemon.
@@ -381,6 +341,61 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		return asUsage(err)
 	}
 	return printStatus(stdout, st, *format)
+}
+
+// requestFlags adds the flags of a start request to fs: dpservice-cli's
+// (--sink-node-ip, --udp-dst-port, --udp-src-port, --vf, --pf) and the
+// deadline's (--for, --until), as dpcap start and dpcap capture take them.
+func requestFlags(fs *flag.FlagSet, req *control.StartRequest) {
+	fs.StringVar(&req.SinkNodeIP, "sink-node-ip", "", "")
+	portFlag := func(name string, dst *uint16) {
+		fs.Func(name, "", func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || n == 0 {
+				return fmt.Errorf("invalid %s %q: want 1-65535", name, v)
+			}
+			*dst = uint16(n)
+			return nil
+		})
+	}
+	portFlag("udp-dst-port", &req.DstPort)
+	portFlag("udp-src-port", &req.SrcPort)
+	fs.Func("vf", "", func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			req.VFs = append(req.VFs, strings.TrimSpace(n))
+		}
+		return nil
+	})
+	fs.Func("pf", "", func(v string) (err error) { req.PF0, err = flowprog.ParsePF(v); return err })
+	fs.Func("for", "", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("invalid --for %q: want a duration like 90s, 2m or 1h", v)
+		}
+		req.For = d.String()
+		return nil
+	})
+	now := time.Now()
+	fs.Func("until", "", func(v string) (err error) {
+		if strings.HasPrefix(v, "-") || v == "now" {
+			return fmt.Errorf("invalid --until %q: want a time to come", v)
+		}
+		if req.Until, err = parseWhen(v, now); err != nil {
+			return err
+		}
+		if !req.Until.After(now) {
+			return fmt.Errorf("--until %s has passed", req.Until.Format(time.RFC3339))
+		}
+		return nil
+	})
+}
+
+// oneDeadline refuses a request with both --for and --until.
+func oneDeadline(req control.StartRequest) error {
+	if req.For != "" && !req.Until.IsZero() {
+		return usageErr{errors.New("give --for or --until, not both")}
+	}
+	return nil
 }
 
 // daemonsAddresses refuses the envelope's addresses given to a start the

@@ -209,15 +209,15 @@ func runFetch(args []string, stdout, stderr io.Writer) error {
 	defer out.unwatch()
 	file := out.file
 	prog := &fetch.Progress{}
-	done := make(chan struct{})
+	stopLine := func() {}
 	if !f.quiet && isTerminal(stderr) {
-		go showLine(stderr, done, func() string { return progressLine(prog) })
+		stopLine = showLine(stderr, func() string { return progressLine(prog) })
 	}
 	sum, err := fetch.Run(ctx, fetch.Config{
 		Sources: sources, Query: fetch.Query{Ports: f.ports, Capture: f.capture, From: f.from, To: f.to},
 		Output: out.Writer, Pcap: f.pcap, Progress: prog,
 	})
-	close(done)
+	stopLine()
 	if ctx.Err() != nil {
 		// Whatever the merge made of the interruption, the output is cut.
 		err = context.Cause(ctx)
@@ -301,19 +301,26 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// showLine redraws one line on the terminal, every 200 ms, until done.
-func showLine(w io.Writer, done <-chan struct{}, line func() string) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			fmt.Fprint(w, "\r\033[K")
-			return
-		case <-t.C:
-			fmt.Fprint(w, "\r\033[K"+line())
+// showLine redraws one line on the terminal, every 200 ms, until stop is
+// called; stop returns once the line is cleared, so that what is written
+// next (the summary) is not cleared with it.
+func showLine(w io.Writer, line func() string) (stop func()) {
+	done, cleared := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(cleared)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprint(w, "\r\033[K"+line())
+			}
 		}
-	}
+	}()
+	return func() { close(done); <-cleared }
 }
 
 // progressLine says how far a fetch is.

@@ -28,6 +28,9 @@ Commands:
   start    start capture on ports (--dry-run prints the program)
   stop     stop capture on every port
   status   show the capture, its ports, tags and counters
+  capture  one command: start a capture for a while, write its packets
+           from the sink's live stream, stop it; 'capture start', 'capture
+           stop' and 'capture status' are start, stop and status
   fetch    get a port's packets of a time window back from the files of
            one or many sinks (s3:// or local directories), merged in order
   watch    stream a sink's frames live (sinkd --live), into a file or
@@ -36,7 +39,7 @@ Commands:
            its copies (Ether | IPv6 | UDP, checksum 0 | frame)
 
 Global flags, before or after the command:
-  --socket PATH    dpcap serve's API socket (serve, start, stop, status)
+  --socket PATH    dpcap serve's API socket (serve, start, stop, status, capture)
   -o FORMAT        table, json or yaml (start, status)
 
 Run 'dpcap COMMAND --help' for a command's flags.
@@ -107,6 +110,20 @@ func commandFirst(args []string) ([]string, error) {
 	return append(append([]string{args[0]}, globals...), args[1:]...), nil
 }
 
+// seedSpelling makes dpservice-cli's "capture start", "capture stop" and
+// "capture status" dpcap's start, stop and status, so that old scripts
+// carry over; any other "capture" is dpcap capture.
+func seedSpelling(args []string) []string {
+	if len(args) < 2 || args[0] != "capture" {
+		return args
+	}
+	rest, err := commandFirst(args[1:])
+	if err != nil || len(rest) == 0 || !slices.Contains([]string{"start", "stop", "status"}, rest[0]) {
+		return args
+	}
+	return rest
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -120,6 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dpcap: %v (see dpcap --help)\n", err)
 		return 2
 	}
+	args = seedSpelling(args)
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -163,7 +181,7 @@ var commands = map[string]func([]string, io.Writer, io.Writer) error{
 }
 
 // optional are the commands a build may leave out.
-var optional = []string{"fetch", "watch"}
+var optional = []string{"fetch", "watch", "capture"}
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	var (

@@ -43,6 +43,17 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"status", "--hosts", "/no/such/hosts"}, "--hosts: open /no/such/hosts: no such file or directory"},
 		{[]string{"status", "--host", "https://hv-1:9312", "--cert", "c.pem"}, "a client certificate needs both its certificate and its key file"},
 		{[]string{"fetch", "/tmp", "--capture", "a b", "-w", "x"}, `invalid capture id "a b"`},
+		{[]string{"capture", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x"}, "no port: give --vf NAMES or --pf 0"},
+		{[]string{"capture", "--vf", "vm-1", "--sink-node-ip", "::1", "--udp-dst-port", "1", "--ca", "ca.pem", "-w", "x"}, "--token-file and --ca are for --sink"},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--udp-dst-port", "1", "-w", "x"}, "no sink: give --sink-node-ip"},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "-w", "x"}, "no UDP port: give --udp-dst-port"},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x", "--for", "soon"}, `invalid --for "soon"`},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x", "--for", "1m", "--until", "2999-01-01 10:00"}, "give --for or --until, not both"},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x", "-c", "0"}, `invalid count "0"`},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "ftp://s", "--sink-node-ip", "::1", "--udp-dst-port", "1", "-w", "x"}, `invalid sink URL "ftp://s"`},
+		{[]string{"capture", "--vf", "vm-1", "--sink", "https://s:9311", "--token", "secret", "-w", "x"}, "flag provided but not defined: -token"},
+		{[]string{"capture", "start", "--vf", "a", "--sink-node-ip", "::1"}, "dpcap start: no UDP port: give --udp-dst-port"},
+		{[]string{"capture", "stop", "--bogus"}, "dpcap stop: flag provided but not defined: -bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -58,7 +69,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 }
 
 func TestHelpExits0(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"replay", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"replay", "--help"}, {"capture", "--help"}, {"capture", "start", "--help"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: dpcap") {
 			t.Errorf("%v: exit %d, stdout %q", args, code, stdout.String())
@@ -87,9 +98,16 @@ func TestGlobalFlagsEitherSide(t *testing.T) {
 		{"--socket=/s start --vf vm-1", "start --socket=/s --vf vm-1"},
 		{"status -o json", "status -o json"},
 		{"--help", "--help"},
+		// dpservice-cli's spelling.
+		{"capture start --vf vm-1", "start --vf vm-1"},
+		{"--socket /s capture status", "status --socket /s"},
+		{"capture --socket /s stop", "stop --socket /s"},
+		{"capture --vf vm-1 --for 2m", "capture --vf vm-1 --for 2m"},
+		{"capture", "capture"},
 	}
 	for _, tt := range tests {
 		got, err := commandFirst(strings.Fields(tt.in))
+		got = seedSpelling(got)
 		if err != nil || strings.Join(got, " ") != tt.want {
 			t.Errorf("%q: %q, %v; want %q", tt.in, got, err, tt.want)
 		}

@@ -4,9 +4,9 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -77,8 +77,23 @@ type watchFlags struct {
 func parseWatch(args []string, stdoutTTY bool) (watchFlags, error) {
 	f := watchFlags{stdoutTTY: stdoutTTY}
 	fs := newFlags("dpcap watch")
-	fs.StringVar(&f.out, "w", "", "")
+	viewerFlags(fs, &f)
 	fs.Func("port", "", portNames(&f.req.Ports))
+	words, err := parseWords(fs, args)
+	if err != nil {
+		return f, err
+	}
+	if len(words) == 0 {
+		return f, errors.New("no sink: give its URL, e.g. https://sink-1:9311")
+	}
+	f.sink, f.req.Filter = words[0], strings.Join(words[1:], " ")
+	return f, f.defaultOut()
+}
+
+// viewerFlags adds a live viewer's flags (dpcap watch's, dpcap
+// capture's) to fs: the output, snap length, count, format, token, CA.
+func viewerFlags(fs *flag.FlagSet, f *watchFlags) {
+	fs.StringVar(&f.out, "w", "", "")
 	fs.Func("s", "", func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 262144 {
@@ -103,10 +118,15 @@ func parseWatch(args []string, stdoutTTY bool) (watchFlags, error) {
 	fs.StringVar(&f.auth.TokenFile, "token-file", "", "")
 	fs.StringVar(&f.auth.CA, "ca", "", "")
 	fs.BoolVar(&f.quiet, "q", false, "")
+}
+
+// parseWords parses args with fs, flags anywhere among the other words,
+// which it returns ("--" ends the flags).
+func parseWords(fs *flag.FlagSet, args []string) ([]string, error) {
 	var words []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
-			return f, err
+			return nil, err
 		}
 		rest := fs.Args()
 		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
@@ -118,17 +138,19 @@ func parseWatch(args []string, stdoutTTY bool) (watchFlags, error) {
 		}
 		args = rest
 	}
-	if len(words) == 0 {
-		return f, errors.New("no sink: give its URL, e.g. https://sink-1:9311")
-	}
-	f.sink, f.req.Filter = words[0], strings.Join(words[1:], " ")
+	return words, nil
+}
+
+// defaultOut makes standard output the output when -w is not given and
+// standard output is no terminal.
+func (f *watchFlags) defaultOut() error {
 	if f.out == "" && f.stdoutTTY {
-		return f, errors.New("no output: give -w FILE, or -w - to pipe into wireshark -k -i -")
+		return errors.New("no output: give -w FILE, or -w - to pipe into wireshark -k -i -")
 	}
 	if f.out == "" {
 		f.out = "-"
 	}
-	return f, nil
+	return nil
 }
 
 // isFlag reports whether a word is a flag rather than part of the
@@ -158,10 +180,10 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 	}
 	defer out.unwatch()
 	prog := &client.Progress{}
-	done := make(chan struct{})
+	stopLine := func() {}
 	counting := !f.quiet && f.out != "-" && isTerminal(stderr)
 	if counting {
-		go showLine(stderr, done, func() string { return countLine(prog) })
+		stopLine = showLine(stderr, func() string { return countLine(prog) })
 	}
 	logf := func(format string, args ...any) {
 		if counting {
@@ -170,42 +192,20 @@ func runWatch(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "dpcap watch: %s\n", termtext.Escape(fmt.Sprintf(format, args...)))
 	}
 	sum, err := sink.Watch(ctx, f.req, out, client.Options{Logf: logf, Progress: prog})
-	close(done)
+	stopLine()
 	gone := out.readerGone(ctx, err)
 	if gone {
 		err = nil
 	}
-	written := "standard output"
-	if out.file != nil {
-		written = out.file.Name()
-		// What came is kept, whatever ended the watch; nothing came,
-		// nothing is made (or replaced).
-		if sum.Frames == 0 {
-			out.file.Abort()
-			written = ""
-		} else if cerr := out.file.Commit(); cerr != nil {
-			err = errors.Join(err, cerr)
-			if out.file.Regular() {
-				written = ""
-			}
-		}
-	}
+	written, cerr := out.keep(sum.Frames)
+	err = errors.Join(err, cerr)
 	if err == nil || sum.Frames > 0 {
 		printWatchSummary(stderr, sum, written)
 	}
 	if gone {
 		fmt.Fprintln(stderr, "stopped: the reader of the output went away")
 	}
-	var se *client.StatusError
-	switch {
-	case errors.As(err, &se) && se.Code == http.StatusBadRequest:
-		return usageErr{err}
-	case err != nil:
-		return err
-	case sum.Frames == 0:
-		return errors.New("no frame received")
-	}
-	return nil
+	return watchErr(err, sum.Frames)
 }
 
 // countLine is "Got N", as tcpdump -w shows it.

@@ -82,7 +82,7 @@ func (p *ports) Ports(context.Context) ([]string, error) { return p.names, nil }
 // by certs, and returns its URL.
 func serve(t *testing.T, certs testkit.Certs, b control.Backend) string {
 	t.Helper()
-	cfg, err := control.ServerTLS(certs.Cert, certs.Key, certs.CA)
+	cfg, err := control.ServerTLS(certs.Cert, certs.Key, certs.CA, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

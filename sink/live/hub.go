@@ -195,8 +195,8 @@ type view struct {
 	// yet, 1 yes, -1 no.
 	want []int8
 	// b is the batch being filled, nil until the batch's first frame
-	// for v.
-	b *batch
+	// for v; spare is the one to fill next, when v had one free.
+	b, spare *batch
 	// stalled says v's queue was full when the batch began: its frames
 	// are counted, not copied.
 	stalled bool
@@ -254,10 +254,15 @@ func (t *tap) resync(vs *[]*viewer) {
 		}
 	}
 	for _, old := range t.views {
-		if old.b != nil && !containsView(views, old) {
-			t.hub.putBatch(old.b)
-			old.b = nil
+		if containsView(views, old) {
+			continue
 		}
+		for _, b := range []*batch{old.b, old.spare} {
+			if b != nil {
+				t.hub.putBatch(b)
+			}
+		}
+		old.b, old.spare = nil, nil
 	}
 	t.seen, t.views = vs, views
 }
@@ -296,6 +301,8 @@ func (w *view) add(t *tap, src int, ts time.Time, data []byte, length int) {
 	if w.b == nil && !w.stalled {
 		if v.full.Load() {
 			w.stalled = true
+		} else if w.b, w.spare = w.spare, nil; w.b != nil {
+			w.b.engine = t.engine
 		} else {
 			w.b = t.hub.getBatch(t.engine)
 		}
@@ -324,11 +331,20 @@ func (w *view) count(src int) {
 // flush hands the batch to w's viewer, and what it lost.
 func (w *view) flush(t *tap) {
 	if w.b != nil {
-		if !w.v.put(w.b) {
+		ok, next := w.v.put(w.b)
+		if !ok {
 			for _, f := range w.b.frames {
 				w.count(int(f.src))
 			}
-			t.hub.putBatch(w.b)
+			// Lost: filled again next time.
+			next = w.b
+			next.data, next.frames = next.data[:0], next.frames[:0]
+		}
+		if next != nil {
+			if w.spare != nil {
+				t.hub.putBatch(w.spare)
+			}
+			w.spare = next
 		}
 		w.b = nil
 	}

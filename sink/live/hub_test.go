@@ -232,7 +232,7 @@ func TestNoViewerNoCost(t *testing.T) {
 		run()
 		taken, _ = v.take(taken[:0])
 		for _, b := range taken {
-			h.putBatch(b)
+			v.recycle(b)
 		}
 	}
 	keepUp() // the first batch grows its buffers
@@ -270,7 +270,7 @@ func BenchmarkTap(b *testing.B) {
 						var closed bool
 						taken, closed = v.take(taken[:0])
 						for _, x := range taken {
-							h.putBatch(x)
+							v.recycle(x)
 						}
 						if closed {
 							return
@@ -301,5 +301,32 @@ func BenchmarkTap(b *testing.B) {
 			h.close()
 			wg.Wait()
 		})
+	}
+}
+
+// TestFullNeverOutlivesTheQueue: a tap that finds a viewer's queue full
+// while the viewer takes it must not leave the queue marked full once it
+// is empty: the taps would then count every frame lost, without waking
+// the viewer, until its next statistics tick.
+func TestFullNeverOutlivesTheQueue(t *testing.T) {
+	h := NewHub(2 * (100 + frameOverhead))
+	v := newViewer(h, selection{scope: everyone(t)}, 65535, false)
+	one := func() *batch {
+		b := h.getBatch(0)
+		b.add(0, time.Unix(1, 0), frameOf(1, 100), 100)
+		return b
+	}
+	for i := range 20000 {
+		v.take(nil)
+		v.put(one())
+		v.put(one()) // the queue is full
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); v.put(one()) }() // does not fit, or fits after the take
+		go func() { defer wg.Done(); v.take(nil) }()
+		wg.Wait()
+		if v.full.Load() && !v.pending() {
+			t.Fatalf("round %d: the queue is empty and marked full", i)
+		}
 	}
 }

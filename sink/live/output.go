@@ -69,7 +69,7 @@ func (q queueValue) String() string {
 func (q queueValue) Set(v string) error {
 	n, err := units.ParseBytes(v, 1, math.MaxInt32, false)
 	if err != nil {
-		return fmt.Errorf("--live-queue: %w", err)
+		return err // the flag package names the flag
 	}
 	q.f.queue, q.f.queueText = n, v
 	return nil
@@ -117,7 +117,13 @@ func (f *flags) Check(_ string, set map[string]bool) (bool, error) {
 func (f *flags) New(env output.Env) (output.Consumer, error) {
 	cfg := Config{Addr: f.addr, MaxViewers: f.maxViewers, Queue: int(f.queue), WriteTimeout: f.writeTimeout, Logger: env.Logger}
 	if f.cert != "" {
-		t, err := access.LoadTLS(f.cert, f.key)
+		t, err := access.LoadTLS(f.cert, f.key, func(err error) {
+			if err != nil {
+				env.Logger.Warn("--live-cert and --live-key cannot be read again: the pair read last stays", "cert", f.cert, "key", f.key, "err", err)
+				return
+			}
+			env.Logger.Info("--live-cert and --live-key read again", "cert", f.cert, "key", f.key)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("--live-cert: %w", err)
 		}

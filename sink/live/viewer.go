@@ -55,6 +55,9 @@ type viewer struct {
 	mu     sync.Mutex
 	queue  []*batch
 	queued int // bytes
+	// free are batches the viewer wrote, for the taps to fill again:
+	// their buffers keep their size.
+	free   []*batch
 	lost   map[sourceID]uint64
 	closed bool // sinkd stops: the viewer ends once its queue is empty
 }
@@ -71,19 +74,45 @@ func (v *viewer) signal() {
 	}
 }
 
-// put queues b unless it does not fit; it reports whether it took b.
-func (v *viewer) put(b *batch) bool {
+// maxFree bounds the batches a viewer keeps for reuse.
+const maxFree = 8
+
+// put queues b unless it does not fit; it reports whether it took b, and
+// returns a batch to fill next (nil: none free).
+func (v *viewer) put(b *batch) (bool, *batch) {
 	v.mu.Lock()
 	if v.closed || v.queued+b.size() > v.max {
-		v.mu.Unlock()
+		// Under the lock: a take meanwhile would find it set, not
+		// have it set after, on an empty queue.
 		v.full.Store(true)
-		return false
+		v.mu.Unlock()
+		return false, nil
 	}
 	v.queue = append(v.queue, b)
 	v.queued += b.size()
+	var next *batch
+	if n := len(v.free); n > 0 {
+		next, v.free[n-1] = v.free[n-1], nil
+		v.free = v.free[:n-1]
+	}
 	v.mu.Unlock()
 	v.signal()
-	return true
+	return true, next
+}
+
+// recycle keeps b, written, for the taps to fill again, or gives it to
+// the hub's pool.
+func (v *viewer) recycle(b *batch) {
+	b.data, b.frames = b.data[:0], b.frames[:0]
+	v.mu.Lock()
+	if len(v.free) < maxFree {
+		v.free = append(v.free, b)
+		b = nil
+	}
+	v.mu.Unlock()
+	if b != nil {
+		v.hub.putBatch(b)
+	}
 }
 
 // addLost adds the frames engine's tap lost for v, by source.

@@ -166,7 +166,8 @@ func parse(b []byte) ([]entry, error) {
 		e := entry{name: f[0], grant: Grant{Name: f[0]}}
 		switch {
 		case !nameRE.MatchString(e.name):
-			return nil, fmt.Errorf("line %d: invalid name %q: letters, digits and ._@- only, at most 64", n, e.name)
+			// Not quoted: it may be a token written in the wrong column.
+			return nil, fmt.Errorf("line %d: invalid name: letters, digits and ._@- only, at most 64", n)
 		case names[e.name]:
 			return nil, fmt.Errorf("line %d: name %s given twice", n, e.name)
 		}

@@ -19,6 +19,8 @@ import (
 const (
 	nocToken    = "noc-0123456789abcdef"
 	tenantToken = "tenant-a-secret-token"
+	// swappedToken is a token as base64 writes it.
+	swappedToken = "q2Vj+cmV0/dG9rZW4x=="
 )
 
 func writeTokens(t *testing.T, dir, text string, mode os.FileMode) string {
@@ -105,7 +107,10 @@ func TestLoadRefuses(t *testing.T) {
 		{"noc sha256:abcd *\n", 0o600, "line 1 (noc): invalid sha256"},
 		{"noc " + nocToken + " *\nnoc " + tenantToken + " vm-1\n", 0o600, "line 2: name noc given twice"},
 		{"noc " + nocToken + " *\nb " + sum(nocToken) + " vm-1\n", 0o600, "line 2 (b): the same token as an earlier line"},
-		{"n/x " + nocToken + " *\n", 0o600, `invalid name "n/x"`},
+		{"n/x " + nocToken + " *\n", 0o600, "line 1: invalid name"},
+		// The columns swapped: the token, in the name's place, is not
+		// quoted back.
+		{swappedToken + " noc *\n", 0o600, "line 1: invalid name"},
 		{"noc " + nocToken + " vm-1,,vm-2\n", 0o600, `invalid ports "vm-1,,vm-2"`},
 	}
 	for _, tt := range tests {
@@ -114,7 +119,7 @@ func TestLoadRefuses(t *testing.T) {
 			t.Errorf("%q: %v, want %q", tt.text, err, tt.want)
 			continue
 		}
-		for _, secret := range []string{nocToken, tenantToken, "short-secret"} {
+		for _, secret := range []string{nocToken, tenantToken, "short-secret", swappedToken} {
 			if strings.Contains(err.Error(), secret) {
 				t.Errorf("the error quotes a token: %v", err)
 			}
@@ -204,10 +209,10 @@ func TestCheckExposure(t *testing.T) {
 // certificate under it.
 func TestLoadTLS(t *testing.T) {
 	c := testkit.NewCerts(t, "127.0.0.1")
-	if _, err := LoadTLS(c.Cert, c.Cert); err == nil {
+	if _, err := LoadTLS(c.Cert, c.Cert, nil); err == nil {
 		t.Error("a certificate as its own key loaded")
 	}
-	cfg, err := LoadTLS(c.Cert, c.Key)
+	cfg, err := LoadTLS(c.Cert, c.Key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,5 +257,59 @@ func TestLoadTLS(t *testing.T) {
 	}
 	if cfg.MinVersion != tls.VersionTLS12 {
 		t.Errorf("minimum version %x", cfg.MinVersion)
+	}
+}
+
+// TestLoadTLSSaysWhatARenewalCameTo: a renewed pair that does not load is
+// reported, once, while the pair read last is served; a pair that loads
+// again is reported too.
+func TestLoadTLSSaysWhatARenewalCameTo(t *testing.T) {
+	c := testkit.NewCerts(t, "127.0.0.1")
+	var heard []error
+	cfg, err := LoadTLS(c.Cert, c.Key, func(err error) { heard = append(heard, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshake := func() *tls.Certificate {
+		t.Helper()
+		pair, err := cfg.GetCertificate(nil)
+		if err != nil || pair == nil {
+			t.Fatalf("no certificate: %v", err)
+		}
+		return pair
+	}
+	first := handshake()
+	write := func(name string, b []byte, at time.Duration) {
+		t.Helper()
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(at)
+		if err := os.Chtimes(name, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(c.Cert, []byte("not a certificate"), time.Minute)
+	for range 2 { // the error is said once
+		if handshake() != first {
+			t.Error("a pair that does not load replaced the one read last")
+		}
+	}
+	if len(heard) != 1 || heard[0] == nil || !strings.Contains(heard[0].Error(), c.Cert) {
+		t.Fatalf("after a broken renewal: heard %v, want its error once", heard)
+	}
+	renewed := testkit.NewCerts(t, "127.0.0.1")
+	for i, f := range [][2]string{{renewed.Cert, c.Cert}, {renewed.Key, c.Key}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(f[1], b, time.Duration(2+i)*time.Minute)
+	}
+	if handshake() == first {
+		t.Error("the renewed pair is not served")
+	}
+	if len(heard) != 2 || heard[1] != nil {
+		t.Errorf("after a good renewal: heard %v, want nil last", heard)
 	}
 }

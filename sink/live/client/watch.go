@@ -28,6 +28,21 @@ type Progress struct {
 // Summary is what a watch did.
 type Summary struct {
 	Frames, Lost, Reconnects uint64
+	// Ports are the counts by the stream's interfaces (pcapng: a port of
+	// the sink's map or a source), in the order they came.
+	Ports []PortCounts
+}
+
+// PortCounts are one port's counts for a viewer, summed over the
+// stream's sections.
+type PortCounts struct {
+	Name string
+	// Frames is the frames of the port passed to the output.
+	Frames uint64
+	// Received (isb_ifrecv) is the port's frames the sink offered this
+	// viewer, Lost (isb_ifdrop) those it lost for it, Accepted
+	// (isb_filteraccept) those that matched its expression.
+	Received, Lost, Accepted uint64
 }
 
 // Options tune a watch.
@@ -37,6 +52,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Progress, if set, is updated as the frames come.
 	Progress *Progress
+	// Connected, if set, is called each time the sink answers a
+	// stream: from then on the frames it writes come.
+	Connected func()
 	// MinBackoff and MaxBackoff bound the wait before a reconnection,
 	// which doubles from the first to the second while the sink stays
 	// away (0: 0.5 s and 10 s).
@@ -81,7 +99,7 @@ func (s *Sink) Watch(ctx context.Context, r Request, out io.Writer, o Options) (
 	wait := o.MinBackoff
 	for first := true; ; first = false {
 		streamed, err := w.stream(ctx)
-		sum := Summary{Frames: w.p.Frames.Load(), Lost: w.p.Lost.Load(), Reconnects: w.p.Reconnects.Load()}
+		sum := Summary{Frames: w.p.Frames.Load(), Lost: w.p.Lost.Load(), Reconnects: w.p.Reconnects.Load(), Ports: w.ports()}
 		var se *StatusError
 		switch {
 		case ctx.Err() != nil, w.done():
@@ -120,9 +138,35 @@ type watch struct {
 	lostBefore uint64
 	// connected is whether a stream was answered before.
 	connected bool
+	// byPort are the ports' counts of the sections past, and the frames
+	// passed; names the ports in the order they came.
+	byPort map[string]*PortCounts
+	names  []string
 	// fatal marks an error no reconnection can help: the output failed
 	// or the sink sent something else than asked.
 	fatal bool
+}
+
+// port returns name's counts.
+func (w *watch) port(name string) *PortCounts {
+	c, ok := w.byPort[name]
+	if !ok {
+		if w.byPort == nil {
+			w.byPort = map[string]*PortCounts{}
+		}
+		c = &PortCounts{Name: name}
+		w.byPort[name], w.names = c, append(w.names, name)
+	}
+	return c
+}
+
+// ports are the ports' counts, in the order they came.
+func (w *watch) ports() []PortCounts {
+	var out []PortCounts
+	for _, n := range w.names {
+		out = append(out, *w.byPort[n])
+	}
+	return out
 }
 
 // done reports whether the frames asked for all came.
@@ -146,7 +190,10 @@ func (w *watch) stream(ctx context.Context) (streamed bool, err error) {
 		w.opts.Logf("reconnected")
 	}
 	w.connected = true
-	s := &section{w: w, drops: map[uint32]uint64{}}
+	if w.opts.Connected != nil {
+		w.opts.Connected()
+	}
+	s := &section{w: w, stats: map[uint32]pcapfile.IfStats{}}
 	defer s.close()
 	buf := make([]byte, 0, 256<<10)
 	var drain *time.Timer
@@ -184,7 +231,8 @@ func (w *watch) stream(ctx context.Context) (streamed bool, err error) {
 type section struct {
 	w     *watch
 	sp    pcapfile.Splitter
-	drops map[uint32]uint64 // isb_ifdrop by interface, in the current section
+	names []string                    // the current section's interfaces
+	stats map[uint32]pcapfile.IfStats // the last by interface, in the current section
 }
 
 // pass writes the whole units at the start of b to the output and
@@ -244,9 +292,16 @@ func (s *section) pass(b []byte) (int, error) {
 				break
 			}
 			w.p.Frames.Add(1)
+			if u == pcapfile.UnitPacket {
+				if iface, ok := s.sp.Interface(unit); ok && int(iface) < len(s.names) {
+					w.port(s.names[iface]).Frames++
+				}
+			}
+		case pcapfile.UnitInterface:
+			s.names = append(s.names, s.sp.IfName(unit))
 		case pcapfile.UnitStats:
-			if iface, drop, ok := s.sp.IfDrop(unit); ok {
-				s.drops[iface] = drop
+			if iface, st, ok := s.sp.IfStats(unit); ok {
+				s.stats[iface] = st
 				w.p.Lost.Store(w.lostBefore + s.lost())
 			}
 		}
@@ -258,16 +313,23 @@ func (s *section) pass(b []byte) (int, error) {
 // lost sums the current section's losses.
 func (s *section) lost() uint64 {
 	var n uint64
-	for _, d := range s.drops {
-		n += d
+	for _, st := range s.stats {
+		n += st.Drop
 	}
 	return n
 }
 
-// close ends a section: its losses are final.
+// close ends a section: its counts are final.
 func (s *section) close() {
 	s.w.lostBefore += s.lost()
-	clear(s.drops)
+	for iface, st := range s.stats {
+		if int(iface) < len(s.names) {
+			c := s.w.port(s.names[iface])
+			c.Received, c.Lost, c.Accepted = c.Received+st.Recv, c.Lost+st.Drop, c.Accepted+st.Accept
+		}
+	}
+	clear(s.stats)
+	s.names = s.names[:0]
 	s.w.p.Lost.Store(s.w.lostBefore)
 }
 
