@@ -39,17 +39,25 @@ func tlsServer(t *testing.T, b Backend, log *logBuffer) (string, testkit.Certs) 
 	return "https://" + ln.Addr().String(), certs
 }
 
+// clientOfCA returns the configuration of a client named name whose
+// certificate certs' CA signed.
+func clientOfCA(t *testing.T, certs testkit.Certs, name string) *tls.Config {
+	t.Helper()
+	cert, key := certs.ClientCert(t, name)
+	cfg, err := ClientTLS(cert, key, certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestMutualTLS: over TCP, a client whose certificate the daemon's CA
 // signed gets in (and the log names it for start and stop); one without a
 // certificate, or with one another CA signed, is refused at the handshake.
 func TestMutualTLS(t *testing.T) {
 	log := &logBuffer{}
 	url, certs := tlsServer(t, lister{&recorder{}}, log)
-	cert, key := certs.ClientCert(t, "operator-1")
-	good, err := ClientTLS(cert, key, certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := clientOfCA(t, certs, "operator-1")
 	c := NewRemoteClient(url, good)
 	ctx := context.Background()
 	if _, err := c.Start(ctx, req); err != nil {
@@ -115,14 +123,10 @@ func TestListenTLSNeedsClientCertificates(t *testing.T) {
 // TestPortsNotListed: a backend that cannot list its ports says so.
 func TestPortsNotListed(t *testing.T) {
 	url, certs := tlsServer(t, &recorder{}, &logBuffer{})
-	cert, key := certs.ClientCert(t, "operator-1")
-	cfg, err := ClientTLS(cert, key, certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := clientOfCA(t, certs, "operator-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = NewRemoteClient(url, cfg).Ports(ctx)
+	_, err := NewRemoteClient(url, cfg).Ports(ctx)
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Code != 501 || ae.Message != "the recorder backend cannot list its ports" {
 		t.Errorf("got %v", err)
@@ -140,11 +144,7 @@ func (l *logBuffer) String() string {
 func TestRenewedServerCertificate(t *testing.T) {
 	log := &logBuffer{}
 	url, certs := tlsServer(t, lister{&recorder{}}, log)
-	cert, key := certs.ClientCert(t, "operator-1")
-	cfg, err := ClientTLS(cert, key, certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := clientOfCA(t, certs, "operator-1")
 	served := func() string {
 		t.Helper()
 		c, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), cfg)
