@@ -165,6 +165,12 @@ type DataplaneInterface struct {
 	PCI           string `json:"pci_name,omitempty"`
 }
 
+// PortList is what GET /v1/ports answers: the ports a start may name.
+type PortList struct {
+	Backend string   `json:"backend"`
+	Ports   []string `json:"ports"`
+}
+
 // StopResult says what dpcap stop did.
 type StopResult struct {
 	Stopped bool   `json:"stopped"`

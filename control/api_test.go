@@ -21,6 +21,13 @@ func serveTest(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveOn(t, s, ln)
+	return socket
+}
+
+// serveOn serves s's API on ln until the test ends.
+func serveOn(t *testing.T, s *Server, ln net.Listener) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
@@ -30,7 +37,6 @@ func serveTest(t *testing.T, s *Server) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return socket
 }
 
 // post sends body raw, as a client the CLI is not, and returns the answer.

@@ -28,7 +28,7 @@ func (e notUndone) Unwrap() []error { return []error{e.error, ErrNotUndone} }
 
 // Backend installs capture programs on ports. A backend package registers
 // itself (Register); what it can do beyond Backend it says by implementing
-// the interfaces below (Restorer, PFMACSource, Closer, Dataplane), which
+// the interfaces below (Restorer, PFMACSource, PortLister, Closer, Dataplane), which
 // the Server, and only it, looks for.
 type Backend interface {
 	// Name names the backend in status output.
@@ -65,6 +65,13 @@ type Restorer interface {
 // flag for it.
 type PFMACSource interface {
 	PFMAC() net.HardwareAddr
+}
+
+// PortLister is a Backend that can say which ports it could capture (the
+// software backend its interfaces, dp-service its VFs), so that a client
+// of many hypervisors finds where a port is (GET /v1/ports).
+type PortLister interface {
+	Ports(ctx context.Context) ([]string, error)
 }
 
 // Closer is a Backend that holds what must be released when the daemon

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,24 +12,36 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// Client talks to dpcap serve over its unix socket.
+// Client talks to dpcap serve over its unix socket, or over TCP with TLS.
 type Client struct {
-	socket string
-	http   *http.Client
+	addr string // the socket or the URL, for errors
+	base string // the requests' URL up to their path
+	http *http.Client
 }
 
 // NewClient returns a client for the daemon listening on socket.
 func NewClient(socket string) *Client {
-	return &Client{socket: socket, http: &http.Client{
+	return &Client{addr: socket, base: "http://dpcap", http: &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		}},
+	}}
+}
+
+// NewRemoteClient returns a client for the daemon at url
+// (https://hv-1:9312, dpcap serve --listen-tls), with cfg's certificates
+// (ClientTLS).
+func NewRemoteClient(url string, cfg *tls.Config) *Client {
+	return &Client{addr: url, base: strings.TrimSuffix(url, "/"), http: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: cfg},
 	}}
 }
 
@@ -52,6 +65,12 @@ func (c *Client) Start(ctx context.Context, r StartRequest) (Status, error) {
 	return st, c.do(ctx, http.MethodPost, "/v1/start", r, &st)
 }
 
+// Ports lists the ports the daemon's backend could capture.
+func (c *Client) Ports(ctx context.Context) (PortList, error) {
+	var l PortList
+	return l, c.do(ctx, http.MethodGet, "/v1/ports", nil, &l)
+}
+
 // Stop stops capture.
 func (c *Client) Stop(ctx context.Context) (StopResult, error) {
 	var res StopResult
@@ -69,14 +88,14 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	} else {
 		rd = bytes.NewReader(nil)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://dpcap"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach dpcap serve at %s: %w", c.socket, unwrapURL(err))
+		return fmt.Errorf("cannot reach dpcap serve at %s: %w", c.addr, unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -18,8 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/netutil"
-
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/portmap"
 )
@@ -293,7 +291,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = hs.Shutdown(sctx)
 	})
 	defer stop()
-	if err := hs.Serve(netutil.LimitListener(ln, s.limits.conns)); !errors.Is(err, http.ErrServerClosed) {
+	if err := hs.Serve(limit(ln, s.limits.conns)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -306,6 +304,7 @@ func (s *Server) Handler() http.Handler {
 		reply(w, http.StatusOK, s.Status())
 	})
 	mux.HandleFunc("POST /v1/start", func(w http.ResponseWriter, r *http.Request) {
+		s.logger.Info("start asked", "client", clientOf(r))
 		var req StartRequest
 		if err := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &req); err != nil {
 			reply(w, http.StatusBadRequest, errorBody{fmt.Sprintf("invalid request: %v", err)})
@@ -318,7 +317,21 @@ func (s *Server) Handler() http.Handler {
 		}
 		reply(w, http.StatusOK, st)
 	})
+	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
+		l, ok := s.backend.(PortLister)
+		if !ok {
+			reply(w, http.StatusNotImplemented, errorBody{fmt.Sprintf("the %s backend cannot list its ports", s.backend.Name())})
+			return
+		}
+		ports, err := l.Ports(r.Context())
+		if err != nil {
+			reply(w, http.StatusBadGateway, errorBody{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, PortList{Backend: s.backend.Name(), Ports: ports})
+	})
 	mux.HandleFunc("POST /v1/stop", func(w http.ResponseWriter, r *http.Request) {
+		s.logger.Info("stop asked", "client", clientOf(r))
 		res, err := s.Stop()
 		if err != nil {
 			reply(w, http.StatusInternalServerError, errorBody{err.Error()})

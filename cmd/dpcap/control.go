@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/hosts"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/termtext"
 )
@@ -132,6 +133,15 @@ const serveFlags = `  --port NAME=PORT    a port the backend serves (repeat per 
                       members by primary or supplementary group; any other
                       peer is refused by its credentials (SO_PEERCRED,
                       SO_PEERGROUPS)
+  --listen-tls ADDR   serve the API on TCP too (host:port, e.g. :9312), over
+                      HTTPS with mutual TLS (TLS 1.2 or later): a client
+                      without a certificate --client-ca signed is refused at
+                      the handshake; the log names the client (its
+                      certificate's subject) of each start and stop. There
+                      is no TCP listener without TLS
+  --tls-cert FILE     the server's certificate (PEM), read again when renewed
+  --tls-key FILE      its key
+  --client-ca FILE    the authorities (PEM) whose client certificates get in
   --state-dir DIR     where the capture, the port map and the ports' tags are
                       kept (default /var/lib/dpcap-serve): dpcap serve's alone,
                       never a directory captures are written to
@@ -156,6 +166,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	var env control.Envelope
 	envelopeFlags(fs, &env, false)
 	group := fs.String("group", "", "")
+	listenTLS := fs.String("listen-tls", "", "")
+	tlsCert := fs.String("tls-cert", "", "")
+	tlsKey := fs.String("tls-key", "", "")
+	clientCA := fs.String("client-ca", "", "")
 	ports := map[string]string{}
 	fs.Func("port", "", func(v string) error {
 		name, iface, ok := strings.Cut(v, "=")
@@ -175,6 +189,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if *maxDuration < 0 {
 		return usageErr{fmt.Errorf("invalid --max-duration %v: 0 (no ceiling) or more", *maxDuration)}
+	}
+	if (*listenTLS != "") != (*tlsCert != "" && *tlsKey != "" && *clientCA != "") {
+		return usageErr{errors.New("--listen-tls needs --tls-cert, --tls-key and --client-ca, and they need it")}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	b, err := newBackend(*backend, control.Options{Ports: ports, Logger: logger})
@@ -202,8 +219,34 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ln = control.Guard(ln, control.Peers{GID: gid, Logger: logger})
-	logger.Info("serving", "socket", *socket, "backend", b.Name(), "state_dir", *stateDir)
-	return srv.Serve(ctx, ln)
+	lns := []net.Listener{ln}
+	if *listenTLS != "" {
+		cfg, err := control.ServerTLS(*tlsCert, *tlsKey, *clientCA, logger)
+		if err != nil {
+			return err
+		}
+		tln, err := control.ListenTLS(*listenTLS, cfg)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, tln)
+	}
+	logger.Info("serving", "socket", *socket, "listen_tls", *listenTLS, "backend", b.Name(), "state_dir", *stateDir)
+	// Either listener failing ends both.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() { errs <- srv.Serve(ctx, l) }()
+	}
+	var first error
+	for range lns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }
 
 const startUsage = `Usage: dpcap start --sink-node-ip IPv6 --udp-dst-port N [flags]
@@ -254,7 +297,12 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	envelopeFlags(fs, &env, true)
 	socket := fs.String("socket", defaultSocket, "")
 	format := fs.String("o", "table", "")
-	if help, err := parse(fs, args, startUsage, stdout); help || err != nil {
+	hf := addHostFlags(fs)
+	if help, err := parse(fs, args, startUsage+hostsHelp, stdout); help || err != nil {
+		return err
+	}
+	many, err := hf.set(fs)
+	if err != nil {
 		return err
 	}
 	if err := checkFormat(*format); err != nil {
@@ -277,6 +325,16 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	if *dryRun {
 		fmt.Fprint(stdout, p.Testpmd(p.DefaultPortIDs()))
 		return nil
+	}
+	if many != nil {
+		sts, err := many.Start(context.Background(), req)
+		if errors.Is(err, hosts.ErrRefused) {
+			return usageErr{err}
+		}
+		if err != nil {
+			return err
+		}
+		return printHosts(stdout, sts, *format)
 	}
 	st, err := control.NewClient(*socket).Start(context.Background(), req)
 	if err != nil {
@@ -391,8 +449,16 @@ func envelopeFlags(fs *flag.FlagSet, env *control.Envelope, pfMAC bool) {
 func runStop(args []string, stdout, _ io.Writer) error {
 	fs := newFlags("dpcap stop")
 	socket := fs.String("socket", defaultSocket, "")
-	if help, err := parse(fs, args, "Usage: dpcap stop [--socket PATH]\n\nStops capture on every port and restores their defaults; says so when\nnothing is captured.\n", stdout); help || err != nil {
+	hf := addHostFlags(fs)
+	if help, err := parse(fs, args, "Usage: dpcap stop [--socket PATH | --host URL... | --hosts FILE]\n\nStops capture on every port and restores their defaults; says so when\nnothing is captured. With --host or --hosts, on every host.\n\nFlags:\n"+hostsHelp, stdout); help || err != nil {
 		return err
+	}
+	many, err := hf.set(fs)
+	if err != nil {
+		return err
+	}
+	if many != nil {
+		return stopHosts(stdout, many)
 	}
 	res, err := control.NewClient(*socket).Stop(context.Background())
 	if err != nil {
@@ -406,11 +472,19 @@ func runStatus(args []string, stdout, _ io.Writer) error {
 	fs := newFlags("dpcap status")
 	socket := fs.String("socket", defaultSocket, "")
 	format := fs.String("o", "table", "")
-	if help, err := parse(fs, args, "Usage: dpcap status [-o table|json|yaml] [--socket PATH]\n\nShows whether capture is active, its id, deadline and time left, the sink,\nthe ports, their tags and counters.\n", stdout); help || err != nil {
+	hf := addHostFlags(fs)
+	if help, err := parse(fs, args, "Usage: dpcap status [-o table|json|yaml] [--socket PATH | --host URL... | --hosts FILE]\n\nShows whether capture is active, its id, deadline and time left, the sink,\nthe ports, their tags and counters. With --host or --hosts, every host's\ncapture in one table (a HOST column), or a list (-o json, yaml).\n\nFlags:\n"+hostsHelp, stdout); help || err != nil {
 		return err
 	}
 	if err := checkFormat(*format); err != nil {
 		return err
+	}
+	many, err := hf.set(fs)
+	if err != nil {
+		return err
+	}
+	if many != nil {
+		return printHosts(stdout, many.Status(context.Background()), *format)
 	}
 	st, err := control.NewClient(*socket).Status(context.Background())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -64,6 +65,13 @@ func (d *Backend) PFMAC() net.HardwareAddr { return d.pfMAC }
 func (d *Backend) Name() string { return "dpdk" }
 
 func (d *Backend) label(port string) string { return fmt.Sprintf("%s (%s)", port, d.names[port]) }
+
+// Ports implements control.PortLister: the ports dpcap serve was given.
+func (d *Backend) Ports(context.Context) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Sorted(maps.Keys(d.ids)), nil
+}
 
 // Check implements Backend: the PMD validates every rule.
 func (d *Backend) Check(_ context.Context, p *flowprog.Program) error {

@@ -127,6 +127,19 @@ func (b *Backend) listInterfaces(ctx context.Context) ([]*dpdkpb.Interface, erro
 	return r.GetInterfaces(), nil
 }
 
+// Ports implements control.PortLister: dp-service's interfaces.
+func (b *Backend) Ports(ctx context.Context) ([]string, error) {
+	ifaces, err := b.listInterfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(ifaces))
+	for _, i := range ifaces {
+		ids = append(ids, string(i.Id))
+	}
+	return ids, nil
+}
+
 // checkPorts refuses what dp-service cannot capture: ids it does not have,
 // and filters (its API has the field but ignores it).
 func (b *Backend) checkPorts(ctx context.Context, p *flowprog.Program) ([]*dpdkpb.Interface, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -323,6 +324,23 @@ func (s *Backend) known() string {
 		return "no ports (give dpcap serve --port NAME=IFACE)"
 	}
 	return strings.Join(names, ", ")
+}
+
+// Ports implements control.PortLister: the ports dpcap serve was given,
+// else every interface of the host.
+func (s *Backend) Ports(context.Context) ([]string, error) {
+	if s.ifaces != nil {
+		return slices.Sorted(maps.Keys(s.ifaces)), nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	names := make([]string, 0, len(ifs))
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	return names, nil
 }
 
 // Clear implements Backend; stopping a mirror cannot fail.

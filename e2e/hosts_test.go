@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpcap/dpcap/control/hosts"
+	"github.com/dpcap/dpcap/internal/testkit"
+)
+
+// hypervisor starts a dpcap serve (software backend, every interface a
+// port) in ns with the API on TCP at addr over mutual TLS, and a VM port
+// of its own, tap.
+func hypervisor(t *testing.T, ns *testkit.NetNS, addr, tap string, certs testkit.Certs) *dpcapd {
+	t.Helper()
+	ns.Run(t, "ip", "link", "add", tap, "type", "veth", "peer", "name", tap+"-vm")
+	ns.Run(t, "ip", "link", "set", tap, "up")
+	ns.Run(t, "ip", "link", "set", tap+"-vm", "up")
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "dpcap.sock")
+	return startServeArgs(t, ns, socket, []string{"serve", "--backend", "software", "--socket", socket, "--state-dir", filepath.Join(dir, "state"),
+		"--listen-tls", addr, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--client-ca", certs.CA})
+}
+
+// TestManyHypervisors: two dpcap serve in two hypervisor namespaces, each
+// with its own VM port, reached over mutual TLS from an operator's
+// namespace. dpcap start --hosts finds the port on the right one and
+// starts there only; status over both shows it in one table with a HOST
+// column; a port on both or on none is refused in one line; a dead host is
+// named and makes the exit status 1; a client without a certificate the
+// hosts' CA signed is refused.
+func TestManyHypervisors(t *testing.T) {
+	ops, hv1, hv2 := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
+	testkit.Link(t, ops, hv1, 1500, 1) // ops 2001:db8:1::1, hv-1 ::2
+	testkit.Link(t, ops, hv2, 1500, 2) // ops 2001:db8:2::1, hv-2 ::2
+	certs := testkit.NewCerts(t, "2001:db8:1::2", "2001:db8:2::2")
+	d1 := hypervisor(t, hv1, "[2001:db8:1::2]:9312", "tap-vm1", certs)
+	d2 := hypervisor(t, hv2, "[2001:db8:2::2]:9312", "tap-vm2", certs)
+	cert, key := certs.ClientCert(t, "operator-1")
+	hv1URL, hv2URL, deadURL := "https://[2001:db8:1::2]:9312", "https://[2001:db8:2::2]:9312", "https://[2001:db8:1::2]:9399"
+	hostsFile := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hostsFile, []byte("# the rack's hypervisors\n"+hv1URL+"  # hv-1\n\n"+hv2URL+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// run runs dpcap in the operator's namespace, its certificate given
+	// by the environment.
+	run := func(env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := ops.Cmd(bin("dpcap"), args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	mtls := []string{"DPCAP_CERT=" + cert, "DPCAP_KEY=" + key, "DPCAP_CA=" + certs.CA}
+	statusOf := func(args ...string) ([]hosts.Status, int, string) {
+		t.Helper()
+		out, code := run(mtls, append([]string{"status", "-o", "json"}, args...)...)
+		var sts []hosts.Status // the list, then stderr's line
+		if err := json.NewDecoder(strings.NewReader(out)).Decode(&sts); err != nil {
+			t.Fatalf("dpcap status -o json %v: exit %d: %v\n%s", args, code, err, out)
+		}
+		return sts, code, out
+	}
+	start := []string{"start", "--hosts", hostsFile, "--sink-node-ip", "2001:db8:2::1", "--udp-dst-port", "3010", "--for", "2m"}
+
+	// A port on both hosts (each has lo), or on none: refused in one
+	// line naming the hosts, nothing started.
+	for vf, want := range map[string]string{
+		"lo":      "port lo is on [2001:db8:1::2]:9312 and [2001:db8:2::2]:9312",
+		"tap-vm9": "port tap-vm9 is on none of the hosts",
+	} {
+		out, code := run(mtls, append(start, "--vf", vf)...)
+		if code != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(out, want) || !strings.Contains(out, "nothing was started") {
+			t.Errorf("start --vf %s: exit %d, want 2 and one line with %q:\n%s", vf, code, want, out)
+		}
+	}
+
+	out, code := run(nil, append(start, "-o", "json", "--vf", "tap-vm2", "--cert", cert, "--key", key, "--ca", certs.CA)...)
+	var started []hosts.Status
+	if code != 0 || json.Unmarshal([]byte(out), &started) != nil || len(started) != 1 || started[0].Host != hv2URL ||
+		started[0].Status == nil || !started[0].Status.Active || started[0].Status.ID == "" {
+		t.Fatalf("start --vf tap-vm2: exit %d\n%s", code, out)
+	}
+	id := started[0].Status.ID
+	if n1, n2 := tcxPrograms(t, hv1, "tap-vm1"), tcxPrograms(t, hv2, "tap-vm2"); n1 != 0 || n2 != 1 {
+		t.Errorf("programs on hv-1's tap-vm1 %d, hv-2's tap-vm2 %d: want 0 and 1", n1, n2)
+	}
+	sts, code, out := statusOf("--hosts", hostsFile)
+	if code != 0 || len(sts) != 2 || sts[0].Host != hv1URL || sts[0].Status == nil || sts[0].Status.Active ||
+		sts[1].Host != hv2URL || sts[1].Status == nil || !sts[1].Status.Active || sts[1].Status.ID != id {
+		t.Errorf("status over both: exit %d\n%s", code, out)
+	}
+	table, code := run(mtls, "status", "--host", hv1URL, "--host", hv2URL)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "HOST") ||
+		!strings.Contains(lines[1], "[2001:db8:1::2]:9312") || !strings.Contains(lines[1], "not active") ||
+		!strings.Contains(lines[2], "[2001:db8:2::2]:9312") || !strings.Contains(lines[2], "ACTIVE") ||
+		!strings.Contains(lines[2], id) || !strings.Contains(lines[2], "tap-vm2") {
+		t.Errorf("status table: exit %d\n%s", code, table)
+	}
+	t.Logf("dpcap status --host hv-1 --host hv-2:\n%s", table)
+
+	// A dead third host (nothing listens): named, exit 1; the others
+	// shown (the --host ones come before the file's).
+	sts, code, out = statusOf("--hosts", hostsFile, "--host", deadURL)
+	if code != 1 || len(sts) != 3 || sts[0].Host != deadURL || sts[0].Error == "" || sts[0].Status != nil || sts[2].Status == nil || !sts[2].Status.Active {
+		t.Errorf("status with a dead host: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "dpcap status: no answer from [2001:db8:1::2]:9399") {
+		t.Errorf("the dead host is not named on stderr:\n%s", out)
+	}
+	if out, code := run(mtls, append(start, "--host", deadURL, "--vf", "tap-vm1", "--replace")...); code != 1 || !strings.Contains(out, "[2001:db8:1::2]:9399: ") || !strings.Contains(out, "nothing was started") {
+		t.Errorf("start with a dead host: exit %d\n%s", code, out)
+	}
+
+	// Without a certificate, or with one another CA signed: refused at
+	// the handshake, and the daemons see no request.
+	other := testkit.NewCerts(t, "2001:db8:1::2")
+	ocert, okey := other.ClientCert(t, "intruder")
+	for name, env := range map[string][]string{
+		"no certificate":           {"DPCAP_CA=" + certs.CA},
+		"another CA's certificate": {"DPCAP_CERT=" + ocert, "DPCAP_KEY=" + okey, "DPCAP_CA=" + certs.CA},
+	} {
+		out, code := run(env, "stop", "--host", hv2URL)
+		if code != 1 || !strings.Contains(out, "tls: ") {
+			t.Errorf("%s: exit %d\n%s", name, code, out)
+		}
+	}
+	if sts, _, out := statusOf("--host", hv2URL); !sts[0].Status.Active || sts[0].Status.ID != id {
+		t.Errorf("a refused client's stop changed the capture:\n%s", out)
+	}
+
+	out, code = run(mtls, "stop", "--hosts", hostsFile)
+	if code != 0 || out != "[2001:db8:1::2]:9312: capture is not active\n[2001:db8:2::2]:9312: capture stopped\n" {
+		t.Errorf("stop over both: exit %d\n%s", code, out)
+	}
+	if n := tcxPrograms(t, hv2, "tap-vm2"); n != 0 {
+		t.Errorf("%d programs left on tap-vm2", n)
+	}
+	// The daemons name the client of each start and stop.
+	log1, log2 := d1.stderr.String(), d2.stderr.String()
+	if strings.Contains(log1, "start asked") || strings.Count(log2, `msg="start asked" client="CN=operator-1"`) != 1 ||
+		!strings.Contains(log2, `msg="stop asked" client="CN=operator-1"`) || strings.Contains(log1+log2, "intruder") {
+		t.Errorf("logs:\nhv-1:\n%s\nhv-2:\n%s", log1, log2)
+	}
+}
