@@ -162,7 +162,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := parseRequest(r.URL.Query(), g)
+	// r.URL.Query() would leave out the parts that do not parse (a
+	// semicolon, a bad escape): the viewer would get every frame for
+	// the filter it asked for.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.refuse(w, badRequest, http.StatusBadRequest, "invalid query: "+err.Error())
+		return
+	}
+	req, err := parseRequest(q, g)
 	if err != nil {
 		s.refuse(w, badRequest, http.StatusBadRequest, err.Error())
 		return

@@ -124,6 +124,11 @@ func TestRefusals(t *testing.T) {
 		{"GET", "filter=" + strings.Repeat("ip+or+", 700) + "ip", nocToken, 400, "filter of 4202 bytes: at most 4096"},
 		{"GET", "port=vm-1", vm2Token, 403, `port "vm-1" is not among the ports of token tenant-2`},
 		{"GET", "port=vm-2,pf0", vm2Token, 403, `port "pf0" is not among the ports of token tenant-2`},
+		// A part of the query that does not parse is refused, not left
+		// out: without it the viewer would get another stream than it
+		// asked for (every frame for a filter, every port for a port).
+		{"GET", "port=vm-1&count=1&filter=icmp;x", nocToken, 400, `invalid query: invalid semicolon separator in query`},
+		{"GET", "port=vm-1&count=1&filter=udp%zz", nocToken, 400, `invalid query: invalid URL escape "%zz"`},
 	}
 	for _, tt := range tests {
 		resp := get(t, tt.method, base+"/v1/stream?"+tt.query, tt.token)
@@ -138,7 +143,7 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 	st := &s.hub.stats
-	if got := [...]uint64{st.requests[unauthorized].Load(), st.requests[badRequest].Load(), st.requests[forbidden].Load(), st.requests[streamed].Load()}; got != [...]uint64{2, 6, 2, 0} {
+	if got := [...]uint64{st.requests[unauthorized].Load(), st.requests[badRequest].Load(), st.requests[forbidden].Load(), st.requests[streamed].Load()}; got != [...]uint64{2, 8, 2, 0} {
 		t.Errorf("unauthorized, bad_request, forbidden, streamed: %v", got)
 	}
 }
