@@ -218,7 +218,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		h.Set("Dpcap-Frames", strconv.FormatUint(st.sent, 10))
 		h.Set("Dpcap-Lost", strconv.FormatUint(st.lost, 10))
 	}
-	attrs := []any{"token", g.Name, "remote", r.RemoteAddr, "reason", why, "frames", st.sent, "lost", st.lost}
+	attrs := []any{"token", g.Name, "remote", r.RemoteAddr, "reason", why, "frames", st.sent, "lost", v.lostTotal()}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

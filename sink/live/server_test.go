@@ -3,6 +3,7 @@ package live
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,7 +37,9 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 		cfg.WriteTimeout = 5 * time.Second
 	}
 	cfg.Tokens = loadTokens(t)
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s := NewServer(cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -270,7 +273,9 @@ func TestStopEndsStreams(t *testing.T) {
 // its frames are lost for it, counted, and its stream ends once a write
 // has blocked for WriteTimeout.
 func TestSlowClient(t *testing.T) {
-	s, base := startServer(t, Config{Queue: 256 << 10, WriteTimeout: 300 * time.Millisecond})
+	left := make(chan uint64, 1)
+	logger := slog.New(leftHandler{left})
+	s, base := startServer(t, Config{Queue: 256 << 10, WriteTimeout: 300 * time.Millisecond, Logger: logger})
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +292,29 @@ func TestSlowClient(t *testing.T) {
 	if s.hub.stats.lost.Load() == 0 {
 		t.Error("no frame counted lost")
 	}
+	// The log says what the viewer lost, though its stream could not
+	// say it (a tap may still count a few after it left).
+	if n := <-left; n == 0 || n > s.hub.stats.lost.Load() {
+		t.Errorf("the viewer left having lost %d frames, the hub counted %d", n, s.hub.stats.lost.Load())
+	}
+}
+
+// leftHandler hands on the frames lost of "live viewer left".
+type leftHandler struct{ lost chan<- uint64 }
+
+func (h leftHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h leftHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h leftHandler) WithGroup(string) slog.Handler            { return h }
+func (h leftHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "live viewer left" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "lost" {
+				h.lost <- a.Value.Uint64()
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // TestPorts: /v1/ports lists the port map's ports and the sources seen,
