@@ -151,6 +151,28 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestRequestBody: a request carrying a body is answered at once and its
+// connection closed, however slowly the body comes: nothing reads it.
+func TestRequestBody(t *testing.T) {
+	_, base := startServer(t, Config{})
+	for _, req := range []string{
+		"GET /v1/ports HTTP/1.1\r\nHost: sinkd\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\nab",
+		"GET /v1/stream HTTP/1.1\r\nHost: sinkd\r\nAuthorization: Bearer " + nocToken + "\r\nContent-Length: 1000\r\n\r\nab",
+	} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, req)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 400 ") {
+			t.Errorf("%.40q: %q, %v; want 400 and the connection closed", req, got, err)
+		}
+	}
+}
+
 // TestMaxViewers: a viewer past --live-max-viewers gets 503 and
 // Retry-After, and one may come once another left.
 func TestMaxViewers(t *testing.T) {
