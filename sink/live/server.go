@@ -73,7 +73,7 @@ func NewServer(cfg Config) *Server {
 	mux.HandleFunc("/v1/stream", s.stream)
 	mux.HandleFunc("/v1/ports", s.ports)
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           noBody(mux),
 		TLSConfig:         cfg.TLS,
 		ReadHeaderTimeout: readHeaderTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -84,6 +84,24 @@ func NewServer(cfg Config) *Server {
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	return s
+}
+
+// noBody answers a request that carries a body (none of sinkd's does)
+// without reading it, and closes its connection: net/http would read up
+// to 256 KiB of it after the answer with no deadline, so a body trickled
+// a byte at a time would hold a connection for ever, token or not.
+func noBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintln(w, "a request body: requests have none")
+	})
 }
 
 // Hub returns the hub whose taps the engines are given.
@@ -162,7 +180,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := parseRequest(r.URL.Query(), g)
+	// r.URL.Query() would leave out the parts that do not parse (a
+	// semicolon, a bad escape): the viewer would get every frame for
+	// the filter it asked for.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.refuse(w, badRequest, http.StatusBadRequest, "invalid query: "+err.Error())
+		return
+	}
+	req, err := parseRequest(q, g)
 	if err != nil {
 		s.refuse(w, badRequest, http.StatusBadRequest, err.Error())
 		return
@@ -205,7 +231,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		h.Set("Dpcap-Frames", strconv.FormatUint(st.sent, 10))
 		h.Set("Dpcap-Lost", strconv.FormatUint(st.lost, 10))
 	}
-	attrs := []any{"token", g.Name, "remote", r.RemoteAddr, "reason", why, "frames", st.sent, "lost", st.lost}
+	attrs := []any{"token", g.Name, "remote", r.RemoteAddr, "reason", why, "frames", st.sent, "lost", v.lostTotal()}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

@@ -3,6 +3,7 @@ package live
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,7 +36,9 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 		cfg.WriteTimeout = 5 * time.Second
 	}
 	cfg.Tokens = loadTokens(t)
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s := NewServer(cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -123,6 +126,11 @@ func TestRefusals(t *testing.T) {
 		{"GET", "filter=" + strings.Repeat("ip+or+", 700) + "ip", nocToken, 400, "filter of 4202 bytes: at most 4096"},
 		{"GET", "port=vm-1", vm2Token, 403, `port "vm-1" is not among the ports of token tenant-2`},
 		{"GET", "port=vm-2,pf0", vm2Token, 403, `port "pf0" is not among the ports of token tenant-2`},
+		// A part of the query that does not parse is refused, not left
+		// out: without it the viewer would get another stream than it
+		// asked for (every frame for a filter, every port for a port).
+		{"GET", "port=vm-1&count=1&filter=icmp;x", nocToken, 400, `invalid query: invalid semicolon separator in query`},
+		{"GET", "port=vm-1&count=1&filter=udp%zz", nocToken, 400, `invalid query: invalid URL escape "%zz"`},
 	}
 	for _, tt := range tests {
 		resp := get(t, tt.method, base+"/v1/stream?"+tt.query, tt.token)
@@ -137,8 +145,30 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 	st := &s.hub.stats
-	if got := [...]uint64{st.requests[unauthorized].Load(), st.requests[badRequest].Load(), st.requests[forbidden].Load(), st.requests[streamed].Load()}; got != [...]uint64{2, 6, 2, 0} {
+	if got := [...]uint64{st.requests[unauthorized].Load(), st.requests[badRequest].Load(), st.requests[forbidden].Load(), st.requests[streamed].Load()}; got != [...]uint64{2, 8, 2, 0} {
 		t.Errorf("unauthorized, bad_request, forbidden, streamed: %v", got)
+	}
+}
+
+// TestRequestBody: a request carrying a body is answered at once and its
+// connection closed, however slowly the body comes: nothing reads it.
+func TestRequestBody(t *testing.T) {
+	_, base := startServer(t, Config{})
+	for _, req := range []string{
+		"GET /v1/ports HTTP/1.1\r\nHost: sinkd\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\nab",
+		"GET /v1/stream HTTP/1.1\r\nHost: sinkd\r\nAuthorization: Bearer " + nocToken + "\r\nContent-Length: 1000\r\n\r\nab",
+	} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, req)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 400 ") {
+			t.Errorf("%.40q: %q, %v; want 400 and the connection closed", req, got, err)
+		}
 	}
 }
 
@@ -264,7 +294,9 @@ func TestStopEndsStreams(t *testing.T) {
 // its frames are lost for it, counted, and its stream ends once a write
 // has blocked for WriteTimeout.
 func TestSlowClient(t *testing.T) {
-	s, base := startServer(t, Config{Queue: 256 << 10, WriteTimeout: 300 * time.Millisecond})
+	left := make(chan uint64, 1)
+	logger := slog.New(leftHandler{left})
+	s, base := startServer(t, Config{Queue: 256 << 10, WriteTimeout: 300 * time.Millisecond, Logger: logger})
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +313,29 @@ func TestSlowClient(t *testing.T) {
 	if s.hub.stats.lost.Load() == 0 {
 		t.Error("no frame counted lost")
 	}
+	// The log says what the viewer lost, though its stream could not
+	// say it (a tap may still count a few after it left).
+	if n := <-left; n == 0 || n > s.hub.stats.lost.Load() {
+		t.Errorf("the viewer left having lost %d frames, the hub counted %d", n, s.hub.stats.lost.Load())
+	}
+}
+
+// leftHandler hands on the frames lost of "live viewer left".
+type leftHandler struct{ lost chan<- uint64 }
+
+func (h leftHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h leftHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h leftHandler) WithGroup(string) slog.Handler            { return h }
+func (h leftHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "live viewer left" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "lost" {
+				h.lost <- a.Value.Uint64()
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // TestPorts: /v1/ports lists the port map's ports and the sources seen,

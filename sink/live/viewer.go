@@ -155,6 +155,18 @@ func (v *viewer) lostCounts(into map[sourceID]uint64) {
 	}
 }
 
+// lostTotal returns the frames lost for v, of every source: those its
+// stream told too, and those it could not tell (its writes blocked).
+func (v *viewer) lostTotal() uint64 {
+	var n uint64
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, k := range v.lost {
+		n += k
+	}
+	return n
+}
+
 // close ends the viewer once its queue is empty: sinkd stops.
 func (v *viewer) close() {
 	v.mu.Lock()

@@ -63,8 +63,9 @@ func (g Grant) Allows(port string) bool { return g.all || port != "" && g.ports[
 
 // Tokens are the tokens of a --live-tokens file. The file is read again
 // when it changes, so that a token can be added or revoked without a
-// restart; a file that no longer reads keeps the tokens read last. A nil
-// *Tokens lets everyone in: a loopback endpoint without tokens.
+// restart (a file left without tokens revokes them all); a file that no
+// longer reads keeps the tokens read last. A nil *Tokens lets everyone
+// in: a loopback endpoint without tokens.
 type Tokens struct {
 	path string
 	mu   sync.Mutex
@@ -90,6 +91,11 @@ func Load(path string) (*Tokens, error) {
 	t := &Tokens{path: path}
 	if err := t.load(); err != nil {
 		return nil, err
+	}
+	// At start a file without tokens is a mistake; read again, it is
+	// every token revoked.
+	if len(t.list) == 0 {
+		return nil, fmt.Errorf("tokens %s: no tokens", path)
 	}
 	return t, nil
 }
@@ -195,9 +201,6 @@ func parse(b []byte) ([]entry, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
-	}
-	if len(list) == 0 {
-		return nil, errors.New("no tokens")
 	}
 	return list, nil
 }

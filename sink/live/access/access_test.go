@@ -167,7 +167,13 @@ func TestReload(t *testing.T) {
 			t.Errorf("after a bad reading: %+v, %v", g, err)
 		}
 	}
-	want := []string{"|1", "tokens FILE: readable by every user (mode 0644): chmod o-r it|1"}
+	// A file left with no token revokes them all: it reads, and says
+	// that nobody may watch.
+	rewrite("# every token revoked\n", 0o600)
+	if _, err := toks.Authorize(request("Bearer " + tenantToken)); !errors.Is(err, ErrUnknownToken) {
+		t.Errorf("a token of a file emptied: %v", err)
+	}
+	want := []string{"|1", "tokens FILE: readable by every user (mode 0644): chmod o-r it|1", "|0"}
 	if strings.Join(reports, "\n") != strings.Join(want, "\n") {
 		t.Errorf("reports:\n%s\nwant:\n%s", strings.Join(reports, "\n"), strings.Join(want, "\n"))
 	}

@@ -63,15 +63,25 @@ func NewSink(rawURL string, a Auth) (*Sink, error) {
 		rawURL = "https://" + rawURL
 	}
 	u, err := url.Parse(rawURL)
-	switch {
-	case err != nil:
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// Without the URL, which may hold a token.
+		err = ue.Err
+	}
+	if err != nil {
 		return nil, fmt.Errorf("invalid sink URL: %w", err)
+	}
+	// Messages show the URL without its user information: a token put
+	// there by habit is not said back (Redacted keeps a user name).
+	shown := *u
+	shown.User = nil
+	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("invalid sink URL %q: want https://HOST:PORT", u.Redacted())
+		return nil, fmt.Errorf("invalid sink URL %q: want https://HOST:PORT", shown.String())
 	case u.Host == "":
-		return nil, fmt.Errorf("invalid sink URL %q: no host", u.Redacted())
+		return nil, fmt.Errorf("invalid sink URL %q: no host", shown.String())
 	case u.User != nil:
-		return nil, fmt.Errorf("invalid sink URL %q: credentials go in a token file, not the URL", u.Redacted())
+		return nil, fmt.Errorf("invalid sink URL %q: credentials go in a token file, not the URL", shown.String())
 	}
 	token, err := a.token()
 	if err != nil {

@@ -367,6 +367,10 @@ func TestNewSink(t *testing.T) {
 		{url: "http://sink-1:9311", tokenFile: tf, want: "refusing to send the token in clear text to sink-1:9311"},
 		{url: "http://sink-1:9311"},
 		{url: "https://u:pw@sink-1:9311", want: "credentials go in a token file"},
+		// A token put in the URL by habit is not said back.
+		{url: "https://" + testToken + "@sink-1:9311", want: `invalid sink URL "https://sink-1:9311": credentials go in a token file`},
+		{url: "ftp://" + testToken + "@sink-1", want: `invalid sink URL "ftp://sink-1": want https://HOST:PORT`},
+		{url: "https://" + testToken + " @sink-1:9311", want: "invalid sink URL: net/url: invalid userinfo"},
 		{url: "ftp://sink-1", want: "want https://HOST:PORT"},
 		{url: "https://sink-1", tokenFile: "/nonexistent", want: "read token: open /nonexistent"},
 	} {
