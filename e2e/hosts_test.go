@@ -179,7 +179,7 @@ func TestManyHypervisors(t *testing.T) {
 // namespace, finds tap-vm2 on hv-2 and starts there only; it reads the
 // VM's frames from a sinkd of its own on the operator's address towards
 // hv-2, writes exactly a run of what the VM sent, stops hv-2's capture
-// at --for, and leaves no mirror on either host. With a dead host among
+// at --for or -c, and leaves no mirror on either host. With a dead host among
 // them, it is named and nothing is started.
 func TestManyHypervisorsCapture(t *testing.T) {
 	r := newRack(t)
@@ -220,6 +220,19 @@ func TestManyHypervisorsCapture(t *testing.T) {
 	}
 	if out, code := r.run(r.mtls, "status", "--hosts", r.hostsFile); code != 0 || strings.Count(out, "not active") != 2 {
 		t.Errorf("status after the capture: exit %d\n%s", code, out)
+	}
+
+	// Ended by -c long before its deadline: the command stops hv-2's
+	// capture itself.
+	stopVM = numbered(t, vm, t.TempDir())
+	defer stopVM()
+	capture[len(capture)-1] = "1m"
+	out, code = r.run(r.mtls, append(capture, "-c", "20", "-w", filepath.Join(dir, "c.pcapng"))...)
+	if code != 0 || !strings.Contains(out, "-c 20: [2001:db8:2::2]:9312: capture stopped\n") || !strings.Contains(out, "20 frames written") {
+		t.Errorf("capture -c 20: exit %d\n%s", code, out)
+	}
+	if n := tcxPrograms(t, r.hv2, "tap-vm2"); n != 0 {
+		t.Errorf("%d programs left on hv-2's tap-vm2 after -c", n)
 	}
 	if log1 := r.d1.stderr.String(); strings.Contains(log1, "start asked") {
 		t.Errorf("hv-1 was asked to start:\n%s", log1)
