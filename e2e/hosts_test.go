@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpcap/dpcap/control/hosts"
 	"github.com/dpcap/dpcap/internal/testkit"
@@ -25,6 +26,51 @@ func hypervisor(t *testing.T, ns *testkit.NetNS, addr, tap string, certs testkit
 		"--listen-tls", addr, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--client-ca", certs.CA})
 }
 
+// The rack's two hypervisors' dpcap serve (--listen-tls).
+const (
+	rackHV1 = "https://[2001:db8:1::2]:9312"
+	rackHV2 = "https://[2001:db8:2::2]:9312"
+)
+
+// rack is two dpcap serve in two hypervisor namespaces, hv-1 with VM port
+// tap-vm1 and hv-2 with tap-vm2, reached over mutual TLS from an
+// operator's namespace, ops (2001:db8:1::1 towards hv-1 ::2, 2001:db8:2::1
+// towards hv-2 ::2); hostsFile lists both.
+type rack struct {
+	ops, hv1, hv2 *testkit.NetNS
+	d1, d2        *dpcapd
+	certs         testkit.Certs
+	cert, key     string // operator-1's client certificate
+	hostsFile     string
+	mtls          []string // the environment that gives cert, key and CA
+}
+
+func newRack(t *testing.T) *rack {
+	t.Helper()
+	r := &rack{ops: testkit.NewNetNS(t), hv1: testkit.NewNetNS(t), hv2: testkit.NewNetNS(t)}
+	testkit.Link(t, r.ops, r.hv1, 1500, 1)
+	testkit.Link(t, r.ops, r.hv2, 1500, 2)
+	r.certs = testkit.NewCerts(t, "2001:db8:1::2", "2001:db8:2::2")
+	r.d1 = hypervisor(t, r.hv1, "[2001:db8:1::2]:9312", "tap-vm1", r.certs)
+	r.d2 = hypervisor(t, r.hv2, "[2001:db8:2::2]:9312", "tap-vm2", r.certs)
+	r.cert, r.key = r.certs.ClientCert(t, "operator-1")
+	r.hostsFile = filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(r.hostsFile, []byte("# the rack's hypervisors\n"+rackHV1+"  # hv-1\n\n"+rackHV2+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.mtls = []string{"DPCAP_CERT=" + r.cert, "DPCAP_KEY=" + r.key, "DPCAP_CA=" + r.certs.CA}
+	return r
+}
+
+// run runs dpcap in the operator's namespace with env added (the
+// certificate, say) and returns its output, both streams, and exit code.
+func (r *rack) run(env []string, args ...string) (string, int) {
+	cmd := r.ops.Cmd(bin("dpcap"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, _ := cmd.CombinedOutput()
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
 // TestManyHypervisors: two dpcap serve in two hypervisor namespaces, each
 // with its own VM port, reached over mutual TLS from an operator's
 // namespace. dpcap start --hosts finds the port on the right one and
@@ -33,28 +79,9 @@ func hypervisor(t *testing.T, ns *testkit.NetNS, addr, tap string, certs testkit
 // named and makes the exit status 1; a client without a certificate the
 // hosts' CA signed is refused.
 func TestManyHypervisors(t *testing.T) {
-	ops, hv1, hv2 := testkit.NewNetNS(t), testkit.NewNetNS(t), testkit.NewNetNS(t)
-	testkit.Link(t, ops, hv1, 1500, 1) // ops 2001:db8:1::1, hv-1 ::2
-	testkit.Link(t, ops, hv2, 1500, 2) // ops 2001:db8:2::1, hv-2 ::2
-	certs := testkit.NewCerts(t, "2001:db8:1::2", "2001:db8:2::2")
-	d1 := hypervisor(t, hv1, "[2001:db8:1::2]:9312", "tap-vm1", certs)
-	d2 := hypervisor(t, hv2, "[2001:db8:2::2]:9312", "tap-vm2", certs)
-	cert, key := certs.ClientCert(t, "operator-1")
-	hv1URL, hv2URL, deadURL := "https://[2001:db8:1::2]:9312", "https://[2001:db8:2::2]:9312", "https://[2001:db8:1::2]:9399"
-	hostsFile := filepath.Join(t.TempDir(), "hosts")
-	if err := os.WriteFile(hostsFile, []byte("# the rack's hypervisors\n"+hv1URL+"  # hv-1\n\n"+hv2URL+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// run runs dpcap in the operator's namespace, its certificate given
-	// by the environment.
-	run := func(env []string, args ...string) (string, int) {
-		t.Helper()
-		cmd := ops.Cmd(bin("dpcap"), args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, _ := cmd.CombinedOutput()
-		return string(out), cmd.ProcessState.ExitCode()
-	}
-	mtls := []string{"DPCAP_CERT=" + cert, "DPCAP_KEY=" + key, "DPCAP_CA=" + certs.CA}
+	r := newRack(t)
+	hv1, hv2, certs, d1, d2, cert, key, hostsFile, mtls, run := r.hv1, r.hv2, r.certs, r.d1, r.d2, r.cert, r.key, r.hostsFile, r.mtls, r.run
+	hv1URL, hv2URL, deadURL := rackHV1, rackHV2, "https://[2001:db8:1::2]:9399"
 	statusOf := func(args ...string) ([]hosts.Status, int, string) {
 		t.Helper()
 		out, code := run(mtls, append([]string{"status", "-o", "json"}, args...)...)
@@ -145,5 +172,69 @@ func TestManyHypervisors(t *testing.T) {
 	if strings.Contains(log1, "start asked") || strings.Count(log2, `msg="start asked" client="CN=operator-1"`) != 1 ||
 		!strings.Contains(log2, `msg="stop asked" client="CN=operator-1"`) || strings.Contains(log1+log2, "intruder") {
 		t.Errorf("logs:\nhv-1:\n%s\nhv-2:\n%s", log1, log2)
+	}
+}
+
+// TestManyHypervisorsCapture: dpcap capture --hosts, from the operator's
+// namespace, finds tap-vm2 on hv-2 and starts there only; it reads the
+// VM's frames from a sinkd of its own on the operator's address towards
+// hv-2, writes exactly a run of what the VM sent, stops hv-2's capture
+// at --for or -c, and leaves no mirror on either host. With a dead host among
+// them, it is named and nothing is started.
+func TestManyHypervisorsCapture(t *testing.T) {
+	r := newRack(t)
+	// hv-2's VM: tap-vm2's peer, moved into a namespace of its own as vm0.
+	vm := testkit.NewNetNS(t)
+	r.hv2.Run(t, "ip", "link", "set", "tap-vm2-vm", "netns", vm.Name)
+	vm.Run(t, "ip", "link", "set", "tap-vm2-vm", "name", "vm0")
+	vm.Run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "vm0")
+	vm.Run(t, "ip", "link", "set", "vm0", "up")
+	r.hv2.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "tap-vm2")
+	capture := []string{"capture", "--hosts", r.hostsFile, "--vf", "tap-vm2", "--sink-node-ip", "2001:db8:2::1", "--udp-dst-port", "3010", "--for", "3s"}
+
+	out, code := r.run(r.mtls, append(capture, "--host", "https://[2001:db8:1::2]:9399", "-w", filepath.Join(t.TempDir(), "none.pcapng"))...)
+	if code != 1 || !strings.Contains(out, "[2001:db8:1::2]:9399: ") || !strings.Contains(out, "nothing was started") {
+		t.Errorf("capture with a dead host: exit %d\n%s", code, out)
+	}
+
+	dir := t.TempDir()
+	stopVM := numbered(t, vm, dir)
+	file := filepath.Join(dir, "out.pcapng")
+	begin := time.Now()
+	out, code = r.run(r.mtls, append(capture, "-w", file)...)
+	took := time.Since(begin)
+	sent := stopVM()
+	t.Logf("dpcap capture --hosts (%v):\n%s", took.Round(time.Millisecond), out)
+	if code != 0 || !strings.Contains(out, " on [2001:db8:2::2]:9312 of tap-vm2 started") ||
+		!strings.Contains(out, "its deadline: [2001:db8:2::2]:9312: ") || !strings.Contains(out, "tap-vm2: ") {
+		t.Fatalf("capture: exit %d\n%s", code, out)
+	}
+	if took < 3*time.Second || took > 20*time.Second {
+		t.Errorf("capture --for 3s took %v", took)
+	}
+	if got := checkSentRun(t, file, sent); len(got) < 50 {
+		t.Errorf("%d numbered frames written in 3 s of about 100 a second", len(got))
+	}
+	if n1, n2 := tcxPrograms(t, r.hv1, "tap-vm1"), tcxPrograms(t, r.hv2, "tap-vm2"); n1 != 0 || n2 != 0 {
+		t.Errorf("programs left: hv-1's tap-vm1 %d, hv-2's tap-vm2 %d", n1, n2)
+	}
+	if out, code := r.run(r.mtls, "status", "--hosts", r.hostsFile); code != 0 || strings.Count(out, "not active") != 2 {
+		t.Errorf("status after the capture: exit %d\n%s", code, out)
+	}
+
+	// Ended by -c long before its deadline: the command stops hv-2's
+	// capture itself.
+	stopVM = numbered(t, vm, t.TempDir())
+	defer stopVM()
+	capture[len(capture)-1] = "1m"
+	out, code = r.run(r.mtls, append(capture, "-c", "20", "-w", filepath.Join(dir, "c.pcapng"))...)
+	if code != 0 || !strings.Contains(out, "-c 20: [2001:db8:2::2]:9312: capture stopped\n") || !strings.Contains(out, "20 frames written") {
+		t.Errorf("capture -c 20: exit %d\n%s", code, out)
+	}
+	if n := tcxPrograms(t, r.hv2, "tap-vm2"); n != 0 {
+		t.Errorf("%d programs left on hv-2's tap-vm2 after -c", n)
+	}
+	if log1 := r.d1.stderr.String(); strings.Contains(log1, "start asked") {
+		t.Errorf("hv-1 was asked to start:\n%s", log1)
 	}
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dpcap/dpcap/control"
+	"github.com/dpcap/dpcap/control/hosts"
 	"github.com/dpcap/dpcap/flowprog"
 	"github.com/dpcap/dpcap/internal/termtext"
 	"github.com/dpcap/dpcap/sink/live/client"
@@ -83,7 +85,12 @@ Flags:
   --token-file F      --sink's bearer token, alone in file F (default:
                       $DPCAP_LIVE_TOKEN, else the file $DPCAP_LIVE_TOKEN_FILE)
   --ca F              the CA certificates (PEM) to trust for --sink's
-                      (default: $DPCAP_LIVE_CA, else the system's)
+                      (default: $DPCAP_LIVE_CA, else the system's) and
+                      --host's (default: $DPCAP_CA, else the system's)
+  --host URL, --hosts FILE, --cert F, --key F, --timeout D
+                      start and stop the capture on the dpcap serves of
+                      other hosts, where its ports are, as dpcap start does
+                      (see its --help); the summary's NIC counts are theirs
   -q                  no packet counter
   --socket PATH       dpcap serve's socket (default /run/dpcap/dpcap.sock)
 `
@@ -93,6 +100,7 @@ type captureFlags struct {
 	start  control.StartRequest
 	view   watchFlags
 	socket string
+	hosts  *hosts.Set // nil: the local socket's dpcap serve
 }
 
 // parseCapture parses dpcap capture's arguments: flags anywhere, the
@@ -104,8 +112,17 @@ func parseCapture(args []string, stdoutTTY bool) (captureFlags, error) {
 	viewerFlags(fs, &f.view)
 	fs.StringVar(&f.view.sink, "sink", "", "")
 	fs.StringVar(&f.socket, "socket", defaultSocket, "")
+	hf := addHostFlags(fs)
 	words, err := parseWords(fs, args)
 	if err != nil {
+		return f, err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "ca" {
+			hf.ca = f.view.auth.CA
+		}
+	})
+	if f.hosts, err = hf.set(fs); err != nil {
 		return f, err
 	}
 	f.view.req.Filter = strings.Join(words, " ")
@@ -116,7 +133,7 @@ func parseCapture(args []string, stdoutTTY bool) (captureFlags, error) {
 	switch {
 	case len(f.view.req.Ports) == 0:
 		return f, errors.New("no port: give --vf NAMES or --pf 0")
-	case f.view.sink == "" && (f.view.auth.TokenFile != "" || f.view.auth.CA != ""):
+	case f.view.sink == "" && (f.view.auth.TokenFile != "" || (f.view.auth.CA != "" && f.hosts == nil)):
 		return f, errors.New("--token-file and --ca are for --sink: the sinkd this command runs without it needs neither")
 	}
 	if err := oneDeadline(f.start); err != nil {
@@ -206,13 +223,16 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 		return context.Cause(sigCtx)
 	}
 
-	daemon := control.NewClient(f.socket)
-	st, err := daemon.Start(sigCtx, f.start)
+	var daemon captureDaemons = &socketDaemon{c: control.NewClient(f.socket)}
+	if f.hosts != nil {
+		daemon = &hostDaemons{all: f.hosts}
+	}
+	st, err := daemon.start(sigCtx, f.start)
 	if err != nil {
 		endWatch()
 		<-watched
 		out.keep(0)
-		return asUsage(err)
+		return err
 	}
 	logf("capture %s of %s started%s", st.ID, strings.Join(f.view.req.Ports, ", "), until(st.Deadline))
 	if local != nil {
@@ -245,14 +265,10 @@ func runCapture(args []string, stdout, stderr io.Writer) error {
 				why = fmt.Sprintf("-c %d", f.view.req.Count)
 			}
 		case <-poll.C:
-			// The NIC's counters, kept while the capture is ours: the
-			// daemon forgets them when it stops it.
-			if now, err := daemon.Status(context.Background()); err == nil && now.ID == st.ID && now.Active {
-				last = now
-			}
+			daemon.refresh(&last)
 		}
 	}
-	stopped, serr := stopOurs(daemon, st.ID, &last)
+	stopped, serr := daemon.stop(&last)
 	if !ended {
 		drain(prog)
 		endWatch()

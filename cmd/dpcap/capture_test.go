@@ -5,6 +5,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/dpcap/dpcap/internal/testkit"
 )
 
 func TestParseCapture(t *testing.T) {
@@ -34,5 +36,14 @@ func TestParseCapture(t *testing.T) {
 	}
 	if _, err := parseCapture(strings.Fields(need+"--vf vm-1"), true); err == nil || !strings.Contains(err.Error(), "no output") {
 		t.Errorf("no -w on a terminal: %v", err)
+	}
+	// With hosts, --ca is theirs too: taken without --sink.
+	ca := testkit.NewCerts(t, "hv-1").CA
+	f, err := parseCapture(strings.Fields("--vf vm-1 --sink-node-ip ::1 --udp-dst-port 1 -w x --host https://hv-1:9312 --ca "+ca), false)
+	if err != nil || f.hosts == nil || f.view.sink != "" {
+		t.Errorf("--host with --ca: hosts %v, sink %q, %v", f.hosts, f.view.sink, err)
+	}
+	if f, err := parseCapture(strings.Fields(need+"--vf vm-1 -w x"), false); err != nil || f.hosts != nil {
+		t.Errorf("without host flags: hosts %v, %v", f.hosts, err)
 	}
 }

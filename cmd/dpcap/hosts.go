@@ -51,7 +51,11 @@ func addHostFlags(fs *flag.FlagSet) *hostFlags {
 	fs.StringVar(&h.file, "hosts", "", "")
 	fs.StringVar(&h.cert, "cert", os.Getenv("DPCAP_CERT"), "")
 	fs.StringVar(&h.key, "key", os.Getenv("DPCAP_KEY"), "")
-	fs.StringVar(&h.ca, "ca", os.Getenv("DPCAP_CA"), "")
+	// dpcap capture's --ca (its sink's) is the hosts' too: it sets h.ca.
+	h.ca = os.Getenv("DPCAP_CA")
+	if fs.Lookup("ca") == nil {
+		fs.StringVar(&h.ca, "ca", h.ca, "")
+	}
 	fs.DurationVar(&h.timeout, "timeout", 10*time.Second, "")
 	return h
 }

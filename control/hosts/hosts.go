@@ -80,6 +80,20 @@ func New(urls []string, cfg *tls.Config, timeout time.Duration) (*Set, error) {
 	return s, nil
 }
 
+// Only returns the hosts of s whose URLs (Status.Host's) are in urls, in
+// s's order, reached as s reaches them: the hosts a capture started on,
+// which alone its stop must touch.
+func (s *Set) Only(urls []string) *Set {
+	o := &Set{timeout: s.timeout}
+	for i, u := range s.urls {
+		if slices.Contains(urls, u) {
+			o.urls = append(o.urls, u)
+			o.clients = append(o.clients, s.clients[i])
+		}
+	}
+	return o
+}
+
 // Name is how output names a host: its URL's host and port.
 func Name(u string) string { return strings.TrimPrefix(u, "https://") }
 

@@ -238,3 +238,16 @@ func TestHostsAnswerInParallel(t *testing.T) {
 		t.Errorf("took %v with a timeout of %v: the hosts were not asked at once", took, timeout)
 	}
 }
+
+// TestOnly: the subset keeps the set's order, clients and timeout, and
+// leaves out what the set does not hold.
+func TestOnly(t *testing.T) {
+	s, err := New([]string{"https://a:1", "https://b:1", "https://c:1"}, nil, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Only([]string{"https://c:1", "https://a:1", "https://z:1"})
+	if !slices.Equal(o.urls, []string{"https://a:1", "https://c:1"}) || o.clients[0] != s.clients[0] || o.clients[1] != s.clients[2] || o.timeout != s.timeout {
+		t.Errorf("Only: urls %q, timeout %v", o.urls, o.timeout)
+	}
+}
