@@ -237,20 +237,10 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 	}
 	got := filepath.Join(dir, "got.pcapng")
 	tshark := l.hv.Cmd("tshark", "-i", fifo, "-c", "6", "-w", got)
-	tsharkErr := &syncBuffer{}
-	tshark.Stderr = tsharkErr
-	if err := tshark.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	tsharkErr := startCmd(t, tshark)
 	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live", "--fifo", fifo,
 		"--extcap-capture-filter", "udp", "--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA, "--port", "vm-1")
-	captureErr := &syncBuffer{}
-	capture.Stderr = captureErr
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { capture.Process.Kill(); capture.Wait() })
+	captureErr := startCmd(t, capture)
 	d.waitMetric(t, "sinkd_live_viewers", 1)
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "2")
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
@@ -273,12 +263,7 @@ func TestWiresharkRemoteLiveView(t *testing.T) {
 	viaTshark := filepath.Join(dir, "via-tshark.pcapng")
 	tshark = l.hv.Cmd("tshark", "-i", "dpcap-live-vm-1", "-f", "udp", "-c", "6", "-w", viaTshark)
 	tshark.Env = append(os.Environ(), "DPCAP_LIVE_URL="+l.base, "DPCAP_LIVE_TOKEN_FILE="+l.tokenFile, "DPCAP_LIVE_CA="+l.certs.CA)
-	tsharkErr = &syncBuffer{}
-	tshark.Stderr = tsharkErr
-	if err := tshark.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	tsharkErr = startCmd(t, tshark)
 	d.waitMetric(t, "sinkd_live_viewers", 1)
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
 	if code := waitExit(t, tshark, tsharkErr); code != 0 {
@@ -373,20 +358,10 @@ func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tshark := l.hv.Cmd("tshark", "-i", fifo, "-c", "114", "-w", got)
-	tsharkErr := &syncBuffer{}
-	tshark.Stderr = tsharkErr
-	if err := tshark.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tshark.Process.Kill(); tshark.Wait() })
+	tsharkErr := startCmd(t, tshark)
 	capture := l.hv.Cmd(bin("dpcap"), "--capture", "--extcap-interface", "dpcap-live-vm-1", "--fifo", fifo,
 		"--url", l.base, "--token-file", l.tokenFile, "--ca", l.certs.CA, "--log-file", logFile)
-	captureErr := &syncBuffer{}
-	capture.Stderr = captureErr
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { capture.Process.Kill(); capture.Wait() })
+	captureErr := startCmd(t, capture)
 	d.waitMetric(t, "sinkd_live_viewers", 1)
 	replay(t, l.hv, "[2001:db8:1::2]:3010", vmTraffic, "--tag", "1")
 	d.waitMetric(t, "sinkd_live_frames_sent_total", 74)
@@ -407,4 +382,17 @@ func TestWiresharkRemoteViewAcrossARestart(t *testing.T) {
 	if err != nil || !strings.Contains(string(log), "dpcap: sink went away: the stream broke off") || !strings.Contains(string(log), "dpcap: reconnected\n") {
 		t.Errorf("the extcap's log: %v\n%s", err, log)
 	}
+}
+
+// startCmd starts cmd, its standard error into the buffer it returns,
+// and kills it at the test's end if it is still running.
+func startCmd(t *testing.T, cmd *exec.Cmd) *syncBuffer {
+	t.Helper()
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return stderr
 }
