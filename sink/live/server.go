@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpcap/dpcap/capture"
@@ -64,6 +65,10 @@ type Server struct {
 	ln    net.Listener
 	slots chan struct{} // one per viewer connected
 	done  chan struct{} // closed when Serve returns
+	// refusedAt is when a refused token was last logged, and quiet how
+	// many were not logged since.
+	refusedAt atomic.Int64
+	quiet     atomic.Uint64
 }
 
 // NewServer returns a server of cfg; it listens from Start.
@@ -157,6 +162,18 @@ func (s *Server) refuse(w http.ResponseWriter, r result, status int, msg string)
 	fmt.Fprintln(w, strings.ReplaceAll(msg, "\n", " "))
 }
 
+// logRefused logs a request without a valid token, at most once a
+// second with the number left unlogged before it: anyone who reaches the
+// port can send them, and sinkd_live_requests_total counts every one.
+func (s *Server) logRefused(r *http.Request, err error) {
+	now, last := time.Now().UnixNano(), s.refusedAt.Load()
+	if now-last < int64(time.Second) || !s.refusedAt.CompareAndSwap(last, now) {
+		s.quiet.Add(1)
+		return
+	}
+	s.cfg.Logger.Info("live viewer refused", "remote", r.RemoteAddr, "err", err, "unlogged_before", s.quiet.Swap(0))
+}
+
 // authorize checks r's method and token; it answers r when it fails.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (access.Grant, bool) {
 	if r.Method != http.MethodGet {
@@ -168,7 +185,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (access.Grant
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sinkd"`)
 		s.refuse(w, unauthorized, http.StatusUnauthorized, err.Error())
-		s.cfg.Logger.Info("live viewer refused", "remote", r.RemoteAddr, "err", err)
+		s.logRefused(r, err)
 		return access.Grant{}, false
 	}
 	return g, true

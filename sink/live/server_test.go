@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,4 +389,48 @@ func TestRequestHeadBound(t *testing.T) {
 			t.Errorf("a header of %d bytes: %v %v, want %d", tt.pad, resp, err, tt.status)
 		}
 	}
+}
+
+// TestRefusedLoggedOncePerSecond: a flood of requests without a valid
+// token, which anyone reaching the port can send, logs one line a second,
+// saying how many it left out, while /metrics counts every one.
+func TestRefusedLoggedOncePerSecond(t *testing.T) {
+	var log strings.Builder
+	var mu sync.Mutex
+	s, base := startServer(t, Config{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))})
+	for range 50 {
+		resp := get(t, "GET", base+"/v1/stream", "not-a-token-of-the-file")
+		resp.Body.Close()
+	}
+	if n := s.hub.stats.requests[unauthorized].Load(); n != 50 {
+		t.Errorf("%d refusals counted, want 50", n)
+	}
+	mu.Lock()
+	lines := strings.Count(log.String(), "live viewer refused")
+	mu.Unlock()
+	// 50 requests take well under a second here; two lines allow for a
+	// second's boundary on a loaded machine.
+	if lines < 1 || lines > 2 {
+		t.Errorf("%d lines logged for 50 refusals:\n%s", lines, log.String())
+	}
+	time.Sleep(time.Second) // the next second's first refusal: not a synchronisation
+	resp := get(t, "GET", base+"/v1/stream", "")
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(log.String(), "unlogged_before=") || strings.Count(log.String(), "live viewer refused") != lines+1 {
+		t.Errorf("after a second:\n%s", log.String())
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
