@@ -107,10 +107,7 @@ FUZZERS := FuzzDecode:./decap FuzzDecodePayload:./decap FuzzReader:./capture/pca
            FuzzAdd:./decap/reassembly FuzzStartRequest:./control FuzzPortMap:./control
 
 fuzz:
-	@for f in $(FUZZERS); do \
-		echo "fuzz $${f%%:*} ($(FUZZTIME))"; \
-		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$${f%%:*}$$" -fuzztime $(FUZZTIME) $${f#*:} || exit 1; \
-	done
+	GO=$(GO) TAGS=$(TAGS) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZERS)
 
 test: test-deps lint unit e2e fuzz
 
